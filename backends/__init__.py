@@ -1,0 +1,1 @@
+"""Backends: BACKENDS maps a name to "module:Class", imported lazily."""

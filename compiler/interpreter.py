@@ -1,0 +1,157 @@
+"""The reference interpreter: one NumPy implementation per op, the oracle for every backend.
+
+``interpret(graph, *inputs)`` runs a graph. Float ops compute in float32 (matmuls through
+BLAS); integer ops compute exactly (see ``compiler.numerics``) and wrap to their stated
+accumulator type. ``observe`` is called with every node and its outputs, which is how the
+divergence finder and calibration look inside a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from compiler import numerics
+from compiler.errors import InputError, TapeoutError, VerifyError
+from compiler.ir.graph import Graph, Node
+from compiler.ir.ops import OPS
+from compiler.ir.types import NUMPY_DTYPES, TensorType, is_int
+
+log = logging.getLogger(__name__)
+
+Impl = Callable[["Context", Node, list[np.ndarray]], list[np.ndarray]]
+IMPLS: dict[str, Impl] = {}
+
+
+class Context:
+    """What an op implementation may need besides its operands: constants and counters."""
+
+    def __init__(self, graph: Graph, count_saturation: bool = False):
+        self.graph = graph
+        self.saturation: dict[str, numerics.SaturationCounter] | None = (
+            {} if count_saturation else None
+        )
+
+    def counter(self, node: Node) -> numerics.SaturationCounter | None:
+        if self.saturation is None:
+            return None
+        return self.saturation.setdefault(node.outputs[0].name, numerics.SaturationCounter())
+
+
+def impl(*ops: str) -> Callable[[Impl], Impl]:
+    def register(fn: Impl) -> Impl:
+        for op in ops:
+            IMPLS[op] = fn
+        return fn
+
+    return register
+
+
+def _one(fn: Callable[..., np.ndarray]) -> Impl:
+    """Adapt ``fn(*arrays, **attrs) -> array`` to the implementation signature."""
+
+    def run(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+        return [fn(*xs, **node.attrs)]
+
+    return run
+
+
+def check_inputs(graph: Graph, inputs: Sequence[Any]) -> list[np.ndarray]:
+    """Convert and check user inputs against the graph's input types; InputError if wrong."""
+    if len(inputs) != len(graph.inputs):
+        raise InputError(
+            f"graph @{graph.name} takes {len(graph.inputs)} input(s) "
+            f"({', '.join('%' + v.name for v in graph.inputs)}), got {len(inputs)}"
+        )
+    arrays: list[np.ndarray] = []
+    symbols: dict[str, int] = {}
+    for value, x in zip(graph.inputs, inputs, strict=True):
+        arr = np.asarray(x)
+        t = value.type
+        if arr.ndim != t.rank:
+            raise InputError(
+                f"input %{value.name} expects {t}, got an array of shape {list(arr.shape)}"
+            )
+        for want, got in zip(t.shape, arr.shape, strict=True):
+            if isinstance(want, str):
+                if symbols.setdefault(want, got) != got:
+                    raise InputError(
+                        f"input %{value.name}: dimension {want} is {got} here but "
+                        f"{symbols[want]} in an earlier input"
+                    )
+            elif want != got:
+                raise InputError(f"input %{value.name} expects {t}, got shape {list(arr.shape)}")
+        want_dt = NUMPY_DTYPES[t.dtype]
+        if arr.dtype != want_dt:
+            same_kind = (
+                np.issubdtype(arr.dtype, np.floating) and np.issubdtype(want_dt, np.floating)
+            ) or (np.issubdtype(arr.dtype, np.integer) and np.issubdtype(want_dt, np.integer))
+            if not same_kind:
+                raise InputError(f"input %{value.name} expects dtype {t.dtype}, got {arr.dtype}")
+            arr = arr.astype(want_dt)
+        arrays.append(arr)
+    return arrays
+
+
+def interpret(
+    graph: Graph,
+    *inputs: Any,
+    observe: Callable[[Node, list[np.ndarray]], None] | None = None,
+    count_saturation: bool = False,
+    context: Context | None = None,
+) -> list[np.ndarray]:
+    """Run ``graph`` on ``inputs`` (NumPy arrays); returns the list of output arrays."""
+    ctx = context or Context(graph, count_saturation)
+    env: dict[int, np.ndarray] = {}
+    for value, arr in zip(graph.inputs, check_inputs(graph, inputs), strict=True):
+        env[id(value)] = arr
+    missing = sorted({n.op for n in graph.nodes if n.op not in IMPLS})
+    if missing:
+        raise VerifyError(f"the interpreter has no implementation of {missing}")
+    for node in graph.nodes:
+        try:
+            args = [env[id(v)] for v in node.inputs]
+        except KeyError:
+            raise VerifyError(f"{node.where()}: an operand is used before it is defined") from None
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                outs = IMPLS[node.op](ctx, node, args)
+        except TapeoutError:
+            raise
+        except Exception as e:  # a NumPy failure inside an op: say which node
+            raise VerifyError(f"{node.where()}: interpreter failed: {type(e).__name__}: {e}") from e
+        for value, arr in zip(node.outputs, outs, strict=True):
+            env[id(value)] = _as_type(arr, value.type)
+        if observe is not None:
+            observe(node, [env[id(v)] for v in node.outputs])
+    return [env[id(v)] for v in graph.outputs]
+
+
+def _as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:
+    arr = np.asarray(arr)
+    want = NUMPY_DTYPES[t.dtype]
+    if arr.dtype != want:
+        arr = arr.astype(want)
+    if t.dtype == "bf16":
+        bits = arr.astype(np.float32).view(np.uint32)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000  # round to nearest even
+        arr = rounded.astype(np.uint32).view(np.float32)
+    return arr
+
+
+def implemented_ops() -> set[str]:
+    return set(IMPLS)
+
+
+def unimplemented_ops() -> set[str]:
+    return set(OPS) - set(IMPLS)
+
+
+def is_integer_node(node: Node) -> bool:
+    return bool(node.inputs) and is_int(node.inputs[0].dtype)
+
+
+from compiler import interpreter_ops, interpreter_nn  # noqa: E402,F401  (fill IMPLS)

@@ -1,0 +1,301 @@
+"""Interpreter table, part 1: elementwise, reductions, data movement and quantization ops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compiler import numerics
+from compiler.interpreter import IMPLS, Context, _one, impl
+from compiler.ir.graph import Node
+from compiler.ir.types import NUMPY_DTYPES, is_int
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function in float32 (SciPy's, evaluated in float64 for accuracy)."""
+    from scipy.special import erf as _erf
+
+    return _erf(np.asarray(x, dtype=np.float64)).astype(np.asarray(x).dtype)
+
+
+def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # Integer division truncates toward zero, as in C and ONNX (not NumPy's floor division).
+    q = np.abs(a) // np.where(b == 0, 1, np.abs(b))
+    return np.where((a < 0) ^ (b < 0), -q, q).astype(a.dtype)
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _int_div(a, b) if np.issubdtype(a.dtype, np.integer) else a / b
+
+
+def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.power(a, b).astype(a.dtype)
+
+
+_BINARY = {
+    "math.add": np.add,
+    "math.sub": np.subtract,
+    "math.mul": np.multiply,
+    "math.div": _div,
+    "math.pow": _pow,
+    "math.maximum": np.maximum,
+    "math.minimum": np.minimum,
+    "math.mod": np.fmod,
+    "math.equal": np.equal,
+    "math.less": np.less,
+    "math.greater": np.greater,
+    "math.less_equal": np.less_equal,
+    "math.greater_equal": np.greater_equal,
+    "math.and": np.logical_and,
+    "math.or": np.logical_or,
+    "math.xor": np.logical_xor,
+}
+for _name, _fn in _BINARY.items():
+    IMPLS[_name] = _one(lambda a, b, _f=_fn: _f(a, b))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # Split by sign so that exp never overflows.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    if approximate == "tanh":
+        c = np.float32(math.sqrt(2 / math.pi))
+        return (0.5 * x * (1 + np.tanh(c * (x + np.float32(0.044715) * x**3)))).astype(x.dtype)
+    return (0.5 * x * (1 + erf(x / np.float32(math.sqrt(2))))).astype(x.dtype)
+
+
+def relu6(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0, 6).astype(x.dtype)
+
+
+def hardswish(x: np.ndarray) -> np.ndarray:
+    return (x * np.clip(x + 3, 0, 6) / 6).astype(x.dtype)
+
+
+def clip(x: np.ndarray, min: float | None = None, max: float | None = None) -> np.ndarray:
+    lo = -np.inf if min is None else min
+    hi = np.inf if max is None else max
+    return np.clip(x, lo, hi).astype(x.dtype)
+
+
+def leaky_relu(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
+    return np.where(x >= 0, x, x * np.float32(alpha)).astype(x.dtype)
+
+
+_UNARY = {
+    "math.neg": np.negative,
+    "math.abs": np.abs,
+    "math.exp": np.exp,
+    "math.log": np.log,
+    "math.sqrt": np.sqrt,
+    "math.rsqrt": lambda x: 1 / np.sqrt(x),
+    "math.reciprocal": lambda x: 1 / x,
+    "math.erf": erf,
+    "math.tanh": np.tanh,
+    "math.sin": np.sin,
+    "math.cos": np.cos,
+    "math.not": np.logical_not,
+    "nn.relu": lambda x: np.maximum(x, 0).astype(x.dtype),
+    "nn.relu6": relu6,
+    "nn.sigmoid": _sigmoid,
+    "nn.hardswish": hardswish,
+    "nn.silu": lambda x: x * _sigmoid(x),
+    "tensor.identity": lambda x: x,
+}
+for _name, _fn in _UNARY.items():
+    IMPLS[_name] = _one(lambda x, _f=_fn: _f(x))
+
+IMPLS["nn.leaky_relu"] = _one(leaky_relu)
+IMPLS["nn.hardsigmoid"] = _one(
+    lambda x, alpha, beta: np.clip(x * np.float32(alpha) + np.float32(beta), 0, 1).astype(x.dtype)
+)
+IMPLS["nn.gelu"] = _one(gelu)
+IMPLS["nn.clip"] = _one(clip)
+IMPLS["nn.dropout"] = _one(lambda x, p=0.0: x)  # inference: dropout is the identity
+IMPLS["tensor.where"] = _one(lambda c, x, y: np.where(c, x, y))
+
+
+@impl("tensor.cast")
+def _cast(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    to = node.attrs["to"]
+    x = xs[0]
+    if is_int(to) and np.issubdtype(x.dtype, np.floating):
+        x = np.trunc(np.nan_to_num(x))  # float -> int truncates toward zero (C, ONNX)
+        lo, hi = numerics.int_range(to)
+        return [np.clip(x, lo, hi).astype(NUMPY_DTYPES[to])]
+    return [x.astype(NUMPY_DTYPES[to])]
+
+
+def _axes(axes: list[int] | None) -> tuple[int, ...] | None:
+    return None if axes is None else tuple(axes)
+
+
+_REDUCE = {
+    "math.reduce_mean": np.mean,
+    "math.reduce_sum": np.sum,
+    "math.reduce_max": np.max,
+    "math.reduce_min": np.min,
+    "math.reduce_prod": np.prod,
+}
+for _name, _fn in _REDUCE.items():
+    IMPLS[_name] = _one(
+        lambda x, axes=None, keepdims=False, _f=_fn: np.asarray(
+            _f(x, axis=_axes(axes), keepdims=keepdims)
+        ).astype(x.dtype)
+    )
+IMPLS["math.argmax"] = _one(
+    lambda x, axis=-1, keepdims=False: np.argmax(x, axis=axis, keepdims=keepdims).astype(np.int64)
+)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(x - m)
+    return (e / np.sum(e, axis=axis, keepdims=True)).astype(x.dtype)
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    m = np.max(x, axis=axis, keepdims=True)
+    s = x - m
+    return (s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))).astype(x.dtype)
+
+
+IMPLS["nn.softmax"] = _one(softmax)
+IMPLS["nn.log_softmax"] = _one(log_softmax)
+
+
+# ---- data movement --------------------------------------------------------------------------
+@impl("tensor.reshape")
+def _reshape(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    out_shape = node.outputs[0].type.shape
+    target = [d if isinstance(d, int) else -1 for d in out_shape]
+    if sum(1 for d in target if d == -1) > 1:  # several symbolic dims: use the attribute
+        target = [d if isinstance(d, int) else -1 for d in node.attrs["shape"]]
+    return [xs[0].reshape(target)]
+
+
+IMPLS["tensor.flatten"] = _one(
+    lambda x, axis=1: x.reshape((int(np.prod(x.shape[:axis], dtype=np.int64)), -1))
+)
+IMPLS["tensor.transpose"] = _one(lambda x, perm: np.transpose(x, perm))
+IMPLS["tensor.squeeze"] = _one(lambda x, axes: np.squeeze(x, axis=tuple(axes)))
+IMPLS["tensor.expand"] = _one(
+    lambda x, shape: np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape))).copy()
+)
+IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis))
+
+
+@impl("tensor.unsqueeze")
+def _unsqueeze(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    rank = x.ndim + len(node.attrs["axes"])
+    for a in sorted(a % rank for a in node.attrs["axes"]):
+        x = np.expand_dims(x, a)
+    return [x]
+
+
+@impl("tensor.concat")
+def _concat(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.concatenate(xs, axis=node.attrs["axis"])]
+
+
+@impl("tensor.split")
+def _split(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    bounds = np.cumsum(node.attrs["sizes"])[:-1]
+    return list(np.split(xs[0], bounds, axis=node.attrs["axis"]))
+
+
+@impl("tensor.slice")
+def _slice(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a = node.attrs
+    axes = a.get("axes") if a.get("axes") is not None else list(range(len(a["starts"])))
+    steps = a.get("steps") or [1] * len(axes)
+    index = [slice(None)] * xs[0].ndim
+    for ax, s, e, st in zip(axes, a["starts"], a["ends"], steps, strict=True):
+        index[ax] = slice(s, e, st)
+    return [xs[0][tuple(index)]]
+
+
+@impl("tensor.pad")
+def _pad(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, pads, mode = xs[0], node.attrs["pads"], node.attrs.get("mode", "constant")
+    n = x.ndim
+    width = [(pads[i], pads[n + i]) for i in range(n)]
+    if mode == "constant":
+        return [
+            np.pad(
+                x,
+                width,
+                mode="constant",
+                constant_values=np.asarray(node.attrs.get("value", 0.0)).astype(x.dtype),
+            )
+        ]
+    return [np.pad(x, width, mode={"reflect": "reflect", "edge": "edge"}[mode])]
+
+
+IMPLS["tensor.shape"] = _one(lambda x: np.asarray(x.shape, dtype=np.int64))
+
+
+@impl("tensor.range")
+def _range(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a = node.attrs
+    return [
+        np.arange(a.get("start", 0), a["limit"], a.get("delta", 1)).astype(
+            NUMPY_DTYPES[a.get("dtype", "i64")]
+        )
+    ]
+
+
+@impl("const")
+def _const(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    from compiler.errors import VerifyError
+
+    data = ctx.graph.constants.get(node.attrs["ref"])
+    if data is None:
+        raise VerifyError(f"{node.where()}: constant @{node.attrs['ref']} has no data")
+    return [data]
+
+
+# ---- quantization ---------------------------------------------------------------------------
+@impl("q.quantize")
+def _quantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    qp = node.outputs[0].type.quant
+    if qp is None:
+        from compiler.errors import VerifyError
+
+        raise VerifyError(f"{node.where()}: quantize output has no scale")
+    return [
+        numerics.quantize(
+            xs[0],
+            qp.scale_array(),
+            qp.zero_point_array(),
+            node.attrs["dtype"],
+            qp.axis,
+            ctx.counter(node),
+        )
+    ]
+
+
+@impl("q.dequantize")
+def _dequantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    qp = node.inputs[0].type.quant
+    assert qp is not None  # the verifier guarantees it
+    return [numerics.dequantize(xs[0], qp.scale_array(), qp.zero_point_array(), qp.axis)]
+
+
+@impl("q.requantize")
+def _requantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a = node.attrs
+    qp = node.outputs[0].type.quant
+    zp = qp.zero_point_array() if qp is not None else 0
+    mult = np.asarray(a["multiplier"], dtype=np.int64)
+    shift = np.asarray(a["shift"], dtype=np.int64)
+    axis = a.get("axis")
+    if mult.size == 1:
+        mult, shift, axis = mult.reshape(()), shift.reshape(()), axis if np.size(zp) > 1 else None
+    return [numerics.requantize(xs[0], mult, shift, zp, a["dtype"], axis, ctx.counter(node))]

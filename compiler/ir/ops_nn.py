@@ -1,0 +1,298 @@
+"""Op table, part 2: convolutions, dense/matmul, pooling, resize, attention, quantization.
+
+Convolution and dense take a fused activation (``act`` with ``act_args``) and an optional
+``residual`` operand added before the activation, so that fusion passes have a form to
+produce: ``nn.conv2d(%x, %w, %b, %skip) {act="relu"}`` is ``relu(conv(x) + b + skip)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from compiler.errors import ShapeError
+from compiler.ir.ops import (
+    REQUIRED,
+    _float,
+    _op,
+    broadcast_shapes,
+    conv_out_dim,
+    norm_axis,
+)
+from compiler.ir.types import Dim, TensorType, is_float, is_int
+
+#: Activations that conv/dense can carry fused, with the meaning of ``act_args``.
+FUSED_ACTIVATIONS: dict[str, str] = {
+    "none": "",
+    "relu": "",
+    "relu6": "",
+    "clip": "act_args=[min, max]",
+    "leaky_relu": "act_args=[alpha]",
+    "sigmoid": "",
+    "silu": "",
+    "gelu": "",
+    "gelu_tanh": "",
+    "hardswish": "",
+    "tanh": "",
+}
+
+_CONV_ATTRS = {
+    "strides": None,
+    "pads": None,
+    "dilations": None,
+    "groups": 1,
+    "act": "none",
+    "act_args": [],
+    "acc": None,
+}
+
+
+def _check_act(attrs: dict[str, Any]) -> None:
+    if attrs["act"] not in FUSED_ACTIVATIONS:
+        raise ShapeError(
+            f"unknown fused activation {attrs['act']!r}; expected one of "
+            f"{sorted(FUSED_ACTIVATIONS)}"
+        )
+
+
+def _out_dtype(x: TensorType, w: TensorType, attrs: dict[str, Any]) -> str:
+    """Float ops keep their dtype; integer ops produce their accumulator dtype."""
+    if is_float(x.dtype):
+        if x.dtype != w.dtype:
+            raise ShapeError(f"input dtype {x.dtype} differs from weight dtype {w.dtype}")
+        return x.dtype
+    if not is_int(w.dtype):
+        raise ShapeError(f"integer input {x.dtype} with non-integer weight {w.dtype}")
+    return attrs["acc"] or "i32"
+
+
+def spatial_params(attrs: dict[str, Any], n: int) -> tuple[list[int], list[int], list[int]]:
+    """(strides, pads as [begin..., end...], dilations) with defaults filled in."""
+    strides = list(attrs.get("strides") or [1] * n)
+    pads = list(attrs.get("pads") or [0] * (2 * n))
+    dilations = list(attrs.get("dilations") or [1] * n)
+    if len(strides) != n or len(pads) != 2 * n or len(dilations) != n:
+        raise ShapeError(
+            f"strides/pads/dilations {strides}/{pads}/{dilations} do not fit {n} spatial dims"
+        )
+    return strides, pads, dilations
+
+
+def _conv(n: int):
+    def infer(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+        x, w = types[0], types[1]
+        if x.rank != n + 2 or w.rank != n + 2:
+            raise ShapeError(
+                f"conv{n}d wants rank-{n + 2} input and weight, got {x.shape}, {w.shape}"
+            )
+        _check_act(attrs)
+        groups = attrs["groups"]
+        cin = x.shape[1]
+        if isinstance(cin, int) and cin != w.shape[1] * groups:
+            raise ShapeError(
+                f"input has {cin} channels, weight expects {w.shape[1]} x {groups} groups"
+            )
+        if isinstance(w.shape[0], int) and w.shape[0] % groups:
+            raise ShapeError(f"{w.shape[0]} output channels not divisible by {groups} groups")
+        strides, pads, dil = spatial_params(attrs, n)
+        spatial = [
+            conv_out_dim(x.shape[2 + i], w.shape[2 + i], strides[i], pads[i], pads[n + i], dil[i])
+            for i in range(n)
+        ]
+        out = TensorType(_out_dtype(x, w, attrs), (x.shape[0], w.shape[0], *spatial))
+        if len(types) > 2 and tuple(types[2].shape) != (w.shape[0],):
+            raise ShapeError(f"bias shape {types[2].shape} != ({w.shape[0]},)")
+        if len(types) > 3:
+            broadcast_shapes(out.shape, types[3].shape)
+        return [out]
+
+    return infer
+
+
+_op("nn.conv1d", "x w b? residual?", _CONV_ATTRS, tags="conv")(_conv(1))
+_op(
+    "nn.conv2d",
+    "x w b? residual?",
+    _CONV_ATTRS,
+    tags="conv",
+    doc="2-D convolution, NCHW input, OIHW weight, pads [top, left, bottom, right].",
+)(_conv(2))
+
+
+@_op(
+    "nn.conv_transpose2d",
+    "x w b?",
+    {"strides": None, "pads": None, "dilations": None, "output_padding": [0, 0], "groups": 1},
+)
+def _conv_transpose2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Transposed 2-D convolution; weight is [Cin, Cout/groups, KH, KW]."""
+    x, w = types[0], types[1]
+    _float(x)
+    strides, pads, dil = spatial_params(attrs, 2)
+    op = attrs["output_padding"]
+    spatial: list[Dim] = []
+    for i in range(2):
+        size = x.shape[2 + i]
+        if isinstance(size, str):
+            spatial.append(f"{size}'")
+            continue
+        spatial.append(
+            (size - 1) * strides[i]
+            - pads[i]
+            - pads[2 + i]
+            + dil[i] * (w.shape[2 + i] - 1)
+            + op[i]
+            + 1
+        )
+    return [TensorType(x.dtype, (x.shape[0], w.shape[1] * attrs["groups"], *spatial))]
+
+
+@_op("nn.dense", "x w b? residual?", {"act": "none", "act_args": [], "acc": None}, tags="dense")
+def _dense(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """``x @ w.T + b`` over the last axis of x; w is [out_features, in_features]."""
+    x, w = types[0], types[1]
+    _check_act(attrs)
+    if w.rank != 2 or x.rank < 1:
+        raise ShapeError(f"dense wants weight [N, K] and input [..., K], got {x.shape}, {w.shape}")
+    if isinstance(x.shape[-1], int) and x.shape[-1] != w.shape[1]:
+        raise ShapeError(f"input features {x.shape[-1]} != weight in_features {w.shape[1]}")
+    out = TensorType(_out_dtype(x, w, attrs), (*x.shape[:-1], w.shape[0]))
+    if len(types) > 2 and tuple(types[2].shape) != (w.shape[0],):
+        raise ShapeError(f"bias shape {types[2].shape} != ({w.shape[0]},)")
+    return [out]
+
+
+@_op("nn.matmul", "a b", {"acc": None})
+def _matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """NumPy ``matmul``: batched, with broadcast batch dimensions."""
+    a, b = types
+    if a.rank < 2 or b.rank < 2:
+        raise ShapeError(f"matmul wants rank >= 2 operands, got {a.shape} and {b.shape}")
+    k1, k2 = a.shape[-1], b.shape[-2]
+    if isinstance(k1, int) and isinstance(k2, int) and k1 != k2:
+        raise ShapeError(f"matmul inner dimensions differ: {a.shape} @ {b.shape}")
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    return [TensorType(_out_dtype(a, b, attrs), (*batch, a.shape[-2], b.shape[-1]))]
+
+
+def _pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x = types[0]
+    if x.rank != 4:
+        raise ShapeError(f"2-D pooling wants NCHW input, got {x.shape}")
+    k = list(attrs["kernel"])
+    strides, pads, dil = spatial_params({**attrs, "strides": attrs["strides"] or k}, 2)
+    spatial = [
+        conv_out_dim(
+            x.shape[2 + i], k[i], strides[i], pads[i], pads[2 + i], dil[i], attrs["ceil_mode"]
+        )
+        for i in range(2)
+    ]
+    return [TensorType(x.dtype, (x.shape[0], x.shape[1], *spatial), x.quant)]
+
+
+_op(
+    "nn.max_pool2d",
+    "x",
+    {"kernel": REQUIRED, "strides": None, "pads": None, "dilations": None, "ceil_mode": False},
+    tags="pool",
+)(_pool)
+_op(
+    "nn.avg_pool2d",
+    "x",
+    {
+        "kernel": REQUIRED,
+        "strides": None,
+        "pads": None,
+        "ceil_mode": False,
+        "count_include_pad": True,
+    },
+    tags="pool",
+)(_pool)
+
+
+def _global_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    x = types[0]
+    if x.rank < 3:
+        raise ShapeError(f"global pooling wants [N, C, ...] input, got {x.shape}")
+    return [TensorType(x.dtype, (x.shape[0], x.shape[1]) + (1,) * (x.rank - 2), x.quant)]
+
+
+_op("nn.global_avg_pool", "x", tags="pool")(_global_pool)
+_op("nn.global_max_pool", "x", tags="pool")(_global_pool)
+
+
+@_op("nn.adaptive_avg_pool2d", "x", {"output_size": REQUIRED}, tags="pool")
+def _adaptive_avg_pool2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """PyTorch's adaptive average pooling to ``output_size`` [OH, OW]."""
+    x = types[0]
+    _float(x)
+    oh, ow = attrs["output_size"]
+    return [TensorType(x.dtype, (x.shape[0], x.shape[1], oh, ow))]
+
+
+@_op("nn.resize", "x", {"scales": REQUIRED, "mode": "nearest"})
+def _resize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Nearest resize, one scale per dimension: ``out[i] = in[floor(i / scale)]``."""
+    x = types[0]
+    if attrs["mode"] != "nearest":
+        raise ShapeError(f"resize mode {attrs['mode']!r} is not supported (only nearest)")
+    scales = attrs["scales"]
+    if len(scales) != x.rank:
+        raise ShapeError(f"{len(scales)} resize scales for rank {x.rank}")
+    shape = tuple(
+        d if s == 1 else (int(d * s) if isinstance(d, int) else f"{d}'")
+        for d, s in zip(x.shape, scales, strict=True)
+    )
+    return [TensorType(x.dtype, shape, x.quant)]
+
+
+@_op("nn.attention", "q k v mask?", {"scale": None, "causal": False})
+def _attention(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """``softmax(q @ k^T * scale + mask) @ v``; scale defaults to 1/sqrt(head dim).
+
+    q: [..., L, D], k: [..., S, D], v: [..., S, Dv]. A bool mask keeps positions where it is
+    true; a float mask is added. ``causal`` masks positions j > i.
+    """
+    q, k, v = types[0], types[1], types[2]
+    for t in (q, k, v):
+        _float(t)
+    if q.rank < 2 or k.rank != q.rank or v.rank != q.rank:
+        raise ShapeError(f"attention operands must share rank >= 2: {q.shape} {k.shape} {v.shape}")
+    batch = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    return [TensorType(q.dtype, (*batch, q.shape[-2], v.shape[-1]))]
+
+
+# ---- quantization ---------------------------------------------------------------------------
+@_op("q.quantize", "x", {"dtype": REQUIRED}, tags="quant")
+def _quantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Float to integer with the output type's scale and zero point (compiler.numerics)."""
+    _float(types[0])
+    if not is_int(attrs["dtype"]):
+        raise ShapeError(f"quantize target dtype must be integer, got {attrs['dtype']}")
+    return [TensorType(attrs["dtype"], types[0].shape)]
+
+
+@_op("q.dequantize", "x", {"dtype": "f32"}, tags="quant")
+def _dequantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Integer to float: ``(q - zero_point) * scale`` with the input type's parameters."""
+    if types[0].quant is None:
+        raise ShapeError(f"dequantize input {types[0]} has no quantization parameters")
+    return [TensorType(attrs["dtype"], types[0].shape)]
+
+
+@_op(
+    "q.requantize",
+    "x",
+    {"dtype": REQUIRED, "multiplier": REQUIRED, "shift": REQUIRED, "axis": None},
+    tags="quant",
+)
+def _requantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Integer accumulators to ``dtype`` by fixed-point ``multiplier``/``shift`` lists (one
+    entry, or one per channel along ``axis``); zero point from the output type."""
+    if not is_int(types[0].dtype):
+        raise ShapeError(f"requantize input must be integer, got {types[0].dtype}")
+    if len(attrs["multiplier"]) != len(attrs["shift"]):
+        raise ShapeError("requantize needs as many shifts as multipliers")
+    if attrs["axis"] is not None:
+        norm_axis(attrs["axis"], types[0].rank)
+    return [TensorType(attrs["dtype"], types[0].shape)]

@@ -1,0 +1,216 @@
+"""Integer arithmetic of quantized tensors, defined once and bit-exact.
+
+Every backend (HLS C++, TVM, ONNX QDQ export) is held to these definitions. NumPy only.
+
+Conventions, written down because hardware must reproduce them exactly:
+
+* ``quantize(x, scale, zp, dtype)`` = ``saturate(rint(x / scale) + zp)`` where ``x / scale`` is
+  computed in float32 and ``rint`` rounds half to even, as ONNX ``QuantizeLinear`` does, so an
+  exported QDQ graph quantizes identically.
+* ``dequantize(q, scale, zp)`` = ``(q - zp) * scale`` in float32.
+* ``requantize(acc, multiplier, shift, zp, dtype)``: the integer rescale that follows every
+  integer conv / dense / add. With a 64-bit product ``p = acc * multiplier``::
+
+      shift == 0:  r = p
+      shift >  0:  r = (p + (1 << (shift - 1))) >> shift      (arithmetic shift)
+      out = saturate(r + zp)
+
+  i.e. round half *up* (towards +inf), the rounding a single adder before a shifter gives in
+  hardware. A power-of-two real scale ``2^-k`` has ``multiplier = 1, shift = k``: no multiply,
+  no DSP. Any other real scale has a 31-bit multiplier in ``[2^30, 2^31)``.
+* Accumulators wrap modulo ``2^bits`` (two's complement). Summation modulo ``2^bits`` is
+  associative, so wrapping once at the end equals wrapping after every addition, in any order.
+* ``saturate`` clamps to the dtype's range; it reports how many elements it clamped, so that
+  saturation is never silent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Inclusive ranges of the integer dtypes, by IR dtype name.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "i4": (-8, 7),
+    "u4": (0, 15),
+    "i8": (-128, 127),
+    "u8": (0, 255),
+    "i16": (-32768, 32767),
+    "i32": (-(2**31), 2**31 - 1),
+    "i64": (-(2**63), 2**63 - 1),
+}
+
+#: NumPy storage type for each integer dtype (i4/u4 are stored unpacked in int8/uint8).
+INT_STORAGE: dict[str, type[np.integer]] = {
+    "i4": np.int8,
+    "u4": np.uint8,
+    "i8": np.int8,
+    "u8": np.uint8,
+    "i16": np.int16,
+    "i32": np.int32,
+    "i64": np.int64,
+}
+
+MAX_SHIFT = 62
+
+
+@dataclass
+class SaturationCounter:
+    """Counts elements clamped by ``saturate``; the interpreter keeps one per node."""
+
+    clipped: int = 0
+    total: int = 0
+
+    def add(self, clipped: int, total: int) -> None:
+        self.clipped += int(clipped)
+        self.total += int(total)
+
+    @property
+    def fraction(self) -> float:
+        return self.clipped / self.total if self.total else 0.0
+
+
+def int_range(dtype: str) -> tuple[int, int]:
+    """The inclusive (min, max) of integer dtype ``dtype``."""
+    try:
+        return INT_RANGES[dtype]
+    except KeyError:
+        raise ValueError(
+            f"{dtype!r} is not an integer dtype; expected one of {sorted(INT_RANGES)}"
+        ) from None
+
+
+def saturate(x: np.ndarray, dtype: str, counter: SaturationCounter | None = None) -> np.ndarray:
+    """Clamp integer array ``x`` to ``dtype``'s range and cast it to its storage type."""
+    lo, hi = int_range(dtype)
+    x = np.asarray(x)
+    if counter is not None:
+        counter.add(np.count_nonzero((x < lo) | (x > hi)), x.size)
+    return np.clip(x, lo, hi).astype(INT_STORAGE[dtype])
+
+
+def wrap(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Two's-complement wrap of integer array ``x`` to ``dtype`` (accumulator overflow)."""
+    lo, hi = int_range(dtype)
+    bits = int(round(math.log2(hi - lo + 1)))
+    x64 = np.asarray(x, dtype=np.int64)
+    if bits >= 64:
+        return x64
+    mask = (1 << bits) - 1
+    u = x64 & mask
+    signed = lo < 0
+    out = np.where(signed & (u > hi), u - (1 << bits), u) if signed else u
+    return out.astype(INT_STORAGE[dtype])
+
+
+def _broadcast_param(p: np.ndarray | float | int, ndim: int, axis: int | None) -> np.ndarray:
+    """Shape a per-tensor or per-channel parameter to broadcast against an ``ndim`` tensor."""
+    arr = np.asarray(p)
+    if arr.ndim == 0 or axis is None:
+        return arr.reshape(()) if arr.size == 1 else arr
+    shape = [1] * ndim
+    shape[axis % ndim] = arr.size
+    return arr.reshape(shape)
+
+
+def quantize(
+    x: np.ndarray,
+    scale: np.ndarray | float,
+    zero_point: np.ndarray | int,
+    dtype: str,
+    axis: int | None = None,
+    counter: SaturationCounter | None = None,
+) -> np.ndarray:
+    """``saturate(rint(x / scale) + zero_point)``, division in float32, half to even."""
+    x = np.asarray(x, dtype=np.float32)
+    s = _broadcast_param(np.asarray(scale, dtype=np.float32), x.ndim, axis)
+    zp = _broadcast_param(np.asarray(zero_point, dtype=np.int64), x.ndim, axis)
+    q = np.rint(x / s).astype(np.int64) + zp
+    return saturate(q, dtype, counter)
+
+
+def dequantize(
+    q: np.ndarray,
+    scale: np.ndarray | float,
+    zero_point: np.ndarray | int,
+    axis: int | None = None,
+) -> np.ndarray:
+    """``(q - zero_point) * scale`` in float32."""
+    q = np.asarray(q)
+    s = _broadcast_param(np.asarray(scale, dtype=np.float32), q.ndim, axis)
+    zp = _broadcast_param(np.asarray(zero_point, dtype=np.int64), q.ndim, axis)
+    return ((q.astype(np.int64) - zp).astype(np.float32) * s).astype(np.float32)
+
+
+def is_power_of_two(scale: float) -> bool:
+    """True if ``scale`` is exactly ``2^k`` for an integer ``k``."""
+    if not (scale > 0 and math.isfinite(scale)):
+        return False
+    mantissa, _ = math.frexp(scale)
+    return mantissa == 0.5
+
+
+def quantize_multiplier(real_scale: float) -> tuple[int, int]:
+    """Fixed-point ``(multiplier, shift)`` with ``multiplier / 2^shift ~= real_scale``.
+
+    Powers of two are exact: ``2^-k -> (1, k)`` and ``2^k -> (2^k, 0)``. Other scales get a
+    31-bit multiplier in ``[2^30, 2^31)``. Raises ValueError for a scale that is not positive
+    and finite, or one too large to represent (``>= 2^31``).
+    """
+    if not (real_scale > 0 and math.isfinite(real_scale)):
+        raise ValueError(f"requantize scale must be positive and finite, got {real_scale!r}")
+    mantissa, exponent = math.frexp(
+        real_scale
+    )  # real = mantissa * 2^exponent, mantissa in [0.5, 1)
+    if mantissa == 0.5:
+        k = exponent - 1
+        if k >= 0:
+            if k > 30:
+                raise ValueError(f"requantize scale {real_scale!r} is too large")
+            return 1 << k, 0
+        if -k > MAX_SHIFT:
+            return 0, 0  # smaller than one LSB of any int32 product: everything rounds to 0
+        return 1, -k
+    multiplier = int(round(mantissa * (1 << 31)))
+    if multiplier == 1 << 31:
+        multiplier //= 2
+        exponent += 1
+    shift = 31 - exponent
+    if shift < 0:
+        raise ValueError(f"requantize scale {real_scale!r} is too large")
+    while shift > MAX_SHIFT:
+        multiplier = (multiplier + 1) >> 1
+        shift -= 1
+    return multiplier, shift
+
+
+def requantize(
+    acc: np.ndarray,
+    multiplier: np.ndarray | int,
+    shift: np.ndarray | int,
+    zero_point: np.ndarray | int,
+    dtype: str,
+    axis: int | None = None,
+    counter: SaturationCounter | None = None,
+) -> np.ndarray:
+    """Rescale integer accumulators to ``dtype``; see the module docstring for the formula."""
+    acc64 = np.asarray(acc).astype(np.int64)
+    m = _broadcast_param(np.asarray(multiplier, dtype=np.int64), acc64.ndim, axis)
+    s = _broadcast_param(np.asarray(shift, dtype=np.int64), acc64.ndim, axis)
+    zp = _broadcast_param(np.asarray(zero_point, dtype=np.int64), acc64.ndim, axis)
+    if np.any(s < 0) or np.any(s > MAX_SHIFT):
+        raise ValueError(f"requantize shift must be in [0, {MAX_SHIFT}]")
+    product = acc64 * m
+    rounding = np.where(s > 0, np.left_shift(np.int64(1), np.maximum(s - 1, 0)), 0)
+    r = np.right_shift(product + rounding, s)
+    return saturate(r + zp, dtype, counter)
+
+
+def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
+    """``round_half_up(x / 2^shift)`` on integers; a left shift when ``shift`` is negative."""
+    x64 = np.asarray(x).astype(np.int64)
+    if shift <= 0:
+        return np.left_shift(x64, -shift)
+    return np.right_shift(x64 + (1 << (shift - 1)), shift)

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Set up .venv, compile the bundled digits CNN for the cpu and fpga targets, print the reports.
+#
+#   bash scripts/demo.sh                     # the bundled model
+#   bash scripts/demo.sh path/to/model.onnx  # or MODEL=path/to/model.onnx bash scripts/demo.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+MODEL="${1:-${MODEL:-compiler/data/digits_cnn.onnx}}"
+
+bash scripts/setup_env.sh
+export VIRTUAL_ENV="$ROOT/.venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+
+if [[ ! -f "$MODEL" ]]; then
+    echo "demo.sh: model not found: $MODEL" >&2
+    exit 1
+fi
+
+for target in cpu fpga; do
+    out="build/demo-$target"
+    echo
+    echo "== tapeout compile $MODEL --target $target -o $out"
+    rm -rf "$out"   # the demo's own output: start clean so a rerun shows this run's result
+    tapeout compile "$MODEL" --target "$target" -o "$out"
+    for report in "$out"/report.md "$out"/report.txt; do
+        if [[ -f "$report" ]]; then
+            echo
+            echo "-- $report"
+            cat "$report"
+        fi
+    done
+done
+
+echo
+echo "demo.sh: artifacts in build/demo-cpu and build/demo-fpga"

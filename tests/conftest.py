@@ -1,0 +1,66 @@
+"""Shared pytest setup: toolchain-dependent skips, Hypothesis profiles, a seeded generator.
+
+Tests marked ``gpu`` need TensorRT and a CUDA device; tests marked ``tvm`` need apache-tvm.
+Where those are missing the tests skip and say why, so the CI machine (2 cores, no GPU) runs
+everything else. The toolchain probes are lazy and run once, only if such tests were collected.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+# Hypothesis' default 200 ms deadline fails tests on a busy 2-core CI machine for timing, not
+# correctness. In CI (CI=true) examples are also derandomized, so a red run reproduces exactly.
+settings.register_profile("tapeout", deadline=None, print_blob=True)
+settings.register_profile("ci", parent=settings.get_profile("tapeout"), derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "tapeout")
+
+
+@functools.cache
+def _import_error(module: str) -> str | None:
+    """Why ``module`` cannot be imported, or None if it can."""
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # an ImportError, or a broken native library raising anything
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+@functools.cache
+def _gpu_skip_reason() -> str | None:
+    if (error := _import_error("tensorrt")) is not None:
+        return f"needs TensorRT (pip install 'tapeout[tensorrt]'); import tensorrt failed: {error}"
+    if (error := _import_error("torch")) is not None:
+        return f"needs torch to find a CUDA device; import torch failed: {error}"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "needs a CUDA GPU; torch.cuda.is_available() is False"
+    return None
+
+
+@functools.cache
+def _tvm_skip_reason() -> str | None:
+    if (error := _import_error("tvm")) is not None:
+        return f"needs apache-tvm (pip install 'tapeout[tvm]'); import tvm failed: {error}"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("gpu") is not None and (reason := _gpu_skip_reason()):
+            item.add_marker(pytest.mark.skip(reason=reason))
+        if item.get_closest_marker("tvm") is not None and (reason := _tvm_skip_reason()):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A NumPy generator seeded with 0: every test sees the same "random" data on every run."""
+    return np.random.default_rng(0)
