@@ -1,0 +1,14 @@
+"""tapeout: a hardware-aware neural-network compiler.
+
+    import compiler
+    art = compiler.compile(model, target="fpga", example_inputs=(x,), calibration_data=data)
+    art.run(x_np); print(art.graph); print(art.report()); art.save("build/")
+
+Importing ``compiler`` loads no toolchain (torch, onnx, tvm, tensorrt are imported lazily).
+"""
+
+from compiler.api import compile, import_model, list_targets, load
+from compiler.interpreter import interpret
+
+__all__ = ["compile", "import_model", "interpret", "list_targets", "load"]
+__version__ = "0.1.0"

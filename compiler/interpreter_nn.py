@@ -8,6 +8,7 @@ to the accumulator dtype (``acc``) as ``compiler.numerics.wrap`` defines.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -45,7 +46,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def apply_activation(y: np.ndarray, act: str, args: list[float]) -> np.ndarray:
     """The fused activation of conv/dense (see ``compiler.ir.ops_nn.FUSED_ACTIVATIONS``)."""
-    table = {
+    table: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "none": lambda v: v,
         "relu": lambda v: np.maximum(v, 0).astype(v.dtype),
         "relu6": relu6,
@@ -162,7 +163,7 @@ def _conv_transpose2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np
                     i * dil[0] : i * dil[0] + (h - 1) * strides[0] + 1 : strides[0],
                     j * dil[1] : j * dil[1] + (wd - 1) * strides[1] + 1 : strides[1],
                 ] += contrib[..., i, j]
-    oh, ow = out_t.shape[2], out_t.shape[3]
+    oh, ow = int(out_t.shape[2]), int(out_t.shape[3])
     y = full[:, :, pads[0] : pads[0] + oh, pads[1] : pads[1] + ow]
     if len(xs) > 2:
         y = y + xs[2].reshape(1, -1, 1, 1)
@@ -192,7 +193,7 @@ def _pool(ctx: Context, node: Node, xs: list[np.ndarray], reduce: str) -> np.nda
     a = node.attrs
     kernel = list(a["kernel"])
     strides, pads, dil = spatial_params({**a, "strides": a.get("strides") or kernel}, 2)
-    out_h, out_w = node.outputs[0].type.shape[2:]
+    out_h, out_w = (int(d) for d in node.outputs[0].type.shape[2:])
     # ceil_mode may need extra padding at the end so the last window exists.
     extra_h = max(
         0,
@@ -297,7 +298,7 @@ def _resize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x = xs[0]
     out_shape = node.outputs[0].type.shape
     index = []
-    for d, (size_in, size_out) in enumerate(zip(x.shape, out_shape, strict=True)):
+    for d, (size_in, size_out) in enumerate(zip(x.shape, [int(s) for s in out_shape], strict=True)):
         scale = node.attrs["scales"][d]
         src = np.minimum(np.floor(np.arange(size_out) / scale).astype(np.int64), size_in - 1)
         shape = [1] * x.ndim

@@ -116,7 +116,7 @@ IMPLS["nn.hardsigmoid"] = _one(
 IMPLS["nn.gelu"] = _one(gelu)
 IMPLS["nn.clip"] = _one(clip)
 IMPLS["nn.dropout"] = _one(lambda x, p=0.0: x)  # inference: dropout is the identity
-IMPLS["tensor.where"] = _one(lambda c, x, y: np.where(c, x, y))
+IMPLS["tensor.where"] = _one(lambda c, x, y: np.asarray(np.where(c, x, y)))
 
 
 @impl("tensor.cast")
@@ -148,7 +148,9 @@ for _name, _fn in _REDUCE.items():
         ).astype(x.dtype)
     )
 IMPLS["math.argmax"] = _one(
-    lambda x, axis=-1, keepdims=False: np.argmax(x, axis=axis, keepdims=keepdims).astype(np.int64)
+    lambda x, axis=-1, keepdims=False: np.asarray(
+        np.argmax(x, axis=axis, keepdims=keepdims), np.int64
+    )
 )
 
 
@@ -183,7 +185,7 @@ IMPLS["tensor.flatten"] = _one(
     lambda x, axis=1: x.reshape((int(np.prod(x.shape[:axis], dtype=np.int64)), -1))
 )
 IMPLS["tensor.transpose"] = _one(lambda x, perm: np.transpose(x, perm))
-IMPLS["tensor.squeeze"] = _one(lambda x, axes: np.squeeze(x, axis=tuple(axes)))
+IMPLS["tensor.squeeze"] = _one(lambda x, axes: np.asarray(np.squeeze(x, axis=tuple(axes))))
 IMPLS["tensor.expand"] = _one(
     lambda x, shape: np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape))).copy()
 )
@@ -213,8 +215,8 @@ def _split(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 @impl("tensor.slice")
 def _slice(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     a = node.attrs
-    axes = a.get("axes") if a.get("axes") is not None else list(range(len(a["starts"])))
-    steps = a.get("steps") or [1] * len(axes)
+    axes: list[int] = a["axes"] if a.get("axes") is not None else list(range(len(a["starts"])))
+    steps: list[int] = a.get("steps") or [1] * len(axes)
     index = [slice(None)] * xs[0].ndim
     for ax, s, e, st in zip(axes, a["starts"], a["ends"], steps, strict=True):
         index[ax] = slice(s, e, st)
@@ -235,7 +237,7 @@ def _pad(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
                 constant_values=np.asarray(node.attrs.get("value", 0.0)).astype(x.dtype),
             )
         ]
-    return [np.pad(x, width, mode={"reflect": "reflect", "edge": "edge"}[mode])]
+    return [np.pad(x, width, mode="reflect" if mode == "reflect" else "edge")]
 
 
 IMPLS["tensor.shape"] = _one(lambda x: np.asarray(x.shape, dtype=np.int64))

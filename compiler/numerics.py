@@ -87,7 +87,7 @@ def saturate(x: np.ndarray, dtype: str, counter: SaturationCounter | None = None
     lo, hi = int_range(dtype)
     x = np.asarray(x)
     if counter is not None:
-        counter.add(np.count_nonzero((x < lo) | (x > hi)), x.size)
+        counter.add(int(np.count_nonzero((x < lo) | (x > hi))), x.size)
     return np.clip(x, lo, hi).astype(INT_STORAGE[dtype])
 
 

@@ -67,7 +67,7 @@ class Value:
 class Node:
     """One op application: ``outputs = op(inputs) {attrs}``, with a source location."""
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "loc")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "dead")
 
     def __init__(
         self,
@@ -82,6 +82,7 @@ class Node:
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.outputs: list[Value] = list(outputs)
         self.loc = loc
+        self.dead = False  # set when the node is removed from its graph
 
     @property
     def output(self) -> Value:
@@ -262,6 +263,7 @@ class Graph:
             return False
         for index, v in enumerate(node.inputs):
             v.uses.remove((node, index))
+        node.dead = True
         for out in node.outputs:
             self._names.discard(out.name)
         if node.op == "const":

@@ -36,7 +36,7 @@ FUSED_ACTIVATIONS: dict[str, str] = {
     "tanh": "",
 }
 
-_CONV_ATTRS = {
+_CONV_ATTRS: dict[str, Any] = {
     "strides": None,
     "pads": None,
     "dilations": None,
@@ -96,7 +96,9 @@ def _conv(n: int):
             raise ShapeError(f"{w.shape[0]} output channels not divisible by {groups} groups")
         strides, pads, dil = spatial_params(attrs, n)
         spatial = [
-            conv_out_dim(x.shape[2 + i], w.shape[2 + i], strides[i], pads[i], pads[n + i], dil[i])
+            conv_out_dim(
+                x.shape[2 + i], int(w.shape[2 + i]), strides[i], pads[i], pads[n + i], dil[i]
+            )
             for i in range(n)
         ]
         out = TensorType(_out_dtype(x, w, attrs), (x.shape[0], w.shape[0], *spatial))
@@ -140,7 +142,7 @@ def _conv_transpose2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
             (size - 1) * strides[i]
             - pads[i]
             - pads[2 + i]
-            + dil[i] * (w.shape[2 + i] - 1)
+            + dil[i] * (int(w.shape[2 + i]) - 1)
             + op[i]
             + 1
         )

@@ -204,7 +204,7 @@ class TensorType:
     def numel(self) -> int:
         if not self.is_static:
             raise ValueError(f"shape {self.shape} is symbolic")
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(int(d) for d in self.shape)
 
     @property
     def np_dtype(self) -> np.dtype:

@@ -1,0 +1,41 @@
+"""The reference backend: the NumPy interpreter, packaged as an artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from compiler.backend import Artifact
+from compiler.errors import Unsupported
+from compiler.interpreter import IMPLS, interpret
+from compiler.ir.graph import Graph
+from compiler.report import layer_rows
+
+if TYPE_CHECKING:
+    from compiler.target import Target
+
+
+class ReferenceArtifact(Artifact):
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        return interpret(self.graph, *inputs)
+
+
+class ReferenceBackend:
+    name = "reference"
+
+    def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
+        return [Unsupported(n.op, n.loc or n.name, "no interpreter implementation")
+                for n in graph.nodes if n.op not in IMPLS]
+
+    def compile(self, graph: Graph, target: Target, out_dir: Path,
+                options: dict[str, Any]) -> Artifact:
+        rows = layer_rows(graph)
+        summary = {"macs": sum(r["macs"] for r in rows), "params": sum(r["params"] for r in rows)}
+        return ReferenceArtifact(graph, target, out_dir, rows, summary)
+
+    def load(self, path: Path, graph: Graph, target: Target,
+             manifest: dict[str, Any]) -> Artifact:
+        report = manifest.get("report", {})
+        return ReferenceArtifact(graph, target, path, report.get("layers"), report.get("summary"))

@@ -1,0 +1,304 @@
+"""The ``tapeout`` command line: compile, inspect, run, export, debug, targets.
+
+Exit codes: 0 success; 2 bad usage; 3 the model could not be read; 4 unsupported ops;
+5 backend or toolchain failure; 1 any other tapeout error. ``--json`` prints one JSON object
+on stdout (errors included: ``{"error": {"type": ..., "message": ...}}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler import errors
+
+EXIT_CODES: dict[type[BaseException], int] = {
+    errors.FrontendError: 3,
+    errors.ParseError: 3,
+    errors.UnsupportedOpsError: 4,
+    errors.BackendError: 5,
+    errors.TapeoutError: 1,
+}
+
+
+def _exit_code(e: BaseException) -> int:
+    for cls in type(e).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def _load_npz_or_npy(path: str) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise errors.InputError(f"input file {path} does not exist")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise errors.InputError(f"cannot read {path} as .npy/.npz: {e}") from None
+    if isinstance(data, np.ndarray):
+        return data
+    with data:
+        return {k: data[k] for k in data.files}
+
+
+def _inputs(paths: Sequence[str] | None) -> list[np.ndarray]:
+    arrays: list[np.ndarray] = []
+    for path in paths or []:
+        data = _load_npz_or_npy(path)
+        arrays.extend(data.values() if isinstance(data, dict) else [data])
+    return arrays
+
+
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    if args.json or args.quiet or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    status = console.status("starting")
+    status.start()
+
+    def say(stage: str) -> None:
+        if stage == "done":
+            status.stop()
+        else:
+            status.update(f"tapeout: {stage}")
+
+    return say
+
+
+def _print_after(args: argparse.Namespace) -> set[str] | str | None:
+    if getattr(args, "print_after_all", False):
+        return "all"
+    return set(args.print_after) if getattr(args, "print_after", None) else None
+
+
+def _printer(args: argparse.Namespace) -> Callable[[str], None]:
+    # IR dumps go to stderr under --json so that stdout stays one JSON object.
+    return (lambda s: print(s, file=sys.stderr)) if args.json else print
+
+
+def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
+    import compiler
+
+    options: dict[str, Any] = {}
+    if args.tune is not None:
+        options["tune"] = args.tune
+    if args.tune_minutes is not None:
+        options["tune_minutes"] = args.tune_minutes
+    if args.no_engine:
+        options["engine"] = False
+    for item in args.option or []:
+        key, _, value = item.partition("=")
+        options[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+    calib = _load_npz_or_npy(args.calib) if args.calib else None
+    example = _inputs(args.input) or None
+    art = compiler.compile(
+        args.model,
+        target=args.target,
+        example_inputs=example,
+        calibration_data=calib,
+        output_dir=args.output,
+        pipeline=args.pipeline,
+        precision=args.precision,
+        calibrator=args.calibrator,
+        verify_each=args.verify_each,
+        print_after=_print_after(args),
+        printer=_printer(args),
+        progress=_progress(args),
+        **options,
+    )
+    if not args.json:
+        print(art.report())
+        if args.explain:
+            print(_explain(art))
+    return art.report_json()
+
+
+def _explain(art: Any) -> str:
+    fired = art.summary.get("rewrites", {})
+    return "rewrites:\n" + "\n".join(f"  {k}: {v}x" for k, v in sorted(fired.items()))
+
+
+def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
+    from compiler.api import import_model, plan_pipeline
+    from compiler.ir.verifier import verify
+    from compiler.pass_manager import PassManager
+    from compiler.target import load_target
+
+    graph = import_model(args.model)
+    verify(graph)
+    result = None
+    if args.pipeline is not None or args.print_after_all or args.print_after or args.explain:
+        target = load_target(args.target)
+        manager = PassManager(
+            plan_pipeline(target, args.pipeline, None, None),
+            verify_each=True,
+            print_after=_print_after(args),
+            printer=_printer(args),
+        )
+        result = manager.run(graph, target)
+    text = str(graph)
+    if not args.json:
+        if not (args.print_after_all or args.print_after):
+            print(text, end="")
+        if result is not None:
+            print(result.format(), file=sys.stderr)
+            if args.explain:
+                print(result.stats.format())
+    return {
+        "graph": text,
+        "ops": graph.op_counts(),
+        "explain": None
+        if result is None
+        else {
+            "fired": dict(result.stats.fired),
+            "rejected": {k: dict(v) for k, v in result.stats.rejected.items()},
+        },
+    }
+
+
+def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
+    import compiler
+
+    art = compiler.load(args.artifact)
+    outputs = art.run(*_inputs(args.input))
+    if args.output:
+        np.savez(args.output, *outputs)
+    if not args.json:
+        for i, out in enumerate(outputs):
+            print(f"output {i}: {out.dtype}{list(out.shape)}")
+            print(np.array2string(out, threshold=40, precision=5))
+    return {
+        "outputs": [
+            {"shape": list(o.shape), "dtype": str(o.dtype), "values": o.reshape(-1)[:64].tolist()}
+            for o in outputs
+        ]
+    }
+
+
+def cmd_targets(args: argparse.Namespace) -> dict[str, Any]:
+    from compiler.target import list_targets
+
+    infos = list_targets()
+    if not args.json:
+        width = max(len(t.name) for t in infos)
+        for t in infos:
+            alias = f" (alias of {t.alias_of})" if t.alias_of else ""
+            print(f"{t.name:<{width}}  {t.backend:<9} {t.description}{alias}")
+    return {
+        "targets": [
+            {
+                "name": t.name,
+                "backend": t.backend,
+                "description": t.description,
+                "alias_of": t.alias_of,
+            }
+            for t in infos
+        ]
+    }
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+
+
+def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--pipeline", help='passes, e.g. "fold-batchnorm,quantize{bits=8}"')
+    p.add_argument(
+        "--print-after",
+        action="append",
+        metavar="PASS",
+        help="print the IR after this pass (repeatable)",
+    )
+    p.add_argument("--print-after-all", action="store_true", help="print the IR after every pass")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="count how often each rewrite fired and why it declined",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tapeout", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="compile a model for a target into a folder")
+    p.add_argument("model", help="an .onnx file (or .ir text)")
+    p.add_argument("--target", "-t", default="reference")
+    p.add_argument("-o", "--output", required=True, help="artifact folder to write")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "int16", "int4w", "mixed"])
+    p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
+    p.add_argument("--calibrator", choices=["minmax", "percentile", "entropy", "mse"])
+    p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
+    p.add_argument("--tune", type=int, help="TVM: MetaSchedule trials")
+    p.add_argument("--tune-minutes", type=float, help="TVM: tuning time budget")
+    p.add_argument("--no-engine", action="store_true", help="GPU: write the bundle, no engine")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="backend option")
+    p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
+    _add_pipeline_flags(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("inspect", help="print a model's IR (after import, or after passes)")
+    p.add_argument("model")
+    p.add_argument("--target", "-t", default="reference")
+    _add_pipeline_flags(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("run", help="run a compiled artifact on inputs")
+    p.add_argument("artifact", help="artifact folder")
+    p.add_argument("--input", "-i", action="append", required=True, help=".npy or .npz inputs")
+    p.add_argument("-o", "--output", help="write the outputs to this .npz")
+    _add_common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("targets", help="list the hardware targets")
+    _add_common(p)
+    p.set_defaults(func=cmd_targets)
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return parser
+
+
+#: Further subcommands (export, debug, ...) register a function that adds their parser.
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from compiler import cli_extra  # noqa: F401  (registers export/debug)
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result = args.func(args)
+    except errors.TapeoutError as e:
+        code = _exit_code(e)
+        if args.json:
+            print(json.dumps({"ok": False, "error": {"type": type(e).__name__, "message": str(e)}}))
+        else:
+            print(f"tapeout {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return code
+    if args.json:
+        print(json.dumps({"ok": True, **result}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Find the layer where a compiled (fused, quantized) graph diverges from the float model.
+
+Both graphs are run through the reference interpreter on the same inputs. Layers are
+matched by source location (the torch module path or ONNX node name every pass keeps on the
+nodes it creates); integer tensors are dequantized with their type's scale and zero point.
+For each matched layer the report gives the SQNR against float and how much SQNR the layer
+itself lost (its SQNR minus the worst SQNR of the layers feeding it), so the layer that
+*makes* the model diverge stands out, not every layer after it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from compiler import numerics
+from compiler.interpreter import interpret
+from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.types import is_int
+from compiler.report import format_table
+
+
+def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (inf when equal)."""
+    ref = np.asarray(reference, dtype=np.float64)
+    err = ref - np.asarray(approx, dtype=np.float64)
+    noise = float(np.sum(err * err))
+    signal = float(np.sum(ref * ref))
+    if noise == 0:
+        return math.inf
+    if signal == 0:
+        return -math.inf
+    return 10 * math.log10(signal / noise)
+
+
+def as_real(value: Value, data: np.ndarray) -> np.ndarray:
+    qp = value.type.quant
+    if is_int(value.dtype) and qp is not None:
+        return numerics.dequantize(data, qp.scale_array(), qp.zero_point_array(), qp.axis)
+    return np.asarray(data, dtype=np.float32)
+
+
+def _last_by_loc(
+    graph: Graph, inputs: list[np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, Node]]:
+    seen: dict[str, np.ndarray] = {}
+    nodes: dict[str, Node] = {}
+
+    def observe(node: Node, outs: list[np.ndarray]) -> None:
+        if node.loc and node.op != "const" and len(outs) == 1:
+            seen[node.loc] = as_real(node.outputs[0], outs[0])
+            nodes[node.loc] = node
+
+    interpret(graph, *inputs, observe=observe)
+    return seen, nodes
+
+
+@dataclass
+class DivergenceReport:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    threshold_db: float = 20.0
+
+    @property
+    def first_below(self) -> dict[str, Any] | None:
+        return next((r for r in self.rows if r["sqnr_db"] < self.threshold_db), None)
+
+    @property
+    def worst_loss(self) -> dict[str, Any] | None:
+        finite = [r for r in self.rows if math.isfinite(r["loss_db"])]
+        return max(finite, key=lambda r: r["loss_db"], default=None)
+
+    def format(self) -> str:
+        lines = [
+            format_table(
+                [
+                    {**r, "sqnr_db": f"{r['sqnr_db']:.1f}", "loss_db": f"{r['loss_db']:.1f}"}
+                    for r in self.rows
+                ]
+            )
+        ]
+        first, worst = self.first_below, self.worst_loss
+        lines.append("")
+        lines.append(
+            f"first layer below {self.threshold_db} dB: "
+            + (f"{first['loc']} ({first['sqnr_db']:.1f} dB)" if first else "none")
+        )
+        if worst:
+            lines.append(
+                f"layer that loses the most: {worst['loc']} ({worst['loss_db']:.1f} dB lost there)"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold_db": self.threshold_db,
+            "layers": self.rows,
+            "first_below": self.first_below,
+            "worst_loss": self.worst_loss,
+        }
+
+
+def find_divergence(
+    reference: Graph, compiled: Graph, inputs: list[np.ndarray], threshold_db: float = 20.0
+) -> DivergenceReport:
+    """Per-layer SQNR of ``compiled`` against ``reference`` on ``inputs``."""
+    ref_vals, _ = _last_by_loc(reference, inputs)
+    got_vals, got_nodes = _last_by_loc(compiled, inputs)
+    report = DivergenceReport(threshold_db=threshold_db)
+    sqnr_of: dict[str, float] = {}
+    for loc, node in got_nodes.items():
+        if loc not in ref_vals or ref_vals[loc].shape != got_vals[loc].shape:
+            continue
+        s = sqnr_db(ref_vals[loc], got_vals[loc])
+        sqnr_of[loc] = s
+        feeding = [
+            sqnr_of[p.producer.loc]
+            for p in _feeding_values(node)
+            if p.producer is not None and p.producer.loc in sqnr_of and p.producer.loc != loc
+        ]
+        upstream = min(feeding) if feeding else math.inf
+        loss = (upstream - s) if math.isfinite(upstream) else (0.0 if math.isinf(s) else -s)
+        report.rows.append(
+            {
+                "loc": loc,
+                "op": node.op,
+                "dtype": node.outputs[0].dtype,
+                "sqnr_db": s,
+                "loss_db": loss,
+            }
+        )
+    return report
+
+
+def _feeding_values(node: Node) -> list[Value]:
+    """Operands of the node, looking through quantize/dequantize/requantize glue."""
+    out: list[Value] = []
+    stack = list(node.inputs)
+    while stack:
+        v = stack.pop()
+        p = v.producer
+        if p is None or p.op == "const":
+            continue
+        if p.op.startswith("q.") and p.loc is None:
+            stack.extend(p.inputs)
+        else:
+            out.append(v)
+    return out

@@ -1,0 +1,197 @@
+"""Run a pipeline of passes: verify after each, print after any, explain what fired.
+
+A pipeline is text: ``"fold-batchnorm,fuse-bias-act,quantize{bits=8,per_channel=true}"``.
+Each entry names a pass in ``passes.PASSES``; the braces set its dataclass fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from compiler.errors import PassError, TapeoutError
+from compiler.ir.graph import Graph
+from compiler.ir.verifier import verify
+from compiler.rewrite import RewriteStats, set_stats
+
+if TYPE_CHECKING:
+    from compiler.target import Target
+
+log = logging.getLogger(__name__)
+
+
+class Pass(Protocol):
+    name: str
+
+    def run(self, graph: Graph, target: Target | None) -> bool: ...
+
+
+_ENTRY = re.compile(r"\s*([a-z0-9][a-z0-9-]*)\s*(\{[^{}]*\})?\s*(?:,|$)")
+
+
+def _parse_option(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if text.startswith("[") and text.endswith("]"):
+        return [_parse_option(t) for t in text[1:-1].split(";") if t.strip()]
+    return text.strip().strip('"')
+
+
+def split_pipeline(spec: str) -> list[tuple[str, dict[str, Any]]]:
+    """``"a,b{x=1,y=true}"`` -> ``[("a", {}), ("b", {"x": 1, "y": True})]``."""
+    entries: list[tuple[str, dict[str, Any]]] = []
+    pos = 0
+    spec = spec.strip()
+    while pos < len(spec):
+        m = _ENTRY.match(spec, pos)
+        if not m or m.end() == pos:
+            raise TapeoutError(
+                f"cannot parse pipeline {spec!r} at position {pos}: "
+                "expected name or name{key=value,...}"
+            )
+        options: dict[str, Any] = {}
+        if m.group(2):
+            for item in filter(None, (s.strip() for s in m.group(2)[1:-1].split(","))):
+                key, eq, value = item.partition("=")
+                if not eq:
+                    raise TapeoutError(f"pipeline option {item!r} of {m.group(1)} needs key=value")
+                options[key.strip().replace("-", "_")] = _parse_option(value.strip())
+        entries.append((m.group(1), options))
+        pos = m.end()
+    return entries
+
+
+def build_pass(name: str, options: dict[str, Any] | None = None) -> Pass:
+    """Instantiate pass ``name`` from ``passes.PASSES`` with dataclass-field options."""
+    from passes import PASSES
+
+    cls = PASSES.get(name)
+    if cls is None:
+        raise TapeoutError(f"unknown pass {name!r}; available: {', '.join(sorted(PASSES))}")
+    options = options or {}
+    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    unknown = set(options) - fields
+    if unknown:
+        raise TapeoutError(
+            f"pass {name} has no option(s) {sorted(unknown)}; it takes {sorted(fields) or 'none'}"
+        )
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as e:
+        raise TapeoutError(f"bad options for pass {name}: {e}") from None
+
+
+def build_pipeline(spec: str | Sequence[str | Pass]) -> list[Pass]:
+    if isinstance(spec, str):
+        return [build_pass(n, o) for n, o in split_pipeline(spec)]
+    out: list[Pass] = []
+    for item in spec:
+        out.extend(build_pipeline(item) if isinstance(item, str) else [item])
+    return out
+
+
+def pass_options(p: Pass) -> str:
+    """``{bits=8,per_channel=true}`` for a pass instance (only non-default fields)."""
+    if not dataclasses.is_dataclass(p):
+        return ""
+    items = []
+    for f in dataclasses.fields(p):
+        value = getattr(p, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        items.append(f"{f.name}={str(value).lower() if isinstance(value, bool) else value}")
+    return "{" + ",".join(items) + "}" if items else ""
+
+
+@dataclass
+class PassRecord:
+    name: str
+    options: str
+    changed: bool
+    seconds: float
+    nodes_before: int
+    nodes_after: int
+
+
+@dataclass
+class PipelineResult:
+    records: list[PassRecord] = field(default_factory=list)
+    stats: RewriteStats = field(default_factory=RewriteStats)
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.records)
+
+    def format(self) -> str:
+        rows = [f"{'pass':<34}{'changed':>8}{'nodes':>14}{'ms':>9}"]
+        for r in self.records:
+            rows.append(
+                f"{r.name + r.options:<34}{'yes' if r.changed else 'no':>8}"
+                f"{f'{r.nodes_before}->{r.nodes_after}':>14}{r.seconds * 1e3:>9.1f}"
+            )
+        return "\n".join(rows)
+
+
+@dataclass
+class PassManager:
+    """Runs passes in order; see the module docstring."""
+
+    passes: list[Pass]
+    verify_each: bool = False
+    print_after: set[str] | str | None = None  # pass names, or "all"
+    printer: Callable[[str], None] = print
+
+    def _wants_print(self, name: str) -> bool:
+        if self.print_after == "all":
+            return True
+        return bool(self.print_after) and name in self.print_after  # type: ignore[operator]
+
+    def run(self, graph: Graph, target: Target | None = None) -> PipelineResult:
+        result = PipelineResult()
+        previous = set_stats(result.stats)
+        try:
+            for p in self.passes:
+                self._run_one(p, graph, target, result)
+        finally:
+            set_stats(previous)
+        return result
+
+    def _run_one(
+        self, p: Pass, graph: Graph, target: Target | None, result: PipelineResult
+    ) -> None:
+        before = len(graph.compute_nodes())
+        start = time.perf_counter()
+        try:
+            changed = bool(p.run(graph, target))
+            if self.verify_each:
+                verify(graph)
+        except Exception as e:
+            raise PassError(p.name, pass_options(p), [r.name for r in result.records], e) from e
+        seconds = time.perf_counter() - start
+        result.records.append(
+            PassRecord(
+                p.name, pass_options(p), changed, seconds, before, len(graph.compute_nodes())
+            )
+        )
+        log.debug("pass %s: changed=%s in %.1f ms", p.name, changed, seconds * 1e3)
+        if self._wants_print(p.name):
+            self.printer(f"// ----- IR after {p.name}{pass_options(p)} -----\n{graph}")
+
+
+def run_pipeline(
+    graph: Graph, spec: str | Sequence[str | Pass], target: Target | None = None, **kwargs: Any
+) -> PipelineResult:
+    return PassManager(build_pipeline(spec), **kwargs).run(graph, target)
