@@ -54,7 +54,7 @@ def _one(fn: Callable[..., np.ndarray]) -> Impl:
     """Adapt ``fn(*arrays, **attrs) -> array`` to the implementation signature."""
 
     def run(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-        return [fn(*xs, **node.attrs)]
+        return [fn(*xs, **OPS[node.op].with_defaults(node.attrs))]
 
     return run
 
