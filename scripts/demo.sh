@@ -9,6 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 MODEL="${1:-${MODEL:-compiler/data/digits_cnn.onnx}}"
+# Calibration data for the int8 targets (the FPGA quantizes to power-of-two fixed point).
+CALIB="${CALIB:-compiler/data/digits_calib.npz}"
 
 bash scripts/setup_env.sh
 export VIRTUAL_ENV="$ROOT/.venv"
@@ -24,7 +26,7 @@ for target in cpu fpga; do
     echo
     echo "== tapeout compile $MODEL --target $target -o $out"
     rm -rf "$out"   # the demo's own output: start clean so a rerun shows this run's result
-    tapeout compile "$MODEL" --target "$target" -o "$out"
+    tapeout compile "$MODEL" --target "$target" --calib "$CALIB" -o "$out"
     for report in "$out"/report.md "$out"/report.txt; do
         if [[ -f "$report" ]]; then
             echo
