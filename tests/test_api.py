@@ -99,11 +99,13 @@ def test_onnx_model_through_reference() -> None:
     import onnxruntime as ort
 
     x = np.random.default_rng(2).random((1, 1, 8, 8)).astype(np.float32)
-    art = compiler.compile(str(DIGITS_ONNX), "reference")
+    art = compiler.compile(str(DIGITS_ONNX), "reference",
+                           pipeline="fold-batchnorm,fuse-bias-act,dce", verify_each=True)
     want = ort.InferenceSession(str(DIGITS_ONNX), providers=["CPUExecutionProvider"]).run(
         None, {"x": x})[0]
     np.testing.assert_allclose(art.run(x)[0], want, rtol=1e-4, atol=1e-5)
-    assert not art.graph.nodes_of("nn.batch_norm")  # the reference pipeline folds it
+    assert not art.graph.nodes_of("nn.batch_norm")
+    assert all(n.attrs.get("act") == "relu" for n in art.graph.nodes_of("nn.conv2d"))
 
 
 def test_graph_input_is_not_mutated() -> None:
