@@ -56,7 +56,7 @@ def _reshape(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
 def _flatten(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Collapse dimensions [0, axis) and [axis, rank) into two (ONNX Flatten)."""
     shape = types[0].shape
-    axis = attrs["axis"] % (len(shape) + 1) if attrs["axis"] < 0 else attrs["axis"]
+    axis = attrs["axis"] + len(shape) if attrs["axis"] < 0 else attrs["axis"]  # as ONNX, NumPy
 
     def prod(dims: Shape) -> Dim:
         ints = math.prod(d for d in dims if isinstance(d, int))
@@ -124,7 +124,10 @@ def _slice(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
         if st == 0:
             raise ShapeError("slice step 0")
         d = shape[a]
-        shape[a] = slice_dim(d, s, e, st) if isinstance(d, int) else f"{d}'"
+        if isinstance(d, int) and isinstance(s, int) and isinstance(e, int):
+            shape[a] = slice_dim(d, s, e, st)
+        else:  # a bound may name a symbolic dim (``x[:seq]``); the interpreter binds it
+            shape[a] = e if (s == 0 and st == 1 and isinstance(e, str)) else f"{d}'"
     return _keep(types, tuple(shape))
 
 
