@@ -31,6 +31,8 @@ class Context:
 
     def __init__(self, graph: Graph, count_saturation: bool = False):
         self.graph = graph
+        #: Symbolic dim name -> its size in this run (bound from the graph inputs).
+        self.symbols: dict[str, int] = {}
         self.saturation: dict[str, numerics.SaturationCounter] | None = (
             {} if count_saturation else None
         )
@@ -108,6 +110,9 @@ def interpret(
     env: dict[int, np.ndarray] = {}
     for value, arr in zip(graph.inputs, check_inputs(graph, inputs), strict=True):
         env[id(value)] = arr
+        ctx.symbols.update(
+            (d, n) for d, n in zip(value.type.shape, arr.shape, strict=True) if isinstance(d, str)
+        )
     missing = sorted({n.op for n in graph.nodes if n.op not in IMPLS})
     if missing:
         raise VerifyError(f"the interpreter has no implementation of {missing}")
@@ -154,4 +159,4 @@ def is_integer_node(node: Node) -> bool:
     return bool(node.inputs) and is_int(node.inputs[0].dtype)
 
 
-from compiler import interpreter_nn, interpreter_ops  # noqa: E402,F401  (fill IMPLS)
+from compiler import interpreter_nn, interpreter_ops, interpreter_quant  # noqa: E402,F401  (fill IMPLS)

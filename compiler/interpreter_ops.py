@@ -175,7 +175,8 @@ IMPLS["nn.log_softmax"] = _one(log_softmax)
 @impl("tensor.reshape")
 def _reshape(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     out_shape = node.outputs[0].type.shape
-    target = [d if isinstance(d, int) else -1 for d in out_shape]
+    # Symbolic dims bound from the graph inputs (``batch``) are known; others become -1.
+    target = [d if isinstance(d, int) else ctx.symbols.get(d, -1) for d in out_shape]
     if sum(1 for d in target if d == -1) > 1:  # several symbolic dims: use the attribute
         target = [d if isinstance(d, int) else -1 for d in node.attrs["shape"]]
     return [xs[0].reshape(target)]
@@ -186,9 +187,15 @@ IMPLS["tensor.flatten"] = _one(
 )
 IMPLS["tensor.transpose"] = _one(lambda x, perm: np.transpose(x, perm))
 IMPLS["tensor.squeeze"] = _one(lambda x, axes: np.asarray(np.squeeze(x, axis=tuple(axes))))
-IMPLS["tensor.expand"] = _one(
-    lambda x, shape: np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape))).copy()
-)
+
+
+@impl("tensor.expand")
+def _expand(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    # A symbolic target dim is its bound size, or 1 (keep the operand's own size) if unbound.
+    shape = tuple(d if isinstance(d, int) else ctx.symbols.get(d, 1) for d in node.attrs["shape"])
+    return [np.broadcast_to(xs[0], np.broadcast_shapes(xs[0].shape, shape)).copy()]
+
+
 IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis))
 
 
@@ -219,6 +226,8 @@ def _slice(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     steps: list[int] = a.get("steps") or [1] * len(axes)
     index = [slice(None)] * xs[0].ndim
     for ax, s, e, st in zip(axes, a["starts"], a["ends"], steps, strict=True):
+        # A bound may name a symbolic dim of the graph inputs (``x[:seq]``).
+        s, e = (ctx.symbols[v] if isinstance(v, str) else v for v in (s, e))
         index[ax] = slice(s, e, st)
     return [xs[0][tuple(index)]]
 
@@ -287,6 +296,11 @@ def _quantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray
 def _dequantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     qp = node.inputs[0].type.quant
     assert qp is not None  # the verifier guarantees it
+    if qp.group_size is not None:  # block-wise: expand the scales to one per element
+        from compiler.interpreter_quant import expand_groups
+
+        scale, zp = expand_groups(qp, xs[0].shape)
+        return [numerics.dequantize(xs[0], scale, zp)]
     return [numerics.dequantize(xs[0], qp.scale_array(), qp.zero_point_array(), qp.axis)]
 
 
@@ -300,4 +314,7 @@ def _requantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
     axis = a.get("axis")
     if mult.size == 1:
         mult, shift, axis = mult.reshape(()), shift.reshape(()), axis if np.size(zp) > 1 else None
-    return [numerics.requantize(xs[0], mult, shift, zp, a["dtype"], axis, ctx.counter(node))]
+    out = numerics.requantize(xs[0], mult, shift, zp, a["dtype"], axis, ctx.counter(node))
+    if a.get("clip_min") is not None or a.get("clip_max") is not None:
+        out = np.clip(out, a.get("clip_min"), a.get("clip_max")).astype(out.dtype)
+    return [out]
