@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from compiler import numerics
-from compiler.interpreter import IMPLS, Context, impl
+from compiler.interpreter import IMPLS, Context, Impl, impl
 from compiler.interpreter_ops import (
     _sigmoid,
     clip,
@@ -24,15 +24,23 @@ from compiler.interpreter_ops import (
     relu6,
     softmax,
 )
-from compiler.ir.graph import Node
+from compiler.ir.graph import Node, Value
+from compiler.ir.ops import nchw_shape
 from compiler.ir.ops_nn import spatial_params
 
 _EXACT_F64 = 2.0**52
+_EXACT_F32 = 2.0**24
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """``a @ b`` exactly for integer operands (int64 result)."""
+    """``a @ b`` exactly for integer operands (int64 result).
+
+    Every partial sum is an integer bounded by ``k * max|a| * max|b|``: below 2^24 float32
+    BLAS is exact (int8 layers with K up to ~1000), below 2^53 float64 BLAS is.
+    """
     bound = float(k) * float(np.max(np.abs(a), initial=0)) * float(np.max(np.abs(b), initial=0))
+    if bound < _EXACT_F32:
+        return np.rint(np.matmul(a.astype(np.float32), b.astype(np.float32))).astype(np.int64)
     if bound < _EXACT_F64:
         return np.rint(np.matmul(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)
     return np.matmul(a.astype(np.int64), b.astype(np.int64))
@@ -101,8 +109,12 @@ def _windows(
 
 
 def _input_zero_point(node: Node) -> int:
-    qp = node.inputs[0].type.quant
-    return int(qp.zero_point[0]) if qp is not None else 0
+    return _zero_point(node.inputs[0])
+
+
+def _zero_point(value: Value) -> int:
+    qp = value.type.quant
+    return int(qp.zero_point[0]) if qp is not None and qp.axis is None else 0
 
 
 def conv_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -135,8 +147,25 @@ def conv_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [_finish(ctx, node, y, xs, bias_axis=1)]
 
 
+def layout_aware(fn: Impl, moved: tuple[int, ...] = (0,)) -> Impl:
+    """Run an NCHW implementation on a ``layout="NHWC"`` node: operands at ``moved`` go
+    channels-first, the results back to channels-last. Transposes only move data, so the
+    results are bit-identical to the NCHW graph's (a backend implements NHWC natively)."""
+
+    def run(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+        if node.attrs.get("layout", "NCHW") != "NHWC":
+            return fn(ctx, node, xs)
+        rank = xs[0].ndim
+        xs = [
+            np.moveaxis(x, -1, 1) if i in moved and x.ndim == rank else x for i, x in enumerate(xs)
+        ]
+        return [np.ascontiguousarray(np.moveaxis(y, 1, -1)) for y in fn(ctx, node, xs)]
+
+    return run
+
+
 IMPLS["nn.conv1d"] = conv_nd
-IMPLS["nn.conv2d"] = conv_nd
+IMPLS["nn.conv2d"] = layout_aware(conv_nd, moved=(0, 3))
 
 
 @impl("nn.conv_transpose2d")
@@ -174,7 +203,8 @@ def _conv_transpose2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np
 def _dense(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, w = xs[0], xs[1]
     if np.issubdtype(x.dtype, np.integer):
-        y = exact_matmul(x.astype(np.int64) - _input_zero_point(node), w.T, w.shape[1])
+        zp = _input_zero_point(node)
+        y = exact_matmul(x.astype(np.int64) - zp if zp else x, w.T, w.shape[1])
     else:
         y = (x @ w.T).astype(x.dtype)
     return [_finish(ctx, node, y, xs, bias_axis=-1)]
@@ -182,6 +212,8 @@ def _dense(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 @impl("nn.matmul")
 def _matmul_impl(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    if np.issubdtype(xs[0].dtype, np.integer):  # subtract per-tensor zero points (real 0)
+        xs = [x.astype(np.int64) - _zero_point(v) for x, v in zip(xs, node.inputs, strict=True)]
     y = _matmul(xs[0], xs[1])
     if np.issubdtype(y.dtype, np.integer):
         y = numerics.wrap(y, node.attrs.get("acc") or "i32")
@@ -193,7 +225,7 @@ def _pool(ctx: Context, node: Node, xs: list[np.ndarray], reduce: str) -> np.nda
     a = node.attrs
     kernel = list(a["kernel"])
     strides, pads, dil = spatial_params({**a, "strides": a.get("strides") or kernel}, 2)
-    out_h, out_w = (int(d) for d in node.outputs[0].type.shape[2:])
+    out_h, out_w = (int(d) for d in nchw_shape(node.outputs[0].type.shape, a)[2:])
     # ceil_mode may need extra padding at the end so the last window exists.
     extra_h = max(
         0,
@@ -226,20 +258,22 @@ def _pool(ctx: Context, node: Node, xs: list[np.ndarray], reduce: str) -> np.nda
     return (sums / counts).astype(x.dtype)
 
 
-IMPLS["nn.max_pool2d"] = lambda ctx, node, xs: [_pool(ctx, node, xs, "max")]
-IMPLS["nn.avg_pool2d"] = lambda ctx, node, xs: [_pool(ctx, node, xs, "avg")]
+IMPLS["nn.max_pool2d"] = layout_aware(lambda ctx, node, xs: [_pool(ctx, node, xs, "max")])
+IMPLS["nn.avg_pool2d"] = layout_aware(lambda ctx, node, xs: [_pool(ctx, node, xs, "avg")])
 
 
 def _spatial_axes(x: np.ndarray) -> tuple[int, ...]:
     return tuple(range(2, x.ndim))
 
 
-IMPLS["nn.global_avg_pool"] = lambda ctx, node, xs: [
-    xs[0].mean(axis=_spatial_axes(xs[0]), keepdims=True, dtype=np.float64).astype(xs[0].dtype)
-]
-IMPLS["nn.global_max_pool"] = lambda ctx, node, xs: [
-    xs[0].max(axis=_spatial_axes(xs[0]), keepdims=True)
-]
+IMPLS["nn.global_avg_pool"] = layout_aware(
+    lambda ctx, node, xs: [
+        xs[0].mean(axis=_spatial_axes(xs[0]), keepdims=True, dtype=np.float64).astype(xs[0].dtype)
+    ]
+)
+IMPLS["nn.global_max_pool"] = layout_aware(
+    lambda ctx, node, xs: [xs[0].max(axis=_spatial_axes(xs[0]), keepdims=True)]
+)
 
 
 @impl("nn.adaptive_avg_pool2d")
@@ -262,6 +296,9 @@ def _batch_norm(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
     shape = (1, -1) + (1,) * (x.ndim - 2)
     inv = scale / np.sqrt(var + np.float32(node.attrs.get("eps", 1e-5)))
     return [((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)]
+
+
+IMPLS["nn.batch_norm"] = layout_aware(_batch_norm)
 
 
 @impl("nn.layer_norm")

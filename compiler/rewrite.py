@@ -88,20 +88,24 @@ class RewritePass:
     def run(self, graph: Graph, target: Target | None) -> bool:
         changed_any = False
         stats = current_stats()
+        declined: list[str] = []
         for _ in range(self.max_sweeps):
             changed = False
+            declined = []  # only the last sweep's: what still declines in the final graph
             for node in list(graph.nodes):
                 if node.dead:  # removed by an earlier rewrite in this sweep
                     continue
                 result = self.rewrite(graph, node, target)
                 if isinstance(result, Reject):
-                    stats.reject(self.name, result.reason)
+                    declined.append(result.reason)
                 elif result:
                     stats.fire(self.name)
                     changed = True
             changed_any |= changed
             if not changed:
                 break
+        for reason in declined:
+            stats.reject(self.name, reason)
         if changed_any:
             graph.remove_unused()
         return changed_any

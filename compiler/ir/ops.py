@@ -279,9 +279,61 @@ def _layer_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
     return [types[0]]
 
 
-@_op("nn.batch_norm", "x scale bias mean var", {"eps": 1e-5})
+#: Activation layouts of the ops with a ``layout`` attribute (conv2d, pools, batch_norm).
+#: "NHWC" is channels-last: [N, H, W, C] activations (conv weights stay OIHW).
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def channels_first(shape: Shape) -> Shape:
+    """[N, *spatial, C] -> [N, C, *spatial]."""
+    return (shape[0], shape[-1], *shape[1:-1])
+
+
+def channels_last(shape: Shape) -> Shape:
+    """[N, C, *spatial] -> [N, *spatial, C]."""
+    return (shape[0], *shape[2:], shape[1])
+
+
+def nchw_shape(shape: Shape, attrs: dict[str, Any]) -> Shape:
+    """``shape`` of an operand or result of a node with ``attrs``, seen as NCHW."""
+    return channels_first(shape) if attrs.get("layout", "NCHW") == "NHWC" else shape
+
+
+def _relaid(t: TensorType, shape: Shape) -> TensorType:
+    # Per-tensor quantization moves with the data; a per-channel axis would need renumbering.
+    return TensorType(
+        t.dtype, shape, t.quant if t.quant is not None and t.quant.axis is None else None
+    )
+
+
+def layout_aware(infer: InferFn, moved: tuple[int, ...] = (0,)) -> InferFn:
+    """Extend an NCHW type inference to ``layout="NHWC"``: the operands at ``moved`` (of the
+    same rank as operand 0) and every result are channels-last."""
+
+    def run(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+        layout = attrs.get("layout", "NCHW")
+        if layout not in LAYOUTS:
+            raise _fail(f"unknown layout {layout!r}; expected one of {list(LAYOUTS)}")
+        if layout == "NCHW":
+            return infer(types, attrs)
+        rank = types[0].rank
+        if rank < 3:
+            raise _fail(f"layout NHWC wants [N, ..., C] operands, got {types[0].shape}")
+        view = [
+            _relaid(t, channels_first(t.shape)) if i in moved and t.rank == rank else t
+            for i, t in enumerate(types)
+        ]
+        return [_relaid(t, channels_last(t.shape)) for t in infer(view, attrs)]
+
+    run.__doc__ = infer.__doc__
+    return run
+
+
+@_op("nn.batch_norm", "x scale bias mean var", {"eps": 1e-5, "layout": "NCHW"})
+@layout_aware
 def _batch_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Inference batch norm over channel axis 1 with running statistics."""
+    """Inference batch norm over channel axis 1 (the last with ``layout="NHWC"``) with
+    running statistics."""
     _float(types[0])
     c = types[0].shape[1]
     for t in types[1:]:
@@ -297,4 +349,4 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
     return [types[0]]
 
 
-from compiler.ir import ops_nn, ops_tensor  # noqa: E402,F401  (register the rest of the table)
+from compiler.ir import ops_nn, ops_quant, ops_tensor  # noqa: E402,F401  (register the rest of the table)

@@ -17,6 +17,7 @@ from compiler.ir.ops import (
     _op,
     broadcast_shapes,
     conv_out_dim,
+    layout_aware,
     norm_axis,
 )
 from compiler.ir.types import Dim, TensorType, is_float, is_int
@@ -115,10 +116,11 @@ _op("nn.conv1d", "x w b? residual?", _CONV_ATTRS, tags="conv")(_conv(1))
 _op(
     "nn.conv2d",
     "x w b? residual?",
-    _CONV_ATTRS,
+    {**_CONV_ATTRS, "layout": "NCHW"},
     tags="conv",
-    doc="2-D convolution, NCHW input, OIHW weight, pads [top, left, bottom, right].",
-)(_conv(2))
+    doc='2-D convolution, NCHW input (NHWC input and residual with layout="NHWC"), OIHW '
+    "weight, pads [top, left, bottom, right].",
+)(layout_aware(_conv(2), moved=(0, 3)))
 
 
 @_op(
@@ -195,9 +197,16 @@ def _pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType
 _op(
     "nn.max_pool2d",
     "x",
-    {"kernel": REQUIRED, "strides": None, "pads": None, "dilations": None, "ceil_mode": False},
+    {
+        "kernel": REQUIRED,
+        "strides": None,
+        "pads": None,
+        "dilations": None,
+        "ceil_mode": False,
+        "layout": "NCHW",
+    },
     tags="pool",
-)(_pool)
+)(layout_aware(_pool))
 _op(
     "nn.avg_pool2d",
     "x",
@@ -207,9 +216,10 @@ _op(
         "pads": None,
         "ceil_mode": False,
         "count_include_pad": True,
+        "layout": "NCHW",
     },
     tags="pool",
-)(_pool)
+)(layout_aware(_pool))
 
 
 def _global_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -219,8 +229,8 @@ def _global_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     return [TensorType(x.dtype, (x.shape[0], x.shape[1]) + (1,) * (x.rank - 2), x.quant)]
 
 
-_op("nn.global_avg_pool", "x", tags="pool")(_global_pool)
-_op("nn.global_max_pool", "x", tags="pool")(_global_pool)
+_op("nn.global_avg_pool", "x", {"layout": "NCHW"}, tags="pool")(layout_aware(_global_pool))
+_op("nn.global_max_pool", "x", {"layout": "NCHW"}, tags="pool")(layout_aware(_global_pool))
 
 
 @_op("nn.adaptive_avg_pool2d", "x", {"output_size": REQUIRED}, tags="pool")
@@ -285,12 +295,21 @@ def _dequantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
 @_op(
     "q.requantize",
     "x",
-    {"dtype": REQUIRED, "multiplier": REQUIRED, "shift": REQUIRED, "axis": None},
+    {
+        "dtype": REQUIRED,
+        "multiplier": REQUIRED,
+        "shift": REQUIRED,
+        "axis": None,
+        "clip_min": None,
+        "clip_max": None,
+    },
     tags="quant",
 )
 def _requantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Integer accumulators to ``dtype`` by fixed-point ``multiplier``/``shift`` lists (one
-    entry, or one per channel along ``axis``); zero point from the output type."""
+    entry, or one per channel along ``axis``); zero point from the output type. Optional
+    integer ``clip_min``/``clip_max`` clamp the result (relu6/clip fused in the integer
+    domain): ``out = clamp(requantize(acc), clip_min, clip_max)``."""
     if not is_int(types[0].dtype):
         raise ShapeError(f"requantize input must be integer, got {types[0].dtype}")
     if len(attrs["multiplier"]) != len(attrs["shift"]):

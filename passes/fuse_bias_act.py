@@ -1,0 +1,194 @@
+"""fuse-bias-act: fold a constant bias add and a following activation into conv/dense."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.types import is_float
+from compiler.rewrite import Reject, RewritePass
+from passes._match import absorb, add_const_like, const_ref, morph, producer, set_operand, sole_user
+
+if TYPE_CHECKING:
+    from compiler.target import Target
+
+FUSES_INTO = ("nn.conv1d", "nn.conv2d", "nn.dense")
+
+Act = tuple[str, list[float]]
+_INF = float("inf")
+
+
+def _clip(attrs: dict[str, Any]) -> Act:
+    lo = -_INF if attrs.get("min") is None else float(attrs["min"])
+    hi = _INF if attrs.get("max") is None else float(attrs["max"])
+    # The same function under the name kernels know best.
+    return {(0.0, 6.0): ("relu6", []), (0.0, _INF): ("relu", [])}.get((lo, hi), ("clip", [lo, hi]))
+
+
+#: Standalone activation op -> the fused ``act`` and ``act_args`` it becomes
+#: (compiler.ir.ops_nn.FUSED_ACTIVATIONS).
+ACTIVATIONS: dict[str, Callable[[dict[str, Any]], Act]] = {
+    "nn.relu": lambda a: ("relu", []),
+    "nn.relu6": lambda a: ("relu6", []),
+    "nn.clip": _clip,
+    "nn.leaky_relu": lambda a: ("leaky_relu", [float(a.get("alpha", 0.01))]),
+    "nn.sigmoid": lambda a: ("sigmoid", []),
+    "nn.silu": lambda a: ("silu", []),
+    "nn.gelu": lambda a: ("gelu_tanh" if a.get("approximate") == "tanh" else "gelu", []),
+    "nn.hardswish": lambda a: ("hardswish", []),
+    "math.tanh": lambda a: ("tanh", []),
+}
+
+#: Backends whose fused conv/dense kernels implement only some activations.
+BACKEND_ACTIVATIONS: dict[str, frozenset[str]] = {
+    "hls": frozenset({"relu", "relu6", "clip"}),
+}
+
+
+def fusable_activation(node: Node, target: Target | None) -> Act | Reject | None:
+    """The (act, act_args) ``node`` fuses as, a Reject if the backend lacks it, else None."""
+    to_act = ACTIVATIONS.get(node.op)
+    if to_act is None:
+        return None
+    act, args = to_act(node.attrs)
+    supported = BACKEND_ACTIVATIONS.get(target.backend) if target is not None else None
+    if supported is not None and act not in supported:
+        return Reject(f"backend {target.backend} has no kernel with fused {act}")  # type: ignore[union-attr]
+    return act, args
+
+
+def set_activation(node: Node, act: Act) -> None:
+    node.attrs["act"] = act[0]
+    if act[1]:
+        node.attrs["act_args"] = list(act[1])
+    else:
+        node.attrs.pop("act_args", None)
+
+
+def channel_axis(node: Node) -> int:
+    return node.output.type.rank - 1 if node.op == "nn.dense" else 1
+
+
+def per_channel(data: np.ndarray, out: Value, axis: int) -> np.ndarray | None:
+    """``data`` as one value per channel, if adding it to ``out`` is a per-channel bias."""
+    rank = out.type.rank
+    if data.ndim > rank:
+        return None
+    shape = (1,) * (rank - data.ndim) + data.shape
+    if any(d != 1 for i, d in enumerate(shape) if i != axis):
+        return None
+    channels = out.type.shape[axis]
+    if not isinstance(channels, int) or shape[axis] not in (1, channels):
+        return None
+    return np.broadcast_to(data.reshape(-1), (channels,))
+
+
+def _target_conv(graph: Graph, node: Node, value: Value) -> Node | Reject | None:
+    conv = producer(value, *FUSES_INTO)
+    if conv is None or not is_float(conv.output.dtype):
+        return None
+    if sole_user(graph, conv.output) is not node:
+        return Reject("conv output has other users")
+    if conv.attrs.get("act", "none") != "none":
+        return Reject("conv already has a fused activation")
+    return conv
+
+
+def _fuse_bias(graph: Graph, node: Node) -> bool | Reject | None:
+    a, b = node.inputs
+    add = node.op == "math.add"
+    sides = [(a, b, 1.0 if add else -1.0)] + ([(b, a, 1.0)] if add else [])
+    for value, other, sign in sides:
+        data = graph.const_value(other)
+        if data is None or producer(value, *FUSES_INTO) is None:
+            continue
+        conv = _target_conv(graph, node, value)
+        if not isinstance(conv, Node):
+            return conv
+        bias = per_channel(data, conv.output, channel_axis(conv))
+        if bias is None or node.output.type != conv.output.type:
+            return Reject("added constant is not a per-channel bias")
+        old = graph.const_value(conv.inputs[2]) if len(conv.inputs) > 2 else None
+        if len(conv.inputs) > 2 and old is None:
+            return Reject("conv bias is not constant")
+        if old is None and sign > 0 and data.shape == bias.shape:
+            new = other  # already a bias vector: use it as it is
+        else:
+            total = (0 if old is None else old.astype(np.float64)) + sign * bias.astype(np.float64)
+            hint = const_ref(conv.inputs[2] if old is not None else other)
+            new = add_const_like(graph, hint, total, conv.output.type)
+        set_operand(graph, conv, 2, new)
+        return absorb(graph, conv, node)
+    return None
+
+
+def _fuse_act(graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    if producer(node.inputs[0], *FUSES_INTO) is None:
+        return None
+    act = fusable_activation(node, target)
+    if not isinstance(act, tuple):
+        return act
+    conv = _target_conv(graph, node, node.inputs[0])
+    if not isinstance(conv, Node):
+        return conv
+    set_activation(conv, act)
+    return absorb(graph, conv, node)
+
+
+def _matmul_to_dense(graph: Graph, node: Node) -> bool | None:
+    a, w = node.inputs
+    if not is_float(a.dtype) or w.type.rank != 2:
+        return None
+    flip = producer(w, "tensor.transpose")
+    if flip is not None and flip.inputs[0].is_const:  # x @ W.T (too big to fold): W is it
+        morph(graph, node, "nn.dense", [a, flip.inputs[0]], {})
+        return True
+    data = graph.const_value(w)
+    if data is None:
+        return None
+    weight = add_const_like(graph, const_ref(w) + "_t", data.T, w.type)
+    morph(graph, node, "nn.dense", [a, weight], {})
+    return True
+
+
+@dataclass(frozen=True)
+class FuseBiasAct(RewritePass):
+    """Give conv/dense their bias and activation operands instead of separate nodes.
+
+    Before::
+
+        %c: f32[1,8,6,6] = nn.conv2d(%x, %w) {pads=[1,1,1,1]}
+        %a: f32[1,8,6,6] = math.add(%c, %bias)         // %bias: f32[8,1,1] constant
+        %y: f32[1,8,6,6] = nn.relu(%a)
+        %m: f32[1,4,10] = nn.matmul(%h, %wm)           // %wm: f32[16,10] constant
+
+    After::
+
+        %c: f32[1,8,6,6] = nn.conv2d(%x, %w, %b8) {act="relu", pads=[1,1,1,1]}  // %b8: [8]
+        %m: f32[1,4,10] = nn.dense(%h, %wm_t)           // %wm_t: [10,16], %wm transposed
+
+    A constant added to (or subtracted from) a float conv/dense output is a bias when it
+    varies only along the channel axis (1 for conv, the last for dense): [C], [C,1,1],
+    [1,C,1,1], or one value for all. The activations in ``ACTIVATIONS`` (relu, relu6, clip,
+    leaky_relu, sigmoid, silu, gelu, hardswish, tanh) become ``act``/``act_args``. A matmul by
+    a constant 2-D weight becomes a dense (whose bias then fuses the same way).
+    Must not fire when the conv output has other users, when an activation is already fused
+    (a bias cannot go after it; a second activation is not expressible), when the constant is
+    not per-channel, or when ``target.backend`` has no kernel for the activation (hls: only
+    relu, relu6 and clip).
+    """
+
+    name: ClassVar[str] = "fuse-bias-act"
+
+    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+        if node.op in ("math.add", "math.sub"):
+            return _fuse_bias(graph, node)
+        if node.op in ACTIVATIONS:
+            return _fuse_act(graph, node, target)
+        if node.op == "nn.matmul":
+            return _matmul_to_dense(graph, node)
+        return None
