@@ -7,8 +7,18 @@
 Importing ``compiler`` loads no toolchain (torch, onnx, tvm, tensorrt are imported lazily).
 """
 
+from typing import Any
+
 from compiler.api import compile, import_model, list_targets, load
 from compiler.interpreter import interpret
 
-__all__ = ["compile", "import_model", "interpret", "list_targets", "load"]
+
+def distill(*args: Any, **kwargs: Any) -> Any:
+    """Knowledge distillation in torch; see ``compiler.distill_impl.distill`` (lazy: torch)."""
+    from compiler.distill_impl import distill as _distill
+
+    return _distill(*args, **kwargs)
+
+
+__all__ = ["compile", "distill", "import_model", "interpret", "list_targets", "load"]
 __version__ = "0.1.0"
