@@ -146,6 +146,8 @@ def compile(
     if missing:
         raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for target {tgt.name}")
     say("compile")
+    if precision is not None:
+        options.setdefault("precision", precision)
     t0 = time.perf_counter()
     art = _compile_into(backend, graph, tgt, output_dir, options, result)
     timings["backend_s"] = time.perf_counter() - t0

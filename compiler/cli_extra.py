@@ -19,7 +19,9 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     target = load_target(args.target)
     graph = import_model(args.model)
     PassManager(plan_pipeline(target, args.pipeline, "fp32", None)).run(graph, target)
-    export_onnx(graph, args.output)
+    # onnxruntime-exact tie breaking is for checking against the interpreter; TensorRT gets
+    # the plain Q/DQ form it expects.
+    export_onnx(graph, args.output, exact=target.backend != "tensorrt")
     if not args.json:
         print(f"wrote {args.output}")
     return {"output": args.output}

@@ -124,7 +124,9 @@ def _cast(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     to = node.attrs["to"]
     x = xs[0]
     if is_int(to) and np.issubdtype(x.dtype, np.floating):
-        x = np.trunc(np.nan_to_num(x))  # float -> int truncates toward zero (C, ONNX)
+        # float -> int truncates toward zero (C, ONNX); clip in float64, where the i32 bounds
+        # are exact (in float32, 2^31 - 1 rounds up to 2^31 and the cast would wrap).
+        x = np.trunc(np.nan_to_num(x.astype(np.float64)))
         lo, hi = numerics.int_range(to)
         return [np.clip(x, lo, hi).astype(NUMPY_DTYPES[to])]
     return [x.astype(NUMPY_DTYPES[to])]

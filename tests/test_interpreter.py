@@ -148,3 +148,9 @@ def test_input_checking() -> None:
         interpret(g, r(3, 5), r(3, 5))
     with pytest.raises(InputError, match="dtype"):
         interpret(g, np.ones((3, 4), bool), r(3, 4))
+
+
+def test_cast_saturates_large_floats() -> None:
+    x = np.array([3e9, -3e9, 2.9, -2.9, np.nan], np.float32)
+    got = run_op("tensor.cast", [x], {"to": "i32"})[0]
+    np.testing.assert_array_equal(got, [2**31 - 1, -(2**31), 2, -2, 0])

@@ -1,0 +1,116 @@
+"""The one rule table of the ONNX exporter: IR op -> (check, lower).
+
+``check(node, opset)`` says why a node cannot be exported (or None); ``lower(emitter, node)``
+emits its ONNX nodes. ``quant_transparent`` ops move or select values without computing new
+ones: on quantized tensors they are written DequantizeLinear -> op -> QuantizeLinear.
+Adding an op means adding one entry here; a test checks the table against the op table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from backends.onnx import rules_math as m
+from backends.onnx import rules_nn as nn
+from backends.onnx import rules_quant as q
+from backends.onnx import rules_tensor as t
+from backends.onnx.emitter import Emitter
+from compiler.ir.graph import Node
+from compiler.ir.ops import OPS
+
+Check = Callable[[Node, int], "str | None"]
+
+
+def _no_check(node: Node, opset: int) -> str | None:
+    return None
+
+
+def _both(*checks: Check) -> Check:
+    def check(node: Node, opset: int) -> str | None:
+        for c in checks:
+            if (reason := c(node, opset)) is not None:
+                return reason
+        return None
+
+    return check
+
+
+@dataclass(frozen=True)
+class Rule:
+    lower: Callable[[Emitter, Node], list]
+    check: Check = _no_check
+    quant_transparent: bool = False
+
+
+_RULES: dict[str, Rule] = {
+    **{op: Rule(m.binary(onnx_op)) for op, onnx_op in m.BINARY.items()},
+    **{op: Rule(m.unary(onnx_op)) for op, onnx_op in m.UNARY.items()},
+    **{op: Rule(m.reduce(onnx_op)) for op, onnx_op in m.REDUCE.items()},
+    "math.mod": Rule(m.lower_mod),
+    "math.rsqrt": Rule(m.lower_rsqrt),
+    "math.argmax": Rule(m.lower_argmax),
+    "nn.relu6": Rule(m.lower_relu6),
+    "nn.clip": Rule(m.lower_clip),
+    "nn.leaky_relu": Rule(m.lower_leaky_relu),
+    "nn.hardsigmoid": Rule(m.lower_hardsigmoid),
+    "nn.silu": Rule(m.lower_silu),
+    "nn.gelu": Rule(m.lower_gelu),
+    "nn.softmax": Rule(m.lower_softmax),
+    "nn.log_softmax": Rule(m.lower_softmax),
+    "nn.layer_norm": Rule(m.lower_layer_norm, m.check_layer_norm),
+    "nn.batch_norm": Rule(m.lower_batch_norm),
+    "nn.lrn": Rule(m.lower_lrn),
+    "tensor.where": Rule(m.lower_where),
+    "tensor.cast": Rule(m.lower_cast),
+    # convolution, dense, pooling, attention
+    "nn.conv1d": Rule(nn.lower_conv, nn.check_integer),
+    "nn.conv2d": Rule(nn.lower_conv, nn.check_integer),
+    "nn.conv_transpose2d": Rule(nn.lower_conv_transpose),
+    "nn.dense": Rule(nn.lower_dense, nn.check_integer),
+    "nn.matmul": Rule(nn.lower_matmul, nn.check_integer),
+    "nn.max_pool2d": Rule(nn.lower_max_pool, quant_transparent=True),
+    "nn.avg_pool2d": Rule(nn.lower_avg_pool),
+    "nn.global_avg_pool": Rule(nn.lower_global_pool),
+    "nn.global_max_pool": Rule(nn.lower_global_pool, quant_transparent=True),
+    "nn.adaptive_avg_pool2d": Rule(nn.lower_adaptive_avg_pool, nn.check_adaptive_avg_pool),
+    "nn.resize": Rule(nn.lower_resize, quant_transparent=True),
+    "nn.attention": Rule(nn.lower_attention, nn.check_attention),
+    # data movement
+    "tensor.reshape": Rule(t.lower_reshape, quant_transparent=True),
+    "tensor.flatten": Rule(t.lower_flatten, quant_transparent=True),
+    "tensor.transpose": Rule(t.lower_transpose, quant_transparent=True),
+    "tensor.concat": Rule(t.lower_concat, quant_transparent=True),
+    "tensor.split": Rule(t.lower_split, quant_transparent=True),
+    "tensor.slice": Rule(t.lower_slice, quant_transparent=True),
+    "tensor.squeeze": Rule(t.lower_squeeze, quant_transparent=True),
+    "tensor.unsqueeze": Rule(t.lower_unsqueeze, quant_transparent=True),
+    "tensor.expand": Rule(t.lower_expand, quant_transparent=True),
+    "tensor.gather": Rule(t.lower_gather, quant_transparent=True),
+    "tensor.pad": Rule(t.lower_pad, quant_transparent=True),
+    "tensor.shape": Rule(t.lower_shape),
+    "tensor.range": Rule(t.lower_range, t.check_range),
+    # constants and quantization
+    "const": Rule(q.lower_const),
+    "q.quantize": Rule(q.lower_quantize),
+    "q.dequantize": Rule(q.lower_dequantize),
+    "q.requantize": Rule(q.lower_requantize),
+    "q.add": Rule(q.lower_qadd),
+    "q.avg_pool2d": Rule(q.lower_qavg_pool),
+    "q.global_avg_pool": Rule(q.lower_qglobal_avg_pool, q.check_qglobal_avg_pool),
+}
+
+# tensor.identity and nn.dropout move values too.
+for _op in ("tensor.identity", "nn.dropout"):
+    _RULES[_op] = Rule(_RULES[_op].lower, quant_transparent=True)
+
+#: The table, restricted to ops the IR defines (a test checks that it covers all of them).
+RULES: dict[str, Rule] = {op: rule for op, rule in _RULES.items() if op in OPS}
+
+
+def check_node(node: Node, opset: int) -> str | None:
+    """Why ``node`` cannot be exported at ``opset``, or None."""
+    rule = RULES.get(node.op)
+    if rule is None:
+        return "no ONNX lowering rule"
+    return _both(q.check_types, rule.check)(node, opset)

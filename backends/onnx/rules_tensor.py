@@ -1,0 +1,125 @@
+"""ONNX lowering rules, part 3: data movement (reshape, transpose, concat, slice, pad, ...).
+
+On quantized tensors these ops are written as DequantizeLinear -> float op -> QuantizeLinear
+with the same scale (the driver does it: ``Rule.quant_transparent``). That is exact for data
+movement and max, and it is the form TensorRT takes: it has no plain int8 tensors, only
+quantized ones between Q and DQ, and moves the Q/DQ through these ops itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends.onnx.emitter import Emitter
+from compiler.ir.graph import Node
+from compiler.ir.types import NUMPY_DTYPES
+
+_INT64_MAX = 2**63 - 1
+
+
+def lower_reshape(em: Emitter, node: Node) -> list:
+    out = node.outputs[0].type
+    target = list(out.shape) if out.is_static else list(node.attrs["shape"])
+    return [em.emit1("Reshape", [em.arg(0), em.reshape_target(target)])]
+
+
+def lower_flatten(em: Emitter, node: Node) -> list:
+    return [em.emit1("Flatten", [em.arg(0)], axis=int(node.attrs.get("axis", 1)))]
+
+
+def lower_transpose(em: Emitter, node: Node) -> list:
+    return [em.emit1("Transpose", [em.arg(0)], perm=[int(p) for p in node.attrs["perm"]])]
+
+
+def lower_concat(em: Emitter, node: Node) -> list:
+    inputs = [em.arg(i) for i in range(len(node.inputs))]
+    return [em.emit1("Concat", inputs, axis=int(node.attrs["axis"]))]
+
+
+def lower_split(em: Emitter, node: Node) -> list:
+    sizes = [int(s) for s in node.attrs["sizes"]]
+    return em.emit(
+        "Split", [em.arg(0), em.i64(sizes)], n_out=len(sizes), axis=int(node.attrs["axis"])
+    )
+
+
+def _clamp64(values: list) -> list[int]:
+    return [max(-_INT64_MAX - 1, min(_INT64_MAX, int(v))) for v in values]
+
+
+def lower_slice(em: Emitter, node: Node) -> list:
+    a = node.attrs
+    given = a.get("axes")
+    axes: list[int] = list(given) if given is not None else list(range(len(a["starts"])))
+    steps = a.get("steps") or [1] * len(axes)
+    inputs = [
+        em.arg(0),
+        em.i64(_clamp64(a["starts"])),
+        em.i64(_clamp64(a["ends"])),
+        em.i64([int(x) for x in axes]),
+        em.i64([int(s) for s in steps]),
+    ]
+    return [em.emit1("Slice", inputs)]
+
+
+def lower_squeeze(em: Emitter, node: Node) -> list:
+    return [em.emit1("Squeeze", [em.arg(0), em.i64([int(a) for a in node.attrs["axes"]])])]
+
+
+def lower_unsqueeze(em: Emitter, node: Node) -> list:
+    return [em.emit1("Unsqueeze", [em.arg(0), em.i64([int(a) for a in node.attrs["axes"]])])]
+
+
+def lower_expand(em: Emitter, node: Node) -> list:
+    """Expand broadcasts both ways, so a dimension x already has may be given as 1."""
+    x_shape = node.inputs[0].type.shape
+    out = node.outputs[0].type.shape
+    dims: list[int | str] = []
+    for i, d in enumerate(out):
+        j = i - (len(out) - len(x_shape))
+        if isinstance(d, int) or d in em.symbols:
+            dims.append(d)
+        elif j >= 0 and x_shape[j] == d:
+            dims.append(1)
+        else:
+            raise em.fail(f"cannot expand to dimension {d!r}: specialize the graph first")
+    return [em.emit1("Expand", [em.arg(0), em.shape_tensor(dims)])]
+
+
+def lower_gather(em: Emitter, node: Node) -> list:
+    return [em.emit1("Gather", [em.arg(0), em.arg(1)], axis=int(node.attrs.get("axis", 0)))]
+
+
+def lower_pad(em: Emitter, node: Node) -> list:
+    mode = node.attrs.get("mode", "constant")
+    x = node.inputs[0]
+    inputs = [em.arg(0), em.i64([int(p) for p in node.attrs["pads"]])]
+    if mode == "constant":
+        value = float(node.attrs.get("value", 0.0))
+        dtype = x.dtype
+        if em.float_view and x.type.quant is not None:  # the pad value is an integer code
+            qp = x.type.quant
+            value = (value - qp.zero_point[0]) * qp.scale[0]
+            dtype = "f32"
+        inputs.append(em.const(np.asarray(value).astype(NUMPY_DTYPES[dtype]), "pad_value"))
+    return [em.emit1("Pad", inputs, mode=mode)]
+
+
+def lower_shape(em: Emitter, node: Node) -> list:
+    return [em.emit1("Shape", [em.name_of(node.inputs[0])])]
+
+
+def lower_range(em: Emitter, node: Node) -> list:
+    a = node.attrs
+    dtype = NUMPY_DTYPES[a.get("dtype", "i64")]
+    bounds = [
+        em.const(np.asarray(a.get(k, d)).astype(dtype), k)
+        for k, d in (("start", 0), ("limit", None), ("delta", 1))
+    ]
+    return [em.emit1("Range", bounds)]
+
+
+def check_range(node: Node, opset: int) -> str | None:
+    if node.attrs.get("dtype", "i64") not in ("i16", "i32", "i64", "f32", "f64"):
+        return f"ONNX Range has no {node.attrs['dtype']} form"
+    return None
