@@ -7,6 +7,7 @@ Weights are not in the text (only their names and shapes): pass the data as ``co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -94,7 +95,9 @@ def _parse_quant(line: _Line) -> QuantParams:
         zp = fields.get("zp", [0] * len(scale) if isinstance(scale, list) else 0)
         if axis is None:
             return QuantParams.per_tensor(scale, zp)
-        return QuantParams.per_channel(scale, axis, zp)
+        qp = QuantParams.per_channel(scale, axis, zp)
+        group = fields.get("group")
+        return qp if group is None else dataclasses.replace(qp, group_size=int(group))
     except (KeyError, ValueError, TypeError) as e:
         raise line.error(f"bad quantization parameters: {e}") from None
 

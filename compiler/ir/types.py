@@ -105,12 +105,19 @@ class QuantParams:
     scale: tuple[float, ...]
     zero_point: tuple[int, ...]
     axis: int | None = None
+    #: Block (group-wise) quantization, as ONNX DequantizeLinear's ``block_size``: groups of
+    #: ``group_size`` consecutive elements along ``axis`` share one scale; the scales are the
+    #: tensor's shape with dimension ``axis`` divided by ``group_size``, flattened row-major
+    #: (an int4 dense weight [N, K] with axis=1 has N*K/group_size scales).
+    group_size: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.scale) == 0 or len(self.scale) != len(self.zero_point):
             raise ValueError("QuantParams needs as many zero points as scales (at least one)")
         if self.axis is None and len(self.scale) != 1:
             raise ValueError("per-tensor QuantParams has exactly one scale")
+        if self.group_size is not None and (self.axis is None or self.group_size < 1):
+            raise ValueError("group-wise QuantParams needs an axis and a group_size >= 1")
         for s in self.scale:
             if not (s > 0 and math.isfinite(s)):
                 raise ValueError(f"quantization scale must be positive and finite, got {s!r}")
@@ -158,6 +165,8 @@ class QuantParams:
             parts.append(f"zp={one(self.zero_point, str)}")
         if self.axis is not None:
             parts.append(f"axis={self.axis}")
+        if self.group_size is not None:
+            parts.append(f"group={self.group_size}")
         return "{" + ", ".join(parts) + "}"
 
 
@@ -186,11 +195,23 @@ class TensorType:
                         f"quantization axis {self.quant.axis} out of range for {self.shape}"
                     )
                 n = self.shape[self.quant.axis]
-                if isinstance(n, int) and n != len(self.quant.scale):
+                if self.quant.group_size is not None:
+                    self._check_groups(n)
+                elif isinstance(n, int) and n != len(self.quant.scale):
                     raise ValueError(
                         f"{len(self.quant.scale)} per-channel scales for {n} channels along axis "
                         f"{self.quant.axis}"
                     )
+
+    def _check_groups(self, n: Dim) -> None:
+        assert self.quant is not None and self.quant.group_size is not None
+        group = self.quant.group_size
+        if isinstance(n, int) and n % group:
+            raise ValueError(f"group size {group} does not divide dimension {n} of {self.shape}")
+        if self.is_static and self.numel // group != len(self.quant.scale):
+            raise ValueError(
+                f"{len(self.quant.scale)} group scales for {self.shape} in groups of {group}"
+            )
 
     @property
     def rank(self) -> int:

@@ -1,0 +1,84 @@
+"""Interpreter table, part 3: the integer ops of quantized graphs (``compiler.ir.ops_quant``).
+
+Everything here is exact integer arithmetic in int64, defined by ``compiler.numerics``; the
+op table's module docstring gives the formulas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler import numerics
+from compiler.interpreter import Context, impl
+from compiler.interpreter_nn import _pad_spatial, _windows
+from compiler.ir.graph import Node, Value
+from compiler.ir.ops_nn import spatial_params
+from compiler.ir.types import QuantParams
+
+
+def _zp(value: Value) -> int:
+    qp = value.type.quant
+    return int(qp.zero_point[0]) if qp is not None else 0
+
+
+def _clip(out: np.ndarray, node: Node, zo: int) -> np.ndarray:
+    lo, hi = node.attrs.get("clip_min"), node.attrs.get("clip_max")
+    if node.attrs.get("act", "none") == "relu":
+        lo = zo if lo is None else max(lo, zo)
+    if lo is None and hi is None:
+        return out
+    return np.clip(out, lo, hi).astype(out.dtype)
+
+
+@impl("q.add")
+def _qadd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a = xs[0].astype(np.int64) - _zp(node.inputs[0])
+    b = xs[1].astype(np.int64) - _zp(node.inputs[1])
+    acc = a * np.int64(node.attrs["a_multiplier"]) + b * np.int64(node.attrs["b_multiplier"])
+    zo = _zp(node.outputs[0])
+    out = numerics.requantize(
+        acc, 1, int(node.attrs["shift"]), zo, node.attrs["dtype"], counter=ctx.counter(node)
+    )
+    return [_clip(out, node, zo)]
+
+
+@impl("q.avg_pool2d")
+def _qavg_pool2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    a = node.attrs
+    kernel = list(a["kernel"])
+    strides, pads, dil = spatial_params({**a, "strides": a.get("strides") or kernel}, 2)
+    x = xs[0].astype(np.int64) - _zp(node.inputs[0])  # padding below is then real 0
+    sums = _windows(_pad_spatial(x, pads, 0), kernel, strides, dil).sum(axis=(-2, -1))
+    out_h, out_w = node.outputs[0].type.shape[2:]
+    acc = sums[:, :, :out_h, :out_w]
+    return [_requantize(ctx, node, acc)]
+
+
+@impl("q.global_avg_pool")
+def _qglobal_avg_pool(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0].astype(np.int64) - _zp(node.inputs[0])
+    acc = x.sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+    return [_requantize(ctx, node, acc)]
+
+
+def _requantize(ctx: Context, node: Node, acc: np.ndarray) -> np.ndarray:
+    a = node.attrs
+    return numerics.requantize(
+        acc,
+        int(a["multiplier"]),
+        int(a["shift"]),
+        _zp(node.outputs[0]),
+        a["dtype"],
+        counter=ctx.counter(node),
+    )
+
+
+def expand_groups(qp: QuantParams, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Block-wise scales and zero points repeated to one per element of a ``shape`` tensor."""
+    assert qp.axis is not None and qp.group_size is not None
+    axis = qp.axis % len(shape)
+    blocked = list(shape)
+    blocked[axis] = shape[axis] // qp.group_size
+    scale = np.repeat(qp.scale_array().reshape(blocked), qp.group_size, axis=axis)
+    zp = np.repeat(qp.zero_point_array().reshape(blocked), qp.group_size, axis=axis)
+    return scale, zp

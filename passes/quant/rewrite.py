@@ -1,0 +1,316 @@
+"""Build the quantized graph from a canonical float graph and its plan.
+
+The builder walks the float graph in order and writes a new graph. It keeps, per float value,
+its float form and its integer form, creating either on first demand: ``q.quantize`` where an
+integer node needs a value that a float node produced, ``q.dequantize`` where a float node (or
+a graph output) needs a value that an integer node produced. So each value is quantized or
+dequantized at most once, right before its first user. Float values keep their names; integer
+forms are ``<name>_q``, accumulators ``<name>_acc``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from compiler.errors import VerifyError
+from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.types import QuantParams, TensorType
+from compiler.numerics import int_range, quantize_multiplier
+from passes.quant.plan import Layer, Plan, node_key
+from passes.quant.weights import quantize_bias, quantize_weight
+
+#: q.add's fixed-point precision: multipliers ``round(s_a / s_o * 2^ADD_SHIFT)``.
+ADD_SHIFT = 16
+
+
+class QuantizedBuilder:
+    """Writes the quantized form of ``src`` (canonical float graph) as planned by ``plan``."""
+
+    def __init__(self, src: Graph, plan: Plan):
+        self.src, self.plan = src, plan
+        self.g = Graph(src.name)
+        self.f: dict[str, Value] = {}
+        self.q: dict[str, Value] = {}
+        self.consts: dict[str, Value] = {}
+        self.skip = plan.absorbed_keys()
+
+    def build(self) -> Graph:
+        for v in self.src.inputs:
+            self.f[v.name] = self.g.add_input(v.name, v.type, exact=True)
+        for node in self.src.nodes:
+            if node.op == "const" or node_key(node) in self.skip:
+                continue
+            layer = self.plan.layer_of_node(node)
+            if layer is None:
+                self._float(node)
+            else:
+                _KINDS[layer.kind](self, node, layer)
+        self.g.outputs = [self.float_of(v) for v in self.src.outputs]
+        self.g.remove_unused()
+        return self.g
+
+    # ---- value forms -----------------------------------------------------------------------
+    def const(self, value: Value) -> Value:
+        if value.name not in self.consts:
+            data = self.src.const_value(value)
+            assert value.producer is not None and data is not None
+            self.consts[value.name] = self.g.add_const(
+                value.producer.attrs["ref"], data, value.type, value.producer.loc
+            )
+        return self.consts[value.name]
+
+    def float_of(self, value: Value) -> Value:
+        if value.is_const:
+            return self.const(value)
+        if value.name not in self.f:
+            if value.name not in self.q:
+                raise VerifyError(f"quantize: %{value.name} is used before it is defined")
+            self.f[value.name] = self.g.add_node(
+                "q.dequantize", [self.q[value.name]], {}, names=[value.name]
+            ).output
+        return self.f[value.name]
+
+    def int_of(self, value: Value) -> Value:
+        if value.name not in self.q:
+            x = self.float_of(value)
+            dtype = self.plan.dtype[value.name]
+            t = TensorType(dtype, value.type.shape, self.plan.quant[value.name])
+            loc = value.producer.loc if value.producer is not None else None
+            self.q[value.name] = self.g.add_node(
+                "q.quantize", [x], {"dtype": dtype}, [t], [value.name + "_q"], loc
+            ).output
+        return self.q[value.name]
+
+    def int_type(self, name: str, shape: tuple) -> TensorType:
+        return TensorType(self.plan.dtype[name], shape, self.plan.quant[name])
+
+    # ---- node kinds ------------------------------------------------------------------------
+    def _float(self, node: Node) -> None:
+        inputs = [self.float_of(v) for v in node.inputs]
+        out = self.g.create_node(
+            node.op,
+            inputs,
+            node.attrs,
+            [v.type for v in node.outputs],
+            [v.name for v in node.outputs],
+            node.loc,
+        )
+        self.g.nodes.append(out)
+        for v, new in zip(node.outputs, out.outputs, strict=True):
+            self.f[v.name] = new
+
+    def _move(self, node: Node, layer: Layer) -> None:
+        inputs = [self.int_of(v) for v in node.inputs]
+        attrs = dict(node.attrs)
+        if node.op == "tensor.pad" and attrs.get("mode", "constant") == "constant":
+            qp = inputs[0].type.quant
+            assert qp is not None
+            lo, hi = int_range(inputs[0].dtype)
+            level = round(float(attrs.get("value", 0.0)) / qp.scale[0]) + qp.zero_point[0]
+            attrs["value"] = int(min(max(level, lo), hi))
+        types = [self.int_type(v.name, v.type.shape) for v in node.outputs]
+        out = self.g.create_node(
+            node.op, inputs, attrs, types, [v.name + "_q" for v in node.outputs], node.loc
+        )
+        self.g.nodes.append(out)
+        for v, new in zip(node.outputs, out.outputs, strict=True):
+            self.q[v.name] = new
+
+    def _anchor(self, node: Node, layer: Layer) -> None:
+        x = self.int_of(node.inputs[0])
+        qx = x.type.quant
+        assert qx is not None
+        w_dtype = "i16" if layer.precision == "int16" else self.plan.options.weight_dtype
+        w, qw = quantized_weight(self, node, layer, w_dtype)
+        acc_scales = np.float64(qx.scale[0]) * np.asarray(qw.scale, dtype=np.float64)
+        b = quantized_bias(self, node, acc_scales)
+        out = node.outputs[0]
+        axis = out.type.rank - 1 if node.op in ("nn.dense", "nn.matmul") else 1
+        per_channel = acc_scales.size > 1
+        acc_qp = (
+            QuantParams.per_channel(acc_scales, axis)
+            if per_channel
+            else QuantParams.per_tensor(float(acc_scales[0]))
+        )
+        attrs = {k: v for k, v in node.attrs.items() if k not in ("act", "act_args", "acc")}
+        if layer.act == "relu":
+            attrs["act"] = "relu"  # exact on the accumulator
+        attrs["acc"], bound = accumulator_dtype(self, node, x, w, b)
+        inputs = [x, w] + ([b] if b is not None else [])
+        acc_t = TensorType(attrs["acc"], out.type.shape, acc_qp)
+        acc = self.g.add_node(node.op, inputs, attrs, [acc_t], [layer.out + "_acc"], node.loc)
+        if layer.out not in self.plan.int_values:
+            self._dequantize_acc(acc.output, layer)
+            return
+        out_t = self.int_type(layer.out, out.type.shape)
+        assert out_t.quant is not None
+        pairs = [fit_multiplier(s / out_t.quant.scale[0], bound) for s in acc_scales]
+        rq: dict[str, Any] = {
+            "dtype": out_t.dtype,
+            "multiplier": [m for m, _ in pairs],
+            "shift": [s for _, s in pairs],
+            "axis": axis if per_channel else None,
+        }
+        rq.update(clamp_attrs(layer, out_t))
+        self.q[layer.out] = self.g.add_node(
+            "q.requantize", [acc.output], rq, [out_t], [layer.out + "_q"], node.loc
+        ).output
+
+    def _dequantize_acc(self, acc: Value, layer: Layer) -> None:
+        """No integer consumer: dequantize the accumulator itself (no second rounding)."""
+        clamp = layer.act in ("relu6", "clip")
+        name = layer.out + "_pre" if clamp else layer.out
+        y = self.g.add_node("q.dequantize", [acc], {}, names=[name]).output
+        if clamp:
+            lo, hi = (0.0, 6.0) if layer.act == "relu6" else tuple(layer.act_args[:2])
+            attrs = {
+                "min": lo if math.isfinite(lo) else None,
+                "max": hi if math.isfinite(hi) else None,
+            }
+            y = self.g.add_node("nn.clip", [y], attrs, names=[layer.out]).output
+        self.f[layer.out] = y
+
+    def _add(self, node: Node, layer: Layer) -> None:
+        a, b = (self.int_of(v) for v in node.inputs)
+        qa, qb = a.type.quant, b.type.quant
+        out_t = self.int_type(layer.out, self.src.find(layer.out).type.shape)
+        assert qa is not None and qb is not None and out_t.quant is not None
+        so = out_t.quant.scale[0]
+        ra, rb = qa.scale[0] / so, qb.scale[0] / so
+        shift = add_shift(ra, rb)
+        attrs: dict[str, Any] = {
+            "dtype": out_t.dtype,
+            "a_multiplier": int(round(ra * 2**shift)),
+            "b_multiplier": int(round(rb * 2**shift)),
+            "shift": shift,
+            "act": "relu" if layer.act == "relu" else "none",
+        }
+        attrs.update(clamp_attrs(layer, out_t))
+        self.q[layer.out] = self.g.add_node(
+            "q.add", [a, b], attrs, [out_t], [layer.out + "_q"], node.loc
+        ).output
+
+    def _pool(self, node: Node, layer: Layer) -> None:
+        x = self.int_of(node.inputs[0])
+        out_t = self.int_type(layer.out, node.outputs[0].type.shape)
+        assert x.type.quant is not None and out_t.quant is not None
+        if node.op == "nn.avg_pool2d":
+            kernel = list(node.attrs["kernel"])
+            attrs = {
+                "kernel": kernel,
+                "strides": node.attrs.get("strides") or kernel,
+                "pads": node.attrs.get("pads") or [0, 0, 0, 0],
+            }
+            op, count = "q.avg_pool2d", math.prod(kernel)
+        else:
+            attrs, op = {}, "q.global_avg_pool"
+            count = math.prod(int(d) for d in x.type.shape[2:])
+        real = x.type.quant.scale[0] / (count * out_t.quant.scale[0])
+        mult, shift = quantize_multiplier(real)
+        attrs.update({"dtype": out_t.dtype, "multiplier": mult, "shift": shift})
+        self.q[layer.out] = self.g.add_node(
+            op, [x], attrs, [out_t], [layer.out + "_q"], node.loc
+        ).output
+
+
+def add_shift(ra: float, rb: float) -> int:
+    """Smallest shift making both multipliers exact (powers of two), else ``ADD_SHIFT``;
+    reduced until both multipliers fit in int32."""
+    shift = ADD_SHIFT
+    exact = [math.frexp(r) for r in (ra, rb)]
+    if all(m == 0.5 for m, _ in exact):
+        shift = max(0, max(1 - e for _, e in exact))
+    while shift > 0 and max(ra, rb) * 2**shift >= 2**31:
+        shift -= 1
+    return shift
+
+
+def clamp_attrs(layer: Layer, out_t: TensorType) -> dict[str, int]:
+    """relu6/clip of an integer result: its real bounds as integer levels of the output."""
+    if layer.act not in ("relu6", "clip"):
+        return {}
+    assert out_t.quant is not None
+    lo_real, hi_real = (0.0, 6.0) if layer.act == "relu6" else tuple(layer.act_args[:2])
+    s, zp = out_t.quant.scale[0], out_t.quant.zero_point[0]
+    qmin, qmax = int_range(out_t.dtype)
+    attrs = {}
+    if math.isfinite(lo_real):
+        attrs["clip_min"] = int(np.clip(round(lo_real / s) + zp, qmin, qmax))
+    if math.isfinite(hi_real):
+        attrs["clip_max"] = int(np.clip(round(hi_real / s) + zp, qmin, qmax))
+    return attrs
+
+
+def fit_multiplier(real: float, bound: int) -> tuple[int, int]:
+    """``quantize_multiplier(real)``, with the multiplier cut (and the shift with it) until
+    ``bound * multiplier`` fits the int64 product of numerics.requantize."""
+    mult, shift = quantize_multiplier(real)
+    while mult * bound >= 2**62 and shift > 0:
+        mult, shift = (mult + 1) >> 1, shift - 1
+    return mult, shift
+
+
+def accumulator_dtype(
+    builder: QuantizedBuilder, node: Node, x: Value, w: Value, b: Value | None
+) -> tuple[str, int]:
+    """i32 unless the worst-case sum of products (plus bias) could overflow it, then i64;
+    and that worst case."""
+    qx = x.type.quant
+    assert qx is not None
+    lo, hi = int_range(x.dtype)
+    x_peak = max(hi - qx.zero_point[0], qx.zero_point[0] - lo)
+    w_data = builder.g.const_value(w)
+    assert w_data is not None
+    axis = weight_axis(node)
+    k = w_data.size // w_data.shape[axis]
+    bound = k * x_peak * int(np.abs(w_data.astype(np.int64)).max(initial=0))
+    b_data = builder.g.const_value(b) if b is not None else None
+    if b_data is not None:
+        bound += int(np.abs(b_data.astype(np.int64)).max(initial=0))
+    return ("i32" if bound <= int_range("i32")[1] else "i64"), bound
+
+
+def weight_axis(node: Node) -> int:
+    """The output-channel axis of the weight: 0 for OIHW and [N, K], 1 for matmul's [K, N]."""
+    return 1 if node.op == "nn.matmul" else 0
+
+
+def quantized_weight(
+    builder: QuantizedBuilder, node: Node, layer: Layer, dtype: str
+) -> tuple[Value, QuantParams]:
+    w = node.inputs[1]
+    data = builder.src.const_value(w)
+    assert data is not None and w.producer is not None
+    ref = w.producer.attrs["ref"]
+    axis = weight_axis(node) if layer.per_channel else None
+    q, qp = quantize_weight(data, axis, dtype, builder.plan.options.power_of_two, ref)
+    value = builder.g.add_const(ref + "_q", q, TensorType(dtype, w.type.shape, qp), w.producer.loc)
+    return value, qp
+
+
+def quantized_bias(builder: QuantizedBuilder, node: Node, acc_scales: np.ndarray) -> Value | None:
+    if len(node.inputs) < 3:
+        return None
+    b = node.inputs[2]
+    data = builder.src.const_value(b)
+    if data is None or b.producer is None:
+        raise VerifyError(f"{node.where()}: bias is not constant; cannot quantize it")
+    ref = b.producer.attrs["ref"]
+    q, qp = quantize_bias(data, acc_scales, ref)
+    return builder.g.add_const(ref + "_q", q, TensorType("i32", b.type.shape, qp), b.producer.loc)
+
+
+_KINDS = {
+    "move": QuantizedBuilder._move,
+    "anchor": QuantizedBuilder._anchor,
+    "add": QuantizedBuilder._add,
+    "pool": QuantizedBuilder._pool,
+}
+
+
+def quantized_graph(src: Graph, plan: Plan) -> Graph:
+    """The quantized form of canonical float graph ``src`` under ``plan``."""
+    return QuantizedBuilder(src, plan).build()
