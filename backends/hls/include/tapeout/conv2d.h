@@ -60,7 +60,9 @@ struct conv2d_checks {
     static const int macs = CFG::out_c * CFG::k_h * CFG::k_w * (CFG::in_c / CFG::groups);
 };
 
-// Accumulators of all output channels of pixel (oh, ow).
+// Accumulators of all output channels of pixel (oh, ow). Window positions outside the input
+// (padding) are skipped once per position; each remaining position adds, for every output
+// channel, one dot product over the input channels of its group (contiguous in NHWC).
 template <class CFG>
 void conv2d_pixel(const typename CFG::in_t x[], const typename CFG::weight_t w[],
                   const int32_t bias[], int32_t in_zp, int oh, int ow,
@@ -68,20 +70,23 @@ void conv2d_pixel(const typename CFG::in_t x[], const typename CFG::weight_t w[]
     TAPEOUT_PRAGMA(HLS INLINE)
     typedef conv2d_checks<CFG> K;
     for (int co = 0; co < CFG::out_c; co++) {
-        const int ci0 = (co / K::cout_g) * K::cin_g;
-        typename layer_types<CFG>::uacc_t a = acc_init<CFG>(bias[co]);
-        for (int kh = 0; kh < CFG::k_h; kh++) {
-            const int ih = oh * CFG::stride_h - CFG::pad_top + kh * CFG::dil_h;
-            for (int kw = 0; kw < CFG::k_w; kw++) {
-                const int iw = ow * CFG::stride_w - CFG::pad_left + kw * CFG::dil_w;
-                if (ih < 0 || ih >= CFG::in_h || iw < 0 || iw >= CFG::in_w) continue;
-                for (int ci = 0; ci < K::cin_g; ci++) {
-                    a = mac<CFG>(a, x[(ih * CFG::in_w + iw) * CFG::in_c + ci0 + ci],
-                                 w[((co * CFG::k_h + kh) * CFG::k_w + kw) * K::cin_g + ci], in_zp);
-                }
+        acc[co] = acc_init<CFG>(bias[co]);
+    }
+    for (int kh = 0; kh < CFG::k_h; kh++) {
+        const int ih = oh * CFG::stride_h - CFG::pad_top + kh * CFG::dil_h;
+        if (ih < 0 || ih >= CFG::in_h) continue;
+        for (int kw = 0; kw < CFG::k_w; kw++) {
+            const int iw = ow * CFG::stride_w - CFG::pad_left + kw * CFG::dil_w;
+            if (iw < 0 || iw >= CFG::in_w) continue;
+            typename operand<CFG>::x_t xs[CFG::in_c];
+            widen<CFG, CFG::in_c>(&x[(ih * CFG::in_w + iw) * CFG::in_c], xs);
+            for (int co = 0; co < CFG::out_c; co++) {
+                const int ci0 = (co / K::cout_g) * K::cin_g;
+                acc[co] = dot<CFG, K::cin_g>(
+                    acc[co], xs + ci0, &w[((co * CFG::k_h + kh) * CFG::k_w + kw) * K::cin_g],
+                    in_zp);
             }
         }
-        acc[co] = a;
     }
 }
 

@@ -40,10 +40,10 @@ void dense_accumulate(const typename CFG::in_t x[CFG::n_in], const typename CFG:
     for (int o = 0; o < CFG::n_out; o++) {
         acc[o] = acc_init<CFG>(bias[o]);
     }
+    typename operand<CFG>::x_t xs[CFG::n_in];
+    widen<CFG, CFG::n_in>(x, xs);
     for (int o = 0; o < CFG::n_out; o++) {
-        for (int i = 0; i < CFG::n_in; i++) {
-            acc[o] = mac<CFG>(acc[o], x[i], w[o * CFG::n_in + i], in_zp);
-        }
+        acc[o] = dot<CFG, CFG::n_in>(acc[o], xs, &w[o * CFG::n_in], in_zp);
     }
 }
 

@@ -12,6 +12,8 @@
 #ifndef TAPEOUT_LAYER_H
 #define TAPEOUT_LAYER_H
 
+#include <type_traits>
+
 #include "tapeout/add.h"
 #include "tapeout/common.h"
 #include "tapeout/requant.h"
@@ -44,6 +46,61 @@ inline typename layer_types<CFG>::uacc_t mac(typename layer_types<CFG>::uacc_t a
     const typename T::prod_t xd = static_cast<typename T::prod_t>(x) - in_zp;
     const typename T::prod_t p = xd * static_cast<typename T::prod_t>(w);
     return static_cast<typename T::uacc_t>(acc + static_cast<typename T::uacc_t>(p));
+}
+
+// Dot products of one block: acc + sum_{i < N} (x[i] - in_zp) * w[i], modulo 2^bits.
+// The caller widens the activations once into operand<CFG>::x_t (shared by every output that
+// reads them). With 8-bit operands and blocks of up to 32768 terms the block is summed as
+// sum x*w - in_zp * sum w, with sum x*w exact in int32 (|x*w| <= 255 * 255), which C
+// compilers turn into 16-bit multiply-add vector instructions and HLS into a plain adder tree;
+// other blocks take the product-by-product form of mac(). Both are the same integer modulo
+// 2^bits.
+template <class CFG>
+struct operand {
+    static const bool narrow =
+        sizeof(typename CFG::in_t) == 1 && sizeof(typename CFG::weight_t) == 1;
+    typedef typename std::conditional<narrow, int16_t, typename CFG::in_t>::type x_t;
+};
+
+template <class CFG, int N, bool Narrow = (operand<CFG>::narrow && N <= 32768)>
+struct dot_block {
+    typedef typename layer_types<CFG>::uacc_t U;
+    static U run(U acc, const typename operand<CFG>::x_t x[], const typename CFG::weight_t w[],
+                 int32_t in_zp) {
+        for (int i = 0; i < N; i++) {
+            acc = mac<CFG>(acc, static_cast<typename CFG::in_t>(x[i]), w[i], in_zp);
+        }
+        return acc;
+    }
+};
+
+template <class CFG, int N>
+struct dot_block<CFG, N, true> {
+    typedef typename layer_types<CFG>::uacc_t U;
+    static U run(U acc, const int16_t x[], const typename CFG::weight_t w[], int32_t in_zp) {
+        int32_t sum = 0;  // |x * w| <= 255 * 255 and N <= 32768: no int32 overflow
+        for (int i = 0; i < N; i++) sum += x[i] * static_cast<int16_t>(w[i]);
+        uint64_t t = static_cast<uint64_t>(acc) + static_cast<uint64_t>(static_cast<int64_t>(sum));
+        if (in_zp != 0) {  // symmetric activations (zero point 0) need no correction
+            int64_t sum_w = 0;
+            for (int i = 0; i < N; i++) sum_w += w[i];
+            t -= static_cast<uint64_t>(static_cast<int64_t>(in_zp)) * static_cast<uint64_t>(sum_w);
+        }
+        return static_cast<U>(t);
+    }
+};
+
+// Widen N activations for dot().
+template <class CFG, int N>
+inline void widen(const typename CFG::in_t x[], typename operand<CFG>::x_t xs[]) {
+    for (int i = 0; i < N; i++) xs[i] = static_cast<typename operand<CFG>::x_t>(x[i]);
+}
+
+template <class CFG, int N>
+inline typename layer_types<CFG>::uacc_t dot(typename layer_types<CFG>::uacc_t acc,
+                                             const typename operand<CFG>::x_t x[],
+                                             const typename CFG::weight_t w[], int32_t in_zp) {
+    return dot_block<CFG, N>::run(acc, x, w, in_zp);
 }
 
 template <class CFG>

@@ -1,0 +1,125 @@
+"""The FPGA backend: a quantized graph in, a Vitis HLS project folder out.
+
+``unsupported`` lists every node the rule table cannot lower (``backends.hls.rules``);
+``compile`` lowers the graph to a ``Design``, picks reuse factors
+(``backends.hls.reuse``), prints the firmware, testbench, golden data, Tcl, Makefile and
+README, and returns an ``HlsArtifact`` that runs the design in C simulation.
+
+Options (``compile(..., reuse_factor=4)`` or ``tapeout compile --option reuse_factor=4``):
+
+* ``reuse_factor``: ``"auto"`` (default: fit the part with the lowest latency), an integer
+  for every MAC layer, or a dict layer -> integer (by layer name, source location or IR value
+  name; unnamed layers are chosen automatically);
+* ``top``: the top function's name (default: the graph's name);
+* ``dsp_packing``: 8-bit products per DSP in the estimate (default: 2 on UltraScale+);
+* ``port_layout``: ``"nhwc"`` (default: 4-D tensors cross the ports channels-innermost, the
+  kernels' order, and the host converts) or ``"nchw"`` (the model's order; the top function
+  converts, at one element per cycle);
+* ``tb_samples``: random golden samples for the testbench (default 32), or ``tb_inputs``: a
+  list of input arrays (stacked samples) to use instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from backends.hls.artifact import HlsArtifact
+from backends.hls.codegen import firmware_files
+from backends.hls.host import host_header, host_source, testbench_source
+from backends.hls.plan import batch_one, build_design, unsupported
+from backends.hls.project import (
+    copy_kernels,
+    layer_rows,
+    project_files,
+    random_inputs,
+    summary,
+    write_golden,
+)
+from backends.hls.resources import Model
+from backends.hls.reuse import budget_of, choose, resolve_option
+from compiler.errors import BackendError, Unsupported, UnsupportedOpsError
+from compiler.ir.graph import Graph
+from compiler.specialize import is_static
+
+if TYPE_CHECKING:
+    from compiler.target import Target
+
+OPTIONS = ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs")
+
+
+class HlsBackend:
+    """Vitis HLS C++ for an FPGA target (``targets/zcu104.toml`` and friends)."""
+
+    name = "hls"
+
+    def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
+        return unsupported(graph, target)
+
+    def compile(
+        self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]
+    ) -> HlsArtifact:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise BackendError(
+                f"unknown option(s) {', '.join(unknown)} for the hls backend; "
+                f"known: {', '.join(OPTIONS)}"
+            )
+        fpga = target.fpga
+        if fpga is None:
+            raise BackendError(f"target {target.name} has no [fpga] table")
+        graph = batch_one(graph)  # one sample per call: a symbolic batch becomes 1
+        if not is_static(graph):
+            raise BackendError("the HLS backend needs static shapes: pass example inputs")
+        missing = unsupported(graph, target)
+        if missing:
+            raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for {target.name}")
+        layout = str(options.get("port_layout", "nhwc"))
+        if layout not in ("nhwc", "nchw"):
+            raise BackendError(f"port_layout must be 'nhwc' or 'nchw', got {layout!r}")
+        design = build_design(graph, target, str(options.get("top") or graph.name), layout)
+        packing = options.get("dsp_packing")
+        model = Model.for_target(
+            fpga.family, fpga.clock_mhz, int(packing) if packing is not None else None
+        )
+        fixed = resolve_option(design, options.get("reuse_factor", "auto"))
+        ev = choose(design, model, budget_of(fpga), fixed, f"{target.name} ({fpga.part})")
+        out = Path(out_dir)
+        files = {
+            **firmware_files(design, ev.partition),
+            "tb/host.h": host_header(design),
+            "tb/host.cpp": host_source(design),
+            f"tb/tb_{design.top}.cpp": testbench_source(design),
+        }
+        inputs = _tb_inputs(options, design)
+        samples = write_golden(out, graph, inputs)
+        rows = layer_rows(design, ev)
+        totals = summary(design, ev, model, target, samples)
+        files.update(project_files(design, target, rows, totals))
+        for rel, text in files.items():
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        copy_kernels(out)
+        return HlsArtifact(graph, target, out, rows, totals)
+
+    def load(
+        self, path: Path, graph: Graph, target: Target, manifest: dict[str, Any]
+    ) -> HlsArtifact:
+        report = manifest.get("report", {})
+        return HlsArtifact(graph, target, path, report.get("layers"), report.get("summary"))
+
+
+def _tb_inputs(options: dict[str, Any], design: Any) -> list[np.ndarray]:
+    given = options.get("tb_inputs")
+    if given is not None:
+        arrays = [np.asarray(x) for x in (given if isinstance(given, list | tuple) else [given])]
+        if len(arrays) != len(design.inputs):
+            raise BackendError(
+                f"tb_inputs has {len(arrays)} arrays for {len(design.inputs)} graph inputs"
+            )
+        return [a.astype(e.value.type.np_dtype) for a, e in zip(arrays, design.inputs, strict=True)]
+    samples = int(options.get("tb_samples", 32))
+    return random_inputs(design, samples)
