@@ -151,7 +151,7 @@ def compile(
     t0 = time.perf_counter()
     art = _compile_into(backend, graph, tgt, output_dir, options, result)
     timings["backend_s"] = time.perf_counter() - t0
-    art.summary.update({k: round(v, 4) for k, v in timings.items()})
+    art.timings.update({k: round(v, 4) for k, v in timings.items()})
     if art.path is not None:
         write_manifest(art.path, art)
     say("done")

@@ -95,6 +95,7 @@ class Artifact:
         self.layers: list[dict[str, Any]] = layers or []
         self.summary: dict[str, Any] = summary or {}
         self.passes: list[dict[str, Any]] = []
+        self.timings: dict[str, float] = {}  # seconds per compile stage; not in the files
 
     @property
     def backend(self) -> str:
@@ -104,21 +105,27 @@ class Artifact:
         raise NotImplementedError
 
     # ---- reporting -----------------------------------------------------------------------
-    def report_json(self) -> dict[str, Any]:
-        return {
+    def report_json(self, deterministic: bool = False) -> dict[str, Any]:
+        """The report as a dict; ``deterministic`` leaves out timings and the absolute path,
+        so that compiling the same model twice writes byte-identical artifact folders."""
+        data: dict[str, Any] = {
             "graph": self.graph.name,
             "target": self.target.name,
             "backend": self.backend,
-            "artifact": str(self.path) if self.path else None,
+            "artifact": None if deterministic or self.path is None else str(self.path),
             "summary": self.summary,
-            "passes": self.passes,
+            "passes": [{k: v for k, v in p.items() if k != "seconds"} if deterministic else p
+                       for p in self.passes],
             "layers": self.layers,
         }
+        if not deterministic:
+            data["timings"] = self.timings
+        return data
 
-    def report(self) -> str:
+    def report(self, deterministic: bool = False) -> str:
         from compiler.report import format_report
 
-        return format_report(self.report_json())
+        return format_report(self.report_json(deterministic))
 
     # ---- persistence ---------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -140,12 +147,20 @@ def write_manifest(folder: Path, art: Artifact) -> None:
         "format": FORMAT_VERSION,
         "backend": art.backend,
         "target": art.target.name,
-        "target_file": art.target.source_file,
-        "report": art.report_json(),
+        # A custom target file is recorded by path; a shipped one by name alone.
+        "target_file": None if _is_shipped(art.target.source_file) else art.target.source_file,
+        "report": art.report_json(deterministic=True),
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    (folder / "report.txt").write_text(art.report())
-    (folder / "report.json").write_text(json.dumps(art.report_json(), indent=2, default=str))
+    (folder / "report.txt").write_text(art.report(deterministic=True))
+    (folder / "report.json").write_text(
+        json.dumps(art.report_json(deterministic=True), indent=2, default=str))
+
+
+def _is_shipped(source_file: str) -> bool:
+    from compiler.target import targets_dir
+
+    return Path(source_file).resolve().parent == Path(str(targets_dir())).resolve()
 
 
 @contextmanager

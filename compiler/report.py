@@ -107,6 +107,10 @@ def format_report(data: dict[str, Any]) -> str:
     if data.get("passes"):
         parts.append("passes: " + ", ".join(p["name"] for p in data["passes"]))
     parts += ["", format_table(data.get("layers") or [])]
+    timings = data.get("timings") or {}
+    if timings:
+        parts += ["", "time: " + ", ".join(f"{k.removesuffix('_s')} {v:.3f} s"
+                                          for k, v in timings.items())]
     summary = data.get("summary") or {}
     if summary:
         parts += ["", "summary:"]
