@@ -17,12 +17,15 @@ from compiler.ir import OPS, Graph, TensorType, verify
 rng = np.random.default_rng(0)
 
 
-def run_op(op: str, arrays: list[np.ndarray], attrs: dict[str, Any], consts: int = 0
-           ) -> list[np.ndarray]:
+def run_op(
+    op: str, arrays: list[np.ndarray], attrs: dict[str, Any], consts: int = 0
+) -> list[np.ndarray]:
     """Build a one-node graph: the first ``len - consts`` arrays are inputs, the rest consts."""
     g = Graph("one")
     n_in = len(arrays) - consts
-    values = [g.add_input(f"x{i}", TensorType(_dt(a), a.shape)) for i, a in enumerate(arrays[:n_in])]
+    values = [
+        g.add_input(f"x{i}", TensorType(_dt(a), a.shape)) for i, a in enumerate(arrays[:n_in])
+    ]
     values += [g.add_const(f"c{i}", a) for i, a in enumerate(arrays[n_in:])]
     node = g.add_node(op, values, attrs)
     g.outputs = list(node.outputs)
@@ -55,56 +58,138 @@ CASES: list[tuple[str, list[np.ndarray], dict[str, Any], Callable[..., Any], int
     ("nn.relu6", [r(7) * 8], {}, F.relu6, 0),
     ("nn.softmax", [r(2, 5)], {"axis": 0}, lambda x: F.softmax(x, 0), 0),
     ("nn.log_softmax", [r(2, 5)], {"axis": -1}, lambda x: F.log_softmax(x, -1), 0),
-    ("nn.layer_norm", [r(2, 3, 8), r(8), r(8)], {"eps": 1e-5},
-     lambda x, g, b: F.layer_norm(x, (8,), g, b), 2),
-    ("nn.batch_norm", [r(2, 3, 4, 4), r(3), r(3), r(3), np.abs(r(3)) + 0.5], {},
-     lambda x, s, b, m, v: F.batch_norm(x, m, v, s, b, False), 4),
-    ("nn.lrn", [r(1, 6, 4, 4)], {"size": 3, "alpha": 1e-2, "beta": 0.75, "bias": 2.0},
-     lambda x: F.local_response_norm(x, 3, 1e-2, 0.75, 2.0), 0),
-    ("nn.conv1d", [r(2, 4, 10), r(6, 2, 3), r(6)], {"groups": 2, "pads": [1, 2],
-                                                    "dilations": [2]},
-     lambda x, w, b: F.conv1d(F.pad(x, (1, 2)), w, b, groups=2, dilation=2), 2),
-    ("nn.conv2d", [r(1, 4, 7, 7), r(4, 1, 3, 3)], {"groups": 4, "strides": [2, 2],
-                                                   "pads": [1, 1, 1, 1]},
-     lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=4), 1),
-    ("nn.conv_transpose2d", [r(1, 4, 5, 5), r(4, 3, 3, 3), r(3)],
-     {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},
-     lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1), 2),
-    ("nn.dense", [r(2, 3, 8), r(5, 8), r(5)], {"act": "gelu"},
-     lambda x, w, b: F.gelu(F.linear(x, w, b)), 2),
+    (
+        "nn.layer_norm",
+        [r(2, 3, 8), r(8), r(8)],
+        {"eps": 1e-5},
+        lambda x, g, b: F.layer_norm(x, (8,), g, b),
+        2,
+    ),
+    (
+        "nn.batch_norm",
+        [r(2, 3, 4, 4), r(3), r(3), r(3), np.abs(r(3)) + 0.5],
+        {},
+        lambda x, s, b, m, v: F.batch_norm(x, m, v, s, b, False),
+        4,
+    ),
+    (
+        "nn.lrn",
+        [r(1, 6, 4, 4)],
+        {"size": 3, "alpha": 1e-2, "beta": 0.75, "bias": 2.0},
+        lambda x: F.local_response_norm(x, 3, 1e-2, 0.75, 2.0),
+        0,
+    ),
+    (
+        "nn.conv1d",
+        [r(2, 4, 10), r(6, 2, 3), r(6)],
+        {"groups": 2, "pads": [1, 2], "dilations": [2]},
+        lambda x, w, b: F.conv1d(F.pad(x, (1, 2)), w, b, groups=2, dilation=2),
+        2,
+    ),
+    (
+        "nn.conv2d",
+        [r(1, 4, 7, 7), r(4, 1, 3, 3)],
+        {"groups": 4, "strides": [2, 2], "pads": [1, 1, 1, 1]},
+        lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=4),
+        1,
+    ),
+    (
+        "nn.conv_transpose2d",
+        [r(1, 4, 5, 5), r(4, 3, 3, 3), r(3)],
+        {"strides": [2, 2], "pads": [1, 1, 1, 1], "output_padding": [1, 1]},
+        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
+        2,
+    ),
+    (
+        "nn.dense",
+        [r(2, 3, 8), r(5, 8), r(5)],
+        {"act": "gelu"},
+        lambda x, w, b: F.gelu(F.linear(x, w, b)),
+        2,
+    ),
     ("nn.matmul", [r(2, 1, 3, 4), r(5, 4, 6)], {}, torch.matmul, 0),
-    ("nn.max_pool2d", [r(1, 2, 7, 7)], {"kernel": [3, 3], "strides": [2, 2],
-                                        "pads": [1, 1, 1, 1], "ceil_mode": True},
-     lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True), 0),
-    ("nn.avg_pool2d", [r(1, 2, 7, 7)], {"kernel": [3, 3], "strides": [2, 2],
-                                        "pads": [1, 1, 1, 1], "count_include_pad": True},
-     lambda x: F.avg_pool2d(x, 3, 2, 1), 0),
-    ("nn.adaptive_avg_pool2d", [r(1, 2, 7, 5)], {"output_size": [3, 2]},
-     lambda x: F.adaptive_avg_pool2d(x, (3, 2)), 0),
+    (
+        "nn.max_pool2d",
+        [r(1, 2, 7, 7)],
+        {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": True},
+        lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True),
+        0,
+    ),
+    (
+        "nn.avg_pool2d",
+        [r(1, 2, 7, 7)],
+        {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": True},
+        lambda x: F.avg_pool2d(x, 3, 2, 1),
+        0,
+    ),
+    (
+        "nn.adaptive_avg_pool2d",
+        [r(1, 2, 7, 5)],
+        {"output_size": [3, 2]},
+        lambda x: F.adaptive_avg_pool2d(x, (3, 2)),
+        0,
+    ),
     ("nn.global_avg_pool", [r(1, 3, 4, 5)], {}, lambda x: x.mean((2, 3), keepdim=True), 0),
-    ("nn.resize", [r(1, 2, 3, 3)], {"scales": [1, 1, 2, 2]},
-     lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), 0),
-    ("nn.attention", [r(1, 2, 5, 4), r(1, 2, 5, 4), r(1, 2, 5, 4)], {"causal": True},
-     lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), 0),
-    ("tensor.gather", [r(10, 4), np.array([[1, 9], [0, 0]], np.int64)], {"axis": 0},
-     lambda x, i: F.embedding(i, x), 0),
-    ("tensor.pad", [r(1, 2, 3)], {"pads": [0, 0, 1, 0, 0, 2], "mode": "reflect"},
-     lambda x: F.pad(x, (1, 2), mode="reflect"), 0),
-    ("tensor.slice", [r(4, 9)], {"starts": [1, -8], "ends": [100, 7], "axes": [0, 1],
-                                 "steps": [1, 3]}, lambda x: x[1:, -8:7:3], 0),
-    ("math.reduce_mean", [r(2, 3, 4)], {"axes": [1, 2], "keepdims": True},
-     lambda x: x.mean((1, 2), keepdim=True), 0),
+    (
+        "nn.resize",
+        [r(1, 2, 3, 3)],
+        {"scales": [1, 1, 2, 2]},
+        lambda x: F.interpolate(x, scale_factor=2, mode="nearest"),
+        0,
+    ),
+    (
+        "nn.attention",
+        [r(1, 2, 5, 4), r(1, 2, 5, 4), r(1, 2, 5, 4)],
+        {"causal": True},
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        0,
+    ),
+    (
+        "tensor.gather",
+        [r(10, 4), np.array([[1, 9], [0, 0]], np.int64)],
+        {"axis": 0},
+        lambda x, i: F.embedding(i, x),
+        0,
+    ),
+    (
+        "tensor.pad",
+        [r(1, 2, 3)],
+        {"pads": [0, 0, 1, 0, 0, 2], "mode": "reflect"},
+        lambda x: F.pad(x, (1, 2), mode="reflect"),
+        0,
+    ),
+    (
+        "tensor.slice",
+        [r(4, 9)],
+        {"starts": [1, -8], "ends": [100, 7], "axes": [0, 1], "steps": [1, 3]},
+        lambda x: x[1:, -8:7:3],
+        0,
+    ),
+    (
+        "math.reduce_mean",
+        [r(2, 3, 4)],
+        {"axes": [1, 2], "keepdims": True},
+        lambda x: x.mean((1, 2), keepdim=True),
+        0,
+    ),
     ("math.argmax", [r(3, 7)], {"axis": 1}, lambda x: x.argmax(1), 0),
     ("tensor.cast", [r(6) * 10], {"to": "i64"}, lambda x: x.to(torch.int64), 0),
-    ("math.div", [np.array([7, -7, 7, -7], np.int64), np.array([2, 2, -2, -2], np.int64)], {},
-     lambda a, b: torch.div(a, b, rounding_mode="trunc"), 0),
+    (
+        "math.div",
+        [np.array([7, -7, 7, -7], np.int64), np.array([2, 2, -2, -2], np.int64)],
+        {},
+        lambda a, b: torch.div(a, b, rounding_mode="trunc"),
+        0,
+    ),
 ]
 
 
-@pytest.mark.parametrize("op, arrays, attrs, ref, consts", CASES,
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
-def test_op_matches_torch(op: str, arrays: list[np.ndarray], attrs: dict[str, Any],
-                          ref: Callable[..., Any], consts: int) -> None:
+@pytest.mark.parametrize(
+    "op, arrays, attrs, ref, consts", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
+)
+def test_op_matches_torch(
+    op: str, arrays: list[np.ndarray], attrs: dict[str, Any], ref: Callable[..., Any], consts: int
+) -> None:
     got = run_op(op, arrays, attrs, consts)[0]
     want = ref(*(T(a) for a in arrays)).numpy()
     assert got.shape == want.shape

@@ -107,10 +107,19 @@ def test_cycle_is_reported() -> None:
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("graph @g(%x: f32[2]) -> (f32[2]) {\n  %y: f32[2] = nn.relu(%z)\n  return %y\n}", "before"),
-        ("graph @g(%x: f32[2]) -> (f32[2]) {\n  %y: f32[2] = nn.relu(%x\n  return %y\n}", "expected"),
+        (
+            "graph @g(%x: f32[2]) -> (f32[2]) {\n  %y: f32[2] = nn.relu(%z)\n  return %y\n}",
+            "before",
+        ),
+        (
+            "graph @g(%x: f32[2]) -> (f32[2]) {\n  %y: f32[2] = nn.relu(%x\n  return %y\n}",
+            "expected",
+        ),
         ("graph @g(%x: f32[2]) -> (f32[2]) {\n  %y: f32[2] = nn.relu(%x)\n}", "return"),
-        ("graph @g(%x: f32[2]) -> (f32[2]) {\n  %w: f32[2] = const @nope\n  return %w\n}", "no data"),
+        (
+            "graph @g(%x: f32[2]) -> (f32[2]) {\n  %w: f32[2] = const @nope\n  return %w\n}",
+            "no data",
+        ),
         ("graph @g(%x: f33[2]) -> (f32[2]) {\n  return %x\n}", "unknown dtype"),
         ("", "empty"),
     ],
