@@ -68,16 +68,25 @@ DequantizeLinear(weights) -> Conv/Gemm; ``q.requantize`` = DequantizeLinear(acc,
 with the float product except on exact rounding ties); ``q.add`` = DQ, DQ -> Add -> Q;
 pools = DQ -> AveragePool -> Q; clamps = Clip between DQ and Q.
 
-Why transformers keep float where they do (tiny GPT: cosine >= 0.999 here, while onnxruntime's
-``quantize_static`` keeps about 0.7 on a model like it): a static quantizer that quantizes
-*every* tensor puts one per-tensor scale on (a) the attention scores after the causal mask,
-whose ``-inf``/``-1e9`` fill makes the calibrated range huge so all real scores round to the
-same level and attention turns uniform; (b) the softmax output and its matmul with V; (c) the
-residual stream, whose few outlier channels set a scale far too coarse for the rest. Here only
-the inputs and weights of linear layers (the operands of the matmuls that dominate the
-compute) are quantized; every value whose only users are float (softmax, layer norm, the
-residual stream) stays float: the plan (``passes.quant.plan``) makes an add or data movement
-integer only where its operands are integers anyway and an integer op consumes its result.
+Why transformers keep float where they do. On tiny GPT (random weights, 4 layers) this pass
+keeps a logits cosine of 0.9999 against float; onnxruntime's ``quantize_static`` (QDQ,
+per-channel, symmetric int8 activations) keeps 0.61 (the issue saw 0.72 on a model like it).
+Excluding op types from onnxruntime's quantizer finds why (bench/quant_bench.py has the
+numbers): (a) the attention scores after the causal mask: ``masked_fill(-inf)`` makes their
+calibrated range ``[-inf, 1.8]``, a symmetric scale is then infinite, every real score rounds
+to the same level and the softmax turns uniform; leaving only the softmax input float brings
+onnxruntime to 0.9992 (its default asymmetric activations survive at 0.993); (b) the residual
+stream and layer norms, whose outlier channels set a coarse per-tensor scale: leaving them
+float as well gives 0.9998. So here only the inputs and weights of linear layers (the
+operands of the matmuls that carry the compute) are quantized, and a value whose users are
+all float (softmax, layer norm, the residual stream) stays float: the plan
+(``passes.quant.plan``) makes an add or data movement integer only where its operands are
+integers anyway and an integer op consumes its result. Each linear layer's accumulator is
+dequantized directly where a float op consumes it (no second rounding to int8).
+
+Calibration statistics come from onnxruntime when it can run the float graph (checked
+against the interpreter on one sample; ~50x faster per sample on a ResNet-18) and from the
+interpreter otherwise; thresholds sit on the histogram's grid, so both give the same scales.
 
 When it must not run: ``precision="fp32"`` is a no-op; a graph that is already quantized is
 left alone by the planner (only float ops are candidates). Bad calibration data, NaN/Inf in
@@ -204,7 +213,7 @@ def quantize_graph(
     sensitivity_budget: Budget = None,
     *,
     clip_threshold: float = 1e-3,
-    report_samples: int = 16,
+    report_samples: int | None = None,
     stats_engine: str = "auto",
 ) -> QuantReport:
     """Quantize ``graph`` in place (its contents are replaced) and report what it did.
@@ -218,9 +227,10 @@ def quantize_graph(
 
     Keyword-only: ``clip_threshold``, the clipped share above which a layer is flagged;
     ``report_samples``, how many calibration samples the report (per-layer SQNR, saturation
-    at run time, output SQNR) and mixed precision's budget check run on; ``stats_engine``,
-    "auto" (onnxruntime when it can run the graph, else the interpreter), "interpreter" or
-    "onnxruntime" for the calibration statistics (see ``passes.quant.ort_stats``).
+    at run time, output SQNR) and mixed precision's budget check run on (default: up to 16,
+    fewer for big models: a ResNet-18 gets 3, see ``passes.quant.driver.report_limit``);
+    ``stats_engine``, "auto" (onnxruntime when it can run the graph, else the interpreter),
+    "interpreter" or "onnxruntime" for the calibration statistics (``passes.quant.ort_stats``).
     """
     from passes.quant.driver import Request, run_request
 

@@ -286,3 +286,18 @@ def _stack(group: Sequence[Sample]) -> list[np.ndarray]:
     if len(group) == 1:
         return list(group[0])
     return [np.concatenate([s[i] for s in group]) for i in range(len(group[0]))]
+
+
+def macs_per_sample(graph: Graph) -> int:
+    """Multiply-accumulates of one run of ``graph`` (conv, dense, matmul; symbolic dims 128)."""
+
+    def numel(shape: tuple) -> int:
+        return int(np.prod([d if isinstance(d, int) else 128 for d in shape], dtype=np.int64))
+
+    total = 0
+    for node in graph.nodes:
+        if node.op in ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul"):
+            w = node.inputs[1].type
+            k = numel(w.shape[1:]) if node.op != "nn.matmul" else numel(w.shape[-2:-1])
+            total += numel(node.outputs[0].type.shape) * k
+    return total

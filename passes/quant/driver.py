@@ -13,7 +13,7 @@ from compiler.ir.verifier import verify
 from compiler.quant_report import QuantReport
 from passes.calibrate import CALIBRATORS
 from passes.quant.analysis import capture, captured_names, evaluate, layer_sqnr
-from passes.quant.batching import BatchedRunner, normalize_samples
+from passes.quant.batching import BatchedRunner, macs_per_sample, normalize_samples
 from passes.quant.canonical import canonicalize
 from passes.quant.ort_stats import collect_stats_fast
 from passes.quant.plan import QuantOptions, assign_scales, build_plan, needs_scale
@@ -45,7 +45,7 @@ class Request:
     group_size: int = 128
     budget: Any = None
     clip_threshold: float = 1e-3
-    report_samples: int = 16
+    report_samples: int | None = None
     stats_engine: str = "auto"
 
 
@@ -107,7 +107,7 @@ def run_request(graph: Graph, target: Target | None, data: Any, request: Request
     stats = collect_stats_fast(runner, needs_scale(plan), request.stats_engine)
     assign_scales(plan, stats)
     seconds = time.perf_counter() - start
-    limit = max(1, request.report_samples)
+    limit = report_limit(request.report_samples, work)
     cap = capture(runner, captured_names(plan), limit)
     sensitivity = layer_sqnr(plan, cap)
     qgraph = quantized_graph(work, plan)
@@ -146,6 +146,21 @@ def run_request(graph: Graph, target: Target | None, data: Any, request: Request
     )
     replace_contents(graph, qgraph)
     return report
+
+
+#: The report runs the float graph once and the quantized graph about twice per sample (the
+#: interpreter: slow on big models). With report_samples=None it takes up to 16 samples, fewer
+#: when that would exceed this many multiply-accumulates (a ResNet-18 gets 3): a count of the
+#: graph, not a timing, so the report and mixed precision's choices are reproducible.
+REPORT_MACS = 6e9
+MAX_REPORT_SAMPLES = 16
+
+
+def report_limit(wanted: int | None, graph: Graph) -> int:
+    if wanted is not None:
+        return max(1, wanted)
+    macs = macs_per_sample(graph)
+    return int(min(MAX_REPORT_SAMPLES, max(2, REPORT_MACS // max(macs, 1))))
 
 
 def _budget_text(budget: Any) -> str:

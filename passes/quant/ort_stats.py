@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 TOLERANCE = 1e-3
 
 
-def collect_stats_fast(runner: BatchedRunner, names: Iterable[str], engine: str = "auto"
-                       ) -> dict[str, TensorStats]:
+def collect_stats_fast(
+    runner: BatchedRunner, names: Iterable[str], engine: str = "auto"
+) -> dict[str, TensorStats]:
     """``collect_stats`` through onnxruntime when ``engine`` allows and it works."""
     wanted = sorted(set(names))
     if engine != "interpreter" and wanted:
@@ -79,8 +80,9 @@ def _collect_with_ort(runner: BatchedRunner, wanted: list[str]) -> dict[str, Ten
     return stats
 
 
-def _run(session: Any, graph: Graph, inputs: list[np.ndarray], wanted: list[str]
-         ) -> dict[str, np.ndarray]:
+def _run(
+    session: Any, graph: Graph, inputs: list[np.ndarray], wanted: list[str]
+) -> dict[str, np.ndarray]:
     feeds = {v.name: a for v, a in zip(graph.inputs, inputs, strict=True)}
     fetch = [n for n in wanted if n not in feeds]
     values = dict(zip(fetch, session.run(fetch, feeds), strict=True))

@@ -36,6 +36,7 @@ class QuantizedBuilder:
         self.q: dict[str, Value] = {}
         self.consts: dict[str, Value] = {}
         self.skip = plan.absorbed_keys()
+        self.values = {v.name: v for v in src.values()}
 
     def build(self) -> Graph:
         for v in self.src.inputs:
@@ -68,8 +69,9 @@ class QuantizedBuilder:
         if value.name not in self.f:
             if value.name not in self.q:
                 raise VerifyError(f"quantize: %{value.name} is used before it is defined")
+            attrs = {"dtype": value.dtype} if value.dtype != "f32" else {}
             self.f[value.name] = self.g.add_node(
-                "q.dequantize", [self.q[value.name]], {}, names=[value.name]
+                "q.dequantize", [self.q[value.name]], attrs, names=[value.name]
             ).output
         return self.f[value.name]
 
@@ -163,20 +165,22 @@ class QuantizedBuilder:
         """No integer consumer: dequantize the accumulator itself (no second rounding)."""
         clamp = layer.act in ("relu6", "clip")
         name = layer.out + "_pre" if clamp else layer.out
-        y = self.g.add_node("q.dequantize", [acc], {}, names=[name]).output
+        dtype = self.values[layer.out].dtype
+        attrs = {"dtype": dtype} if dtype != "f32" else {}
+        y = self.g.add_node("q.dequantize", [acc], attrs, names=[name]).output
         if clamp:
             lo, hi = (0.0, 6.0) if layer.act == "relu6" else tuple(layer.act_args[:2])
-            attrs = {
+            bounds = {
                 "min": lo if math.isfinite(lo) else None,
                 "max": hi if math.isfinite(hi) else None,
             }
-            y = self.g.add_node("nn.clip", [y], attrs, names=[layer.out]).output
+            y = self.g.add_node("nn.clip", [y], bounds, names=[layer.out]).output
         self.f[layer.out] = y
 
     def _add(self, node: Node, layer: Layer) -> None:
         a, b = (self.int_of(v) for v in node.inputs)
         qa, qb = a.type.quant, b.type.quant
-        out_t = self.int_type(layer.out, self.src.find(layer.out).type.shape)
+        out_t = self.int_type(layer.out, self.values[layer.out].type.shape)
         assert qa is not None and qb is not None and out_t.quant is not None
         so = out_t.quant.scale[0]
         ra, rb = qa.scale[0] / so, qb.scale[0] / so

@@ -53,7 +53,7 @@ def weight_only(work: Graph, original: Graph, data: Any, request: Request) -> Qu
     work.remove_unused()
     report.weight_bytes_quantized = weight_bytes(work)
     if data is not None:
-        samples = normalize_samples(original, data)[: max(1, request.report_samples)]
+        samples = normalize_samples(original, data)[: request.report_samples or 16]
         report.samples = len(samples)
         runner = BatchedRunner(original, samples)
         ref = runner.run()
