@@ -189,10 +189,48 @@ def build_plan(graph: Graph, options: QuantOptions) -> Plan:
             continue
         layers[node_key(node)] = _make_layer(graph, node, kind, options, over)
     owner = {lay.absorbed: k for k, lay in layers.items() if lay.absorbed}
-    outputs = {v.name for v in graph.outputs} if options.integer_outputs else set()
+    outputs = set()
+    if options.integer_outputs:
+        outputs = {v.name for v in graph.outputs} | _table_sources(graph)
     _fixpoint(graph, layers, owner, outputs)
     int_values = {v.name for v in graph.values() if _int_uses(v, layers) or v.name in outputs}
     return Plan(options, layers, int_values, _groups(graph, layers))
+
+
+def _table_sources(graph: Graph) -> set[str]:
+    """Values that reach a graph output only through float elementwise math on them alone.
+
+    Such a tail (hardswish, sigmoid, ... before the output) is a function of one tensor; an
+    integer backend evaluates it as a 256-entry table when that tensor is 8-bit, so in
+    integer-output mode the tensor itself is wanted in integers.
+    """
+    from compiler.ir.ops import OPS
+
+    memo: dict[str, str] = {}
+
+    def source(value: Value) -> str:
+        """The one value ``value`` is an elementwise function of (itself if none)."""
+        if value.name in memo:
+            return memo[value.name]
+        node = value.producer
+        spec = OPS.get(node.op) if node is not None else None
+        result = value.name
+        if node is not None and spec is not None and "elementwise" in spec.tags \
+                and node.op != "const" and len(node.outputs) == 1:
+            found = set()
+            for operand in node.inputs:
+                data = graph.const_value(operand)
+                if data is None or data.size != 1:
+                    found.add(source(operand))
+            if len(found) == 1:
+                result = found.pop()
+        memo[value.name] = result
+        return result
+
+    sources = {source(out) for out in graph.outputs}
+    return {name for name in sources
+            if name not in {v.name for v in graph.outputs}
+            and graph.find(name).producer is not None}
 
 
 def _make_layer(
