@@ -1,0 +1,215 @@
+"""The CPU backend: tapeout graph -> Relax (BlockBuilder) -> TVM/LLVM -> ``model.so``.
+
+``TvmBackend.compile`` lowers the graph op by op (``backends.tvm.lower``), fuses and
+schedules it (``backends.tvm.build``: our rules plus DLight, or a MetaSchedule database when
+``tune``/``tune_minutes`` is given, see ``backends.tvm.tune``), compiles it for the target
+file's LLVM triple and CPU and exports a shared library. ``TvmArtifact.run`` loads it with
+TVM's runtime and runs ``main`` on a Relax VirtualMachine.
+
+Options (``compile(..., options)``): ``tune`` (int, MetaSchedule trials), ``tune_minutes``
+(float, a time budget instead), ``cache_dir`` (where tuning databases live; default
+``$TAPEOUT_CACHE/tvm`` or ``~/.cache/tapeout/tvm``), ``tune_progress`` (bool, the progress
+bar; default True).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from compiler.backend import Artifact
+from compiler.errors import BackendError, ToolchainUnavailable, Unsupported
+from compiler.interpreter import check_inputs
+from compiler.ir.graph import Graph
+from compiler.report import layer_rows
+from compiler.specialize import is_static
+
+if TYPE_CHECKING:
+    from compiler.target import Target
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = 'pip install "tapeout[tvm]"'
+META_FILE = "tvm.json"
+
+
+def require_tvm() -> Any:
+    """Import tvm, or raise ToolchainUnavailable saying what to install."""
+    from backends.tvm.build import configure_threads
+
+    configure_threads()
+    try:
+        import tvm
+        from tvm import relax  # noqa: F401
+    except ImportError as e:
+        raise ToolchainUnavailable("TVM (apache-tvm)", INSTALL_HINT, str(e)) from None
+    from backends.tvm.fastmath import register
+
+    register()
+    return tvm
+
+
+class TvmArtifact(Artifact):
+    """A compiled CPU model: ``model.so`` run through TVM's Relax VM."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        target: Target,
+        path: Path | None,
+        layers: list,
+        summary: dict[str, Any],
+        meta: dict[str, Any],
+    ):
+        super().__init__(graph, target, path, layers, summary)
+        self.meta = meta
+        self.tune_cache: Path | None = None  # the MetaSchedule database folder, when tuned
+        self._vm: tuple[Path, Any] | None = None
+        self._lib: Any = None
+
+    def _machine(self) -> Any:
+        if not self.meta.get("runnable"):
+            raise BackendError(
+                f"cannot run this {self.target.name} artifact here: "
+                f"{self.meta.get('note') or 'not built for this machine'}"
+            )
+        if self.path is None:
+            raise BackendError("the artifact has no folder to load model.so from")
+        if self._vm is None or self._vm[0] != self.path:
+            tvm = require_tvm()
+            from tvm import relax
+
+            lib = tvm.runtime.load_module(str(self.path / self.meta["library"]))
+            self._vm = (self.path, relax.VirtualMachine(lib, tvm.cpu()))
+            self._lib = lib
+        return self._vm[1]
+
+    def _arguments(self, inputs: tuple[np.ndarray, ...]) -> list[Any]:
+        import tvm
+
+        arrays = check_inputs(self.graph, inputs)
+        return [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        vm = self._machine()
+        outs = vm["main"](*self._arguments(inputs))
+        return [np.asarray(o.numpy()) for o in outs]
+
+    def profile(self, *inputs: np.ndarray, repeat: int = 10) -> list[dict[str, Any]]:
+        """Where the time goes: milliseconds per call of each kernel (and VM builtin),
+        averaged over ``repeat`` runs, most expensive first."""
+        import tvm
+        from tvm import relax
+
+        self._machine()
+        vm = relax.VirtualMachine(self._lib, tvm.cpu())  # a second VM: instrumented
+        args = self._arguments(inputs)
+        vm["main"](*args)
+        totals: dict[str, list[float]] = {}
+        started: dict[str, float] = {}
+
+        def instrument(func: Any, name: str, before: bool, ret: Any, *rest: Any) -> int:
+            if before:
+                started[name] = time.perf_counter()
+            else:
+                totals.setdefault(name, []).append(time.perf_counter() - started[name])
+            return 0
+
+        vm.set_instrument(instrument)
+        for _ in range(repeat):
+            vm["main"](*args)
+        rows = [
+            {"kernel": k, "ms": 1e3 * sum(v) / repeat, "calls": len(v) // repeat}
+            for k, v in totals.items()
+        ]
+        return sorted(rows, key=lambda r: -r["ms"])
+
+
+class TvmBackend:
+    """CPU targets (``target = "cpu"``, x86-64-avx2/avx512, znver3, aarch64)."""
+
+    name = "tvm"
+
+    def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
+        from backends.tvm.lower import check_graph
+
+        return check_graph(graph)
+
+    def compile(
+        self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]
+    ) -> Artifact:
+        require_tvm()
+        from backends.tvm import build
+        from backends.tvm.lower import lower_graph
+        from backends.tvm.schedules import cpu_params
+        from backends.tvm.tune import tune_options, tuned_database
+
+        if target.cpu is None:
+            raise BackendError(f"target {target.name} has no [cpu] table for the TVM backend")
+        if not is_static(graph):
+            raise BackendError(
+                f"graph @{graph.name} has symbolic shapes; compile it with "
+                "example inputs so that they can be specialized"
+            )
+        started = time.perf_counter()
+        params = cpu_params(target)
+        mod, kernels = lower_graph(graph, params)
+        tgt = build.tvm_target(target)
+        mod = build.fuse(mod, tgt)
+        tuning = tune_options(options)
+        database, tune_info = tuned_database(mod, tgt, target, tuning) if tuning else (None, {})
+        mod = build.schedule(mod, tgt, params, database)
+        executable = build.compile_module(mod, tgt)
+        exported = build.export(executable, target, Path(out_dir))
+        meta = {
+            "library": exported.library,
+            "runnable": exported.runnable,
+            "note": exported.note,
+            "tvm_target": str(tgt),
+        }
+        (Path(out_dir) / META_FILE).write_text(json.dumps(meta, indent=2))
+        if exported.note:
+            log.warning("%s", exported.note)
+        rows = layer_rows(graph)
+        summary: dict[str, Any] = {
+            "macs": sum(r["macs"] for r in rows),
+            "params": sum(r["params"] for r in rows),
+            "tvm_target": str(tgt.attrs.get("mcpu", "")) + " " + str(tgt.attrs.get("mtriple")),
+            "kernels": sum(
+                1
+                for gv in mod.get_global_vars()
+                if gv.name_hint != "main" and "main" not in gv.name_hint
+            ),
+            "tapeout_kernels": ", ".join(f"{k} x{v}" for k, v in sorted(kernels.items())),
+            "library": exported.library,
+            "runnable_here": exported.runnable,
+            **({"note": exported.note} if exported.note else {}),
+            **{k: tune_info[k] for k in ("tune_trials", "tune_workload") if k in tune_info},
+        }
+        art = TvmArtifact(graph, target, Path(out_dir), rows, summary, meta)
+        art.timings.update(
+            {
+                k: float(v)
+                for k, v in tune_info.items()
+                if k.startswith("tune_") and isinstance(v, int | float) and k not in summary
+            }
+        )
+        art.timings["tvm_compile_s"] = round(time.perf_counter() - started, 3)
+        if "tune_cache" in tune_info:
+            art.tune_cache = Path(tune_info["tune_cache"])
+        return art
+
+    def load(self, path: Path, graph: Graph, target: Target, manifest: dict[str, Any]) -> Artifact:
+        meta_file = Path(path) / META_FILE
+        if not meta_file.exists():
+            raise BackendError(f"{path} has no {META_FILE}: not a TVM artifact")
+        meta = json.loads(meta_file.read_text())
+        report = manifest.get("report", {})
+        return TvmArtifact(
+            graph, target, Path(path), report.get("layers") or [], report.get("summary") or {}, meta
+        )

@@ -1,0 +1,259 @@
+"""Lower a tapeout graph to a Relax module through ``relax.BlockBuilder``: one rule per op.
+
+``RULES`` maps every op the CPU backend takes to a ``Rule``: an optional ``check`` (a reason
+string when this node cannot be lowered, so ``unsupported`` can list every bad node before
+any work) and ``lower(ctx, node)``, which emits Relax bindings and returns one expression per
+output. The rules live in three tables merged here: elementwise and data movement
+(``lower_tensor``), neural-network ops (``lower_nn``) and quantized integer ops
+(``lower_quant``).
+
+Layouts. The graph is NCHW; the conv kernels are NHWC (channels contiguous, so the output
+channel block is one vector load). ``LowerContext`` records each value's layout and converts
+lazily: layout-transparent rules (elementwise, pooling, batch norm, requantize) keep NHWC
+flowing from one conv to the next, and only a rule that needs NCHW (flatten, reshape, a graph
+output) pays for one transpose, cached per value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backends.tvm.schedules import CpuParams
+from compiler.errors import BackendError, Unsupported
+from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.ops import get_op
+from compiler.ir.types import NUMPY_DTYPES
+
+NCHW, NHWC = "NCHW", "NHWC"
+TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
+
+#: IR dtype -> TVM dtype string. i4/u4 are held unpacked in 8 bits, as the interpreter does.
+TVM_DTYPES: dict[str, str] = {
+    "f32": "float32",
+    "f16": "float16",
+    "f64": "float64",
+    "i64": "int64",
+    "i32": "int32",
+    "i16": "int16",
+    "i8": "int8",
+    "u8": "uint8",
+    "bool": "bool",
+}
+
+LowerFn = Callable[["LowerContext", Node], Sequence[Any]]
+CheckFn = Callable[[Graph, Node], str | None]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one op lowers: ``check`` says why a node cannot, ``lower`` emits it.
+
+    ``layouts`` is True for rules that accept NHWC operands (read with ``ctx.arg_any``) and
+    report the layout of their result through ``ctx.set_layout``.
+    """
+
+    lower: LowerFn
+    check: CheckFn | None = None
+    layouts: bool = False
+
+
+@dataclass
+class LowerContext:
+    """The state of one lowering: the block builder, emitted values and their layouts."""
+
+    bb: Any
+    graph: Graph
+    params: CpuParams
+    exprs: dict[int, Any] = field(default_factory=dict)
+    layouts: dict[int, str] = field(default_factory=dict)
+    converted: dict[tuple[int, str], Any] = field(default_factory=dict)
+    kernels: dict[str, int] = field(default_factory=dict)
+    out_layout: str = NCHW
+
+    # ---- reading operands ----------------------------------------------------------------
+    def const(self, value: Value) -> np.ndarray | None:
+        return self.graph.const_value(value)
+
+    def layout(self, value: Value) -> str:
+        return self.layouts.get(id(value), NCHW)
+
+    def arg(self, value: Value, layout: str = NCHW) -> Any:
+        """``value`` as a Relax expression in ``layout`` (NHWC only for rank-4 values)."""
+        from tvm import relax
+
+        data = self.const(value)
+        if data is not None:
+            if layout == NHWC:
+                data = np.ascontiguousarray(data.transpose(TO_NHWC))
+            return relax.const(data, TVM_DTYPES[value.dtype])
+        if id(value) not in self.exprs:
+            raise BackendError(f"%{value.name} is used before it is lowered")
+        have = self.layout(value)
+        if have == layout:
+            return self.exprs[id(value)]
+        key = (id(value), layout)
+        if key not in self.converted:
+            perm = TO_NHWC if layout == NHWC else TO_NCHW
+            expr = relax.op.permute_dims(self.exprs[id(value)], list(perm))
+            self.converted[key] = self.bb.emit(expr, f"{value.name}_{layout.lower()}")
+        return self.converted[key]
+
+    def arg_any(self, value: Value) -> Any:
+        """``value`` in whatever layout it already has (see ``layout``)."""
+        return self.arg(value, self.layout(value))
+
+    def common_layout(self, node: Node) -> str:
+        """NHWC when a non-constant rank-4 operand already is and the output is rank 4."""
+        if node.outputs[0].type.rank != 4:
+            return NCHW
+        for v in node.inputs:
+            if not v.is_const and v.type.rank == 4 and self.layout(v) == NHWC:
+                return NHWC
+        return NCHW
+
+    def arg_in(self, value: Value, layout: str, rank: int = 4) -> Any:
+        """An operand broadcast against a rank-4 result in ``layout``: lower-rank operands
+        are first given leading unit dimensions, as NumPy broadcasting would."""
+        from tvm import relax
+
+        if layout == NCHW or value.type.rank == 0:
+            return self.arg(value)
+        if value.type.rank == rank:
+            return self.arg(value, layout)
+        shape = (1,) * (rank - value.type.rank) + tuple(int(d) for d in value.type.shape)
+        data = self.const(value)
+        if data is not None:
+            return relax.const(
+                np.ascontiguousarray(data.reshape(shape).transpose(TO_NHWC)),
+                TVM_DTYPES[value.dtype],
+            )
+        expr = self.bb.emit(relax.op.reshape(self.arg(value), shape))
+        return self.bb.emit(relax.op.permute_dims(expr, list(TO_NHWC)))
+
+    # ---- attributes and emitting -----------------------------------------------------------
+    @staticmethod
+    def attrs(node: Node) -> dict[str, Any]:
+        return get_op(node.op).with_defaults(node.attrs)
+
+    def emit(self, expr: Any, hint: str = "") -> Any:
+        return self.bb.emit(expr, hint)
+
+    def emit_te(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str = "",
+        opaque: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Emit a tensor-expression compute. Relax expressions among ``args`` become TE
+        tensors; everything else (None, numbers, lists, dataclasses) is passed as is.
+        ``opaque`` keeps Relax from fusing the kernel with its neighbours."""
+        from tvm import relax
+
+        exprs = [a for a in args if isinstance(a, relax.Expr)]
+
+        def call(*tensors: Any) -> Any:
+            it = iter(tensors)
+            return fn(*(next(it) if isinstance(a, relax.Expr) else a for a in args), **kwargs)
+
+        name = name or fn.__name__
+        self.kernels[name] = self.kernels.get(name, 0) + 1
+        # An opaque kernel is never fused with its neighbours (op pattern kOpaque = 8).
+        attrs = {"op_pattern": 8} if opaque else None
+        return self.bb.emit_te(call, *exprs, primfunc_name_hint=name, primfunc_attrs=attrs)
+
+    def set_layout(self, value: Value, layout: str) -> None:
+        self.layouts[id(value)] = layout
+
+
+def tvm_dtype(value: Value) -> str:
+    return TVM_DTYPES[value.dtype]
+
+
+def static_shape(value: Value) -> tuple[int, ...]:
+    return tuple(int(d) for d in value.type.shape)
+
+
+def merged_rules() -> dict[str, Rule]:
+    from backends.tvm.lower_nn import NN_RULES
+    from backends.tvm.lower_quant import QUANT_RULES
+    from backends.tvm.lower_tensor import TENSOR_RULES
+
+    return {**TENSOR_RULES, **NN_RULES, **QUANT_RULES}
+
+
+def check_graph(graph: Graph) -> list[Unsupported]:
+    """Every node the CPU backend cannot lower, each with a reason."""
+    rules = merged_rules()
+    items: list[Unsupported] = []
+    for value in graph.inputs:
+        if not value.type.is_static:
+            items.append(
+                Unsupported(
+                    "input",
+                    value.name,
+                    f"symbolic shape {value.type}; "
+                    "give example inputs so the shape can be specialized",
+                )
+            )
+    for node in graph.nodes:
+        if node.op == "const":
+            continue
+        where = node.loc or node.name
+        rule = rules.get(node.op)
+        if rule is None:
+            items.append(Unsupported(node.op, where, "no TVM lowering"))
+            continue
+        bad = [v for v in node.outputs if v.dtype not in TVM_DTYPES]
+        if bad:
+            items.append(Unsupported(node.op, where, f"dtype {bad[0].dtype} has no TVM type"))
+            continue
+        if any(not v.type.is_static for v in node.outputs):
+            items.append(Unsupported(node.op, where, "symbolic output shape"))
+            continue
+        reason = rule.check(graph, node) if rule.check else None
+        if reason:
+            items.append(Unsupported(node.op, where, reason))
+    return items
+
+
+def lower_graph(graph: Graph, params: CpuParams) -> tuple[Any, dict[str, int]]:
+    """The Relax ``IRModule`` with one function ``main(*graph inputs) -> outputs``."""
+    from tvm import relax
+
+    rules = merged_rules()
+    bb = relax.BlockBuilder()
+    inputs = [
+        relax.Var(v.name, relax.TensorType(static_shape(v), tvm_dtype(v))) for v in graph.inputs
+    ]
+    ctx = LowerContext(bb, graph, params)
+    with bb.function("main", inputs):
+        with bb.dataflow():
+            for value, var in zip(graph.inputs, inputs, strict=True):
+                ctx.exprs[id(value)] = var
+            for node in graph.nodes:
+                if node.op == "const":
+                    continue
+                try:
+                    outs = rules[node.op].lower(ctx, node)
+                except BackendError:
+                    raise
+                except Exception as e:
+                    raise BackendError(
+                        f"{node.where()}: TVM lowering failed: {type(e).__name__}: {e}"
+                    ) from e
+                for value, expr in zip(node.outputs, outs, strict=True):
+                    ctx.exprs[id(value)] = expr
+            results = [ctx.arg(v) for v in graph.outputs]
+            out = bb.emit_output(relax.Tuple(results))
+        bb.emit_func_output(out)
+    return bb.finalize(), ctx.kernels
+
+
+def numpy_dtype(value: Value) -> np.dtype:
+    return NUMPY_DTYPES[value.dtype]

@@ -1,0 +1,356 @@
+"""Our CPU schedule rules: what an untuned build runs instead of TVM's naive loop nests.
+
+TVM 0.27's default CPU pipeline schedules nothing, and DLight's CPU rules cover only GEMV
+and row reductions (softmax, layer norm). The rules here cover the rest:
+
+* ``KernelRule``: the reductions of ``backends.tvm.kernels`` (``tapeout_conv2d``,
+  ``tapeout_dense``, ``tapeout_bmm``), register-blocked the way hand-written CPU GEMM kernels
+  are: the output channel block (one or two vectors, contiguous in the packed weight) is the
+  vectorized innermost loop, a few output columns (or rows) are unrolled around it so that
+  ``rows x vectors`` accumulators stay in registers, the reduction runs outside that block,
+  and the outer spatial loops run in parallel. The accumulator tile is a ``local`` cache
+  written back once, with the epilogue (bias, residual, activation) inlined into the write.
+* ``FallbackRule``: everything else (elementwise chains, layout transforms, pooling, small
+  reductions): inline producers, then a parallel outer loop and a vectorized inner loop.
+
+DLight's GEMV and Reduction rules run between the two. The tile sizes come from the target
+file (vector width, register count), not from measurements; ``--tune`` searches further.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from backends.tvm.kernels import KERNEL_KINDS, PREFIX
+from backends.tvm.kernels_vnni import VNNI_KINDS
+
+
+@dataclass(frozen=True)
+class CpuParams:
+    """What the schedules need to know about the CPU: vector width and register count."""
+
+    vector_bits: int = 256
+    vector_regs: int = 16
+    vnni: bool = False  # AVX-512 VNNI: int8 conv/dense through vpdpbusd
+
+    def lanes(self, dtype_bits: int = 32) -> int:
+        return max(self.vector_bits // dtype_bits, 1)
+
+    @property
+    def max_accumulators(self) -> int:
+        # Keep registers for the weight vectors and the broadcast input operand.
+        return 24 if self.vector_regs >= 32 else 12
+
+
+def cpu_params(target: Any) -> CpuParams:
+    """From a ``compiler.target.Target`` (or None: AVX2-sized defaults)."""
+    cpu = getattr(target, "cpu", None)
+    if cpu is None:
+        return CpuParams()
+    regs = 32 if cpu.vector_bits >= 512 or cpu.mtriple.startswith("aarch64") else 16
+    vnni = bool(cpu.has_vnni) and "+avx512vnni" in cpu.mattr and cpu.vector_bits >= 512
+    return CpuParams(cpu.vector_bits, regs, vnni)
+
+
+def _schedule_error() -> type[Exception]:
+    from tvm.s_tir.schedule import ScheduleError
+
+    return ScheduleError
+
+
+def _blocks(sch: Any) -> list[Any]:
+    return list(sch.get_child_blocks(sch.get_sblock("root")))
+
+
+def _name(sch: Any, block: Any) -> str:
+    return str(sch.get(block).name_hint)
+
+
+def _extent(sch: Any, loop: Any) -> int:
+    ext = sch.get(loop).extent
+    try:
+        return int(ext)
+    except (TypeError, ValueError):
+        return -1
+
+
+def _is_spatial(sch: Any, block: Any) -> bool:
+    return all(int(iv.iter_type) == 0 for iv in sch.get(block).iter_vars)
+
+
+def _divisor_at_most(n: int, limit: int) -> int:
+    """The largest divisor of ``n`` that is <= ``limit`` (at least 1)."""
+    for d in range(min(n, max(limit, 1)), 0, -1):
+        if n % d == 0:
+            return d
+    return 1
+
+
+def inline_all(sch: Any, keep: set[str]) -> None:
+    """Inline every spatial block that can be, except those named in ``keep``."""
+    err = _schedule_error()
+    changed = True
+    while changed:
+        changed = False
+        for block in _blocks(sch):
+            name = _name(sch, block)
+            if name in keep or not _is_spatial(sch, block) or not sch.get_consumers(block):
+                continue
+            try:
+                sch.compute_inline(block)
+                changed = True
+            except err:
+                continue
+
+
+def parallel_vectorize(sch: Any, block: Any, lanes: int, min_parallel: int = 2) -> None:
+    """Fuse a spatial block's loops; vectorize ``lanes`` of them and parallelize the rest."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    extent = _extent(sch, fused)
+    if extent <= 0:
+        return
+    if extent % lanes == 0 and extent >= lanes:
+        outer, inner = sch.split(fused, [None, lanes])
+        sch.vectorize(inner)
+        if extent // lanes >= min_parallel:
+            sch.parallel(outer)
+    elif extent >= min_parallel:
+        sch.parallel(fused)
+
+
+def parallel_reduction(sch: Any, block: Any, lanes: int) -> None:
+    """A reduction block (pooling, mean, argmax): the leading spatial loops run in parallel;
+    when the innermost spatial loop is the contiguous last dimension (NHWC channels), it
+    moves inside the reduction and is vectorized."""
+    loops = sch.get_loops(block)
+    kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+    if len(loops) != len(kinds) or 0 not in kinds:
+        return
+    spatial = [lp for lp, k in zip(loops, kinds, strict=True) if k == 0]
+    reduce = [lp for lp, k in zip(loops, kinds, strict=True) if k != 0]
+    last = spatial[-1]
+    inner = None
+    ordered = kinds == sorted(kinds, key=lambda k: k != 0)
+    if ordered and reduce and _extent(sch, last) % lanes == 0:
+        so, inner = sch.split(last, [None, lanes])
+        spatial = [*spatial[:-1], so]
+    sch.reorder(*spatial, *reduce, *([inner] if inner is not None else []))
+    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+    if _extent(sch, fused) > 1:
+        sch.parallel(fused)
+    if inner is not None:
+        sch.vectorize(inner)
+        if reduce:
+            sch.decompose_reduction(block, reduce[0])
+
+
+class KernelRule:
+    """Register-blocked schedule of the ``tapeout_conv2d/dense/bmm`` reductions."""
+
+    def __init__(self, params: CpuParams):
+        self.params = params
+
+    def main_block(self, sch: Any) -> tuple[Any, str] | None:
+        for block in _blocks(sch):
+            name = _name(sch, block)
+            for kind in KERNEL_KINDS + VNNI_KINDS:
+                if name.startswith(PREFIX + kind):
+                    return block, kind
+        return None
+
+    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
+        from tvm import s_tir
+
+        sch = s_tir.Schedule(func)
+        found = self.main_block(sch)
+        if found is None:
+            return None
+        block, kind = found
+        pads = {_name(sch, b) for b in _blocks(sch) if _name(sch, b).startswith(PREFIX + "pad")}
+        inline_all(sch, keep=pads | {_name(sch, block)})
+        block, kind = self.main_block(sch) or found
+        tile = {
+            "conv2d": self._conv_tiles,
+            "gconv2d": self._conv_tiles,
+            "dense": self._dense_tiles,
+            "bmm": self._bmm_tiles,
+            "vconv2d": self._vconv_tiles,
+            "vdense": self._vdense_tiles,
+        }
+        outer, tile_loop, vec, unroll, reduce_start = tile[kind](sch, block)
+        self._finish(
+            sch, block, outer, tile_loop, vec, unroll, reduce_start, tensorize=kind in VNNI_KINDS
+        )
+        for pad in pads:
+            try:
+                parallel_vectorize(sch, sch.get_sblock(pad), self.params.lanes())
+            except _schedule_error():
+                pass
+        return sch
+
+    # -- tilings: return (parallel loops, tile loop, vector loop, unrolled loop, first reduce)
+    def _width(self, block_width: int) -> int:
+        vectors = max(block_width // self.params.lanes(), 1)
+        return max(self.params.max_accumulators // vectors, 1)
+
+    def _oc_block(self, sch: Any, block: Any) -> int:
+        # The weight is the second read buffer; its last dimension is the channel block
+        # (all output channels for the grouped conv, whose weight is not blocked).
+        width = int(sch.get(block).reads[1].source.shape[-1])
+        lanes = self.params.lanes()
+        if width <= 2 * lanes:
+            return width
+        return 2 * lanes if width % (2 * lanes) == 0 else _divisor_at_most(width, lanes)
+
+    def _conv_tiles(self, sch: Any, block: Any) -> tuple:
+        n, oh, ow, oc, rh, rw, rc = sch.get_loops(block)
+        b = self._oc_block(sch, block)
+        oco, oci = sch.split(oc, [None, b])
+        wb = _divisor_at_most(_extent(sch, ow), self._width(b))
+        owo, owi = sch.split(ow, [None, wb])
+        sch.reorder(n, oco, oh, owo, rh, rw, rc, owi, oci)
+        return [n, oco, oh], owo, oci, owi, rh
+
+    def _dense_tiles(self, sch: Any, block: Any) -> tuple:
+        i, j, rk = sch.get_loops(block)
+        b = self._oc_block(sch, block)
+        jo, ji = sch.split(j, [None, b])
+        mb = _divisor_at_most(_extent(sch, i), self._width(b))
+        io, ii = sch.split(i, [None, mb])
+        sch.reorder(io, jo, rk, ii, ji)
+        return [io, jo], jo, ji, ii, rk
+
+    def _bmm_tiles(self, sch: Any, block: Any) -> tuple:
+        bt, i, j, rk = sch.get_loops(block)
+        lanes = self.params.lanes()
+        n = _extent(sch, j)
+        b = 2 * lanes if n % (2 * lanes) == 0 else (lanes if n % lanes == 0 else n)
+        jo, ji = sch.split(j, [None, b])
+        mb = _divisor_at_most(_extent(sch, i), self._width(b))
+        io, ii = sch.split(i, [None, mb])
+        sch.reorder(bt, io, jo, rk, ii, ji)
+        return [bt, io, jo], jo, ji, ii, rk
+
+    def _vconv_tiles(self, sch: Any, block: Any) -> tuple:
+        n, oh, ow, oc, rh, rw, rc, rk = sch.get_loops(block)
+        vectors = 2 if _extent(sch, oc) % 32 == 0 else 1
+        oco, oci = sch.split(oc, [None, 16 * vectors])
+        oci_o, oci_i = sch.split(oci, [None, 16])
+        wb = _divisor_at_most(_extent(sch, ow), self.params.max_accumulators // vectors)
+        owo, owi = sch.split(ow, [None, wb])
+        sch.reorder(n, oco, oh, owo, rh, rw, rc, owi, oci_o, oci_i, rk)
+        return [n, oco, oh], owo, oci_i, owi, rh
+
+    def _vdense_tiles(self, sch: Any, block: Any) -> tuple:
+        i, j, rc, rk = sch.get_loops(block)
+        vectors = 2 if _extent(sch, j) % 32 == 0 else 1
+        jo, ji = sch.split(j, [None, 16 * vectors])
+        ji_o, ji_i = sch.split(ji, [None, 16])
+        mb = _divisor_at_most(_extent(sch, i), self.params.max_accumulators // vectors)
+        io, ii = sch.split(i, [None, mb])
+        sch.reorder(io, jo, rc, ii, ji_o, ji_i, rk)
+        return [io, jo], jo, ji_i, ii, rc
+
+    def _finish(
+        self,
+        sch: Any,
+        block: Any,
+        outer: list,
+        tile: Any,
+        vec: Any,
+        unroll: Any,
+        reduce: Any,
+        tensorize: bool = False,
+    ) -> None:
+        err = _schedule_error()
+        acc = sch.cache_write(block, 0, "local")
+        full = _write_shape(sch, acc)
+        sch.reverse_compute_at(acc, tile)
+        for consumer in list(sch.get_consumers(acc)):
+            # Inlining a consumer that covers fewer elements (the crop of a padded channel
+            # block) would write out of bounds: compute it at the tile instead.
+            try:
+                if _write_shape(sch, consumer) == full:
+                    sch.reverse_compute_inline(consumer)
+                    continue
+            except err:
+                pass
+            sch.reverse_compute_at(consumer, tile)
+            _vectorize_last(sch, consumer, self.params.lanes())
+        par = sch.fuse(*outer) if len(outer) > 1 else outer[0]
+        sch.parallel(par)
+        if not tensorize:
+            sch.vectorize(vec)
+        sch.unroll(unroll)
+        _vectorize_last(sch, acc, self.params.lanes())
+        init = sch.decompose_reduction(block, reduce)
+        _vectorize_last(sch, init, self.params.lanes())
+        if tensorize:
+            from backends.tvm.intrinsics import vnni_local
+
+            sch.tensorize(vec, vnni_local())
+
+
+def _write_shape(sch: Any, block: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in sch.get(block).writes[0].source.shape)
+
+
+def _vectorize_last(sch: Any, block: Any, lanes: int) -> None:
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    ext = _extent(sch, loops[-1])
+    if ext > 1 and ext % lanes == 0:
+        if ext > lanes:
+            _, inner = sch.split(loops[-1], [None, lanes])
+            sch.vectorize(inner)
+        else:
+            sch.vectorize(loops[-1])
+
+
+class FallbackRule:
+    """Parallel outer loop and vector inner loop for whatever no other rule took."""
+
+    def __init__(self, params: CpuParams):
+        self.params = params
+
+    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
+        from tvm import s_tir
+
+        sch = s_tir.Schedule(func)
+        try:
+            inline_all(sch, keep=set())
+        except _schedule_error():
+            return None
+        err = _schedule_error()
+        for block in _blocks(sch):
+            try:
+                if _is_spatial(sch, block):
+                    parallel_vectorize(sch, block, self.params.lanes())
+                else:
+                    parallel_reduction(sch, block, self.params.lanes())
+            except err:
+                continue
+        return sch
+
+
+def default_rules(params: CpuParams) -> list[Any]:
+    """Ours first, then DLight's CPU rules, then the fallback."""
+    from tvm.s_tir import dlight
+
+    return [
+        _as_dlight(KernelRule(params)),
+        dlight.cpu.GEMV(),
+        dlight.cpu.Reduction(),
+        _as_dlight(FallbackRule(params)),
+    ]
+
+
+def _as_dlight(rule: Any) -> Any:
+    from tvm.s_tir.dlight.base import ScheduleRule
+
+    return ScheduleRule.from_callable(type(rule).__name__)(rule.apply)

@@ -1,0 +1,246 @@
+"""Small tensor-expression computes whose meaning must match the interpreter exactly.
+
+Relax's own ops differ from ``compiler.interpreter`` at the edges (negative slice steps,
+float-to-int casts out of range, integer division by zero, the rounding of requantize), so
+these few are written out here, each next to the NumPy expression it mirrors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from backends.tvm.kernels import expr_dtype
+from compiler.numerics import INT_RANGES
+
+
+def slice_nd(x: Any, starts: Sequence[int], steps: Sequence[int], shape: Sequence[int]) -> Any:
+    """``x[start_0::step_0, ...]`` with normalized (non-negative) starts, any steps."""
+    from tvm import te
+
+    return te.compute(
+        tuple(shape),
+        lambda *i: x(*(s + st * v for s, st, v in zip(starts, steps, i, strict=True))),
+        name="slice",
+    )
+
+
+def pad_nd(x: Any, pads: Sequence[int], mode: str, value: float) -> Any:
+    """``np.pad`` with ONNX-ordered ``pads`` and mode constant, edge or reflect."""
+    from tvm import te, tirx
+
+    rank = len(x.shape)
+    sizes = [int(d) for d in x.shape]
+    before, after = pads[:rank], pads[rank:]
+    shape = tuple(sizes[d] + before[d] + after[d] for d in range(rank))
+
+    def source(d: int, i: Any) -> Any:
+        j = i - before[d]
+        if mode == "edge":
+            return tirx.max(tirx.min(j, sizes[d] - 1), 0)
+        if mode == "reflect":
+            j = tirx.Select(j < 0, -j, j)
+            return tirx.Select(j >= sizes[d], 2 * (sizes[d] - 1) - j, j)
+        return tirx.max(tirx.min(j, sizes[d] - 1), 0)
+
+    def body(*i: Any) -> Any:
+        v = x(*(source(d, i[d]) for d in range(rank)))
+        if mode != "constant":
+            return v
+        inside = tirx.all(
+            *(tirx.all(i[d] >= before[d], i[d] < before[d] + sizes[d]) for d in range(rank))
+        )
+        return tirx.if_then_else(inside, v, tirx.const(value, x.dtype))
+
+    return te.compute(shape, body, name="pad")
+
+
+def resize_nearest(x: Any, scales: Sequence[float], shape: Sequence[int]) -> Any:
+    """``out[i] = in[min(floor(i / scale), size - 1)]`` per dimension (float64 division)."""
+    from tvm import te, tirx
+
+    sizes = [int(d) for d in x.shape]
+
+    def source(d: int, i: Any) -> Any:
+        if scales[d] == 1:
+            return i
+        if float(scales[d]).is_integer():
+            return tirx.min(tirx.floordiv(i, int(scales[d])), sizes[d] - 1)
+        idx = tirx.floor(i.astype("float64") / tirx.const(scales[d], "float64")).astype("int64")
+        return tirx.min(idx, sizes[d] - 1).astype(expr_dtype(i))
+
+    return te.compute(
+        tuple(shape), lambda *i: x(*(source(d, v) for d, v in enumerate(i))), name="resize"
+    )
+
+
+def float_to_int(x: Any, dtype: str, ir_dtype: str) -> Any:
+    """Truncate toward zero and saturate; NaN becomes 0 (``np.trunc(np.nan_to_num(x))``)."""
+    from tvm import te, tirx
+
+    lo, hi = INT_RANGES[ir_dtype]
+
+    def body(*i: Any) -> Any:
+        v = x(*i).astype("float64")
+        v = tirx.Select(tirx.isnan(v), tirx.const(0, "float64"), v)
+        v = tirx.min(tirx.max(tirx.trunc(v), tirx.const(lo, "float64")), tirx.const(hi, "float64"))
+        return v.astype(dtype)
+
+    return te.compute(x.shape, body, name="cast")
+
+
+def int_div(a: Any, b: Any, shape: Sequence[int]) -> Any:
+    """C division (toward zero); a zero divisor gives ``|a|`` with a's sign rules, as NumPy
+    ``_int_div`` in the interpreter does."""
+    from tvm import te, tirx
+
+    def body(*i: Any) -> Any:
+        av, bv = _bcast(a, i, shape), _bcast(b, i, shape)
+        safe = tirx.Select(bv == 0, tirx.const(1, expr_dtype(bv)), bv)
+        return tirx.truncdiv(av, safe)
+
+    return te.compute(tuple(shape), body, name="int_div")
+
+
+def fmod(a: Any, b: Any, shape: Sequence[int]) -> Any:
+    """``np.fmod``: the remainder has the sign of the dividend."""
+    from tvm import te, tirx
+
+    def body(*i: Any) -> Any:
+        av, bv = _bcast(a, i, shape), _bcast(b, i, shape)
+        if "int" in expr_dtype(av):
+            safe = tirx.Select(bv == 0, tirx.const(1, expr_dtype(bv)), bv)
+            return tirx.Select(bv == 0, tirx.const(0, expr_dtype(av)), tirx.truncmod(av, safe))
+        # libm's fmod is exact, as NumPy's (LLVM has no fmod intrinsic for TVM to use).
+        dtype = expr_dtype(av)
+        name = {"float32": "fmodf", "float64": "fmod"}[dtype]
+        return tirx.call_pure_extern(dtype, name, av, bv)
+
+    return te.compute(tuple(shape), body, name="fmod")
+
+
+def _bcast(t: Any, idx: Sequence[Any], shape: Sequence[int]) -> Any:
+    """``t`` read at output index ``idx`` under NumPy broadcasting."""
+    rank = len(t.shape)
+    off = len(shape) - rank
+    return t(
+        *(
+            0 if int(t.shape[d]) == 1 and int(shape[off + d]) != 1 else idx[off + d]
+            for d in range(rank)
+        )
+    )
+
+
+def requantize(
+    acc: Any,
+    multiplier: Any,
+    shift: Any,
+    zero_point: Any,
+    axis: int | None,
+    dtype: str,
+    ir_dtype: str,
+    clip: tuple[int | None, int | None] = (None, None),
+) -> Any:
+    """``compiler.numerics.requantize``: int64 product, + 2^(shift-1), arithmetic >> shift,
+    + zero point, saturate. Each parameter is an int (per tensor) or an int64 tensor [C]
+    indexed along ``axis`` (per channel)."""
+    from tvm import te, tirx
+
+    lo, hi = INT_RANGES[ir_dtype]
+
+    def pick(param: Any, i: Sequence[Any]) -> Any:
+        if isinstance(param, int):
+            return tirx.const(param, "int64")
+        assert axis is not None
+        return param[i[axis]].astype("int64")
+
+    def body(*i: Any) -> Any:
+        p = acc(*i).astype("int64") * pick(multiplier, i)
+        s = pick(shift, i)
+        one = tirx.const(1, "int64")
+        if isinstance(shift, int):
+            rounding = tirx.const((1 << (shift - 1)) if shift > 0 else 0, "int64")
+        else:
+            rounding = tirx.Select(
+                s > 0, tirx.shift_left(one, tirx.max(s - one, 0)), tirx.const(0, "int64")
+            )
+        r = tirx.shift_right(p + rounding, s) + pick(zero_point, i)
+        return tirx.min(tirx.max(r, low), high).astype(dtype)
+
+    low = lo if clip[0] is None else max(lo, int(clip[0]))
+    high = hi if clip[1] is None else min(hi, int(clip[1]))
+    return te.compute(acc.shape, body, name="requantize")
+
+
+def rounding_shift(acc: Any, shift: int, zo: int, lo: int, hi: int, dtype: str) -> Any:
+    """``saturate(((acc + 2^(shift-1)) >> shift) + zo)`` clamped to [lo, hi], acc int64."""
+    from tvm import tirx
+
+    rounding = tirx.const((1 << (shift - 1)) if shift > 0 else 0, "int64")
+    r = tirx.shift_right(acc + rounding, tirx.const(shift, "int64")) + tirx.const(zo, "int64")
+    return tirx.min(tirx.max(r, tirx.const(lo, "int64")), tirx.const(hi, "int64")).astype(dtype)
+
+
+def qadd(
+    a: Any,
+    b: Any,
+    shape: Sequence[int],
+    zps: tuple[int, int, int],
+    multipliers: tuple[int, int],
+    shift: int,
+    bounds: tuple[int, int],
+    dtype: str,
+) -> Any:
+    """``q.add``: ``(a - za)*ma + (b - zb)*mb`` in int64, rounding shift, + zo, clamp."""
+    from tvm import te, tirx
+
+    za, zb, zo = zps
+
+    def body(*i: Any) -> Any:
+        av = _bcast(a, i, shape).astype("int64") - tirx.const(za, "int64")
+        bv = _bcast(b, i, shape).astype("int64") - tirx.const(zb, "int64")
+        acc = av * tirx.const(multipliers[0], "int64") + bv * tirx.const(multipliers[1], "int64")
+        return rounding_shift(acc, shift, zo, bounds[0], bounds[1], dtype)
+
+    return te.compute(tuple(shape), body, name="qadd")
+
+
+def qpool_sum(
+    x: Any,
+    axes: Sequence[int],
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[int],
+    shape: Sequence[int],
+    zx: int,
+) -> Any:
+    """Window sums of ``x - zx`` in int64 over spatial ``axes`` (padding adds real 0)."""
+    from tvm import te, tirx
+
+    red = [te.reduce_axis((0, k), f"r{d}") for d, k in enumerate(kernel)]
+    sizes = [int(x.shape[a]) for a in axes]
+
+    def body(*i: Any) -> Any:
+        idx = list(i)
+        inside = []
+        for d, a in enumerate(axes):
+            pos = i[a] * strides[d] + red[d] - pads[d]
+            idx[a] = pos
+            inside += [pos >= 0, pos < sizes[d]]
+        v = x(*idx).astype("int64") - tirx.const(zx, "int64")
+        return te.sum(tirx.if_then_else(tirx.all(*inside), v, tirx.const(0, "int64")), axis=red)
+
+    return te.compute(tuple(shape), body, name="qpool_sum")
+
+
+def requantize_scalar(
+    acc: Any, multiplier: int, shift: int, zo: int, bounds: tuple[int, int], dtype: str
+) -> Any:
+    """``numerics.requantize`` with one multiplier and shift, on an int64 tensor."""
+    from tvm import te, tirx
+
+    def body(*i: Any) -> Any:
+        p = acc(*i) * tirx.const(multiplier, "int64")
+        return rounding_shift(p, shift, zo, bounds[0], bounds[1], dtype)
+
+    return te.compute(acc.shape, body, name="requantize")

@@ -1,0 +1,305 @@
+"""MetaSchedule tuning of the heavy kernels, with a database cached per workload.
+
+``compile(..., tune=N)`` (``--tune N``) runs N MetaSchedule trials, ``tune_minutes=M`` runs
+for M minutes instead. Candidates are built and timed in this process
+(``backends.tvm.measure``). Only the kernels worth it are tuned (conv2d, dense, batched matmul:
+the functions holding a ``tapeout_*`` reduction); everything else keeps our rules.
+
+The database (MetaSchedule's ``JSONDatabase``: one JSON line per measured schedule, appended
+as it is measured) lives in ``<cache>/<workload hash>/``, where ``<cache>`` is the
+``cache_dir`` option, else ``$TAPEOUT_CACHE/tvm``, else ``~/.cache/tapeout/tvm``, and the
+hash covers the fused kernels' TIR and the target. ``state.json`` beside it counts the trials
+and seconds spent. A recompile with the same budget finds them and skips tuning; a bigger
+budget tunes only the difference; a run interrupted mid-way keeps every record it measured
+and the next run continues from there.
+
+Before searching, each tuned kernel's schedule from our own rules is measured and committed
+as a record too, so the database's best is never worse than the untuned build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.tvm.kernels import PREFIX
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What the user asked for: a trial count and/or a time budget, and where to cache."""
+
+    trials: int | None
+    minutes: float | None
+    cache_dir: Path
+    progress: bool = True
+
+
+def tune_options(options: dict[str, Any]) -> Tuning | None:
+    trials = int(options.get("tune") or 0) or None
+    minutes = float(options.get("tune_minutes") or 0) or None
+    if trials is None and minutes is None:
+        return None
+    return Tuning(trials, minutes, cache_root(options), bool(options.get("tune_progress", True)))
+
+
+def cache_root(options: dict[str, Any]) -> Path:
+    if options.get("cache_dir"):
+        return Path(options["cache_dir"])
+    if os.environ.get("TAPEOUT_CACHE"):
+        return Path(os.environ["TAPEOUT_CACHE"]) / "tvm"
+    return Path.home() / ".cache" / "tapeout" / "tvm"
+
+
+def heavy_functions(mod: Any) -> list[str]:
+    """Names of the PrimFuncs that hold one of our reductions (the ones worth tuning)."""
+    from tvm import tirx
+
+    names = []
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc) and f'sblock("{PREFIX}' in func.script():
+            if any(
+                f'sblock("{PREFIX}{k}' in func.script() for k in ("conv", "gconv", "dense", "bmm")
+            ):
+                names.append(gv.name_hint)
+    return sorted(names)
+
+
+def workload_key(mod: Any, tgt: Any) -> str:
+    import tvm
+    import tvm_ffi
+
+    # Structural hashes ignore variable names, which differ from one import to the next.
+    hashes = sorted(str(tvm_ffi.structural_hash(mod[name])) for name in heavy_functions(mod))
+    digest = hashlib.sha256(f"{tvm.__version__}|{tgt}|{','.join(hashes)}".encode())
+    return digest.hexdigest()[:20]
+
+
+def _state(folder: Path) -> dict[str, Any]:
+    path = folder / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {"trials": 0, "seconds": 0.0}
+
+
+def _save_state(folder: Path, state: dict[str, Any]) -> None:
+    tmp = folder / "state.json.tmp"
+    tmp.write_text(json.dumps(state))
+    tmp.replace(folder / "state.json")
+
+
+def tuned_database(mod: Any, tgt: Any, target: Any, tuning: Tuning) -> tuple[Any, dict]:
+    """Tune what the budget still asks for; return the database and what was done (the
+    ``tune_trials`` total and ``tune_workload`` hash go in the report, the rest varies from
+    run to run and goes in the artifact's timings)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    folder = tuning.cache_dir / workload_key(mod, tgt)
+    folder.mkdir(parents=True, exist_ok=True)
+    database = ms.database.JSONDatabase(work_dir=str(folder))
+    state = _state(folder)
+    remaining = None if tuning.trials is None else tuning.trials - int(state["trials"])
+    seconds_left = None if tuning.minutes is None else tuning.minutes * 60 - state["seconds"]
+    started = time.perf_counter()
+    ran = 0
+    if (remaining is None or remaining > 0) and (seconds_left is None or seconds_left > 0):
+        tasks, weights = _tasks(mod, tgt, folder)
+        if tasks:
+            if not state.get("seeded"):
+                _seed_with_our_rules(tasks, database, tgt, target)
+                state["seeded"] = True
+                _save_state(folder, state)
+            if seconds_left is not None:  # task extraction and seeding count against it
+                seconds_left -= time.perf_counter() - started
+            ran = _search(
+                tasks, weights, database, folder, state, remaining, seconds_left, tuning.progress
+            )
+    info = {
+        "tune_trials": int(_state(folder)["trials"]),
+        "tune_workload": folder.name,
+        "tune_trials_this_run": ran,
+        "tune_seconds_this_run": round(time.perf_counter() - started, 1),
+        "tune_seconds_total": round(float(_state(folder)["seconds"]), 1),
+        "tune_cache": str(folder),
+    }
+    return database, info
+
+
+def _tasks(mod: Any, tgt: Any, folder: Path) -> tuple[list[Any], list[float]]:
+    from tvm.s_tir import meta_schedule as ms
+
+    heavy = set(heavy_functions(mod))
+    extracted = [t for t in ms.relax_integration.extract_tasks(mod, tgt) if t.task_name in heavy]
+    return ms.relax_integration.extracted_tasks_to_tune_contexts(
+        extracted, str(folder / "logs"), num_threads=max(int(tgt.attrs["num-cores"]), 1)
+    )
+
+
+def _seed_with_our_rules(tasks: list[Any], database: Any, tgt: Any, target: Any) -> None:
+    """Measure our rule's schedule of every task and commit it as a tuning record."""
+    from tvm.s_tir import meta_schedule as ms
+
+    from backends.tvm.schedules import KernelRule, cpu_params
+
+    rule = KernelRule(cpu_params(target))
+    for task in tasks:
+        func = task.mod["main"]
+        sch = rule.apply(func, tgt, False)
+        if sch is None:
+            continue
+        try:
+            seconds = _measure(sch.mod["main"], tgt)
+        except Exception as e:  # a schedule that fails to build is simply not seeded
+            log.warning("could not measure our schedule of %s: %s", task.task_name, e)
+            continue
+        workload = database.commit_workload(task.mod)
+        database.commit_tuning_record(
+            ms.database.TuningRecord(
+                sch.trace, workload, [seconds], tgt, ms.arg_info.ArgInfo.from_prim_func(func)
+            )
+        )
+
+
+def _measure(func: Any, tgt: Any) -> float:
+    """Median seconds of one call of ``func`` on random arguments, in this process."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    from backends.tvm.measure import random_args, time_function
+
+    lib = tvm.compile(func, tgt)
+    dev = tvm.cpu()
+    args = random_args(ms.arg_info.ArgInfo.from_prim_func(func), dev)
+    return float(np.median(time_function(lib.mod, args, dev)))
+
+
+def _search(
+    tasks: list[Any],
+    weights: list[float],
+    database: Any,
+    folder: Path,
+    state: dict[str, Any],
+    remaining: int | None,
+    seconds_left: float | None,
+    progress: bool,
+) -> int:
+    """Run MetaSchedule; returns the trials measured in this run."""
+    from tvm.s_tir import meta_schedule as ms
+
+    total = remaining if remaining is not None else 1_000_000
+    callback = _ProgressCallback(
+        folder, state, total if remaining is not None else None, seconds_left, progress
+    )
+    # Small batches under a time budget: the budget is checked after every batch.
+    cap = 8 if seconds_left is not None else 32
+    per_iter = max(2, min(cap, total // max(len(tasks), 1)))
+    from backends.tvm import measure
+
+    quiet = logging.getLogger("tvm.s_tir.meta_schedule")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        ms.tune.tune_tasks(
+            tasks=tasks,
+            task_weights=weights,
+            work_dir=str(folder),
+            builder=measure.builder(),
+            runner=measure.runner(),
+            max_trials_global=total,
+            num_trials_per_iter=per_iter,
+            database=database,
+            measure_callbacks=[
+                ms.measure_callback.AddToDatabase(),
+                ms.measure_callback.UpdateCostModel(),
+                callback.as_callback(),
+            ],
+        )
+    finally:
+        callback.close()
+        quiet.setLevel(level)
+    return callback.measured
+
+
+class _ProgressCallback:
+    """Counts measured trials into state.json after every batch, draws a progress bar and
+    stops the task scheduler when the time budget is spent."""
+
+    def __init__(
+        self,
+        folder: Path,
+        state: dict[str, Any],
+        total: int | None,
+        seconds_left: float | None,
+        show: bool,
+    ):
+        self.folder, self.state, self.total = folder, state, total
+        self.deadline = None if seconds_left is None else time.perf_counter() + seconds_left
+        self.measured = 0
+        self.last = time.perf_counter()
+        self.bar: Any = None
+        if show:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("tuning"),
+                BarColumn(),
+                TextColumn(
+                    "{task.completed}/{task.total} trials" if total else "{task.completed} trials"
+                ),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("tune", total=total)
+
+    def apply(
+        self, scheduler: Any, task_id: int, candidates: list, builds: list, runs: list
+    ) -> None:
+        now = time.perf_counter()
+        self.measured += len(candidates)
+        self.state["trials"] = int(self.state["trials"]) + len(candidates)
+        self.state["seconds"] = float(self.state["seconds"]) + (now - self.last)
+        self.last = now
+        _save_state(self.folder, self.state)
+        if self.bar is not None:
+            self.bar.update(self.task, advance=len(candidates))
+        if self.deadline is not None and now >= self.deadline:
+            for i, record in enumerate(scheduler.tasks_):
+                if not record.is_terminated:
+                    scheduler.terminate_task(i)
+
+    def as_callback(self) -> Any:
+        from tvm.ir.utils import derived_object
+        from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+        outer = self
+
+        @derived_object
+        class Callback(PyMeasureCallback):
+            def apply(
+                self,
+                task_scheduler: Any,
+                task_id: int,
+                measure_candidates: list,
+                builder_results: list,
+                runner_results: list,
+            ) -> None:
+                outer.apply(
+                    task_scheduler, task_id, measure_candidates, builder_results, runner_results
+                )
+
+        return Callback()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
