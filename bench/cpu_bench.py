@@ -48,8 +48,8 @@ from tests.cases import get_case  # noqa: E402
 
 #: model -> (batch, MetaSchedule minutes at --tune-scale 1, timed repetitions)
 MODELS: dict[str, tuple[int, float, int]] = {
-    "resnet18": (1, 4.0, 30),
-    "tiny_gpt": (1, 3.0, 40),
+    "resnet18": (1, 3.0, 30),
+    "tiny_gpt": (1, 2.5, 40),
     "digits_cnn": (256, 1.5, 50),
 }
 

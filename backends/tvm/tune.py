@@ -138,8 +138,16 @@ def _tasks(mod: Any, tgt: Any, folder: Path) -> tuple[list[Any], list[float]]:
 
     heavy = set(heavy_functions(mod))
     extracted = [t for t in ms.relax_integration.extract_tasks(mod, tgt) if t.task_name in heavy]
+    # A smaller population than MetaSchedule's default (512, 4 generations): on a 2-core
+    # machine the search itself, not the measurements, otherwise eats a small budget.
+    strategy = ms.search_strategy.EvolutionarySearch(
+        population_size=128, init_min_unmeasured=32, genetic_num_iters=2
+    )
     return ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted, str(folder / "logs"), num_threads=max(int(tgt.attrs["num-cores"]), 1)
+        extracted,
+        str(folder / "logs"),
+        strategy=strategy,
+        num_threads=max(int(tgt.attrs["num-cores"]), 1),
     )
 
 
@@ -222,10 +230,18 @@ def _search(
                 callback.as_callback(),
             ],
         )
+    except Exception:
+        if not callback.expired:
+            raise
+        log.info("tuning stopped at its time budget after %d trials", callback.measured)
     finally:
         callback.close()
         quiet.setLevel(level)
     return callback.measured
+
+
+class TimeBudgetSpent(RuntimeError):
+    """Raised from the measure callback to stop MetaSchedule when the time is up."""
 
 
 class _ProgressCallback:
@@ -243,6 +259,7 @@ class _ProgressCallback:
         self.folder, self.state, self.total = folder, state, total
         self.deadline = None if seconds_left is None else time.perf_counter() + seconds_left
         self.measured = 0
+        self.expired = False
         self.last = time.perf_counter()
         self.bar: Any = None
         if show:
@@ -274,9 +291,11 @@ class _ProgressCallback:
         if self.bar is not None:
             self.bar.update(self.task, advance=len(candidates))
         if self.deadline is not None and now >= self.deadline:
-            for i, record in enumerate(scheduler.tasks_):
-                if not record.is_terminated:
-                    scheduler.terminate_task(i)
+            # MetaSchedule has no clean stop from inside a callback (terminating the task it
+            # is joining trips its checks), so end the run with an exception that _search
+            # catches; every record measured so far is already in the database.
+            self.expired = True
+            raise TimeBudgetSpent("tuning time budget spent")
 
     def as_callback(self) -> Any:
         from tvm.ir.utils import derived_object
