@@ -24,9 +24,10 @@ fi
 for target in cpu fpga; do
     out="build/demo-$target"
     echo
-    echo "== tapeout compile $MODEL --target $target -o $out"
+    echo "== tapeout compile $MODEL --target $target --calib $CALIB -o $out"
     rm -rf "$out"   # the demo's own output: start clean so a rerun shows this run's result
-    tapeout compile "$MODEL" --target "$target" --calib "$CALIB" -o "$out"
+    # The report is printed from the artifact folder below, so the CLI's copy is not shown.
+    tapeout compile "$MODEL" --target "$target" --calib "$CALIB" -o "$out" >/dev/null
     for report in "$out"/report.md "$out"/report.txt; do
         if [[ -f "$report" ]]; then
             echo
