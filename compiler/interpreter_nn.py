@@ -177,8 +177,9 @@ def _conv_transpose2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np
     n, cin, h, wd = x.shape
     cin_g, cout_g = cin // groups, w.shape[1]
     kh, kw = w.shape[2], w.shape[3]
-    full_h = (h - 1) * strides[0] + dil[0] * (kh - 1) + 1 + node.attrs["output_padding"][0]
-    full_w = (wd - 1) * strides[1] + dil[1] * (kw - 1) + 1 + node.attrs["output_padding"][1]
+    out_pad = node.attrs.get("output_padding") or [0, 0]
+    full_h = (h - 1) * strides[0] + dil[0] * (kh - 1) + 1 + out_pad[0]
+    full_w = (wd - 1) * strides[1] + dil[1] * (kw - 1) + 1 + out_pad[1]
     full = np.zeros((n, cout_g * groups, full_h, full_w), dtype=np.float32)
     for g in range(groups):
         xg = x[:, g * cin_g : (g + 1) * cin_g]
