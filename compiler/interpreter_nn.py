@@ -180,7 +180,7 @@ def _conv_transpose2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np
     out_pad = node.attrs.get("output_padding") or [0, 0]
     full_h = (h - 1) * strides[0] + dil[0] * (kh - 1) + 1 + out_pad[0]
     full_w = (wd - 1) * strides[1] + dil[1] * (kw - 1) + 1 + out_pad[1]
-    full = np.zeros((n, cout_g * groups, full_h, full_w), dtype=np.float32)
+    full = np.zeros((n, cout_g * groups, full_h, full_w), dtype=np.result_type(x.dtype, w.dtype))
     for g in range(groups):
         xg = x[:, g * cin_g : (g + 1) * cin_g]
         wg = w[g * cin_g : (g + 1) * cin_g]  # Cin_g, Cout_g, kh, kw
@@ -295,7 +295,7 @@ def _adaptive_avg_pool2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list
 def _batch_norm(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, scale, bias, mean, var = xs
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    inv = scale / np.sqrt(var + np.float32(node.attrs.get("eps", 1e-5)))
+    inv = scale / np.sqrt(var + np.asarray(node.attrs.get("eps", 1e-5), var.dtype))
     return [((x - mean.reshape(shape)) * inv.reshape(shape) + bias.reshape(shape)).astype(x.dtype)]
 
 
@@ -309,7 +309,7 @@ def _layer_norm(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
     axes = tuple(range(axis, x.ndim))
     mean = x.mean(axis=axes, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
-    y = (x - mean) / np.sqrt(var + np.float32(node.attrs.get("eps", 1e-5)))
+    y = (x - mean) / np.sqrt(var + np.asarray(node.attrs.get("eps", 1e-5), x.dtype))
     if len(xs) > 1:
         y = y * xs[1]
     if len(xs) > 2:
@@ -326,8 +326,9 @@ def _lrn(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     c = x.shape[1]
     window = sum(sq[:, i : i + c] for i in range(size))
     denom = (
-        np.float32(a.get("bias", 1.0)) + np.float32(a.get("alpha", 1e-4)) / size * window
-    ) ** np.float32(a.get("beta", 0.75))
+        np.asarray(a.get("bias", 1.0), x.dtype)
+        + np.asarray(a.get("alpha", 1e-4), x.dtype) / size * window
+    ) ** np.asarray(a.get("beta", 0.75), x.dtype)
     return [(x / denom).astype(x.dtype)]
 
 
@@ -349,7 +350,7 @@ def _resize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 def _attention(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     q, k, v = xs[0], xs[1], xs[2]
     scale = node.attrs.get("scale")
-    scale = np.float32(1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    scale = np.asarray(1 / math.sqrt(q.shape[-1]) if scale is None else scale, q.dtype)
     scores = (q @ np.swapaxes(k, -1, -2)) * scale
     length, src = scores.shape[-2], scores.shape[-1]
     if node.attrs.get("causal"):

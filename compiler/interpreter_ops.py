@@ -63,9 +63,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
     if approximate == "tanh":
-        c = np.float32(math.sqrt(2 / math.pi))
-        return (0.5 * x * (1 + np.tanh(c * (x + np.float32(0.044715) * x**3)))).astype(x.dtype)
-    return (0.5 * x * (1 + erf(x / np.float32(math.sqrt(2))))).astype(x.dtype)
+        c = np.asarray(math.sqrt(2 / math.pi), x.dtype)
+        cubic = np.asarray(0.044715, x.dtype)
+        return (0.5 * x * (1 + np.tanh(c * (x + cubic * x**3)))).astype(x.dtype)
+    return (0.5 * x * (1 + erf(x / np.asarray(math.sqrt(2), x.dtype)))).astype(x.dtype)
 
 
 def relu6(x: np.ndarray) -> np.ndarray:
@@ -83,7 +84,7 @@ def clip(x: np.ndarray, min: float | None = None, max: float | None = None) -> n
 
 
 def leaky_relu(x: np.ndarray, alpha: float = 0.01) -> np.ndarray:
-    return np.where(x >= 0, x, x * np.float32(alpha)).astype(x.dtype)
+    return np.where(x >= 0, x, x * np.asarray(alpha, x.dtype)).astype(x.dtype)
 
 
 _UNARY = {
@@ -111,7 +112,9 @@ for _name, _fn in _UNARY.items():
 
 IMPLS["nn.leaky_relu"] = _one(leaky_relu)
 IMPLS["nn.hardsigmoid"] = _one(
-    lambda x, alpha, beta: np.clip(x * np.float32(alpha) + np.float32(beta), 0, 1).astype(x.dtype)
+    lambda x, alpha, beta: np.clip(
+        x * np.asarray(alpha, x.dtype) + np.asarray(beta, x.dtype), 0, 1
+    ).astype(x.dtype)
 )
 IMPLS["nn.gelu"] = _one(gelu)
 IMPLS["nn.clip"] = _one(clip)
@@ -303,7 +306,8 @@ def _dequantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
 
         scale, zp = expand_groups(qp, xs[0].shape)
         return [numerics.dequantize(xs[0], scale, zp)]
-    return [numerics.dequantize(xs[0], qp.scale_array(), qp.zero_point_array(), qp.axis)]
+    wide = np.float64 if node.outputs[0].dtype == "f64" else np.float32
+    return [numerics.dequantize(xs[0], qp.scale_array(), qp.zero_point_array(), qp.axis, wide)]
 
 
 @impl("q.requantize")

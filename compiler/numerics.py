@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,9 +124,11 @@ def quantize(
     axis: int | None = None,
     counter: SaturationCounter | None = None,
 ) -> np.ndarray:
-    """``saturate(rint(x / scale) + zero_point)``, division in float32, half to even."""
-    x = np.asarray(x, dtype=np.float32)
-    s = _broadcast_param(np.asarray(scale, dtype=np.float32), x.ndim, axis)
+    """``saturate(rint(x / scale) + zero_point)``, half to even; the division in float64 for
+    a float64 ``x`` (the scale, a float32, widens exactly), else in float32."""
+    ftype = np.float64 if np.asarray(x).dtype == np.float64 else np.float32
+    x = np.asarray(x, dtype=ftype)
+    s = _broadcast_param(np.asarray(scale, dtype=np.float32).astype(ftype), x.ndim, axis)
     zp = _broadcast_param(np.asarray(zero_point, dtype=np.int64), x.ndim, axis)
     q = np.rint(x / s).astype(np.int64) + zp
     return saturate(q, dtype, counter)
@@ -136,12 +139,14 @@ def dequantize(
     scale: np.ndarray | float,
     zero_point: np.ndarray | int,
     axis: int | None = None,
+    dtype: Any = np.float32,
 ) -> np.ndarray:
-    """``(q - zero_point) * scale`` in float32."""
+    """``(q - zero_point) * scale`` in float32, or in float64 with ``dtype=np.float64``."""
     q = np.asarray(q)
-    s = _broadcast_param(np.asarray(scale, dtype=np.float32), q.ndim, axis)
+    ftype = np.float64 if np.dtype(dtype) == np.float64 else np.float32
+    s = _broadcast_param(np.asarray(scale, dtype=np.float32).astype(ftype), q.ndim, axis)
     zp = _broadcast_param(np.asarray(zero_point, dtype=np.int64), q.ndim, axis)
-    return ((q.astype(np.int64) - zp).astype(np.float32) * s).astype(np.float32)
+    return ((q.astype(np.int64) - zp).astype(ftype) * s).astype(ftype)
 
 
 def is_power_of_two(scale: float) -> bool:

@@ -52,6 +52,10 @@ class Numerics:
     power_of_two_scales: bool = False  # requantize by a shift only: no multiplier, no DSP
     per_channel_weights: bool = False
     layout: Layout = "NCHW"
+    #: dtype of the float ops left between integer layers of a quantized graph ("f32", or
+    #: "f64" so that a backend reproduces the reference interpreter bit for bit: see
+    #: passes/quant/rewrite.py)
+    island_dtype: Literal["f32", "f64"] = "f32"
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,7 @@ class Quantize:
     bias_correction: bool = False
     group_size: int = 128
     budget: float | None = None
+    island_dtype: str | None = None
 
     def run(self, graph: Graph, target: Target | None) -> bool:
         session = current_session()
@@ -187,6 +188,7 @@ class Quantize:
             percentile=self.percentile,
             group_size=self.group_size,
             sensitivity_budget=self.budget,
+            island_dtype=self.island_dtype,
         )
         kwargs.update(session.options)
         report = quantize_graph(graph, target, session.data, **kwargs)
@@ -215,6 +217,7 @@ def quantize_graph(
     clip_threshold: float = 1e-3,
     report_samples: int | None = None,
     stats_engine: str = "auto",
+    island_dtype: str | None = None,
 ) -> QuantReport:
     """Quantize ``graph`` in place (its contents are replaced) and report what it did.
 
@@ -230,7 +233,10 @@ def quantize_graph(
     at run time, output SQNR) and mixed precision's budget check run on (default: up to 16,
     fewer for big models: a ResNet-18 gets 3, see ``passes.quant.driver.report_limit``);
     ``stats_engine``, "auto" (onnxruntime when it can run the graph, else the interpreter),
-    "interpreter" or "onnxruntime" for the calibration statistics (``passes.quant.ort_stats``).
+    "interpreter" or "onnxruntime" for the calibration statistics (``passes.quant.ort_stats``);
+    ``island_dtype``, "f32" or "f64" for the float ops left between integer layers (default:
+    the target's ``numerics.island_dtype``; f64 makes a backend match the interpreter bit for
+    bit, f32 is faster: see ``passes.quant.rewrite``).
     """
     from passes.quant.driver import Request, run_request
 
@@ -252,5 +258,6 @@ def quantize_graph(
         clip_threshold=clip_threshold,
         report_samples=report_samples,
         stats_engine=stats_engine,
+        island_dtype=island_dtype,
     )
     return run_request(graph, target, calibration_data, request)

@@ -38,6 +38,21 @@ echo "setup_env.sh: installing torch==$TORCH_VERSION and tapeout[dev,tvm] into $
 "${PIP[@]}" install -q "torch==$TORCH_VERSION"
 "${PIP[@]}" install -q -e ".[dev,tvm]"
 
+# Optional: the aarch64 cross compiler, so an aarch64 target builds a real model.so (and its
+# test runs instead of skipping). Only as root with apt-get (a CI machine), never fatal;
+# TAPEOUT_NO_APT=1 skips it.
+if [[ -z "${TAPEOUT_NO_APT:-}" && "$(id -u)" == 0 ]] && command -v apt-get > /dev/null \
+        && ! command -v aarch64-linux-gnu-gcc > /dev/null; then
+    echo "setup_env.sh: installing the aarch64 cross compiler (optional)"
+    cross=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+    if ! timeout 300 apt-get install -y -q --no-install-recommends "${cross[@]}" > /dev/null 2>&1
+    then
+        timeout 300 apt-get update -q > /dev/null 2>&1 || true
+        timeout 300 apt-get install -y -q --no-install-recommends "${cross[@]}" > /dev/null 2>&1 \
+            || echo "setup_env.sh: no aarch64 cross compiler (aarch64 builds leave objects)"
+    fi
+fi
+
 # Fail here, not in the middle of a test run, if the editable install did not take.
 "$VENV/bin/python" -c "import torch, onnx, onnxruntime, tvm" \
     || { echo "setup_env.sh: toolchain imports failed after install" >&2; exit 1; }

@@ -95,6 +95,12 @@ def export_onnx(
     from onnx import helper
 
     _check_opset(opset)
+    if any(n.op.startswith("q.") for n in graph.nodes) and any(
+        v.dtype == "f64" for v in graph.values()
+    ):
+        from passes.quant.rewrite import narrow_islands
+
+        graph = narrow_islands(graph)  # QuantizeLinear and several ORT kernels lack double
     missing = unsupported_nodes(graph, opset)
     if missing:
         raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for ONNX opset {opset}")

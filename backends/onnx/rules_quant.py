@@ -87,6 +87,8 @@ def lower_quantize(em: Emitter, node: Node) -> list:
     x = em.arg(0)
     if node.inputs[0].dtype == "f16" and em.opset < 19:  # f16 scales arrive in opset 19
         x = em.emit1("Cast", [x], to=1)
+    if node.inputs[0].dtype == "f64":  # QuantizeLinear takes no double (an f64 island)
+        x = em.emit1("Cast", [x], to=1)
     return [em.quantize(x, node.outputs[0].type)]
 
 

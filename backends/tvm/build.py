@@ -8,8 +8,10 @@ DLight's. ``tvm.compile`` then lowers the Relax VM code and LLVM compiles the ke
 target file's triple, CPU and features.
 
 Export: a host-runnable target gives ``model.so`` (``export_library``). A foreign triple is
-cross-compiled when its cross compiler is on PATH (``aarch64-linux-gnu-gcc``); otherwise the
-artifact holds the LLVM objects (``model.tar``) and a ``build.sh`` that links them on a
+cross-compiled when its cross compiler is on PATH (``aarch64-linux-gnu-gcc``, Debian's
+gcc-aarch64-linux-gnu and libc6-dev-arm64-cross); otherwise (or when its link fails) the
+artifact holds the LLVM objects (``model.tar``: kernels compiled by LLVM for the target's CPU
+and features, which a C source export would lose) and a ``build.sh`` that links them on a
 machine that has the compiler.
 """
 
@@ -167,21 +169,31 @@ def export(executable: Any, target: Any, out_dir: Path) -> Exported:
         note = "" if runnable else f"model.so cannot run here: {why}"
         return Exported("model.so", runnable, note)
     cc = ARCHES.get(arch, ((), f"{arch}-linux-gnu-gcc"))[1]
+    failure = ""
     if shutil.which(cc):
-        from tvm.contrib import cc as tvm_cc
+        from tvm.support import cc as tvm_cc
 
-        executable.export_library(str(out_dir / "model.so"), fcompile=tvm_cc.cross_compiler(cc))
-        return Exported("model.so", False, f"cross-compiled with {cc}; it {why}")
+        try:
+            executable.export_library(
+                str(out_dir / "model.so"), fcompile=tvm_cc.cross_compiler(cc)
+            )
+            return Exported("model.so", False, f"cross-compiled with {cc}; it {why}")
+        except RuntimeError as err:  # e.g. the compiler without its C library (crti.o)
+            (out_dir / "model.so").unlink(missing_ok=True)
+            last = [line for line in str(err).splitlines() if line.strip()]
+            failure = f"{cc} failed to link ({last[0] if last else err}); "
+            log.warning("tvm: %s falling back to LLVM objects", failure)
     executable.export_library(str(out_dir / "model.tar"))
     script = out_dir / "build.sh"
     script.write_text(BUILD_SH.substitute(arch=arch, cc=cc))
     script.chmod(0o755)
     with tarfile.open(out_dir / "model.tar") as tar:
         members = ", ".join(sorted(m.name for m in tar.getmembers()))
+    missing = failure or f"no {cc} on this machine: "
     return Exported(
         "model.tar",
         False,
-        f"no {cc} on this machine: wrote {arch} LLVM objects ({members}) to model.tar and "
+        f"{missing}wrote {arch} LLVM objects ({members}) to model.tar and "
         "build.sh to link them into model.so on the device",
     )
 

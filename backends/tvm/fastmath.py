@@ -4,7 +4,9 @@ TVM 0.27 lowers ``exp``/``erf``/``tanh`` on CPUs to scalar libm calls (``expf@PL
 element, even inside a vectorized loop), which makes softmax and GELU cost more than the
 matrix products around them. These lowering rules replace them, for float32, with the
 branch-free polynomial and rational approximations of Cephes (exp) and Eigen (erf, tanh),
-within a few ulp of libm, which LLVM vectorizes. Other dtypes keep TVM's lowering.
+within a few ulp of libm, which LLVM vectorizes. float64 exp (the float64 islands of
+quantized graphs) gets Cephes' double-precision exp, for the same reason. Other dtypes keep
+TVM's lowering.
 
 The rules are registered for the whole process (TVM keeps one intrinsic table) on first use
 by the TVM backend; a model built by another TVM user in the same process gets them too.
@@ -86,6 +88,95 @@ def fast_exp(x: Any, lanes: str = "") -> Any:
     return y * tirx.reinterpret("float32" + lanes, bits)
 
 
+# Cephes exp (double): exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)) on |r| <= ln 2 / 2.
+EXP64_P = (1.26177193074810590878e-4, 3.02994407707441961300e-2, 9.99999999999999999910e-1)
+EXP64_Q = (
+    3.00198505138664455042e-6,
+    2.52448340349684104192e-3,
+    2.27265548208155028766e-1,
+    2.00000000000000000009e0,
+)
+
+
+def exp64(x: Any, lanes: str = "") -> Any:
+    """float64 exp within an ulp or two of libm, which LLVM vectorizes (its ``llvm.exp``
+    has no vector float64 form here; libm's ``exp`` is scalar)."""
+    from tvm import tirx
+
+    f64 = "float64"
+
+    def c(v: float) -> Any:
+        return tirx.const(v, f64)
+
+    def horner(r: Any, coefficients: Sequence[float]) -> Any:
+        acc = c(coefficients[0])
+        for k in coefficients[1:]:
+            acc = acc * r + c(k)
+        return acc
+
+    xc = tirx.min(tirx.max(x, c(-708.0)), c(709.0))
+    n = tirx.floor(xc * c(1.4426950408889634073599) + c(0.5))
+    r = xc - n * c(6.93145751953125e-1) - n * c(1.42860682030941723212e-6)
+    rr = r * r
+    p = r * horner(rr, EXP64_P)
+    y = c(1.0) + c(2.0) * (p / (horner(rr, EXP64_Q) - p))
+    bits = tirx.shift_left(n.astype("int64" + lanes) + 1023, tirx.const(52, "int64"))
+    y = y * tirx.reinterpret(f64 + lanes, bits)
+    # Below -708 the result would be subnormal: 0, as exp(-inf) of a masked softmax must be
+    return y * (x >= c(-708.0)).astype(f64 + lanes)
+
+
+# W. J. Cody, "Rational Chebyshev approximations for the error function" (Math. Comp. 1969),
+# the coefficients of SPECFUN's CALERF: erf on |x| <= 0.46875 (A/B), erfc on (0.46875, 4]
+# (C/D) and beyond 4 (P/Q), each to double precision.
+ERF64_A = (3.1611237438705656, 113.864154151050156, 377.485237685302021, 3209.37758913846947,
+           0.185777706184603153)
+ERF64_B = (23.6012909523441209, 244.024637934444173, 1282.61652607737228, 2844.23683343917062)
+ERF64_C = (0.564188496988670089, 8.88314979438837594, 66.1191906371416295, 298.635138197400131,
+           881.95222124176909, 1712.04761263407058, 2051.07837782607147, 1230.33935479799725,
+           2.15311535474403846e-8)
+ERF64_D = (15.7449261107098347, 117.693950891312499, 537.181101862009858, 1621.38957456669019,
+           3290.79923573345963, 4362.61909014324716, 3439.36767414372164, 1230.33935480374942)
+ERF64_P = (0.305326634961232344, 0.360344899949804439, 0.125781726111229246,
+           0.0160837851487422766, 6.58749161529837803e-4, 0.0163153871373020978)
+ERF64_Q = (2.56852019228982242, 1.87295284992346047, 0.527905102951428412,
+           0.0605183413124413191, 0.00233520497626869185)
+
+
+def _cody(y: Any, z: Any, num: Sequence[float], den: Sequence[float], n: int) -> Any:
+    """CALERF's loop: xnum = num[n] * z; xden = z; n times (xnum + num[i]) * y, ...; then
+    (xnum + num[n - 1]) / (xden + den[n - 1])."""
+    from tvm import tirx
+
+    def c(v: float) -> Any:
+        return tirx.const(v, "float64")
+
+    xnum, xden = c(num[n]) * z, z
+    for i in range(n - 1):
+        xnum, xden = (xnum + c(num[i])) * y, (xden + c(den[i])) * y
+    return (xnum + c(num[n - 1])) / (xden + c(den[n - 1]))
+
+
+def erf64(x: Any, lanes: str = "") -> Any:
+    """float64 erf to about an ulp (Cody's three ranges, all evaluated, one selected per
+    lane so LLVM can vectorize; libm's ``erf`` is scalar)."""
+    from tvm import tirx
+
+    def c(v: float) -> Any:
+        return tirx.const(v, "float64")
+
+    y = tirx.min(tirx.abs(x), c(6.0))  # erf(6) is 1 in double precision
+    ysq = y * y
+    small = x * _cody(ysq, ysq, ERF64_A, ERF64_B, 4)
+    mid = _cody(y, y, ERF64_C, ERF64_D, 8)
+    inv = c(1.0) / tirx.max(ysq, c(16.0))
+    large = (c(0.56418958354775628695) - inv * _cody(inv, inv, ERF64_P, ERF64_Q, 5)) / y
+    erfc = tirx.Select(y <= c(4.0), mid, large) * exp64(-ysq, lanes)
+    big = (c(0.5) - erfc) + c(0.5)
+    big = tirx.Select(x < c(0.0), -big, big)
+    return tirx.Select(y <= c(0.46875), small, big)
+
+
 def fast_erf(x: Any, lanes: str = "") -> Any:
     x = _clamp(x, 4.0)
     x2 = x * x
@@ -112,7 +203,15 @@ def _rule(fast: Callable[..., Any], fallback: Callable[[str, Any], Any]) -> Call
 def _llvm_exp(dtype: str, x: Any) -> Any:
     from tvm import tirx
 
+    if dtype == "float64" or dtype.startswith("float64x"):
+        return exp64(x, dtype[len("float64") :])
     return tirx.call_llvm_pure_intrin(dtype, "llvm.exp", 1, x)
+
+
+def _erf64_or_libm(dtype: str, x: Any) -> Any:
+    if dtype == "float64" or dtype.startswith("float64x"):
+        return erf64(x, dtype[len("float64") :])
+    return _libm("erf")(dtype, x)
 
 
 def _libm(name: str) -> Callable[[str, Any], Any]:
@@ -134,6 +233,6 @@ def register() -> None:
     from tvm.tirx.op import register_intrin_lowering
 
     register_intrin_lowering("tirx.exp", "llvm", f=_rule(fast_exp, _llvm_exp), level=100)
-    register_intrin_lowering("tirx.erf", "llvm", f=_rule(fast_erf, _libm("erf")), level=100)
+    register_intrin_lowering("tirx.erf", "llvm", f=_rule(fast_erf, _erf64_or_libm), level=100)
     register_intrin_lowering("tirx.tanh", "llvm", f=_rule(fast_tanh, _libm("tanh")), level=100)
     _registered = True

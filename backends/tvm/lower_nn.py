@@ -402,7 +402,16 @@ def _layer_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
     gamma = ctx.arg(node.inputs[1]) if len(node.inputs) > 1 else _const(np.ones(norm_shape), dt)
     beta = ctx.arg(node.inputs[2]) if len(node.inputs) > 2 else _const(np.zeros(norm_shape), dt)
     axes = list(range(axis, x.type.rank))
-    return [ctx.emit(_R().nn.layer_norm(ctx.arg(x), gamma, beta, axes, float(a["eps"])))]
+    if dt != "float64":
+        return [ctx.emit(_R().nn.layer_norm(ctx.arg(x), gamma, beta, axes, float(a["eps"])))]
+    # TOPI's layer norm takes float32/16 only; float64 (an f64 island) is composed, in the
+    # interpreter's order: mean, centred, mean of squares, divide by the root, scale, shift.
+    R = _R()
+    xv = ctx.arg(x)
+    centred = R.subtract(xv, R.mean(xv, axes, keepdims=True))
+    var = R.mean(R.multiply(centred, centred), axes, keepdims=True)
+    y = R.divide(centred, R.sqrt(R.add(var, _R_const(float(a["eps"]), dt))))
+    return [ctx.emit(R.add(R.multiply(y, gamma), beta))]
 
 
 def _lrn(ctx: LowerContext, node: Node) -> Sequence[Any]:

@@ -50,16 +50,20 @@ def quantize_te(x: Any, scale: Any, zp: Any, axis: int | None, dtype: str, ir_dt
         assert axis is not None
         return p[i[axis]]
 
+    ftype = str(x.dtype)  # float32, or float64 when it comes from a float64 island
+
     def body(*i: Any) -> Any:
         z = at(zp, i, "int32")
-        v = tirx.nearbyint(x(*i) / at(scale, i, "float32"))
-        v = tirx.min(tirx.max(v, (lo - z).astype("float32")), (hi - z).astype("float32"))
+        v = tirx.nearbyint(x(*i) / at(scale, i, "float32").astype(ftype))
+        v = tirx.min(tirx.max(v, (lo - z).astype(ftype)), (hi - z).astype(ftype))
         return (v.astype("int32") + z).astype(dtype)
 
     return te.compute(x.shape, body, name="quantize")
 
 
-def dequantize_te(q: Any, scale: Any, zp: Any, axis: int | None) -> Any:
+def dequantize_te(
+    q: Any, scale: Any, zp: Any, axis: int | None, ftype: str = "float32"
+) -> Any:
     from tvm import te, tirx
 
     def at(p: Any, i: Sequence[Any], cast: str) -> Any:
@@ -69,8 +73,8 @@ def dequantize_te(q: Any, scale: Any, zp: Any, axis: int | None) -> Any:
         return p[i[axis]]
 
     def body(*i: Any) -> Any:
-        d = (q(*i).astype("int64") - at(zp, i, "int64")).astype("float32")
-        return d * at(scale, i, "float32")
+        d = (q(*i).astype("int64") - at(zp, i, "int64")).astype(ftype)
+        return d * at(scale, i, "float32").astype(ftype)
 
     return te.compute(q.shape, body, name="dequantize")
 
@@ -108,9 +112,16 @@ def _dequantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
     layout, axis = _layout_axis(ctx, x, qp.axis)
     scale, zp = _scale_zp(ctx, qp)
     ctx.set_layout(out, layout)
-    # Opaque: fused into a following float add, LLVM would contract the multiply into an FMA
-    # (one rounding instead of two) and the result would differ from NumPy's in the last bit.
-    return [ctx.emit_te(dequantize_te, ctx.arg(x, layout), scale, zp, axis, opaque=True)]
+    # A float32 result stays opaque: fused into a following float add, LLVM would contract
+    # the multiply into an FMA (one rounding instead of two) and the result would differ from
+    # NumPy's in the last bit. A float64 one (an f64 island) fuses: there the difference is
+    # far below what the island's quantize or float32 output can see.
+    ftype = tvm_dtype(out)
+    return [
+        ctx.emit_te(
+            dequantize_te, ctx.arg(x, layout), scale, zp, axis, ftype, opaque=ftype == "float32"
+        )
+    ]
 
 
 def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:

@@ -47,6 +47,7 @@ class Request:
     clip_threshold: float = 1e-3
     report_samples: int | None = None
     stats_engine: str = "auto"
+    island_dtype: str | None = None  # None: the target's numerics.island_dtype
 
 
 def options_for(request: Request, target: Target | None) -> QuantOptions:
@@ -60,6 +61,11 @@ def options_for(request: Request, target: Target | None) -> QuantOptions:
         )
     if not 0 < request.percentile <= 100:
         raise CalibrationError(f"percentile {request.percentile} is not in (0, 100]")
+    island = request.island_dtype
+    if island is None:
+        island = target.numerics.island_dtype if target is not None else "f32"
+    if island not in ("f32", "f64"):
+        raise TapeoutError(f"island_dtype {island!r} is not 'f32' or 'f64'")
     dtype = "i16" if request.precision == "int16" else request.activation_dtype
     if not request.symmetric and dtype == "i8":
         dtype = "u8"  # asymmetric 8-bit activations are u8 with a zero point
@@ -76,6 +82,7 @@ def options_for(request: Request, target: Target | None) -> QuantOptions:
         exclude=request.exclude,
         overrides=request.overrides,
         integer_outputs=power_of_two,
+        island_dtype=island,
     )
 
 

@@ -74,6 +74,8 @@ class QuantOptions:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Count graph outputs as integer consumers (FPGA-style: integer up to the last op).
     integer_outputs: bool = False
+    #: dtype of the float islands between integer layers ("f32" or "f64").
+    island_dtype: str = "f32"
 
 
 @dataclass

@@ -6,6 +6,16 @@ integer node needs a value that a float node produced, ``q.dequantize`` where a 
 a graph output) needs a value that an integer node produced. So each value is quantized or
 dequantized at most once, right before its first user. Float values keep their names; integer
 forms are ``<name>_q``, accumulators ``<name>_acc``.
+
+Float islands in float64 (``island_dtype="f64"``, the CPU targets): the float ops between
+integer layers then compute in float64, from a ``q.dequantize`` straight to float64 to the
+``q.quantize`` that reads the float64 value; constants they read are widened and graph
+inputs and outputs cast (the float64 forms are ``<name>_f64``). A backend's float kernels
+differ from the interpreter's by a last-bit rounding (summation order, FMA contraction, its
+own exp/erf): in float32 such a difference flips a ``q.quantize`` rounding often enough
+to show in a model's output, in float64 it is about 2^-29 of a float32 ulp, below what the
+float32 output or an 8-bit step can resolve. That is what lets a compiled transformer match
+the interpreter element for element.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ class QuantizedBuilder:
         self.g = Graph(src.name)
         self.f: dict[str, Value] = {}
         self.q: dict[str, Value] = {}
+        self.w: dict[str, Value] = {}  # float64 forms of float32 values (f64 islands)
+        self.wide = plan.options.island_dtype == "f64"
         self.consts: dict[str, Value] = {}
         self.skip = plan.absorbed_keys()
         self.values = {v.name: v for v in src.values()}
@@ -66,6 +78,10 @@ class QuantizedBuilder:
     def float_of(self, value: Value) -> Value:
         if value.is_const:
             return self.const(value)
+        if value.name not in self.f and value.name in self.w:
+            self.f[value.name] = self.g.add_node(
+                "tensor.cast", [self.w[value.name]], {"to": value.dtype}, names=[value.name]
+            ).output
         if value.name not in self.f:
             if value.name not in self.q:
                 raise VerifyError(f"quantize: %{value.name} is used before it is defined")
@@ -75,9 +91,34 @@ class QuantizedBuilder:
             ).output
         return self.f[value.name]
 
+    def wide_of(self, value: Value) -> Value:
+        """The float64 form of a float32 value (other values: their float form)."""
+        if not (self.wide and value.dtype == "f32"):
+            return self.float_of(value)
+        if value.name not in self.w:
+            wide = TensorType("f64", value.type.shape)
+            if value.is_const:
+                data = self.src.const_value(value)
+                assert value.producer is not None and data is not None
+                ref = value.producer.attrs["ref"] + "_f64"
+                self.w[value.name] = self.g.add_const(
+                    ref, np.asarray(data, np.float64), wide, value.producer.loc
+                )
+            elif value.name in self.q and value.name not in self.f:
+                self.w[value.name] = self.g.add_node(
+                    "q.dequantize", [self.q[value.name]], {"dtype": "f64"},
+                    names=[value.name + "_f64"],
+                ).output
+            else:
+                self.w[value.name] = self.g.add_node(
+                    "tensor.cast", [self.float_of(value)], {"to": "f64"},
+                    names=[value.name + "_f64"],
+                ).output
+        return self.w[value.name]
+
     def int_of(self, value: Value) -> Value:
         if value.name not in self.q:
-            x = self.float_of(value)
+            x = self.w[value.name] if value.name in self.w else self.float_of(value)
             dtype = self.plan.dtype[value.name]
             t = TensorType(dtype, value.type.shape, self.plan.quant[value.name])
             loc = value.producer.loc if value.producer is not None else None
@@ -91,6 +132,9 @@ class QuantizedBuilder:
 
     # ---- node kinds ------------------------------------------------------------------------
     def _float(self, node: Node) -> None:
+        if self.wide and _widens(node):
+            self._float_wide(node)
+            return
         inputs = [self.float_of(v) for v in node.inputs]
         out = self.g.create_node(
             node.op,
@@ -103,6 +147,20 @@ class QuantizedBuilder:
         self.g.nodes.append(out)
         for v, new in zip(node.outputs, out.outputs, strict=True):
             self.f[v.name] = new
+
+    def _float_wide(self, node: Node) -> None:
+        outs = node.outputs
+        out = self.g.create_node(
+            node.op,
+            [self.wide_of(v) for v in node.inputs],
+            node.attrs,
+            [TensorType("f64", v.type.shape) if v.dtype == "f32" else v.type for v in outs],
+            [v.name + "_f64" if v.dtype == "f32" else v.name for v in outs],
+            node.loc,
+        )
+        self.g.nodes.append(out)
+        for v, new in zip(outs, out.outputs, strict=True):
+            (self.w if v.dtype == "f32" else self.f)[v.name] = new
 
     def _move(self, node: Node, layer: Layer) -> None:
         inputs = [self.int_of(v) for v in node.inputs]
@@ -164,8 +222,12 @@ class QuantizedBuilder:
     def _dequantize_acc(self, acc: Value, layer: Layer) -> None:
         """No integer consumer: dequantize the accumulator itself (no second rounding)."""
         clamp = layer.act in ("relu6", "clip")
-        name = layer.out + "_pre" if clamp else layer.out
         dtype = self.values[layer.out].dtype
+        wide = self.wide and dtype == "f32"
+        if wide:
+            dtype = "f64"
+        suffix = "_f64" if wide else ""
+        name = layer.out + ("_pre" if clamp else "") + suffix
         attrs = {"dtype": dtype} if dtype != "f32" else {}
         y = self.g.add_node("q.dequantize", [acc], attrs, names=[name]).output
         if clamp:
@@ -174,8 +236,8 @@ class QuantizedBuilder:
                 "min": lo if math.isfinite(lo) else None,
                 "max": hi if math.isfinite(hi) else None,
             }
-            y = self.g.add_node("nn.clip", [y], bounds, names=[layer.out]).output
-        self.f[layer.out] = y
+            y = self.g.add_node("nn.clip", [y], bounds, names=[layer.out + suffix]).output
+        (self.w if wide else self.f)[layer.out] = y
 
     def _add(self, node: Node, layer: Layer) -> None:
         a, b = (self.int_of(v) for v in node.inputs)
@@ -218,6 +280,17 @@ class QuantizedBuilder:
         self.q[layer.out] = self.g.add_node(
             op, [x], attrs, [out_t], [layer.out + "_q"], node.loc
         ).output
+
+
+def _widens(node: Node) -> bool:
+    """Whether a float node runs in float64 in an f64 island: it makes a float32 value from
+    float32 (or non-float) inputs, and no attribute fixes its dtype (casts and the like keep
+    theirs, and their float32 results are widened where an island reads them)."""
+    if not any(v.dtype == "f32" for v in node.outputs):
+        return False
+    if any(k in node.attrs for k in ("dtype", "to")):
+        return False
+    return all(v.dtype == "f32" or not v.dtype.startswith(("f", "bf")) for v in node.inputs)
 
 
 def add_shift(ra: float, rb: float) -> int:
@@ -313,6 +386,27 @@ _KINDS = {
     "add": QuantizedBuilder._add,
     "pool": QuantizedBuilder._pool,
 }
+
+
+def narrow_islands(graph: Graph) -> Graph:
+    """A copy of quantized ``graph`` with its float64 islands in float32 (for consumers that
+    have no float64 kernels, such as QuantizeLinear in an ONNX export); graph inputs keep
+    their types, and casts between the two widths become float32 to float32."""
+    g = graph.copy()
+    inputs = {id(v) for v in g.inputs}
+    for node in g.nodes:
+        for v in node.outputs:
+            if v.dtype == "f64" and id(v) not in inputs:
+                v.type = v.type.with_dtype("f32", v.type.quant)
+        if node.op == "const" and node.outputs[0].dtype == "f32":
+            ref = node.attrs["ref"]
+            if g.constants[ref].dtype == np.float64:
+                g.constants[ref] = g.constants[ref].astype(np.float32)
+        if node.attrs.get("dtype") == "f64" and node.op == "q.dequantize":
+            node.attrs = {k: a for k, a in node.attrs.items() if k != "dtype"}
+        if node.attrs.get("to") == "f64" and node.op == "tensor.cast":
+            node.attrs = {**node.attrs, "to": "f32"}
+    return g
 
 
 def quantized_graph(src: Graph, plan: Plan) -> Graph:

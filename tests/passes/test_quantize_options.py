@@ -109,3 +109,53 @@ def test_statistics_engines_give_the_same_graph() -> None:
         quantize_graph(q, None, data(), stats_engine=engine)
         graphs.append(q)
     assert graphs[0] == graphs[1]
+
+
+# ---- float islands in float64 ---------------------------------------------------------------
+def test_float64_islands_widen_between_dequantize_and_quantize() -> None:
+    graph = transformer()
+    wide, narrow = graph.copy(), graph.copy()
+    quantize_graph(wide, None, data(16, (6, 16)), island_dtype="f64")
+    quantize_graph(narrow, None, data(16, (6, 16)))
+    verify(wide)
+    text = print_graph(wide)
+    # the residual stream and layer norm read the f32 input through one cast; the dense
+    # accumulators dequantize straight to f64; the output is cast back to f32 under its name
+    assert '%x_f64: f64[1,6,16] = tensor.cast(%x) {to="f64"}' in text
+    assert 'q.dequantize(%h_pre_acc) {dtype="f64"}' in text
+    assert "%h_f64: f64[1,6,32] = nn.gelu(" in text
+    assert "%h_q: i8[1,6,32]" in text and "q.quantize(%h_f64)" in text
+    assert '%y: f32[1,6,16] = tensor.cast(%y_f64) {to="f32"}' in text
+    assert wide.outputs[0].dtype == "f32" and wide.outputs[0].name == "y"
+    # same integer layers and scales; the float64 result is within float32 noise of the f32 one
+    assert [n.op for n in nodes(wide, "nn.dense")] == [n.op for n in nodes(narrow, "nn.dense")]
+    x = data(4, (6, 16), seed=5)
+    for sample in x:
+        a, b = interpret(wide, sample)[0], interpret(narrow, sample)[0]
+        assert np.max(np.abs(a - b)) <= 0.05 * np.max(np.abs(b))
+
+
+def test_island_dtype_follows_the_target_and_is_checked() -> None:
+    from compiler.target import load_target
+
+    assert load_target("cpu").numerics.island_dtype == "f64"
+    assert load_target("fpga").numerics.island_dtype == "f32"
+    graph = transformer()
+    quantize_graph(graph, load_target("cpu"), data(16, (6, 16)))
+    assert any(v.dtype == "f64" for v in graph.values())
+    with pytest.raises(TapeoutError, match="island_dtype 'f16'"):
+        quantize_graph(transformer(), None, data(16, (6, 16)), island_dtype="f16")
+
+
+def test_narrow_islands_gives_back_a_float32_graph() -> None:
+    from passes.quant.rewrite import narrow_islands
+
+    graph = transformer()
+    quantize_graph(graph, None, data(16, (6, 16)), island_dtype="f64")
+    narrowed = narrow_islands(graph)
+    verify(narrowed)
+    assert not any(v.dtype == "f64" for v in narrowed.values())
+    assert any(v.dtype == "f64" for v in graph.values())  # the original is untouched
+    sample = data(1, (6, 16), seed=3)[0]
+    a, b = interpret(graph, sample)[0], interpret(narrowed, sample)[0]
+    assert np.max(np.abs(a - b)) <= 1e-3 * np.max(np.abs(a))

@@ -64,8 +64,11 @@ def example_arrays(name: str) -> list[np.ndarray]:
 
 
 @functools.cache
-def compiled(name: str, target: str, precision: str = "fp32") -> Artifact:
-    """Compile zoo case ``name`` for ``target`` (cached for the session)."""
+def compiled(
+    name: str, target: str, precision: str = "fp32", island_dtype: str | None = None
+) -> Artifact:
+    """Compile zoo case ``name`` for ``target`` (cached for the session); ``island_dtype``
+    overrides the target's for the float ops between int8 layers."""
     case = get_case(name)
     model, inputs = case.build(), case.example_inputs()
     if precision == "fp32":
@@ -74,7 +77,7 @@ def compiled(name: str, target: str, precision: str = "fp32") -> Artifact:
         model,
         target,
         example_inputs=inputs,
-        pipeline=int8_pipeline(target),
+        pipeline=int8_pipeline(target, island_dtype=island_dtype),
         calibration_data=calibration(name),
     )
 

@@ -281,3 +281,30 @@ def test_missing_tvm_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(sys.modules, "tvm", None)
     with pytest.raises(ToolchainUnavailable, match=r'pip install "tapeout\[tvm\]"'):
         require_tvm()
+
+
+def test_float64_islands_compute_to_double_precision() -> None:
+    """The float64 kernels of quantized graphs' islands (vectorized exp and erf of
+    backends.tvm.fastmath, layer norm composed from Relax ops, softmax, GELU) agree with
+    NumPy/SciPy in float64 to a few ulp, far below float32 resolution."""
+    g = Graph("double")
+    x = g.add_input("x", TensorType("f64", (4, 3, 64)))
+    scores = g.add_input("scores", TensorType("f64", (4, 3, 64)))
+    gamma = g.add_const("gamma", RNG.standard_normal(64))
+    beta = g.add_const("beta", RNG.standard_normal(64))
+    g.outputs = [
+        g.add_node("math.exp", [x]).output,
+        g.add_node("math.erf", [x]).output,
+        g.add_node("nn.gelu", [x]).output,
+        g.add_node("nn.softmax", [scores], {"axis": -1}).output,
+        g.add_node("nn.layer_norm", [x, gamma, beta], {"axis": -1, "eps": 1e-5}).output,
+    ]
+    value = RNG.standard_normal((4, 3, 64)) * 4
+    value[0, 0, :3] = [-800.0, 0.0, 20.0]  # exp underflows to 0
+    masked = value.copy()
+    masked[0, 0, 5:9] = -np.inf  # a causal mask's fill
+    got, want = _run(g, value, masked)
+    assert got[0][0, 0, 0] == 0.0 and got[3][0, 0, 5] == 0.0
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == np.float64
+        assert relative_errors([a], [b])[0] <= 1e-14
