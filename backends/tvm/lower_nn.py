@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends.tvm import kernels, kernels_vnni, te_ops
+from backends.tvm.kernels_row import layer_norm_rows, row_lanes, softmax_rows
 from backends.tvm.lower import NCHW, NHWC, LowerContext, Rule, static_shape, tvm_dtype
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.ops_nn import spatial_params
@@ -402,6 +403,9 @@ def _layer_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
     gamma = ctx.arg(node.inputs[1]) if len(node.inputs) > 1 else _const(np.ones(norm_shape), dt)
     beta = ctx.arg(node.inputs[2]) if len(node.inputs) > 2 else _const(np.zeros(norm_shape), dt)
     axes = list(range(axis, x.type.rank))
+    lanes = row_lanes(norm_shape[-1], ctx.params.lanes(64 if dt == "float64" else 32))
+    if axis == x.type.rank - 1 and lanes and dt in ("float32", "float64"):
+        return [ctx.emit_te(layer_norm_rows, ctx.arg(x), gamma, beta, float(a["eps"]), lanes)]
     if dt != "float64":
         return [ctx.emit(_R().nn.layer_norm(ctx.arg(x), gamma, beta, axes, float(a["eps"])))]
     # TOPI's layer norm takes float32/16 only; float64 (an f64 island) is composed, in the
@@ -452,7 +456,8 @@ def _attention(ctx: LowerContext, node: Node) -> Sequence[Any]:
     kt = ctx.emit(R.permute_dims(ctx.arg(k), perm))
     skt = sk[:-2] + (sk[-1], sk[-2])
     scores = batch_matmul(ctx, ctx.arg(q), kt, sq, skt, dt)
-    scores = ctx.emit(R.multiply(scores, _R_const(float(np.float32(scale)), dt)))
+    scale = float(np.float32(scale)) if dt == "float32" else float(scale)
+    scores = ctx.emit(R.multiply(scores, _R_const(scale, dt)))
     length, src = sq[-2], sk[-2]
     neg_inf = _R_const(float("-inf"), dt)
     if a["causal"]:
@@ -464,7 +469,11 @@ def _attention(ctx: LowerContext, node: Node) -> Sequence[Any]:
             scores = ctx.emit(R.where(ctx.arg(mask), scores, neg_inf))
         else:
             scores = ctx.emit(R.add(scores, ctx.arg(mask)))
-    probs = ctx.emit(R.nn.softmax(scores, -1))
+    lanes = row_lanes(src, ctx.params.lanes(64 if dt == "float64" else 32))
+    if lanes:
+        probs = ctx.emit_te(softmax_rows, scores, lanes)
+    else:
+        probs = ctx.emit(R.nn.softmax(scores, -1))
     ss = tuple(np.broadcast_shapes(sq[:-2], sk[:-2])) + (length, src)
     return [batch_matmul(ctx, probs, ctx.arg(v), ss, sv, dt)]
 

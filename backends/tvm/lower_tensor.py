@@ -188,8 +188,16 @@ def _argmax(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 def _softmax(name: str) -> Rule:
     def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
-        axis = int(ctx.attrs(node)["axis"]) % node.inputs[0].type.rank
-        return [ctx.emit(getattr(_R().nn, name)(ctx.arg(node.inputs[0]), axis))]
+        x = node.inputs[0]
+        axis = int(ctx.attrs(node)["axis"]) % x.type.rank
+        if name == "softmax" and axis == x.type.rank - 1 and x.dtype in ("f32", "f64"):
+            from backends.tvm.kernels_row import row_lanes, softmax_rows
+
+            bits = 64 if x.dtype == "f64" else 32
+            lanes = row_lanes(int(x.type.shape[-1]), ctx.params.lanes(bits))
+            if lanes:
+                return [ctx.emit_te(softmax_rows, ctx.arg(x), lanes)]
+        return [ctx.emit(getattr(_R().nn, name)(ctx.arg(x), axis))]
 
     return Rule(lower)
 

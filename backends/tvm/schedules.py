@@ -312,6 +312,56 @@ def _vectorize_last(sch: Any, block: Any, lanes: int) -> None:
             sch.vectorize(loops[-1])
 
 
+class RowRule:
+    """Layer norm and softmax over the last axis (``backends.tvm.kernels_row``): one parallel
+    loop over rows; in it, each row's reductions (vector partial sums, then their total) and
+    the output row, vectorized. Whatever Relax fused around them (a quantize after, a scale
+    or mask before) is inlined."""
+
+    def __init__(self, params: CpuParams):
+        self.params = params
+
+    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
+        from tvm import s_tir
+
+        from backends.tvm.kernels_row import ROW_PART
+
+        sch = s_tir.Schedule(func)
+        if not any(_name(sch, b).startswith(ROW_PART) for b in _blocks(sch)):
+            return None
+        try:
+            inline_all(sch, keep=set())
+            sinks = [b for b in _blocks(sch) if not sch.get_consumers(b)]
+            if len(sinks) != 1 or not _is_spatial(sch, sinks[0]):
+                return None
+            (sink,) = sinks
+            loops = sch.get_loops(sink)
+            if len(loops) < 2:
+                return None
+            row = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+            part = next(b for b in _blocks(sch) if _name(sch, b).startswith(ROW_PART))
+            lanes = self.params.lanes(_bits(sch, part))  # the float type the row computes in
+            _vectorize_last(sch, sink, lanes)
+            sch.parallel(row)  # before the reductions move in: they leave it non-compact
+            producers = [b for b in _blocks(sch) if _name(sch, b) != _name(sch, sink)]
+            for block in reversed(producers):
+                sch.compute_at(block, row, preserve_unit_loops=False)
+            for block in _blocks(sch):
+                if _name(sch, block).startswith(ROW_PART):
+                    inner = sch.get_loops(block)[-2:]  # (partial lane, reduction)
+                    sch.reorder(inner[1], inner[0])
+                    sch.vectorize(inner[0])
+                    sch.decompose_reduction(block, inner[1])
+        except _schedule_error():
+            return None
+        return sch
+
+
+def _bits(sch: Any, block: Any) -> int:
+    """The element width of the block's output (the vector lane count follows it)."""
+    return max(int(sch.get(block).writes[0].source.dtype.bits), 8)
+
+
 class FallbackRule:
     """Parallel outer loop and vector inner loop for whatever no other rule took."""
 
@@ -344,6 +394,7 @@ def default_rules(params: CpuParams) -> list[Any]:
 
     return [
         _as_dlight(KernelRule(params)),
+        _as_dlight(RowRule(params)),
         dlight.cpu.GEMV(),
         dlight.cpu.Reduction(),
         _as_dlight(FallbackRule(params)),

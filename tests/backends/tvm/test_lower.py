@@ -308,3 +308,28 @@ def test_float64_islands_compute_to_double_precision() -> None:
     for a, b in zip(got, want, strict=True):
         assert a.dtype == np.float64
         assert relative_errors([a], [b])[0] <= 1e-14
+
+
+@pytest.mark.parametrize("length", [64, 20])  # vectorized row kernels; TVM's own for 20
+def test_row_reductions_over_the_last_axis(length: int) -> None:
+    g = Graph("rows")
+    x = g.add_input("x", TensorType("f32", (2, 5, length)))
+    gamma = g.add_const("gamma", _f32(length))
+    beta = g.add_const("beta", _f32(length))
+    scaled = g.add_node("math.mul", [x, g.add_const("s", np.asarray(3.0, np.float32))]).output
+    ln = g.add_node("nn.layer_norm", [x, gamma, beta], {"axis": -1, "eps": 1e-5}).output
+    g.outputs = [
+        g.add_node("nn.softmax", [scaled], {"axis": -1}).output,  # a scale fused before
+        ln,
+        g.add_node("math.add", [ln, x]).output,  # and an add after
+    ]
+    value = _f32(2, 5, length)
+    value[1, 2, 3:7] = -np.inf  # masked scores: exp gives 0
+    value[1, 3, :] = 1e6  # a row where the shift by its max matters
+    got, want = _run(g, value)
+    assert np.all(got[0][1, 2, 3:7] == 0)
+    np.testing.assert_allclose(got[0].sum(axis=-1), 1.0, rtol=1e-5)
+    _check_float([got[0]], [want[0]])
+    finite = np.isfinite(value).all(axis=-1)
+    for a, b in zip(got[1:], want[1:], strict=True):
+        _check_float([a[finite]], [b[finite]])
