@@ -112,16 +112,12 @@ def _dequantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
     layout, axis = _layout_axis(ctx, x, qp.axis)
     scale, zp = _scale_zp(ctx, qp)
     ctx.set_layout(out, layout)
-    # A float32 result stays opaque: fused into a following float add, LLVM would contract
-    # the multiply into an FMA (one rounding instead of two) and the result would differ from
-    # NumPy's in the last bit. A float64 one (an f64 island) fuses: there the difference is
-    # far below what the island's quantize or float32 output can see.
+    # Fused into a following float add, LLVM contracts the multiply into an FMA (one rounding
+    # instead of two): in a float64 island the difference is far below what the island's
+    # quantize or float32 output can see; float32 islands are not bit-exact anyway (they are
+    # the fast mode, see passes/quant/rewrite.py).
     ftype = tvm_dtype(out)
-    return [
-        ctx.emit_te(
-            dequantize_te, ctx.arg(x, layout), scale, zp, axis, ftype, opaque=ftype == "float32"
-        )
-    ]
+    return [ctx.emit_te(dequantize_te, ctx.arg(x, layout), scale, zp, axis, ftype)]
 
 
 def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
