@@ -24,7 +24,9 @@ float model (cosine similarity and max relative error of the outputs against tor
 
 The target defaults to ``x86-64-avx512`` (the dev/CI machine's Zen 5 runs AVX-512 + VNNI).
 After each model, the kernels where tapeout spends its time are listed (``--profile 0``
-turns that off). Threads: every engine uses all cores this process may run on.
+turns that off). Threads: every engine uses all cores this process may run on. Timing: once
+everything is built, all runs of a model are timed in interleaved rounds (a shared machine's
+slow spells then hit every engine alike).
 """
 
 from __future__ import annotations
@@ -59,6 +61,30 @@ MODELS: dict[str, tuple[int, float, int]] = {
 
 def cores() -> int:
     return len(os.sched_getaffinity(0))
+
+
+def interleaved_ms(fns: dict[str, Callable[[], Any]], repeat: int, rounds: int = 5) -> dict:
+    """Median milliseconds per call of each function, timed in ``rounds`` interleaved rounds
+    (``repeat`` calls each in all), so that a slow spell of a shared machine falls on every
+    engine alike instead of on whichever happened to run then. Each turn starts with a pause
+    (thread pools that spin after their last task would otherwise steal the next engine's
+    cores) and three untimed calls."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    times: dict[str, list[float]] = {label: [] for label in fns}
+    per_round = max(1, repeat // rounds)
+    for _ in range(rounds):
+        for label, fn in fns.items():
+            # let the previous engine's worker threads stop spinning, then warm this one's
+            time.sleep(0.05)
+            for _ in range(3):
+                fn()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - t0)
+    return {label: 1e3 * float(np.median(t)) for label, t in times.items()}
 
 
 def median_ms(fn: Callable[[], Any], repeat: int) -> float:
@@ -172,20 +198,20 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     with torch.inference_mode():
         reference = module(*example).numpy()
     rows: list[dict[str, Any]] = []
+    runners: dict[str, Callable[[], Any]] = {}
 
     def add(label: str, fn: Callable[[], Any], output: np.ndarray) -> None:
-        ms = median_ms(fn, repeat)
         cosine, rel = agreement(output, reference)
         rows.append(
             {
                 "model": name,
                 "run": label,
-                "ms": round(ms, 3),
                 "cosine": round(cosine, 5),
                 "max_rel_err": float(f"{rel:.2g}"),
             }
         )
-        print(f"  {label}: {ms:.3f} ms", flush=True)
+        runners[label] = fn
+        print(f"  built {label}", flush=True)
 
     torch.set_num_threads(cores())
     with torch.inference_mode():
@@ -243,6 +269,10 @@ def bench_model(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         )
         add("tapeout int8 (static) f32 islands", _runner(fast, xs), fast.run(*xs)[0])
         arts["tapeout int8 (static) f32 islands"] = fast
+    medians = interleaved_ms(runners, repeat)
+    for row in rows:
+        row["ms"] = round(medians[row["run"]], 3)
+        print(f"  {row['run']}: {row['ms']:.3f} ms", flush=True)
     _ratios(rows)
     if args.profile:
         for label, a in arts.items():
