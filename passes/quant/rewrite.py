@@ -45,6 +45,9 @@ class QuantizedBuilder:
         self.f: dict[str, Value] = {}
         self.q: dict[str, Value] = {}
         self.w: dict[str, Value] = {}  # float64 forms of float32 values (f64 islands)
+        # accumulators with no integer consumer, dequantized on first use (to float32 for a
+        # graph output, float64 for an f64 island, each straight from the integers)
+        self.accs: dict[str, tuple[Value, Layer]] = {}
         self.wide = plan.options.island_dtype == "f64"
         self.consts: dict[str, Value] = {}
         self.skip = plan.absorbed_keys()
@@ -78,6 +81,8 @@ class QuantizedBuilder:
     def float_of(self, value: Value) -> Value:
         if value.is_const:
             return self.const(value)
+        if value.name not in self.f and value.name in self.accs:
+            self.f[value.name] = self._acc_form(value.name, wide=False)
         if value.name not in self.f and value.name in self.w:
             self.f[value.name] = self.g.add_node(
                 "tensor.cast", [self.w[value.name]], {"to": value.dtype}, names=[value.name]
@@ -104,6 +109,8 @@ class QuantizedBuilder:
                 self.w[value.name] = self.g.add_const(
                     ref, np.asarray(data, np.float64), wide, value.producer.loc
                 )
+            elif value.name in self.accs:
+                self.w[value.name] = self._acc_form(value.name, wide=True)
             elif value.name in self.q and value.name not in self.f:
                 self.w[value.name] = self.g.add_node(
                     "q.dequantize", [self.q[value.name]], {"dtype": "f64"},
@@ -220,12 +227,14 @@ class QuantizedBuilder:
         ).output
 
     def _dequantize_acc(self, acc: Value, layer: Layer) -> None:
-        """No integer consumer: dequantize the accumulator itself (no second rounding)."""
+        """No integer consumer: the accumulator itself is dequantized (no second rounding),
+        where it is first used (``_acc_form``)."""
+        self.accs[layer.out] = (acc, layer)
+
+    def _acc_form(self, name: str, wide: bool) -> Value:
+        acc, layer = self.accs[name]
         clamp = layer.act in ("relu6", "clip")
-        dtype = self.values[layer.out].dtype
-        wide = self.wide and dtype == "f32"
-        if wide:
-            dtype = "f64"
+        dtype = "f64" if wide else self.values[layer.out].dtype
         suffix = "_f64" if wide else ""
         name = layer.out + ("_pre" if clamp else "") + suffix
         attrs = {"dtype": dtype} if dtype != "f32" else {}
@@ -237,7 +246,7 @@ class QuantizedBuilder:
                 "max": hi if math.isfinite(hi) else None,
             }
             y = self.g.add_node("nn.clip", [y], bounds, names=[layer.out + suffix]).output
-        (self.w if wide else self.f)[layer.out] = y
+        return y
 
     def _add(self, node: Node, layer: Layer) -> None:
         a, b = (self.int_of(v) for v in node.inputs)
