@@ -50,7 +50,9 @@ def import_model(
     return load_model(model, example_inputs=example_inputs, dynamic_shapes=dynamic_shapes)
 
 
-def _quantize_options(p: Pass, precision: str | None, calibrator: str | None) -> Pass:
+def _quantize_options(
+    p: Pass, precision: str | None, calibrator: str | None, island_dtype: str | None = None
+) -> Pass:
     fields: set[str] = (
         {f.name for f in dataclasses.fields(p)} if dataclasses.is_dataclass(p) else set()
     )
@@ -59,6 +61,8 @@ def _quantize_options(p: Pass, precision: str | None, calibrator: str | None) ->
         changes["precision"] = precision
     if calibrator is not None and "calibrator" in fields:
         changes["calibrator"] = calibrator
+    if island_dtype is not None and "island_dtype" in fields:
+        changes["island_dtype"] = island_dtype
     return dataclasses.replace(p, **changes) if changes else p  # type: ignore[type-var]
 
 
@@ -67,8 +71,10 @@ def plan_pipeline(
     pipeline: str | Sequence[str] | None,
     precision: str | None,
     calibrator: str | None,
+    island_dtype: str | None = None,
 ) -> list[Pass]:
-    """The passes to run: the given pipeline or the target's, with the precision applied."""
+    """The passes to run: the given pipeline or the target's, with the precision (and the
+    quantize options given) applied."""
     if precision is not None and precision not in PRECISIONS:
         raise TapeoutError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     if precision is not None and precision not in target.numerics.allowed_precisions:
@@ -83,7 +89,8 @@ def plan_pipeline(
     if precision is not None and not quantizing:
         passes.append(build_pass("quantize"))
     return [
-        _quantize_options(p, precision, calibrator) if p.name == "quantize" else p for p in passes
+        _quantize_options(p, precision, calibrator, island_dtype) if p.name == "quantize" else p
+        for p in passes
     ]
 
 
@@ -105,6 +112,7 @@ def compile(
     pipeline: str | Sequence[str] | None = None,
     precision: str | None = None,
     calibrator: str | None = None,
+    island_dtype: str | None = None,
     dynamic_shapes: Any = None,
     verify_each: bool = False,
     print_after: set[str] | str | None = None,
@@ -116,7 +124,10 @@ def compile(
 
     ``model``: torch.nn.Module (exported with ``example_inputs``), ExportedProgram, ONNX
     ModelProto or .onnx path, or an IR Graph. ``target``: a name from ``targets/`` or a path to
-    a target file. ``options`` go to the backend (e.g. ``tune=64``, ``engine=False``).
+    a target file. ``island_dtype`` ("f32" or "f64") overrides the target's for the float
+    ops left between integer layers of a quantized model (CPU targets: f64, bit-exact with
+    the interpreter; f32 is faster). ``options`` go to the backend (e.g. ``tune=64``,
+    ``engine=False``).
     """
     say = progress or (lambda stage: None)
     tgt = load_target(target)
@@ -131,7 +142,7 @@ def compile(
     say("passes")
     t0 = time.perf_counter()
     manager = PassManager(
-        plan_pipeline(tgt, pipeline, precision, calibrator),
+        plan_pipeline(tgt, pipeline, precision, calibrator, island_dtype),
         verify_each=verify_each,
         print_after=print_after,
         printer=printer,

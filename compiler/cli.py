@@ -110,6 +110,7 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         pipeline=args.pipeline,
         precision=args.precision,
         calibrator=args.calibrator,
+        island_dtype=args.island_dtype,
         verify_each=args.verify_each,
         print_after=_print_after(args),
         printer=_printer(args),
@@ -240,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "fp16", "int8", "int16", "int4w", "mixed"])
     p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
     p.add_argument("--calibrator", choices=["minmax", "percentile", "entropy", "mse"])
+    p.add_argument(
+        "--island-dtype",
+        choices=["f32", "f64"],
+        help="float ops between int8 layers: f64 matches the interpreter bit for bit (the CPU "
+        "targets' default), f32 is faster",
+    )
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
     p.add_argument("--tune", type=int, help="TVM: MetaSchedule trials")
     p.add_argument("--tune-minutes", type=float, help="TVM: tuning time budget")

@@ -114,3 +114,30 @@ def test_graph_input_is_not_mutated() -> None:
     compiler.compile(g, "reference", example_inputs=(np.zeros((3, 4), np.float32),))
     assert str(g) == before
     assert f32(1).shape == (1,)
+
+
+def test_island_dtype_reaches_the_quantize_pass(tmp_path: Path) -> None:
+    from tests.passes.test_quantize import data, transformer
+
+    calib = [(x,) for x in data(8, (6, 16))]
+    model = transformer()
+    wide = compiler.compile(model, "reference", calibration_data=calib, precision="int8",
+                            island_dtype="f64")
+    narrow = compiler.compile(model, "reference", calibration_data=calib, precision="int8")
+    assert any(v.dtype == "f64" for v in wide.graph.values())
+    assert not any(v.dtype == "f64" for v in narrow.graph.values())
+    x = data(1, (6, 16), seed=9)[0]
+    np.testing.assert_allclose(wide.run(x)[0], narrow.run(x)[0], rtol=0, atol=0.05)
+    with pytest.raises(TapeoutError, match="island_dtype"):
+        compiler.compile(transformer(), "reference", calibration_data=calib, precision="int8",
+                    island_dtype="f16")
+
+
+def test_cli_takes_island_dtype(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from compiler.cli import main
+
+    calib = str(Path(compiler.__file__).parent / "data" / "digits_calib.npz")
+    onnx_path = str(Path(compiler.__file__).parent / "data" / "digits_cnn.onnx")
+    code = main(["compile", onnx_path, "--target", "reference", "--precision", "int8",
+                 "--calib", calib, "--island-dtype", "f32", "-o", str(tmp_path / "b"), "--json"])
+    assert code == 0, capsys.readouterr().err
