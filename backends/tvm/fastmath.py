@@ -143,9 +143,9 @@ ERF64_Q = (2.56852019228982242, 1.87295284992346047, 0.527905102951428412,
            0.0605183413124413191, 0.00233520497626869185)
 
 
-def _cody(y: Any, z: Any, num: Sequence[float], den: Sequence[float], n: int) -> Any:
-    """CALERF's loop: xnum = num[n] * z; xden = z; n times (xnum + num[i]) * y, ...; then
-    (xnum + num[n - 1]) / (xden + den[n - 1])."""
+def _cody(y: Any, z: Any, num: Sequence[float], den: Sequence[float], n: int) -> tuple:
+    """CALERF's loop, as (numerator, denominator): xnum = num[n] * z; xden = z; n - 1 times
+    (xnum + num[i]) * y, (xden + den[i]) * y; then xnum + num[n - 1], xden + den[n - 1]."""
     from tvm import tirx
 
     def c(v: float) -> Any:
@@ -154,12 +154,13 @@ def _cody(y: Any, z: Any, num: Sequence[float], den: Sequence[float], n: int) ->
     xnum, xden = c(num[n]) * z, z
     for i in range(n - 1):
         xnum, xden = (xnum + c(num[i])) * y, (xden + c(den[i])) * y
-    return (xnum + c(num[n - 1])) / (xden + c(den[n - 1]))
+    return xnum + c(num[n - 1]), xden + c(den[n - 1])
 
 
 def erf64(x: Any, lanes: str = "") -> Any:
-    """float64 erf to about an ulp (Cody's three ranges, all evaluated, one selected per
-    lane so LLVM can vectorize; libm's ``erf`` is scalar)."""
+    """float64 erf to about an ulp. Cody's three ranges are all evaluated (so LLVM can
+    vectorize; libm's ``erf`` is scalar) as numerator/denominator pairs, one pair is selected
+    per lane and divided once: a vector float64 division costs as much as the rest."""
     from tvm import tirx
 
     def c(v: float) -> Any:
@@ -167,14 +168,20 @@ def erf64(x: Any, lanes: str = "") -> Any:
 
     y = tirx.min(tirx.abs(x), c(6.0))  # erf(6) is 1 in double precision
     ysq = y * y
-    small = x * _cody(ysq, ysq, ERF64_A, ERF64_B, 4)
-    mid = _cody(y, y, ERF64_C, ERF64_D, 8)
+    small_n, small_d = _cody(ysq, ysq, ERF64_A, ERF64_B, 4)  # erf = x * n / d
+    mid_n, mid_d = _cody(y, y, ERF64_C, ERF64_D, 8)  # erfc = exp(-y^2) * n / d
     inv = c(1.0) / tirx.max(ysq, c(16.0))
-    large = (c(0.56418958354775628695) - inv * _cody(inv, inv, ERF64_P, ERF64_Q, 5)) / y
-    erfc = tirx.Select(y <= c(4.0), mid, large) * exp64(-ysq, lanes)
-    big = (c(0.5) - erfc) + c(0.5)
-    big = tirx.Select(x < c(0.0), -big, big)
-    return tirx.Select(y <= c(0.46875), small, big)
+    large_p, large_q = _cody(inv, inv, ERF64_P, ERF64_Q, 5)
+    # erfc = exp(-y^2) * (1/sqrt(pi) - inv * p / q) / y = exp(-y^2) * n / d
+    large_n = c(0.56418958354775628695) * large_q - inv * large_p
+    large_d = large_q * y
+    mid = y <= c(4.0)
+    n = tirx.Select(mid, mid_n, large_n)
+    d = tirx.Select(mid, mid_d, large_d)
+    big_n = d - exp64(-ysq, lanes) * n  # erf = 1 - erfc = (d - exp(-y^2) n) / d
+    big_n = tirx.Select(x < c(0.0), -big_n, big_n)
+    small = y <= c(0.46875)
+    return tirx.Select(small, x * small_n, big_n) / tirx.Select(small, small_d, d)
 
 
 def fast_erf(x: Any, lanes: str = "") -> Any:

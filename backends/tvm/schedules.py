@@ -151,8 +151,9 @@ def parallel_reduction(sch: Any, block: Any, lanes: int) -> None:
 class KernelRule:
     """Register-blocked schedule of the ``tapeout_conv2d/dense/bmm`` reductions."""
 
-    def __init__(self, params: CpuParams):
+    def __init__(self, params: CpuParams, lanes_for_f64: bool = False):
         self.params = params
+        self.lanes_for_f64 = lanes_for_f64  # params already halved for float64
 
     def main_block(self, sch: Any) -> tuple[Any, str] | None:
         for block in _blocks(sch):
@@ -170,6 +171,13 @@ class KernelRule:
         if found is None:
             return None
         block, kind = found
+        if _bits(sch, block) == 64 and not self.lanes_for_f64:
+            # float64 (an f64 island's batched matmul): half the lanes per vector register;
+            # the tilings count lanes of 32 bits, so halve the vector width they see
+            from dataclasses import replace
+
+            half = replace(self.params, vector_bits=self.params.vector_bits // 2)
+            return KernelRule(half, lanes_for_f64=True).apply(func, target, tunable)
         pads = {_name(sch, b) for b in _blocks(sch) if _name(sch, b).startswith(PREFIX + "pad")}
         inline_all(sch, keep=pads | {_name(sch, block)})
         block, kind = self.main_block(sch) or found
