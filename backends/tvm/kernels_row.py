@@ -23,8 +23,13 @@ ROW_PART = PREFIX + "rowpart_"
 ROW_TOTAL = PREFIX + "rowtotal_"
 
 
-def row_lanes(n: int, lanes: int) -> int:
-    """The partial-sum count for a row of ``n``: ``lanes`` when it divides ``n``, else 0."""
+def row_lanes(n: int, dtype: str, params: Any) -> int:
+    """The partial-sum count for a row of ``n`` elements of TVM ``dtype``: a vector's lanes
+    when they divide ``n``; 0 (use TVM's kernels) otherwise or for a dtype other than
+    float32/float64. ``params``: the target's ``CpuParams``."""
+    if dtype not in ("float32", "float64"):
+        return 0
+    lanes = int(params.lanes(64 if dtype == "float64" else 32))
     return lanes if n >= lanes and n % lanes == 0 else 0
 
 

@@ -403,8 +403,8 @@ def _layer_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
     gamma = ctx.arg(node.inputs[1]) if len(node.inputs) > 1 else _const(np.ones(norm_shape), dt)
     beta = ctx.arg(node.inputs[2]) if len(node.inputs) > 2 else _const(np.zeros(norm_shape), dt)
     axes = list(range(axis, x.type.rank))
-    lanes = row_lanes(norm_shape[-1], ctx.params.lanes(64 if dt == "float64" else 32))
-    if axis == x.type.rank - 1 and lanes and dt in ("float32", "float64"):
+    lanes = row_lanes(norm_shape[-1], dt, ctx.params)
+    if axis == x.type.rank - 1 and lanes:
         return [ctx.emit_te(layer_norm_rows, ctx.arg(x), gamma, beta, float(a["eps"]), lanes)]
     if dt != "float64":
         return [ctx.emit(_R().nn.layer_norm(ctx.arg(x), gamma, beta, axes, float(a["eps"])))]
@@ -469,7 +469,7 @@ def _attention(ctx: LowerContext, node: Node) -> Sequence[Any]:
             scores = ctx.emit(R.where(ctx.arg(mask), scores, neg_inf))
         else:
             scores = ctx.emit(R.add(scores, ctx.arg(mask)))
-    lanes = row_lanes(src, ctx.params.lanes(64 if dt == "float64" else 32))
+    lanes = row_lanes(src, dt, ctx.params)
     if lanes:
         probs = ctx.emit_te(softmax_rows, scores, lanes)
     else:

@@ -190,11 +190,10 @@ def _softmax(name: str) -> Rule:
     def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
         x = node.inputs[0]
         axis = int(ctx.attrs(node)["axis"]) % x.type.rank
-        if name == "softmax" and axis == x.type.rank - 1 and x.dtype in ("f32", "f64"):
+        if name == "softmax" and axis == x.type.rank - 1:
             from backends.tvm.kernels_row import row_lanes, softmax_rows
 
-            bits = 64 if x.dtype == "f64" else 32
-            lanes = row_lanes(int(x.type.shape[-1]), ctx.params.lanes(bits))
+            lanes = row_lanes(int(x.type.shape[-1]), tvm_dtype(x), ctx.params)
             if lanes:
                 return [ctx.emit_te(softmax_rows, ctx.arg(x), lanes)]
         return [ctx.emit(getattr(_R().nn, name)(ctx.arg(x), axis))]
