@@ -1,6 +1,6 @@
 """CPU latency: tapeout (TVM) against onnxruntime and torch eager, in one run.
 
-    python bench/cpu_bench.py                              # all three models, ~15 minutes
+    python bench/cpu_bench.py                              # all three models, ~8 minutes
     python bench/cpu_bench.py --models digits_cnn --tune-scale 0.2
 
 Models: the ResNet-18-sized CNN (batch 1, 224x224), the tiny GPT (4 layers, 128 tokens) and
