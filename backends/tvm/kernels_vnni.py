@@ -62,6 +62,22 @@ def folded_bias(w: np.ndarray, bias: np.ndarray | None, zero_point: int, shift: 
     return ((out + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
+def widen_channels(x: Any, shift: int) -> Any:
+    """NHWC int8/uint8 -> uint8 ``x + shift`` with the channels padded to a multiple of 4
+    (the padded channels meet zero weights, so 0 will do). Done by an injective op of its
+    own, it fuses with the quantize before it, and the conv's padded copy then moves whole
+    4-byte pixels instead of picking bytes (an RGB image's 3 channels)."""
+    from tvm import te, tirx
+
+    n, h, w, c = (int(d) for d in x.shape)
+
+    def body(i: Any, y: Any, z: Any, ch: Any) -> Any:
+        v = x[i, y, z, tirx.min(ch, c - 1)].astype("int32") + shift
+        return tirx.if_then_else(ch < c, v, 0).astype("uint8")
+
+    return te.compute((n, h, w, ceil_div(c, 4) * 4), body, name="vnni_channels")
+
+
 def conv2d(
     x: Any,
     w: Any,

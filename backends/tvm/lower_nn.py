@@ -89,9 +89,13 @@ def _conv2d_vnni(ctx: LowerContext, node: Node) -> Sequence[Any]:
     assert w is not None
     strides, pads, dil = spatial_params(node.attrs, 2)
     residual = ctx.arg(node.inputs[3], NHWC) if len(node.inputs) > 3 else None
+    data, zero_point, shift = ctx.arg(x, NHWC), input_zero_point(x), kernels_vnni.shift_of(x.dtype)
+    if int(x.type.shape[1]) % 4:  # e.g. an RGB image: widened to 4 channels, made unsigned
+        data = ctx.emit_te(kernels_vnni.widen_channels, data, shift, name="vnni_channels")
+        zero_point, shift = zero_point + shift, 0
     y = ctx.emit_te(
         kernels_vnni.conv2d,
-        ctx.arg(x, NHWC),
+        data,
         _const(kernels_vnni.pack_conv(w), "int8"),
         _vnni_bias(ctx, node, w),
         residual,
@@ -99,8 +103,8 @@ def _conv2d_vnni(ctx: LowerContext, node: Node) -> Sequence[Any]:
         pads,
         dil,
         _epilogue(node, int(w.shape[0])),
-        input_zero_point(x),
-        kernels_vnni.shift_of(x.dtype),
+        zero_point,
+        shift,
         name="vconv2d",
     )
     ctx.set_layout(node.outputs[0], NHWC)

@@ -195,7 +195,7 @@ class KernelRule:
         )
         for pad in pads:
             try:
-                parallel_vectorize(sch, sch.get_sblock(pad), self.params.lanes())
+                _rows_parallel(sch, sch.get_sblock(pad), self.params.lanes())
             except _schedule_error():
                 pass
         return sch
@@ -301,6 +301,22 @@ class KernelRule:
             from backends.tvm.intrinsics import vnni_local
 
             sch.tensorize(vec, vnni_local())
+
+
+def _rows_parallel(sch: Any, block: Any, lanes: int) -> None:
+    """A padded NHWC copy: rows (n, y) in parallel, each row's (x, channel) run vectorized.
+    Fusing every loop instead would let a vector straddle two rows when the channels are
+    few (an image's 3 or 4), and LLVM then gathers each byte."""
+    loops = sch.get_loops(block)
+    if len(loops) != 4:
+        parallel_vectorize(sch, block, lanes)
+        return
+    n, y, x, c = loops
+    sch.parallel(sch.fuse(n, y))
+    inner = sch.fuse(x, c)
+    if _extent(sch, inner) % lanes == 0:
+        _, vec = sch.split(inner, [None, lanes])
+        sch.vectorize(vec)
 
 
 def _write_shape(sch: Any, block: Any) -> tuple[int, ...]:
