@@ -4,9 +4,9 @@ TVM 0.27 lowers ``exp``/``erf``/``tanh`` on CPUs to scalar libm calls (``expf@PL
 element, even inside a vectorized loop), which makes softmax and GELU cost more than the
 matrix products around them. These lowering rules replace them, for float32, with the
 branch-free polynomial and rational approximations of Cephes (exp) and Eigen (erf, tanh),
-within a few ulp of libm, which LLVM vectorizes. float64 exp (the float64 islands of
-quantized graphs) gets Cephes' double-precision exp, for the same reason. Other dtypes keep
-TVM's lowering.
+within a few ulp of libm, which LLVM vectorizes. float64 exp and erf (the float64 islands of
+quantized graphs) get Cephes' double-precision exp and Cody's erf, to an ulp or two, for the
+same reason. Other dtypes keep TVM's lowering.
 
 The rules are registered for the whole process (TVM keeps one intrinsic table) on first use
 by the TVM backend; a model built by another TVM user in the same process gets them too.

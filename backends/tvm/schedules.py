@@ -10,6 +10,8 @@ and row reductions (softmax, layer norm). The rules here cover the rest:
   ``rows x vectors`` accumulators stay in registers, the reduction runs outside that block,
   and the outer spatial loops run in parallel. The accumulator tile is a ``local`` cache
   written back once, with the epilogue (bias, residual, activation) inlined into the write.
+* ``RowRule``: layer norm and softmax over the last axis (``backends.tvm.kernels_row``): rows
+  in parallel, each row's sums as vector partial sums.
 * ``FallbackRule``: everything else (elementwise chains, layout transforms, pooling, small
   reductions): inline producers, then a parallel outer loop and a vectorized inner loop.
 
