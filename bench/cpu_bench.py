@@ -76,8 +76,9 @@ def interleaved_ms(fns: dict[str, Callable[[], Any]], repeat: int, rounds: int =
     per_round = max(1, repeat // rounds)
     for _ in range(rounds):
         for label, fn in fns.items():
-            # let the previous engine's worker threads stop spinning, then warm this one's
-            time.sleep(0.05)
+            # let the previous engine's worker threads stop spinning (OpenMP pools spin up to
+            # 200 ms after a parallel region), then warm this one's
+            time.sleep(0.3)
             for _ in range(3):
                 fn()
             for _ in range(per_round):
