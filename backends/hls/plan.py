@@ -22,6 +22,9 @@ from compiler.ir.ops import OPS
 from compiler.ir.types import is_float, is_int
 from compiler.specialize import is_static, specialize
 
+#: Why a node with a float operand has no HLS kernel.
+FLOAT_OPERAND = "float operand: run quantize first (the FPGA backend computes in integers)"
+
 if TYPE_CHECKING:
     from compiler.target import Target
 
@@ -129,7 +132,7 @@ def check_node(node: Node, low: Lowering) -> str | None:
         rule = island_rule  # float math inside an island: part of a lookup table
     if rule is None:
         if any(is_float(v.dtype) for v in [*node.inputs, *node.outputs]):
-            return "f32 operand: run quantize first (the FPGA backend computes in integers)"
+            return FLOAT_OPERAND
         return "no HLS kernel for this op"
     return rule.check(node, low)
 

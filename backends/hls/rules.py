@@ -17,14 +17,12 @@ import numpy as np
 
 from backends.hls.design import Array, Buffer, Cost, Layer
 from backends.hls.islands import island_table, tabulable
-from backends.hls.plan import Lowering, ir_order
+from backends.hls.plan import FLOAT_OPERAND, Lowering, ir_order
 from backends.hls.rules_mac import check_conv2d, check_dense, lower_conv2d, lower_dense
 from backends.hls.rules_pool import POOL_RULES
 from compiler import numerics
 from compiler.ir.graph import Node, Value
 from compiler.ir.types import is_int
-
-F32 = "f32 operand: run quantize first (the FPGA backend computes in integers)"
 
 
 @dataclass(frozen=True)
@@ -34,9 +32,9 @@ class Rule:
 
 
 def int_only(node: Node, low: Lowering) -> str | None:
-    """F32 unless every non-constant operand and every result is an integer tensor."""
+    """FLOAT_OPERAND unless every non-constant operand and result is an integer tensor."""
     values = [v for v in node.inputs if not v.is_const] + list(node.outputs)
-    return None if all(is_int(v.dtype) for v in values) else F32
+    return None if all(is_int(v.dtype) for v in values) else FLOAT_OPERAND
 
 
 def elementwise(

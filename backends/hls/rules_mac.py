@@ -16,7 +16,7 @@ import numpy as np
 
 from backends.hls.design import Array, Buffer, Cost, Layer
 from backends.hls.emitter import ctype
-from backends.hls.plan import Lowering
+from backends.hls.plan import FLOAT_OPERAND, Lowering
 from compiler import numerics
 from compiler.ir.graph import Node, Value
 from compiler.ir.ops_nn import spatial_params
@@ -150,7 +150,7 @@ def _clamp(v: int, bounds: tuple[int | None, int | None]) -> int:
 def _weights_reason(node: Node, low: Lowering) -> str | None:
     x, w = node.inputs[0], node.inputs[1]
     if not is_int(x.dtype):
-        return "f32 operand: run quantize first"
+        return FLOAT_OPERAND
     data = low.const(w)
     if data is None or not is_int(w.dtype):
         return "weights must be integer constants"

@@ -11,18 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from backends.hls.design import Cost, Layer
-from backends.hls.plan import Lowering
+from backends.hls.plan import FLOAT_OPERAND, Lowering
 from compiler.ir.graph import Node
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import is_int
-
-_F32 = "f32 operand: run quantize first (the FPGA backend computes in integers)"
 
 
 def _check_pool(node: Node, low: Lowering) -> str | None:
     x = node.inputs[0]
     if not (is_int(x.dtype) and is_int(node.outputs[0].dtype)):
-        return _F32
+        return FLOAT_OPERAND
     shape = x.type.shape
     if len(shape) != 4 or shape[0] != 1:
         return f"pooling input {list(shape)}: batch-1 NCHW expected"
