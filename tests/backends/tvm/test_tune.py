@@ -59,3 +59,30 @@ def test_tune_then_reuse_then_extend(tmp_path: Path) -> None:
     assert 0 < more.timings["tune_trials_this_run"] <= 4
     after = (folder / "database_tuning_record.json").read_text().splitlines()
     assert after[: len(records)] == records
+
+
+def test_kernels_whose_weights_stream_from_memory_are_not_tuned() -> None:
+    """MetaSchedule times a kernel alone with its weights in cache; a conv whose 9 MB of
+    weights stream from memory in the model is left to our rules."""
+    from backends.tvm import build
+    from backends.tvm.lower import lower_graph
+    from backends.tvm.schedules import cpu_params
+    from backends.tvm.tune import STREAMED_OPERAND_BYTES, heavy_functions
+    from compiler.target import load_target
+
+    rng = np.random.default_rng(0)
+    g = Graph("two_convs")
+    x = g.add_input("x", TensorType("f32", (1, 512, 7, 7)))
+    small = g.add_const("small", rng.standard_normal((64, 512, 1, 1)).astype(np.float32))
+    big = g.add_const("big", rng.standard_normal((512, 512, 3, 3)).astype(np.float32))
+    assert 512 * 512 * 9 * 4 > STREAMED_OPERAND_BYTES
+    g.outputs = [
+        g.add_node("nn.conv2d", [x, small]).output,
+        g.add_node("nn.conv2d", [x, big], {"pads": [1, 1, 1, 1]}).output,
+    ]
+    target = load_target("x86-64-avx512")
+    mod, _ = lower_graph(g, cpu_params(target))
+    mod = build.fuse(mod, build.tvm_target(target))
+    convs = [gv.name_hint for gv, _ in mod.functions_items() if "conv2d" in gv.name_hint]
+    assert len(convs) == 2
+    assert len(heavy_functions(mod)) == 1
