@@ -43,8 +43,10 @@ def import_model(
     """A Graph from a torch module, ExportedProgram, GraphModule, ONNX model or path, or IR."""
     if isinstance(model, Graph):
         return model
-    if isinstance(model, str | Path) and str(model).endswith(".ir"):
-        return parse(Path(model).read_text())
+    from compiler.tools.stage import is_saved_graph, load_saved_graph
+
+    if is_saved_graph(model):  # an .ir file with its .npz, a stage or an artifact folder
+        return load_saved_graph(model)
     from compiler.frontends import load_model
 
     return load_model(model, example_inputs=example_inputs, dynamic_shapes=dynamic_shapes)
@@ -92,6 +94,16 @@ def plan_pipeline(
         _quantize_options(p, precision, calibrator, island_dtype) if p.name == "quantize" else p
         for p in passes
     ]
+
+
+def remaining_passes(passes: list[Pass], model: Any) -> list[Pass]:
+    """The passes a saved stage or artifact has not run yet (all of them for other models)."""
+    from compiler.tools.stage import passes_done
+
+    done = set(passes_done(model))
+    if done:
+        log.info("resuming: skipping the passes already run (%s)", ", ".join(sorted(done)))
+    return [p for p in passes if p.name not in done]
 
 
 def _calibration(data: Any) -> AbstractContextManager[Any]:
@@ -142,7 +154,7 @@ def compile(
     say("passes")
     t0 = time.perf_counter()
     manager = PassManager(
-        plan_pipeline(tgt, pipeline, precision, calibrator, island_dtype),
+        remaining_passes(plan_pipeline(tgt, pipeline, precision, calibrator, island_dtype), model),
         verify_each=verify_each,
         print_after=print_after,
         printer=printer,

@@ -89,6 +89,11 @@ def _printer(args: argparse.Namespace) -> Callable[[str], None]:
 def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
     import compiler
 
+    if args.stop_after:
+        from compiler.cli_tools import cmd_stage
+
+        return cmd_stage(args)
+
     options: dict[str, Any] = {}
     if args.tune is not None:
         options["tune"] = args.tune
@@ -135,8 +140,12 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.pass_manager import PassManager
     from compiler.target import load_target
 
-    graph = import_model(args.model)
-    verify(graph)
+    from compiler.tools.stage import is_saved_graph, load_saved_graph, write_graph
+
+    saved = is_saved_graph(args.model)
+    graph = load_saved_graph(args.model, weights_optional=True) if saved else import_model(args.model)
+    if not saved or all(n.attrs["ref"] in graph.constants for n in graph.nodes if n.op == "const"):
+        verify(graph)  # IR text without its weights can be printed, not verified
     result = None
     if args.pipeline is not None or args.print_after_all or args.print_after or args.explain:
         target = load_target(args.target)
@@ -148,6 +157,8 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
         )
         result = manager.run(graph, target)
     text = str(graph)
+    if args.output:
+        write_graph(graph, args.output)
     if not args.json:
         if not (args.print_after_all or args.print_after):
             print(text, end="")
@@ -253,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-engine", action="store_true", help="GPU: write the bundle, no engine")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="backend option")
     p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
+    p.add_argument(
+        "--stop-after",
+        metavar="PASS",
+        help="run the pipeline up to this pass and write a stage (IR + weights) to -o",
+    )
     _add_pipeline_flags(p)
     _add_common(p)
     p.set_defaults(func=cmd_compile)
@@ -260,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="print a model's IR (after import, or after passes)")
     p.add_argument("model")
     p.add_argument("--target", "-t", default="reference")
+    p.add_argument("-o", "--output", help="also write the IR to this .ir file, weights beside it")
     _add_pipeline_flags(p)
     _add_common(p)
     p.set_defaults(func=cmd_inspect)
@@ -284,7 +301,7 @@ _EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from compiler import cli_extra  # noqa: F401  (registers export/debug)
+    from compiler import cli_extra, cli_tools  # noqa: F401  (register more subcommands)
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -296,7 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except errors.TapeoutError as e:
-        code = _exit_code(e)
+        code = getattr(e, "exit_code", None) or _exit_code(e)
+        if hasattr(e, "result"):  # a verdict, not a failure: the result is the output
+            if args.json:
+                print(json.dumps({"ok": False, **e.result}, default=str))
+            return code
         if args.json:
             print(json.dumps({"ok": False, "error": {"type": type(e).__name__, "message": str(e)}}))
         else:
