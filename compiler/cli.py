@@ -139,11 +139,12 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.ir.verifier import verify
     from compiler.pass_manager import PassManager
     from compiler.target import load_target
-
     from compiler.tools.stage import is_saved_graph, load_saved_graph, write_graph
 
     saved = is_saved_graph(args.model)
-    graph = load_saved_graph(args.model, weights_optional=True) if saved else import_model(args.model)
+    graph = (
+        load_saved_graph(args.model, weights_optional=True) if saved else import_model(args.model)
+    )
     if not saved or all(n.attrs["ref"] in graph.constants for n in graph.nodes if n.op == "const"):
         verify(graph)  # IR text without its weights can be printed, not verified
     result = None
