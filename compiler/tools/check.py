@@ -14,6 +14,7 @@ array size and clock). Every figure is an estimate from a model, not a measureme
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -186,8 +187,11 @@ def dry_quantize(graph: Graph, target: Target, quantize: Pass) -> str:
 def _value_bytes(value: Any) -> int:
     t = value.type
     bits = 4 if t.dtype in ("i4", "u4") else 8 * np.dtype(t.np_dtype).itemsize
-    count = int(np.prod([d if isinstance(d, int) else 1 for d in t.shape], dtype=np.int64))
-    return (count * bits + 7) // 8
+    return (_count(t.shape) * bits + 7) // 8
+
+
+def _count(shape: tuple[Any, ...]) -> int:
+    return math.prod(d if isinstance(d, int) else 1 for d in shape)
 
 
 def graph_cost(graph: Graph) -> dict[str, Any]:
@@ -209,7 +213,7 @@ def graph_cost(graph: Graph) -> dict[str, Any]:
                 live.pop(v.name, None)
     return {
         "macs": sum(node_macs(n) for n in nodes),
-        "params": sum(int(np.prod(v.type.shape, dtype=np.int64)) for v in consts),
+        "params": sum(_count(v.type.shape) for v in consts),
         "weight_bytes": sum(_value_bytes(v) for v in consts),
         "peak_activation_bytes": peak,
         "nodes": len(nodes),
