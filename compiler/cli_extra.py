@@ -9,32 +9,34 @@ from compiler.cli import _EXTRA_COMMANDS, _add_common, _inputs
 
 
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
-    from backends.onnx import export_onnx
-    from compiler.api import import_model, plan_pipeline
-    from compiler.pass_manager import PassManager
-    from compiler.target import load_target
+    from compiler.cli import _load_npz_or_npy
+    from compiler.tools.export import export
 
-    if args.format != "onnx":
-        raise SystemExit(f"unknown export format {args.format!r}")
-    target = load_target(args.target)
-    graph = import_model(args.model)
-    PassManager(plan_pipeline(target, args.pipeline, "fp32", None)).run(graph, target)
-    # onnxruntime-exact tie breaking is for checking against the interpreter; TensorRT gets
-    # the plain Q/DQ form it expects.
-    export_onnx(graph, args.output, exact=target.backend != "tensorrt")
+    result = export(
+        args.model,
+        args.output,
+        args.target,
+        pipeline=args.pipeline,
+        calibration_data=_load_npz_or_npy(args.calib) if args.calib else None,
+        fmt=args.format,
+    )
     if not args.json:
-        print(f"wrote {args.output}")
-    return {"output": args.output}
+        print(f"wrote {args.output}" + (" (QDQ)" if result["qdq"] else " (float)"))
+    return result
 
 
 def cmd_debug(args: argparse.Namespace) -> dict[str, Any]:
-    import compiler
-    from compiler.debug import find_divergence
+    from compiler.cli import _load_npz_or_npy
+    from compiler.tools.debug import debug
 
-    art = compiler.load(args.artifact)
-    reference = compiler.import_model(args.model)
-    report = find_divergence(
-        reference, art.graph, _inputs(args.input), threshold_db=args.threshold_db
+    report = debug(
+        args.artifact,
+        args.model,
+        _inputs(args.input),
+        threshold_db=args.threshold_db,
+        fix=args.fix,
+        calibration_data=_load_npz_or_npy(args.calib) if args.calib else None,
+        fix_output=args.fix_output,
     )
     if not args.json:
         print(report.format())
@@ -42,8 +44,9 @@ def cmd_debug(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _register(sub: Any) -> None:
-    p = sub.add_parser("export", help="export a model's lowered graph (ONNX)")
-    p.add_argument("model")
+    p = sub.add_parser("export", help="export a model's lowered graph (ONNX, QDQ if quantized)")
+    p.add_argument("model", help="an artifact or stage folder, or a model")
+    p.add_argument("--calib", help="calibration data, when the target's pipeline quantizes")
     p.add_argument("--target", "-t", default="onnx")
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("-p", "--pipeline")
@@ -54,6 +57,9 @@ def _register(sub: Any) -> None:
     p = sub.add_parser("debug", help="find the layer where a compiled model diverges from float")
     p.add_argument("artifact", help="compiled artifact folder")
     p.add_argument("model", help="the float model (.onnx)")
+    p.add_argument("--fix", action="store_true", help="apply the proposed fix and recompile")
+    p.add_argument("--calib", help="calibration data for --fix (default: the inputs)")
+    p.add_argument("--fix-output", help="folder of the fixed artifact (default: ARTIFACT-fixed)")
     p.add_argument("--input", "-i", action="append", required=True)
     p.add_argument(
         "--threshold-db",

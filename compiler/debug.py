@@ -45,17 +45,24 @@ def as_real(value: Value, data: np.ndarray) -> np.ndarray:
 
 def _last_by_loc(
     graph: Graph, inputs: list[np.ndarray]
-) -> tuple[dict[str, np.ndarray], dict[str, Node]]:
+) -> tuple[dict[str, np.ndarray], dict[str, Node], float]:
+    """Per source location the last value computed there (as real numbers), its node, and
+    the SQNR of the quantized graph inputs (the noise every first layer starts from)."""
     seen: dict[str, np.ndarray] = {}
     nodes: dict[str, Node] = {}
+    given = {id(v): np.asarray(x) for v, x in zip(graph.inputs, inputs, strict=False)}
+    input_sqnr = [math.inf]
 
     def observe(node: Node, outs: list[np.ndarray]) -> None:
+        if node.op == "q.quantize" and id(node.inputs[0]) in given:
+            real = as_real(node.outputs[0], outs[0])
+            input_sqnr.append(sqnr_db(given[id(node.inputs[0])], real))
         if node.loc and node.op != "const" and len(outs) == 1:
             seen[node.loc] = as_real(node.outputs[0], outs[0])
             nodes[node.loc] = node
 
     interpret(graph, *inputs, observe=observe)
-    return seen, nodes
+    return seen, nodes, min(input_sqnr)
 
 
 @dataclass
@@ -106,8 +113,8 @@ def find_divergence(
     reference: Graph, compiled: Graph, inputs: list[np.ndarray], threshold_db: float = 20.0
 ) -> DivergenceReport:
     """Per-layer SQNR of ``compiled`` against ``reference`` on ``inputs``."""
-    ref_vals, _ = _last_by_loc(reference, inputs)
-    got_vals, got_nodes = _last_by_loc(compiled, inputs)
+    ref_vals, _, _ = _last_by_loc(reference, inputs)
+    got_vals, got_nodes, input_sqnr = _last_by_loc(compiled, inputs)
     report = DivergenceReport(threshold_db=threshold_db)
     sqnr_of: dict[str, float] = {}
     for loc, node in got_nodes.items():
@@ -117,10 +124,11 @@ def find_divergence(
         sqnr_of[loc] = s
         feeding = [
             sqnr_of[p.producer.loc]
-            for p in _feeding_values(node)
+            for p in _feeding_values(node, loc)
             if p.producer is not None and p.producer.loc in sqnr_of and p.producer.loc != loc
         ]
-        upstream = min(feeding) if feeding else math.inf
+        # A first layer starts from the quantized inputs' noise (inf for float inputs).
+        upstream = min(feeding) if feeding else input_sqnr
         loss = (upstream - s) if math.isfinite(upstream) else (0.0 if math.isinf(s) else -s)
         report.rows.append(
             {
@@ -134,8 +142,9 @@ def find_divergence(
     return report
 
 
-def _feeding_values(node: Node) -> list[Value]:
-    """Operands of the node, looking through quantize/dequantize/requantize glue."""
+def _feeding_values(node: Node, loc: str | None = None) -> list[Value]:
+    """Operands of the node, looking through quantize/dequantize/requantize glue and through
+    the other nodes of the same layer (a conv and its requantize share a location)."""
     out: list[Value] = []
     stack = list(node.inputs)
     while stack:
@@ -143,7 +152,7 @@ def _feeding_values(node: Node) -> list[Value]:
         p = v.producer
         if p is None or p.op == "const":
             continue
-        if p.op.startswith("q.") and p.loc is None:
+        if (p.op.startswith("q.") and p.loc is None) or (loc is not None and p.loc == loc):
             stack.extend(p.inputs)
         else:
             out.append(v)

@@ -1,0 +1,228 @@
+"""``tapeout debug``: where a compiled model loses accuracy, and the fix, compared like with like.
+
+The float reference is the float model after the *same structural passes* the artifact went
+through (the target's pipeline before ``quantize``): a fused conv there computes conv + bias +
+batch norm + activation, exactly what the quantized conv and its requantize stand for, so each
+quantized value is compared with the float value it replaces (matched by source location, which
+every pass keeps). A fused node's provenance, the imported nodes it absorbed, is found by
+following its single-user chain of bias/scale/activation ops in the imported graph; the layer
+table names the value it stands for.
+
+The stages are bisected on the outputs: imported -> fused (structural passes; float, should be
+near exact), fused -> quantized (the artifact's graph in the reference interpreter), quantized
+-> backend (the artifact itself; integer backends are bit-exact). The report names the first
+stage whose output SQNR falls below the threshold, the first layer below it and the layer that
+loses the most, and proposes a fix: that layer at 16 bits, or left float. ``fix=True``
+recompiles with the fix (into a new folder beside the artifact) and reports the new figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.debug import DivergenceReport, find_divergence, sqnr_db
+from compiler.errors import TapeoutError
+from compiler.interpreter import interpret
+from compiler.ir.graph import Graph, Node
+from compiler.pass_manager import PassManager
+from compiler.report import format_table
+
+log = logging.getLogger(__name__)
+
+#: Imported ops a conv/dense absorbs when fused (bias, batch norm, scale, activation).
+_ABSORBABLE = {
+    "math.add", "math.mul", "math.sub", "nn.batch_norm", "nn.relu", "nn.relu6", "nn.clip",
+    "nn.leaky_relu", "nn.sigmoid", "nn.silu", "nn.gelu", "nn.hardswish", "math.tanh",
+}  # fmt: skip
+
+
+@dataclass
+class DebugReport:
+    """Stages, layers, the verdict and the proposed (or applied) fix."""
+
+    stages: list[dict[str, Any]]
+    layers: DivergenceReport
+    threshold_db: float
+    fix: dict[str, Any] | None = None
+    fixed: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first_stage(self) -> dict[str, Any] | None:
+        return next((s for s in self.stages if s["sqnr_db"] < self.threshold_db), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "threshold_db": self.threshold_db,
+            "stages": self.stages,
+            "first_stage_below": self.first_stage,
+            "layers": self.layers.rows,
+            "first_layer_below": self.layers.first_below,
+            "worst_layer": self.layers.worst_loss,
+            "fix": self.fix,
+            "fixed": self.fixed,
+            "notes": self.notes,
+        }
+
+    def format(self) -> str:
+        def db(v: float) -> str:
+            return f"{v:.1f} dB" if math.isfinite(v) else ("exact" if v > 0 else "-inf dB")
+
+        stage_rows = [{**s, "sqnr_db": db(s["sqnr_db"])} for s in self.stages]
+        lines = ["stages (output SQNR of each stage against the one before):"]
+        lines += ["  " + ln for ln in format_table(stage_rows).splitlines()]
+        first = self.first_stage
+        lines.append(
+            f"first stage below {self.threshold_db} dB: " + (first["stage"] if first else "none")
+        )
+        lines += ["", "layers (quantized against the fused float graph, like with like):"]
+        lines += ["  " + ln for ln in self.layers.format().splitlines()]
+        if self.fix:
+            lines += ["", f"proposed fix: {self.fix['description']}"]
+        if self.fixed:
+            lines.append(
+                f"after the fix ({self.fixed['artifact']}): output SQNR "
+                f"{db(self.fixed['output_sqnr_db'])} (was {db(self.fixed['before_sqnr_db'])})"
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _structural(art: Any) -> list[Any]:
+    from compiler.api import plan_pipeline
+
+    spec = ",".join(p["name"] + p.get("options", "") for p in art.passes) or None
+    passes = plan_pipeline(art.target, spec, None, None)
+    names = [p.name for p in passes]
+    return passes[: names.index("quantize")] if "quantize" in names else passes
+
+
+def provenance(imported: Graph, loc: str) -> str:
+    """The imported location whose value a fused node at ``loc`` stands for."""
+    by_loc = {n.loc: n for n in imported.nodes if n.loc}
+    node: Node | None = by_loc.get(loc)
+    last = loc
+    while node is not None and len(node.outputs) == 1:
+        users = {id(n): n for n, _ in node.outputs[0].uses}
+        nxt = next(iter(users.values())) if len(users) == 1 else None
+        if nxt is None or nxt.op not in _ABSORBABLE or not nxt.loc:
+            break
+        node, last = nxt, nxt.loc
+    return last
+
+
+def _is_quantized(graph: Graph) -> bool:
+    return any(n.op.startswith("q.") for n in graph.nodes)
+
+
+def _outputs_sqnr(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
+    return min(
+        (
+            sqnr_db(r, np.asarray(g, np.float64).reshape(np.shape(r)))
+            for r, g in zip(ref, got, strict=True)
+        ),
+        default=math.inf,
+    )
+
+
+def debug(
+    artifact: str | Path,
+    model: Any,
+    inputs: list[np.ndarray],
+    threshold_db: float = 20.0,
+    *,
+    fix: bool = False,
+    calibration_data: Any = None,
+    fix_output: str | Path | None = None,
+) -> DebugReport:
+    """Bisect ``artifact`` against float ``model`` on ``inputs``; see the module docstring."""
+    import compiler
+
+    art = compiler.load(artifact)
+    imported = compiler.import_model(model)
+    fused = imported.copy()
+    PassManager(_structural(art)).run(fused, art.target)
+    if _is_quantized(art.graph):
+        from passes.quant.canonical import canonicalize
+
+        canonicalize(fused)  # the float form the quantizer itself starts from
+    outs = {
+        "imported": interpret(imported, *inputs),
+        "fused": interpret(fused, *inputs),
+        "quantized": interpret(art.graph, *inputs),
+    }
+    stages = [
+        {"stage": "imported -> fused", "sqnr_db": _outputs_sqnr(outs["imported"], outs["fused"])},
+        {"stage": "fused -> quantized", "sqnr_db": _outputs_sqnr(outs["fused"], outs["quantized"])},
+    ]
+    try:
+        backend_out = art.run(*inputs)
+        stages.append({"stage": f"quantized -> backend ({art.backend})",
+                       "sqnr_db": _outputs_sqnr(outs["quantized"], backend_out)})  # fmt: skip
+    except TapeoutError as e:
+        log.warning("cannot run the artifact here: %s", e)
+    layers = find_divergence(fused, art.graph, inputs, threshold_db=threshold_db)
+    for row in layers.rows:
+        row["stands_for"] = provenance(imported, row["loc"])
+    report = DebugReport(stages, layers, threshold_db)
+    worst = layers.worst_loss
+    needed = report.first_stage is not None or layers.first_below is not None
+    if not needed:
+        report.notes.append(f"every stage and layer is above {threshold_db} dB: no fix needed")
+    elif worst is not None and worst["loss_db"] > 0:
+        report.fix = {
+            "layer": worst["loc"],
+            "override": {worst["loc"]: {"precision": "int16"}},
+            "description": f"{worst['loc']} at 16 bits (or left float: "
+            f"quantize{{exclude=[{worst['loc']}]}})",
+        }
+    if fix and report.fix is not None:
+        report.fixed = apply_fix(art, model, report.fix, inputs, calibration_data, fix_output)
+        report.fixed["before_sqnr_db"] = _outputs_sqnr(outs["imported"], outs["quantized"])
+    return report
+
+
+def apply_fix(
+    art: Any,
+    model: Any,
+    proposal: dict[str, Any],
+    inputs: list[np.ndarray],
+    calibration_data: Any,
+    output: str | Path | None,
+) -> dict[str, Any]:
+    """Recompile ``model`` with the layer at 16 bits (left float where 16 bits fails)."""
+    import compiler
+    from compiler.api import plan_pipeline
+    from passes.quantize import calibration_context
+
+    if calibration_data is None:
+        log.warning("debug --fix: no --calib given; calibrating on the debug inputs")
+        calibration_data = inputs
+    dest = Path(output) if output else Path(str(art.path).rstrip("/") + "-fixed")
+    layer = proposal["layer"]
+    attempts = [("16 bits", proposal["override"], None), ("left float", {}, layer)]
+    error: Exception | None = None
+    # The artifact's own pipeline, options included (its precision may not be the target's).
+    spec = ",".join(p["name"] + p.get("options", "") for p in art.passes) or None
+    for how, overrides, exclude in attempts:
+        passes: list[Any] = plan_pipeline(art.target, spec, None, None)
+        if exclude is not None:
+            passes = [replace(p, exclude=(*p.exclude, exclude)) if p.name == "quantize" else p
+                      for p in passes]  # fmt: skip
+        try:
+            with calibration_context(calibration_data, overrides=overrides):
+                new = compiler.compile(model, art.target, output_dir=dest, pipeline=passes)
+        except TapeoutError as e:
+            error = e
+            log.warning("fix %s failed: %s", how, e)
+            continue
+        ref = interpret(compiler.import_model(model), *inputs)
+        return {"artifact": str(dest), "applied": f"{layer} {how}",
+                "output_sqnr_db": _outputs_sqnr(ref, new.run(*inputs))}  # fmt: skip
+    raise TapeoutError(f"no fix for {layer} compiled: {error}")
