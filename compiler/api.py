@@ -175,6 +175,8 @@ def compile(
     art = _compile_into(backend, graph, tgt, output_dir, options, result)
     timings["backend_s"] = time.perf_counter() - t0
     art.timings.update({k: round(v, 4) for k, v in timings.items()})
+    if isinstance(model, str | Path):  # what `tapeout verify` compares against by default
+        art.summary.setdefault("source_model", str(Path(model).resolve()))
     if art.path is not None:
         write_manifest(art.path, art)
     say("done")

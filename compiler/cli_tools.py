@@ -12,6 +12,9 @@ from typing import Any
 from compiler.cli import _EXTRA_COMMANDS, _add_common, _inputs
 from compiler.errors import TapeoutError
 
+#: Exit code of a gate that failed (diff over a threshold, verify under a minimum).
+GATE_EXIT = 6
+
 
 class CommandFailed(TapeoutError):
     """A toolbox command ran but its verdict is negative (a threshold crossed, a check
@@ -59,6 +62,80 @@ def cmd_stage(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def cmd_doctor(args: argparse.Namespace) -> dict[str, Any]:
+    from compiler.tools.doctor import doctor, format_doctor
+
+    rows = doctor()
+    if not args.json:
+        print(format_doctor(rows))
+    return {"tools": rows}
+
+
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from compiler.cli import _load_npz_or_npy
+    from compiler.tools.verify import format_verify, verify
+
+    labels = np.asarray(_load_npz_or_npy(args.labels)) if args.labels else None
+    result = verify(args.artifact, _load_npz_or_npy(args.data), labels, args.model)
+    if not args.json:
+        print(format_verify(result))
+    low = [
+        f"output {o['output']}: cosine {o['cosine']} < {args.min_cosine}"
+        for o in result["outputs"]
+        if args.min_cosine is not None and o["cosine"] < args.min_cosine
+    ]
+    if args.min_top1 is not None and result.get("top1_compiled", 1.0) < args.min_top1:
+        low.append(f"top-1 {result['top1_compiled']} < {args.min_top1}")
+    if low:
+        raise CommandFailed("; ".join(low), GATE_EXIT, {**result, "failures": low})
+    return result
+
+
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from compiler.report import format_report
+    from compiler.tools.reports import load_report
+
+    data = load_report(args.artifact)
+    if not args.json:
+        print(format_report(data), end="")
+    return data
+
+
+def _gates(items: list[str] | None) -> dict[str, float]:
+    gates = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        try:
+            gates[key] = float(value.rstrip("%"))
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise TapeoutError(f"gate {item!r}: expected FIGURE=PERCENT, e.g. latency_cycles=5")
+    return gates
+
+
+def cmd_diff(args: argparse.Namespace) -> dict[str, Any]:
+    from compiler.tools.reports import diff, format_diff
+
+    result = diff(args.a, args.b, _gates(args.max_increase), _gates(args.max_decrease))
+    if not args.json:
+        print(format_diff(result))
+    if result["failures"]:
+        raise CommandFailed("; ".join(result["failures"]), GATE_EXIT, result)
+    return result
+
+
+def cmd_view(args: argparse.Namespace) -> dict[str, Any]:
+    from compiler.tools.view import view
+
+    result = view(args.artifact, args.output)
+    if not args.json:
+        print(f"wrote {result['output']} ({result['nodes']} nodes)")
+    return result
+
+
 def _register(sub: Any) -> None:
     p = sub.add_parser(
         "check", help="pre-flight: unsupported nodes and estimated costs per target, in seconds"
@@ -70,6 +147,41 @@ def _register(sub: Any) -> None:
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
     _add_common(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("doctor", help="which toolchains are present, and how to get the rest")
+    _add_common(p)
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("verify", help="accuracy of a compiled artifact on your data")
+    p.add_argument("artifact")
+    p.add_argument("--data", required=True, help=".npz: one array per input, samples first")
+    p.add_argument("--labels", help=".npy of class labels (top-1 accuracy)")
+    p.add_argument("--model", help="the float model (default: the one compiled from)")
+    p.add_argument("--min-cosine", type=float, help="exit 6 when an output's cosine is below")
+    p.add_argument("--min-top1", type=float, help="exit 6 when top-1 accuracy is below")
+    _add_common(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report", help="print an artifact's saved report")
+    p.add_argument("artifact")
+    _add_common(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("diff", help="compare two builds layer by layer; gate on thresholds")
+    p.add_argument("a", help="artifact A (the baseline)")
+    p.add_argument("b", help="artifact B")
+    p.add_argument("--max-increase", action="append", metavar="FIGURE=PCT",
+                   help="exit 6 when B's summary figure is more than PCT %% above A's")
+    p.add_argument("--max-decrease", action="append", metavar="FIGURE=PCT",
+                   help="exit 6 when it is more than PCT %% below (e.g. verify.top1_compiled=1)")
+    _add_common(p)
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("view", help="draw a lowered graph as one self-contained HTML page")
+    p.add_argument("artifact", help="an artifact or stage folder, an .ir file or a model")
+    p.add_argument("-o", "--output", required=True, help="the .html file to write")
+    _add_common(p)
+    p.set_defaults(func=cmd_view)
 
 
 _EXTRA_COMMANDS.append(_register)
