@@ -41,7 +41,8 @@ def graph_data(
     rows.update({str(r.get("loc")): r for r in layers or [] if r.get("loc")})
     rank = _ranks(graph)
     column: dict[int, int] = {}
-    nodes, index = [], {}
+    nodes: list[dict[str, Any]] = []
+    index: dict[int, int] = {}
     for node in graph.compute_nodes():
         r = rank[id(node)]
         c = column.get(r, 0)
