@@ -53,6 +53,18 @@ if [[ -z "${TAPEOUT_NO_APT:-}" && "$(id -u)" == 0 ]] && command -v apt-get > /de
     fi
 fi
 
+# Optional: headless chromium, so the test of `tapeout view`'s page runs in a real browser
+# (instead of skipping). Same rules: root with apt-get only, never fatal, TAPEOUT_NO_APT=1 skips.
+if [[ -z "${TAPEOUT_NO_APT:-}" && "$(id -u)" == 0 ]] && command -v apt-get > /dev/null \
+        && ! command -v chromium > /dev/null; then
+    echo "setup_env.sh: installing chromium for the graph-view browser test (optional)"
+    if ! timeout 600 apt-get install -y -q chromium > /dev/null 2>&1; then
+        timeout 300 apt-get update -q > /dev/null 2>&1 || true
+        timeout 600 apt-get install -y -q chromium > /dev/null 2>&1 \
+            || echo "setup_env.sh: no chromium (the graph-view browser test will skip)"
+    fi
+fi
+
 # Fail here, not in the middle of a test run, if the editable install did not take.
 "$VENV/bin/python" -c "import torch, onnx, onnxruntime, tvm" \
     || { echo "setup_env.sh: toolchain imports failed after install" >&2; exit 1; }

@@ -1,0 +1,28 @@
+"""Shared fixtures of the toolbox tests: the bundled digits CNN, its data, one int8 build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import compiler
+
+DATA = Path(compiler.__file__).parent / "data"
+DIGITS_ONNX = str(DATA / "digits_cnn.onnx")
+
+
+@pytest.fixture(scope="session")
+def digits_calib() -> dict[str, np.ndarray]:
+    with np.load(DATA / "digits_calib.npz") as npz:
+        return {"x": npz["x"]}
+
+
+@pytest.fixture(scope="session")
+def digits_int8(tmp_path_factory: pytest.TempPathFactory, digits_calib: dict) -> Path:
+    """The digits CNN compiled to int8 for the reference target (no toolchain needed)."""
+    out = tmp_path_factory.mktemp("int8") / "digits-int8"
+    compiler.compile(DIGITS_ONNX, "reference", precision="int8",
+                     calibration_data=digits_calib, output_dir=out)  # fmt: skip
+    return out
