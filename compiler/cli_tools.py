@@ -57,8 +57,10 @@ def cmd_stage(args: argparse.Namespace) -> dict[str, Any]:
         calibrator=args.calibrator,
     )
     if not args.json:
-        print(f"wrote stage {result['stage']} after {args.stop_after} "
-              f"(passes run: {', '.join(result['passes'])})")
+        print(
+            f"wrote stage {result['stage']} after {args.stop_after} "
+            f"(passes run: {', '.join(result['passes'])})"
+        )
     return result
 
 
@@ -170,10 +172,18 @@ def _register(sub: Any) -> None:
     p = sub.add_parser("diff", help="compare two builds layer by layer; gate on thresholds")
     p.add_argument("a", help="artifact A (the baseline)")
     p.add_argument("b", help="artifact B")
-    p.add_argument("--max-increase", action="append", metavar="FIGURE=PCT",
-                   help="exit 6 when B's summary figure is more than PCT %% above A's")
-    p.add_argument("--max-decrease", action="append", metavar="FIGURE=PCT",
-                   help="exit 6 when it is more than PCT %% below (e.g. verify.top1_compiled=1)")
+    p.add_argument(
+        "--max-increase",
+        action="append",
+        metavar="FIGURE=PCT",
+        help="exit 6 when B's summary figure is more than PCT %% above A's",
+    )
+    p.add_argument(
+        "--max-decrease",
+        action="append",
+        metavar="FIGURE=PCT",
+        help="exit 6 when it is more than PCT %% below (e.g. verify.top1_compiled=1)",
+    )
     _add_common(p)
     p.set_defaults(func=cmd_diff)
 

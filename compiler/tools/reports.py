@@ -75,9 +75,7 @@ def _layer_diffs(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[dict[
     return out
 
 
-def _gate(
-    name: str, fa: dict[str, Any], fb: dict[str, Any], pct: float, up: bool
-) -> str | None:
+def _gate(name: str, fa: dict[str, Any], fb: dict[str, Any], pct: float, up: bool) -> str | None:
     va, vb = _number(fa.get(name)), _number(fb.get(name))
     if va is None or vb is None:
         return f"{name}: not a number in both reports (A {fa.get(name)!r}, B {fb.get(name)!r})"

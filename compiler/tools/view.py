@@ -33,7 +33,9 @@ def _ranks(graph: Graph) -> dict[int, int]:
 
 
 def graph_data(
-    graph: Graph, layers: list[dict[str, Any]] | None = None, placement: str = "",
+    graph: Graph,
+    layers: list[dict[str, Any]] | None = None,
+    placement: str = "",
     host: set[str] | None = None,
 ) -> dict[str, Any]:
     """Nodes (with positions) and edges of ``graph`` as JSON-ready data."""
@@ -91,9 +93,11 @@ def view(source: str | Path, output: str | Path) -> dict[str, Any]:
     else:
         graph, layers, placement = compiler.import_model(source), [], ""
     data = graph_data(graph, layers, placement)
-    page = _PAGE.read_text().replace(
-        "/*GRAPH_JSON*/null", json.dumps(data).replace("</", "<\\/")
-    ).replace("<!--TITLE-->", html.escape(graph.name))
+    page = (
+        _PAGE.read_text()
+        .replace("/*GRAPH_JSON*/null", json.dumps(data).replace("</", "<\\/"))
+        .replace("<!--TITLE-->", html.escape(graph.name))
+    )
     out = Path(output)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page)

@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 
 import compiler
-
-DATA = Path(compiler.__file__).parent / "data"
-DIGITS_ONNX = str(DATA / "digits_cnn.onnx")
+from tests.tools.common import DATA, DIGITS_ONNX, PIPELINE
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +21,6 @@ def digits_calib() -> dict[str, np.ndarray]:
 def digits_int8(tmp_path_factory: pytest.TempPathFactory, digits_calib: dict) -> Path:
     """The digits CNN compiled to int8 for the reference target (no toolchain needed)."""
     out = tmp_path_factory.mktemp("int8") / "digits-int8"
-    compiler.compile(DIGITS_ONNX, "reference", precision="int8",
+    compiler.compile(DIGITS_ONNX, "reference", precision="int8", pipeline=PIPELINE,
                      calibration_data=digits_calib, output_dir=out)  # fmt: skip
     return out

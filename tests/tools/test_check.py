@@ -12,8 +12,7 @@ from compiler.cli import main
 from compiler.ir.parser import parse
 from compiler.tools.check import check, graph_cost
 from compiler.tools.stage import write_graph
-
-from .conftest import DIGITS_ONNX
+from tests.tools.common import DIGITS_ONNX
 
 # conv1 16x(1x3x3) on 8x8, conv2 32x(16x3x3) on 8x8, pool to 4x4, conv3 32x(32x3x3) on 4x4,
 # fc 10x(32*4*4): the digits CNN's layers as tests/cases.py builds them.

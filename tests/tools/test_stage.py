@@ -11,8 +11,7 @@ import pytest
 import compiler
 from compiler.cli import main
 from compiler.errors import FrontendError
-
-from .conftest import DIGITS_ONNX
+from tests.tools.common import DIGITS_ONNX
 
 
 def test_inspect_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
