@@ -24,9 +24,10 @@ import numpy as np
 
 from compiler.errors import TapeoutError, Unsupported
 from compiler.ir.graph import Graph
-from compiler.pass_manager import Pass, PassManager
+from compiler.pass_manager import Pass
 from compiler.report import format_table, node_macs
 from compiler.target import Target, load_target
+from compiler.tools.passes_run import run_passes
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ def check_target(imported: Graph, target: Target) -> TargetCheck:
     graph = imported.copy()
     passes = plan_pipeline(target, None, None, None)
     structural = [p for p in passes if p.name not in DATA_PASSES]
-    PassManager(structural).run(graph, target)
+    run_passes(graph, structural, target)
     quantize = next((p for p in passes if p.name == "quantize"), None)
     if quantize is not None:
         result.notes.append(dry_quantize(graph, target, quantize))

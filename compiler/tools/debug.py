@@ -30,8 +30,8 @@ from compiler.debug import DivergenceReport, find_divergence, sqnr_db
 from compiler.errors import TapeoutError
 from compiler.interpreter import interpret
 from compiler.ir.graph import Graph, Node
-from compiler.pass_manager import PassManager
 from compiler.report import format_table
+from compiler.tools.passes_run import compile_with, run_passes
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def debug(
     art = compiler.load(artifact)
     imported = compiler.import_model(model)
     fused = imported.copy()
-    PassManager(_structural(art)).run(fused, art.target)
+    run_passes(fused, _structural(art), art.target)
     if _is_quantized(art.graph):
         from passes.quant.canonical import canonicalize
 
@@ -199,8 +199,6 @@ def apply_fix(
     """Recompile ``model`` with the layer at 16 bits (left float where 16 bits fails)."""
     import compiler
     from compiler.api import plan_pipeline
-    from passes.quantize import calibration_context
-
     if calibration_data is None:
         log.warning("debug --fix: no --calib given; calibrating on the debug inputs")
         calibration_data = inputs
@@ -216,8 +214,7 @@ def apply_fix(
             passes = [replace(p, exclude=(*p.exclude, exclude)) if p.name == "quantize" else p
                       for p in passes]  # fmt: skip
         try:
-            with calibration_context(calibration_data, overrides=overrides):
-                new = compiler.compile(model, art.target, output_dir=dest, pipeline=passes)
+            new = compile_with(model, art.target, passes, dest, calibration_data, overrides)
         except TapeoutError as e:
             error = e
             log.warning("fix %s failed: %s", how, e)

@@ -24,10 +24,10 @@ def export(
 ) -> dict[str, Any]:
     """Write ``source`` lowered for ``target`` to ``output``; returns what was written."""
     from backends.onnx import export_onnx
-    from compiler.api import _calibration, import_model, plan_pipeline, remaining_passes
+    from compiler.api import import_model, plan_pipeline, remaining_passes
     from compiler.errors import TapeoutError
-    from compiler.pass_manager import PassManager
     from compiler.target import load_target
+    from compiler.tools.passes_run import run_passes
 
     if fmt != "onnx":
         raise TapeoutError(f"unknown export format {fmt!r}; known: onnx")
@@ -46,8 +46,7 @@ def export(
                 f"the pipeline for target {tgt.name} quantizes: pass calibration data "
                 "(--calib calib.npz), or export a compiled artifact or a quantized stage"
             )
-        with _calibration(calibration_data):
-            PassManager(passes).run(graph, tgt)
+        run_passes(graph, passes, tgt, calibration_data)
     quantized = any(n.op.startswith("q.") for n in graph.nodes)
     # onnxruntime-exact tie breaking is for checking against the interpreter; TensorRT gets
     # the plain Q/DQ form it expects.

@@ -137,12 +137,12 @@ def compile_stage(
 
     Returns what was written: folder, passes run (those of an input stage included), nodes.
     """
-    from compiler.api import _calibration, import_model, plan_pipeline, remaining_passes, to_numpy
+    from compiler.api import import_model, plan_pipeline, remaining_passes, to_numpy
     from compiler.errors import TapeoutError
     from compiler.ir.verifier import verify
-    from compiler.pass_manager import PassManager
     from compiler.specialize import is_static, specialize_from_inputs
     from compiler.target import load_target
+    from compiler.tools.passes_run import run_passes
 
     tgt = load_target(target)
     planned = plan_pipeline(tgt, pipeline, precision, calibrator)
@@ -156,8 +156,7 @@ def compile_stage(
     graph = import_model(model, example_inputs)
     if example_inputs is not None and not is_static(graph):
         specialize_from_inputs(graph, [to_numpy(x) for x in example_inputs])
-    with _calibration(calibration_data):
-        PassManager(todo).run(graph, tgt)
+    run_passes(graph, todo, tgt, calibration_data)
     verify(graph)
     done = [*passes_done(model), *(p.name for p in todo)]
     folder = write_stage(graph, output_dir, tgt.name, done, stop_after)

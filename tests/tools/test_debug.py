@@ -12,7 +12,6 @@ import pytest
 import compiler
 from compiler.cli import main
 from compiler.tools.debug import debug
-from passes.quantize import calibration_context
 from tests.tools.common import DIGITS_ONNX, PIPELINE
 
 BROKEN = "/conv2/Conv"
