@@ -23,10 +23,9 @@ def broken(tmp_path_factory: pytest.TempPathFactory, digits_calib: dict) -> Path
     calibrated to the 90th percentile, so a tenth of its values saturate."""
     out = tmp_path_factory.mktemp("broken") / "digits-broken"
     override = {BROKEN: {"calibrator": "percentile", "percentile": 90.0}}
-    with calibration_context(digits_calib, overrides=override):
-        compiler.compile(
-            DIGITS_ONNX, "reference", precision="int8", pipeline=PIPELINE, output_dir=out
-        )
+    target = load_target("reference")
+    passes = plan_pipeline(target, PIPELINE, "int8", None)
+    compile_with(DIGITS_ONNX, target, passes, out, digits_calib, override)
     return out
 
 
