@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 import compiler
+from compiler.api import plan_pipeline
 from compiler.cli import main
+from compiler.target import load_target
 from compiler.tools.debug import debug
+from compiler.tools.passes_run import compile_with
 from tests.tools.common import DIGITS_ONNX, PIPELINE
 
 BROKEN = "/conv2/Conv"
