@@ -143,7 +143,12 @@ def bypass(graph: Graph, node: Node, value: Value) -> bool:
 
 
 def absorb(graph: Graph, kept: Node, gone: Node) -> bool:
-    """``gone`` (a consumer of ``kept``) is now computed by ``kept``: reroute and drop it."""
+    """``gone`` (a consumer of ``kept``) is now computed by ``kept``: reroute and drop it.
+
+    ``kept`` records where ``gone`` came from (``Node.fused``), so a debugger can compare the
+    fused value with the imported value it stands for."""
+    origin = (gone.loc,) if gone.loc else ()  # a node without a location has nothing to name
+    kept.fused = tuple(dict.fromkeys((*kept.fused, *gone.fused, *origin)))
     graph.replace_all_uses(gone.output, kept.output)
     graph.remove(gone)
     return True

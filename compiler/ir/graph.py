@@ -67,7 +67,7 @@ class Value:
 class Node:
     """One op application: ``outputs = op(inputs) {attrs}``, with a source location."""
 
-    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "dead")
+    __slots__ = ("op", "inputs", "attrs", "outputs", "loc", "fused", "dead")
 
     def __init__(
         self,
@@ -82,6 +82,9 @@ class Node:
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.outputs: list[Value] = list(outputs)
         self.loc = loc
+        #: Provenance: the source locations of the nodes a fusion folded into this one, in
+        #: order (its output stands for the last one's value); printed as ``fused(...)``.
+        self.fused: tuple[str, ...] = ()
         self.dead = False  # set when the node is removed from its graph
 
     @property

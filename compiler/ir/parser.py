@@ -251,6 +251,12 @@ def _parse_node(
     if line.accept("loc("):
         loc = json.loads(line.match(_STRING, "a location string"))
         line.expect(")")
+    fused: list[str] = []
+    if line.accept("fused("):
+        fused.append(json.loads(line.match(_STRING, "a location string")))
+        while line.accept(","):
+            fused.append(json.loads(line.match(_STRING, "a location string")))
+        line.expect(")")
     if not line.at_end():
         raise line.error("unexpected text at end of line")
     for name, _ in outs:
@@ -259,6 +265,7 @@ def _parse_node(
     node = graph.create_node(
         op, inputs, attrs, [t for _, t in outs], [n for n, _ in outs], loc, exact_names=True
     )
+    node.fused = tuple(fused)
     graph.nodes.append(node)
     for v in node.outputs:
         env[v.name] = v

@@ -56,6 +56,8 @@ def format_node(node: Node) -> str:
             )
     if node.loc:
         body += f" loc({json.dumps(node.loc)})"
+    if node.fused:
+        body += f" fused({', '.join(json.dumps(loc) for loc in node.fused)})"
     return f"{outs} = {body}"
 
 

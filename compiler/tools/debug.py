@@ -4,9 +4,9 @@ The float reference is the float model after the *same structural passes* the ar
 through (the target's pipeline before ``quantize``): a fused conv there computes conv + bias +
 batch norm + activation, exactly what the quantized conv and its requantize stand for, so each
 quantized value is compared with the float value it replaces (matched by source location, which
-every pass keeps). A fused node's provenance, the imported nodes it absorbed, is found by
-following its single-user chain of bias/scale/activation ops in the imported graph; the layer
-table names the value it stands for.
+every pass keeps). Fusions record the provenance of what they absorb (``Node.fused``, printed
+``fused("/bn1/BatchNormalization", "/Relu")``); the layer table names the imported value each
+compared value stands for.
 
 The stages are bisected on the outputs: imported -> fused (structural passes; float, should be
 near exact), fused -> quantized (the artifact's graph in the reference interpreter), quantized
@@ -29,18 +29,11 @@ import numpy as np
 from compiler.debug import DivergenceReport, find_divergence, sqnr_db
 from compiler.errors import TapeoutError
 from compiler.interpreter import interpret
-from compiler.ir.graph import Graph, Node
+from compiler.ir.graph import Graph
 from compiler.report import format_table
 from compiler.tools.passes_run import compile_with, run_passes
 
 log = logging.getLogger(__name__)
-
-#: Imported ops a conv/dense absorbs when fused (bias, batch norm, scale, activation).
-_ABSORBABLE = {
-    "math.add", "math.mul", "math.sub", "nn.batch_norm", "nn.relu", "nn.relu6", "nn.clip",
-    "nn.leaky_relu", "nn.sigmoid", "nn.silu", "nn.gelu", "nn.hardswish", "math.tanh",
-}  # fmt: skip
-
 
 @dataclass
 class DebugReport:
@@ -103,18 +96,10 @@ def _structural(art: Any) -> list[Any]:
     return passes[: names.index("quantize")] if "quantize" in names else passes
 
 
-def provenance(imported: Graph, loc: str) -> str:
-    """The imported location whose value a fused node at ``loc`` stands for."""
-    by_loc = {n.loc: n for n in imported.nodes if n.loc}
-    node: Node | None = by_loc.get(loc)
-    last = loc
-    while node is not None and len(node.outputs) == 1:
-        users = {id(n): n for n, _ in node.outputs[0].uses}
-        nxt = next(iter(users.values())) if len(users) == 1 else None
-        if nxt is None or nxt.op not in _ABSORBABLE or not nxt.loc:
-            break
-        node, last = nxt, nxt.loc
-    return last
+def provenance(graph: Graph) -> dict[str, str]:
+    """Location -> the imported location whose value the node there stands for: the last
+    node a fusion folded into it (``Node.fused``), else itself."""
+    return {n.loc: n.fused[-1] for n in graph.nodes if n.loc and n.fused}
 
 
 def _is_quantized(graph: Graph) -> bool:
@@ -168,8 +153,9 @@ def debug(
     except TapeoutError as e:
         log.warning("cannot run the artifact here: %s", e)
     layers = find_divergence(fused, art.graph, inputs, threshold_db=threshold_db)
+    stands_for = provenance(fused)
     for row in layers.rows:
-        row["stands_for"] = provenance(imported, row["loc"])
+        row["stands_for"] = stands_for.get(row["loc"], row["loc"])
     report = DebugReport(stages, layers, threshold_db)
     worst = layers.worst_loss
     needed = report.first_stage is not None or layers.first_below is not None

@@ -151,8 +151,18 @@ def run_request(graph: Graph, target: Target | None, data: Any, request: Request
         weight_bytes(graph),
         weight_bytes(qgraph),
     )
+    carry_provenance(work, qgraph)
     replace_contents(graph, qgraph)
     return report
+
+
+def carry_provenance(src: Graph, dst: Graph) -> None:
+    """Give the quantized nodes the fusion provenance of the float nodes they replace (both
+    share the source location)."""
+    fused = {n.loc: n.fused for n in src.nodes if n.loc and n.fused}
+    for node in dst.nodes:
+        if node.loc in fused and node.op != "const":
+            node.fused = fused[node.loc]
 
 
 #: The report runs the float graph once and the quantized graph about twice per sample (the

@@ -39,7 +39,7 @@ def test_folds_into_conv_without_bias(rng: np.random.Generator) -> None:
     graph @g(%x: f32[1,3,6,6]) -> (f32[1,8,6,6]) {
       %conv.weight_bn: f32[8,3,3,3] = const @conv.weight_bn
       %conv.bias_bn: f32[8] = const @conv.bias_bn
-      %c: f32[1,8,6,6] = nn.conv2d(%x, %conv.weight_bn, %conv.bias_bn) {pads=[1, 1, 1, 1]}
+      %c: f32[1,8,6,6] = nn.conv2d(%x, %conv.weight_bn, %conv.bias_bn) {pads=[1,1,1,1]} fused("bn")
       return %c
     }
     """
