@@ -106,6 +106,18 @@ def remaining_passes(passes: list[Pass], model: Any) -> list[Pass]:
     return [p for p in passes if p.name not in done]
 
 
+def _run_reporting(
+    manager: PassManager, graph: Graph, target: Target
+) -> tuple[PipelineResult, list[Any]]:
+    """Run the pipeline; its result and the quantization reports its passes produced."""
+    from passes.quantize import current_session
+
+    session = current_session()
+    before = len(session.reports) if session is not None else 0
+    result = manager.run(graph, target)
+    return result, list(session.reports[before:]) if session is not None else []
+
+
 def _calibration(data: Any) -> AbstractContextManager[Any]:
     if data is None:
         return nullcontext()
@@ -160,7 +172,7 @@ def compile(
         printer=printer,
     )
     with _calibration(calibration_data):
-        result = manager.run(graph, tgt)
+        result, reports = _run_reporting(manager, graph, tgt)
     verify(graph)
     timings["passes_s"] = time.perf_counter() - t0
     say("check")
@@ -172,7 +184,7 @@ def compile(
     if precision is not None:
         options.setdefault("precision", precision)
     t0 = time.perf_counter()
-    art = _compile_into(backend, graph, tgt, output_dir, options, result)
+    art = _compile_into(backend, graph, tgt, output_dir, options, result, reports)
     timings["backend_s"] = time.perf_counter() - t0
     art.timings.update({k: round(v, 4) for k, v in timings.items()})
     if isinstance(model, str | Path):  # what `tapeout verify` compares against by default
@@ -190,6 +202,7 @@ def _compile_into(
     output_dir: str | Path | None,
     options: dict[str, Any],
     result: PipelineResult,
+    quant_reports: Sequence[Any] = (),
 ) -> Artifact:
     if output_dir is None:
         output_dir = Path(tempfile.mkdtemp(prefix="tapeout-")) / graph.name
@@ -199,6 +212,11 @@ def _compile_into(
         art.path = tmp
         art.passes = [dataclasses.asdict(r) for r in result.records]
         art.summary.setdefault("rewrites", dict(result.stats.fired))
+        if quant_reports:
+            from compiler.report import attach_sqnr
+
+            art.quantization = [r.to_json() for r in quant_reports]
+            attach_sqnr(art.layers, quant_reports)
         write_manifest(tmp, art)
     art.path = dest
     return art
@@ -225,6 +243,7 @@ def load(path: str | Path) -> Artifact:
         tgt = dataclasses.replace(tgt, name=manifest["target"])
     art = get_backend(manifest["backend"]).load(folder, graph, tgt, manifest)
     art.passes = manifest.get("report", {}).get("passes", [])
+    art.quantization = manifest.get("report", {}).get("quantization", [])
     return art
 
 

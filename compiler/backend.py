@@ -95,6 +95,8 @@ class Artifact:
         self.layers: list[dict[str, Any]] = layers or []
         self.summary: dict[str, Any] = summary or {}
         self.passes: list[dict[str, Any]] = []
+        #: What quantization did (``QuantReport.to_json()`` per quantize pass), for report.json
+        self.quantization: list[dict[str, Any]] = []
         self.timings: dict[str, float] = {}  # seconds per compile stage; not in the files
 
     @property
@@ -118,6 +120,8 @@ class Artifact:
                        for p in self.passes],
             "layers": self.layers,
         }
+        if self.quantization:
+            data["quantization"] = self.quantization
         if not deterministic:
             data["timings"] = self.timings
         return data

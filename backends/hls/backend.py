@@ -16,7 +16,10 @@ Options (``compile(..., reuse_factor=4)`` or ``tapeout compile --option reuse_fa
   kernels' order, and the host converts) or ``"nchw"`` (the model's order; the top function
   converts, at one element per cycle);
 * ``tb_samples``: random golden samples for the testbench (default 32), or ``tb_inputs``: a
-  list of input arrays (stacked samples) to use instead.
+  list of input arrays (stacked samples) to use instead;
+* ``max_utilization``: the share of each resource (DSP, BRAM18K, LUT) the automatic reuse
+  factors may fill, e.g. ``0.8`` (default 1.0: the whole part; no engineer ships a design at
+  99 %, routing and timing closure need headroom).
 """
 
 from __future__ import annotations
@@ -47,7 +50,15 @@ from compiler.specialize import is_static
 if TYPE_CHECKING:
     from compiler.target import Target
 
-OPTIONS = ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs")
+OPTIONS = (
+    "reuse_factor",
+    "top",
+    "dsp_packing",
+    "port_layout",
+    "tb_samples",
+    "tb_inputs",
+    "max_utilization",
+)
 
 
 class HlsBackend:
@@ -85,7 +96,8 @@ class HlsBackend:
             fpga.family, fpga.clock_mhz, int(packing) if packing is not None else None
         )
         fixed = resolve_option(design, options.get("reuse_factor", "auto"))
-        ev = choose(design, model, budget_of(fpga), fixed, f"{target.name} ({fpga.part})")
+        budget = _ceiling(budget_of(fpga), options.get("max_utilization", 1.0))
+        ev = choose(design, model, budget, fixed, f"{target.name} ({fpga.part})")
         out = Path(out_dir)
         files = {
             **firmware_files(design, ev.partition),
@@ -110,6 +122,13 @@ class HlsBackend:
     ) -> HlsArtifact:
         report = manifest.get("report", {})
         return HlsArtifact(graph, target, path, report.get("layers"), report.get("summary"))
+
+
+def _ceiling(budget: dict[str, int], share: Any) -> dict[str, int]:
+    """The part's resources scaled to the ``max_utilization`` share."""
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        raise BackendError(f"max_utilization must be a number in (0, 1], got {share!r}")
+    return {k: int(v * share) for k, v in budget.items()}
 
 
 def _tb_inputs(options: dict[str, Any], design: Any) -> list[np.ndarray]:

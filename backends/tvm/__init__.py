@@ -175,7 +175,7 @@ class TvmBackend:
         (Path(out_dir) / META_FILE).write_text(json.dumps(meta, indent=2))
         if exported.note:
             log.warning("%s", exported.note)
-        rows = layer_rows(graph)
+        rows = layer_rows(graph, target.cpu.peak_gflops_fp32 if target.cpu else None)
         summary: dict[str, Any] = {
             "macs": sum(r["macs"] for r in rows),
             "params": sum(r["params"] for r in rows),
