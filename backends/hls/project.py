@@ -135,6 +135,7 @@ def layer_rows(design: Design, ev: Evaluation) -> list[dict[str, Any]]:
                 "dsp": est.dsp,
                 "bram18k": est.bram18k,
                 "lut": est.lut,
+                "ff": est.ff,
                 "ii": est.ii,
                 "latency": est.latency,
             }
@@ -158,6 +159,7 @@ def _port_row(name: str, op: str, buf: Any, est: Any) -> dict[str, Any]:
         "dsp": est.dsp,
         "bram18k": est.bram18k,
         "lut": est.lut,
+        "ff": est.ff,
         "ii": est.ii,
         "latency": est.latency,
     }
@@ -176,7 +178,8 @@ def summary(
         "clock_mhz": fpga.clock_mhz,
         "interface": design.interface,
     }
-    for key in ("dsp", "bram18k", "lut"):
+    used["ff"], budget["ff"] = ev.total.ff, int(fpga.ff)
+    for key in ("dsp", "bram18k", "lut", "ff"):
         out[key] = used[key]
         out[f"{key}_budget"] = budget[key]
         out[f"{key}_used_pct"] = round(100.0 * used[key] / max(budget[key], 1), 1)
@@ -201,6 +204,7 @@ def totals_text(s: dict[str, Any]) -> str:
         f"- DSP: {s['dsp']} of {s['dsp_budget']} ({s['dsp_used_pct']}%)",
         f"- BRAM18K: {s['bram18k']} of {s['bram18k_budget']} ({s['bram18k_used_pct']}%)",
         f"- LUT: {s['lut']} of {s['lut_budget']} ({s['lut_used_pct']}%)",
+        f"- FF: {s['ff']} of {s['ff_budget']} ({s['ff_used_pct']}%)",
         f"- latency: {s['latency_cycles']} cycles = {s['latency_ns']} ns at {s['clock_mhz']} MHz "
         f"(sum over layers); interval {s['interval_cycles']} cycles (slowest layer)",
     ]
@@ -244,6 +248,7 @@ def project_files(
                     "dsp",
                     "bram18k",
                     "lut",
+                    "ff",
                     "ii",
                     "latency",
                 )

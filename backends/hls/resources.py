@@ -23,6 +23,11 @@ against the csynth report):
 * **LUT.** Rough per-unit constants: ``LUT_PER_PRODUCT`` per parallel product (its adder-tree
   input), ``LUT_PER_LANE`` per requantize/clip lane, ``LUT_PER_COMPARE`` per pooling
   comparator, ``LUT_PER_STREAM`` per elementwise layer, plus ROM bits in LUTs (64 per LUT6).
+* **FF.** Pipeline registers: ``FF_PER_PRODUCT`` per parallel product (the registered
+  product and its adder-tree stage), ``FF_PER_LANE`` per output lane (the accumulator and the
+  requantize pipeline), ``FF_PER_STREAM`` per elementwise layer. Flip-flops are rarely what
+  limits a design (an UltraScale+ slice has two per LUT), so the reuse search does not fit
+  them; the report shows them against the part's count.
 * **Latency.** II = rf. A MAC layer takes ``blocks * rf + depth - 1`` cycles with
   ``depth = 1 (multiply) + ceil(log2(fan_in) / adder_levels_per_cycle) + 1 (requantize)``;
   ``ADDER_NS`` per adder level sets how many levels fit in one clock period. Elementwise
@@ -48,6 +53,9 @@ LUT_PER_LANE = 48
 LUT_PER_COMPARE = 10
 LUT_PER_STREAM = 64
 LUT_ROM_BITS = 64
+FF_PER_PRODUCT = 24
+FF_PER_LANE = 40
+FF_PER_STREAM = 64
 LUTRAM_BITS = 1024
 BRAM18K_BITS = 18 * 1024
 ADDER_NS = 1.6
@@ -64,11 +72,13 @@ class Estimate:
     lut: int = 0
     ii: int = 1
     latency: int = 0
+    ff: int = 0
 
     def add(self, other: Estimate) -> None:
         self.dsp += other.dsp
         self.bram18k += other.bram18k
         self.lut += other.lut
+        self.ff += other.ff
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,7 @@ def _mac(layer: Layer, m: Model) -> Estimate:
         rom = banks * c.weight_bits * math.ceil(depth / LUT_ROM_BITS)
     lut = LUT_PER_PRODUCT * mults + LUT_PER_LANE * lanes + rom
     latency = c.blocks * rf + (1 + m.tree(c.fan_in) + 1) - 1
-    return Estimate(dsp, bram, lut, rf, latency)
+    return Estimate(dsp, bram, lut, rf, latency, FF_PER_PRODUCT * mults + FF_PER_LANE * lanes)
 
 
 def _window(layer: Layer, m: Model) -> Estimate:
@@ -113,20 +123,21 @@ def _window(layer: Layer, m: Model) -> Estimate:
     lanes = math.ceil(c.lanes / rf)
     dsp = REQUANT_DSP * lanes if c.requant_dsp else 0
     lut = LUT_PER_COMPARE * c.fan_in * lanes + LUT_PER_LANE * lanes
-    return Estimate(dsp, 0, lut, rf, c.blocks * rf + m.tree(c.fan_in) + 1)
+    return Estimate(dsp, 0, lut, rf, c.blocks * rf + m.tree(c.fan_in) + 1, FF_PER_LANE * lanes)
 
 
 def _global(layer: Layer, m: Model) -> Estimate:
     c = layer.cost
     dsp = REQUANT_DSP if c.requant_dsp else 0
-    return Estimate(dsp, 0, LUT_PER_LANE * c.lanes, 1, c.blocks + c.lanes + 2)
+    lanes = c.lanes
+    return Estimate(dsp, 0, LUT_PER_LANE * lanes, 1, c.blocks + lanes + 2, FF_PER_LANE * lanes)
 
 
 def _stream(layer: Layer, m: Model) -> Estimate:
     c = layer.cost
     dsp = (ADD_DSP if layer.kind == "add" else REQUANT_DSP) if c.requant_dsp else 0
     rom = sum(a.data.size * 8 // LUT_ROM_BITS for a in layer.arrays if a.name.endswith("table"))
-    return Estimate(dsp, 0, LUT_PER_STREAM + rom, 1, c.elements + 2)
+    return Estimate(dsp, 0, LUT_PER_STREAM + rom, 1, c.elements + 2, FF_PER_STREAM)
 
 
 KIND_MODELS: dict[str, Callable[[Layer, Model], Estimate]] = {

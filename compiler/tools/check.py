@@ -251,7 +251,8 @@ def _fpga_estimate(graph: Graph, target: Target, result: TargetCheck) -> dict[st
     ev = evaluate(design, Model.for_target(fpga.family, fpga.clock_mhz, None))
     budget = budget_of(fpga)
     out: dict[str, Any] = {"reuse_factor": fpga.default_reuse_factor}
-    for key in ("dsp", "bram18k", "lut"):
+    budget["ff"] = int(fpga.ff)
+    for key in ("dsp", "bram18k", "lut", "ff"):
         used = int(getattr(ev.total, key))
         out[key] = used
         out[f"{key}_pct"] = f"{100.0 * used / max(budget[key], 1):.1f}%"

@@ -39,6 +39,8 @@ def test_max_utilization_is_a_ceiling(fpga_stage: Path, tmp_path: Path) -> None:
                               max_utilization=0.5)  # fmt: skip
     assert capped.summary["dsp"] <= 0.5 * capped.summary["dsp_budget"]
     assert capped.summary["latency_cycles"] >= full.summary["latency_cycles"]
+    # fewer parallel products need fewer pipeline registers
+    assert 0 < capped.summary["ff"] <= full.summary["ff"] and "ff_used_pct" in full.summary
     with pytest.raises(BackendError, match="max_utilization"):
         compiler.compile(str(fpga_stage), "fpga", output_dir=tmp_path / "c", max_utilization=2)
     assert not (tmp_path / "c").exists()
