@@ -187,6 +187,10 @@ def compile(
     art = _compile_into(backend, graph, tgt, output_dir, options, result, reports)
     timings["backend_s"] = time.perf_counter() - t0
     art.timings.update({k: round(v, 4) for k, v in timings.items()})
+    from compiler.tools.stage import pass_records
+
+    # A resumed stage's report lists the passes run before it too (debug re-runs them).
+    art.passes = [*pass_records(model), *art.passes]
     if isinstance(model, str | Path):  # what `tapeout verify` compares against by default
         art.summary.setdefault("source_model", str(Path(model).resolve()))
     if art.path is not None:

@@ -36,6 +36,15 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     return 10 * math.log10(signal / noise)
 
 
+def ideal_sqnr_db(node: Node) -> float:
+    """6.02 b + 1.76 dB: the SQNR of a full-scale sine through a perfect b-bit quantizer (inf
+    for a float output)."""
+    dtype = node.outputs[0].dtype
+    if not is_int(dtype):
+        return math.inf
+    return 6.02 * int("".join(c for c in dtype if c.isdigit())) + 1.76
+
+
 def as_real(value: Value, data: np.ndarray) -> np.ndarray:
     qp = value.type.quant
     if is_int(value.dtype) and qp is not None:
@@ -127,8 +136,10 @@ def find_divergence(
             for p in _feeding_values(node, loc)
             if p.producer is not None and p.producer.loc in sqnr_of and p.producer.loc != loc
         ]
-        # A first layer starts from the quantized inputs' noise (inf for float inputs).
-        upstream = min(feeding) if feeding else input_sqnr
+        # A first layer starts from the quantized inputs' noise (inf for float inputs). No
+        # layer can beat the ideal SQNR of its own bit width, so an exact upstream counts as
+        # that: the loss is then what the layer lost against a perfect b-bit quantizer.
+        upstream = min(min(feeding) if feeding else input_sqnr, ideal_sqnr_db(node))
         loss = (upstream - s) if math.isfinite(upstream) else (0.0 if math.isinf(s) else -s)
         report.rows.append(
             {

@@ -35,6 +35,10 @@ from compiler.tools.passes_run import compile_with, run_passes
 
 log = logging.getLogger(__name__)
 
+#: Summary figures shown before and after a fix, where the backend reports them.
+FIGURES = ("dsp", "lut", "ff", "bram18k", "latency_cycles", "latency_ns", "macs", "params")
+
+
 @dataclass
 class DebugReport:
     """Stages, layers, the verdict and the proposed (or applied) fix."""
@@ -80,9 +84,10 @@ class DebugReport:
             lines += ["", f"proposed fix: {self.fix['description']}"]
         if self.fixed:
             lines.append(
-                f"after the fix ({self.fixed['artifact']}): output SQNR "
+                f"applied: {self.fixed['applied']} -> {self.fixed['artifact']}: output SQNR "
                 f"{db(self.fixed['output_sqnr_db'])} (was {db(self.fixed['before_sqnr_db'])})"
             )
+            lines += [f"  {k}: {a} -> {b}" for k, (a, b) in self.fixed["figures"].items()]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -206,6 +211,11 @@ def apply_fix(
             log.warning("fix %s failed: %s", how, e)
             continue
         ref = interpret(compiler.import_model(model), *inputs)
-        return {"artifact": str(dest), "applied": f"{layer} {how}",
+        figures = {
+            k: (art.summary[k], new.summary[k])
+            for k in FIGURES
+            if k in art.summary and k in new.summary
+        }
+        return {"artifact": str(dest), "applied": f"{layer} {how}", "figures": figures,
                 "output_sqnr_db": _outputs_sqnr(ref, new.run(*inputs))}  # fmt: skip
     raise TapeoutError(f"no fix for {layer} compiled: {error}")

@@ -68,6 +68,11 @@ def load_saved_graph(model: str | Path, weights_optional: bool = False) -> Graph
 
 def passes_done(model: Any) -> list[str]:
     """Names of the passes already run on a saved stage or artifact (empty for anything else)."""
+    return [p["name"] for p in pass_records(model)]
+
+
+def pass_records(model: Any) -> list[dict[str, Any]]:
+    """``{"name", "options"}`` of the passes already run on a saved stage or artifact."""
     if not isinstance(model, str | Path) or not Path(model).is_dir():
         return []
     folder = Path(model)
@@ -79,7 +84,12 @@ def passes_done(model: Any) -> list[str]:
             except (OSError, ValueError) as e:
                 raise FrontendError(f"cannot read {file}: {e}") from None
             data = data.get(key, {}) if key else data
-            return [p["name"] if isinstance(p, dict) else str(p) for p in data.get("passes", [])]
+            return [
+                {"name": p["name"], "options": p.get("options", "")}
+                if isinstance(p, dict)
+                else {"name": str(p), "options": ""}
+                for p in data.get("passes", [])
+            ]
     return []
 
 
@@ -102,7 +112,11 @@ def write_graph(graph: Graph, path: str | Path) -> Path:
 
 
 def write_stage(
-    graph: Graph, folder: str | Path, target: str, passes: list[str], stopped_after: str
+    graph: Graph,
+    folder: str | Path,
+    target: str,
+    passes: list[dict[str, Any]],
+    stopped_after: str,
 ) -> Path:
     """Write a stage folder (atomically: a temp folder renamed into place)."""
     dest = Path(folder)
@@ -156,8 +170,9 @@ def compile_stage(
     graph = import_model(model, example_inputs)
     if example_inputs is not None and not is_static(graph):
         specialize_from_inputs(graph, [to_numpy(x) for x in example_inputs])
-    run_passes(graph, todo, tgt, calibration_data)
+    result = run_passes(graph, todo, tgt, calibration_data)
     verify(graph)
-    done = [*passes_done(model), *(p.name for p in todo)]
+    done = [*pass_records(model), *({"name": r.name, "options": r.options} for r in result.records)]
     folder = write_stage(graph, output_dir, tgt.name, done, stop_after)
-    return {"stage": str(folder), "passes": done, "nodes": len(graph.compute_nodes())}
+    names = [p["name"] for p in done]
+    return {"stage": str(folder), "passes": names, "nodes": len(graph.compute_nodes())}
