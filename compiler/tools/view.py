@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compiler.ir.graph import Graph
+from compiler.ir.graph import Graph, Node
 from compiler.report import node_macs
 
 _PAGE = Path(__file__).with_name("view_page.html")
@@ -35,8 +36,7 @@ def _ranks(graph: Graph) -> dict[int, int]:
 def graph_data(
     graph: Graph,
     layers: list[dict[str, Any]] | None = None,
-    placement: str = "",
-    host: set[str] | None = None,
+    placement: Callable[[Node], str] | None = None,
 ) -> dict[str, Any]:
     """Nodes (with positions) and edges of ``graph`` as JSON-ready data."""
     rows = {str(r.get("name")): r for r in layers or []}
@@ -61,7 +61,7 @@ def graph_data(
             "inputs": [str(v.type) for v in node.inputs if not v.is_const],
             "bits": out.dtype if out else "",
             "loc": node.loc or "",
-            "placement": "host" if host and (node.loc or node.name) in host else placement,
+            "placement": placement(node) if placement else "",
             "macs": node_macs(node),
             "cost": cost,
             "rank": r,
@@ -76,22 +76,33 @@ def graph_data(
     return {"graph": graph.name, "nodes": nodes, "edges": edges}
 
 
+def _placer(graph: Graph, target: Any) -> Callable[[Node], str]:
+    """Where each node runs: the NPU or its host core on an ASIC, else the target's backend."""
+    if target.backend == "asic" and target.asic is not None:
+        from backends.asic.partition import offload_reason
+
+        ops = target.asic.supported_ops
+        return lambda n: "host" if offload_reason(graph, n, ops) else "npu"
+    return lambda n: f"{target.backend} ({target.name})"
+
+
 def view(source: str | Path, output: str | Path) -> dict[str, Any]:
     """Write the HTML page for an artifact, a stage or a model to ``output``."""
     import compiler
     from compiler.tools.stage import is_saved_graph
 
     path = Path(str(source))
-    placement: str
+    placement = None
     if path.is_dir() and (path / "manifest.json").is_file():
         art = compiler.load(path)
-        graph, layers, placement = art.graph, art.layers, str(art.target.backend)
+        graph, layers = art.graph, art.layers
+        placement = _placer(graph, art.target)
     elif is_saved_graph(source):
         from compiler.tools.stage import load_saved_graph
 
-        graph, layers, placement = load_saved_graph(source, weights_optional=True), [], ""
+        graph, layers = load_saved_graph(source, weights_optional=True), []
     else:
-        graph, layers, placement = compiler.import_model(source), [], ""
+        graph, layers = compiler.import_model(source), []
     data = graph_data(graph, layers, placement)
     page = (
         _PAGE.read_text()
