@@ -31,7 +31,9 @@ def test_check_digits_for_fpga_cpu_onnx() -> None:
     assert by_target["cpu"].estimate["compute_bound_latency_us"] > 0
 
 
-def test_check_lists_every_unsupported_node(tmp_path: Path) -> None:
+def test_check_lists_every_unsupported_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Two softmaxes and a layer norm: the FPGA backend takes none of them, the CPU all.
     text = """graph @g(%x: f32[1,16]) -> (f32[1,16]) {
   %w: f32[16,16] = const @w
@@ -49,6 +51,10 @@ def test_check_lists_every_unsupported_node(tmp_path: Path) -> None:
     assert {("nn.softmax", "sm1"), ("nn.softmax", "sm2")} <= found
     assert all(u.reason for u in fpga.unsupported)
     assert fpga.partition["nodes_elsewhere"] == 2
+    # The CLI exits 4 (unsupported ops) and still prints the whole report as JSON.
+    assert main(["check", str(model), "-t", "fpga", "--json"]) == 4
+    data = json.loads(capsys.readouterr().out)
+    assert not data["ok"] and len(data["targets"][0]["unsupported"]) == len(fpga.unsupported)
 
 
 def test_check_cli_exit_code_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
