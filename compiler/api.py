@@ -187,12 +187,13 @@ def compile(
     art = _compile_into(backend, graph, tgt, output_dir, options, result, reports)
     timings["backend_s"] = time.perf_counter() - t0
     art.timings.update({k: round(v, 4) for k, v in timings.items()})
-    from compiler.tools.stage import pass_records
+    from compiler.tools.stage import pass_records, source_model
 
     # A resumed stage's report lists the passes run before it too (debug re-runs them).
     art.passes = [*pass_records(model), *art.passes]
-    if isinstance(model, str | Path):  # what `tapeout verify` compares against by default
-        art.summary.setdefault("source_model", str(Path(model).resolve()))
+    source = source_model(model)  # what `tapeout verify` compares against by default
+    if source is not None:
+        art.summary.setdefault("source_model", source)
     if art.path is not None:
         write_manifest(art.path, art)
     say("done")

@@ -93,6 +93,25 @@ def pass_records(model: Any) -> list[dict[str, Any]]:
     return []
 
 
+def source_model(model: Any) -> str | None:
+    """The float model a compile started from: a stage's or an artifact's recorded source,
+    or the path itself (None for an in-memory model). ``tapeout verify`` compares with it."""
+    if not isinstance(model, str | Path):
+        return None
+    path = Path(model)
+    for name, keys in (
+        (STAGE_FILE, ("source_model",)),
+        ("manifest.json", ("report", "summary", "source_model")),
+    ):
+        file = path / name
+        if path.is_dir() and file.is_file():
+            data: Any = json.loads(file.read_text())
+            for key in keys:
+                data = data.get(key) if isinstance(data, dict) else None
+            return data if isinstance(data, str) else None
+    return str(path.resolve())
+
+
 def write_graph(graph: Graph, path: str | Path) -> Path:
     """``m.ir`` plus ``m.npz`` (its weights), each written whole or not at all."""
     ir_file = Path(path)
@@ -117,6 +136,7 @@ def write_stage(
     target: str,
     passes: list[dict[str, Any]],
     stopped_after: str,
+    source: str | None = None,
 ) -> Path:
     """Write a stage folder (atomically: a temp folder renamed into place)."""
     dest = Path(folder)
@@ -129,6 +149,7 @@ def write_stage(
             "target": target,
             "stopped_after": stopped_after,
             "passes": passes,
+            "source_model": source,
         }
         (tmp / STAGE_FILE).write_text(json.dumps(info, indent=2))
     log.info("wrote stage %s (after %s)", dest, stopped_after)
@@ -173,6 +194,6 @@ def compile_stage(
     result = run_passes(graph, todo, tgt, calibration_data)
     verify(graph)
     done = [*pass_records(model), *({"name": r.name, "options": r.options} for r in result.records)]
-    folder = write_stage(graph, output_dir, tgt.name, done, stop_after)
+    folder = write_stage(graph, output_dir, tgt.name, done, stop_after, source_model(model))
     names = [p["name"] for p in done]
     return {"stage": str(folder), "passes": names, "nodes": len(graph.compute_nodes())}

@@ -46,6 +46,10 @@ def test_stop_after_quantize_then_resume(
     whole = compiler.compile(DIGITS_ONNX, "fpga", calibration_data=digits_calib,
                              output_dir=tmp_path / "b", tb_samples=1)  # fmt: skip
     assert resumed.graph == whole.graph
+    # ... and it remembers the float model and every pass (debug and verify rely on both).
+    assert resumed.summary["source_model"] == str(Path(DIGITS_ONNX).resolve())
+    assert [p["name"] for p in resumed.passes] == [p["name"] for p in whole.passes]
+    assert resumed.passes[-1]["options"] == whole.passes[-1]["options"]
     # The same stage serves another target (its own passes after quantize still run).
     onnx_art = compiler.compile(str(stage), "onnx", output_dir=tmp_path / "c")
     assert any(n.op == "q.requantize" for n in onnx_art.graph.nodes)
