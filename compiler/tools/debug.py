@@ -142,6 +142,23 @@ def debug(
         from passes.quant.canonical import canonicalize
 
         canonicalize(fused)  # the float form the quantizer itself starts from
+    stages, outs = _bisect(art, imported, fused, inputs)
+    layers = find_divergence(fused, art.graph, inputs, threshold_db=threshold_db)
+    stands_for = provenance(fused)
+    for row in layers.rows:
+        row["stands_for"] = stands_for.get(row["loc"], row["loc"])
+    report = DebugReport(stages, layers, threshold_db)
+    _propose(report)
+    if fix and report.fix is not None:
+        report.fixed = apply_fix(art, model, report.fix, inputs, calibration_data, fix_output)
+        report.fixed["before_sqnr_db"] = _outputs_sqnr(outs["imported"], outs["quantized"])
+    return report
+
+
+def _bisect(
+    art: Any, imported: Graph, fused: Graph, inputs: list[np.ndarray]
+) -> tuple[list[dict[str, Any]], dict[str, list[np.ndarray]]]:
+    """Output SQNR of each stage against the one before, and each stage's outputs."""
     outs = {
         "imported": interpret(imported, *inputs),
         "fused": interpret(fused, *inputs),
@@ -152,31 +169,29 @@ def debug(
         {"stage": "fused -> quantized", "sqnr_db": _outputs_sqnr(outs["fused"], outs["quantized"])},
     ]
     try:
-        backend_out = art.run(*inputs)
-        stages.append({"stage": f"quantized -> backend ({art.backend})",
-                       "sqnr_db": _outputs_sqnr(outs["quantized"], backend_out)})  # fmt: skip
-    except TapeoutError as e:
+        backend = art.run(*inputs)
+    except TapeoutError as e:  # no toolchain here: the backend stage is left out, and said so
         log.warning("cannot run the artifact here: %s", e)
-    layers = find_divergence(fused, art.graph, inputs, threshold_db=threshold_db)
-    stands_for = provenance(fused)
-    for row in layers.rows:
-        row["stands_for"] = stands_for.get(row["loc"], row["loc"])
-    report = DebugReport(stages, layers, threshold_db)
-    worst = layers.worst_loss
-    needed = report.first_stage is not None or layers.first_below is not None
-    if not needed:
-        report.notes.append(f"every stage and layer is above {threshold_db} dB: no fix needed")
+        return stages, outs
+    stages.append({"stage": f"quantized -> backend ({art.backend})",
+                   "sqnr_db": _outputs_sqnr(outs["quantized"], backend)})  # fmt: skip
+    return stages, outs
+
+
+def _propose(report: DebugReport) -> None:
+    """The fix for the layer that loses the most, when some stage or layer is too low."""
+    worst = report.layers.worst_loss
+    if report.first_stage is None and report.layers.first_below is None:
+        report.notes.append(
+            f"every stage and layer is above {report.threshold_db} dB: no fix needed"
+        )
     elif worst is not None and worst["loss_db"] > 0:
+        loc = worst["loc"]
         report.fix = {
-            "layer": worst["loc"],
-            "override": {worst["loc"]: {"precision": "int16"}},
-            "description": f"{worst['loc']} at 16 bits (or left float: "
-            f"quantize{{exclude=[{worst['loc']}]}})",
+            "layer": loc,
+            "override": {loc: {"precision": "int16"}},
+            "description": f"{loc} at 16 bits (or left float: quantize{{exclude=[{loc}]}})",
         }
-    if fix and report.fix is not None:
-        report.fixed = apply_fix(art, model, report.fix, inputs, calibration_data, fix_output)
-        report.fixed["before_sqnr_db"] = _outputs_sqnr(outs["imported"], outs["quantized"])
-    return report
 
 
 def apply_fix(
@@ -190,6 +205,7 @@ def apply_fix(
     """Recompile ``model`` with the layer at 16 bits (left float where 16 bits fails)."""
     import compiler
     from compiler.api import plan_pipeline
+
     if calibration_data is None:
         log.warning("debug --fix: no --calib given; calibrating on the debug inputs")
         calibration_data = inputs
