@@ -8,13 +8,13 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compiler.backend import Artifact, get_backend, staged_dir, write_manifest
+from compiler.context import Executor, PassContext, interpreter_executor
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
 from compiler.ir.graph import Graph
 from compiler.ir.parser import parse
@@ -94,12 +94,23 @@ def plan_pipeline(
     ]
 
 
-def _calibration(data: Any) -> AbstractContextManager[Any]:
-    if data is None:
-        return nullcontext()
-    from passes.quantize import calibration_context
+def calibration_executor() -> Executor:
+    """onnxruntime as the calibration executor where the ONNX backend imports, else the
+    interpreter (``compiler.context``: passes never import a backend, so it is injected)."""
+    try:
+        from backends.onnx.executor import OrtExecutor
+    except ImportError:  # the onnx extra is not installed: the interpreter still calibrates
+        return interpreter_executor
+    return OrtExecutor()
 
-    return calibration_context(data)
+
+def pass_context(target: Target, calibration_data: Any) -> PassContext:
+    """The context ``compile()`` runs its pipeline in."""
+    if calibration_data is None:
+        return PassContext(target=target)
+    return PassContext(
+        target=target, calibration_data=calibration_data, executor=calibration_executor()
+    )
 
 
 def compile(
@@ -147,8 +158,7 @@ def compile(
         print_after=print_after,
         printer=printer,
     )
-    with _calibration(calibration_data):
-        result = manager.run(graph, tgt)
+    result = manager.run(graph, pass_context(tgt, calibration_data))
     verify(graph)
     timings["passes_s"] = time.perf_counter() - t0
     say("check")

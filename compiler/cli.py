@@ -131,6 +131,7 @@ def _explain(art: Any) -> str:
 
 def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.api import import_model, plan_pipeline
+    from compiler.context import PassContext
     from compiler.ir.verifier import verify
     from compiler.pass_manager import PassManager
     from compiler.target import load_target
@@ -146,7 +147,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
             print_after=_print_after(args),
             printer=_printer(args),
         )
-        result = manager.run(graph, target)
+        result = manager.run(graph, PassContext(target=target))
     text = str(graph)
     if not args.json:
         if not (args.print_after_all or args.print_after):

@@ -11,6 +11,7 @@ from compiler.cli import _EXTRA_COMMANDS, _add_common, _inputs
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from backends.onnx import export_onnx
     from compiler.api import import_model, plan_pipeline
+    from compiler.context import PassContext
     from compiler.pass_manager import PassManager
     from compiler.target import load_target
 
@@ -18,7 +19,9 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown export format {args.format!r}")
     target = load_target(args.target)
     graph = import_model(args.model)
-    PassManager(plan_pipeline(target, args.pipeline, "fp32", None)).run(graph, target)
+    PassManager(plan_pipeline(target, args.pipeline, "fp32", None)).run(
+        graph, PassContext(target=target)
+    )
     # onnxruntime-exact tie breaking is for checking against the interpreter; TensorRT gets
     # the plain Q/DQ form it expects.
     export_onnx(graph, args.output, exact=target.backend != "tensorrt")

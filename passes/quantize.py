@@ -84,9 +84,10 @@ all float (softmax, layer norm, the residual stream) stays float: the plan
 integers anyway and an integer op consumes its result. Each linear layer's accumulator is
 dequantized directly where a float op consumes it (no second rounding to int8).
 
-Calibration statistics come from onnxruntime when it can run the float graph (checked
-against the interpreter on one sample; ~50x faster per sample on a ResNet-18) and from the
-interpreter otherwise; thresholds sit on the histogram's grid, so both give the same scales.
+Calibration statistics come from the context's executor (``compile()`` injects onnxruntime
+when it can run the float graph: checked against the interpreter on one sample; ~50x faster
+per sample on a ResNet-18) and from the interpreter otherwise; thresholds sit on the
+histogram's grid, so both give the same scales.
 
 When it must not run: ``precision="fp32"`` is a no-op; a graph that is already quantized is
 left alone by the planner (only float ops are candidates). Bad calibration data, NaN/Inf in
@@ -97,17 +98,17 @@ falls back to scale 1 (exact) with a warning.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from compiler.errors import CalibrationError, TapeoutError
+from compiler.context import Executor, interpreter_executor
+from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph
 from compiler.quant_report import QuantReport
-from passes.quant.batching import HOW_TO_PASS
 
 if TYPE_CHECKING:
+    from compiler.context import PassContext
     from compiler.target import Target
 
 log = logging.getLogger(__name__)
@@ -116,44 +117,13 @@ PRECISIONS = ("fp32", "fp16", "int8", "int16", "int4w", "mixed")
 Budget = float | Callable[[Graph], bool] | None
 
 
-@dataclass
-class CalibrationSession:
-    """Calibration data for pipeline runs, and the reports the quantize passes produced."""
-
-    data: Any
-    options: dict[str, Any] = field(default_factory=dict)
-    reports: list[QuantReport] = field(default_factory=list)
-
-
-_sessions: list[CalibrationSession] = []
-
-
-@contextmanager
-def calibration_context(data: Any, **options: Any) -> Iterator[CalibrationSession]:
-    """Make ``data`` the calibration data of ``quantize`` passes run inside the block.
-
-    ``options`` are extra ``quantize_graph`` keyword arguments (overrides, sensitivity_budget,
-    ...) that a pipeline string cannot spell. The session collects the reports.
-    """
-    session = CalibrationSession(data, dict(options))
-    _sessions.append(session)
-    try:
-        yield session
-    finally:
-        _sessions.remove(session)
-
-
-def current_session() -> CalibrationSession | None:
-    return _sessions[-1] if _sessions else None
-
-
 @dataclass(frozen=True)
 class Quantize:
     """The pipeline form of ``quantize_graph``: ``quantize{bits=8,per_channel=true}``.
 
     ``bits`` picks the precision (8 -> int8, 16 -> int16, 4 -> int4w) unless ``precision`` is
-    given; ``power_of_two=None`` follows the target. Calibration data comes from the
-    enclosing ``calibration_context``.
+    given; ``power_of_two=None`` follows the target. Calibration data, the executor that
+    collects its statistics and the sink for the report come from the ``PassContext``.
     """
 
     name: ClassVar[str] = "quantize"
@@ -170,10 +140,7 @@ class Quantize:
     budget: float | None = None
     island_dtype: str | None = None
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
-        session = current_session()
-        if session is None:
-            raise CalibrationError(f"pass quantize has no calibration data: {HOW_TO_PASS}")
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         precision = self.precision or {4: "int4w", 8: "int8", 16: "int16"}.get(self.bits)
         if precision is None:
             raise TapeoutError(f"quantize: bits={self.bits} is not 4, 8 or 16")
@@ -189,10 +156,10 @@ class Quantize:
             group_size=self.group_size,
             sensitivity_budget=self.budget,
             island_dtype=self.island_dtype,
+            executor=ctx.executor,
         )
-        kwargs.update(session.options)
-        report = quantize_graph(graph, target, session.data, **kwargs)
-        session.reports.append(report)
+        report = quantize_graph(graph, ctx.target, ctx.calibration_data, **kwargs)
+        ctx.quant_reports.append(report)
         log.info("%s", report.format())
         return precision != "fp32"
 
@@ -218,6 +185,7 @@ def quantize_graph(
     report_samples: int | None = None,
     stats_engine: str = "auto",
     island_dtype: str | None = None,
+    executor: Executor = interpreter_executor,
 ) -> QuantReport:
     """Quantize ``graph`` in place (its contents are replaced) and report what it did.
 
@@ -232,8 +200,11 @@ def quantize_graph(
     ``report_samples``, how many calibration samples the report (per-layer SQNR, saturation
     at run time, output SQNR) and mixed precision's budget check run on (default: up to 16,
     fewer for big models: a ResNet-18 gets 3, see ``passes.quant.driver.report_limit``);
-    ``stats_engine``, "auto" (onnxruntime when it can run the graph, else the interpreter),
-    "interpreter" or "onnxruntime" for the calibration statistics (``passes.quant.ort_stats``);
+    ``executor``, what runs the float graph for the calibration statistics (the interpreter
+    by default; ``compile()`` passes onnxruntime's, ``backends.onnx.executor``);
+    ``stats_engine``, "auto" (the executor when it works and agrees with the interpreter on
+    one sample, else the interpreter), "interpreter", or "executor" (its failure is an error):
+    see ``passes.quant.fast_stats``;
     ``island_dtype``, "f32" or "f64" for the float ops left between integer layers (default:
     the target's ``numerics.island_dtype``; f64 makes a backend match the interpreter bit for
     bit, f32 is faster: see ``passes.quant.rewrite``).
@@ -260,4 +231,4 @@ def quantize_graph(
         stats_engine=stats_engine,
         island_dtype=island_dtype,
     )
-    return run_request(graph, target, calibration_data, request)
+    return run_request(graph, target, calibration_data, request, executor)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from compiler.context import Executor, interpreter_executor
 from compiler.errors import CalibrationError, TapeoutError
 from compiler.ir.graph import Graph
 from compiler.ir.verifier import verify
@@ -15,7 +16,7 @@ from passes.calibrate import CALIBRATORS
 from passes.quant.analysis import capture, captured_names, evaluate, layer_sqnr
 from passes.quant.batching import BatchedRunner, macs_per_sample, normalize_samples
 from passes.quant.canonical import canonicalize
-from passes.quant.ort_stats import collect_stats_fast
+from passes.quant.fast_stats import collect_stats_fast
 from passes.quant.plan import QuantOptions, assign_scales, build_plan, needs_scale
 from passes.quant.reporting import layer_reports, weight_bytes
 from passes.quant.rewrite import quantized_graph
@@ -92,7 +93,13 @@ def replace_contents(graph: Graph, new: Graph) -> None:
     graph.constants, graph._names = new.constants, new._names
 
 
-def run_request(graph: Graph, target: Target | None, data: Any, request: Request) -> QuantReport:
+def run_request(
+    graph: Graph,
+    target: Target | None,
+    data: Any,
+    request: Request,
+    executor: Executor = interpreter_executor,
+) -> QuantReport:
     if request.precision == "fp32":
         return QuantReport("fp32", notes=["fp32: the graph is left float"])
     work = graph.copy()
@@ -111,7 +118,7 @@ def run_request(graph: Graph, target: Target | None, data: Any, request: Request
     plan = build_plan(work, options)
     if not plan.layers:
         log.warning("quantize: graph @%s has no layer to quantize; left float", graph.name)
-    stats = collect_stats_fast(runner, needs_scale(plan), request.stats_engine)
+    stats = collect_stats_fast(runner, needs_scale(plan), request.stats_engine, executor)
     assign_scales(plan, stats)
     seconds = time.perf_counter() - start
     limit = report_limit(request.report_samples, work)
