@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from compiler import errors
+from compiler.quant_config import cli_flags, quant_changes
 
 EXIT_CODES: dict[type[BaseException], int] = {
     errors.FrontendError: 3,
@@ -108,9 +109,7 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         calibration_data=calib,
         output_dir=args.output,
         pipeline=args.pipeline,
-        precision=args.precision,
-        calibrator=args.calibrator,
-        island_dtype=args.island_dtype,
+        quant=quant_changes(args),
         verify_each=args.verify_each,
         print_after=_print_after(args),
         printer=_printer(args),
@@ -142,7 +141,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     if args.pipeline is not None or args.print_after_all or args.print_after or args.explain:
         target = load_target(args.target)
         manager = PassManager(
-            plan_pipeline(target, args.pipeline, None, None),
+            plan_pipeline(target, args.pipeline),
             verify_each=True,
             print_after=_print_after(args),
             printer=_printer(args),
@@ -239,15 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="an .onnx file (or .ir text)")
     p.add_argument("--target", "-t", default="reference")
     p.add_argument("-o", "--output", required=True, help="artifact folder to write")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "int16", "int4w", "mixed"])
     p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
-    p.add_argument("--calibrator", choices=["minmax", "percentile", "entropy", "mse"])
-    p.add_argument(
-        "--island-dtype",
-        choices=["f32", "f64"],
-        help="float ops between int8 layers: f64 matches the interpreter bit for bit (the CPU "
-        "targets' default), f32 is faster",
-    )
+    quant = p.add_argument_group("quantization (compiler.quant_config.QuantConfig)")
+    for flag, kwargs in cli_flags():
+        quant.add_argument(flag, **kwargs)
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
     p.add_argument("--tune", type=int, help="TVM: MetaSchedule trials")
     p.add_argument("--tune-minutes", type=float, help="TVM: tuning time budget")

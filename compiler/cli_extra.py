@@ -19,7 +19,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown export format {args.format!r}")
     target = load_target(args.target)
     graph = import_model(args.model)
-    PassManager(plan_pipeline(target, args.pipeline, "fp32", None)).run(
+    PassManager(plan_pipeline(target, args.pipeline, changes={"precision": "fp32"})).run(
         graph, PassContext(target=target)
     )
     # onnxruntime-exact tie breaking is for checking against the interpreter; TensorRT gets

@@ -20,6 +20,7 @@ import numpy as np
 from compiler.ir.graph import Graph, Node
 
 if TYPE_CHECKING:
+    from compiler.quant_config import QuantConfig
     from compiler.quant_report import QuantReport
     from compiler.target import Target
 
@@ -82,6 +83,9 @@ class PassContext:
 
     - ``target``: the hardware description the passes are aware of (bit widths, which
       fusions a backend has kernels for); None for target-independent runs.
+    - ``quant``: the ``QuantConfig`` of the run, used by a ``quantize`` pass that has no
+      options of its own (``compile(quant=...)`` also writes it into the pass, so that
+      ``--print-after`` shows it).
     - ``calibration_data``: samples for ``quantize`` (see ``passes.quant.batching``).
     - ``executor``: runs a float graph for calibration statistics. The interpreter by
       default; ``compile()`` injects onnxruntime (``backends.onnx.executor``), ~50x faster,
@@ -93,6 +97,7 @@ class PassContext:
     """
 
     target: Target | None = None
+    quant: QuantConfig | None = None
     calibration_data: Any = None
     executor: Executor = interpreter_executor
     importance: Mapping[str, Sequence[float] | np.ndarray] | None = None

@@ -75,21 +75,29 @@ def split_pipeline(spec: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def build_pass(name: str, options: dict[str, Any] | None = None) -> Pass:
-    """Instantiate pass ``name`` from ``passes.PASSES`` with dataclass-field options."""
+    """Instantiate pass ``name`` from ``passes.PASSES`` with its options: its dataclass
+    fields, or whatever its ``from_options`` classmethod takes (``quantize``: the
+    ``QuantConfig`` fields)."""
     from passes import PASSES
 
     cls = PASSES.get(name)
     if cls is None:
         raise TapeoutError(f"unknown pass {name!r}; available: {', '.join(sorted(PASSES))}")
     options = options or {}
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    unknown = set(options) - fields
-    if unknown:
-        raise TapeoutError(
-            f"pass {name} has no option(s) {sorted(unknown)}; it takes {sorted(fields) or 'none'}"
+    factory = getattr(cls, "from_options", None)
+    if factory is None:
+        fields = (
+            {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
         )
+        unknown = set(options) - fields
+        if unknown:
+            raise TapeoutError(
+                f"pass {name} has no option(s) {sorted(unknown)}; "
+                f"it takes {sorted(fields) or 'none'}"
+            )
+        factory = cls
     try:
-        return cls(**options)
+        return factory(**options)
     except (TypeError, ValueError) as e:
         raise TapeoutError(f"bad options for pass {name}: {e}") from None
 
@@ -103,16 +111,28 @@ def build_pipeline(spec: str | Sequence[str | Pass]) -> list[Pass]:
     return out
 
 
+def _changed_fields(obj: Any) -> list[str]:
+    """``key=value`` for each non-default field; a field holding a dataclass (the quantize
+    pass's ``QuantConfig``) is spelled by its own fields, as the pipeline text sets them."""
+    items = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            items.extend(_changed_fields(value))
+            continue
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+            continue
+        items.append(f"{f.name}={str(value).lower() if isinstance(value, bool) else value}")
+    return items
+
+
 def pass_options(p: Pass) -> str:
     """``{bits=8,per_channel=true}`` for a pass instance (only non-default fields)."""
     if not dataclasses.is_dataclass(p):
         return ""
-    items = []
-    for f in dataclasses.fields(p):
-        value = getattr(p, f.name)
-        if f.default is not dataclasses.MISSING and value == f.default:
-            continue
-        items.append(f"{f.name}={str(value).lower() if isinstance(value, bool) else value}")
+    items = _changed_fields(p)
     return "{" + ",".join(items) + "}" if items else ""
 
 

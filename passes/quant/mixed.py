@@ -24,7 +24,7 @@ from passes.quant.plan import Plan, assign_scales, build_plan, needs_scale
 from passes.quant.rewrite import quantized_graph
 
 if TYPE_CHECKING:
-    from passes.quant.driver import Request
+    from compiler.quant_config import QuantConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,14 @@ def choose_mixed(
     runner: BatchedRunner,
     cap: Capture,
     sensitivity: dict[str, float],
-    request: Request,
+    config: QuantConfig,
     limit: int,
 ) -> tuple[Graph, Plan, dict[str, str], bool]:
     """(quantized graph, its plan, layer key -> "int16"/"float" kept wider, budget met)."""
-    budget = request.budget
+    budget = config.budget
     if budget is None:
         raise TapeoutError(
-            "precision='mixed' needs sensitivity_budget: a minimum output SQNR in dB, or a "
+            "precision='mixed' needs a budget (--budget DB): a minimum output SQNR in dB, or a "
             "callable taking the quantized graph and returning True when it is good enough"
         )
 

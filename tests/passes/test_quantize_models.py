@@ -86,7 +86,7 @@ def test_mixed_precision_meets_a_budget_int8_misses() -> None:
     budget = plain.output_sqnr_db + 4.0
     graph = model("digits_cnn")
     report = quantize_graph(
-        graph, None, x_train[:128], precision="mixed", sensitivity_budget=budget
+        graph, None, x_train[:128], precision="mixed", budget=budget
     )
     assert report.budget_met and report.output_sqnr_db >= budget  # type: ignore[operator]
     kept = report.kept_wider
@@ -104,7 +104,7 @@ def test_mixed_precision_takes_a_callable_budget() -> None:
         return calls[-1] >= 0.97
 
     report = quantize_graph(
-        model("digits_cnn"), None, x_train[:64], precision="mixed", sensitivity_budget=good_enough
+        model("digits_cnn"), None, x_train[:64], precision="mixed", budget=good_enough
     )
     assert calls and report.budget_met and report.budget == "callable"
 
