@@ -78,8 +78,13 @@ class QuantConfig:
         choices=ISLAND_DTYPES,
     )
     budget: Budget = _option(
-        None, "mixed: the minimum output SQNR in dB (Python: or a callable)", parse=float
-    )
+        None, "mixed: the minimum output SQNR in dB, or cosine (Python: or a callable)",
+        parse=float,
+    )  # fmt: skip
+    budget_metric: str = _option(
+        "sqnr", "mixed: what the budget bounds: output SQNR (dB) or cosine similarity",
+        choices=("sqnr", "cosine"),
+    )  # fmt: skip
     bias_correction: bool = _option(False, "correct the mean output shift of each layer")
     exclude: tuple[str, ...] = _option(
         (), "keep this layer (name, location, pattern) or op float (repeatable)"
@@ -132,7 +137,8 @@ class QuantConfig:
         if self.budget is None:
             return None
         if isinstance(self.budget, int | float):
-            return f">= {self.budget} dB output SQNR"
+            unit = {"sqnr": "dB output SQNR", "cosine": "output cosine"}[self.budget_metric]
+            return f">= {self.budget} {unit}"
         return "callable"
 
 

@@ -133,3 +133,19 @@ def test_int4w_is_accepted_on_cpu_and_runs_on_onnx() -> None:
     np.testing.assert_allclose(
         art.run(x)[0], compiler.interpret(art.graph, x)[0], rtol=1e-5, atol=1e-5
     )
+
+
+def test_mixed_precision_budget_can_bound_the_cosine() -> None:
+    from passes.quantize import quantize_graph
+
+    calib = np.load(DIGITS_CALIB)["x"][:32]
+    graph = compiler.import_model(DIGITS_ONNX)
+    plain = quantize_graph(graph.copy(), None, calib, report_samples=4)
+    assert plain.output_cosine is not None and plain.output_cosine < 1.0
+    goal = 1.0 - (1.0 - plain.output_cosine) / 4  # a quarter of int8's cosine error
+    report = quantize_graph(
+        graph, None, calib, precision="mixed", budget=goal, budget_metric="cosine",
+        report_samples=4,
+    )  # fmt: skip
+    assert report.budget == f">= {goal} output cosine"
+    assert report.budget_met and report.output_cosine >= goal and report.kept_wider

@@ -4,8 +4,9 @@ Sensitivity is each layer's SQNR when quantized alone (``analysis.layer_sqnr``).
 all-int8, the layers are widened in order of sensitivity, most sensitive first: first to
 int16 (16-bit activations in and out, 16-bit weights), then, if every layer at int16 still
 misses the budget, to float. After each step the whole quantized graph is rebuilt and
-checked: against the minimum output SQNR (dB, on the report samples) or by calling the
-budget callable with the candidate graph. The first candidate that meets it is kept.
+checked: against the minimum output SQNR (dB, on the report samples) or cosine similarity
+(``budget_metric``), or by calling the budget callable with the candidate graph. The first
+candidate that meets it is kept.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ def choose_mixed(
     def meets(graph: Graph) -> bool:
         if callable(budget):
             return bool(budget(graph.copy()))
-        return evaluate(runner, graph, cap, limit).sqnr_db >= float(budget)
+        evaluation = evaluate(runner, graph, cap, limit)
+        measured = {"sqnr": evaluation.sqnr_db, "cosine": evaluation.cosine}
+        return measured[config.budget_metric] >= float(budget)
 
     def attempt(choices: dict[str, str]) -> tuple[Plan, Graph]:
         overrides: dict[str, dict[str, Any]] = {k: {"precision": v} for k, v in choices.items()}
