@@ -94,6 +94,9 @@ class PassContext:
       ``prune-channels{criterion=taylor}`` (from ``prune_torch``).
     - sinks, read after the run: ``stats`` (rewrites fired/declined by reason),
       ``prune_reports`` and ``quant_reports`` (one per pruning / quantize pass run).
+    - ``quant_state``: what one quantize stage hands the next within the run (``calibrate``
+      -> ``quantize-rewrite`` -> ... -> ``quant-report``: the float graph, plan, statistics;
+      ``passes.quant.stages``).
     """
 
     target: Target | None = None
@@ -104,3 +107,4 @@ class PassContext:
     stats: RewriteStats = field(default_factory=RewriteStats)
     prune_reports: list[Any] = field(default_factory=list)  # passes._prune.PruneReport
     quant_reports: list[QuantReport] = field(default_factory=list)
+    quant_state: dict[str, Any] = field(default_factory=dict)

@@ -184,10 +184,23 @@ class PassManager:
         ctx = PassContext() if ctx is None else ctx
         result = PipelineResult(stats=ctx.stats)
         for p in self.passes:
-            self._run_one(p, graph, ctx, result)
+            # A pass made of stages (quantize) runs them as passes of their own, so that
+            # each is recorded, verified and printable; ``--print-after quantize`` prints
+            # after its last stage.
+            stages = p.stages() if hasattr(p, "stages") else [p]
+            for i, stage in enumerate(stages):
+                last = i == len(stages) - 1
+                self._run_one(stage, graph, ctx, result, also=p.name if last else None)
         return result
 
-    def _run_one(self, p: Pass, graph: Graph, ctx: PassContext, result: PipelineResult) -> None:
+    def _run_one(
+        self,
+        p: Pass,
+        graph: Graph,
+        ctx: PassContext,
+        result: PipelineResult,
+        also: str | None = None,
+    ) -> None:
         before = len(graph.compute_nodes())
         start = time.perf_counter()
         try:
@@ -203,7 +216,7 @@ class PassManager:
             )
         )
         log.debug("pass %s: changed=%s in %.1f ms", p.name, changed, seconds * 1e3)
-        if self._wants_print(p.name):
+        if self._wants_print(p.name) or (also is not None and self._wants_print(also)):
             self.printer(f"// ----- IR after {p.name}{pass_options(p)} -----\n{graph}")
 
 

@@ -102,19 +102,28 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from compiler.context import Executor, interpreter_executor
+from compiler.context import Executor, PassContext, interpreter_executor
 from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph
 from compiler.quant_config import QuantConfig
 from compiler.quant_report import QuantReport
+from passes.quant import stages
 
 if TYPE_CHECKING:
-    from compiler.context import PassContext
     from compiler.target import Target
 
 log = logging.getLogger(__name__)
 
-__all__ = ["QuantConfig", "Quantize", "quantize_graph"]
+__all__ = [
+    "BiasCorrect",
+    "Calibrate",
+    "MixedPrecision",
+    "QuantConfig",
+    "QuantReportPass",
+    "Quantize",
+    "QuantizeRewrite",
+    "quantize_graph",
+]
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,9 @@ class Quantize:
     Its one field is a ``QuantConfig`` (the braces set its fields; ``bits`` 8 -> int8,
     16 -> int16, 4 -> int4w unless ``precision`` is given); without one it uses the run's
     ``PassContext.quant``, else the defaults. Calibration data, the executor that collects
-    its statistics and the sink for the report come from the ``PassContext``.
+    its statistics and the sink for the report come from the ``PassContext``. The pass
+    manager runs (records, prints) its ``stages()`` as passes of their own
+    (``passes.quant.stages``).
     """
 
     name: ClassVar[str] = "quantize"
@@ -135,14 +146,75 @@ class Quantize:
         """``quantize{...}``: the options are QuantConfig fields (and ``bits``)."""
         return cls(QuantConfig.from_options(**options) if options else None)
 
+    def stages(self) -> list[Any]:
+        """calibrate, quantize-rewrite, bias-correct, mixed-precision, quant-report."""
+        return [Calibrate(self.config), QuantizeRewrite(), BiasCorrect(), MixedPrecision(),
+                QuantReportPass()]  # fmt: skip
+
     def run(self, graph: Graph, ctx: PassContext) -> bool:
-        config = self.config or ctx.quant or QuantConfig()
-        report = quantize_graph(
-            graph, ctx.target, ctx.calibration_data, config, executor=ctx.executor
-        )
+        changed = False
+        for stage in self.stages():
+            changed |= stage.run(graph, ctx)
+        return changed
+
+
+@dataclass(frozen=True)
+class Calibrate:
+    """Canonicalize the float graph, plan, collect statistics, pick scales (the graph stays
+    float; see ``passes.quant.stages``). ``calibrate{...}`` takes the quantize options."""
+
+    name: ClassVar[str] = "calibrate"
+    config: QuantConfig | None = None
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Calibrate:
+        return cls(QuantConfig.from_options(**options) if options else None)
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.calibrate(graph, ctx, self.config or ctx.quant or QuantConfig())
+
+
+@dataclass(frozen=True)
+class QuantizeRewrite:
+    """The integer (or weight-only) graph from what ``calibrate`` found."""
+
+    name: ClassVar[str] = "quantize-rewrite"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.rewrite(graph, ctx)
+
+
+@dataclass(frozen=True)
+class BiasCorrect:
+    """With ``bias_correction``: remove each integer layer's mean output error."""
+
+    name: ClassVar[str] = "bias-correct"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.correct_bias(graph, ctx)
+
+
+@dataclass(frozen=True)
+class MixedPrecision:
+    """With ``precision="mixed"``: keep the most sensitive layers wider until the budget."""
+
+    name: ClassVar[str] = "mixed-precision"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.choose_precisions(graph, ctx)
+
+
+@dataclass(frozen=True)
+class QuantReportPass:
+    """Measure the quantized graph against float; the report goes to ``ctx.quant_reports``."""
+
+    name: ClassVar[str] = "quant-report"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        report = stages.report(graph, ctx)
         ctx.quant_reports.append(report)
         log.info("%s", report.format())
-        return config.precision != "fp32"
+        return False
 
 
 def quantize_graph(
@@ -163,10 +235,12 @@ def quantize_graph(
     calibration statistics (the interpreter by default; ``compile()`` passes onnxruntime's,
     ``backends.onnx.executor``; ``stats_engine`` says whether to insist on it or fall back).
     """
-    from passes.quant.driver import run_config
-
     try:
         config = dataclasses.replace(config or QuantConfig(), **options)
     except TypeError as e:
         raise TapeoutError(f"quantize_graph: {e}") from None
-    return run_config(graph, target, calibration_data, config, executor)
+    ctx = PassContext(
+        target=target, quant=config, calibration_data=calibration_data, executor=executor
+    )
+    Quantize(config).run(graph, ctx)
+    return ctx.quant_reports[-1]

@@ -149,3 +149,23 @@ def test_mixed_precision_budget_can_bound_the_cosine() -> None:
     )  # fmt: skip
     assert report.budget == f">= {goal} output cosine"
     assert report.budget_met and report.output_cosine >= goal and report.kept_wider
+
+
+def test_quantize_stages_are_passes_print_after_shows() -> None:
+    from compiler.ir import parse
+    from tests.passes.test_quantize import cnn, data
+
+    graph = cnn()  # conv2 carries a fused residual operand (fuse-residual's form)
+    printed: list[str] = []
+    art = compiler.compile(
+        graph, "reference", calibration_data=data(8), pipeline="quantize",
+        print_after="all", printer=printed.append,
+    )  # fmt: skip
+    stages = ["calibrate", "quantize-rewrite", "bias-correct", "mixed-precision", "quant-report"]
+    assert [r["name"] for r in art.passes] == stages
+    after = {text.split()[4].split("{")[0]: text.split("\n", 1)[1] for text in printed}
+    assert set(after) == set(stages)
+    # calibrate: still float, the residual add now apart from conv2 (what the rewrite reads)
+    assert "q." not in after["calibrate"] and "math.add" in after["calibrate"]
+    rewritten = parse(after["quantize-rewrite"], art.graph.constants)
+    assert rewritten == art.graph  # no later stage changed it (no bias correction, not mixed)

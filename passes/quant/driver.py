@@ -1,24 +1,16 @@
-"""The steps of ``quantize_graph``: canonicalize, calibrate, plan, rewrite, measure, report."""
+"""What the quantize stages share (``passes.quant.stages``): the planner options a config and
+target give, how many samples the report takes, replacing a graph's contents."""
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from compiler.context import Executor, interpreter_executor
 from compiler.errors import CalibrationError
 from compiler.ir.graph import Graph
-from compiler.ir.verifier import verify
 from compiler.quant_config import QuantConfig
-from compiler.quant_report import QuantReport
-from passes.quant.analysis import capture, captured_names, evaluate, layer_sqnr
-from passes.quant.batching import BatchedRunner, macs_per_sample, normalize_samples
-from passes.quant.canonical import canonicalize
-from passes.quant.fast_stats import collect_stats_fast
-from passes.quant.plan import QuantOptions, assign_scales, build_plan, needs_scale
-from passes.quant.reporting import layer_reports, weight_bytes
-from passes.quant.rewrite import quantized_graph
+from passes.quant.batching import macs_per_sample
+from passes.quant.plan import QuantOptions
 
 if TYPE_CHECKING:
     from compiler.target import Target
@@ -56,75 +48,6 @@ def replace_contents(graph: Graph, new: Graph) -> None:
     """Make ``graph`` hold ``new``'s inputs, nodes, outputs and constants (in place)."""
     graph.inputs, graph.outputs, graph.nodes = new.inputs, new.outputs, new.nodes
     graph.constants, graph._names = new.constants, new._names
-
-
-def run_config(
-    graph: Graph,
-    target: Target | None,
-    data: Any,
-    config: QuantConfig,
-    executor: Executor = interpreter_executor,
-) -> QuantReport:
-    if config.precision == "fp32":
-        return QuantReport("fp32", notes=["fp32: the graph is left float"])
-    work = graph.copy()
-    canonicalize(work)
-    if config.precision in ("fp16", "int4w"):
-        from passes.quant.weight_only import weight_only
-
-        report = weight_only(work, graph, data, config)
-        verify(work)
-        replace_contents(graph, work)
-        return report
-    options = options_for(config, target)
-    start = time.perf_counter()
-    samples = normalize_samples(work, data)
-    runner = BatchedRunner(work, samples)
-    plan = build_plan(work, options)
-    if not plan.layers:
-        log.warning("quantize: graph @%s has no layer to quantize; left float", graph.name)
-    stats = collect_stats_fast(runner, needs_scale(plan), config.stats_engine, executor)
-    assign_scales(plan, stats)
-    seconds = time.perf_counter() - start
-    limit = report_limit(config.report_samples, work)
-    cap = capture(runner, captured_names(plan), limit)
-    sensitivity = layer_sqnr(plan, cap)
-    qgraph = quantized_graph(work, plan)
-    if config.bias_correction:
-        from passes.quant.bias_correction import correct_biases
-
-        correct_biases(qgraph, work, plan, runner, cap, limit)
-    kept: dict[str, str] = {}
-    budget_met = None
-    if config.precision == "mixed":
-        from passes.quant.mixed import choose_mixed
-
-        qgraph, plan, kept, budget_met = choose_mixed(
-            work, plan, stats, runner, cap, sensitivity, config, limit
-        )
-    evaluation = evaluate(runner, qgraph, cap, limit)
-    verify(qgraph)
-    report = QuantReport(
-        config.precision,
-        calibrator=config.calibrator,
-        per_channel=config.per_channel,
-        power_of_two=options.power_of_two,
-        symmetric=options.symmetric,
-        samples=len(samples),
-        output_sqnr_db=evaluation.sqnr_db,
-        output_cosine=evaluation.cosine,
-        clip_threshold=config.clip_threshold,
-        calibration_seconds=seconds,
-        budget=config.budget_text(),
-        budget_met=budget_met,
-    )
-    report.layers = layer_reports(work, plan, sensitivity, evaluation, kept, config)
-    report.weight_bytes_float, report.weight_bytes_quantized = (
-        weight_bytes(graph),
-        weight_bytes(qgraph),
-    )
-    replace_contents(graph, qgraph)
-    return report
 
 
 #: The report runs the float graph once and the quantized graph about twice per sample (the
