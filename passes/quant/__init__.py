@@ -10,5 +10,9 @@
   ``compile()``), checked against the interpreter.
 - ``analysis``: per-layer SQNR, saturation at run time, output fidelity.
 - ``bias_correction``, ``mixed``, ``weight_only`` (int4w, fp16): the optional modes.
-- ``driver``: the steps of ``quantize_graph`` in order; ``reporting``: its report rows.
+- ``stages``: the quantize stages as pipeline passes (calibrate, quantize-rewrite,
+  bias-correct, mixed-precision, quant-report), handing their state on through the
+  ``PassContext``; ``driver``: what they share; ``reporting``: the report rows.
+
+The settings all come from one ``compiler.quant_config.QuantConfig``.
 """
