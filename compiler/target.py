@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from compiler.errors import TargetError
+from compiler.quant_config import Precision
 
 Backend = Literal["reference", "hls", "tvm", "tensorrt", "onnx", "asic"]
-Precision = Literal["fp32", "fp16", "int8", "int16", "int4w", "mixed"]
 GpuPrecision = Literal["fp32", "tf32", "fp16", "bf16", "int8", "fp8", "int4"]
 #: IR dtype names (a subset of ``compiler.ir.types.DTYPES``; a test keeps them in step).
 DType = Literal["i4", "u4", "i8", "u8", "i16", "i32", "f16", "bf16", "f32"]

@@ -1,7 +1,8 @@
 """Graph passes: one per file, registered in the explicit PASSES dict.
 
-A pass is a frozen dataclass with a kebab-case ``name`` and ``run(graph, target) -> bool``;
-``compiler.pass_manager`` builds pipelines from these names. Keep the dict alphabetical, one
+A pass is a frozen dataclass with a kebab-case ``name`` and ``run(graph, ctx) -> bool``
+(``ctx``: the run's ``compiler.context.PassContext``); ``compiler.pass_manager`` builds
+pipelines from these names. Keep the dict alphabetical, one
 import per pass module.
 """
 
