@@ -130,7 +130,7 @@ def pass_context(
 
 def compile(
     model: Any,
-    target: str | Path | Target = "reference",
+    target: str | Path | Target | Sequence[str | Path | Target] = "reference",
     example_inputs: Sequence[Any] | None = None,
     calibration_data: Any = None,
     output_dir: str | Path | None = None,
@@ -151,7 +151,9 @@ def compile(
 
     ``model``: torch.nn.Module (exported with ``example_inputs``), ExportedProgram, ONNX
     ModelProto or .onnx path, or an IR Graph. ``target``: a name from ``targets/`` or a path to
-    a target file. ``quant``: a ``QuantConfig`` (it replaces the quantize options of the
+    a target file; a list of targets (or ``"zcu104+cpu"``) partitions the model across them,
+    and ``pipeline_stages=N`` cuts it into N pipelined stages (``compiler.multi``).
+    ``quant``: a ``QuantConfig`` (it replaces the quantize options of the
     target's pipeline; a precision other than fp32 adds a quantize pass where there is none)
     or a mapping of its fields to change; ``precision``, ``calibrator`` and ``island_dtype``
     are shortcuts for those fields (``island_dtype``: "f32" or "f64" for the float ops left
@@ -185,7 +187,8 @@ def compile(
     verify(graph)
     timings["passes_s"] = time.perf_counter() - t0
     say("check")
-    backend = get_backend(tgt.backend)
+    # Pipeline stages are cut and compiled by the multi backend (compiler.multi) too.
+    backend = get_backend("multi" if options.get("pipeline_stages") else tgt.backend)
     missing = backend.unsupported(graph, tgt)
     if missing:
         raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for target {tgt.name}")

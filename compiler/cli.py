@@ -98,6 +98,9 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         options["tune_minutes"] = args.tune_minutes
     if args.no_engine:
         options["engine"] = False
+    for flag in ("rpc_tracker", "rpc_key", "stages"):
+        if getattr(args, flag, None) is not None:
+            options["pipeline_stages" if flag == "stages" else flag] = getattr(args, flag)
     for item in args.option or []:
         key, _, value = item.partition("=")
         options[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
@@ -267,13 +270,17 @@ def cmd_debug(args: argparse.Namespace) -> dict[str, Any]:
 # ---- the parser: one entry per command in COMMANDS -----------------------------------------
 def _args_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an .onnx file (or .ir text)")
-    p.add_argument("--target", "-t", default="reference")
+    p.add_argument("--target", "-t", default="reference",
+                   help="a target name or file; a+b partitions across devices")
     p.add_argument("-o", "--output", required=True, help="artifact folder to write")
     p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
     p.add_argument("--tune", type=int, help="TVM: MetaSchedule trials")
     p.add_argument("--tune-minutes", type=float, help="TVM: tuning time budget")
     p.add_argument("--no-engine", action="store_true", help="GPU: write the bundle, no engine")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="TVM: tune on this RPC tracker")
+    p.add_argument("--rpc-key", help="TVM: the RPC servers' key on the tracker")
+    p.add_argument("--stages", type=int, help="cut into N pipeline stages (compiler.multi)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="backend option")
     p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
     _add_pipeline_flags(p)
@@ -285,7 +292,8 @@ def _args_compile(p: argparse.ArgumentParser) -> None:
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
-    p.add_argument("--target", "-t", default="reference")
+    p.add_argument("--target", "-t", default="reference",
+                   help="a target name or file; a+b partitions across devices")
     _add_pipeline_flags(p)
 
 
