@@ -7,9 +7,10 @@ its text form (or return its JSON for ``--json``) and choose the exit code.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from compiler.cli import _EXTRA_COMMANDS, _add_common, _inputs
+from compiler.cli import Handler, _inputs, _load_npz_or_npy
 from compiler.errors import TapeoutError
 
 #: Exit code of a gate that failed (diff over a threshold, verify under a minimum).
@@ -42,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_stage(args: argparse.Namespace) -> dict[str, Any]:
     """``tapeout compile ... --stop-after PASS -o DIR``: write a resumable stage."""
-    from compiler.cli import _load_npz_or_npy
+    from compiler.quant_config import quant_changes
     from compiler.tools.stage import compile_stage
 
     result = compile_stage(
@@ -53,8 +54,7 @@ def cmd_stage(args: argparse.Namespace) -> dict[str, Any]:
         calibration_data=_load_npz_or_npy(args.calib) if args.calib else None,
         example_inputs=_inputs(args.input) or None,
         pipeline=args.pipeline,
-        precision=args.precision,
-        calibrator=args.calibrator,
+        quant=quant_changes(args),
     )
     if not args.json:
         print(
@@ -76,7 +76,6 @@ def cmd_doctor(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
-    from compiler.cli import _load_npz_or_npy
     from compiler.tools.verify import format_verify, verify
 
     labels = np.asarray(_load_npz_or_npy(args.labels)) if args.labels else None
@@ -138,60 +137,50 @@ def cmd_view(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _register(sub: Any) -> None:
-    p = sub.add_parser(
-        "check", help="pre-flight: unsupported nodes and estimated costs per target, in seconds"
-    )
+def _args_check(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an .onnx file, an .ir file, a stage or an artifact folder")
     p.add_argument(
         "--target", "-t", action="append", help="target to check (repeatable; default: all)"
     )
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
-    _add_common(p)
-    p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("doctor", help="which toolchains are present, and how to get the rest")
-    _add_common(p)
-    p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("verify", help="accuracy of a compiled artifact on your data")
+def _args_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact")
+
+
+def _args_verify(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact")
     p.add_argument("--data", required=True, help=".npz: one array per input, samples first")
     p.add_argument("--labels", help=".npy of class labels (top-1 accuracy)")
     p.add_argument("--model", help="the float model (default: the one compiled from)")
     p.add_argument("--min-cosine", type=float, help="exit 6 when an output's cosine is below")
     p.add_argument("--min-top1", type=float, help="exit 6 when top-1 accuracy is below")
-    _add_common(p)
-    p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("report", help="print an artifact's saved report")
-    p.add_argument("artifact")
-    _add_common(p)
-    p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("diff", help="compare two builds layer by layer; gate on thresholds")
+def _args_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="artifact A (the baseline)")
     p.add_argument("b", help="artifact B")
-    p.add_argument(
-        "--max-increase",
-        action="append",
-        metavar="FIGURE=PCT",
-        help="exit 6 when B's summary figure is more than PCT %% above A's",
-    )
-    p.add_argument(
-        "--max-decrease",
-        action="append",
-        metavar="FIGURE=PCT",
-        help="exit 6 when it is more than PCT %% below (e.g. verify.top1_compiled=1)",
-    )
-    _add_common(p)
-    p.set_defaults(func=cmd_diff)
+    p.add_argument("--max-increase", action="append", metavar="FIGURE=PCT",
+                   help="exit 6 when B's summary figure is more than PCT %% above A's")
+    p.add_argument("--max-decrease", action="append", metavar="FIGURE=PCT",
+                   help="exit 6 when it is more than PCT %% below (e.g. verify.top1_compiled=1)")
 
-    p = sub.add_parser("view", help="draw a lowered graph as one self-contained HTML page")
+
+def _args_view(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="an artifact or stage folder, an .ir file or a model")
     p.add_argument("-o", "--output", required=True, help="the .html file to write")
-    _add_common(p)
-    p.set_defaults(func=cmd_view)
 
 
-_EXTRA_COMMANDS.append(_register)
+#: The toolbox's commands, in ``compiler.cli.COMMANDS``' shape: name -> (help, add its
+#: arguments, handler); ``compiler.cli.build_parser`` adds them after the core ones.
+TOOL_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
+    "check": ("pre-flight: unsupported nodes and estimated costs per target, in seconds",
+              _args_check, cmd_check),
+    "doctor": ("which toolchains are present, and how to get the rest", lambda p: None,
+               cmd_doctor),
+    "verify": ("accuracy of a compiled artifact on your data", _args_verify, cmd_verify),
+    "report": ("print an artifact's saved report", _args_report, cmd_report),
+    "diff": ("compare two builds layer by layer; gate on thresholds", _args_diff, cmd_diff),
+    "view": ("draw a lowered graph as one self-contained HTML page", _args_view, cmd_view),
+}  # fmt: skip

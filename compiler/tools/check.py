@@ -13,6 +13,7 @@ array size and clock). Every figure is an estimate from a model, not a measureme
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -134,7 +135,7 @@ def check_target(imported: Graph, target: Target) -> TargetCheck:
     start = time.perf_counter()
     result = TargetCheck(target.name, target.backend)
     graph = imported.copy()
-    passes = plan_pipeline(target, None, None, None)
+    passes = plan_pipeline(target, None)
     structural = [p for p in passes if p.name not in DATA_PASSES]
     run_passes(graph, structural, target)
     quantize = next((p for p in passes if p.name == "quantize"), None)
@@ -155,34 +156,28 @@ def check_target(imported: Graph, target: Target) -> TargetCheck:
 
 def dry_quantize(graph: Graph, target: Target, quantize: Pass) -> str:
     """Rewrite ``graph`` into its integer form with placeholder ranges (no calibration)."""
+    from compiler.quant_config import QuantConfig
     from passes.calibrate import TensorStats
     from passes.quant.canonical import canonicalize
-    from passes.quant.driver import Request, options_for, replace_contents
+    from passes.quant.driver import options_for, replace_contents
     from passes.quant.plan import assign_scales, build_plan, needs_scale
     from passes.quant.rewrite import quantized_graph
 
-    precision = getattr(quantize, "precision", None) or {4: "int4w", 8: "int8", 16: "int16"}.get(
-        getattr(quantize, "bits", 8), "int8"
-    )
-    if precision not in ("int8", "int16", "mixed"):
-        return f"{precision}: checked as float (weight-only or float precision)"
-    request = Request(
-        precision="int8" if precision == "mixed" else precision,
-        per_channel=getattr(quantize, "per_channel", True),
-        power_of_two=getattr(quantize, "power_of_two", None),
-        symmetric=getattr(quantize, "symmetric", True),
-        exclude=tuple(getattr(quantize, "exclude", ())),
-    )
+    config = getattr(quantize, "config", None) or QuantConfig()
+    if config.precision not in ("int8", "int16", "mixed"):
+        return f"{config.precision}: checked as float (weight-only or float precision)"
+    if config.precision == "mixed":  # which layers widen needs the data: check at int8
+        config = dataclasses.replace(config, precision="int8")
     work = graph.copy()
     canonicalize(work)
-    plan = build_plan(work, options_for(request, target))
+    plan = build_plan(work, options_for(config, target))
     stats: dict[str, TensorStats] = {}
     for name in needs_scale(plan):
         stats[name] = TensorStats(name)
         stats[name].add(np.array([-1.0, 1.0], np.float32))
     assign_scales(plan, stats)
     replace_contents(graph, quantized_graph(work, plan))
-    return f"{precision}: checked on a dry quantization ({len(plan.layers)} integer layers)"
+    return f"{config.precision}: checked on a dry quantization ({len(plan.layers)} integer layers)"
 
 
 def _value_bytes(value: Any) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from compiler.errors import TapeoutError
 from compiler.interpreter import interpret
 from compiler.ir.graph import Graph
 from compiler.report import format_table
-from compiler.tools.passes_run import compile_with, run_passes
+from compiler.tools.passes_run import collapse_stages, compile_with, run_passes
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,13 @@ class DebugReport:
 
 
 def _structural(art: Any) -> list[Any]:
+    """The artifact's own passes before quantization (the fused float reference's)."""
     from compiler.api import plan_pipeline
 
-    spec = ",".join(p["name"] + p.get("options", "") for p in art.passes) or None
-    passes = plan_pipeline(art.target, spec, None, None)
+    spec = collapse_stages(art.passes, before_quantize=True)
+    if spec is None and art.passes:  # quantization came first: no structural pass
+        return []
+    passes = plan_pipeline(art.target, spec)
     names = [p.name for p in passes]
     return passes[: names.index("quantize")] if "quantize" in names else passes
 
@@ -194,6 +197,15 @@ def _propose(report: DebugReport) -> None:
         }
 
 
+def _quant_config(spec: str | None, target: Any) -> Any:
+    """The QuantConfig the pipeline's quantize pass runs with."""
+    from compiler.api import plan_pipeline
+    from compiler.quant_config import QuantConfig
+
+    quantize = next((p for p in plan_pipeline(target, spec) if p.name == "quantize"), None)
+    return getattr(quantize, "config", None) or QuantConfig()
+
+
 def apply_fix(
     art: Any,
     model: Any,
@@ -204,24 +216,23 @@ def apply_fix(
 ) -> dict[str, Any]:
     """Recompile ``model`` with the layer at 16 bits (left float where 16 bits fails)."""
     import compiler
-    from compiler.api import plan_pipeline
 
     if calibration_data is None:
         log.warning("debug --fix: no --calib given; calibrating on the debug inputs")
         calibration_data = inputs
     dest = Path(output) if output else Path(str(art.path).rstrip("/") + "-fixed")
     layer = proposal["layer"]
-    attempts = [("16 bits", proposal["override"], None), ("left float", {}, layer)]
+    # The artifact's own pipeline, options included; the fix changes its QuantConfig.
+    spec = collapse_stages(art.passes)
+    config = _quant_config(spec, art.target)
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        ("16 bits", {"overrides": {**config.overrides, **proposal["override"]}}),
+        ("left float", {"exclude": (*config.exclude, layer)}),
+    ]
     error: Exception | None = None
-    # The artifact's own pipeline, options included (its precision may not be the target's).
-    spec = ",".join(p["name"] + p.get("options", "") for p in art.passes) or None
-    for how, overrides, exclude in attempts:
-        passes: list[Any] = plan_pipeline(art.target, spec, None, None)
-        if exclude is not None:
-            passes = [replace(p, exclude=(*p.exclude, exclude)) if p.name == "quantize" else p
-                      for p in passes]  # fmt: skip
+    for how, changes in attempts:
         try:
-            new = compile_with(model, art.target, passes, dest, calibration_data, overrides)
+            new = compile_with(model, art.target, spec, dest, calibration_data, changes)
         except TapeoutError as e:
             error = e
             log.warning("fix %s failed: %s", how, e)

@@ -40,7 +40,7 @@ def export(
     else:
         tgt = load_target(target)
         graph = import_model(source)
-        passes = remaining_passes(plan_pipeline(tgt, pipeline, None, None), source)
+        passes = remaining_passes(plan_pipeline(tgt, pipeline), source)
         if calibration_data is None and any(p.name == "quantize" for p in passes):
             raise CalibrationError(
                 f"the pipeline for target {tgt.name} quantizes: pass calibration data "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,12 @@ def load_saved_graph(model: str | Path, weights_optional: bool = False) -> Graph
 
 
 def passes_done(model: Any) -> list[str]:
-    """Names of the passes already run on a saved stage or artifact (empty for anything else)."""
-    return [p["name"] for p in pass_records(model)]
+    """Names of the passes already run on a saved stage or artifact (empty for anything else);
+    ``quantize`` when its stages ran (the records name the stages)."""
+    from compiler.tools.passes_run import QUANTIZE_STAGES
+
+    names = [p["name"] for p in pass_records(model)]
+    return names + (["quantize"] if set(names) & set(QUANTIZE_STAGES) else [])
 
 
 def pass_records(model: Any) -> list[dict[str, Any]]:
@@ -165,14 +170,14 @@ def compile_stage(
     calibration_data: Any = None,
     example_inputs: Any = None,
     pipeline: Any = None,
-    precision: str | None = None,
-    calibrator: str | None = None,
+    quant: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the target's pipeline up to and including pass ``stop_after``; write a stage.
 
-    Returns what was written: folder, passes run (those of an input stage included), nodes.
+    ``quant``: QuantConfig fields to change (as ``compile(quant=...)``). Returns what was
+    written: folder, passes run (those of an input stage included), nodes.
     """
-    from compiler.api import import_model, plan_pipeline, remaining_passes, to_numpy
+    from compiler.api import import_model, plan_pipeline, remaining_passes, resolve_quant, to_numpy
     from compiler.errors import TapeoutError
     from compiler.ir.verifier import verify
     from compiler.specialize import is_static, specialize_from_inputs
@@ -180,7 +185,8 @@ def compile_stage(
     from compiler.tools.passes_run import run_passes
 
     tgt = load_target(target)
-    planned = plan_pipeline(tgt, pipeline, precision, calibrator)
+    whole, changes = resolve_quant(tgt, quant)
+    planned = plan_pipeline(tgt, pipeline, whole, changes)
     names = [p.name for p in planned]
     if stop_after not in names:
         raise TapeoutError(

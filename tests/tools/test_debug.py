@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import compiler
-from compiler.api import plan_pipeline
 from compiler.cli import main
 from compiler.target import load_target
 from compiler.tools.debug import debug
@@ -26,9 +25,8 @@ def broken(tmp_path_factory: pytest.TempPathFactory, digits_calib: dict) -> Path
     calibrated to the 90th percentile, so a tenth of its values saturate."""
     out = tmp_path_factory.mktemp("broken") / "digits-broken"
     override = {BROKEN: {"calibrator": "percentile", "percentile": 90.0}}
-    target = load_target("reference")
-    passes = plan_pipeline(target, PIPELINE, "int8", None)
-    compile_with(DIGITS_ONNX, target, passes, out, digits_calib, override)
+    quant = {"precision": "int8", "overrides": override}
+    compile_with(DIGITS_ONNX, load_target("reference"), PIPELINE, out, digits_calib, quant)
     return out
 
 
