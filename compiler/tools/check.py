@@ -252,6 +252,13 @@ def _fpga_estimate(graph: Graph, target: Target, result: TargetCheck) -> dict[st
         out[key] = used
         out[f"{key}_pct"] = f"{100.0 * used / max(budget[key], 1):.1f}%"
     out["latency_us"] = float(f"{ev.latency / fpga.clock_mhz:.3g}")
+    over = [k.upper() for k in ("dsp", "bram18k", "lut") if getattr(ev.total, k) > budget[k]]
+    if over:
+        result.notes.append(
+            f"at reuse factor {fpga.default_reuse_factor} the dataflow design exceeds the part's "
+            f"{', '.join(over)}; compile raises the reuse factors to fit, or fails naming the "
+            "shortfall"
+        )
     return out
 
 
