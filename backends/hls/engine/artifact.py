@@ -24,8 +24,13 @@ from compiler.errors import BackendError, InputError
 #: -O3 lets g++ vectorize the MAC loop's int8 dot products: ResNet-50 in seconds per image.
 ENGINE_CXXFLAGS = ["-O3", "-std=c++14", "-Wall", "-Werror", "-ffp-contract=off"]
 
-_STATUS = {1: "unknown op", 2: "input buffer", 3: "weight buffer", 4: "accumulator buffer",
-           5: "parameter registers"}
+_STATUS = {
+    1: "unknown op",
+    2: "input buffer",
+    3: "weight buffer",
+    4: "accumulator buffer",
+    5: "parameter registers",
+}
 
 
 def to_memory(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -78,8 +83,9 @@ class EngineArtifact(HlsArtifact):
         import subprocess
 
         exe = self.build_testbench(sanitize)
-        return subprocess.run([str(exe), str(self._folder())], capture_output=True, text=True,
-                              timeout=900)
+        return subprocess.run(
+            [str(exe), str(self._folder())], capture_output=True, text=True, timeout=900
+        )
 
     # ---- running -------------------------------------------------------------------------
     def _load(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict[str, Any]]:
@@ -98,7 +104,8 @@ class EngineArtifact(HlsArtifact):
         path = self.build()
         if self._lib is None or self._lib_path != path:
             lib = ctypes.CDLL(str(path))
-            lib.tapeout_engine_run.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p] * 3
+            ptr, count = ctypes.c_void_p, ctypes.c_int
+            lib.tapeout_engine_run.argtypes = [ptr, count, ptr, ptr, ptr]
             lib.tapeout_engine_run.restype = ctypes.c_int
             self._lib, self._lib_path = lib, path
         return self._lib
@@ -107,11 +114,16 @@ class EngineArtifact(HlsArtifact):
         """Run the schedule once over ``arena`` (int8, the inputs already written)."""
         (sched, wgt, par), io = self._load()
         status = self._engine().tapeout_engine_run(
-            sched.ctypes.data, int(io["layers"]), wgt.ctypes.data, par.ctypes.data,
+            sched.ctypes.data,
+            int(io["layers"]),
+            wgt.ctypes.data,
+            par.ctypes.data,
             arena.ctypes.data,
         )
         if status != 0:
-            layer = io["layer_names"][status >> 8] if (status >> 8) < len(io["layer_names"]) else "?"
+            layer = (
+                io["layer_names"][status >> 8] if (status >> 8) < len(io["layer_names"]) else "?"
+            )
             raise BackendError(
                 f"engine C simulation stopped at layer {layer}: "
                 f"{_STATUS.get(status & 255, 'status ' + str(status & 255))} too small"
@@ -121,7 +133,8 @@ class EngineArtifact(HlsArtifact):
         """Run the C simulation; a leading axis of any size is a batch (one run per sample)."""
         if len(inputs) != len(self.graph.inputs):
             raise InputError(
-                f"graph @{self.graph.name} takes {len(self.graph.inputs)} input(s), got {len(inputs)}"
+                f"graph @{self.graph.name} takes {len(self.graph.inputs)} input(s), "
+                f"got {len(inputs)}"
             )
         _, io = self._load()
         arrays, counts = [], set()
@@ -138,8 +151,11 @@ class EngineArtifact(HlsArtifact):
             for spec, arr in zip(io["inputs"], arrays, strict=True):
                 shape = tuple(spec["shape"])
                 sample = arr[s] if n > 1 or arr.shape != shape else arr
-                q = sample if spec["scale"] is None else numerics.quantize(
-                    sample, np.float32(spec["scale"]), spec["zero_point"], "i8")
+                q = (
+                    sample
+                    if spec["scale"] is None
+                    else numerics.quantize(sample, float(spec["scale"]), spec["zero_point"], "i8")
+                )
                 mem = to_memory(q, shape)
                 arena[spec["offset"] : spec["offset"] + mem.size] = mem
             self.run_arena(arena)
@@ -148,7 +164,9 @@ class EngineArtifact(HlsArtifact):
         return [np.concatenate(r) if n else np.empty((0,)) for r in results]
 
     @staticmethod
-    def _output(arena: np.ndarray, spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> np.ndarray:
+    def _output(
+        arena: np.ndarray, spec: dict[str, Any], arrays: dict[str, np.ndarray]
+    ) -> np.ndarray:
         shape = tuple(spec["shape"])
         size = int(np.prod(shape))
         mem = arena[spec["offset"] : spec["offset"] + size].copy()

@@ -8,6 +8,7 @@ outputs with the reference interpreter for the testbench, and writes the project
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def model_bytes(graph: Graph) -> int:
     """Bytes the model needs in DDR: every constant and every computed tensor, 1 per i8."""
     consts = sum(int(np.asarray(c).nbytes) for c in graph.constants.values())
     acts = sum(
-        int(np.prod(v.type.shape)) * max(1, v.type.np_dtype.itemsize)
+        math.prod(int(d) for d in v.type.shape) * max(1, v.type.np_dtype.itemsize)
         for node in graph.nodes
         for v in node.outputs
         if node.op != "const" and all(isinstance(d, int) for d in v.type.shape)
@@ -78,13 +79,17 @@ def _config(options: dict[str, Any], target: Any, pow2: bool) -> EngineConfig:
 def _io(graph: Graph, low: EngineLowering) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
     inputs = []
-    for value, t in low.inputs:  # type: ignore[attr-defined]
+    for value, t in low.inputs:
         qp = t.value.type.quant if value is not t.value else None
-        inputs.append({
-            "name": value.name, "offset": t.offset, "shape": list(shape_of(value)),
-            "scale": None if qp is None else float(qp.scale[0]),
-            "zero_point": 0 if qp is None else int(qp.zero_point[0]),
-        })
+        inputs.append(
+            {
+                "name": value.name,
+                "offset": t.offset,
+                "shape": list(shape_of(value)),
+                "scale": None if qp is None else float(qp.scale[0]),
+                "zero_point": 0 if qp is None else int(qp.zero_point[0]),
+            }
+        )
     outputs = []
     for i, value in enumerate(graph.outputs):
         src, table = output_table(graph, value, low)
@@ -93,27 +98,45 @@ def _io(graph: Graph, low: EngineLowering) -> tuple[dict[str, Any], dict[str, np
             arrays[f"perm_{i}"] = t.perm.astype(np.int64)
         if table is not None:
             arrays[f"table_{i}"] = table
-        outputs.append({"name": value.name, "source": src.name, "index": i,
-                        "offset": t.offset, "shape": list(shape_of(src))})
-    io = {"arena": low.arena, "layers": len(low.steps), "inputs": inputs, "outputs": outputs,
-          "layer_names": [s.name for s in low.steps]}
+        outputs.append(
+            {
+                "name": value.name,
+                "source": src.name,
+                "index": i,
+                "offset": t.offset,
+                "shape": list(shape_of(src)),
+            }
+        )
+    io = {
+        "arena": low.arena,
+        "layers": len(low.steps),
+        "inputs": inputs,
+        "outputs": outputs,
+        "layer_names": [s.name for s in low.steps],
+    }
     return io, arrays
 
 
-def _golden(graph: Graph, io: dict[str, Any], arrays: dict[str, np.ndarray],
-            inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _golden(
+    graph: Graph, io: dict[str, Any], arrays: dict[str, np.ndarray], inputs: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Testbench data: inputs in the engine's memory order, the interpreter's i8 outputs in
     the engine's memory order (``perm``) too."""
     probe = graph.copy()
-    by_name = {v.name: v for n in probe.nodes for v in n.outputs} | {v.name: v for v in probe.inputs}
+    by_name = {v.name: v for n in probe.nodes for v in n.outputs} | {
+        v.name: v for v in probe.inputs
+    }
     probe.outputs = [by_name[o["source"]] for o in io["outputs"]]
     tb_in: list[list[np.ndarray]] = [[] for _ in io["inputs"]]
     tb_out: list[list[np.ndarray]] = [[] for _ in io["outputs"]]
     for s in range(len(inputs[0])):
         sample = [x[s : s + 1] for x in inputs]
         for i, spec in enumerate(io["inputs"]):
-            q = sample[i] if spec["scale"] is None else numerics.quantize(
-                sample[i], np.float32(spec["scale"]), spec["zero_point"], "i8")
+            q = (
+                sample[i]
+                if spec["scale"] is None
+                else numerics.quantize(sample[i], float(spec["scale"]), spec["zero_point"], "i8")
+            )
             tb_in[i].append(to_memory(q, tuple(spec["shape"])))
         for i, y in enumerate(interpret(probe, *sample)):
             flat = np.asarray(y).reshape(-1)
@@ -137,15 +160,18 @@ def _tb_inputs(graph: Graph, options: dict[str, Any], io: dict[str, Any]) -> lis
     return out
 
 
-def compile_engine(graph: Graph, target: Any, out: Path, options: dict[str, Any],
-                   reason: str) -> EngineArtifact:
+def compile_engine(
+    graph: Graph, target: Any, out: Path, options: dict[str, Any], reason: str
+) -> EngineArtifact:
     """The engine artifact for ``graph`` in ``out`` (``reason``: why the engine was chosen)."""
     check_board(graph, target)
     pow2 = bool(target.numerics.power_of_two_scales)
     cfg = _config(options, target, pow2)
     missing = unsupported(graph, target)
     if missing:
-        raise UnsupportedOpsError(missing, what=f"graph @{graph.name} on the engine for {target.name}")
+        raise UnsupportedOpsError(
+            missing, what=f"graph @{graph.name} on the engine for {target.name}"
+        )
     low = lower_graph(graph, target)
     tile_all(low.steps, cfg)
     images = pack(low.steps)
@@ -166,28 +192,51 @@ def compile_engine(graph: Graph, target: Any, out: Path, options: dict[str, Any]
 def _row(step: Any, cost: Any) -> dict[str, Any]:
     tiles = f"{step.get('T_OH')}x{step.get('T_OC')}x{step.get('T_IC')}" if step.op == "conv" else ""
     return {
-        "name": step.name, "op": step.kind, "loc": step.loc, "macs": step.macs, "tile": tiles,
-        "compute_cycles": cost.compute_cycles, "memory_cycles": cost.memory_cycles,
-        "cycles": cost.cycles, "bound": cost.bound, "efficiency": round(cost.efficiency, 3),
+        "name": step.name,
+        "op": step.kind,
+        "loc": step.loc,
+        "macs": step.macs,
+        "tile": tiles,
+        "compute_cycles": cost.compute_cycles,
+        "memory_cycles": cost.memory_cycles,
+        "cycles": cost.cycles,
+        "bound": cost.bound,
+        "efficiency": round(cost.efficiency, 3),
         "ddr_kb": round(cost.ddr_bytes / 1024, 1),
     }
 
 
-def _summary(graph: Graph, target: Any, cfg: EngineConfig, costs: list, clock: float,
-             reason: str, images: tuple[np.ndarray, ...], low: EngineLowering) -> dict[str, Any]:
+def _summary(
+    graph: Graph,
+    target: Any,
+    cfg: EngineConfig,
+    costs: list,
+    clock: float,
+    reason: str,
+    images: tuple[np.ndarray, ...],
+    low: EngineLowering,
+) -> dict[str, Any]:
     fpga = target.fpga
     used = resources(cfg, fpga, bool(target.numerics.power_of_two_scales))
     sched, wgt, par = images
     return {
-        "top": "engine_top", "fpga_arch": "engine", "arch_reason": reason,
-        "engine": cfg.name, "pp": cfg.pp, "icp": cfg.icp, "ocp": cfg.ocp,
-        "clock_mhz": clock, "ddr_gbps": fpga.ddr_gbps,
+        "top": "engine_top",
+        "fpga_arch": "engine",
+        "arch_reason": reason,
+        "engine": cfg.name,
+        "pp": cfg.pp,
+        "icp": cfg.icp,
+        "ocp": cfg.ocp,
+        "clock_mhz": clock,
+        "ddr_gbps": fpga.ddr_gbps,
         "ddr_bytes_per_cycle": round(bytes_per_cycle(fpga.ddr_gbps, clock), 2),
         **summarize(costs, cfg, clock),
         **{k: v for k, v in used.items()},
         **{f"{k}_budget": int(getattr(fpga, k)) for k in used},
         "buffers": {"in_buf": cfg.in_buf, "w_buf": cfg.w_buf, "acc_buf": cfg.acc_buf},
-        "layers": len(low.steps), "weights_mb": round(wgt.nbytes / 2**20, 3),
-        "params_kb": round(par.nbytes / 1024, 1), "arena_mb": round(low.arena / 2**20, 3),
+        "layers": len(low.steps),
+        "weights_mb": round(wgt.nbytes / 2**20, 3),
+        "params_kb": round(par.nbytes / 1024, 1),
+        "arena_mb": round(low.arena / 2**20, 3),
         "schedule_bytes": int(sched.nbytes),
     }

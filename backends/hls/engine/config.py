@@ -96,10 +96,12 @@ def parse_engine(option: Any) -> EngineConfig:
         fields = {"name", "pp", "icp", "ocp", "in_buf", "w_buf", "acc_buf", "max_oc"}
         unknown = sorted(set(option) - fields)
         if unknown:
-            raise BackendError(f"engine option has unknown field(s) {unknown}; known: {sorted(fields)}")
+            raise BackendError(
+                f"engine option has unknown field(s) {unknown}; known: {sorted(fields)}"
+            )
         base = parse_engine(option.get("name", "B4096")) if "name" in option else None
         try:
-            values = {k: int(v) for k, v in option.items() if k != "name"}
+            values: dict[str, Any] = {k: int(v) for k, v in option.items() if k != "name"}
         except (TypeError, ValueError):
             raise BackendError(f"engine fields must be integers, got {option!r}") from None
         if any(v < 1 for v in values.values()):

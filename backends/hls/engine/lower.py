@@ -99,6 +99,7 @@ class EngineLowering:
         self.steps: list[Step] = []
         self.covered: set[int] = set()
         self.arena = 0
+        self.inputs: list[tuple[Value, Tensor]] = []  # graph input -> its arena tensor
 
     def const(self, value: Value) -> np.ndarray | None:
         return self.graph.const_value(value)
@@ -133,8 +134,14 @@ class EngineLowering:
         t = self.tensor(value)
         if not same_perm(t.perm, natural_perm(shape_of(value))) or t.ps != t.c:
             raise UnsupportedOpsError(
-                [Unsupported(node.op, where(node), f"%{value.name} is a reshaped view the "
-                             "engine would have to copy to reorder (not implemented)")],
+                [
+                    Unsupported(
+                        node.op,
+                        where(node),
+                        f"%{value.name} is a reshaped view the "
+                        "engine would have to copy to reorder (not implemented)",
+                    )
+                ],
                 what="the engine schedule",
             )
         return t
@@ -165,15 +172,25 @@ def check_edges(graph: Graph, low: EngineLowering) -> list[Unsupported]:
             users = low.users(value)
             ok = users and all(u.op == "q.quantize" and int8(u.outputs[0]) for u in users)
             if not ok or len({str(u.outputs[0].type) for u in users}) != 1:
-                items.append(Unsupported("input", f"%{value.name}", "a float input must feed "
-                                         "only q.quantize to i8 (one set of parameters)"))
+                items.append(
+                    Unsupported(
+                        "input",
+                        f"%{value.name}",
+                        "a float input must feed only q.quantize to i8 (one set of parameters)",
+                    )
+                )
     for value in graph.outputs:
         if int8(value):
             continue
         src = low.island.get(value)
         if src is None or not tabulable(src) or not int8(src):
-            items.append(Unsupported("output", f"%{value.name}", "outputs must be i8 tensors, "
-                                     "their dequantize, or a float function of one"))
+            items.append(
+                Unsupported(
+                    "output",
+                    f"%{value.name}",
+                    "outputs must be i8 tensors, their dequantize, or a float function of one",
+                )
+            )
     return items
 
 
@@ -194,7 +211,9 @@ def input_tensors(graph: Graph, low: EngineLowering) -> list[tuple[Value, Tensor
     return placed
 
 
-def output_table(graph: Graph, value: Value, low: EngineLowering) -> tuple[Value, np.ndarray | None]:
+def output_table(
+    graph: Graph, value: Value, low: EngineLowering
+) -> tuple[Value, np.ndarray | None]:
     """The i8 value an output is read from, and the float table that maps it (None: int)."""
     if int8(value):
         return value, None
@@ -207,7 +226,7 @@ def lower_graph(graph: Graph, target: Target | None) -> EngineLowering:
     from backends.hls.engine.rules import RULES, island_rule
 
     low = EngineLowering(graph, target)
-    low.inputs = input_tensors(graph, low)  # type: ignore[attr-defined]
+    low.inputs = input_tensors(graph, low)
     for node in graph.nodes:
         if node.op == "const" or id(node) in low.covered:
             continue

@@ -15,6 +15,7 @@ import numpy as np
 
 from backends.hls.engine.lower import (
     EngineLowering,
+    Tensor,
     int8,
     natural_perm,
     same_perm,
@@ -54,15 +55,19 @@ def check_mac(node: Node, low: EngineLowering) -> str | None:
     if w.dtype != "i8" or low.const(w) is None:
         return "weights must be constant i8"
     if len(node.inputs) > 3:
-        return "a residual operand on the accumulator (the engine adds residuals after the requantize)"
-    if len(node.inputs) == 3 and (node.inputs[2].dtype != "i32" or low.const(node.inputs[2]) is None):
+        return (
+            "a residual operand on the accumulator (the engine adds residuals after the requantize)"
+        )
+    if len(node.inputs) == 3 and (
+        node.inputs[2].dtype != "i32" or low.const(node.inputs[2]) is None
+    ):
         return "bias must be a constant i32"
     if (a.get("acc") or "i32") != "i32":
         return f"accumulator {a.get('acc')}: the engine accumulates in i32"
     if a.get("act", "none") not in ("none", "relu"):
         return f"fused activation {a['act']!r} on the accumulator (the engine has relu)"
     if a.get("layout", "NCHW") != "NCHW":
-        return "layout NHWC in the IR (the engine lays out tensors itself: compile without convert-layout)"
+        return "layout NHWC in the IR (the engine lays out tensors itself: no convert-layout)"
     if node.op == "nn.conv2d" and x.type.rank != 4:
         return "conv2d on a tensor that is not 4-D"
     out = node.outputs[0]
@@ -87,7 +92,7 @@ def _requant_fields(step: Step, rq: Node) -> None:
     step.fields["HI"] = I8_MAX if hi is None else min(I8_MAX, int(hi))
 
 
-def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: object) -> None:
+def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: Tensor) -> None:
     """The residual unit's fields for q.add ``add`` with ``a_value`` as its a operand."""
     attrs = _attrs(add)
     first = add.inputs[0] is a_value
@@ -101,9 +106,13 @@ def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: object) -> None
     hi = attrs.get("clip_max")
     t = b_tensor
     step.fields.update(
-        RES=t.offset, RES_PS=t.ps, RES_ZP=t.zp,  # type: ignore[attr-defined]
-        RES_SHIFT=int(attrs["shift"]), RES_OUT_ZP=zo,
-        RES_LO=max(I8_MIN, lo), RES_HI=I8_MAX if hi is None else min(I8_MAX, int(hi)),
+        RES=t.offset,
+        RES_PS=t.ps,
+        RES_ZP=t.zp,
+        RES_SHIFT=int(attrs["shift"]),
+        RES_OUT_ZP=zo,
+        RES_LO=max(I8_MIN, lo),
+        RES_HI=I8_MAX if hi is None else min(I8_MAX, int(hi)),
     )
     step.fields["RES_AMUL_LO"], step.fields["RES_AMUL_HI"] = split64(int(a_mult))
     step.fields["RES_BMUL_LO"], step.fields["RES_BMUL_HI"] = split64(int(b_mult))
@@ -156,14 +165,34 @@ def lower_conv(node: Node, low: EngineLowering) -> None:
     step, _, final = _mac_step(node, low)
     out = low.alloc(final)
     step.weights = weights.transpose(0, 2, 3, 1)
-    step.kind = "depthwise" if groups > 1 and groups == oc and cin_g == 1 else (
-        "conv" if groups == 1 else "grouped")
+    step.kind = (
+        "depthwise"
+        if groups > 1 and groups == oc and cin_g == 1
+        else ("conv" if groups == 1 else "grouped")
+    )
     step.macs = out.pixels * oc * cin_g * kh * kw
     step.fields.update(
-        IN=t_in.offset, IN_H=t_in.h, IN_W=t_in.w, IN_C=t_in.c, IN_PS=t_in.ps, IN_ZP=t_in.zp,
-        OUT=out.offset, OUT_H=out.h, OUT_W=out.w, OUT_C=out.c, OUT_PS=out.ps,
-        KH=kh, KW=kw, SH=strides[0], SW=strides[1], PT=pads[0], PL=pads[1],
-        DH=dil[0], DW=dil[1], GROUPS=groups, RELU=int(a.get("act") == "relu"),
+        IN=t_in.offset,
+        IN_H=t_in.h,
+        IN_W=t_in.w,
+        IN_C=t_in.c,
+        IN_PS=t_in.ps,
+        IN_ZP=t_in.zp,
+        OUT=out.offset,
+        OUT_H=out.h,
+        OUT_W=out.w,
+        OUT_C=out.c,
+        OUT_PS=out.ps,
+        KH=kh,
+        KW=kw,
+        SH=strides[0],
+        SW=strides[1],
+        PT=pads[0],
+        PL=pads[1],
+        DH=dil[0],
+        DW=dil[1],
+        GROUPS=groups,
+        RELU=int(a.get("act") == "relu"),
     )
     low.add(step)
 
@@ -181,9 +210,25 @@ def lower_dense(node: Node, low: EngineLowering) -> None:
     step.kind = "dense"
     step.macs = t_in.pixels * n * k
     step.fields.update(
-        IN=t_in.offset, IN_H=t_in.h, IN_W=t_in.w, IN_C=k, IN_PS=t_in.ps, IN_ZP=t_in.zp,
-        OUT=out.offset, OUT_H=out.h, OUT_W=out.w, OUT_C=n, OUT_PS=out.ps,
-        KH=1, KW=1, SH=1, SW=1, DH=1, DW=1, GROUPS=1, RELU=int(_attrs(node).get("act") == "relu"),
+        IN=t_in.offset,
+        IN_H=t_in.h,
+        IN_W=t_in.w,
+        IN_C=k,
+        IN_PS=t_in.ps,
+        IN_ZP=t_in.zp,
+        OUT=out.offset,
+        OUT_H=out.h,
+        OUT_W=out.w,
+        OUT_C=n,
+        OUT_PS=out.ps,
+        KH=1,
+        KW=1,
+        SH=1,
+        SW=1,
+        DH=1,
+        DW=1,
+        GROUPS=1,
+        RELU=int(_attrs(node).get("act") == "relu"),
     )
     low.add(step)
 
@@ -202,14 +247,28 @@ def check_pool(node: Node, low: EngineLowering) -> str | None:
     return _int8_io(node, low)
 
 
-def _window_step(node: Node, low: EngineLowering, op: str) -> tuple[Step, object]:
+def _window_step(node: Node, low: EngineLowering, op: str) -> tuple[Step, Tensor]:
     t_in = low.natural(node.inputs[0], node)
     out = low.alloc(node.outputs[0])
     step = Step(low.name(node), op, [node], kind=node.op.split(".")[-1])
     step.fields.update(
-        IN=t_in.offset, IN_H=t_in.h, IN_W=t_in.w, IN_C=t_in.c, IN_PS=t_in.ps, IN_ZP=t_in.zp,
-        OUT=out.offset, OUT_H=out.h, OUT_W=out.w, OUT_C=out.c, OUT_PS=out.ps, OUT_ZP=out.zp,
-        DH=1, DW=1, SH=1, SW=1, RES=-1,
+        IN=t_in.offset,
+        IN_H=t_in.h,
+        IN_W=t_in.w,
+        IN_C=t_in.c,
+        IN_PS=t_in.ps,
+        IN_ZP=t_in.zp,
+        OUT=out.offset,
+        OUT_H=out.h,
+        OUT_W=out.w,
+        OUT_C=out.c,
+        OUT_PS=out.ps,
+        OUT_ZP=out.zp,
+        DH=1,
+        DW=1,
+        SH=1,
+        SW=1,
+        RES=-1,
     )
     return step, t_in
 
@@ -219,12 +278,20 @@ def lower_pool(node: Node, low: EngineLowering) -> None:
     op = "maxpool" if node.op == "nn.max_pool2d" else "avgpool"
     step, t_in = _window_step(node, low, op)
     if node.op == "q.global_avg_pool":
-        kernel, strides, pads, dil = [t_in.h, t_in.w], [1, 1], [0, 0, 0, 0], [1, 1]  # type: ignore[attr-defined]
+        kernel, strides, pads, dil = [t_in.h, t_in.w], [1, 1], [0, 0, 0, 0], [1, 1]
     else:
         kernel = list(a["kernel"])
         strides, pads, dil = spatial_params({**a, "strides": a.get("strides") or kernel}, 2)
-    step.fields.update(KH=kernel[0], KW=kernel[1], SH=strides[0], SW=strides[1],
-                       PT=pads[0], PL=pads[1], DH=dil[0], DW=dil[1])
+    step.fields.update(
+        KH=kernel[0],
+        KW=kernel[1],
+        SH=strides[0],
+        SW=strides[1],
+        PT=pads[0],
+        PL=pads[1],
+        DH=dil[0],
+        DW=dil[1],
+    )
     if op == "avgpool":
         step.fields["POOL_MULT"] = int(np.asarray(a["multiplier"]).reshape(-1)[0])
         step.fields["POOL_SHIFT"] = int(np.asarray(a["shift"]).reshape(-1)[0])
@@ -259,8 +326,18 @@ def lower_concat(node: Node, low: EngineLowering) -> None:
         t = low.natural(value, node)
         step = Step(low.name(node), "copy", [node], kind="concat")
         step.fields.update(
-            IN=t.offset, IN_H=t.h, IN_W=t.w, IN_C=t.c, IN_PS=t.ps, IN_ZP=t.zp,
-            OUT=out.offset + offset, OUT_H=out.h, OUT_W=out.w, OUT_C=t.c, OUT_PS=out.ps, RES=-1,
+            IN=t.offset,
+            IN_H=t.h,
+            IN_W=t.w,
+            IN_C=t.c,
+            IN_PS=t.ps,
+            IN_ZP=t.zp,
+            OUT=out.offset + offset,
+            OUT_H=out.h,
+            OUT_W=out.w,
+            OUT_C=t.c,
+            OUT_PS=out.ps,
+            RES=-1,
         )
         offset += t.c
         low.add(step)
@@ -292,8 +369,17 @@ def lower_island_exit(node: Node, low: EngineLowering) -> None:
     step = Step(low.name(node), "lut", [node], kind="table")
     step.weights = np.asarray(island_table(low.graph, node.outputs[0], src), dtype=np.int8)
     step.fields.update(
-        IN=t_in.offset, IN_H=1, IN_W=t_in.pixels, IN_C=t_in.c, IN_PS=t_in.ps,
-        OUT=out.offset, OUT_H=1, OUT_W=t_in.pixels, OUT_PS=t_in.c, OUT_C=t_in.c, RES=-1,
+        IN=t_in.offset,
+        IN_H=1,
+        IN_W=t_in.pixels,
+        IN_C=t_in.c,
+        IN_PS=t_in.ps,
+        OUT=out.offset,
+        OUT_H=1,
+        OUT_W=t_in.pixels,
+        OUT_PS=t_in.c,
+        OUT_C=t_in.c,
+        RES=-1,
     )
     low.add(step)
 
@@ -311,7 +397,7 @@ def lower_nothing(node: Node, low: EngineLowering) -> None:
 def check_requantize(node: Node, low: EngineLowering) -> str | None:
     src = node.inputs[0].producer
     if src is None or src.op not in ("nn.conv2d", "nn.dense"):
-        return "a q.requantize that does not follow a conv/dense (the engine requantizes in its epilogue)"
+        return "a q.requantize not after a conv/dense (the engine requantizes in its epilogue)"
     return None
 
 
@@ -330,8 +416,14 @@ RULES: dict[str, Rule] = {
     "tensor.concat": Rule(check_concat, lower_concat),
     **{
         op: Rule(check_reshape, lower_reshape)
-        for op in ("tensor.reshape", "tensor.flatten", "tensor.squeeze", "tensor.unsqueeze",
-                   "tensor.identity", "nn.dropout")
+        for op in (
+            "tensor.reshape",
+            "tensor.flatten",
+            "tensor.squeeze",
+            "tensor.unsqueeze",
+            "tensor.identity",
+            "nn.dropout",
+        )
     },
 }
 """Every op the engine runs (float elementwise ops inside islands use island_rule)."""

@@ -30,8 +30,17 @@ from compiler.target import load_target
 HEADER = Path(__file__).resolve().parents[3] / "backends/hls/include/tapeout/engine_desc.h"
 
 
-def conv_step(ic: int, oc: int, h: int, w: int, k: int = 3, stride: int = 1, groups: int = 1,
-              pad: int | None = None, res: bool = False) -> Step:
+def conv_step(
+    ic: int,
+    oc: int,
+    h: int,
+    w: int,
+    k: int = 3,
+    stride: int = 1,
+    groups: int = 1,
+    pad: int | None = None,
+    res: bool = False,
+) -> Step:
     """A conv step as lowering makes it (same-padding by default)."""
     pad = k // 2 if pad is None else pad
     oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
@@ -39,9 +48,25 @@ def conv_step(ic: int, oc: int, h: int, w: int, k: int = 3, stride: int = 1, gro
     step.weights = np.zeros((oc, k, k, ic // groups), np.int8)
     step.macs = oh * ow * oc * (ic // groups) * k * k
     step.fields.update(
-        IN_H=h, IN_W=w, IN_C=ic, IN_PS=ic, OUT_H=oh, OUT_W=ow, OUT_C=oc, OUT_PS=oc,
-        KH=k, KW=k, SH=stride, SW=stride, PT=pad, PL=pad, DH=1, DW=1, GROUPS=groups,
-        PER_CHANNEL=1, RES=0 if res else -1,
+        IN_H=h,
+        IN_W=w,
+        IN_C=ic,
+        IN_PS=ic,
+        OUT_H=oh,
+        OUT_W=ow,
+        OUT_C=oc,
+        OUT_PS=oc,
+        KH=k,
+        KW=k,
+        SH=stride,
+        SW=stride,
+        PT=pad,
+        PL=pad,
+        DH=1,
+        DW=1,
+        GROUPS=groups,
+        PER_CHANNEL=1,
+        RES=0 if res else -1,
     )
     return step
 
@@ -94,12 +119,18 @@ def test_weights_too_large_for_the_buffer_are_split_by_output_channels() -> None
     t = choose_tiles(step, cfg)
     assert t.oc * 9 * t.ic <= 300_000 and t.oc % 16 == 0
     assert {k: v for k, v in needs(step, t).items() if k != "max_oc"} == {
-        "in_buf": (t.oh + 2) * 16 * t.ic, "w_buf": t.oc * 9 * t.ic, "acc_buf": t.oh * 14 * t.oc}
+        "in_buf": (t.oh + 2) * 16 * t.ic,
+        "w_buf": t.oc * 9 * t.ic,
+        "acc_buf": t.oh * 14 * t.oc,
+    }
 
 
 @given(
-    ic=st.integers(1, 300), oc=st.integers(1, 300), hw=st.integers(1, 40),
-    k=st.sampled_from([1, 3, 5]), stride=st.sampled_from([1, 2]),
+    ic=st.integers(1, 300),
+    oc=st.integers(1, 300),
+    hw=st.integers(1, 40),
+    k=st.sampled_from([1, 3, 5]),
+    stride=st.sampled_from([1, 2]),
     buf=st.integers(2_000, 200_000),
 )
 def test_chosen_tiles_always_fit_every_buffer(ic, oc, hw, k, stride, buf) -> None:
@@ -207,7 +238,7 @@ def test_resources_scale_with_the_array() -> None:
     assert resources(sized(parse_engine("B512"), fpga), fpga, False)["dsp"] > small["dsp"]
 
 
-# ---- the board ---------------------------------------------------------------------------------------
+# ---- the board ---------------------------------------------------------------------------
 def test_a_model_over_the_boards_ddr_is_refused_up_front() -> None:
     target = load_target("pynq-z2")
     graph = Graph("huge")

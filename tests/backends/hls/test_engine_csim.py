@@ -42,9 +42,13 @@ class Builder:
 
     def conv(self, x: Value, cout: int, k: int, zp_out: int, groups: int = 1, **attrs) -> Value:
         cin = int(x.type.shape[1])
-        w = self.g.add_const("w", self.rng.integers(-127, 128, (cout, cin // groups, k, k)).astype(np.int8))
+        w = self.g.add_const(
+            "w", self.rng.integers(-127, 128, (cout, cin // groups, k, k)).astype(np.int8)
+        )
         b = self.g.add_const("b", self.rng.integers(-3000, 3000, cout).astype(np.int32))
-        acc = self.g.add_node("nn.conv2d", [x, w, b], {"acc": "i32", "groups": groups, **attrs}).outputs[0]
+        acc = self.g.add_node(
+            "nn.conv2d", [x, w, b], {"acc": "i32", "groups": groups, **attrs}
+        ).outputs[0]
         return self.requantize(acc, zp_out, axis=1)
 
     def requantize(self, acc: Value, zp_out: int, axis: int, scale: float = 1e-2, **clip) -> Value:
@@ -53,8 +57,13 @@ class Builder:
         pairs = [quantize_multiplier(float(s)) for s in reals]
         shape = acc.type.shape
         out_t = TensorType("i8", shape, _q(0.05, zp_out))
-        attrs = {"dtype": "i8", "axis": axis, "multiplier": [m for m, _ in pairs],
-                 "shift": [s for _, s in pairs], **clip}
+        attrs = {
+            "dtype": "i8",
+            "axis": axis,
+            "multiplier": [m for m, _ in pairs],
+            "shift": [s for _, s in pairs],
+            **clip,
+        }
         return self.g.add_node("q.requantize", [acc], attrs, out_types=[out_t]).outputs[0]
 
     def node(self, op: str, inputs: list[Value], attrs: dict, zp: int, shape=None) -> Value:
@@ -72,22 +81,48 @@ def ops_graph() -> Graph:
     a = b.conv(x, 8, 3, -4, groups=2, pads=[1, 0, 1, 2], strides=[2, 2], act="relu")  # 6x6
     d = b.conv(a, 8, 3, 5, groups=8, pads=[2, 2, 2, 2], dilations=[2, 2])  # depthwise, dilated
     d2 = b.requantize(
-        g.add_node("nn.conv2d", [d, g.add_const("w", b.rng.integers(-127, 128, (12, 8, 1, 1)).astype(np.int8))],
-                   {"acc": "i32"}).outputs[0], -2, axis=1, clip_min=-20, clip_max=90)
-    m = b.node("nn.max_pool2d", [d2], {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 0, 0],
-                                       "ceil_mode": True}, -2)
-    p = b.node("q.avg_pool2d", [d2], {"kernel": [2, 2], "strides": [2, 2], "dtype": "i8",
-                                     "multiplier": 1 << 30, "shift": 32}, 1, shape=m.type.shape)
+        g.add_node(
+            "nn.conv2d",
+            [d, g.add_const("w", b.rng.integers(-127, 128, (12, 8, 1, 1)).astype(np.int8))],
+            {"acc": "i32"},
+        ).outputs[0],
+        -2,
+        axis=1,
+        clip_min=-20,
+        clip_max=90,
+    )
+    m = b.node(
+        "nn.max_pool2d",
+        [d2],
+        {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 0, 0], "ceil_mode": True},
+        -2,
+    )
+    p = b.node(
+        "q.avg_pool2d",
+        [d2],
+        {"kernel": [2, 2], "strides": [2, 2], "dtype": "i8", "multiplier": 1 << 30, "shift": 32},
+        1,
+        shape=m.type.shape,
+    )
     cat = b.node("tensor.concat", [m, p], {"axis": 1}, -2)
     mm = b.node("tensor.concat", [p, m], {"axis": 1}, 1)
-    s = b.node("q.add", [cat, mm], {"dtype": "i8", "a_multiplier": 3, "b_multiplier": 5,
-                                    "shift": 3, "act": "relu"}, 4)
-    flat = g.add_node("tensor.reshape", [s], {"shape": [1, -1]}, out_types=[
-        TensorType("i8", (1, int(np.prod(s.type.shape))), s.type.quant)]).outputs[0]
+    s = b.node(
+        "q.add",
+        [cat, mm],
+        {"dtype": "i8", "a_multiplier": 3, "b_multiplier": 5, "shift": 3, "act": "relu"},
+        4,
+    )
+    flat = g.add_node(
+        "tensor.reshape",
+        [s],
+        {"shape": [1, -1]},
+        out_types=[TensorType("i8", (1, int(np.prod(s.type.shape))), s.type.quant)],
+    ).outputs[0]
     k = int(flat.type.shape[1])
     w = g.add_const("fc", b.rng.integers(-127, 128, (7, k)).astype(np.int8))
-    y = b.requantize(g.add_node("nn.dense", [flat, w], {"acc": "i32"}).outputs[0], 0, axis=1,
-                     scale=1e-3)
+    y = b.requantize(
+        g.add_node("nn.dense", [flat, w], {"acc": "i32"}).outputs[0], 0, axis=1, scale=1e-3
+    )
     g.outputs = [y, s]
     return g
 
@@ -102,14 +137,24 @@ def _assert_equal(art, inputs: list[np.ndarray]) -> None:
 
 def test_every_engine_unit_on_tiny_tiled_buffers(tmp_path) -> None:
     graph = ops_graph()
-    art = compiler.compile(graph, target="zcu104", output_dir=tmp_path / "ops", pipeline=[],
-                           fpga_arch="engine", engine=TINY, tb_samples=3)
+    art = compiler.compile(
+        graph,
+        target="zcu104",
+        output_dir=tmp_path / "ops",
+        pipeline=[],
+        fpga_arch="engine",
+        engine=TINY,
+        tb_samples=3,
+    )
     assert isinstance(art, EngineArtifact)
     tiles = [row["tile"] for row in art.layers if row["tile"]]
     assert any(t.split("x")[0] != "1" for t in tiles) and len(set(tiles)) > 1
     x = np.random.default_rng(2).integers(-128, 128, (12, 6, 11, 11)).astype(np.int8)
     y, s = art.run(x)
-    assert len(np.unique(y)) > 20 and len(np.unique(s)) > 20, (np.unique(y), np.unique(s))  # not saturated or clipped flat
+    assert len(np.unique(y)) > 20 and len(np.unique(s)) > 20, (
+        np.unique(y),
+        np.unique(s),
+    )  # not saturated or clipped flat
     _assert_equal(art, [x])
     result = art.run_testbench()
     assert result.returncode == 0 and "0 mismatching" in result.stdout, result.stdout
@@ -121,8 +166,7 @@ def _calibration(case, shape) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(16, *shape[1:])).astype(np.float32)
 
 
-ZOO = [("digits_cnn", None), ("residual_block", None), ("mobilenet_block", None),
-       ("resnet18", 32)]
+ZOO = [("digits_cnn", None), ("residual_block", None), ("mobilenet_block", None), ("resnet18", 32)]
 
 
 @pytest.fixture(scope="module", params=ZOO, ids=[name for name, _ in ZOO])
@@ -135,10 +179,16 @@ def zoo(request, tmp_path_factory):
     if size:  # ResNet-18 at a small resolution keeps CI fast; the layers are the same
         x0 = torch.randn(1, int(x0.shape[1]), size, size)
     shape = tuple(x0.shape)
-    art = compiler.compile(case.build(), target="zcu104", example_inputs=(x0,),
-                           calibration_data=_calibration(case, shape),
-                           output_dir=tmp_path_factory.mktemp(name) / "engine",
-                           fpga_arch="engine", engine="B1024", tb_samples=2)
+    art = compiler.compile(
+        case.build(),
+        target="zcu104",
+        example_inputs=(x0,),
+        calibration_data=_calibration(case, shape),
+        output_dir=tmp_path_factory.mktemp(name) / "engine",
+        fpga_arch="engine",
+        engine="B1024",
+        tb_samples=2,
+    )
     return name, shape, art
 
 
@@ -169,6 +219,8 @@ def test_auto_picks_the_engine_when_the_weights_exceed_the_chip(zoo) -> None:
     from backends.hls.engine.choice import pick_arch
 
     arch, reason = pick_arch(art.graph, art.target, {})
-    assert arch == "engine" and "exceed" in reason and "dataflow design keeps every weight" in reason
+    assert (
+        arch == "engine" and "exceed" in reason and "dataflow design keeps every weight" in reason
+    )
     small = pick_arch(art.graph, art.target, {"fpga_arch": "dataflow"})
     assert small[0] == "dataflow"

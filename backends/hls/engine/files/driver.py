@@ -38,7 +38,7 @@ class EngineDriver:
         self.io = json.loads((ddr / "io.json").read_text())
         with np.load(ddr / "io.npz") as npz:
             self.arrays = {k: npz[k] for k in npz.files}
-        self.images = {
+        self.images: dict[str, np.ndarray] = {
             "sched": np.fromfile(ddr / "schedule.bin", dtype=np.int32),
             "wgt": np.fromfile(ddr / "weights.bin", dtype=np.int8),
             "par": np.fromfile(ddr / "params.bin", dtype=np.int32),
@@ -85,9 +85,11 @@ class EngineDriver:
         if self._kernel is not None:
             return
         try:
-            import pynq  # type: ignore[import-not-found]
+            import pynq
         except ImportError as err:
-            raise RuntimeError("the board driver needs pynq (pip install pynq) on the board") from err
+            raise RuntimeError(
+                "the board driver needs pynq (pip install pynq) on the board"
+            ) from err
         if self.bitstream is None:
             raise RuntimeError("pass bitstream= (the .bit/.xclbin built from run_hls.tcl)")
         overlay = pynq.Overlay(str(self.bitstream))
@@ -116,5 +118,7 @@ class EngineDriver:
 if __name__ == "__main__":
     folder = sys.argv[1] if len(sys.argv) > 1 else "."
     driver = EngineDriver(folder, sys.argv[2] if len(sys.argv) > 2 else None)
-    print(f"{driver.io['layers']} layers, arena {driver.io['arena']} bytes; inputs:",
-          [s["shape"] for s in driver.io["inputs"]])
+    print(
+        f"{driver.io['layers']} layers, arena {driver.io['arena']} bytes; inputs:",
+        [s["shape"] for s in driver.io["inputs"]],
+    )
