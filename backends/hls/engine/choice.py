@@ -36,7 +36,7 @@ def pick_arch(graph: Graph, target: Any, options: dict[str, Any]) -> tuple[str, 
         raise BackendError(f"fpga_arch must be one of {', '.join(ARCHS)}, got {arch!r}")
     if arch != "auto":
         return str(arch), f"fpga_arch={arch!r} was asked for"
-    if options.get("engine") is not None:
+    if options.get("engine") not in (None, False):
         return "engine", f"an engine size was asked for (engine={options['engine']!r})"
     missing = dataflow_unsupported(graph, target)
     if missing:

@@ -32,9 +32,6 @@ from compiler.errors import BackendError, UnsupportedOpsError
 from compiler.interpreter import interpret
 from compiler.ir.graph import Graph
 
-#: Options the engine reads (the others of the HLS backend are the dataflow design's).
-ENGINE_OPTIONS = ("engine", "fpga_arch", "tb_samples", "tb_inputs", "top", "precision")
-
 
 def model_bytes(graph: Graph) -> int:
     """Bytes the model needs in DDR: every constant and every computed tensor, 1 per i8."""
@@ -127,8 +124,8 @@ def _golden(
         v.name: v for v in probe.inputs
     }
     probe.outputs = [by_name[o["source"]] for o in io["outputs"]]
-    tb_in: list[list[np.ndarray]] = [[] for _ in io["inputs"]]
-    tb_out: list[list[np.ndarray]] = [[] for _ in io["outputs"]]
+    tb_in: list[list[np.ndarray]] = [[np.zeros(0, np.int8)] for _ in io["inputs"]]
+    tb_out: list[list[np.ndarray]] = [[np.zeros(0, np.int8)] for _ in io["outputs"]]
     for s in range(len(inputs[0])):
         sample = [x[s : s + 1] for x in inputs]
         for i, spec in enumerate(io["inputs"]):

@@ -80,7 +80,7 @@ class EngineConfig:
 
 def parse_engine(option: Any) -> EngineConfig:
     """The ``engine`` option as an array size: ``"B2304"`` or ``{"pp": 8, "icp": 12, ...}``."""
-    if option is None:
+    if option is None or option is False:  # False: the CLI's --no-engine (a GPU option)
         option = "B4096"
     if isinstance(option, EngineConfig):
         return option

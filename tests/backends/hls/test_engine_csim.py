@@ -212,15 +212,32 @@ def test_zoo_testbench_and_reload(zoo) -> None:
     assert again.run(x)[0].tobytes() == art.run(x)[0].tobytes()
 
 
-def test_auto_picks_the_engine_when_the_weights_exceed_the_chip(zoo) -> None:
-    name, _, art = zoo
-    if name != "resnet18":
-        pytest.skip("ResNet-18's 11.7 MB of weights exceed every Zynq part's BRAM+URAM")
+def test_auto_picks_dataflow_for_small_models_and_the_engine_for_large_ones(zoo) -> None:
     from backends.hls.engine.choice import pick_arch
 
+    name, _, art = zoo
     arch, reason = pick_arch(art.graph, art.target, {})
-    assert (
-        arch == "engine" and "exceed" in reason and "dataflow design keeps every weight" in reason
-    )
-    small = pick_arch(art.graph, art.target, {"fpga_arch": "dataflow"})
-    assert small[0] == "dataflow"
+    if name == "resnet18":  # 11.7 MB of weights: more than any Zynq part's BRAM + URAM
+        assert arch == "engine" and "exceed" in reason and "keeps every weight" in reason
+    elif name == "digits_cnn":
+        assert arch == "dataflow" and "fit on chip" in reason
+    else:
+        pytest.skip("ResNet-18 and the digits CNN show both choices")
+    assert pick_arch(art.graph, art.target, {"fpga_arch": "dataflow"})[0] == "dataflow"
+    assert pick_arch(art.graph, art.target, {"engine": "B512"})[0] == "engine"
+
+
+def test_a_layer_no_tiling_fits_is_refused_before_anything_is_written(tmp_path) -> None:
+    from compiler.errors import BackendError
+
+    tiny = {**TINY, "in_buf": 40}
+    with pytest.raises(BackendError, match=r"layer conv2d \(grouped\).*in_buf needs \d+ > 40"):
+        compiler.compile(
+            ops_graph(),
+            target="zcu104",
+            output_dir=tmp_path / "out",
+            pipeline=[],
+            fpga_arch="engine",
+            engine=tiny,
+        )
+    assert not (tmp_path / "out").exists()
