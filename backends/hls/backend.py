@@ -20,9 +20,9 @@ Options (``compile(..., reuse_factor=4)`` or ``tapeout compile --option reuse_fa
 * ``fpga_arch``: ``"auto"`` (default), ``"dataflow"`` or ``"engine"``: the architecture
   (``backends.hls.engine.choice``: dataflow when the model fits on chip, else the
   weight-streaming engine, and the summary's ``arch_reason`` says why);
-* ``engine``: the engine's size, ``"B512"`` ... ``"B4096"`` (default ``"B4096"``) or a dict
-  of ``backends.hls.engine.config.EngineConfig`` fields; ``engine_clock_mhz``: the engine's
-  clock for the estimate (default: the target's).
+* ``engine``: the engine's size, ``"B512"`` ... ``"B4096"`` (default: the largest that fits
+  the part) or a dict of ``backends.hls.engine.config.EngineConfig`` fields;
+  ``engine_clock_mhz``: the engine's clock for the estimate (default: the target's).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from backends.hls.codegen import firmware_files
 from backends.hls.engine import compile_engine
 from backends.hls.engine import unsupported as engine_unsupported
 from backends.hls.engine.artifact import EngineArtifact
-from backends.hls.engine.choice import pick_arch
+from backends.hls.engine.choice import DATAFLOW_OPTIONS, pick_arch
 from backends.hls.host import host_header, host_source, testbench_source
 from backends.hls.plan import batch_one, build_design, unsupported
 from backends.hls.project import (
@@ -103,7 +103,7 @@ class HlsBackend:
         try:
             art = self._dataflow(graph, target, Path(out_dir), options)
         except BackendError as err:
-            if options.get("fpga_arch", "auto") != "auto" or "does not fit" not in str(err):
+            if not _may_fall_back(options) or "does not fit" not in str(err):
                 raise
             why = f"the dataflow design does not fit: {err}"
             return compile_engine(graph, target, Path(out_dir), options, why)
@@ -153,6 +153,14 @@ class HlsBackend:
         summary = report.get("summary") or {}
         cls = EngineArtifact if summary.get("fpga_arch") == "engine" else HlsArtifact
         return cls(graph, target, path, report.get("layers"), summary)
+
+
+def _may_fall_back(options: dict[str, Any]) -> bool:
+    """A dataflow design that does not fit may become the engine: unless the user chose the
+    architecture or set options only the dataflow design reads."""
+    return options.get("fpga_arch", "auto") == "auto" and not any(
+        k in options for k in DATAFLOW_OPTIONS
+    )
 
 
 def _tb_inputs(options: dict[str, Any], design: Any) -> list[np.ndarray]:

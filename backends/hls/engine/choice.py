@@ -18,6 +18,8 @@ from backends.hls.engine.config import onchip_bytes
 from compiler.ir.graph import Graph
 
 ARCHS = ("auto", "dataflow", "engine")
+#: Options only the dataflow design reads: giving one asks for it.
+DATAFLOW_OPTIONS = ("reuse_factor", "dsp_packing", "port_layout")
 
 
 def weight_bytes(graph: Graph) -> int:
@@ -38,6 +40,9 @@ def pick_arch(graph: Graph, target: Any, options: dict[str, Any]) -> tuple[str, 
         return str(arch), f"fpga_arch={arch!r} was asked for"
     if options.get("engine") not in (None, False):
         return "engine", f"an engine size was asked for (engine={options['engine']!r})"
+    given = [k for k in DATAFLOW_OPTIONS if k in options]
+    if given:
+        return "dataflow", f"{', '.join(given)} applies to the dataflow design"
     missing = dataflow_unsupported(graph, target)
     if missing:
         ops = sorted({m.op for m in missing})

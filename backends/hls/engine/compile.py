@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from backends.hls.engine.artifact import EngineArtifact, to_memory
-from backends.hls.engine.config import EngineConfig, engine_config, fit_problems, resources
+from backends.hls.engine.config import (
+    EngineConfig,
+    engine_config,
+    fit_problems,
+    largest_fitting,
+    resources,
+)
 from backends.hls.engine.cost import bytes_per_cycle, step_cost, summarize
 from backends.hls.engine.lower import (
     EngineLowering,
@@ -63,6 +69,11 @@ def check_board(graph: Graph, target: Any) -> None:
 
 
 def _config(options: dict[str, Any], target: Any, pow2: bool) -> EngineConfig:
+    """The engine asked for, or the largest standard size that fits the part."""
+    if options.get("engine") in (None, False):
+        best = largest_fitting(target.fpga, pow2)
+        if best is not None:
+            return best
     cfg = engine_config(options.get("engine"), target.fpga)
     problems = fit_problems(cfg, target.fpga, pow2)
     if problems:

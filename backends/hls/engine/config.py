@@ -34,6 +34,10 @@ DPU_SIZES: dict[str, tuple[int, int, int]] = {
     "B4096": (8, 16, 16),
 }
 
+#: Smaller arrays than the DPU's, for parts with few DSPs (Zynq-7000); the automatic choice
+#: falls back to them.
+SMALL_SIZES: dict[str, tuple[int, int, int]] = {"B256": (4, 4, 8), "B128": (2, 4, 8)}
+
 BRAM18K_BYTES = 2304  # 18 Kb
 BRAM18K_BITS_WIDE = 36  # widest port of a BRAM18K
 URAM_BYTES = 36864  # 288 Kb
@@ -81,11 +85,11 @@ class EngineConfig:
 def parse_engine(option: Any) -> EngineConfig:
     """The ``engine`` option as an array size: ``"B2304"`` or ``{"pp": 8, "icp": 12, ...}``."""
     if option is None or option is False:  # False: the CLI's --no-engine (a GPU option)
-        option = "B4096"
+        option = "B4096"  # compile picks the largest size that fits the part instead
     if isinstance(option, EngineConfig):
         return option
     if isinstance(option, str):
-        size = DPU_SIZES.get(option.upper())
+        size = {**DPU_SIZES, **SMALL_SIZES}.get(option.upper())
         if size is None:
             raise BackendError(
                 f"unknown engine size {option!r}; known: {', '.join(DPU_SIZES)} "
@@ -168,6 +172,16 @@ def resources(cfg: EngineConfig, fpga: Any, pow2_requant: bool) -> dict[str, int
         "lut": LUT_BASE + LUT_PER_MAC * cfg.macs,
         "ff": 2 * LUT_BASE + FF_PER_MAC * cfg.macs,
     }
+
+
+def largest_fitting(fpga: Any, pow2_requant: bool) -> EngineConfig | None:
+    """The largest standard engine (DPU sizes, then the small ones) that fits ``fpga``."""
+    sizes = {**DPU_SIZES, **SMALL_SIZES}
+    for name in sorted(sizes, key=lambda n: -int(n[1:])):
+        cfg = sized(EngineConfig(name, *sizes[name]), fpga)
+        if not fit_problems(cfg, fpga, pow2_requant):
+            return cfg
+    return None
 
 
 def fit_problems(cfg: EngineConfig, fpga: Any, pow2_requant: bool) -> list[str]:

@@ -256,3 +256,17 @@ def test_a_target_without_ddr_data_is_refused() -> None:
     no_ddr = dataclasses.replace(target, fpga=dataclasses.replace(target.fpga, ddr_mb=0))
     with pytest.raises(BackendError, match="ddr_mb"):
         check_board(Graph("g"), no_ddr)
+
+
+@pytest.mark.parametrize(
+    ("target", "size"),
+    [("zcu104", "B4096"), ("kv260", "B4096"), ("u250", "B4096"), ("pynq-z2", "B256")],
+)
+def test_the_default_engine_is_the_largest_that_fits(target: str, size: str) -> None:
+    from backends.hls.engine.config import largest_fitting
+
+    fpga = load_target(target).fpga
+    best = largest_fitting(fpga, pow2_requant=True)
+    assert best is not None and best.name == size
+    # pynq-z2's 220 DSP48E1 (one int8 product each) cannot take B512's 256 MACs
+    assert not resources(best, fpga, True)["dsp"] > fpga.dsp
