@@ -241,3 +241,23 @@ def test_a_layer_no_tiling_fits_is_refused_before_anything_is_written(tmp_path) 
             engine=tiny,
         )
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("target", ["kv260", "u250"])
+def test_the_same_graph_on_other_boards(zoo, target: str, tmp_path) -> None:
+    name, shape, art = zoo
+    if name != "resnet18":
+        pytest.skip("one model on the other boards keeps CI time modest")
+    other = compiler.compile(
+        art.graph,
+        target=target,
+        pipeline=[],
+        output_dir=tmp_path / target,
+        fpga_arch="engine",
+        tb_samples=0,
+    )
+    assert (
+        other.summary["engine"] == "B4096" and other.summary["dsp"] <= other.summary["dsp_budget"]
+    )
+    x = np.random.default_rng(4).normal(size=(1, *shape[1:])).astype(np.float32)
+    assert other.run(x)[0].tobytes() == interpret(art.graph, x)[0].tobytes()
