@@ -5,7 +5,9 @@ not have (non-zero zero points, a grouped conv with stride 2, a dilated depthwis
 non-power-of-two per-channel requantize with clipping, max pooling with ceil_mode, average
 pooling, concat, a standalone add, reshape into a dense layer whose weights absorb the
 NHWC order), on tiny buffers so that every layer is tiled over rows, output and input
-channels. The zoo's CNNs then go through ``compiler.compile(..., fpga_arch="engine")``: the
+channels; its testbench also runs under AddressSanitizer and UBSan. Engines of different
+sizes are loaded into this one process (their symbols must not collide). The zoo's CNNs then
+go through ``compiler.compile(..., fpga_arch="engine")``: the
 real pipeline, random inputs, every output bit compared, plus the generated testbench.
 """
 
@@ -156,7 +158,7 @@ def test_every_engine_unit_on_tiny_tiled_buffers(tmp_path) -> None:
         np.unique(s),
     )  # not saturated or clipped flat
     _assert_equal(art, [x])
-    result = art.run_testbench()
+    result = art.run_testbench(sanitize=True)  # ASan + UBSan over the engine's C++
     assert result.returncode == 0 and "0 mismatching" in result.stdout, result.stdout
 
 
