@@ -150,8 +150,7 @@ class EngineLowering:
         """``value`` is ``source``'s memory read with another shape (a reshape)."""
         src = self.tensor(source)
         h, w, c = geometry(shape_of(value))
-        perm = src.perm if src.perm is not None else None
-        self.tensors[value] = Tensor(value, src.offset, h, w, c, c, src.zp, perm)
+        self.tensors[value] = Tensor(value, src.offset, h, w, c, c, src.zp, src.perm)
 
     def add(self, step: Step) -> None:
         self.steps.append(step)
@@ -168,6 +167,9 @@ def check_edges(graph: Graph, low: EngineLowering) -> list[Unsupported]:
         shape = value.type.shape
         if not all(isinstance(d, int) for d in shape) or (len(shape) >= 2 and shape[0] != 1):
             items.append(Unsupported("input", f"%{value.name}", "needs a static batch-1 shape"))
+        elif is_int(value.dtype) and not int8(value):
+            why = f"{value.dtype} input: the engine reads i8 tensors (token ids need an embedding)"
+            items.append(Unsupported("input", f"%{value.name}", why))
         elif not int8(value):
             users = low.users(value)
             ok = users and all(u.op == "q.quantize" and int8(u.outputs[0]) for u in users)
@@ -250,7 +252,3 @@ def unsupported(graph: Graph, target: Target | None) -> list[Unsupported]:
         if reason:
             items.append(Unsupported(node.op, where(node), reason))
     return items + check_edges(graph, low)
-
-
-def is_integer(value: Value) -> bool:
-    return is_int(value.dtype)
