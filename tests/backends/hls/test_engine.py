@@ -270,3 +270,18 @@ def test_the_default_engine_is_the_largest_that_fits(target: str, size: str) -> 
     assert best is not None and best.name == size
     # pynq-z2's 220 DSP48E1 (one int8 product each) cannot take B512's 256 MACs
     assert not resources(best, fpga, True)["dsp"] > fpga.dsp
+
+
+def test_unsupported_lists_every_node_and_edge_with_its_reason() -> None:
+    from backends.hls.engine.lower import unsupported
+
+    graph = Graph("tokens")
+    ids = graph.add_input("ids", TensorType("i64", (1, 8)))
+    x = graph.add_input("x", TensorType("f32", (1, 4, 4, 4)))
+    soft = graph.add_node("nn.softmax", [x], {"axis": 1}).outputs[0]
+    graph.outputs = [soft, graph.add_node("tensor.identity", [ids]).outputs[0]]
+    items = {(u.op, u.reason.split(":")[0]) for u in unsupported(graph, load_target("zcu104"))}
+    assert ("nn.softmax", "no engine unit for this op") in items
+    assert ("input", "i64 input") in items  # token ids
+    assert any(op == "input" and "q.quantize" in why for op, why in items)  # float x, no quantize
+    assert any(op == "output" for op, _ in items)
