@@ -263,3 +263,23 @@ def test_the_same_graph_on_other_boards(zoo, target: str, tmp_path) -> None:
     )
     x = np.random.default_rng(4).normal(size=(1, *shape[1:])).astype(np.float32)
     assert other.run(x)[0].tobytes() == interpret(art.graph, x)[0].tobytes()
+
+
+def test_the_board_driver_prepares_and_reads_back_like_the_host(zoo) -> None:
+    import importlib.util
+
+    name, shape, art = zoo
+    if name not in ("digits_cnn", "mobilenet_block"):
+        pytest.skip("the driver's conversions on one CNN and one float-island output")
+    spec = importlib.util.spec_from_file_location("driver", art.path / "host" / "driver.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    driver = module.EngineDriver(art.path)
+    x = (np.random.default_rng(5).normal(size=(1, *shape[1:])) * 2).astype(np.float32)
+    arena = driver.prepare(x)
+    art.run_arena(arena)
+    (got,) = driver.finish(arena)
+    assert got.tobytes() == art.run(x)[0].tobytes()
+    with pytest.raises(RuntimeError, match="pynq|bitstream"):
+        driver.run(x)  # no board here

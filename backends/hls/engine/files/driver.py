@@ -14,9 +14,9 @@ the model's ``q.quantize`` does, write it at its arena offset in NHWC order, sta
 ``tapeout_engine`` kernel with the four buffer addresses and the layer count, wait, check its
 return value, and read the outputs back (``ddr/io.json`` says where they are).
 
-This file has not been run against a board by tapeout's tests (they run the same schedule in
-C simulation through ``compiler.load(path).run``); ``prepare`` and ``finish`` are the parts
-those share and are exercised there.
+This file has not been run against a board by tapeout's tests. Its host-side half
+(``prepare``, ``finish``) is: a test runs it around the engine's C simulation
+(``EngineArtifact.run_arena``) and compares with ``compiler.load(path).run``.
 """
 
 from __future__ import annotations
