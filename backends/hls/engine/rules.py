@@ -351,6 +351,26 @@ def lower_reshape(node: Node, low: EngineLowering) -> None:
     low.alias(node.outputs[0], node.inputs[0])
 
 
+def check_resize(node: Node, low: EngineLowering) -> str | None:
+    scales = list(node.attrs["scales"])
+    if node.inputs[0].type.rank != 4 or scales[0] != 1 or scales[1] != 1:
+        return "resize of anything but the spatial dims of a 4-D tensor"
+    return _int8_io(node, low)
+
+
+def lower_resize(node: Node, low: EngineLowering) -> None:
+    step, t_in = _window_step(node, low, "resize")
+    scales = node.attrs["scales"]
+    out_shape = shape_of(node.outputs[0])
+    tables = []
+    for axis, size_in in ((2, t_in.h), (3, t_in.w)):  # the interpreter's index formula
+        src = np.floor(np.arange(out_shape[axis]) / scales[axis]).astype(np.int64)
+        tables.append(np.minimum(src, size_in - 1))
+    step.bias, step.mult = tables
+    step.kind = "resize"
+    low.add(step)
+
+
 # ---- float islands -----------------------------------------------------------------------------
 def check_island_exit(node: Node, low: EngineLowering) -> str | None:
     src = low.island.get(node.inputs[0])
@@ -414,6 +434,7 @@ RULES: dict[str, Rule] = {
     "q.quantize": Rule(check_island_exit, lower_island_exit),
     "q.dequantize": island_rule,
     "tensor.concat": Rule(check_concat, lower_concat),
+    "nn.resize": Rule(check_resize, lower_resize),
     **{
         op: Rule(check_reshape, lower_reshape)
         for op in (

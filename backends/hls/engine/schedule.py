@@ -33,7 +33,15 @@ INDEX = {name: i for i, name in enumerate(FIELDS)}
 DESC_WORDS = len(FIELDS)
 
 #: Engine op codes (the ``Op`` enum).
-OPS: dict[str, int] = {"conv": 1, "maxpool": 2, "avgpool": 3, "add": 4, "copy": 5, "lut": 6}
+OPS: dict[str, int] = {
+    "conv": 1,
+    "maxpool": 2,
+    "avgpool": 3,
+    "add": 4,
+    "copy": 5,
+    "lut": 6,
+    "resize": 7,
+}
 
 #: Offsets of absent operands.
 ABSENT = -1

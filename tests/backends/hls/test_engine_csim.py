@@ -3,11 +3,11 @@
 A hand-built integer graph exercises every engine unit with the awkward cases the zoo does
 not have (non-zero zero points, a grouped conv with stride 2, a dilated depthwise conv,
 non-power-of-two per-channel requantize with clipping, max pooling with ceil_mode, average
-pooling, concat, a standalone add, reshape into a dense layer whose weights absorb the
-NHWC order), on tiny buffers so that every layer is tiled over rows, output and input
-channels; its testbench also runs under AddressSanitizer and UBSan. Engines of different
-sizes are loaded into this one process (their symbols must not collide). The zoo's CNNs then
-go through ``compiler.compile(..., fpga_arch="engine")``: the
+pooling, concat, a standalone add, nearest upsampling, reshape into a dense layer whose
+weights absorb the NHWC order), on tiny buffers so that every layer is tiled over rows,
+output and input channels; its testbench also runs under AddressSanitizer and UBSan.
+Engines of different sizes are loaded into this one process (their symbols must not
+collide). The zoo's CNNs then go through ``compiler.compile(..., fpga_arch="engine")``: the
 real pipeline, random inputs, every output bit compared, plus the generated testbench.
 """
 
@@ -114,11 +114,12 @@ def ops_graph() -> Graph:
         {"dtype": "i8", "a_multiplier": 3, "b_multiplier": 5, "shift": 3, "act": "relu"},
         4,
     )
+    up = g.add_node("nn.resize", [s], {"scales": [1, 1, 2.5, 2]}).outputs[0]  # 3x3 -> 7x6
     flat = g.add_node(
         "tensor.reshape",
-        [s],
+        [up],
         {"shape": [1, -1]},
-        out_types=[TensorType("i8", (1, int(np.prod(s.type.shape))), s.type.quant)],
+        out_types=[TensorType("i8", (1, int(np.prod(up.type.shape))), s.type.quant)],
     ).outputs[0]
     k = int(flat.type.shape[1])
     w = g.add_const("fc", b.rng.integers(-127, 128, (7, k)).astype(np.int8))

@@ -261,6 +261,22 @@ inline void eltwise(const int32_t* d, const int8_t* wgt, int8_t* act, int op) {
     }
 }
 
+// Nearest resize through the row and column index tables of the descriptor.
+inline void resize(const int32_t* d, const int32_t* par, int8_t* act) {
+    for (int oh = 0; oh < d[F_OUT_H]; oh++) {
+        const int ih = par[d[F_BIAS] + oh];
+        for (int ow = 0; ow < d[F_OUT_W]; ow++) {
+            const int iw = par[d[F_MULT] + ow];
+            const int8_t* src = act + d[F_IN] + (ih * d[F_IN_W] + iw) * d[F_IN_PS];
+            int8_t* dst = act + d[F_OUT] + (oh * d[F_OUT_W] + ow) * d[F_OUT_PS];
+            for (int c = 0; c < d[F_OUT_C]; c++) {
+                TAPEOUT_PRAGMA(HLS PIPELINE II=1)
+                dst[c] = src[c];
+            }
+        }
+    }
+}
+
 template <class CFG>
 int run_layer(const int32_t* d, const int8_t* wgt, const int32_t* par, int8_t* act,
               Memories<CFG>& m) {
@@ -271,6 +287,7 @@ int run_layer(const int32_t* d, const int8_t* wgt, const int32_t* par, int8_t* a
         case OP_ADD:
         case OP_COPY:
         case OP_LUT: eltwise(d, wgt, act, d[F_OP]); return OK;
+        case OP_RESIZE: resize(d, par, act); return OK;
         default: return ERR_OP;
     }
 }

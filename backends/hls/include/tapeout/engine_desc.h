@@ -25,7 +25,11 @@ namespace engine {
 //   OP_COPY     copy a tensor into a channel slice of another (concat)
 //   OP_LUT      y = table[x + 128], a 256-entry int8 table at wgt[F_WGT] (a float island
 //               between a dequantize and a quantize: hardswish, sigmoid, GELU ...)
-enum Op { OP_CONV = 1, OP_MAXPOOL = 2, OP_AVGPOOL = 3, OP_ADD = 4, OP_COPY = 5, OP_LUT = 6 };
+//   OP_RESIZE   nearest upsampling: output row oh, column ow reads input row par[F_BIAS + oh],
+//               column par[F_MULT + ow] (index tables the compiler computed)
+enum Op {
+    OP_CONV = 1, OP_MAXPOOL = 2, OP_AVGPOOL = 3, OP_ADD = 4, OP_COPY = 5, OP_LUT = 6, OP_RESIZE = 7
+};
 
 enum Field {
     F_OP,
