@@ -16,11 +16,11 @@ import numpy as np
 
 from compiler.backend import Artifact, get_backend, staged_dir, write_manifest
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
-from compiler.manifest import model_source, verify_files
-from compiler.outdir import check_output_dir, release_temporary, temporary_root
 from compiler.ir.graph import Graph
 from compiler.ir.parser import parse
 from compiler.ir.verifier import verify
+from compiler.manifest import model_source, verify_files
+from compiler.outdir import check_output_dir, release_temporary, temporary_root
 from compiler.pass_manager import Pass, PassManager, PipelineResult, build_pass, build_pipeline
 from compiler.specialize import is_static, specialize_from_inputs
 from compiler.target import Target, load_target
