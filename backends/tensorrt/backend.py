@@ -11,7 +11,7 @@ the caller asked for the bundle only (``engine=False``, CLI ``--no-engine``).
 Options: ``engine`` (default True), ``precision`` (fp32/fp16/int8; default from the graph
 and target), ``float_precision`` (fp16/fp32: float islands of an int8 build), ``sparsity``
 ("auto"/True/False), ``workspace_mb``, ``shape_ranges`` ({symbol: (min, opt, max)}),
-``dla_core``, ``timing_cache`` (path; default under ``$TAPEOUT_CACHE_DIR`` or
+``dla_core``, ``timing_cache`` (path; default under ``$TAPEOUT_CACHE`` or
 ``~/.cache/tapeout``), ``opset`` (17..20), ``tf32``.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from string import Template
@@ -169,8 +168,9 @@ class TensorRTBackend:
 
 def default_timing_cache(plan: BuildPlan) -> Path:
     """A timing cache kept across compiles: per target, under the user's cache folder."""
-    root = Path(os.environ.get("TAPEOUT_CACHE_DIR") or Path.home() / ".cache" / "tapeout")
-    return root / "tensorrt" / f"{plan.target}-sm{plan.compute_capability}.timing.cache"
+    from compiler.cache import cache_root
+
+    return cache_root() / "tensorrt" / f"{plan.target}-sm{plan.compute_capability}.timing.cache"
 
 
 def write_bundle(plan: BuildPlan, folder: Path) -> None:
