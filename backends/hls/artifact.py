@@ -3,9 +3,9 @@
 ``run(*inputs)`` compiles ``firmware/<top>.cpp`` and ``tb/host.cpp`` once into a shared
 library (``g++ -O2 -std=c++14 -Wall -Werror``, cached by the sources' hash in
 ``$TAPEOUT_CACHE/hls`` outside the artifact folder, so the folder stays as the compiler
-wrote it) and calls ``tapeout_run`` through ctypes: one top-function call per sample. ``build_testbench`` and
-``run_testbench`` build and run ``tb/`` (optionally with -fsanitize=address,undefined) the
-way ``make csim`` does.
+wrote it) and calls ``tapeout_run`` through ctypes: one top-function call per sample.
+``build_testbench`` and ``run_testbench`` build and run ``tb/`` (optionally with
+-fsanitize=address,undefined) the way ``make csim`` does.
 """
 
 from __future__ import annotations
