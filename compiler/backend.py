@@ -109,7 +109,18 @@ class Artifact:
     #: The input model's file name and sha256 (``compiler.manifest.model_source``).
     source: dict[str, Any] | None = None
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    #: ``run`` also takes a leading batch axis of any size (see ``check_inputs``).
+    batched_inputs = False
+
+    def run(self, *inputs: Any) -> list[np.ndarray]:
+        """Run the artifact on one array per graph input; a wrong count, rank, shape or
+        dtype (a 0-d array included) is an ``InputError``, checked here for every backend."""
+        from compiler.interpreter import check_inputs
+
+        return self.execute(check_inputs(self.graph, inputs, batch=self.batched_inputs))
+
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on inputs already checked and converted (C order, the graph's dtypes)."""
         raise NotImplementedError
 
     # ---- reporting -----------------------------------------------------------------------

@@ -147,18 +147,12 @@ class HlsArtifact(Artifact):
             self._lib, self._lib_path = lib, path
         return self._lib
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Run the C simulation; a leading axis of any size is a batch (one call per sample)."""
-        if len(inputs) != len(self.graph.inputs):
-            raise InputError(
-                f"graph @{self.graph.name} takes {len(self.graph.inputs)} "
-                f"input(s), got {len(inputs)}"
-            )
-        arrays, counts = [], set()
-        for value, x in zip(self.graph.inputs, inputs, strict=True):
-            arr, n = _batched(value.type, np.asarray(x), value.name)
-            arrays.append(arr)
-            counts.add(n)
+    batched_inputs = True  # a leading axis of any size is a batch (one call per sample)
+
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the C simulation, one top-function call per sample."""
+        counts = {_batch(value.type, arr) for value, arr in zip(self.graph.inputs, arrays,
+                                                                strict=True)}
         if len(counts) != 1:
             raise InputError(f"inputs have different batch sizes {sorted(counts)}")
         n = counts.pop()
@@ -172,15 +166,9 @@ class HlsArtifact(Artifact):
         return outputs
 
 
-def _batched(t: Any, x: np.ndarray, name: str) -> tuple[np.ndarray, int]:
-    shape = tuple(int(d) for d in t.shape)
-    if x.shape == shape:
-        n = 1 if len(shape) < 2 else shape[0]
-    elif len(shape) >= 2 and x.ndim == len(shape) and x.shape[1:] == shape[1:]:
-        n = x.shape[0]
-    else:
-        raise InputError(f"input %{name} expects {t} (any batch), got shape {list(x.shape)}")
-    return np.ascontiguousarray(x, dtype=t.np_dtype), n
+def _batch(t: Any, x: np.ndarray) -> int:
+    """Samples in ``x`` (shapes were checked by ``Artifact.run``)."""
+    return int(x.shape[0]) if len(t.shape) >= 2 else 1
 
 
 def _out_shape(t: Any, n: int) -> tuple[int, ...]:

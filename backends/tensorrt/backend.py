@@ -42,7 +42,6 @@ from backends.tensorrt.plan import (
 from backends.tensorrt.runtime import EngineRunner, require_toolchain
 from compiler.backend import Artifact
 from compiler.errors import BackendError, Unsupported
-from compiler.interpreter import check_inputs
 from compiler.ir.graph import Graph, Value
 
 if TYPE_CHECKING:
@@ -82,7 +81,7 @@ class TensorRTArtifact(Artifact):
     # build_engine.py writes these later, on the machine with the GPU.
     unverified_files = (ENGINE_FILE, LAYERS_FILE, CACHE_FILE)
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         folder = self.path
         if folder is None or not (folder / ENGINE_FILE).is_file():
             raise BackendError(
@@ -91,7 +90,6 @@ class TensorRTArtifact(Artifact):
         if self._runner is None:
             self._runner = EngineRunner(folder / ENGINE_FILE)
         config = json.loads((folder / CONFIG_FILE).read_text())
-        arrays = check_inputs(self.graph, inputs)
         feeds = {name: a for name, a in zip(config["inputs"], arrays, strict=True)}
         outs = self._runner.run(feeds)
         return [outs[name] for name in config["outputs"]]
