@@ -155,9 +155,23 @@ def interpret(
             raise VerifyError(f"{node.where()}: interpreter failed: {type(e).__name__}: {e}") from e
         for value, arr in zip(node.outputs, outs, strict=True):
             env[id(value)] = _as_type(arr, value.type)
+            _check_shape(node, value, env[id(value)])
         if observe is not None:
             observe(node, [env[id(v)] for v in node.outputs])
     return [env[id(v)] for v in graph.outputs]
+
+
+def _check_shape(node: Node, value: Any, arr: np.ndarray) -> None:
+    """The result must have the rank and static dims type inference promised: a backend
+    compiled from the types would otherwise disagree with this oracle without an error.
+    (Symbolic dims are not compared: two derived ones may share a name.)"""
+    want = value.type.shape
+    ok = len(want) == arr.ndim and all(
+        isinstance(w, str) or w == g for w, g in zip(want, arr.shape, strict=False)
+    )
+    if not ok:
+        raise VerifyError(f"{node.where()}: computes shape {list(arr.shape)} for "
+                          f"%{value.name}, but its type says {value.type}")
 
 
 def _as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:

@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 SUPPORTED_OPSETS = range(9, 22)
 """Default-domain opset versions the converters are written and tested for."""
 
+#: The largest dimension a model may declare: sizes past 2^31 overflow the 32-bit index
+#: arithmetic of TVM and HLS loops, and no real tensor is that long.
+MAX_DIM = (1 << 31) - 1
+
 _SKELETON_LIMIT = 1024  # elements; bigger initializers are left out of checker and inference
 
 
@@ -264,6 +268,11 @@ def _declared_shape(value_info: onnx.ValueInfoProto, where: str) -> list[Dim]:
     dims: list[Dim] = []
     for i, d in enumerate(tensor.shape.dim):
         if d.HasField("dim_value"):
+            if not 0 <= d.dim_value <= MAX_DIM:
+                raise FrontendError(
+                    f"{where}: input {value_info.name!r} declares dimension {i} = "
+                    f"{d.dim_value}; a dimension must be in 0..{MAX_DIM}"
+                )
             dims.append(int(d.dim_value))
         else:
             dims.append(symbol_name(d.dim_param or f"{value_info.name}_dim{i}"))
@@ -329,6 +338,8 @@ def _cross_check(importer: Importer, skeleton: onnx.ModelProto, where: str) -> N
                     d.dim_value = new
                 else:
                     d.dim_param = new
+    if not _inference_safe(skeleton):
+        return
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
     except Exception as e:  # inference is only a cross-check: never fail the import on it
@@ -347,3 +358,14 @@ def _cross_check(importer: Importer, skeleton: onnx.ModelProto, where: str) -> N
                 "%s: ONNX infers shape %s for %r, the IR has %s", where, dims, value_info.name,
                 list(value.shape),
             )  # fmt: skip
+
+
+def _inference_safe(skeleton: onnx.ModelProto) -> bool:
+    """False for models on which onnx's C++ shape inference aborts the whole process (a
+    Split whose output count disagrees with ``num_outputs``): checked before calling it."""
+    for node in skeleton.graph.node:
+        if node.op_type == "Split":
+            count = next((a.i for a in node.attribute if a.name == "num_outputs"), None)
+            if count is not None and count != len(node.output):
+                return False
+    return True

@@ -75,9 +75,17 @@ def run_case(model: str, target: str, run: bool) -> dict[str, Any]:
                 "where": where}
 
 
+#: Address-space limit of a worker (bytes): a model that makes the compiler allocate past it
+#: shows up as a MemoryError (a raw error) instead of swapping a shared machine to death.
+MEMORY_LIMIT = int(os.environ.get("TAPEOUT_FUZZ_MEMORY", 8 << 30))
+
+
 def main() -> None:
     import logging
+    import resource
     import warnings
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
