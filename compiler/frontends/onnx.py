@@ -104,11 +104,46 @@ def _load(model: onnx.ModelProto | str | os.PathLike[str]) -> tuple[onnx.ModelPr
     if not path.is_file():
         raise FrontendError(f"{path}: no such ONNX file")
     try:
-        return onnx.load(str(path)), str(path)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError) as e:
         raise FrontendError(
             f"{path}: not a readable ONNX model (truncated or corrupt?): {type(e).__name__}: {e}"
         ) from None
+    _check_external_data(model, path)
+    try:
+        onnx.load_external_data_for_model(model, str(path.parent))
+    except (onnx.checker.ValidationError, ValueError, OSError) as e:
+        raise FrontendError(f"{path}: external data cannot be read: {e}") from None
+    return model, str(path)
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Every external-data file must be a regular file inside the model's folder (a model
+    file must not make the compiler read ``/etc/shadow`` or ``../../secrets``), and its
+    offset and length must lie within that file."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    folder = path.parent.resolve()
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        where = f"{path}: initializer {tensor.name!r}"
+        try:
+            info = ExternalDataInfo(tensor)
+            offset, length = int(info.offset or 0), int(info.length or 0)
+        except (ValueError, TypeError) as e:
+            raise FrontendError(f"{where}: invalid external data entry: {e}") from None
+        location = Path(info.location or "")
+        target = (folder / location).resolve()
+        if not info.location or location.is_absolute() or not target.is_relative_to(folder):
+            raise FrontendError(f"{where}: external data location {info.location!r} is not "
+                                f"inside the model's folder {folder}; refused")
+        if not target.is_file():
+            raise FrontendError(f"{where}: external data file {info.location!r} is missing")
+        size = target.stat().st_size
+        if offset < 0 or length < 0 or offset + length > size:
+            raise FrontendError(f"{where}: external data range offset={offset} length={length} "
+                                f"lies outside {info.location!r} ({size} bytes)")
 
 
 def _proto_label(model: onnx.ModelProto) -> str:

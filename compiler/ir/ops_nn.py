@@ -76,6 +76,10 @@ def spatial_params(attrs: dict[str, Any], n: int) -> tuple[list[int], list[int],
         raise ShapeError(
             f"strides/pads/dilations {strides}/{pads}/{dilations} do not fit {n} spatial dims"
         )
+    if min(strides) < 1 or min(dilations) < 1 or min(pads, default=0) < 0:
+        raise ShapeError(
+            f"strides {strides} and dilations {dilations} must be >= 1, pads {pads} >= 0"
+        )
     return strides, pads, dilations
 
 
@@ -184,6 +188,8 @@ def _pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType
     if x.rank != 4:
         raise ShapeError(f"2-D pooling wants NCHW input, got {x.shape}")
     k = list(attrs["kernel"])
+    if len(k) != 2 or min(k) < 1:
+        raise ShapeError(f"pooling kernel {k} must be two sizes >= 1")
     strides, pads, dil = spatial_params({**attrs, "strides": attrs["strides"] or k}, 2)
     spatial = [
         conv_out_dim(

@@ -23,6 +23,7 @@ import onnx
 from tests.fuzz.mutate import mutate
 
 REPO = Path(__file__).parents[2]
+ZOO_SHARE = 1 / 3
 
 
 @dataclass
@@ -44,12 +45,17 @@ class Result:
 
 def generate(n: int, seed: int, seeds: list[tuple[str, bytes]], folder: Path,
              start: int = 0) -> list[Case]:
-    """``n`` mutated models; case ``i`` depends only on ``seed`` and ``i``."""
+    """``n`` mutated models; case ``i`` depends only on ``seed`` and ``i``. A third of the
+    cases start from a zoo model (names ``zoo_*``): they are few, but only they carry real
+    initializers and deep graphs."""
     cases = []
     parsed: dict[str, onnx.ModelProto] = {}
+    zoo = [s for s in seeds if s[0].startswith("zoo_")]
+    nodes = [s for s in seeds if not s[0].startswith("zoo_")] or zoo
     for index in range(start, start + n):
         rng = random.Random(seed * 1_000_003 + index)
-        name, data = seeds[rng.randrange(len(seeds))]
+        pool = zoo if zoo and rng.random() < ZOO_SHARE else nodes
+        name, data = pool[rng.randrange(len(pool))]
         if name not in parsed:
             parsed[name] = onnx.load_from_string(data)
         case_dir = folder / f"case{index:06d}" / "model"

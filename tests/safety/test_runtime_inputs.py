@@ -88,3 +88,17 @@ def test_cpu_takes_0d_inputs_and_zero_size_tensors() -> None:
     empty, scalar = art.run(np.float32(0.5), np.ones((1, 2, 16), np.float32))
     assert empty.shape == (1, 2, 0) and scalar.shape == ()
     np.testing.assert_allclose(scalar, np.exp(np.float32(0.5)), rtol=1e-6)
+
+
+@pytest.mark.tvm
+def test_cpu_splits_with_zero_size_parts() -> None:
+    g = Graph("split0")
+    x = g.add_input("x", TensorType("f32", (2, 5)))
+    node = g.add_node("tensor.split", [x], {"axis": 1, "sizes": [2, 0, 3]})
+    g.outputs = list(node.outputs)
+    x_np = np.arange(10, dtype=np.float32).reshape(2, 5)
+    got = api.compile(g, "cpu", pipeline=[]).run(x_np)
+    want = np.split(x_np, [2, 2], axis=1)
+    assert [a.shape for a in got] == [(2, 2), (2, 0), (2, 3)]
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
