@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from compiler.backend import Artifact, get_backend, staged_dir, write_manifest
+from compiler.backend import Artifact, check_options, get_backend, staged_dir, write_manifest
 from compiler.context import Executor, PassContext, interpreter_executor
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
 from compiler.ir.graph import Graph
@@ -165,7 +165,9 @@ def compile(
     """
     say = progress or (lambda stage: None)
     tgt = load_target(target)
-    if output_dir is not None:  # before any work: a refused folder should not cost a compile
+    # Before any work: a typo or a refused folder should not cost a compile.
+    check_options(tgt.backend, options)
+    if output_dir is not None:
         output_dir = check_output_dir(output_dir, model)
     whole, changes = resolve_quant(
         tgt, quant, precision=precision, calibrator=calibrator, island_dtype=island_dtype

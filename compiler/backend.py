@@ -42,6 +42,37 @@ BACKENDS: dict[str, str] = {
     "tensorrt": "backends.tensorrt:TensorRTBackend",
 }
 
+#: The options each backend reads (``compile(**options)``, CLI ``--option KEY=VALUE``): a key
+#: none of them reads is a typo, refused with a "did you mean" instead of silently ignored.
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "reference": (),
+    "hls": ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs"),
+    "tvm": ("tune", "tune_minutes", "cache_dir", "tune_progress", "rpc_tracker", "rpc_key"),
+    "asic": (),
+    "onnx": ("opset",),
+    "tensorrt": ("engine", "precision", "float_precision", "sparsity", "workspace_mb",
+                 "shape_ranges", "dla_core", "timing_cache", "opset", "tf32"),
+}
+#: Options of compiler.multi (partitions and pipeline stages), accepted on every target.
+MULTI_OPTIONS = ("pipeline_stages", "stage_cores")
+
+
+def check_options(backend: str, options: dict[str, Any]) -> None:
+    """Raise ``UsageError`` for an option no backend of this compile reads (a partitioned
+    compile, backend ``multi``, passes options on to every kind of part)."""
+    import difflib
+
+    from compiler.errors import UsageError
+
+    names = [backend] if backend in BACKEND_OPTIONS else list(BACKEND_OPTIONS)
+    known = {*MULTI_OPTIONS, *(k for name in names for k in BACKEND_OPTIONS[name])}
+    for key in sorted(set(options) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown option {key!r} for the {backend} backend{hint} "
+                         f"(it takes: {', '.join(sorted(known)) or 'none'})")
+
+
 #: 2: the manifest lists file hashes, the input model, the target file's hash and versions.
 FORMAT_VERSION = 2
 

@@ -135,13 +135,20 @@ def elem_type(model: onnx.ModelProto, rng: random.Random, folder: Path) -> bool:
     return True
 
 
+def _internal(model: onnx.ModelProto) -> list[TensorProto]:
+    return [t for t in model.graph.initializer if t.data_location != TensorProto.EXTERNAL]
+
+
 def raw_data(model: onnx.ModelProto, rng: random.Random, folder: Path) -> bool:
-    inits = list(model.graph.initializer)
+    inits = _internal(model)
     if not inits:
         return False
     t = rng.choice(inits)
     if not t.raw_data:
-        arr = onnx.numpy_helper.to_array(t)
+        try:
+            arr = onnx.numpy_helper.to_array(t)
+        except Exception:  # an earlier mutation made it unreadable already
+            return False
         t.ClearField("float_data"), t.ClearField("int32_data"), t.ClearField("int64_data")
         t.ClearField("double_data")
         t.raw_data = arr.tobytes()
@@ -157,15 +164,18 @@ def raw_data(model: onnx.ModelProto, rng: random.Random, folder: Path) -> bool:
 
 
 def external_data(model: onnx.ModelProto, rng: random.Random, folder: Path) -> bool:
-    inits = list(model.graph.initializer)
+    inits = _internal(model)
     if not inits:
         return False
     t = rng.choice(inits)
-    arr = onnx.numpy_helper.to_array(t)
+    try:
+        arr = onnx.numpy_helper.to_array(t)
+    except Exception:  # an earlier mutation made it unreadable already
+        return False
     t.ClearField("raw_data"), t.ClearField("float_data"), t.ClearField("int64_data")
     t.ClearField("int32_data"), t.ClearField("double_data")
     t.data_location = TensorProto.EXTERNAL
-    (folder / "weights.bin").write_bytes(arr.tobytes())
+    (folder / "weights.bin").write_bytes(arr.tobytes())  # one per case: the last one wins
     location = rng.choice(["weights.bin", "missing.bin", "../outside.bin", "/etc/hostname",
                            "sub/../../weights.bin", "weights.bin"])
     entries = {"location": location}
