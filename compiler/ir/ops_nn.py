@@ -54,6 +54,9 @@ def _check_act(attrs: dict[str, Any]) -> None:
             f"unknown fused activation {attrs['act']!r}; expected one of "
             f"{sorted(FUSED_ACTIVATIONS)}"
         )
+    args = attrs.get("act_args", [])
+    if not isinstance(args, list | tuple) or not all(isinstance(a, int | float) for a in args):
+        raise ShapeError(f"act_args {args!r} must be a list of numbers")
 
 
 def _out_dtype(x: TensorType, w: TensorType, attrs: dict[str, Any]) -> str:
@@ -232,6 +235,8 @@ def _global_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     x = types[0]
     if x.rank < 3:
         raise ShapeError(f"global pooling wants [N, C, ...] input, got {x.shape}")
+    if 0 in x.shape[2:]:
+        raise ShapeError(f"global pooling over an empty window: {x.shape}")
     return [TensorType(x.dtype, (x.shape[0], x.shape[1]) + (1,) * (x.rank - 2), x.quant)]
 
 
@@ -244,6 +249,9 @@ def _adaptive_avg_pool2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> 
     """PyTorch's adaptive average pooling to ``output_size`` [OH, OW]."""
     x = types[0]
     _float(x)
+    if x.rank != 4 or len(attrs["output_size"]) != 2 or min(attrs["output_size"]) < 1:
+        raise ShapeError(f"adaptive pooling of {x} to {attrs['output_size']}: wants NCHW "
+                         "input and two output sizes >= 1")
     oh, ow = attrs["output_size"]
     return [TensorType(x.dtype, (x.shape[0], x.shape[1], oh, ow))]
 
