@@ -102,3 +102,19 @@ def test_cpu_splits_with_zero_size_parts() -> None:
     assert [a.shape for a in got] == [(2, 2), (2, 0), (2, 3)]
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize(("op", "dtype", "attrs", "arity"), [
+    ("math.argmax", "bool", {"axis": 1}, 1), ("math.pow", "i32", {}, 2),
+    ("math.exp", "f16", {}, 1), ("nn.softmax", "f16", {}, 1), ("math.exp", "bf16", {}, 1),
+])
+def test_cpu_refuses_what_tvm_cannot_generate(op: str, dtype: str, attrs: dict[str, Any],
+                                              arity: int) -> None:
+    from compiler.errors import UnsupportedOpsError
+
+    g = Graph("t")
+    xs = [g.add_input(f"x{i}", TensorType(dtype, (2, 3))) for i in range(arity)]
+    g.outputs = [g.add_node(op, xs, attrs).output]
+    with pytest.raises(UnsupportedOpsError, match=op):
+        api.compile(g, "cpu", pipeline=[])
