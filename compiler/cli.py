@@ -64,6 +64,34 @@ def _inputs(paths: Sequence[str] | None) -> list[np.ndarray]:
     return arrays
 
 
+def _named_inputs(graph: Any, paths: Sequence[str] | None) -> list[np.ndarray]:
+    """The arrays of ``--input`` files in the graph's input order: named arrays of an .npz
+    go to the input of that name, in the model's own spelling (``gpu_0/data_0``) or the
+    IR's (``gpu_0_data_0``); unnamed ones (``.npy``, ``arr_0``) fill the rest in order."""
+    from compiler.ir.graph import clean_name
+
+    names = [v.name for v in graph.inputs]
+    named: dict[str, np.ndarray] = {}
+    positional: list[np.ndarray] = []
+    for path in paths or []:
+        data = _load_npz_or_npy(path)
+        for key, array in (data.items() if isinstance(data, dict) else [("", data)]):
+            name = key if key in names else clean_name(key.strip("/") or key) if key else ""
+            if name in names:
+                named[name] = array
+            elif key and not key.startswith("arr_"):
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise errors.InputError(f"{path}: array {key!r} matches no input of graph "
+                                        f"@{graph.name} ({', '.join(names)}){hint}")
+            else:
+                positional.append(array)
+    rest = iter(positional)
+    out = [named[n] if n in named else next(rest, None) for n in names]
+    extra = list(rest)
+    return [a for a in out if a is not None] + extra  # Artifact.run reports a wrong count
+
+
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
     if args.json or args.quiet or not sys.stderr.isatty():
         return None
@@ -216,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     import compiler
 
     art = compiler.load(args.artifact)
-    outputs = art.run(*_inputs(args.input))
+    outputs = art.run(*_named_inputs(art.graph, args.input))
     if args.output:
         np.savez(args.output, *outputs)
     if not args.json:

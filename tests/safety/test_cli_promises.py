@@ -153,3 +153,19 @@ def test_interrupt_is_one_line(tmp_path: Path, sig: signal.Signals, code: int) -
     assert proc.wait(timeout=60) == code
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_inputs_by_model_spelling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "m.onnx"
+    _slash_named_model(model)
+    assert cli(capsys, "compile", str(model), "-o", str(tmp_path / "a"))[0] == 0
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    np.savez(tmp_path / "x.npz", **{"gpu_0/data_0": x})
+    code, out, err = cli(capsys, "run", str(tmp_path / "a"), "-i", str(tmp_path / "x.npz"),
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["outputs"][0]["values"] == x.reshape(-1).tolist()  # w is eye(4)
+    np.savez(tmp_path / "typo.npz", **{"gpu_0/data_9": x})
+    code, out, _ = cli(capsys, "run", str(tmp_path / "a"), "-i", str(tmp_path / "typo.npz"),
+                       "--json")
+    assert code == 1 and "did you mean" in json.loads(out)["error"]["message"]
