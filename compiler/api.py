@@ -16,6 +16,7 @@ import numpy as np
 
 from compiler.backend import Artifact, get_backend, staged_dir, write_manifest
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
+from compiler.hwsearch.config import is_config
 from compiler.ir.graph import Graph
 from compiler.ir.parser import parse
 from compiler.ir.verifier import verify
@@ -94,17 +95,32 @@ def plan_pipeline(
     ]
 
 
-def _calibration(data: Any) -> AbstractContextManager[Any]:
+def _calibration(data: Any, **quant_options: Any) -> AbstractContextManager[Any]:
     if data is None:
         return nullcontext()
     from passes.quantize import calibration_context
 
-    return calibration_context(data)
+    return calibration_context(data, **quant_options)
+
+
+def _from_config(
+    path: str | Path, target: Any, calibration_data: Any, options: dict[str, Any]
+) -> tuple[Graph, Any, Any, dict[str, Any]]:
+    """A compile config's model, target, calibration data and quantize options (what the
+    call gives explicitly wins); its backend options are merged into ``options``."""
+    from compiler.hwsearch.config import load_config
+
+    config = load_config(path)
+    for key, value in config.options.items():
+        options.setdefault(key, value)
+    quant = {"overrides": config.quantize_overrides} if config.quantize_overrides else {}
+    calib = config.calibration if calibration_data is None else calibration_data
+    return config.graph, target or config.target, calib, quant
 
 
 def compile(
     model: Any,
-    target: str | Path | Target = "reference",
+    target: str | Path | Target | None = None,
     example_inputs: Sequence[Any] | None = None,
     calibration_data: Any = None,
     output_dir: str | Path | None = None,
@@ -124,13 +140,20 @@ def compile(
 
     ``model``: torch.nn.Module (exported with ``example_inputs``), ExportedProgram, ONNX
     ModelProto or .onnx path, or an IR Graph. ``target``: a name from ``targets/`` or a path to
-    a target file. ``island_dtype`` ("f32" or "f64") overrides the target's for the float
+    a target file (default ``reference``). ``model`` may also be a compile config written by
+    ``tapeout search`` (``config.json``: model, target, calibration data, per-layer precisions
+    and backend options). ``island_dtype`` ("f32" or "f64") overrides the target's for the float
     ops left between integer layers of a quantized model (CPU targets: f64, bit-exact with
     the interpreter; f32 is faster). ``options`` go to the backend (e.g. ``tune=64``,
     ``engine=False``).
     """
     say = progress or (lambda stage: None)
-    tgt = load_target(target)
+    quant_options: dict[str, Any] = {}
+    if is_config(model):
+        model, target, calibration_data, quant_options = _from_config(
+            model, target, calibration_data, options
+        )
+    tgt = load_target(target or "reference")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     say("import")
@@ -147,7 +170,7 @@ def compile(
         print_after=print_after,
         printer=printer,
     )
-    with _calibration(calibration_data):
+    with _calibration(calibration_data, **quant_options):
         result = manager.run(graph, tgt)
     verify(graph)
     timings["passes_s"] = time.perf_counter() - t0

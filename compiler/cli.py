@@ -235,8 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="compile a model for a target into a folder")
-    p.add_argument("model", help="an .onnx file (or .ir text)")
-    p.add_argument("--target", "-t", default="reference")
+    p.add_argument("model", help="an .onnx file (or .ir text, or a config.json from search)")
+    p.add_argument("--target", "-t", help="default: the config's target, else reference")
     p.add_argument("-o", "--output", required=True, help="artifact folder to write")
     p.add_argument("--precision", choices=["fp32", "fp16", "int8", "int16", "int4w", "mixed"])
     p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
