@@ -285,6 +285,7 @@ _EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 def main(argv: Sequence[str] | None = None) -> int:
     from compiler import cli_extra  # noqa: F401  (registers export/debug)
+    from compiler.hwsearch import cli as search_cli  # noqa: F401  (registers search)
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -94,7 +94,7 @@ def load_config(path: str | Path) -> CompileConfig:
     except (OSError, ValueError) as e:
         raise InputError(f"cannot read compile config {file}: {e}") from None
     if not isinstance(data, dict) or data.get("tapeout") != KIND:
-        raise InputError(f"{file} is not a tapeout compile config (no \"tapeout\": \"{KIND}\")")
+        raise InputError(f'{file} is not a tapeout compile config (no "tapeout": "{KIND}")')
     if data.get("version") != VERSION:
         raise InputError(f"{file}: config version {data.get('version')!r}, expected {VERSION}")
     for key in ("model", "target"):

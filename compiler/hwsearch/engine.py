@@ -84,6 +84,7 @@ class Evaluator:
         self._costs: dict[tuple[Any, ...], Cost] = {}
         self._mass = self._weight_mass()
         self._teacher: Any = None
+        self.measured: list[Point] = []
 
     # ---- quantizing and pricing ------------------------------------------------------------
     def overrides(self, bits: dict[str, int]) -> dict[str, dict[str, Any]]:
@@ -147,7 +148,8 @@ class Evaluator:
 
     def measure(self, point: Point) -> Point:
         """Prune, fine-tune, quantize; fill in the point's graph, accuracy, drop and cost."""
-        graph = self.graph.copy()
+        parent = self.parent(point)
+        graph = (parent.graph if parent is not None and parent.graph else self.graph).copy()
         if point.pruned:
             from passes.prune_magnitude import prune_magnitude
 
@@ -159,7 +161,21 @@ class Evaluator:
         point.drop = 100.0 * (self.float_accuracy - point.accuracy)
         point.cost = self.cost(quantized)
         log.info("measured %s: accuracy %.4f, %s", point.label(), point.accuracy, point.cost)
+        self.measured.append(point)
         return point
+
+    def parent(self, point: Point) -> Point | None:
+        """The most pruned measured point this one only prunes further (same bit widths):
+        pruning its fine-tuned weights further recovers better than starting over (gradual
+        pruning); its zeros are its smallest weights, so they stay pruned."""
+        below = [
+            p
+            for p in self.measured
+            if p.bits == point.bits
+            and p.pruned
+            and all(p.prune[k] <= point.prune[k] for k in point.prune)
+        ]
+        return max(below, key=self.damage, default=None)
 
     def fine_tune(self, graph: Graph, bits: dict[str, int]) -> Graph:
         """Distil the float model into pruned ``graph`` (zeros kept by masks)."""

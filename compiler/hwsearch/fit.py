@@ -92,9 +92,7 @@ def search(
     x, y = as_arrays(data, labels, "search data")
     train_xy = as_arrays(*train, "search train") if train is not None else (x, y)
     calib = (
-        np.asarray(calibration, dtype=np.float32)
-        if calibration is not None
-        else train_xy[0][:256]
+        np.asarray(calibration, dtype=np.float32) if calibration is not None else train_xy[0][:256]
     )
     graph = import_for_search(model, x[:1])
     settings = TrainSettings(epochs=epochs, max_samples=max_train_samples, seed=seed)
@@ -143,8 +141,15 @@ def write_outputs(result: SearchResult, ev: Evaluator, out: Path, say: Say) -> N
             },
         }
         options = {"reuse_factor": dict(chosen.cost.reuse)}
-        write_config(tmp, chosen.graph, ev.target.name, ev.calibration,
-                     ev.overrides(chosen.bits), options, info)  # fmt: skip
+        write_config(
+            tmp,
+            chosen.graph,
+            ev.target.name,
+            ev.calibration,
+            ev.overrides(chosen.bits),
+            options,
+            info,
+        )
         say("compiling the chosen configuration")
         art = compiler.compile(str(tmp / "config.json"), output_dir=tmp / "build")
         result.compiled = {k: art.summary[k] for k in ("dsp", "lut", "bram18k", "latency_ns")}

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 #: Weight of being over a resource limit against latency in ns (fit first, then speed).
 OVERUSE_NS = 1e9
+#: A DSP freed counts as this many ns: a step that frees DSPs without lowering the latency
+#: yet is progress (the next step can spend them on a lower reuse factor).
+DSP_NS = 1e-3
 
 
 @dataclass
@@ -70,7 +73,7 @@ class SearchResult:
 def objective(cost: Cost) -> float:
     """Latency in ns, plus a large penalty per unit of relative overuse of any limit."""
     over = sum(need / max(have, 1e-9) - 1.0 for need, have in cost.short.values())
-    return cost.latency_ns + OVERUSE_NS * over if over > 0 else cost.latency_ns
+    return cost.latency_ns + DSP_NS * cost.dsp + OVERUSE_NS * over
 
 
 def cost_path(ev: Evaluator, start: Point, say: Say) -> list[Point]:
@@ -96,9 +99,27 @@ def cost_path(ev: Evaluator, start: Point, say: Say) -> list[Point]:
         point = best[1]
         path.append(point)
         assert point.cost is not None
-        say(f"path step {len(path) - 1}: {point.label()}: {point.cost.latency_ns:g} ns, "
-            f"{point.cost.dsp} DSP")  # fmt: skip
-    return path
+        say(
+            f"path step {len(path) - 1}: {point.label()}: {point.cost.latency_ns:g} ns, "
+            f"{point.cost.dsp} DSP"
+        )
+    return useful(path)
+
+
+def useful(path: list[Point]) -> list[Point]:
+    """The path's points that fit sooner or run faster than every point before them (the
+    others only freed DSPs for a later step: more pruning for no gain on their own)."""
+    kept: list[Point] = []
+    for point in path:
+        assert point.cost is not None
+        if not kept:
+            kept.append(point)
+            continue
+        fastest = min(p.cost.latency_ns for p in kept if p.cost)
+        fits_first = point.cost.fits and not any(p.cost and p.cost.fits for p in kept)
+        if point.cost.latency_ns < fastest or fits_first:
+            kept.append(point)
+    return kept
 
 
 def measure_path(ev: Evaluator, path: list[Point], max_drop: float, say: Say) -> list[Point]:
@@ -106,37 +127,34 @@ def measure_path(ev: Evaluator, path: list[Point], max_drop: float, say: Say) ->
     measured: list[Point] = []
 
     def run(i: int) -> bool:
-        point = ev.measure(path[i])
+        point = _run(ev, path[i], say)
         measured.append(point)
-        assert point.drop is not None and point.cost is not None
-        say(f"measured {point.label()}: drop {point.drop:.2f} points, "
-            f"{point.cost.latency_ns:g} ns, {point.cost.dsp} DSP")  # fmt: skip
-        return point.drop <= max_drop
+        return point.drop is not None and point.drop <= max_drop
 
     lo, hi = 0, len(path) - 1
     if not run(lo):
-        return measured + _widened(ev, path[lo], max_drop, run_point=lambda p: _run(ev, p, say))
+        return measured + _widened(ev, path[lo], lambda p: _run(ev, p, say))
     if hi > lo and run(hi):
         return measured
     while hi - lo > 1:  # invariant: path[lo] within the limit, path[hi] not
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if run(mid) else (lo, mid)
-    if hi < len(path) and hi != lo:
-        measured += _widened(ev, path[hi], max_drop, run_point=lambda p: _run(ev, p, say))
+    if hi != lo:
+        measured += _widened(ev, path[hi], lambda p: _run(ev, p, say))
     return measured
 
 
 def _run(ev: Evaluator, point: Point, say: Say) -> Point:
     ev.measure(point)
     assert point.drop is not None and point.cost is not None
-    say(f"measured {point.label()}: drop {point.drop:.2f} points, "
-        f"{point.cost.latency_ns:g} ns, {point.cost.dsp} DSP")  # fmt: skip
+    say(
+        f"measured {point.label()}: drop {point.drop:.2f} points, "
+        f"{point.cost.latency_ns:g} ns, {point.cost.dsp} DSP"
+    )
     return point
 
 
-def _widened(
-    ev: Evaluator, failed: Point, max_drop: float, run_point: Callable[[Point], Point]
-) -> list[Point]:
+def _widened(ev: Evaluator, failed: Point, run_point: Callable[[Point], Point]) -> list[Point]:
     """``failed`` with its most damaged 8-bit layer at 16 bits, measured if it still fits."""
     if max(BITS) == 8:
         return []

@@ -88,13 +88,24 @@ def plot_front(result: SearchResult, path: Path) -> Path | None:
         cmap="viridis",
     )
     front = result.front()
-    ax.plot([p.cost.latency_ns for p in front if p.cost],
-            [100 * (p.accuracy or 0) for p in front], "k--", lw=0.8, label="Pareto front")  # fmt: skip
+    ax.plot(
+        [p.cost.latency_ns for p in front if p.cost],
+        [100 * (p.accuracy or 0) for p in front],
+        "k--",
+        lw=0.8,
+        label="Pareto front",
+    )
     if result.chosen is not None and result.chosen.cost is not None:
-        ax.plot(result.chosen.cost.latency_ns, 100 * (result.chosen.accuracy or 0), "r*",
-                ms=14, label="chosen")  # fmt: skip
-    ax.axhline(100 * result.float_accuracy - result.max_drop, color="grey", lw=0.6,
-               label="accuracy limit")  # fmt: skip
+        ax.plot(
+            result.chosen.cost.latency_ns,
+            100 * (result.chosen.accuracy or 0),
+            "r*",
+            ms=14,
+            label="chosen",
+        )
+    ax.axhline(
+        100 * result.float_accuracy - result.max_drop, color="grey", lw=0.6, label="accuracy limit"
+    )
     fig.colorbar(sc, ax=ax, label="DSP")
     ax.set_xlabel(f"estimated latency on {result.target} (ns)")
     ax.set_ylabel("top-1 accuracy (%)")
