@@ -34,13 +34,14 @@ import numpy as np
 
 from compiler.errors import BudgetError
 from compiler.hwsearch.cost import Cost
-from compiler.hwsearch.engine import Evaluator, TrainSettings
+from compiler.hwsearch.engine import Evaluator, TrainSettings, layer_names
 from compiler.hwsearch.fit import as_arrays, import_for_search
 from compiler.hwsearch.space import Budget
 from compiler.hwsearch.supernet import (
     Arch,
     Chain,
     chain_of,
+    folded_subnet,
     macs,
     sort_channels,
     subnet,
@@ -261,9 +262,12 @@ def _measure(
 ) -> Any:
     """Fine-tune candidate ``c`` as a plain model; fill in its quantized accuracy."""
     plain = _fine_tune(subnet(chain, c.arch, net), teacher, train, settings)
-    x = ev.evaluation[0]
-    graph = import_for_search(plain, x[:1])
-    c.accuracy = ev.accuracy(ev.quantize(_prepared(ev, graph), {}))
+    graph = _prepared(ev, import_for_search(plain, ev.evaluation[0][:1]))
+    # Then quantization-aware: batch norms folded, weights on the int8 grid the quantize pass
+    # will choose, so what is measured below is what was trained.
+    graph = ev.fine_tune(graph, {name: 8 for name in layer_names(graph)})
+    plain = folded_subnet(plain, graph)
+    c.accuracy = ev.accuracy(ev.quantize(graph, {}))
     c.drop = 100 * (ev.float_accuracy - c.accuracy)
     assert c.cost is not None
     say(f"{c.arch.label()}: {c.cost.latency_ns:g} ns, drop {c.drop:.2f} points")

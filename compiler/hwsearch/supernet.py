@@ -265,3 +265,25 @@ def subnet(chain: Chain, arch: Arch, net: Any = None) -> Any:
     )
     head.bias.data = h.bias.data.clone()
     return _classes()[1](convs, norms, pools, head).eval()
+
+
+def folded_subnet(plain: Any, graph: Any) -> Any:
+    """A ``ChainNet`` like ``plain`` without batch norms, its conv and linear weights those of
+    ``graph`` (``plain`` imported, batch norms folded, then trained further)."""
+    import torch
+    from torch import nn
+
+    from passes._prune import weight_layers
+
+    nodes = weight_layers(graph)
+    layers = [*plain.convs, plain.head]
+    if len(nodes) != len(layers):
+        raise TapeoutError(f"folded graph has {len(nodes)} weight layers for {len(layers)}")
+    for layer, node in zip(layers, nodes, strict=True):
+        w = graph.const_value(node.inputs[1])
+        b = graph.const_value(node.inputs[2]) if len(node.inputs) > 2 else None
+        layer.weight.data = torch.from_numpy(np.array(w, dtype=np.float32))
+        if b is not None:
+            layer.bias = nn.Parameter(torch.from_numpy(np.array(b, dtype=np.float32)))
+    plain.norms = nn.ModuleList([nn.Identity() for _ in plain.convs])
+    return plain.eval()
