@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from compiler.errors import BudgetError, InputError
+from compiler.hwsearch.cost import resource_limits
 from compiler.hwsearch.engine import Evaluator, TrainSettings
 from compiler.hwsearch.loop import Say, SearchResult, closest, run_search
 from compiler.hwsearch.space import Budget
@@ -89,6 +90,7 @@ def search(
     say = progress or (lambda message: None)
     tgt = load_target(target)
     limits = Budget.of(budget)
+    resource_limits(tgt, limits.limits())  # an FPGA target, or say so before any work
     x, y = as_arrays(data, labels, "search data")
     train_xy = as_arrays(*train, "search train") if train is not None else (x, y)
     calib = (
