@@ -239,7 +239,8 @@ def nas(
         tried = ", ".join(f"{c.arch.label()} ({c.drop:.2f})" for c in fitting if c.drop is not None)
         raise BudgetError(
             f"nas: no subnet fits {tgt.name} within {limits.max_accuracy_drop:g} points "
-            f"({len(fitting)} fit the resources; fine-tuned and missed the accuracy: "
+            f"({len(keep)} subnets within {screen_drop:g} points in the supernet priced, "
+            f"{len(fitting)} fit the resources; fine-tuned and missed the accuracy: "
             f"{tried or 'none'})"
         )
     c, plain = found
@@ -267,9 +268,11 @@ def _measure(
     # will choose, so what is measured below is what was trained.
     graph = ev.fine_tune(graph, {name: 8 for name in layer_names(graph)})
     plain = folded_subnet(plain, graph)
-    c.accuracy = ev.accuracy(ev.quantize(graph, {}))
-    c.drop = 100 * (ev.float_accuracy - c.accuracy)
-    assert c.cost is not None
+    quantized = ev.quantize(graph, {})
+    c.accuracy = ev.accuracy(quantized)
+    # Re-priced: training moves weights onto or off zero, which changes the DSP count.
+    c.cost = ev.cost(quantized)
+    c.drop = 100 * (ev.float_accuracy - c.accuracy) if c.cost.fits else float("inf")
     say(f"{c.arch.label()}: {c.cost.latency_ns:g} ns, drop {c.drop:.2f} points")
     return plain
 
