@@ -10,7 +10,9 @@ Importing ``compiler`` loads no toolchain (torch, onnx, tvm, tensorrt are import
 from typing import Any
 
 from compiler.api import compile, import_model, list_targets, load
+from compiler.context import PassContext
 from compiler.interpreter import interpret
+from compiler.quant_config import QuantConfig
 
 
 def distill(*args: Any, **kwargs: Any) -> Any:
@@ -35,6 +37,8 @@ def nas(*args: Any, **kwargs: Any) -> Any:
 
 
 __all__ = [
+    "PassContext",
+    "QuantConfig",
     "compile",
     "distill",
     "import_model",

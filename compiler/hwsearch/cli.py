@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from compiler.cli import _EXTRA_COMMANDS, _add_common, _load_npz_or_npy
 from compiler.errors import BudgetError, InputError
 
 
 def _array(path: str | None, what: str) -> np.ndarray | None:
     """The first array of an .npz (one array per model input, samples first) or an .npy."""
+    from compiler.cli import _load_npz_or_npy
+
     if path is None:
         return None
     data = _load_npz_or_npy(path)
@@ -87,8 +88,7 @@ def cmd_search(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _register(sub: Any) -> None:
-    p = sub.add_parser("search", help="fit a model to an FPGA budget (pruning, bits, reuse)")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="an .onnx file (or .ir text)")
     p.add_argument("--target", "-t", required=True, help="an FPGA target (pynq-z2, kv260, ...)")
     p.add_argument("--max-dsp", type=int)
@@ -105,8 +105,7 @@ def _register(sub: Any) -> None:
     p.add_argument("--max-train-samples", type=int, help="fine-tune on at most this many")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default="search-out", help="folder to write")
-    _add_common(p)
-    p.set_defaults(func=cmd_search)
 
 
-_EXTRA_COMMANDS.append(_register)
+#: This command's entry in ``compiler.cli.COMMANDS`` (after its help text).
+COMMAND = (add_arguments, cmd_search)

@@ -41,11 +41,13 @@ class TrainSettings:
     seed: int = 0
 
 
-def split_pipeline(target: Target) -> tuple[list[Any], list[Any]]:
-    """The target's passes before ``quantize`` and from it on."""
+def split_pipeline(
+    target: Target, changes: dict[str, Any] | None = None
+) -> tuple[list[Any], list[Any]]:
+    """The target's passes before ``quantize`` and from it on (its config ``changes``d)."""
     from compiler.api import plan_pipeline
 
-    passes = plan_pipeline(target, None, None, None)
+    passes = plan_pipeline(target, None, None, changes)
     first = next((i for i, p in enumerate(passes) if p.name == "quantize"), len(passes))
     return passes[:first], passes[first:]
 
@@ -70,14 +72,14 @@ class Evaluator:
         train: tuple[np.ndarray, np.ndarray],
         settings: TrainSettings,
     ) -> None:
+        from compiler.context import PassContext
         from compiler.pass_manager import PassManager
 
         self.target, self.budget, self.settings = target, budget, settings
         self.calibration, self.evaluation, self.train = calibration, evaluation, train
         self.limits = resource_limits(target, budget.limits())
-        before, self.quant_passes = split_pipeline(target)
         self.graph = graph.copy()
-        PassManager(before).run(self.graph, target)
+        PassManager(split_pipeline(target)[0]).run(self.graph, PassContext(target=target))
         self.layers = layer_names(self.graph)
         self.float_accuracy = self.accuracy(self.graph)
         self._quantized: dict[tuple[Any, ...], Graph] = {}
@@ -93,12 +95,12 @@ class Evaluator:
 
     def quantize(self, graph: Graph, bits: dict[str, int]) -> Graph:
         """A quantized copy of float ``graph`` with the layers' bit widths."""
+        from compiler.api import pass_context
         from compiler.pass_manager import PassManager
-        from passes.quantize import calibration_context
 
         work = graph.copy()
-        with calibration_context(self.calibration, overrides=self.overrides(bits)):
-            PassManager(self.quant_passes).run(work, self.target)
+        passes = split_pipeline(self.target, {"overrides": self.overrides(bits)})[1]
+        PassManager(passes).run(work, pass_context(self.target, self.calibration))
         return work
 
     def cost(self, quantized: Graph) -> Cost:

@@ -298,10 +298,11 @@ def _bisect(
 
 def _prepared(ev: Evaluator, graph: Any) -> Any:
     """``graph`` through the target's passes before quantize (as ``ev.graph`` was)."""
+    from compiler.context import PassContext
     from compiler.hwsearch.engine import split_pipeline
     from compiler.pass_manager import PassManager
 
-    PassManager(split_pipeline(ev.target)[0]).run(graph, ev.target)
+    PassManager(split_pipeline(ev.target)[0]).run(graph, PassContext(target=ev.target))
     return graph
 
 
