@@ -144,7 +144,7 @@ class Evaluator:
 
     # ---- measuring -------------------------------------------------------------------------
     def accuracy(self, graph: Graph) -> float:
-        from compiler.prune_torch import graph_accuracy
+        from compiler.torchside.prune import graph_accuracy
 
         return graph_accuracy(graph, *self.evaluation)
 
@@ -181,9 +181,9 @@ class Evaluator:
 
     def fine_tune(self, graph: Graph, bits: dict[str, int]) -> Graph:
         """Distil the float model into pruned ``graph`` (zeros kept by masks)."""
-        from compiler.distill_impl import distill
-        from compiler.fake_quant import FakeQuant
-        from compiler.torch_graph import to_torch
+        from compiler.torchside.distill import distill
+        from compiler.torchside.fake_quant import FakeQuant
+        from compiler.torchside.module import to_torch
 
         s = self.settings
         if self._teacher is None:

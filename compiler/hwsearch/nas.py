@@ -141,7 +141,7 @@ def train_supernet(
     """Sandwich-rule distillation into the shared weights (see the module doc)."""
     import torch
 
-    from compiler.distill_impl import batches, distill_loss, torch_threads
+    from compiler.torchside.distill import batches, distill_loss, torch_threads
 
     rng = np.random.default_rng(seed)
     largest = max(archs, key=lambda a: (sum(a.widths), -len(a.skip)))
@@ -170,7 +170,7 @@ def _supernet_accuracy(
 ) -> float:
     import torch
 
-    from compiler.distill_impl import accuracy
+    from compiler.torchside.distill import accuracy
 
     net.recalibrate(arch, torch.from_numpy(calib))
     return accuracy(net, x, y)
@@ -309,7 +309,7 @@ def _prepared(ev: Evaluator, graph: Any) -> Any:
 def _fine_tune(
     student: Any, teacher: Any, train: tuple[np.ndarray, np.ndarray], s: TrainSettings
 ) -> Any:
-    from compiler.distill_impl import distill
+    from compiler.torchside.distill import distill
 
     distill(
         teacher,
