@@ -175,9 +175,11 @@ CALIBRATED_PASSES = frozenset({"quantize", "calibrate", "mixed-precision", "bias
 
 def _check_calibrated(args: argparse.Namespace) -> None:
     from compiler.api import plan_pipeline, resolve_quant
+    from compiler.hwsearch.config import is_config, load_config
     from compiler.target import load_target
 
-    target = load_target(args.target)
+    name = args.target or (load_config(args.model).target if is_config(args.model) else None)
+    target = load_target(name or "reference")
     whole, changes = resolve_quant(target, quant_changes(args))
     names = [p.name for p in plan_pipeline(target, args.pipeline, whole, changes)]
     if not CALIBRATED_PASSES.intersection(names):
