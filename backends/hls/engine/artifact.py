@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.hls.artifact import HlsArtifact, _batched
+from backends.hls.artifact import HlsArtifact, _batch
 from compiler import numerics
 from compiler.errors import BackendError, InputError
 
@@ -130,19 +130,10 @@ class EngineArtifact(HlsArtifact):
                 f"{_STATUS.get(status & 255, 'status ' + str(status & 255))} too small"
             )
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Run the C simulation; a leading axis of any size is a batch (one run per sample)."""
-        if len(inputs) != len(self.graph.inputs):
-            raise InputError(
-                f"graph @{self.graph.name} takes {len(self.graph.inputs)} input(s), "
-                f"got {len(inputs)}"
-            )
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the C simulation (inputs checked by ``Artifact.run``), one run per sample."""
         _, io = self._load()
-        arrays, counts = [], set()
-        for value, x in zip(self.graph.inputs, inputs, strict=True):
-            arr, n = _batched(value.type, np.asarray(x), value.name)
-            arrays.append(arr)
-            counts.add(n)
+        counts = {_batch(v.type, a) for v, a in zip(self.graph.inputs, arrays, strict=True)}
         if len(counts) != 1:
             raise InputError(f"inputs have different batch sizes {sorted(counts)}")
         n = counts.pop()
@@ -151,7 +142,7 @@ class EngineArtifact(HlsArtifact):
         for s in range(n):
             for spec, arr in zip(io["inputs"], arrays, strict=True):
                 shape = tuple(spec["shape"])
-                sample = arr[s] if n > 1 or arr.shape != shape else arr
+                sample = arr[s : s + 1] if len(shape) >= 2 else arr
                 q = (
                     sample
                     if spec["scale"] is None

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from backends.c_names import Namer
 from backends.hls.engine.schedule import ALIGN, Step
 from backends.hls.islands import island_sources, island_table, tabulable
-from backends.hls.names import Namer
 from backends.hls.plan import where
 from compiler.errors import BackendError, Unsupported, UnsupportedOpsError
 from compiler.ir.graph import Graph, Node, Value

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.hls.emitter import CEmitter
+from backends.c_emitter import CEmitter
 from backends.hls.engine.config import EngineConfig
 from backends.hls.engine.schedule import DESC_WORDS, Step, describe
 
