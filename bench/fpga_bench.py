@@ -1,7 +1,12 @@
-"""tapeout's FPGA backend against hls4ml, on the jet MLP and the digits CNN, in one run.
+"""tapeout's FPGA backend against hls4ml (dataflow) and the Vitis AI DPU (engine), in one run.
 
     python bench/fpga_bench.py                          # both models, target fpga (zcu104)
     python bench/fpga_bench.py --models jet_mlp --target kv260
+    python bench/fpga_bench.py --models none            # only the engine rows (ResNet-50)
+
+The engine rows (``bench/fpga_engine.py``, after the dataflow tables) compile ResNet-50 for the
+weight-streaming engine and set its estimated latency, fps and resources next to the Vitis AI
+DPU's published ZCU104 figures, stating every assumption; ``--engine-models none`` skips them.
 
 For each model, both tools compile the same trained torch module and C-simulate the same test
 set (tests/datasets.py; the jet data are synthetic, so hls4ml's published 0.9245 does not
@@ -260,13 +265,18 @@ def main() -> int:
         choices=["minmax", "percentile", "entropy", "mse"],
         help="tapeout's activation calibrator (the quantize pass's default is minmax)",
     )
+    parser.add_argument("--engine-models", default="resnet50", help="zoo models for the engine")
+    parser.add_argument("--engine-sizes", default="B1024,B2304,B4096")
+    parser.add_argument("--engine-targets", default="kv260,u250", help="other boards, B4096")
+    parser.add_argument("--engine-clock", type=float, default=None, help="MHz (default: target)")
+    parser.add_argument("--no-check", action="store_true", help="skip the interpreter check")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory(prefix="fpga-bench-") as tmp:
         work = Path(tmp)
         os.environ["TAPEOUT_CACHE"] = str(work / "cache")  # time a cold g++ build
         _warm_up()
-        for name in args.models.split(","):
+        for name in _names(args.models):
             ours = run_tapeout(name, args.target, work, args.calibrator)
             theirs, why = None, ""
             try:
@@ -276,7 +286,17 @@ def main() -> int:
             except Exception as err:  # a peer failing must not hide tapeout's numbers
                 why = f"hls4ml failed: {type(err).__name__}: {str(err)[:300]}"
             report(name, ours, theirs, why)
+        from bench.fpga_engine import report_engine
+
+        target = "zcu104" if args.target == "fpga" else args.target
+        for name in _names(args.engine_models):
+            report_engine(name, target, work, _names(args.engine_sizes),
+                          _names(args.engine_targets), args.engine_clock, not args.no_check)
     return 0
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in text.split(",") if n and n != "none"]
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 from compiler.backend import Artifact, check_options, get_backend, staged_dir, write_manifest
 from compiler.context import Executor, PassContext, interpreter_executor
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
+from compiler.hwsearch.config import is_config
 from compiler.ir.graph import Graph
 from compiler.ir.parser import parse
 from compiler.ir.verifier import verify
@@ -130,9 +131,25 @@ def pass_context(
     )
 
 
+def _from_config(
+    path: str | Path, target: Any, calibration_data: Any, quant: Any, options: dict[str, Any]
+) -> tuple[Graph, Any, Any, Any]:
+    """A compile config's model, target, calibration data and per-layer precisions (what the
+    call gives explicitly wins); its backend options are merged into ``options``."""
+    from compiler.hwsearch.config import load_config
+
+    config = load_config(path)
+    for key, value in config.options.items():
+        options.setdefault(key, value)
+    if config.quantize_overrides and not isinstance(quant, QuantConfig):
+        quant = {"overrides": config.quantize_overrides, **(quant or {})}
+    calib = config.calibration if calibration_data is None else calibration_data
+    return config.graph, target or config.target, calib, quant
+
+
 def compile(
     model: Any,
-    target: str | Path | Target | Sequence[str | Path | Target] = "reference",
+    target: str | Path | Target | Sequence[str | Path | Target] | None = None,
     example_inputs: Sequence[Any] | None = None,
     calibration_data: Any = None,
     output_dir: str | Path | None = None,
@@ -152,8 +169,10 @@ def compile(
     """Compile ``model`` for ``target``; returns an artifact that runs, saves and reports.
 
     ``model``: torch.nn.Module (exported with ``example_inputs``), ExportedProgram, ONNX
-    ModelProto or .onnx path, or an IR Graph. ``target``: a name from ``targets/`` or a path to
-    a target file; a list of targets (or ``"zcu104+cpu"``) partitions the model across them,
+    ModelProto or .onnx path, or an IR Graph, or a compile config written by ``tapeout search``
+    (``config.json``: model, target, calibration data, per-layer precisions, backend options).
+    ``target``: a name from ``targets/`` or a path to a target file (default ``reference``); a
+    list of targets (or ``"zcu104+cpu"``) partitions the model across them,
     and ``pipeline_stages=N`` cuts it into N pipelined stages (``compiler.multi``).
     ``quant``: a ``QuantConfig`` (it replaces the quantize options of the
     target's pipeline; a precision other than fp32 adds a quantize pass where there is none)
@@ -164,7 +183,11 @@ def compile(
     ``engine=False``); the precision reaches it as the target's ``numerics.precision``.
     """
     say = progress or (lambda stage: None)
-    tgt = load_target(target)
+    if is_config(model):
+        model, target, calibration_data, quant = _from_config(
+            model, target, calibration_data, quant, options
+        )
+    tgt = load_target(target if target is not None else "reference")
     # Before any work: a typo or a refused folder should not cost a compile.
     check_options(tgt.backend, options)
     if output_dir is not None:

@@ -46,7 +46,8 @@ BACKENDS: dict[str, str] = {
 #: none of them reads is a typo, refused with a "did you mean" instead of silently ignored.
 BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
     "reference": (),
-    "hls": ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs"),
+    "hls": ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs",
+            "fpga_arch", "engine", "engine_clock_mhz"),
     "tvm": ("tune", "tune_minutes", "cache_dir", "tune_progress", "rpc_tracker", "rpc_key"),
     "asic": (),
     "onnx": ("opset",),

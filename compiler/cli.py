@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from compiler import errors
+from compiler.hwsearch import cli as search_cli
 from compiler.quant_config import cli_flags, quant_changes
 
 EXIT_CODES: dict[type[BaseException], int] = {
@@ -174,9 +175,11 @@ CALIBRATED_PASSES = frozenset({"quantize", "calibrate", "mixed-precision", "bias
 
 def _check_calibrated(args: argparse.Namespace) -> None:
     from compiler.api import plan_pipeline, resolve_quant
+    from compiler.hwsearch.config import is_config, load_config
     from compiler.target import load_target
 
-    target = load_target(args.target)
+    name = args.target or (load_config(args.model).target if is_config(args.model) else None)
+    target = load_target(name or "reference")
     whole, changes = resolve_quant(target, quant_changes(args))
     names = [p.name for p in plan_pipeline(target, args.pipeline, whole, changes)]
     if not CALIBRATED_PASSES.intersection(names):
@@ -338,9 +341,10 @@ def cmd_debug(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- the parser: one entry per command in COMMANDS -----------------------------------------
 def _args_compile(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an .onnx file (or .ir text)")
-    p.add_argument("--target", "-t", default="reference",
-                   help="a target name or file; a+b partitions across devices")
+    p.add_argument("model", help="an .onnx file (or .ir text, or a config.json from search)")
+    p.add_argument("--target", "-t",
+                   help="a target name or file; a+b partitions across devices (default: a "
+                   "search config's target, else reference)")
     p.add_argument("-o", "--output", required=True, help="artifact folder to write")
     p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
@@ -402,6 +406,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "targets": ("list the hardware targets", lambda p: None, cmd_targets),
     "export": ("export a model's lowered graph (ONNX)", _args_export, cmd_export),
     "debug": ("find the layer where a compiled model diverges from float", _args_debug, cmd_debug),
+    "search": ("fit a model to an FPGA budget (pruning, bits, reuse)", *search_cli.COMMAND),
 }
 
 

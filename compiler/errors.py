@@ -58,6 +58,15 @@ class TargetError(TapeoutError):
     """A target file is missing, unreadable, or has unknown or invalid keys."""
 
 
+class BudgetError(TapeoutError):
+    """No configuration a search found meets the budget. The message names each limit that
+    is short and by how much at the best point; ``result`` is the search's full result."""
+
+    def __init__(self, message: str, result: object = None):
+        super().__init__(message)
+        self.result = result
+
+
 class BackendError(TapeoutError):
     """A backend failed while compiling or running an artifact."""
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compiler.backend import Artifact, get_backend, write_manifest
+from compiler.backend import MULTI_OPTIONS, Artifact, get_backend, write_manifest
 from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph
 from compiler.partition import Part, cut_stages, group_by_device, lift, place, value_bytes
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 META_FILE = "multi.json"
 
 #: Backend options this backend takes itself; every other option goes to the parts' backends.
-OWN_OPTIONS = ("pipeline_stages", "stage_cores")
+OWN_OPTIONS = MULTI_OPTIONS
 
 
 class MultiArtifact(Artifact):

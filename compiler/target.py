@@ -73,6 +73,10 @@ class FpgaLimits:
     ff: int
     interface: Literal["axis", "m_axi"] = "axis"
     default_reuse_factor: int = 1
+    #: External memory the weight-streaming engine reads (0: unknown, the engine refuses):
+    #: peak bandwidth in GB/s and capacity in MiB, from the board's data sheet.
+    ddr_gbps: float = 0.0
+    ddr_mb: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,13 @@ Options (``compile(..., reuse_factor=4)`` or ``tapeout compile --option reuse_fa
   kernels' order, and the host converts) or ``"nchw"`` (the model's order; the top function
   converts, at one element per cycle);
 * ``tb_samples``: random golden samples for the testbench (default 32), or ``tb_inputs``: a
-  list of input arrays (stacked samples) to use instead.
+  list of input arrays (stacked samples) to use instead;
+* ``fpga_arch``: ``"auto"`` (default), ``"dataflow"`` or ``"engine"``: the architecture
+  (``backends.hls.engine.choice``: dataflow when the model fits on chip, else the
+  weight-streaming engine, and the summary's ``arch_reason`` says why);
+* ``engine``: the engine's size, ``"B512"`` ... ``"B4096"`` (default: the largest that fits
+  the part) or a dict of ``backends.hls.engine.config.EngineConfig`` fields;
+  ``engine_clock_mhz``: the engine's clock for the estimate (default: the target's).
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ import numpy as np
 
 from backends.hls.artifact import HlsArtifact
 from backends.hls.codegen import firmware_files
+from backends.hls.engine import compile_engine
+from backends.hls.engine import unsupported as engine_unsupported
+from backends.hls.engine.artifact import EngineArtifact
+from backends.hls.engine.choice import DATAFLOW_OPTIONS, pick_arch
 from backends.hls.host import host_header, host_source, testbench_source
 from backends.hls.plan import batch_one, build_design, unsupported
 from backends.hls.project import (
@@ -47,7 +57,17 @@ from compiler.specialize import is_static
 if TYPE_CHECKING:
     from compiler.target import Target
 
-OPTIONS = ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs")
+OPTIONS = (
+    "reuse_factor",
+    "top",
+    "dsp_packing",
+    "port_layout",
+    "tb_samples",
+    "tb_inputs",
+    "fpga_arch",
+    "engine",
+    "engine_clock_mhz",
+)
 
 
 class HlsBackend:
@@ -56,7 +76,12 @@ class HlsBackend:
     name = "hls"
 
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
-        return unsupported(graph, target)
+        """The dataflow design's list when the engine cannot take the graph either (the
+        architecture is chosen in ``compile``, which checks the chosen one again)."""
+        missing = unsupported(graph, target)
+        if missing and not engine_unsupported(batch_one(graph), target):
+            return []
+        return missing
 
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]
@@ -67,12 +92,29 @@ class HlsBackend:
                 f"unknown option(s) {', '.join(unknown)} for the hls backend; "
                 f"known: {', '.join(OPTIONS)}"
             )
-        fpga = target.fpga
-        if fpga is None:
+        if target.fpga is None:
             raise BackendError(f"target {target.name} has no [fpga] table")
         graph = batch_one(graph)  # one sample per call: a symbolic batch becomes 1
         if not is_static(graph):
             raise BackendError("the HLS backend needs static shapes: pass example inputs")
+        arch, reason = pick_arch(graph, target, options)
+        if arch == "engine":
+            return compile_engine(graph, target, Path(out_dir), options, reason)
+        try:
+            art = self._dataflow(graph, target, Path(out_dir), options)
+        except BackendError as err:
+            if not _may_fall_back(options) or "does not fit" not in str(err):
+                raise
+            why = f"the dataflow design does not fit: {err}"
+            return compile_engine(graph, target, Path(out_dir), options, why)
+        art.summary.update(fpga_arch="dataflow", arch_reason=reason)
+        return art
+
+    def _dataflow(
+        self, graph: Graph, target: Target, out: Path, options: dict[str, Any]
+    ) -> HlsArtifact:
+        fpga = target.fpga
+        assert fpga is not None
         missing = unsupported(graph, target)
         if missing:
             raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for {target.name}")
@@ -86,7 +128,6 @@ class HlsBackend:
         )
         fixed = resolve_option(design, options.get("reuse_factor", "auto"))
         ev = choose(design, model, budget_of(fpga), fixed, f"{target.name} ({fpga.part})")
-        out = Path(out_dir)
         files = {
             **firmware_files(design, ev.partition),
             "tb/host.h": host_header(design),
@@ -109,7 +150,17 @@ class HlsBackend:
         self, path: Path, graph: Graph, target: Target, manifest: dict[str, Any]
     ) -> HlsArtifact:
         report = manifest.get("report", {})
-        return HlsArtifact(graph, target, path, report.get("layers"), report.get("summary"))
+        summary = report.get("summary") or {}
+        cls = EngineArtifact if summary.get("fpga_arch") == "engine" else HlsArtifact
+        return cls(graph, target, path, report.get("layers"), summary)
+
+
+def _may_fall_back(options: dict[str, Any]) -> bool:
+    """A dataflow design that does not fit may become the engine: unless the user chose the
+    architecture or set options only the dataflow design reads."""
+    return options.get("fpga_arch", "auto") == "auto" and not any(
+        k in options for k in DATAFLOW_OPTIONS
+    )
 
 
 def _tb_inputs(options: dict[str, Any], design: Any) -> list[np.ndarray]:

@@ -197,7 +197,10 @@ def test_a_design_that_cannot_fit_says_what_is_short(tmp_path: Path) -> None:
         lower(qmlp(), "pynq-z2", tmp_path / "rf1", reuse_factor=1)
     big = qmlp((512, 2048, 2048, 10))
     with pytest.raises(BackendError, match="even at the largest reuse factors: .*short by"):
-        lower(big, "pynq-z2", tmp_path / "big")
+        lower(big, "pynq-z2", tmp_path / "big", fpga_arch="dataflow")
+    # left to choose, the backend takes the weight-streaming engine instead and says why
+    art = lower(big, "pynq-z2", tmp_path / "auto", tb_samples=0)
+    assert art.summary["fpga_arch"] == "engine" and "exceed" in art.summary["arch_reason"]
 
 
 def test_pruned_weights_cost_no_dsp(tmp_path: Path) -> None:
