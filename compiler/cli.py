@@ -468,9 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    terminate_on_sigterm()  # SIGTERM unwinds like Ctrl-C: staging folders are removed
-    try:
-        with _stdout_to_stderr(args.json):
+    try:  # SIGTERM unwinds like Ctrl-C: staging folders are removed
+        with terminate_on_sigterm(), _stdout_to_stderr(args.json):
             result = args.func(args)
     except errors.TapeoutError as e:
         if hasattr(e, "result"):  # a verdict, not a failure: the result is the output

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,6 +155,16 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated(f"terminated by signal {signum}")
 
 
-def terminate_on_sigterm() -> None:
-    """Turn SIGTERM into ``Terminated`` (the CLI calls it; a library leaves signals alone)."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+@contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` (the CLI uses it; a library leaves
+    signals alone); the previous handler is restored after it, so that ``cli.main`` called in
+    a process of someone else's (a test runner) changes nothing there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set signal handlers
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -107,9 +107,9 @@ def test_temporary_artifact_is_removed_at_exit_unless_saved(tmp_path: Path) -> N
 def test_sigterm_leaves_no_staging_folder(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         import sys, time; sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+        from pathlib import Path
         from compiler.outdir import staged_dir, terminate_on_sigterm
-        terminate_on_sigterm()
-        with staged_dir(__import__("pathlib").Path({str(tmp_path / "out")!r})) as tmp:
+        with terminate_on_sigterm(), staged_dir(Path({str(tmp_path / "out")!r})) as tmp:
             (tmp / "half.txt").write_text("x")
             print("staged", flush=True)
             time.sleep(60)
