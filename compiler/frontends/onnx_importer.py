@@ -336,21 +336,24 @@ class Importer:
     def convert(self, proto: onnx.NodeProto, loc: str) -> None:
         from compiler.frontends.onnx_ops import CONVERTERS
 
+        op = proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}.{proto.op_type}"
         if any(name in self.poisoned for name in proto.input if name):
-            self.poisoned.update(proto.output)  # downstream of a reported node: not reported
+            # Downstream of a reported node its input types are unknown, so its converter
+            # cannot run; still report an op that has no converter at all, so that a user
+            # meets every missing op of a chain at once, not one per fix.
+            if (why := _missing_converter(proto)) is not None:
+                self.unsupported.append(Unsupported(op, loc, why))
+            self.poisoned.update(proto.output)
             return
         node = OnnxNode(self, proto, loc)
-        op = proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}.{proto.op_type}"
         try:
             folded = self._fold(node) if proto.domain in ("", "ai.onnx") else None
             outs: Sequence[Output]
             if folded is not None:
                 outs = folded
             else:
-                if proto.domain not in ("", "ai.onnx"):
-                    raise Reject(f"domain {proto.domain!r} is not supported (only ai.onnx)")
-                if proto.op_type not in CONVERTERS:
-                    raise Reject("no converter for this ONNX op")
+                if (why := _missing_converter(proto)) is not None:
+                    raise Reject(why)
                 outs = CONVERTERS[proto.op_type](node)
             extra = [i for i in range(len(outs), len(proto.output)) if node.used(i)]
             if extra:
@@ -400,6 +403,17 @@ class Importer:
         if not inputs or sum(x.size for x in inputs if x is not None) > _FOLD_LIMIT:
             return None
         return _reference_fold(node, inputs)
+
+
+def _missing_converter(proto: onnx.NodeProto) -> str | None:
+    """Why no converter exists for ``proto``'s op (foreign domain, unknown op), or None."""
+    from compiler.frontends.onnx_ops import CONVERTERS
+
+    if proto.domain not in ("", "ai.onnx"):
+        return f"domain {proto.domain!r} is not supported (only ai.onnx)"
+    if proto.op_type not in CONVERTERS:
+        return "no converter for this ONNX op"
+    return None
 
 
 def _first_symbolic(arrays: list[Known | None]) -> np.ndarray:

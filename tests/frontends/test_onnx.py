@@ -240,6 +240,25 @@ def test_unsupported_ops_are_all_listed_with_counts() -> None:
         assert name in message
 
 
+def test_unsupported_ops_downstream_of_another_are_listed_too() -> None:
+    # Each node reads the one before, so only the first has known input types; the others
+    # still have no converter and must be listed with their locations, in one error.
+    nodes = [
+        node("Foo", ["x"], ["a"], domain="com.example", name="first_custom"),
+        node("Bar", ["a"], ["b"], domain="com.example", name="second_custom"),
+        node("Relu", ["b"], ["c"], name="relu_between"),
+        node("Baz", ["c"], ["y"], domain="com.example", name="third_custom"),
+    ]
+    model = onnx_model(nodes, {"x": (np.float32, [2, 2])}, ["y"], 13)
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    with pytest.raises(UnsupportedOpsError) as info:
+        import_onnx(model)
+    assert info.value.counts == {"com.example.Foo": 1, "com.example.Bar": 1, "com.example.Baz": 1}
+    assert [item.location for item in info.value.items] == [
+        "first_custom", "second_custom", "third_custom"
+    ]
+
+
 def test_other_domains_are_reported_unsupported() -> None:
     custom = node("FusedGemm", ["x"], ["y"], domain="com.microsoft", name="fused")
     model = onnx_model([custom], {"x": (np.float32, [2, 2])}, ["y"], 13)
