@@ -92,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwhy tapeout {args.target} did not pass (most frequent):")
     print(_blockers(ours, args.top))
     if args.write:
+        import onnx
+
         expected = {o.name: [o.status, o.detail] for o in ours}
-        args.write.write_text(json.dumps(expected, indent=0, sort_keys=True) + "\n")
+        data = {"__onnx__": onnx.__version__, "cases": expected}
+        args.write.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
         print(f"\nwrote {len(expected)} outcomes to {args.write}")
     return 0
 

@@ -414,3 +414,4 @@ def _matmul(n: OnnxNode) -> Sequence[Output]:
 
 
 from compiler.frontends import onnx_fold, onnx_ops_nn, onnx_ops_tensor  # noqa: E402,F401  (fill the tables)
+from compiler.frontends import onnx_ops_more  # noqa: E402,F401  (after onnx_ops_nn: it wraps entries)
