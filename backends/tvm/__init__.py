@@ -93,7 +93,8 @@ class TvmArtifact(Artifact):
         import tvm
 
         arrays = check_inputs(self.graph, inputs)
-        return [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
+        # ascontiguousarray makes a 0-d array 1-d; reshape keeps scalars (Trilu's k) scalars.
+        return [tvm.runtime.tensor(np.ascontiguousarray(a).reshape(a.shape)) for a in arrays]
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
         vm = self._machine()

@@ -180,11 +180,12 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return {**TENSOR_RULES, **NN_RULES, **QUANT_RULES}
+    return extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES})
 
 
 def check_graph(graph: Graph) -> list[Unsupported]:
