@@ -190,3 +190,17 @@ def _nll_loss(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray
     if attrs["reduction"] == "mean":
         total = total / w.sum()
     return [np.asarray(total).astype(x.dtype)]
+
+
+_UNARY_MORE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "math.ceil": np.ceil, "math.floor": np.floor, "math.round": np.round,  # half to even
+    "math.sign": np.sign, "math.tan": np.tan, "math.asin": np.arcsin, "math.acos": np.arccos,
+    "math.atan": np.arctan, "math.sinh": np.sinh, "math.cosh": np.cosh,
+    "math.asinh": np.arcsinh, "math.acosh": np.arccosh, "math.atanh": np.arctanh,
+    "math.bitwise_not": np.invert,
+}  # fmt: skip
+for _name, _fn in _UNARY_MORE.items():
+    IMPLS[_name] = _one(lambda x, _f=_fn: np.asarray(_f(x)).astype(x.dtype))
+for _name, _fn2 in {"math.bitwise_and": np.bitwise_and, "math.bitwise_or": np.bitwise_or,
+                    "math.bitwise_xor": np.bitwise_xor}.items():  # fmt: skip
+    IMPLS[_name] = _one(lambda a, b, _f=_fn2: np.asarray(_f(a, b)).astype(a.dtype))

@@ -270,7 +270,27 @@ def _empty_check(graph: Graph, node: Node) -> str | None:
     return None
 
 
+def _elementwise(name: str) -> Rule:
+    """A Relax elementwise op of the same name on the operands as they are (NCHW)."""
+
+    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+        return [ctx.emit(getattr(_R(), name)(*(ctx.arg(v) for v in node.inputs)))]
+
+    return Rule(lower)
+
+
+#: IR op -> Relax op, same meaning (math.round is left out: Relax rounds half away from zero,
+#: ONNX and the interpreter half to even).
+ELEMENTWISE_MORE: dict[str, str] = {
+    f"math.{name}": name
+    for name in ("ceil", "floor", "sign", "tan", "asin", "acos", "atan", "sinh", "cosh",
+                 "asinh", "acosh", "atanh", "bitwise_not", "bitwise_and", "bitwise_or",
+                 "bitwise_xor")
+}  # fmt: skip
+
+
 MORE_RULES: dict[str, Rule] = {
+    **{op: _elementwise(name) for op, name in ELEMENTWISE_MORE.items()},
     "math.reduce": Rule(_reduce, _reduce_check),
     "tensor.gather_elements": Rule(_gather_elements),
     "tensor.scatter_elements": Rule(_scatter_elements),
@@ -298,4 +318,19 @@ def extend(rules: dict[str, Rule]) -> dict[str, Rule]:
     out = {**rules, **MORE_RULES}
     if "math.mod" in out:
         out["math.mod"] = _with_check(out["math.mod"], _mod_check)
+    for op in NO_F16_KERNEL:
+        if op in out:
+            out[op] = _with_check(out[op], _f16_check)
     return out
+
+
+#: Float ops whose float16 form LLVM has no x86 intrinsic for (the build fails on llvm.exp).
+NO_F16_KERNEL = ("math.exp", "math.log", "math.erf", "math.pow")
+
+
+def _f16_check(graph: Graph, node: Node) -> str | None:
+    if node.inputs[0].dtype == "f16":
+        return f"{node.op} on float16 (LLVM has no x86 kernel for it)"
+    if node.op == "math.pow" and not is_float(node.inputs[0].dtype):
+        return f"integer power of {node.inputs[0].dtype} (TVM's power takes floats)"
+    return None

@@ -227,7 +227,8 @@ class OnnxNode:
 
     def scalar(self, number: float, dtype: str) -> Value:
         data = np.asarray(number, dtype=TensorType(dtype, ()).np_dtype)
-        return self.constant(data, self.name_hint("c"))
+        # The type is explicit: bf16 data is held in float32, which alone would read as f32.
+        return self.constant(data, self.name_hint("c"), TensorType(dtype, ()))
 
 
 def dtype_of_numpy_or_none(data: np.ndarray) -> str | None:

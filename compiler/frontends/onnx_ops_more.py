@@ -179,3 +179,111 @@ def _softmax_cross_entropy(n: OnnxNode) -> Sequence[Output]:
     """``nll_loss(log_softmax(scores, axis=1), labels)``; output 1 is the log-probabilities."""
     log_prob = n.emit("nn.log_softmax", [n.value(0)], {"axis": 1}, hint="log_prob")
     return [_nll(n, log_prob), log_prob]
+
+
+UNARY_MORE: dict[str, str] = {
+    "Ceil": "math.ceil", "Floor": "math.floor", "Round": "math.round", "Sign": "math.sign",
+    "Tan": "math.tan", "Asin": "math.asin", "Acos": "math.acos", "Atan": "math.atan",
+    "Sinh": "math.sinh", "Cosh": "math.cosh", "Asinh": "math.asinh", "Acosh": "math.acosh",
+    "Atanh": "math.atanh", "BitwiseNot": "math.bitwise_not",
+}  # fmt: skip
+BINARY_MORE: dict[str, str] = {
+    "BitwiseAnd": "math.bitwise_and", "BitwiseOr": "math.bitwise_or",
+    "BitwiseXor": "math.bitwise_xor",
+}  # fmt: skip
+
+
+@converts(*UNARY_MORE)
+def _unary_more(n: OnnxNode) -> Sequence[Output]:
+    return [n.emit(UNARY_MORE[n.op_type], [n.value(0)])]
+
+
+@converts(*BINARY_MORE)
+def _binary_more(n: OnnxNode) -> Sequence[Output]:
+    a = n.value(0)
+    return [n.emit(BINARY_MORE[n.op_type], [a, n.value(1, a.dtype)])]
+
+
+# ---- activations as compositions of core ops (so every backend that has those takes them) ----
+def _c(n: OnnxNode, x: Value, number: float) -> Value:
+    return n.scalar(number, x.dtype)
+
+
+def _softplus(n: OnnxNode, x: Value, hint: str | None = None) -> Value:
+    """``log(exp(x) + 1)``, as ONNX defines it (large x overflow to inf there too)."""
+    e = n.emit("math.exp", [x], hint="exp" if hint else "sp_exp")
+    return n.emit("math.log", [n.emit("math.add", [e, _c(n, x, 1.0)], hint="sp_1p")], hint=hint)
+
+
+@converts("Softplus")
+def _softplus_op(n: OnnxNode) -> Sequence[Output]:
+    return [_softplus(n, n.value(0))]
+
+
+@converts("Softsign")
+def _softsign(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    den = n.emit("math.add", [n.emit("math.abs", [x], hint="abs"), _c(n, x, 1.0)], hint="den")
+    return [n.emit("math.div", [x, den])]
+
+
+@converts("Swish")
+def _swish(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    alpha = float(n.attr("alpha", 1.0))
+    scaled = x if alpha == 1.0 else n.emit("math.mul", [x, _c(n, x, alpha)], hint="ax")
+    return [n.emit("math.mul", [x, n.emit("nn.sigmoid", [scaled], hint="sig")])]
+
+
+@converts("Mish")
+def _mish(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    return [n.emit("math.mul", [x, n.emit("math.tanh", [_softplus(n, x, "sp")], hint="tanh")])]
+
+
+def _expm1_scaled(n: OnnxNode, x: Value, alpha: float, inner: float, hint: str) -> Value:
+    """``alpha * (exp(x * inner) - 1)``."""
+    xs = x if inner == 1.0 else n.emit("math.mul", [x, _c(n, x, inner)], hint=f"{hint}_in")
+    em1 = n.emit("math.sub", [n.emit("math.exp", [xs], hint=f"{hint}_exp"), _c(n, x, 1.0)],
+                 hint=f"{hint}_em1")  # fmt: skip
+    return n.emit("math.mul", [em1, _c(n, x, alpha)], hint=hint)
+
+
+@converts("Selu")
+def _selu(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    alpha = float(n.attr("alpha", 1.67326319217681884765625))
+    gamma = float(n.attr("gamma", 1.05070102214813232421875))
+    neg = _expm1_scaled(n, x, alpha, 1.0, "neg")
+    pos = n.emit("math.greater", [x, _c(n, x, 0.0)], hint="pos")
+    y = n.emit("tensor.where", [pos, x, neg], hint="elu")
+    return [n.emit("math.mul", [y, _c(n, x, gamma)])]
+
+
+@converts("Celu")
+def _celu(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    alpha = float(n.attr("alpha", 1.0))
+    neg = _expm1_scaled(n, x, alpha, 1.0 / alpha, "neg")
+    zero = _c(n, x, 0.0)
+    low = n.emit("math.minimum", [neg, zero], hint="low")
+    return [n.emit("math.add", [n.emit("math.maximum", [x, zero], hint="high"), low])]
+
+
+@converts("ThresholdedRelu")
+def _thresholded_relu(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    above = n.emit("math.greater", [x, _c(n, x, float(n.attr("alpha", 1.0)))], hint="above")
+    return [n.emit("tensor.where", [above, x, _c(n, x, 0.0)])]
+
+
+@converts("Shrink")
+def _shrink(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    lambd, bias = float(n.attr("lambd", 0.5)), float(n.attr("bias", 0.0))
+    low = n.emit("math.less", [x, _c(n, x, -lambd)], hint="low")
+    high = n.emit("math.greater", [x, _c(n, x, lambd)], hint="high")
+    plus = n.emit("math.add", [x, _c(n, x, bias)], hint="plus")
+    minus = n.emit("math.sub", [x, _c(n, x, bias)], hint="minus")
+    upper = n.emit("tensor.where", [high, minus, _c(n, x, 0.0)], hint="upper")
+    return [n.emit("tensor.where", [low, plus, upper])]

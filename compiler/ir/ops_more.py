@@ -222,3 +222,17 @@ def _nll_loss(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tensor
         raise ShapeError(f"unknown reduction {attrs['reduction']!r}")
     shape = tuple(target.shape) if attrs["reduction"] == "none" else ()
     return [TensorType(x.dtype, shape)]
+
+
+#: Elementwise unary ops beyond the core set: IR name -> whether it takes floats only.
+UNARY_MORE: dict[str, bool] = {
+    "ceil": True, "floor": True, "round": True, "sign": False, "tan": True, "asin": True,
+    "acos": True, "atan": True, "sinh": True, "cosh": True, "asinh": True, "acosh": True,
+    "atanh": True, "bitwise_not": False,
+}  # fmt: skip
+for _name, _float_only in UNARY_MORE.items():
+    _op(f"math.{_name}", "x", tags="elementwise unary")(
+        (lambda t, a: (_float(t[0]), [t[0]])[1]) if _float_only else (lambda t, a: [t[0]])
+    )
+for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
+    _op(f"math.{_name}", "a b", tags="elementwise binary")(_binary)
