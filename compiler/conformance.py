@@ -7,7 +7,8 @@ The cases are generated from the installed ``onnx`` package's own case definitio
 (``onnx.backend.test.case.node``; the wheel need not ship the ``data/node`` folders). Each
 model goes through ``compiler.compile()`` and the artifact's ``run()``, and the results are
 compared as ONNX's backend runner compares them: ``rtol``/``atol`` of the case (1e-3 / 1e-7)
-for floats, exact for integers and booleans, and the result dtype must match. A case ends as
+for floats (bfloat16 results: one bf16 rounding step, 2^-7), exact for integers and
+booleans, and the result dtype must match. A case ends as
 one of ``STATUSES``:
 
 - ``pass``: every output matches;
@@ -112,12 +113,18 @@ def compare(expected: np.ndarray, got: np.ndarray, rtol: float, atol: float) -> 
     if want.dtype.kind in "iub":
         bad = int(np.count_nonzero(got != want))
         return f"{bad} of {want.size} integer values differ" if bad else None
+    if expected.dtype.name == "bfloat16":
+        # bfloat16 keeps 8 significant bits: rtol 1e-3 would demand the same rounding of
+        # every intermediate result, which ONNX does not specify. Allow one bf16 step.
+        rtol = max(rtol, 2.0**-7)
     with np.errstate(invalid="ignore"):
         close = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
     if close.all():
         return None
     diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    return f"{int((~close).sum())} of {want.size} values differ (max abs diff {np.nanmax(diff):.3g})"
+    return (
+        f"{int((~close).sum())} of {want.size} values differ (max abs diff {np.nanmax(diff):.3g})"
+    )
 
 
 def _as_array(x: Any) -> Any:

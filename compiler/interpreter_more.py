@@ -88,7 +88,7 @@ def _scatter_elements(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np
     x, idx, upd = xs
     attrs = OPS[node.op].with_defaults(node.attrs)
     axis = int(attrs["axis"]) % x.ndim
-    grid = list(np.indices(idx.shape, sparse=False))
+    grid: list[np.ndarray] = list(np.indices(idx.shape, sparse=False))
     grid[axis] = _positive(idx, x.shape[axis])
     out = x.copy()
     _scatter(out, tuple(grid), upd, attrs["reduction"])

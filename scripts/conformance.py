@@ -3,7 +3,7 @@
     python scripts/conformance.py --target reference            # ~1 minute; onnxruntime's row too
     python scripts/conformance.py --target cpu                  # cpu (TVM) on the reference passes
     python scripts/conformance.py -k 'test_(cumsum|topk)' -v    # a subset, one line per case
-    python scripts/conformance.py --target reference --write tests/conformance/expected_reference.json
+    python scripts/conformance.py --write tests/conformance/expected_reference.json
 
 The table counts every case as pass / not supported (a typed ``UnsupportedOpsError``) /
 other typed error / wrong result / raw error (an untyped exception: a bug), for tapeout and
@@ -34,8 +34,13 @@ from compiler.conformance import (  # noqa: E402
     tally,
 )
 
-HEADERS = {"pass": "pass", "unsupported": "not supported", "error": "other typed error",
-           "wrong": "wrong result", "raw": "raw error"}
+HEADERS = {
+    "pass": "pass",
+    "unsupported": "not supported",
+    "error": "other typed error",
+    "wrong": "wrong result",
+    "raw": "raw error",
+}
 
 
 def _row(engine: str, outcomes: list[Outcome]) -> str:
@@ -62,7 +67,9 @@ def _blockers(outcomes: list[Outcome], top: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", default="reference", help="a tapeout target (reference, cpu, ...)")
+    parser.add_argument(
+        "--target", default="reference", help="a tapeout target (reference, cpu, ...)"
+    )
     parser.add_argument("-k", "--pattern", help="only cases whose name matches this regex")
     parser.add_argument("--no-ort", action="store_true", help="skip onnxruntime's row")
     parser.add_argument("--write", type=Path, help="save the outcomes as an expectation file")
@@ -71,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cases = node_cases(args.pattern)
-    show = (lambda o: print(f"{o.status:12s} {o.name}  {o.detail}", flush=True)) if args.verbose else None
+    show = (
+        (lambda o: print(f"{o.status:12s} {o.name}  {o.detail}", flush=True))
+        if args.verbose
+        else None
+    )
     start = time.perf_counter()
     rows: list[tuple[str, list[Outcome]]] = []
     if args.target != "reference":
@@ -87,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     if not args.no_ort:
         rows.append(("onnxruntime CPU", run_all(cases, run_onnxruntime)))
-    print(f"ONNX backend node tests: {len(cases)} cases; tapeout {args.target} took {seconds:.0f} s\n")
+    print(
+        f"ONNX backend node tests: {len(cases)} cases; tapeout {args.target} took {seconds:.0f} s\n"
+    )
     print(_table(rows))
     print(f"\nwhy tapeout {args.target} did not pass (most frequent):")
     print(_blockers(ours, args.top))

@@ -247,8 +247,10 @@ def _nll_loss(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 def _signed_shift_check(graph: Graph, node: Node) -> str | None:
     if not node.inputs[0].dtype.startswith("u"):
-        return (f"bit shift of signed {node.inputs[0].dtype} (negative or over-wide shift "
-                "counts are undefined in the C TVM emits)")
+        return (
+            f"bit shift of signed {node.inputs[0].dtype} (negative or over-wide shift "
+            "counts are undefined in the C TVM emits)"
+        )
     return None
 
 

@@ -68,6 +68,10 @@ class Reject(Exception):
     """A converter declines a node (an attribute or form it cannot express); says why."""
 
 
+class _NoBody(Reject):
+    """No converter, and no function body to expand either (do not try it twice)."""
+
+
 Known = np.ndarray  # a tensor's value known at import (object dtype: holds symbolic dims)
 Output = Value | np.ndarray  # what a converter returns per ONNX output
 
@@ -232,6 +236,8 @@ class OnnxNode:
 
 
 def dtype_of_numpy_or_none(data: np.ndarray) -> str | None:
+    if data.dtype.name == "bfloat16":  # ml_dtypes' type, which onnx hands back for BFLOAT16
+        return "bf16"
     try:
         return "i64" if is_symbolic(data) else dtype_of_numpy(data.dtype)
     except TypeError:
@@ -304,7 +310,12 @@ class Importer:
                     "as runtime data; specialize them with import_onnx(input_shapes=...)"
                 )
             try:
-                self.values[name] = self.graph.add_const(tensor_name(name), data)
+                if data.dtype.name == "bfloat16":  # held in float32, as bf16 values are
+                    bf16 = TensorType("bf16", tuple(int(d) for d in data.shape))
+                    data = data.astype(np.float32)
+                    self.values[name] = self.graph.add_const(tensor_name(name), data, bf16)
+                else:
+                    self.values[name] = self.graph.add_const(tensor_name(name), data)
             except TypeError as e:
                 raise Reject(f"constant {name!r}: {e}") from None
         return self.values[name]
@@ -354,12 +365,19 @@ class Importer:
                 outs = folded
             else:
                 if (why := _missing_converter(proto)) is not None:
-                    raise Reject(why)
+                    if self._expand(proto, loc):
+                        return  # converted as the function body its schema defines
+                    raise _NoBody(why)
                 outs = CONVERTERS[proto.op_type](node)
             extra = [i for i in range(len(outs), len(proto.output)) if node.used(i)]
             if extra:
                 raise Reject(f"output {extra[0]} ({proto.output[extra[0]]!r}) is not supported")
         except Reject as e:
+            # A form the converter declines (LayerNormalization's statistics outputs, say)
+            # may still be expressible through the op's function body; nodes the converter
+            # emitted before declining are left unused and removed after the import.
+            if not isinstance(e, _NoBody) and self._expand(proto, loc):
+                return
             self.unsupported.append(Unsupported(op, loc, str(e)))
             self.poisoned.update(proto.output)
             return
@@ -367,6 +385,25 @@ class Importer:
             raise ShapeError(f"ONNX {proto.op_type} node {loc!r}: {e}") from None
         for name, out in zip(proto.output, outs, strict=False):
             self.bind(name, out)
+
+    def _expand(self, proto: onnx.NodeProto, loc: str) -> bool:
+        """Convert ``proto`` through its schema's function body, if it has one."""
+        from compiler.frontends.onnx_functions import expand
+
+        if proto.domain not in ("", "ai.onnx"):
+            return False
+        types: list[TensorType | None] = []
+        for name in proto.input:
+            try:
+                types.append(self.type_of(name) if name else None)
+            except Reject:
+                types.append(None)
+        nodes = expand(proto, self.opset, types, f"{loc}/")
+        if nodes is None:
+            return False
+        self.consumed.update(x for node in nodes for x in node.input if x)
+        self.convert_nodes(nodes)
+        return True
 
     def inline(self, branch: onnx.GraphProto, prefix: str) -> list[Output]:
         """Convert a subgraph's nodes in place (the taken If branch); its outputs."""

@@ -108,7 +108,11 @@ def _topk(n: OnnxNode) -> Sequence[Output]:
     else:
         k_value = _as_i64(n, 1)
         data = n.known(1)
-        known = int(np.asarray(data).reshape(-1)[0]) if data is not None and data.dtype != object else None
+        known = (
+            int(np.asarray(data).reshape(-1)[0])
+            if data is not None and data.dtype != object
+            else None
+        )
     attrs = {
         "axis": int(n.attr("axis", -1)),
         "largest": bool(n.attr("largest", 1)),
@@ -119,7 +123,10 @@ def _topk(n: OnnxNode) -> Sequence[Output]:
         axis = norm_axis(attrs["axis"], x.type.rank)
         shape = tuple(known if i == axis else d for i, d in enumerate(x.shape))
         out_types = [TensorType(x.dtype, shape), TensorType("i64", shape)]
-    names = [n.name_hint(index=0), n.name_hint(index=1) if len(n.outputs) > 1 else n.name_hint("idx")]
+    names = [
+        n.name_hint(index=0),
+        n.name_hint(index=1) if len(n.outputs) > 1 else n.name_hint("idx"),
+    ]
     values, indices = n.emit_multi("math.topk", [x, k_value], attrs, out_types, names)
     return [values, indices]
 

@@ -52,7 +52,9 @@ def _reduce(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
         if not axes and attrs["noop_with_empty_axes"]:
             return [x.with_quant(None)]
         reduced = set(range(rank)) if not axes else {norm_axis(a, rank) for a in axes}
-        shape = tuple(1 if i in reduced else d for i, d in enumerate(x.shape) if keep or i not in reduced)
+        shape = tuple(
+            1 if i in reduced else d for i, d in enumerate(x.shape) if keep or i not in reduced
+        )
         return [TensorType(x.dtype, shape)]
     axes_t = types[1]
     _index_dtype(axes_t, "reduce axes")
@@ -156,7 +158,9 @@ def einsum_terms(equation: str, ranks: Sequence[int]) -> tuple[list[str], str]:
     if len(terms) != len(ranks):
         raise ShapeError(f"einsum {equation!r} has {len(terms)} terms for {len(ranks)} operands")
     spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in equation]
-    width = max((r - len(t.replace("...", "")) for t, r in zip(terms, ranks, strict=True)), default=0)
+    width = max(
+        (r - len(t.replace("...", "")) for t, r in zip(terms, ranks, strict=True)), default=0
+    )
     fill = "".join(spare[:width])
     expanded = []
     for term, rank in zip(terms, ranks, strict=True):
@@ -168,7 +172,9 @@ def einsum_terms(equation: str, ranks: Sequence[int]) -> tuple[list[str], str]:
         out = (match.group(3) or "").replace("...", fill)
     else:
         letters = "".join(expanded)
-        out = fill + "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c not in fill))
+        out = fill + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1 and c not in fill)
+        )
     return expanded, out
 
 
@@ -230,9 +236,14 @@ UNARY_MORE: dict[str, bool] = {
     "acos": True, "atan": True, "sinh": True, "cosh": True, "asinh": True, "acosh": True,
     "atanh": True, "bitwise_not": False,
 }  # fmt: skip
+def _unary_more_float(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    _float(types[0])
+    return [types[0]]
+
+
 for _name, _float_only in UNARY_MORE.items():
     _op(f"math.{_name}", "x", tags="elementwise unary")(
-        (lambda t, a: (_float(t[0]), [t[0]])[1]) if _float_only else (lambda t, a: [t[0]])
+        _unary_more_float if _float_only else (lambda t, a: [t[0]])
     )
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
     _op(f"math.{_name}", "a b", tags="elementwise binary")(_binary)

@@ -225,7 +225,7 @@ def test_unsupported_ops_are_all_listed_with_counts() -> None:
     nodes = [
         node("NonMaxSuppression", ["boxes", "scores"], ["nms_a"], name="nms_first"),
         node("NonMaxSuppression", ["boxes", "scores"], ["nms_b"], name="nms_second"),
-        node("TopK", ["scores", "k"], ["values", "indices"], name="top_scores"),
+        node("Unique", ["scores"], ["values"], name="top_scores"),
         node("Resize", ["scores", "", "s"], ["big"], mode="linear", name="linear_resize"),
     ]
     inputs = {"boxes": (np.float32, [1, 5, 4]), "scores": (np.float32, [1, 1, 5])}
@@ -234,7 +234,7 @@ def test_unsupported_ops_are_all_listed_with_counts() -> None:
     with pytest.raises(UnsupportedOpsError) as info:
         import_onnx(model)
     error = info.value
-    assert error.counts == {"NonMaxSuppression": 2, "TopK": 1, "Resize": 1}
+    assert error.counts == {"NonMaxSuppression": 2, "Unique": 1, "Resize": 1}
     message = str(error)
     for name in ("nms_first", "nms_second", "top_scores", "linear_resize", "mode='linear'"):
         assert name in message
