@@ -41,6 +41,9 @@ TVM_DTYPES: dict[str, str] = {
     "i16": "int16",
     "i8": "int8",
     "u8": "uint8",
+    "u16": "uint16",
+    "u32": "uint32",
+    "u64": "uint64",
     "bool": "bool",
 }
 
@@ -210,7 +213,7 @@ def check_graph(graph: Graph) -> list[Unsupported]:
         if rule is None:
             items.append(Unsupported(node.op, where, "no TVM lowering"))
             continue
-        bad = [v for v in node.outputs if v.dtype not in TVM_DTYPES]
+        bad = [v for v in [*node.inputs, *node.outputs] if v.dtype not in TVM_DTYPES]
         if bad:
             items.append(Unsupported(node.op, where, f"dtype {bad[0].dtype} has no TVM type"))
             continue

@@ -294,3 +294,26 @@ def _shrink(n: OnnxNode) -> Sequence[Output]:
     minus = n.emit("math.sub", [x, _c(n, x, bias)], hint="minus")
     upper = n.emit("tensor.where", [high, minus, _c(n, x, 0.0)], hint="upper")
     return [n.emit("tensor.where", [low, plus, upper])]
+
+
+_first_argmax = CONVERTERS["ArgMax"]
+
+
+@converts("ArgMax", "ArgMin")
+def _argmax(n: OnnxNode) -> Sequence[Output]:
+    """``select_last_index``: the first extreme of the input reversed along the axis is the
+    last one of the input, at ``size - 1 - index``."""
+    if not n.attr("select_last_index", 0):
+        return _first_argmax(n)
+    x = n.value(0)
+    axis = norm_axis(int(n.attr("axis", 0)), x.type.rank)
+    size = x.shape[axis]
+    if not isinstance(size, int):
+        raise Reject("select_last_index along a symbolic dimension")
+    slice_attrs = {"starts": [-1], "ends": [-(2**62)], "axes": [axis], "steps": [-1]}
+    flipped = n.emit("tensor.slice", [x], slice_attrs, hint="rev")
+    if n.op_type == "ArgMin":
+        flipped = n.emit("math.neg", [flipped], hint="neg")
+    attrs = {"axis": axis, "keepdims": bool(n.attr("keepdims", 1))}
+    index = n.emit("math.argmax", [flipped], attrs, hint="rev_idx")
+    return [n.emit("math.sub", [n.scalar(size - 1, "i64"), index])]
