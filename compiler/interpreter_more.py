@@ -204,3 +204,36 @@ for _name, _fn in _UNARY_MORE.items():
 for _name, _fn2 in {"math.bitwise_and": np.bitwise_and, "math.bitwise_or": np.bitwise_or,
                     "math.bitwise_xor": np.bitwise_xor}.items():  # fmt: skip
     IMPLS[_name] = _one(lambda a, b, _f=_fn2: np.asarray(_f(a, b)).astype(a.dtype))
+
+
+def _source(
+    out_idx: np.ndarray, size_in: int, size_out: int, scale: float, mode: str
+) -> np.ndarray:
+    """ONNX Resize's coordinate transformation: output index -> input coordinate."""
+    if mode == "align_corners":
+        return out_idx * (size_in - 1) / (size_out - 1) if size_out > 1 else 0 * out_idx
+    if mode == "asymmetric":
+        return out_idx / scale
+    if mode == "pytorch_half_pixel" and size_out <= 1:
+        return 0 * out_idx
+    return (out_idx + 0.5) / scale - 0.5
+
+
+@impl("nn.resize_linear")
+def _resize_linear(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    y = xs[0].astype(np.float64)
+    attrs = OPS[node.op].with_defaults(node.attrs)
+    for axis, (size_out, scale) in enumerate(zip(attrs["sizes"], attrs["scales"], strict=True)):
+        size_in = y.shape[axis]
+        if size_out == size_in and scale == 1:
+            continue
+        coord = _source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale,
+                        attrs["mode"])  # fmt: skip
+        coord = np.clip(coord, 0, size_in - 1)
+        low = np.floor(coord).astype(np.int64)
+        high = np.minimum(low + 1, size_in - 1)
+        shape = [1] * y.ndim
+        shape[axis] = size_out
+        w = (coord - low).reshape(shape)
+        y = np.take(y, low, axis=axis) * (1 - w) + np.take(y, high, axis=axis) * w
+    return [y.astype(xs[0].dtype)]

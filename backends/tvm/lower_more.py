@@ -291,7 +291,41 @@ ELEMENTWISE_MORE: dict[str, str] = {
 }  # fmt: skip
 
 
+def _resize_linear(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    """One axis at a time, as the interpreter: the two neighbours of each output position
+    (constant indices) blended by constant weights."""
+    from compiler.interpreter_more import _source
+
+    R = _R()
+    a = ctx.attrs(node)
+    x = node.inputs[0]
+    y = ctx.arg(x)
+    shape = list(static_shape(x))
+    dtype = tvm_dtype(x)
+    for axis, (size_out, scale) in enumerate(zip(a["sizes"], a["scales"], strict=True)):
+        size_in = shape[axis]
+        if size_out == size_in and scale == 1:
+            continue
+        coord = _source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale, a["mode"])
+        coord = np.clip(coord, 0, size_in - 1)
+        low = np.floor(coord).astype(np.int64)
+        high = np.minimum(low + 1, size_in - 1)
+        bshape = [1] * len(shape)
+        bshape[axis] = size_out
+        w = (coord - low).reshape(bshape)
+        lo = R.multiply(
+            R.take(y, _const(low, "int64"), axis), _const((1 - w).astype(x.type.np_dtype), dtype)
+        )
+        hi = R.multiply(
+            R.take(y, _const(high, "int64"), axis), _const(w.astype(x.type.np_dtype), dtype)
+        )
+        y = ctx.emit(R.add(lo, hi))
+        shape[axis] = size_out
+    return [y]
+
+
 MORE_RULES: dict[str, Rule] = {
+    "nn.resize_linear": Rule(_resize_linear),
     **{op: _elementwise(name) for op, name in ELEMENTWISE_MORE.items()},
     "math.reduce": Rule(_reduce, _reduce_check),
     "tensor.gather_elements": Rule(_gather_elements),

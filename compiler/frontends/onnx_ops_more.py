@@ -317,3 +317,29 @@ def _argmax(n: OnnxNode) -> Sequence[Output]:
     attrs = {"axis": axis, "keepdims": bool(n.attr("keepdims", 1))}
     index = n.emit("math.argmax", [flipped], attrs, hint="rev_idx")
     return [n.emit("math.sub", [n.scalar(size - 1, "i64"), index])]
+
+
+_nearest_resize = CONVERTERS["Resize"]
+
+
+@converts("Resize", "Upsample")
+def _resize(n: OnnxNode) -> Sequence[Output]:
+    """mode=linear: ``nn.resize_linear`` to the static output shape; other modes: the
+    nearest-resize converter."""
+    from compiler.frontends.onnx_ops_nn import _resize_scales
+    from compiler.ir.ops_more import RESIZE_COORDINATES
+
+    if n.attr("mode", "nearest") != "linear":
+        return _nearest_resize(n)
+    if n.attr("antialias", 0):
+        raise Reject("linear resize with antialias=1")
+    x = n.value(0)
+    shape = n.static_shape(0, "linear Resize")
+    scales, sizes = _resize_scales(n, x.type.rank)
+    old = n.op_type == "Upsample" or n.opset < 11
+    transform = "asymmetric" if old else n.attr("coordinate_transformation_mode", "half_pixel")
+    if transform not in RESIZE_COORDINATES:
+        raise Reject(f"linear resize with coordinate_transformation_mode={transform!r}")
+    out = sizes or [int(np.floor(d * s)) for d, s in zip(shape, scales, strict=True)]
+    attrs = {"sizes": out, "scales": scales, "mode": transform}
+    return [n.emit("nn.resize_linear", [x], attrs)]

@@ -35,6 +35,7 @@ from compiler.errors import FrontendError, Unsupported, UnsupportedOpsError, Ver
 
 # The converter modules fill CONVERTERS when they are imported.
 from compiler.frontends import torch_ops, torch_ops_nn, torch_ops_shape  # noqa: F401
+from compiler.frontends import torch_ops_more  # noqa: F401
 from compiler.frontends.torch_context import (
     CONVERTERS,
     POISON,

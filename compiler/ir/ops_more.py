@@ -247,3 +247,22 @@ for _name, _float_only in UNARY_MORE.items():
     )
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
     _op(f"math.{_name}", "a b", tags="elementwise binary")(_binary)
+
+
+#: Coordinate transformations of ``nn.resize_linear`` (ONNX Resize's names).
+RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
+
+
+@_op("nn.resize_linear", "x", {"sizes": REQUIRED, "scales": REQUIRED, "mode": "half_pixel"})
+def _resize_linear(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """(Multi)linear resize to the output shape ``sizes``: each output index maps to an
+    input coordinate by ``mode`` with ``scales`` (output/input per dimension), clamped into
+    the input, and blends its two neighbours (bilinear over two dimensions: torch's
+    ``upsample_bilinear2d``, ONNX Resize mode=linear)."""
+    x = types[0]
+    _float(x)
+    if attrs["mode"] not in RESIZE_COORDINATES:
+        raise ShapeError(f"unknown resize coordinate mode {attrs['mode']!r}")
+    if len(attrs["sizes"]) != x.rank or len(attrs["scales"]) != x.rank:
+        raise ShapeError(f"resize sizes/scales {attrs['sizes']} for rank {x.rank}")
+    return [TensorType(x.dtype, tuple(attrs["sizes"]))]
