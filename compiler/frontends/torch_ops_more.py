@@ -44,6 +44,8 @@ def _upsample_bilinear(ctx: ImportContext, node: FxNode) -> Value:
     size = ctx.args.get("output_size")
     if size is not None:
         out_h, out_w = (int(s) for s in size)
+    elif factors is None:
+        raise Reject("bilinear upsampling with neither output_size nor scale factors")
     else:
         out_h, out_w = int(h * float(factors[0])), int(w * float(factors[1]))
     # torch maps output i to input (i + 0.5) / factor - 0.5 with the given factor (else the
@@ -109,7 +111,7 @@ def _sort(ctx: ImportContext, node: FxNode) -> list[Value | None]:
     return [node_.outputs[0], node_.outputs[1]]
 
 
-_NORM_KINDS: dict[Any, str] = {2: "l2", 2.0: "l2", 1: "l1", 1.0: "l1"}
+_NORM_KINDS: dict[float, str] = {2.0: "l2", 1.0: "l1"}  # 2 == 2.0 as a key
 
 
 @converts("aten.linalg_vector_norm.default")

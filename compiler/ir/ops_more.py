@@ -236,6 +236,8 @@ UNARY_MORE: dict[str, bool] = {
     "acos": True, "atan": True, "sinh": True, "cosh": True, "asinh": True, "acosh": True,
     "atanh": True, "bitwise_not": False,
 }  # fmt: skip
+
+
 def _unary_more_float(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     _float(types[0])
     return [types[0]]
