@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from compiler.frontends import torch_ops_nn, torch_ops_shape  # noqa: F401  (first: entries are replaced)
 from compiler.frontends.torch_context import CONVERTERS, ImportContext, Reject, converts, try_fold
 from compiler.ir import Value
 from compiler.ir.ops import norm_axis
