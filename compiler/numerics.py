@@ -41,6 +41,10 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "i16": (-32768, 32767),
     "i32": (-(2**31), 2**31 - 1),
     "i64": (-(2**63), 2**63 - 1),
+    # Unsigned types ONNX models carry (BitShift, bitwise ops, Mod on uint16..uint64).
+    "u16": (0, 2**16 - 1),
+    "u32": (0, 2**32 - 1),
+    "u64": (0, 2**64 - 1),
 }
 
 #: NumPy storage type for each integer dtype (i4/u4 are stored unpacked in int8/uint8).
@@ -52,6 +56,9 @@ INT_STORAGE: dict[str, type[np.integer]] = {
     "i16": np.int16,
     "i32": np.int32,
     "i64": np.int64,
+    "u16": np.uint16,
+    "u32": np.uint32,
+    "u64": np.uint64,
 }
 
 MAX_SHIFT = 62

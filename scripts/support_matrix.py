@@ -24,9 +24,9 @@ def _tables() -> dict[str, Callable[[], set[str]]]:
         return set(IMPLS)
 
     def onnx_export() -> set[str]:
-        from backends.onnx.rules import RULES
+        from backends.onnx.rules import NOT_EXPORTED, RULES
 
-        return set(RULES)
+        return set(RULES) - NOT_EXPORTED  # those rules only refuse
 
     def tvm_cpu() -> set[str]:
         from backends.tvm.lower import merged_rules

@@ -40,6 +40,14 @@ INSTALL_HINT = 'pip install "tapeout[tvm]"'
 META_FILE = "tvm.json"
 
 
+def _tensor(array: np.ndarray) -> Any:
+    """A TVM tensor of ``array``, contiguous; a 0-d array stays 0-d (Trilu's k, a scalar
+    input), which ``np.ascontiguousarray`` alone would make 1-d."""
+    import tvm
+
+    return tvm.runtime.tensor(np.ascontiguousarray(array).reshape(array.shape))
+
+
 def require_tvm() -> Any:
     """Import tvm, or raise ToolchainUnavailable saying what to install."""
     from backends.tvm.build import configure_threads
@@ -92,16 +100,12 @@ class TvmArtifact(Artifact):
         return self._vm[1]
 
     def _arguments(self, inputs: tuple[np.ndarray, ...]) -> list[Any]:
-        import tvm
-
         arrays = check_inputs(self.graph, inputs)
-        return [tvm.runtime.tensor(a) for a in arrays]
+        return [_tensor(a) for a in arrays]
 
     def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        import tvm
-
         vm = self._machine()
-        outs = vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
+        outs = vm["main"](*[_tensor(a) for a in arrays])
         return [np.asarray(o.numpy()) for o in outs]
 
     def profile(self, *inputs: np.ndarray, repeat: int = 10) -> list[dict[str, Any]]:

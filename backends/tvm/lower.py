@@ -41,6 +41,9 @@ TVM_DTYPES: dict[str, str] = {
     "i16": "int16",
     "i8": "int8",
     "u8": "uint8",
+    "u16": "uint16",
+    "u32": "uint32",
+    "u64": "uint64",
     "bool": "bool",
 }
 
@@ -180,11 +183,12 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return {**TENSOR_RULES, **NN_RULES, **QUANT_RULES}
+    return extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES})
 
 
 _INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})
@@ -228,7 +232,7 @@ def check_graph(graph: Graph) -> list[Unsupported]:
         if rule is None:
             items.append(Unsupported(node.op, where, "no TVM lowering"))
             continue
-        bad = [v for v in node.outputs if v.dtype not in TVM_DTYPES]
+        bad = [v for v in [*node.inputs, *node.outputs] if v.dtype not in TVM_DTYPES]
         if bad:
             items.append(Unsupported(node.op, where, f"dtype {bad[0].dtype} has no TVM type"))
             continue

@@ -32,12 +32,15 @@ ONNX_DTYPES: dict[int, str] = {
     1: "f32",
     2: "u8",
     3: "i8",
+    4: "u16",
     5: "i16",
     6: "i32",
     7: "i64",
     9: "bool",
     10: "f16",
     11: "f64",
+    12: "u32",
+    13: "u64",
     16: "bf16",
     21: "u4",
     22: "i4",
@@ -66,6 +69,10 @@ _FOLD_LIMIT = 1 << 24  # elements; folding a bigger result would bloat the const
 
 class Reject(Exception):
     """A converter declines a node (an attribute or form it cannot express); says why."""
+
+
+class _NoBody(Reject):
+    """No converter, and no function body to expand either (do not try it twice)."""
 
 
 Known = np.ndarray  # a tensor's value known at import (object dtype: holds symbolic dims)
@@ -227,10 +234,13 @@ class OnnxNode:
 
     def scalar(self, number: float, dtype: str) -> Value:
         data = np.asarray(number, dtype=TensorType(dtype, ()).np_dtype)
-        return self.constant(data, self.name_hint("c"))
+        # The type is explicit: bf16 data is held in float32, which alone would read as f32.
+        return self.constant(data, self.name_hint("c"), TensorType(dtype, ()))
 
 
 def dtype_of_numpy_or_none(data: np.ndarray) -> str | None:
+    if data.dtype.name == "bfloat16":  # ml_dtypes' type, which onnx hands back for BFLOAT16
+        return "bf16"
     try:
         return "i64" if is_symbolic(data) else dtype_of_numpy(data.dtype)
     except TypeError:
@@ -303,7 +313,12 @@ class Importer:
                     "as runtime data; specialize them with import_onnx(input_shapes=...)"
                 )
             try:
-                self.values[name] = self.graph.add_const(tensor_name(name), data)
+                if data.dtype.name == "bfloat16":  # held in float32, as bf16 values are
+                    bf16 = TensorType("bf16", tuple(int(d) for d in data.shape))
+                    data = data.astype(np.float32)
+                    self.values[name] = self.graph.add_const(tensor_name(name), data, bf16)
+                else:
+                    self.values[name] = self.graph.add_const(tensor_name(name), data)
             except TypeError as e:
                 raise Reject(f"constant {name!r}: {e}") from None
         return self.values[name]
@@ -336,26 +351,36 @@ class Importer:
     def convert(self, proto: onnx.NodeProto, loc: str) -> None:
         from compiler.frontends.onnx_ops import CONVERTERS
 
+        op = proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}.{proto.op_type}"
         if any(name in self.poisoned for name in proto.input if name):
-            self.poisoned.update(proto.output)  # downstream of a reported node: not reported
+            # Downstream of a reported node its input types are unknown, so its converter
+            # cannot run; still report an op that has no converter at all, so that a user
+            # meets every missing op of a chain at once, not one per fix.
+            if (why := _missing_converter(proto)) is not None:
+                self.unsupported.append(Unsupported(op, loc, why))
+            self.poisoned.update(proto.output)
             return
         node = OnnxNode(self, proto, loc)
-        op = proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}.{proto.op_type}"
         try:
             folded = self._fold(node) if proto.domain in ("", "ai.onnx") else None
             outs: Sequence[Output]
             if folded is not None:
                 outs = folded
             else:
-                if proto.domain not in ("", "ai.onnx"):
-                    raise Reject(f"domain {proto.domain!r} is not supported (only ai.onnx)")
-                if proto.op_type not in CONVERTERS:
-                    raise Reject("no converter for this ONNX op")
+                if (why := _missing_converter(proto)) is not None:
+                    if self._expand(proto, loc):
+                        return  # converted as the function body its schema defines
+                    raise _NoBody(why)
                 outs = CONVERTERS[proto.op_type](node)
             extra = [i for i in range(len(outs), len(proto.output)) if node.used(i)]
             if extra:
                 raise Reject(f"output {extra[0]} ({proto.output[extra[0]]!r}) is not supported")
         except Reject as e:
+            # A form the converter declines (LayerNormalization's statistics outputs, say)
+            # may still be expressible through the op's function body; nodes the converter
+            # emitted before declining are left unused and removed after the import.
+            if not isinstance(e, _NoBody) and self._expand(proto, loc):
+                return
             self.unsupported.append(Unsupported(op, loc, str(e)))
             self.poisoned.update(proto.output)
             return
@@ -370,6 +395,25 @@ class Importer:
             ) from None
         for name, out in zip(proto.output, outs, strict=False):
             self.bind(name, out)
+
+    def _expand(self, proto: onnx.NodeProto, loc: str) -> bool:
+        """Convert ``proto`` through its schema's function body, if it has one."""
+        from compiler.frontends.onnx_functions import expand
+
+        if proto.domain not in ("", "ai.onnx"):
+            return False
+        types: list[TensorType | None] = []
+        for name in proto.input:
+            try:
+                types.append(self.type_of(name) if name else None)
+            except Reject:
+                types.append(None)
+        nodes = expand(proto, self.opset, types, f"{loc}/")
+        if nodes is None:
+            return False
+        self.consumed.update(x for node in nodes for x in node.input if x)
+        self.convert_nodes(nodes)
+        return True
 
     def inline(self, branch: onnx.GraphProto, prefix: str) -> list[Output]:
         """Convert a subgraph's nodes in place (the taken If branch); its outputs."""
@@ -407,6 +451,17 @@ class Importer:
         if not inputs or sum(x.size for x in inputs if x is not None) > _FOLD_LIMIT:
             return None
         return _reference_fold(node, inputs)
+
+
+def _missing_converter(proto: onnx.NodeProto) -> str | None:
+    """Why no converter exists for ``proto``'s op (foreign domain, unknown op), or None."""
+    from compiler.frontends.onnx_ops import CONVERTERS
+
+    if proto.domain not in ("", "ai.onnx"):
+        return f"domain {proto.domain!r} is not supported (only ai.onnx)"
+    if proto.op_type not in CONVERTERS:
+        return "no converter for this ONNX op"
+    return None
 
 
 def _first_symbolic(arrays: list[Known | None]) -> np.ndarray:

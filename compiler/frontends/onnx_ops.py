@@ -417,4 +417,9 @@ def _matmul(n: OnnxNode) -> Sequence[Output]:
     return [n.emit("tensor.squeeze", [y], {"axes": squeeze})]
 
 
-from compiler.frontends import onnx_fold, onnx_ops_nn, onnx_ops_tensor  # noqa: E402,F401  (fill the tables)
+from compiler.frontends import (  # noqa: E402,F401  (fill the tables)
+    onnx_fold,
+    onnx_ops_more,  # noqa: E402,F401  (after onnx_ops_nn: it wraps entries)
+    onnx_ops_nn,
+    onnx_ops_tensor,
+)

@@ -34,7 +34,12 @@ from typing import TYPE_CHECKING, Any
 from compiler.errors import FrontendError, Unsupported, UnsupportedOpsError, VerifyError
 
 # The converter modules fill CONVERTERS when they are imported.
-from compiler.frontends import torch_ops, torch_ops_nn, torch_ops_shape  # noqa: F401
+from compiler.frontends import (  # noqa: F401
+    torch_ops,
+    torch_ops_more,  # noqa: F401
+    torch_ops_nn,
+    torch_ops_shape,
+)
 from compiler.frontends.torch_context import (
     CONVERTERS,
     POISON,

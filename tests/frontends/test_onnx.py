@@ -225,8 +225,8 @@ def test_unsupported_ops_are_all_listed_with_counts() -> None:
     nodes = [
         node("NonMaxSuppression", ["boxes", "scores"], ["nms_a"], name="nms_first"),
         node("NonMaxSuppression", ["boxes", "scores"], ["nms_b"], name="nms_second"),
-        node("TopK", ["scores", "k"], ["values", "indices"], name="top_scores"),
-        node("Resize", ["scores", "", "s"], ["big"], mode="linear", name="linear_resize"),
+        node("Unique", ["scores"], ["values"], name="top_scores"),
+        node("Resize", ["scores", "", "s"], ["big"], mode="cubic", name="cubic_resize"),
     ]
     inputs = {"boxes": (np.float32, [1, 5, 4]), "scores": (np.float32, [1, 1, 5])}
     init = {"k": _i(2), "s": np.asarray([1, 1, 2], np.float32)}
@@ -234,10 +234,29 @@ def test_unsupported_ops_are_all_listed_with_counts() -> None:
     with pytest.raises(UnsupportedOpsError) as info:
         import_onnx(model)
     error = info.value
-    assert error.counts == {"NonMaxSuppression": 2, "TopK": 1, "Resize": 1}
+    assert error.counts == {"NonMaxSuppression": 2, "Unique": 1, "Resize": 1}
     message = str(error)
-    for name in ("nms_first", "nms_second", "top_scores", "linear_resize", "mode='linear'"):
+    for name in ("nms_first", "nms_second", "top_scores", "cubic_resize", "mode='cubic'"):
         assert name in message
+
+
+def test_unsupported_ops_downstream_of_another_are_listed_too() -> None:
+    # Each node reads the one before, so only the first has known input types; the others
+    # still have no converter and must be listed with their locations, in one error.
+    nodes = [
+        node("Foo", ["x"], ["a"], domain="com.example", name="first_custom"),
+        node("Bar", ["a"], ["b"], domain="com.example", name="second_custom"),
+        node("Relu", ["b"], ["c"], name="relu_between"),
+        node("Baz", ["c"], ["y"], domain="com.example", name="third_custom"),
+    ]
+    model = onnx_model(nodes, {"x": (np.float32, [2, 2])}, ["y"], 13)
+    model.opset_import.append(helper.make_opsetid("com.example", 1))
+    with pytest.raises(UnsupportedOpsError) as info:
+        import_onnx(model)
+    assert info.value.counts == {"com.example.Foo": 1, "com.example.Bar": 1, "com.example.Baz": 1}
+    assert [item.location for item in info.value.items] == [
+        "first_custom", "second_custom", "third_custom"
+    ]
 
 
 def test_other_domains_are_reported_unsupported() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from backends.onnx import export_onnx, ort_session, run_onnx
-from backends.onnx.rules import RULES
+from backends.onnx.rules import NOT_EXPORTED, RULES
 from compiler.interpreter import interpret
 from compiler.ir import OPS, Graph, QuantParams, TensorType, verify
 
@@ -367,7 +367,7 @@ def test_op_matches_interpreter(case: OpCase, opset: int, rng: np.random.Generat
 def test_every_op_has_a_rule_and_a_case() -> None:
     assert set(RULES) == set(OPS)
     covered = {c.op for c in CASES} | {"const"}
-    assert set(OPS) - covered == set()
+    assert set(OPS) - covered == set(NOT_EXPORTED)  # those are refused, with a reason
 
 
 def test_float_to_int_cast_saturates() -> None:
@@ -377,3 +377,14 @@ def test_float_to_int_cast_saturates() -> None:
     (got,) = run_onnx(ort_session(export_onnx(g)), g, (x,))
     top = int(np.nextafter(np.float32(2**31), np.float32(0)))  # float32 just below 2^31
     np.testing.assert_array_equal(got, [top, -(2**31), 3, -3])
+
+
+def test_ops_without_an_export_rule_are_refused_with_a_reason() -> None:
+    from backends.onnx.rules import check_node
+    from compiler.ir import Graph, TensorType
+
+    g = Graph("ceil")
+    x = g.add_input("x", TensorType("f32", (2,)))
+    node = g.add_node("math.ceil", [x])
+    g.outputs.append(node.outputs[0])
+    assert check_node(node, 17) == "math.ceil has no ONNX export rule yet"
