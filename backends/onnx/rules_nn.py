@@ -265,6 +265,14 @@ def lower_attention(em: Emitter, node: Node) -> list:
         else:
             scores = em.emit1("Add", [scores, em.arg(3)])
     probs = em.emit1("Softmax", [scores], axis=-1)
+    if em.has_arg(3):
+        # A fully masked row (left padding) gives 0, as the interpreter and torch do.
+        if em.opset >= 18:
+            top = em.emit1("ReduceMax", [scores, em.i64([-1])], keepdims=1)
+        else:
+            top = em.emit1("ReduceMax", [scores], axes=[-1], keepdims=1)
+        dead = em.emit1("Equal", [top, minus_inf])
+        probs = em.emit1("Where", [dead, em.scalar(0.0, dtype), probs])
     return [em.emit1("MatMul", [probs, em.arg(2)])]
 
 

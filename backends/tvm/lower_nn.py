@@ -478,6 +478,11 @@ def _attention(ctx: LowerContext, node: Node) -> Sequence[Any]:
         probs = ctx.emit_te(softmax_rows, scores, lanes)
     else:
         probs = ctx.emit(R.nn.softmax(scores, -1))
+    if len(node.inputs) > 3:
+        # A fully masked row (left padding) gives 0, as the interpreter and torch do.
+        top = ctx.emit(R.max(scores, axis=-1, keepdims=True))
+        dead = ctx.emit(R.equal(top, neg_inf))
+        probs = ctx.emit(R.where(dead, _R_const(0.0, dt), probs))
     ss = tuple(np.broadcast_shapes(sq[:-2], sk[:-2])) + (length, src)
     return [batch_matmul(ctx, probs, ctx.arg(v), ss, sv, dt)]
 

@@ -1,0 +1,163 @@
+"""Hugging Face causal LMs -> a prefill graph and a decode-step graph with an explicit KV cache.
+
+Both graphs come from one wrapper, :class:`StepModule`, exported at two chunk sizes
+(``prefill_len`` tokens and 1 token). The wrapper calls the model's own forward with
+
+- a 4-D boolean attention mask that it builds itself from a ``[B, S + C]`` validity input
+  (transformers returns a 4-D mask as it is, so none of its mask-building code is traced);
+- explicit ``position_ids`` (left-padded rows start at position 0 at their first token);
+- a cache object, :class:`StepCache`, whose ``update`` concatenates the past keys/values
+  (graph inputs) with the chunk's new ones and records the new ones as graph outputs.
+
+Parameters keep their fully qualified names in both exports, so the two graphs share their
+constants by name (``compiler.llm`` stores them once).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from compiler.errors import FrontendError
+from compiler.ir import Graph
+from compiler.llm.spec import CACHE_RULES, LLMSpec, NoCacheRuleError
+
+
+class StepCache:
+    """Duck-typed transformers ``Cache``: past keys/values in, the chunk's new ones recorded."""
+
+    is_compileable = False
+
+    def __init__(self, past: list[tuple[torch.Tensor, torch.Tensor]] | None, layers: int):
+        self.past = past
+        self.new: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * layers
+
+    def update(
+        self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.new[layer_idx] = (key, value)
+        if self.past is None:
+            return key, value
+        past_key, past_value = self.past[layer_idx]
+        return torch.cat([past_key, key], dim=2), torch.cat([past_value, value], dim=2)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
+def check_cache_rules(model: torch.nn.Module) -> None:
+    """Every attention module must have a cache rule; else a typed error naming it."""
+    attention = [
+        (name, type(m).__name__)
+        for name, m in model.named_modules()
+        if type(m).__name__.endswith("Attention")
+    ]
+    if not attention:
+        raise NoCacheRuleError(
+            f"{type(model).__name__}: no attention module found (a class named *Attention); "
+            f"tapeout has cache rules for {sorted(CACHE_RULES)}"
+        )
+    missing = [(n, c) for n, c in attention if c not in CACHE_RULES]
+    if missing:
+        name, cls = missing[0]
+        raise NoCacheRuleError(
+            f"{type(model).__name__}: attention module {name or '<root>'} ({cls}, "
+            f"{len(missing)} such module(s)) has no KV-cache rule; tapeout has rules for "
+            f"{sorted(CACHE_RULES)}"
+        )
+
+
+class StepModule(torch.nn.Module):
+    """``(input_ids[B,C], position_ids[B,C], attention_mask[B,S+C], past...) -> (logits[B,V],
+    new keys/values[B,n_kv,C,hd] per layer)``; S = 0 for the prefill graph (no past)."""
+
+    def __init__(self, model: torch.nn.Module, spec: LLMSpec, with_past: bool):
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self.slots = spec.cache_slots if with_past else 0
+        params = inspect.signature(model.forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        *past_flat: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        batch, chunk = input_ids.shape
+        valid = attention_mask != 0
+        causal = torch.ones(chunk, chunk, dtype=torch.bool).tril()
+        mask = causal[None, None] & valid[:, None, None, self.slots :]
+        if self.slots:
+            old = valid[:, None, None, : self.slots].expand(batch, 1, chunk, self.slots)
+            mask = torch.cat([old, mask], dim=-1)
+        pairs = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
+        cache = StepCache(pairs if self.slots else None, self.spec.num_layers)
+        out = self.model(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            attention_mask=mask,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_kw: cache},
+        )
+        if any(n is None for n in cache.new):
+            raise NoCacheRuleError(
+                f"{type(self.model).__name__}: the attention modules of layers "
+                f"{[i for i, n in enumerate(cache.new) if n is None]} never called "
+                "cache.update; tapeout has no KV-cache rule for them"
+            )
+        news = [t for pair in cache.new if pair is not None for t in pair]
+        return (out.logits[:, -1, :], *news)
+
+
+def example_step_inputs(spec: LLMSpec, chunk: int, with_past: bool) -> tuple[torch.Tensor, ...]:
+    """Zeros of the step graph's input shapes (batch 1)."""
+    slots = spec.cache_slots if with_past else 0
+    ids = torch.zeros(1, chunk, dtype=torch.long)
+    mask = torch.ones(1, slots + chunk, dtype=torch.long)
+    past = [
+        torch.zeros(spec.cache_shape(1)) for _ in range(2 * spec.num_layers if with_past else 0)
+    ]
+    return (ids, ids.clone(), mask, *past)
+
+
+def build_step_graph(
+    model: torch.nn.Module, spec: LLMSpec, chunk: int, with_past: bool, name: str
+) -> Graph:
+    """Export the step module at one chunk size and import it (the input/output names are
+    the interface of :mod:`compiler.llm`)."""
+    from compiler.frontends.torch_export import import_torch
+
+    step = StepModule(model, spec, with_past).eval()
+    with torch.no_grad():
+        try:
+            graph = import_torch(step, example_step_inputs(spec, chunk, with_past))
+        except NoCacheRuleError:
+            raise
+        except FrontendError:
+            raise
+    graph.name = name
+    _rename_interface(graph, spec, with_past)
+    return graph
+
+
+def _rename_interface(graph: Graph, spec: LLMSpec, with_past: bool) -> None:
+    names = ["input_ids", "position_ids", "attention_mask"]
+    if with_past:
+        names += [f"past_{kv}_{i}" for i in range(spec.num_layers) for kv in ("key", "value")]
+    outs = ["logits"] + [f"new_{kv}_{i}" for i in range(spec.num_layers) for kv in ("key", "value")]
+    if len(graph.inputs) != len(names) or len(graph.outputs) != len(outs):
+        raise FrontendError(
+            f"step graph @{graph.name}: expected {len(names)} inputs and {len(outs)} outputs, "
+            f"got {len(graph.inputs)} and {len(graph.outputs)}"
+        )
+    for value, new in zip(graph.inputs, names, strict=True):
+        value.name = new
+    for value, new in zip(graph.outputs, outs, strict=True):
+        if value.name != new and not value.is_const:
+            value.name = new
