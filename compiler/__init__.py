@@ -11,6 +11,7 @@ from typing import Any
 
 from compiler.api import compile, import_model, list_targets, load
 from compiler.interpreter import interpret
+from compiler.llm import compile_llm, load_llm
 
 
 def distill(*args: Any, **kwargs: Any) -> Any:
@@ -20,5 +21,14 @@ def distill(*args: Any, **kwargs: Any) -> Any:
     return _distill(*args, **kwargs)
 
 
-__all__ = ["compile", "distill", "import_model", "interpret", "list_targets", "load"]
+__all__ = [
+    "compile",
+    "compile_llm",
+    "distill",
+    "import_model",
+    "interpret",
+    "list_targets",
+    "load",
+    "load_llm",
+]
 __version__ = "0.1.0"

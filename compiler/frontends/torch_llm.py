@@ -115,34 +115,26 @@ class StepModule(torch.nn.Module):
         return (out.logits[:, -1, :], *news)
 
 
-def example_step_inputs(spec: LLMSpec, chunk: int, with_past: bool) -> tuple[torch.Tensor, ...]:
-    """Zeros of the step graph's input shapes (batch 1)."""
-    slots = spec.cache_slots if with_past else 0
-    ids = torch.zeros(1, chunk, dtype=torch.long)
-    mask = torch.ones(1, slots + chunk, dtype=torch.long)
-    past = [
-        torch.zeros(spec.cache_shape(1)) for _ in range(2 * spec.num_layers if with_past else 0)
-    ]
+def example_step_inputs(spec: LLMSpec, chunk: int, batch: int) -> tuple[torch.Tensor, ...]:
+    """Zeros of the step graph's input shapes."""
+    ids = torch.zeros(batch, chunk, dtype=torch.long)
+    mask = torch.ones(batch, spec.cache_slots + chunk, dtype=torch.long)
+    past = [torch.zeros(spec.cache_shape(batch)) for _ in range(2 * spec.num_layers)]
     return (ids, ids.clone(), mask, *past)
 
 
 def build_step_graph(
-    model: torch.nn.Module, spec: LLMSpec, chunk: int, with_past: bool, name: str
+    model: torch.nn.Module, spec: LLMSpec, chunk: int, batch: int, name: str
 ) -> Graph:
     """Export the step module at one chunk size and import it (the input/output names are
     the interface of :mod:`compiler.llm`)."""
     from compiler.frontends.torch_export import import_torch
 
-    step = StepModule(model, spec, with_past).eval()
+    step = StepModule(model, spec, with_past=True).eval()
     with torch.no_grad():
-        try:
-            graph = import_torch(step, example_step_inputs(spec, chunk, with_past))
-        except NoCacheRuleError:
-            raise
-        except FrontendError:
-            raise
+        graph = import_torch(step, example_step_inputs(spec, chunk, batch))
     graph.name = name
-    _rename_interface(graph, spec, with_past)
+    _rename_interface(graph, spec, with_past=True)
     return graph
 
 
@@ -161,3 +153,24 @@ def _rename_interface(graph: Graph, spec: LLMSpec, with_past: bool) -> None:
     for value, new in zip(graph.outputs, outs, strict=True):
         if value.name != new and not value.is_const:
             value.name = new
+
+
+def import_causal_lm(
+    model: torch.nn.Module, max_context: int, prefill_len: int, batch_size: int = 1
+) -> Any:
+    """The prefill and decode graphs of a Hugging Face causal LM (``LLMGraphs``)."""
+    from compiler.llm.graphs import LLMGraphs
+    from compiler.llm.spec import spec_from_config
+
+    config = getattr(model, "config", None)
+    if config is None:
+        raise FrontendError(
+            f"{type(model).__name__} has no .config: compile_llm takes a Hugging Face causal "
+            "LM (or a module with its interface and config)"
+        )
+    check_cache_rules(model)
+    spec = spec_from_config(config, max_context, prefill_len)
+    model = model.eval()
+    prefill = build_step_graph(model, spec, prefill_len, batch_size, "prefill")
+    decode = build_step_graph(model, spec, 1, batch_size, "decode")
+    return LLMGraphs(spec, prefill, decode)
