@@ -161,8 +161,11 @@ def compile_llm(
             f"need 1 <= prefill_len <= max_context and batch_size >= 1; got prefill_len="
             f"{prefill_len}, max_context={max_context}, batch_size={batch_size}"
         )
-    graphs = model if isinstance(model, LLMGraphs) else _import(model, max_context, prefill_len,
-                                                                batch_size)
+    graphs = (
+        model
+        if isinstance(model, LLMGraphs)
+        else _import(model, max_context, prefill_len, batch_size)
+    )
     if rewrite is not None:
         rewrite(graphs)
     graphs.check()
@@ -206,9 +209,7 @@ def _compile_parts(
         (tmp / "llm.json").write_text(json.dumps(meta, indent=2))
     for art in parts.values():
         art.path = dest / Path(art.path or "").name
-    return LLMArtifact(
-        graphs.spec, batch_size, parts["prefill"], parts["decode"], dest, tokenizer
-    )
+    return LLMArtifact(graphs.spec, batch_size, parts["prefill"], parts["decode"], dest, tokenizer)
 
 
 def load_llm(path: str | Path, tokenizer: Tokenizer | None = None) -> LLMArtifact:

@@ -98,7 +98,8 @@ def check_prompts(spec: LLMSpec, prompts: Sequence[Sequence[int]]) -> None:
         bad = [t for t in prompt if not 0 <= int(t) < spec.vocab_size]
         if bad:
             raise InputError(
-                f"prompt {row}: token ids {bad[:5]} are outside the vocabulary [0, {spec.vocab_size})"
+                f"prompt {row}: token ids {bad[:5]} are outside the vocabulary "
+                f"[0, {spec.vocab_size})"
             )
 
 

@@ -99,9 +99,7 @@ def spec_from_config(config: Any, max_context: int, prefill_len: int) -> LLMSpec
     eos_ids = tuple(int(e) for e in eos_list if e is not None)
     limit = _first(config, "max_position_embeddings", "n_positions")
     if limit is not None and max_context > int(limit):
-        raise FrontendError(
-            f"max_context={max_context} exceeds the model's {int(limit)} positions"
-        )
+        raise FrontendError(f"max_context={max_context} exceeds the model's {int(limit)} positions")
     return LLMSpec(
         num_layers=int(layers),
         num_kv_heads=int(kv_heads),
