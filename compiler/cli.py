@@ -284,7 +284,7 @@ _EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from compiler import cli_extra  # noqa: F401  (registers export/debug)
+    from compiler import cli_extra, cli_llm  # noqa: F401  (register export/debug/LLM commands)
 
     parser = build_parser()
     args = parser.parse_args(argv)

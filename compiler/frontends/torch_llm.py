@@ -174,3 +174,18 @@ def import_causal_lm(
     prefill = build_step_graph(model, spec, prefill_len, batch_size, "prefill")
     decode = build_step_graph(model, spec, 1, batch_size, "decode")
     return LLMGraphs(spec, prefill, decode)
+
+
+def load_hf_causal_lm(folder: str) -> tuple[torch.nn.Module, Any]:
+    """A causal LM and its tokenizer (None if the folder has none) from a local HF folder."""
+    import transformers
+
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise FrontendError(f"cannot load a causal LM from {folder}: {e}") from None
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, TypeError):
+        tokenizer = None
+    return model.eval(), tokenizer

@@ -269,8 +269,8 @@ def _index_tensor(ctx: ImportContext, node: FxNode) -> Value:
         return ctx.emit("tensor.gather", [x, _index(ctx, values[0])], {"axis": axes[0]})
     if axes != list(range(axes[0], axes[0] + len(axes))):
         raise Reject("advanced indexing with index tensors on non-adjacent axes")
-    dims = x.type.shape[axes[0] : axes[-1] + 1]
-    if not all(isinstance(d, int) for d in dims):
+    dims = [d for d in x.type.shape[axes[0] : axes[-1] + 1] if isinstance(d, int)]
+    if len(dims) != len(axes):
         raise Reject("advanced indexing over symbolic dims")
     merged = [*x.type.shape[: axes[0]], -1, *x.type.shape[axes[-1] + 1 :]]
     if not all(isinstance(d, int) for d in merged):

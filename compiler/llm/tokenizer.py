@@ -28,7 +28,7 @@ def _save_hf(tok: Any, folder: Path) -> None:
 def _load_hf(folder: Path) -> Tokenizer:
     from transformers import AutoTokenizer
 
-    tok: Tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tok: Any = AutoTokenizer.from_pretrained(str(folder))
     return tok
 
 
