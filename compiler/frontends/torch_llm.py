@@ -135,7 +135,21 @@ def build_step_graph(
         graph = import_torch(step, example_step_inputs(spec, chunk, batch))
     graph.name = name
     _rename_interface(graph, spec, with_past=True)
+    _strip_prefix(graph, "model.")
     return graph
+
+
+def _strip_prefix(graph: Graph, prefix: str) -> None:
+    """Constants named as in the model's own ``state_dict`` (the wrapper adds ``model.``)."""
+    renames = {
+        ref: ref[len(prefix) :]
+        for ref in graph.constants
+        if ref.startswith(prefix) and ref[len(prefix) :] not in graph.constants
+    }
+    graph.constants = {renames.get(k, k): v for k, v in graph.constants.items()}
+    for node in graph.nodes:
+        if node.op == "const" and node.attrs["ref"] in renames:
+            node.attrs["ref"] = renames[node.attrs["ref"]]
 
 
 def _rename_interface(graph: Graph, spec: LLMSpec, with_past: bool) -> None:
