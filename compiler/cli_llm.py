@@ -38,7 +38,9 @@ def _prompt(args: argparse.Namespace) -> Any:
     try:
         return [int(t) for t in args.prompt_ids.split(",") if t.strip()]
     except ValueError:
-        raise InputError(f"--prompt-ids must be comma-separated integers: {args.prompt_ids!r}") from None
+        raise InputError(
+            f"--prompt-ids must be comma-separated integers: {args.prompt_ids!r}"
+        ) from None
 
 
 class _Stream:

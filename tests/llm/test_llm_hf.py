@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -80,16 +82,17 @@ def test_saved_artifact_stores_weights_once_and_decodes_the_same(decoder: tuple)
     for n in shared:
         assert loaded.prefill.graph.constants[n] is loaded.decode.graph.constants[n]
     prompt = _prompt(6, 7)
-    assert loaded.generate(prompt, max_new_tokens=6, stop=[]).tokens == art.generate(
-        prompt, max_new_tokens=6, stop=[]
-    ).tokens
+    assert (
+        loaded.generate(prompt, max_new_tokens=6, stop=[]).tokens
+        == art.generate(prompt, max_new_tokens=6, stop=[]).tokens
+    )
 
 
 @pytest.mark.tvm
 @pytest.mark.slow
-def test_cpu_target_greedy_decode_equals_torch(tmp_path) -> None:
+def test_cpu_target_greedy_decode_equals_torch(tmp_path: Path) -> None:
     model = build("llama")
-    art = compiler.compile_llm(
+    compiler.compile_llm(
         model, "cpu", max_context=MAX_CONTEXT, prefill_len=PREFILL, output_dir=tmp_path / "llm"
     )
     prompts = [_prompt(7, 11), _prompt(8, 3)]
