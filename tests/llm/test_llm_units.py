@@ -1,0 +1,106 @@
+"""compiler.llm without a real model: sampling, prompt checks, cache rules, masked rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import compiler
+from compiler.errors import InputError
+from compiler.ir import parse
+from compiler.llm import LLMSpec, Sampler
+from compiler.llm.runtime import check_prompts
+
+SPEC = LLMSpec(num_layers=1, num_kv_heads=1, head_dim=4, vocab_size=10, max_context=6,
+               prefill_len=2)  # fmt: skip
+
+
+def test_greedy_takes_the_first_of_tied_maxima() -> None:
+    logits = np.array([[0.0, 3.0, 3.0, 1.0], [5.0, 0.0, 0.0, 5.0]], np.float32)
+    np.testing.assert_array_equal(Sampler()(logits, np.random.default_rng(0)), [1, 0])
+
+
+def test_top_k_and_top_p_keep_only_the_likely_tokens() -> None:
+    rng = np.random.default_rng(0)
+    logits = np.log(np.array([[0.5, 0.3, 0.1, 0.06, 0.04]] * 400))
+    top2 = Sampler(temperature=1.0, top_k=2)(logits, rng)
+    assert set(top2.tolist()) == {0, 1}
+    # top_p=0.7: 0.5 alone is below it, 0.5 + 0.3 reaches it, so tokens 0 and 1 remain.
+    nucleus = Sampler(temperature=1.0, top_p=0.7)(logits, rng)
+    assert set(nucleus.tolist()) == {0, 1}
+    frequency = np.mean(nucleus == 0)
+    assert 0.55 < frequency < 0.70  # 0.5 / 0.8 = 0.625 after renormalizing
+
+
+def test_sampling_is_reproducible_with_a_seed() -> None:
+    logits = np.random.default_rng(1).standard_normal((3, 50))
+    a = Sampler(temperature=0.8, top_k=10)(logits, np.random.default_rng(7))
+    b = Sampler(temperature=0.8, top_k=10)(logits, np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [({"temperature": -1.0}, "temperature"), ({"top_p": 0.0}, "top_p"), ({"top_k": -2}, "top_k")],
+)
+def test_bad_sampling_settings_are_input_errors(kwargs: dict, what: str) -> None:
+    with pytest.raises(InputError, match=what):
+        Sampler(**kwargs)
+
+
+def test_prompt_checks() -> None:
+    check_prompts(SPEC, [[1, 2, 3, 4, 5, 6]])
+    with pytest.raises(InputError, match="7 tokens, more than max_context=6"):
+        check_prompts(SPEC, [[1, 2], [1] * 7])
+    with pytest.raises(InputError, match="outside the vocabulary"):
+        check_prompts(SPEC, [[1, 10]])
+    with pytest.raises(InputError, match="empty"):
+        check_prompts(SPEC, [[]])
+
+
+ATTENTION = """graph @g(%q: f32[1,2,4,8], %k: f32[1,2,4,8], %v: f32[1,2,4,8], \
+%m: MASK[1,1,4,4]) -> (f32[1,2,4,8]) {
+  %y: f32[1,2,4,8] = nn.attention(%q, %k, %v, %m) {causal=CAUSAL}
+  return %y
+}"""
+
+
+def _attention_case(mask_dtype: str, causal: bool) -> tuple:
+    text = ATTENTION.replace("MASK", mask_dtype).replace("CAUSAL", str(causal).lower())
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 4, 8)).astype(np.float32) for _ in range(3))
+    keep = np.ones((1, 1, 4, 4), bool)
+    keep[..., :2, :] = False  # two left-padded queries see no key at all
+    keep[..., 2:, :1] = False
+    mask = keep if mask_dtype == "bool" else np.where(keep, 0.0, -np.inf).astype(np.float32)
+    return parse(text), (q, k, v, mask), keep
+
+
+@pytest.mark.parametrize("mask_dtype", ["bool", "f32"])
+def test_fully_masked_attention_rows_are_zero_in_the_interpreter(mask_dtype: str) -> None:
+    graph, args, keep = _attention_case(mask_dtype, causal=False)
+    (y,) = compiler.interpret(graph, *args)
+    np.testing.assert_array_equal(y[:, :, :2], 0.0)
+    q, k, v, _ = args
+    scores = np.where(keep, q @ k.swapaxes(-1, -2) / np.sqrt(8), -np.inf)[:, :, 2:]
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    want = (weights / weights.sum(-1, keepdims=True)) @ v
+    np.testing.assert_allclose(y[:, :, 2:], want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize(("mask_dtype", "causal"), [("bool", True), ("f32", False)])
+def test_fully_masked_attention_rows_are_zero_on_cpu(mask_dtype: str, causal: bool) -> None:
+    graph, args, _ = _attention_case(mask_dtype, causal)
+    (want,) = compiler.interpret(graph, *args)
+    (got,) = compiler.compile(graph, target="cpu").run(*args)
+    assert not np.isnan(got).any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fully_masked_attention_rows_are_zero_in_onnx() -> None:
+    pytest.importorskip("onnxruntime")
+    graph, args, _ = _attention_case("bool", causal=True)
+    (want,) = compiler.interpret(graph, *args)
+    (got,) = compiler.compile(graph, target="onnx").run(*args)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
