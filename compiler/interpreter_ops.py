@@ -100,6 +100,7 @@ _UNARY = {
     "math.sin": np.sin,
     "math.cos": np.cos,
     "math.not": np.logical_not,
+    "math.isnan": np.isnan,
     "nn.relu": lambda x: np.maximum(x, 0).astype(x.dtype),
     "nn.relu6": relu6,
     "nn.sigmoid": _sigmoid,
@@ -152,6 +153,7 @@ for _name, _fn in _REDUCE.items():
             _f(x, axis=_axes(axes), keepdims=keepdims)
         ).astype(x.dtype)
     )
+IMPLS["math.cumsum"] = _one(lambda x, axis: np.cumsum(x, axis=axis, dtype=x.dtype))
 IMPLS["math.argmax"] = _one(
     lambda x, axis=-1, keepdims=False: np.asarray(
         np.argmax(x, axis=axis, keepdims=keepdims), np.int64
@@ -201,6 +203,14 @@ def _expand(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.broadcast_to(xs[0], np.broadcast_shapes(xs[0].shape, shape)).copy()]
 
 
+def _take_along(x: np.ndarray, index: np.ndarray, axis: int = 0) -> np.ndarray:
+    """torch.gather: the other dims of ``index`` may be shorter than ``x``'s (a corner)."""
+    axis %= x.ndim
+    corner = tuple(slice(None) if k == axis else slice(0, d) for k, d in enumerate(index.shape))
+    return np.take_along_axis(x[corner], index, axis=axis)
+
+
+IMPLS["tensor.gather_elements"] = _one(_take_along)
 IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis))
 
 

@@ -94,6 +94,7 @@ UNARY: dict[str, Callable[[Any, Node], Any]] = {
     "math.sin": lambda x, n: _R().sin(x),
     "math.cos": lambda x, n: _R().cos(x),
     "math.not": lambda x, n: _R().logical_not(x),
+    "math.isnan": lambda x, n: _R().isnan(x),
     "nn.relu": lambda x, n: _R().nn.relu(x),
     "nn.relu6": lambda x, n: _clip(x, 0.0, 6.0, n),
     "nn.sigmoid": lambda x, n: _R().sigmoid(x),
@@ -180,6 +181,11 @@ def reduce(name: str) -> Rule:
     return Rule(lower)
 
 
+def _cumsum(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    axis = int(ctx.attrs(node)["axis"]) % node.inputs[0].type.rank
+    return [ctx.emit(_R().cumsum(ctx.arg(node.inputs[0]), axis, tvm_dtype(node.outputs[0])))]
+
+
 def _argmax(ctx: LowerContext, node: Node) -> Sequence[Any]:
     a = ctx.attrs(node)
     axis = int(a["axis"]) % node.inputs[0].type.rank
@@ -261,6 +267,17 @@ def _gather(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(_R().take(x, idx, axis, mode="wrap"))]
 
 
+def _gather_elements(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    x, idx = node.inputs
+    axis = int(ctx.attrs(node)["axis"]) % x.type.rank
+    data = ctx.arg(x)
+    if tuple(x.type.shape) != tuple(idx.type.shape):  # torch.gather reads a corner of x
+        pairs = enumerate(zip(x.type.shape, idx.type.shape, strict=True))
+        ends = [d if k == axis else e for k, (d, e) in pairs]
+        data = ctx.emit(_R().strided_slice(data, list(range(x.type.rank)), [0] * x.type.rank, ends))
+    return [ctx.emit(_R().gather_elements(data, ctx.arg(idx), axis))]
+
+
 def _pad(ctx: LowerContext, node: Node) -> Sequence[Any]:
     a = ctx.attrs(node)
     pads = [int(p) for p in a["pads"]]
@@ -305,6 +322,7 @@ TENSOR_RULES: dict[str, Rule] = {
     "math.reduce_min": reduce("min"),
     "math.reduce_prod": reduce("prod"),
     "math.argmax": Rule(_argmax),
+    "math.cumsum": Rule(_cumsum),
     "nn.softmax": _softmax("softmax"),
     "nn.log_softmax": _softmax("log_softmax"),
     "tensor.reshape": Rule(_reshape),
@@ -317,6 +335,7 @@ TENSOR_RULES: dict[str, Rule] = {
     "tensor.slice": Rule(_slice),
     "tensor.expand": Rule(_expand),
     "tensor.gather": Rule(_gather),
+    "tensor.gather_elements": Rule(_gather_elements),
     "tensor.pad": Rule(_pad, check=_no_negative_pads),
     "tensor.shape": Rule(_shape),
     "tensor.range": Rule(_range),

@@ -139,6 +139,14 @@ def _reduce(n: OnnxNode) -> Sequence[Output]:
     return [n.emit(REDUCE[n.op_type], [x], attrs)]
 
 
+@converts("CumSum")
+def _cumsum(n: OnnxNode) -> Sequence[Output]:
+    if n.attr("exclusive", 0) or n.attr("reverse", 0):
+        raise Reject("CumSum with exclusive or reverse")
+    axis = n.ints(1, "CumSum axis")
+    return [n.emit("math.cumsum", [n.value(0)], {"axis": int(axis[0])})]
+
+
 @converts("ArgMax", "ArgMin")
 def _argmax(n: OnnxNode) -> Sequence[Output]:
     if n.attr("select_last_index", 0):

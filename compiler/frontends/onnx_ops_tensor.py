@@ -188,6 +188,14 @@ def _tile(n: OnnxNode) -> Sequence[Output]:
     return [n.emit("tensor.reshape", [tiled], {"shape": final})]
 
 
+@converts("GatherElements")
+def _gather_elements(n: OnnxNode) -> Sequence[Output]:
+    x = n.value(0)
+    indices = n.value(1, dtype=None if n.type(1).dtype in ("i32", "i64") else "i64")
+    axis = _axis(int(n.attr("axis", 0)), x.type.rank)
+    return [n.emit("tensor.gather_elements", [x, indices], {"axis": axis})]
+
+
 @converts("Gather")
 def _gather(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)

@@ -133,6 +133,7 @@ for _packet, _ir in (
     ("hardswish", "nn.hardswish"),
     ("hardsigmoid", "nn.hardsigmoid"),
     ("logical_not", "math.not"),
+    ("isnan", "math.isnan"),
 ):
     converts(f"aten.{_packet}.default")(_unary(_ir))
 converts("aten.bitwise_not.default")(
@@ -311,6 +312,14 @@ def _max_dim(ctx: ImportContext, node: FxNode) -> list[Value | None]:
         keep = bool(ctx.args.get("keepdim", False))
         return [values, ctx.emit("math.argmax", [x], {"axis": ctx.args["dim"], "keepdims": keep})]
     return [values, None]
+
+
+@converts("aten.cumsum.default")
+def _cumsum(ctx: ImportContext, node: FxNode) -> Value:
+    x = ctx.value(ctx.args["self"])
+    out = ctx.out_dtype()
+    x = ctx.cast(x, out)  # torch sums bool/int32 in int64
+    return ctx.emit("math.cumsum", [x], {"axis": norm_axis(ctx.args["dim"], x.type.rank)})
 
 
 @converts("aten.argmax.default")

@@ -240,6 +240,13 @@ def _index(ctx: ImportContext, indices: Value) -> Value:
     return indices if indices.dtype in ("i64", "i32") else ctx.cast(indices, "i64")
 
 
+@converts("aten.gather.default")
+def _gather(ctx: ImportContext, node: FxNode) -> Value:
+    x, index = ctx.value(ctx.args["self"]), ctx.value(ctx.args["index"])
+    axis = norm_axis(ctx.args["dim"], x.type.rank)
+    return ctx.emit("tensor.gather_elements", [x, _index(ctx, index)], {"axis": axis})
+
+
 @converts("aten.index_select.default")
 def _index_select(ctx: ImportContext, node: FxNode) -> Value:
     x, index = ctx.value(ctx.args["self"]), ctx.value(ctx.args["index"])
@@ -297,7 +304,6 @@ converts(
     "aten.ones.default",
     "aten.empty.memory_format",
     "aten.scalar_tensor.default",
-    "aten.gather.default",
     "aten.triu.default",
     "aten.tril.default",
 )(fold)

@@ -201,6 +201,16 @@ for _name in ("equal", "less", "greater", "less_equal", "greater_equal"):
 for _name in ("and", "or", "xor"):
     _op(f"math.{_name}", "a b", tags="elementwise logic")(_binary)
 _op("math.not", "x", tags="elementwise")(_unary)
+
+
+@_op("math.isnan", "x", tags="elementwise")
+def _isnan(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """True where the float input is NaN (ONNX IsNaN: torch's exporter guards a masked
+    softmax with it)."""
+    _float(types[0])
+    return [TensorType("bool", types[0].shape)]
+
+
 for _name in ("neg", "abs"):
     _op(f"math.{_name}", "x", tags="elementwise unary")(_unary)
 for _name in ("exp", "log", "sqrt", "rsqrt", "reciprocal", "erf", "tanh", "sin", "cos"):
@@ -250,6 +260,13 @@ def _reduce(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
 
 for _name in ("mean", "sum", "max", "min", "prod"):
     _op(f"math.reduce_{_name}", "x", {"axes": None, "keepdims": False}, tags="reduce")(_reduce)
+
+
+@_op("math.cumsum", "x", {"axis": REQUIRED})
+def _cumsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Running sum along ``axis``, same dtype (RoBERTa's position ids from a padding mask)."""
+    norm_axis(attrs["axis"], types[0].rank)
+    return [types[0].with_quant(None)]
 
 
 @_op("math.argmax", "x", {"axis": -1, "keepdims": False}, tags="reduce")

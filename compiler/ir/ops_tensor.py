@@ -168,6 +168,19 @@ def _gather(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return _keep(types, x.shape[:axis] + idx.shape + x.shape[axis + 1 :])
 
 
+@_op("tensor.gather_elements", "x indices", {"axis": 0}, tags="layout")
+def _gather_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """``take_along_axis(x, indices, axis)`` (torch.gather, ONNX GatherElements): the output
+    has the indices' shape; every other dim of the indices must fit inside ``x``'s."""
+    x, idx = types
+    if idx.dtype not in ("i64", "i32"):
+        raise ShapeError(f"gather_elements indices must be i32 or i64, got {idx.dtype}")
+    if idx.rank != x.rank:
+        raise ShapeError(f"gather_elements indices rank {idx.rank} differs from input {x.rank}")
+    norm_axis(attrs["axis"], x.rank)
+    return [TensorType(x.dtype, idx.shape, x.quant)]
+
+
 @_op("tensor.pad", "x", {"pads": REQUIRED, "mode": "constant", "value": 0.0}, tags="layout")
 def _pad(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Pad with ``pads`` = [begin of each dim..., end of each dim...] (ONNX order)."""

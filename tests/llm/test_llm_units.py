@@ -104,3 +104,38 @@ def test_fully_masked_attention_rows_are_zero_in_onnx() -> None:
     (want,) = compiler.interpret(graph, *args)
     (got,) = compiler.compile(graph, target="onnx").run(*args)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _llm_ops_graph() -> tuple:
+    """isnan, cumsum and gather_elements (what HF models need from ONNX and torch.export)."""
+    text = """graph @ops(%x: f32[3,5], %i: i64[2,2], %m: i64[2,5]) -> (bool[3,5], f32[3,5], \
+i64[2,5], f32[2,2]) {
+  %nan: bool[3,5] = math.isnan(%x)
+  %run: f32[3,5] = math.cumsum(%x) {axis=1}
+  %pos: i64[2,5] = math.cumsum(%m) {axis=-1}
+  %pick: f32[2,2] = tensor.gather_elements(%x, %i) {axis=1}
+  return %nan, %run, %pos, %pick
+}"""
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    x[1, 2] = np.nan
+    i = np.array([[0, 4], [2, 2]], np.int64)
+    m = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)
+    return parse(text), (x, i, m)
+
+
+def test_llm_ops_in_the_interpreter() -> None:
+    graph, (x, i, m) = _llm_ops_graph()
+    nan, run, pos, pick = compiler.interpret(graph, x, i, m)
+    np.testing.assert_array_equal(nan, np.isnan(x))
+    np.testing.assert_array_equal(run[0], np.cumsum(x[0]))
+    np.testing.assert_array_equal(pos, [[0, 0, 1, 2, 3], [1, 2, 3, 4, 5]])
+    np.testing.assert_array_equal(pick, [[x[0, 0], x[0, 4]], [x[1, 2], x[1, 2]]])
+
+
+@pytest.mark.tvm
+def test_llm_ops_on_cpu() -> None:
+    graph, args = _llm_ops_graph()
+    want = compiler.interpret(graph, *args)
+    got = compiler.compile(graph, target="cpu").run(*args)
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
