@@ -75,3 +75,41 @@ def torch_greedy(model: Any, prompt: list[int], new_tokens: int) -> list[int]:
             cache = getattr(out, name)
             out = model(input_ids=torch.tensor([[token]]), use_cache=True, **{name: cache})
     return tokens
+
+
+def _bert(t: Any) -> Any:
+    return t.BertModel(t.BertConfig(**_encoder()))
+
+
+def _roberta(t: Any) -> Any:
+    return t.RobertaModel(t.RobertaConfig(**_encoder(), pad_token_id=1))
+
+
+def _distilbert(t: Any) -> Any:
+    config = t.DistilBertConfig(
+        vocab_size=VOCAB, dim=64, n_layers=2, n_heads=4, hidden_dim=128,
+        max_position_embeddings=64,
+    )  # fmt: skip
+    return t.DistilBertModel(config)
+
+
+def _encoder() -> dict[str, Any]:
+    return dict(
+        vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64,
+    )  # fmt: skip
+
+
+ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "bert": _bert,
+    "distilbert": _distilbert,
+    "roberta": _roberta,
+}
+
+
+def build_encoder(name: str, seed: int = 0) -> Any:
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    return ENCODERS[name](transformers).eval()
