@@ -102,7 +102,7 @@ class LLMArtifact:
             group = prompts[first : first + self.batch_size]
             stream = None if on_token is None else _offset(on_token, first)
             part = generate_batch(
-                self.spec, self.batch_size, self.prefill.run, self.decode.run, group,
+                self.spec, self.batch_size, _runner(self.prefill), _runner(self.decode), group,
                 max_new_tokens, sampler, stops, stream, rng,
             )  # fmt: skip
             total.tokens += part.tokens
@@ -131,6 +131,12 @@ class LLMArtifact:
             f"prefill chunk {spec.prefill_len}, batch {self.batch_size}\n"
             f"prefill: {self.prefill.report()}\ndecode: {self.decode.report()}"
         )
+
+
+def _runner(art: Artifact) -> Callable[..., list[np.ndarray]]:
+    """The artifact's run that takes the KV cache in place where the backend has one."""
+    run: Callable[..., list[np.ndarray]] = getattr(art, "run_shared", art.run)
+    return run
 
 
 def _offset(on_token: TokenCallback, first: int) -> TokenCallback:

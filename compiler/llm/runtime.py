@@ -44,6 +44,15 @@ class GenerateResult:
         return self.decode_tokens / self.decode_s if self.decode_s > 0 else 0.0
 
 
+def aligned_zeros(shape: tuple[int, ...], dtype: type = np.float32, align: int = 64) -> np.ndarray:
+    """Zeros whose data starts on an ``align``-byte boundary, so that a backend can use the
+    array in place (TVM takes 64-byte-aligned memory through DLPack without a copy)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(size + align, np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
 @dataclass
 class _Batch:
     """The state of one batch of prompts while it generates."""
@@ -56,7 +65,7 @@ class _Batch:
 
     def __post_init__(self) -> None:
         shape = self.spec.cache_shape(self.batch)
-        self.caches = [np.zeros(shape, np.float32) for _ in range(2 * self.spec.num_layers)]
+        self.caches = [aligned_zeros(shape) for _ in range(2 * self.spec.num_layers)]
         self.filled = np.zeros((self.batch, self.spec.cache_slots), np.int64)
 
     def step(self, run: StepFn, ids: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> np.ndarray:
