@@ -76,3 +76,30 @@ def test_cli_compile_llm_then_generate(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["generate", str(out), "--prompt-ids", long_ids, "--json"]) == 1
     error = json.loads(capsys.readouterr().out)["error"]
     assert error["type"] == "InputError" and "max_context=24" in error["message"]
+
+
+def _word_tokenizer() -> object:
+    """A word-level HF tokenizer over "w0".."w127", built in code (nothing downloaded)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(128)}, unk_token="w0"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="w0")
+
+
+def test_text_prompt_streams_text_with_the_saved_tokenizer(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("tokenizers")
+    model = build("gpt2")
+    out = tmp_path / "llm"
+    compiler.compile_llm(model, "onnx", max_context=16, prefill_len=4, output_dir=out,
+                         tokenizer=_word_tokenizer())  # fmt: skip
+    assert main(["generate", str(out), "--prompt", "w5 w17 w33", "--max-new-tokens", "5",
+                 "--stop", ""]) == 0  # fmt: skip
+    want = " ".join(f"w{t}" for t in torch_greedy(model, [5, 17, 33], 5))
+    printed = capsys.readouterr().out
+    assert printed.startswith(want), printed
+    assert "target onnx" in printed
