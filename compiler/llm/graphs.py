@@ -65,6 +65,11 @@ class LLMGraphs:
     def graphs(self) -> list[Graph]:
         return [self.prefill, self.decode]
 
+    @property
+    def batch(self) -> int:
+        """The static batch of both graphs (the first dim of ``input_ids``)."""
+        return int(self.decode.inputs[0].type.shape[0])
+
     def check(self) -> None:
         """Every constant of either graph is in ``weights`` with the same array."""
         for graph in self.graphs:

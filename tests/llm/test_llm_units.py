@@ -139,3 +139,38 @@ def test_llm_ops_on_cpu() -> None:
     got = compiler.compile(graph, target="cpu").run(*args)
     for w, g in zip(want, got, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def _counting_step(calls: list) -> object:
+    """A fake step graph: the next token is the last input token + 1; records its inputs."""
+
+    def run(ids: np.ndarray, pos: np.ndarray, mask: np.ndarray, *caches: np.ndarray) -> list:
+        calls.append((ids.copy(), pos.copy(), mask.copy()))
+        logits = np.zeros((ids.shape[0], SPEC.vocab_size), np.float32)
+        logits[np.arange(ids.shape[0]), (ids[:, -1] + 1) % SPEC.vocab_size] = 1.0
+        chunk = ids.shape[1]
+        new = np.full((ids.shape[0], 1, chunk, 4), 1.0, np.float32)
+        return [logits, new, new]
+
+    return run
+
+
+def test_generate_loop_pads_left_and_stops_per_row() -> None:
+    from compiler.llm.runtime import generate_batch
+
+    calls: list = []
+    step = _counting_step(calls)
+    res = generate_batch(SPEC, 2, step, step, [[1, 2, 3], [4]], 3, Sampler(), frozenset({6}),
+                         None, np.random.default_rng(0))  # fmt: skip
+    # Row 0 counts 4, 5, 6; row 1 counts 5, then 6 is a stop token and ends it.
+    assert res.tokens == [[4, 5, 6], [5, 6]]
+    (ids, pos, mask), (ids2, pos2, _), (_, pos3, mask3) = calls[0], calls[1], calls[2]
+    np.testing.assert_array_equal(ids, [[0, 1], [0, 0]])  # 4 slots: first chunk left-padded
+    np.testing.assert_array_equal(pos, [[0, 0], [0, 0]])
+    np.testing.assert_array_equal(mask[:, -2:], [[0, 1], [0, 0]])
+    assert not mask[:, :-2].any()  # nothing cached before the first chunk
+    np.testing.assert_array_equal(ids2, [[2, 3], [0, 4]])
+    np.testing.assert_array_equal(pos2, [[1, 2], [0, 0]])
+    np.testing.assert_array_equal(pos3, [[3], [1]])  # the first new token's position
+    np.testing.assert_array_equal(mask3[:, :4], [[0, 1, 1, 1], [0, 0, 0, 1]])
+    assert len(calls) == 4  # two prefill chunks, two decode steps (the third token is last)
