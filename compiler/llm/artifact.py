@@ -159,8 +159,9 @@ def compile_llm(
     ``model``: a Hugging Face causal LM (``transformers`` ``*ForCausalLM``, or a module with
     its forward interface and a ``config``), or ready :class:`LLMGraphs` (the GGUF path).
     The prompt is prefilled in chunks of ``prefill_len`` tokens; ``batch_size`` prompts run
-    together (left-padded); ready graphs bring their own sizes. ``rewrite(graphs)`` edits both graphs before the backend (weight
-    quantization); ``options`` go to ``compiler.compile`` (``pipeline``, ``tune``, ...).
+    together (left-padded); ready graphs bring their own sizes. ``rewrite(graphs)`` edits
+    both graphs before the backend (weight quantization); ``options`` go to
+    ``compiler.compile`` (``pipeline``, ``tune``, ...).
     """
     if not 1 <= prefill_len <= max_context or batch_size < 1:
         raise InputError(
