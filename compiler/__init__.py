@@ -10,18 +10,22 @@ Importing ``compiler`` loads no toolchain (torch, onnx, tvm, tensorrt are import
 from typing import Any
 
 from compiler.api import compile, import_model, list_targets, load
+from compiler.context import PassContext
 from compiler.interpreter import interpret
 from compiler.llm import compile_llm, load_llm
+from compiler.quant_config import QuantConfig
 
 
 def distill(*args: Any, **kwargs: Any) -> Any:
-    """Knowledge distillation in torch; see ``compiler.distill_impl.distill`` (lazy: torch)."""
-    from compiler.distill_impl import distill as _distill
+    """Knowledge distillation in torch; see ``compiler.torchside.distill.distill`` (lazy: torch)."""
+    from compiler.torchside.distill import distill as _distill
 
     return _distill(*args, **kwargs)
 
 
 __all__ = [
+    "PassContext",
+    "QuantConfig",
     "compile",
     "compile_llm",
     "distill",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from compiler.cli import _EXTRA_COMMANDS, _add_common
 from compiler.errors import FrontendError, InputError
 
 
@@ -94,18 +94,16 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _register(sub: Any) -> None:
-    p = sub.add_parser("compile-llm", help="compile a causal LM (HF folder) for generation")
+def _args_compile_llm(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a Hugging Face model folder (config.json + weights)")
     p.add_argument("--target", "-t", default="cpu")
     p.add_argument("-o", "--output", required=True, help="artifact folder to write")
     p.add_argument("--max-context", type=int, default=256, help="tokens of prompt + output")
     p.add_argument("--prefill-len", type=int, default=32, help="tokens per prefill chunk")
     p.add_argument("--batch-size", type=int, default=1, help="prompts generated together")
-    _add_common(p)
-    p.set_defaults(func=cmd_compile_llm)
 
-    p = sub.add_parser("generate", help="generate text with a compiled LLM artifact")
+
+def _args_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="folder written by compile-llm / compile_llm")
     p.add_argument("--prompt", help="prompt text (needs the artifact's tokenizer)")
     p.add_argument("--prompt-ids", help="prompt as comma-separated token ids")
@@ -115,8 +113,16 @@ def _register(sub: Any) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--stop", help="stop token ids, comma-separated (default: the model's eos)")
     p.add_argument("--seed", type=int)
-    _add_common(p)
-    p.set_defaults(func=cmd_generate)
 
 
-_EXTRA_COMMANDS.append(_register)
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+#: Entries of ``compiler.cli.COMMANDS``: name -> (help, add its arguments, handler).
+LLM_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
+    "compile-llm": (
+        "compile a causal LM (HF folder) for generation",
+        _args_compile_llm,
+        cmd_compile_llm,
+    ),
+    "generate": ("generate text with a compiled LLM artifact", _args_generate, cmd_generate),
+}

@@ -55,7 +55,7 @@ class Logits(torch.nn.Module):
 @pytest.mark.slow
 def test_decoder_through_torch_onnx_export(tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
-    model = Logits(build("llama"))
+    model = Logits(build("llama")).eval()
     ids, mask = _batch()
     mask = mask.flip(1)  # left padding: the padded queries' attention rows are fully masked
     path = tmp_path / "llama.onnx"
