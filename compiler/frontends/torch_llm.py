@@ -30,7 +30,7 @@ class StepCache:
 
     is_compileable = False
 
-    def __init__(self, past: list[tuple[torch.Tensor, torch.Tensor]] | None, layers: int):
+    def __init__(self, past: list[tuple[torch.Tensor, torch.Tensor]], layers: int):
         self.past = past
         self.new: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * layers
 
@@ -38,8 +38,6 @@ class StepCache:
         self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         self.new[layer_idx] = (key, value)
-        if self.past is None:
-            return key, value
         past_key, past_value = self.past[layer_idx]
         return torch.cat([past_key, key], dim=2), torch.cat([past_value, value], dim=2)
 
@@ -71,13 +69,13 @@ def check_cache_rules(model: torch.nn.Module) -> None:
 
 class StepModule(torch.nn.Module):
     """``(input_ids[B,C], position_ids[B,C], attention_mask[B,S+C], past...) -> (logits[B,V],
-    new keys/values[B,n_kv,C,hd] per layer)``; S = 0 for the prefill graph (no past)."""
+    new keys/values[B,n_kv,C,hd] per layer)`` with S = ``spec.cache_slots``."""
 
-    def __init__(self, model: torch.nn.Module, spec: LLMSpec, with_past: bool):
+    def __init__(self, model: torch.nn.Module, spec: LLMSpec):
         super().__init__()
         self.model = model
         self.spec = spec
-        self.slots = spec.cache_slots if with_past else 0
+        self.slots = spec.cache_slots
         params = inspect.signature(model.forward).parameters
         self.cache_kw = "cache" if "cache" in params else "past_key_values"
 
@@ -91,12 +89,11 @@ class StepModule(torch.nn.Module):
         batch, chunk = input_ids.shape
         valid = attention_mask != 0
         causal = torch.ones(chunk, chunk, dtype=torch.bool).tril()
-        mask = causal[None, None] & valid[:, None, None, self.slots :]
-        if self.slots:
-            old = valid[:, None, None, : self.slots].expand(batch, 1, chunk, self.slots)
-            mask = torch.cat([old, mask], dim=-1)
+        new = causal[None, None] & valid[:, None, None, self.slots :]
+        old = valid[:, None, None, : self.slots].expand(batch, 1, chunk, self.slots)
+        mask = torch.cat([old, new], dim=-1)
         pairs = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
-        cache = StepCache(pairs if self.slots else None, self.spec.num_layers)
+        cache = StepCache(pairs, self.spec.num_layers)
         out = self.model(
             input_ids=input_ids,
             position_ids=position_ids,
@@ -130,11 +127,11 @@ def build_step_graph(
     the interface of :mod:`compiler.llm`)."""
     from compiler.frontends.torch_export import import_torch
 
-    step = StepModule(model, spec, with_past=True).eval()
+    step = StepModule(model, spec).eval()
     with torch.no_grad():
         graph = import_torch(step, example_step_inputs(spec, chunk, batch))
     graph.name = name
-    _rename_interface(graph, spec, with_past=True)
+    _rename_interface(graph, spec)
     _strip_prefix(graph, "model.")
     return graph
 
@@ -152,21 +149,27 @@ def _strip_prefix(graph: Graph, prefix: str) -> None:
             node.attrs["ref"] = renames[node.attrs["ref"]]
 
 
-def _rename_interface(graph: Graph, spec: LLMSpec, with_past: bool) -> None:
+def _rename_interface(graph: Graph, spec: LLMSpec) -> None:
     names = ["input_ids", "position_ids", "attention_mask"]
-    if with_past:
-        names += [f"past_{kv}_{i}" for i in range(spec.num_layers) for kv in ("key", "value")]
+    names += [f"past_{kv}_{i}" for i in range(spec.num_layers) for kv in ("key", "value")]
     outs = ["logits"] + [f"new_{kv}_{i}" for i in range(spec.num_layers) for kv in ("key", "value")]
     if len(graph.inputs) != len(names) or len(graph.outputs) != len(outs):
         raise FrontendError(
             f"step graph @{graph.name}: expected {len(names)} inputs and {len(outs)} outputs, "
             f"got {len(graph.inputs)} and {len(graph.outputs)}"
         )
-    for value, new in zip(graph.inputs, names, strict=True):
+    taken = {v.name for v in graph.values()}
+    pairs = [*zip(graph.inputs, names, strict=True), *zip(graph.outputs, outs, strict=True)]
+    for value, new in pairs:
+        if value.name == new or value.is_const:
+            continue
+        if new in taken:  # a value of the model already has that name: give it another
+            other = next(v for v in graph.values() if v.name == new)
+            other.name = graph.fresh_name(f"{new}_model")
+        taken.discard(value.name)
         value.name = new
-    for value, new in zip(graph.outputs, outs, strict=True):
-        if value.name != new and not value.is_const:
-            value.name = new
+        taken.add(new)
+        graph._names.add(new)
 
 
 def import_causal_lm(
