@@ -5,20 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compiler.backend import Artifact, get_backend, staged_dir, write_manifest
+from compiler.backend import Artifact, check_options, get_backend, staged_dir, write_manifest
 from compiler.context import Executor, PassContext, interpreter_executor
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
 from compiler.ir.graph import Graph
 from compiler.ir.parser import parse
 from compiler.ir.verifier import verify
+from compiler.manifest import model_source, verify_files
+from compiler.outdir import check_output_dir, release_temporary, temporary_root
 from compiler.pass_manager import Pass, PassManager, PipelineResult, build_pass, build_pipeline
 from compiler.quant_config import Precision, QuantConfig
 from compiler.specialize import is_static, specialize_from_inputs
@@ -163,6 +165,10 @@ def compile(
     """
     say = progress or (lambda stage: None)
     tgt = load_target(target)
+    # Before any work: a typo or a refused folder should not cost a compile.
+    check_options(tgt.backend, options)
+    if output_dir is not None:
+        output_dir = check_output_dir(output_dir, model)
     whole, changes = resolve_quant(
         tgt, quant, precision=precision, calibrator=calibrator, island_dtype=island_dtype
     )
@@ -197,6 +203,7 @@ def compile(
     art = _compile_into(backend, graph, tgt, output_dir, options, result)
     timings["backend_s"] = time.perf_counter() - t0
     art.timings.update({k: round(v, 4) for k, v in timings.items()})
+    art.source = model_source(model)
     if art.path is not None:
         write_manifest(art.path, art)
     say("done")
@@ -221,8 +228,9 @@ def _compile_into(
     options: dict[str, Any],
     result: PipelineResult,
 ) -> Artifact:
+    temporary = output_dir is None
     if output_dir is None:
-        output_dir = Path(tempfile.mkdtemp(prefix="tapeout-")) / graph.name
+        output_dir = temporary_root() / graph.name
     dest = Path(output_dir)
     with staged_dir(dest) as tmp:
         art = backend.compile(graph, tgt, tmp, dict(options))
@@ -231,17 +239,32 @@ def _compile_into(
         art.summary.setdefault("rewrites", dict(result.stats.fired))
         write_manifest(tmp, art)
     art.path = dest
+    if temporary:  # removed when the artifact is collected, or at exit, unless saved first
+        weakref.finalize(art, release_temporary, dest)
     return art
 
 
-def load(path: str | Path) -> Artifact:
-    """Reopen an artifact folder written by ``compile(..., output_dir=...)`` or ``save``."""
+def load(path: str | Path, verify: bool = True) -> Artifact:
+    """Reopen an artifact folder written by ``compile(..., output_dir=...)`` or ``save``.
+
+    ``verify`` checks every file against the manifest's sha256 and refuses a changed one
+    (``IntegrityError`` naming it); ``verify=False`` loads it anyway."""
     folder = Path(path)
     manifest_file = folder / "manifest.json"
     if not manifest_file.is_file():
         raise BackendError(f"{folder} is not a tapeout artifact (no manifest.json)")
     try:
         manifest = json.loads(manifest_file.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("format", 1), int):
+            raise ValueError("manifest.json is not a JSON object with an integer format")
+        for key in ("backend", "target"):
+            if not isinstance(manifest.get(key), str):
+                raise KeyError(f"manifest.json has no {key!r} name")
+        if verify and manifest.get("format", 1) >= 2:
+            verify_files(folder, manifest)
+        elif verify:
+            log.warning("artifact %s has a format-1 manifest without file hashes: not "
+                        "verified (recompile it to get them)", folder)
         with np.load(folder / "constants.npz", allow_pickle=False) as npz:
             constants = {k: npz[k] for k in npz.files}
         graph = parse((folder / "graph.ir").read_text(), constants)

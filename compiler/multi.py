@@ -77,12 +77,8 @@ class MultiArtifact(Artifact):
         for part, art in zip(self.parts, self.artifacts, strict=True):
             art.path = None if value is None else Path(value) / part["dir"]
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        from compiler.interpreter import check_inputs
-
-        env = dict(
-            zip((v.name for v in self.graph.inputs), check_inputs(self.graph, inputs), strict=True)
-        )
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        env = dict(zip((v.name for v in self.graph.inputs), arrays, strict=True))
         for part, art in zip(self.parts, self.artifacts, strict=True):
             outs = art.run(*(env[name] for name in part["inputs"]))
             env.update(zip(part["outputs"], outs, strict=True))
