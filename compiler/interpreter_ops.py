@@ -219,11 +219,16 @@ def _take_along(x: np.ndarray, index: np.ndarray, axis: int = 0) -> np.ndarray:
     """torch.gather: the other dims of ``index`` may be shorter than ``x``'s (a corner)."""
     axis %= x.ndim
     corner = tuple(slice(None) if k == axis else slice(0, d) for k, d in enumerate(index.shape))
-    return np.take_along_axis(x[corner], index, axis=axis)
+    if x.shape[axis] == 0:  # nothing to pick from: an empty axis gives zeros
+        return np.zeros(index.shape, x.dtype)
+    # Indices wrap around, as tensor.gather's (negative ones as in torch).
+    return np.take_along_axis(x[corner], index % x.shape[axis], axis=axis)
 
 
 IMPLS["tensor.gather_elements"] = _one(_take_along)
-IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis))
+# Indices wrap around (negative ones as in torch/ONNX; out-of-range ones as TVM's take with
+# mode="wrap", which the cpu backend uses) rather than failing on data.
+IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis, mode="wrap"))
 
 
 @impl("tensor.unsqueeze")

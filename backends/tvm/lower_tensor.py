@@ -279,7 +279,9 @@ def _gather_elements(ctx: LowerContext, node: Node) -> Sequence[Any]:
         pairs = enumerate(zip(x.type.shape, idx.type.shape, strict=True))
         ends = [d if k == axis else e for k, (d, e) in pairs]
         data = ctx.emit(_R().strided_slice(data, list(range(x.type.rank)), [0] * x.type.rank, ends))
-    return [ctx.emit(_R().gather_elements(data, ctx.arg(idx), axis))]
+    size = _const(int(x.type.shape[axis]), tvm_dtype(idx))
+    wrapped = ctx.emit(_R().floor_mod(ctx.arg(idx), size))  # indices wrap, as the interpreter's
+    return [ctx.emit(_R().gather_elements(data, wrapped, axis))]
 
 
 def _pad(ctx: LowerContext, node: Node) -> Sequence[Any]:

@@ -302,6 +302,8 @@ for _name in ("max", "min"):
 @_op("math.cumsum", "x", {"axis": REQUIRED})
 def _cumsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Running sum along ``axis``, same dtype (RoBERTa's position ids from a padding mask)."""
+    if types[0].rank == 0:
+        raise _fail("cumsum of a scalar; it needs an axis")
     norm_axis(attrs["axis"], types[0].rank)
     return _unary_number(types, attrs)
 

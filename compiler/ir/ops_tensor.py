@@ -182,7 +182,10 @@ def _gather_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> list
         raise ShapeError(f"gather_elements indices must be i32 or i64, got {idx.dtype}")
     if idx.rank != x.rank:
         raise ShapeError(f"gather_elements indices rank {idx.rank} differs from input {x.rank}")
-    norm_axis(attrs["axis"], x.rank)
+    axis = norm_axis(attrs["axis"], x.rank)
+    for k, (have, want) in enumerate(zip(x.shape, idx.shape, strict=True)):
+        if k != axis and isinstance(have, int) and isinstance(want, int) and want > have:
+            raise ShapeError(f"gather_elements indices {idx.shape} exceed {x.shape} at dim {k}")
     return [TensorType(x.dtype, idx.shape, x.quant)]
 
 
