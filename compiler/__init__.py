@@ -12,6 +12,7 @@ from typing import Any
 from compiler.api import compile, import_model, list_targets, load
 from compiler.context import PassContext
 from compiler.interpreter import interpret
+from compiler.llm import compile_llm, load_llm
 from compiler.quant_config import QuantConfig
 
 
@@ -40,6 +41,7 @@ __all__ = [
     "PassContext",
     "QuantConfig",
     "compile",
+    "compile_llm",
     "distill",
     "import_model",
     "interpret",
@@ -47,5 +49,6 @@ __all__ = [
     "load",
     "nas",
     "search",
+    "load_llm",
 ]
 __version__ = "0.1.0"

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from compiler import errors
+from compiler.cli_llm import LLM_COMMANDS
 from compiler.hwsearch import cli as search_cli
 from compiler.quant_config import cli_flags, quant_changes
 
@@ -428,6 +429,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "export": ("export a lowered graph (ONNX, QDQ if quantized)", _args_export, cmd_export),
     "debug": ("find the layer where a compiled model diverges from float", _args_debug, cmd_debug),
     "search": ("fit a model to an FPGA budget (pruning, bits, reuse)", *search_cli.COMMAND),
+    **LLM_COMMANDS,
 }
 
 

@@ -361,4 +361,11 @@ def _attention(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarra
         scores = (
             np.where(mask, scores, np.float32(-np.inf)) if mask.dtype == np.bool_ else scores + mask
         )
-    return [(softmax(scores.astype(q.dtype), axis=-1) @ v).astype(q.dtype)]
+    probs = softmax(scores.astype(q.dtype), axis=-1)
+    if len(xs) > 3:
+        # A row with every key masked (a left-padded position) attends to nothing: 0, as
+        # torch's SDPA gives, not the NaN of softmax over -inf (it would reach every row
+        # through the padding's keys and values in the next layer).
+        dead = np.all(scores == -np.inf, axis=-1, keepdims=True)
+        probs = np.where(dead, np.zeros((), probs.dtype), probs)
+    return [(probs @ v).astype(q.dtype)]

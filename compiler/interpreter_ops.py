@@ -106,6 +106,7 @@ _UNARY = {
     "math.sin": np.sin,
     "math.cos": np.cos,
     "math.not": np.logical_not,
+    "math.isnan": np.isnan,
     "nn.relu": lambda x: np.maximum(x, 0).astype(x.dtype),
     "nn.relu6": relu6,
     "nn.sigmoid": _sigmoid,
@@ -213,7 +214,9 @@ def _expand(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.broadcast_to(xs[0], np.broadcast_shapes(xs[0].shape, shape)).copy()]
 
 
-IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis))
+# Indices wrap around (negative ones as in torch/ONNX; out-of-range ones as TVM's take with
+# mode="wrap", which the cpu backend uses) rather than failing on data.
+IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis, mode="wrap"))
 
 
 @impl("tensor.unsqueeze")

@@ -50,6 +50,7 @@ _RULES: dict[str, Rule] = {
     "math.mod": Rule(m.lower_mod),
     "math.rsqrt": Rule(m.lower_rsqrt),
     "math.argmax": Rule(m.lower_argmax),
+    "math.cumsum": Rule(m.lower_cumsum),
     "nn.relu6": Rule(m.lower_relu6),
     "nn.clip": Rule(m.lower_clip),
     "nn.leaky_relu": Rule(m.lower_leaky_relu),
@@ -87,6 +88,7 @@ _RULES: dict[str, Rule] = {
     "tensor.unsqueeze": Rule(t.lower_unsqueeze, quant_transparent=True),
     "tensor.expand": Rule(t.lower_expand, quant_transparent=True),
     "tensor.gather": Rule(t.lower_gather, quant_transparent=True),
+    "tensor.gather_elements": Rule(t.lower_gather_elements),
     "tensor.pad": Rule(t.lower_pad, quant_transparent=True),
     "tensor.shape": Rule(t.lower_shape),
     "tensor.range": Rule(t.lower_range, t.check_range),
@@ -108,8 +110,8 @@ for _op in ("tensor.identity", "nn.dropout"):
 #: whose check refuses the node with this reason, so ``unsupported`` lists them cleanly.
 NOT_EXPORTED: frozenset[str] = frozenset(
     {
-        "math.reduce", "tensor.gather_elements", "tensor.scatter_elements", "tensor.scatter_nd",
-        "math.cumsum", "tensor.trilu", "math.topk", "math.einsum", "nn.rms_norm",
+        "math.reduce", "tensor.scatter_elements", "tensor.scatter_nd", "tensor.trilu",
+        "math.topk", "math.einsum", "nn.rms_norm",
         "math.bitshift", "math.floor_mod", "nn.nll_loss", "nn.resize_linear", "math.ceil",
         "math.floor", "math.round", "math.sign", "math.tan", "math.asin", "math.acos",
         "math.atan", "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh",

@@ -38,6 +38,7 @@ BINARY: dict[str, str] = {
 }
 UNARY: dict[str, str] = {
     "math.not": "Not",
+    "math.isnan": "IsNaN",
     "math.neg": "Neg",
     "math.abs": "Abs",
     "math.exp": "Exp",
@@ -101,6 +102,13 @@ def reduce(op_type: str) -> Lower:
         return [em.emit1(op_type, inputs, **attrs)]
 
     return lower
+
+
+def lower_cumsum(em: Emitter, node: Node) -> list:
+    # The axis is an operand in the IR and in ONNX alike (a scalar, possibly runtime data).
+    return [em.emit1("CumSum", [em.arg(0), em.arg(1)],
+                     exclusive=int(bool(node.attrs.get("exclusive", False))),
+                     reverse=int(bool(node.attrs.get("reverse", False))))]
 
 
 def lower_argmax(em: Emitter, node: Node) -> list:

@@ -242,6 +242,24 @@ def _causal_keep(em: Emitter, scores: str, length: int | str, source: int | str)
     return em.emit1("Cast", [lower], to=9)  # BOOL
 
 
+def _zero_dead_rows(em: Emitter, node: Node, probs: str, causal: str | None) -> str:
+    """A fully masked row (a left-padded query) gives 0, as the interpreter and torch do;
+    dead rows are found from the mask (a float mask masks with -inf)."""
+    mask = node.inputs[3]
+    keep = em.arg(3)
+    if mask.dtype != "bool":
+        keep = em.emit1("Not", [em.emit1("Equal", [keep, em.scalar(-np.inf, mask.dtype)])])
+    if causal is not None:
+        keep = em.emit1("And", [keep, causal])
+    keep = em.emit1("Cast", [keep], to=6)  # INT32
+    if em.opset >= 18:
+        alive = em.emit1("ReduceMax", [keep, em.i64([-1])], keepdims=1)
+    else:
+        alive = em.emit1("ReduceMax", [keep], axes=[-1], keepdims=1)
+    dead = em.emit1("Equal", [alive, em.const(np.asarray(0, np.int32), "zero")])
+    return em.emit1("Where", [dead, em.scalar(0.0, node.outputs[0].dtype), probs])
+
+
 def lower_attention(em: Emitter, node: Node) -> list:
     """``softmax(q @ k^T * scale + mask) @ v`` as MatMul/Mul/Where/Softmax/MatMul."""
     q_type, k_type = node.inputs[0].type, node.inputs[1].type
@@ -255,6 +273,7 @@ def lower_attention(em: Emitter, node: Node) -> list:
         scale = 1.0 / np.sqrt(float(q_type.shape[-1]))
     scores = em.emit1("Mul", [scores, em.scalar(float(np.float32(scale)), dtype)])
     minus_inf = em.scalar(-np.inf, dtype)
+    keep = None
     if node.attrs.get("causal"):
         keep = _causal_keep(em, scores, q_type.shape[-2], k_type.shape[-2])
         scores = em.emit1("Where", [keep, scores, minus_inf])
@@ -265,6 +284,8 @@ def lower_attention(em: Emitter, node: Node) -> list:
         else:
             scores = em.emit1("Add", [scores, em.arg(3)])
     probs = em.emit1("Softmax", [scores], axis=-1)
+    if em.has_arg(3):
+        probs = _zero_dead_rows(em, node, probs, keep)
     return [em.emit1("MatMul", [probs, em.arg(2)])]
 
 

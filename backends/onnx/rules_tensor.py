@@ -90,6 +90,21 @@ def lower_gather(em: Emitter, node: Node) -> list:
     return [em.emit1("Gather", [em.arg(0), em.arg(1)], axis=int(node.attrs.get("axis", 0)))]
 
 
+def lower_gather_elements(em: Emitter, node: Node) -> list:
+    x, idx = node.inputs
+    data = em.arg(0)
+    if tuple(x.type.shape) != tuple(idx.type.shape):  # torch.gather reads a corner of x
+        rank = x.type.rank
+        ends = [int(d) for d in idx.type.shape]
+        ends[int(node.attrs.get("axis", 0)) % rank] = int(
+            x.type.shape[int(node.attrs.get("axis", 0)) % rank]
+        )
+        data = em.emit1(
+            "Slice", [data, em.i64([0] * rank), em.i64(ends), em.i64(list(range(rank)))]
+        )
+    return [em.emit1("GatherElements", [data, em.arg(1)], axis=int(node.attrs.get("axis", 0)))]
+
+
 def lower_pad(em: Emitter, node: Node) -> list:
     mode = node.attrs.get("mode", "constant")
     x = node.inputs[0]

@@ -449,6 +449,26 @@ def _resize(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 
 # ---- attention -------------------------------------------------------------------------------
+def _zero_dead_rows(ctx: LowerContext, node: Node, probs: Any, dt: str) -> Any:
+    """A fully masked row (a left-padded query) gives 0, as the interpreter and torch do.
+
+    The dead rows are found from the mask (a float mask masks with -inf), not from the
+    scores: TVM's max reduction starts from the lowest finite value, so a row of -inf scores
+    has a finite maximum."""
+    R = _R()
+    mask = node.inputs[3]
+    keep = ctx.arg(mask)
+    if mask.dtype != "bool":
+        keep = ctx.emit(R.not_equal(keep, _R_const(float("-inf"), tvm_dtype(mask))))
+    if node.attrs.get("causal"):
+        length, src = static_shape(node.inputs[0])[-2], static_shape(node.inputs[1])[-2]
+        causal = np.tril(np.ones((length, src), dtype=bool), k=src - length)
+        keep = ctx.emit(R.logical_and(keep, _const(causal, "bool")))
+    alive = ctx.emit(R.max(R.astype(keep, "int32"), axis=-1, keepdims=True))
+    dead = ctx.emit(R.equal(alive, _R_const(0, "int32")))
+    return ctx.emit(R.where(dead, _R_const(0.0, dt), probs))
+
+
 def _attention(ctx: LowerContext, node: Node) -> Sequence[Any]:
     q, k, v = node.inputs[:3]
     sq, sk, sv = static_shape(q), static_shape(k), static_shape(v)
@@ -478,6 +498,8 @@ def _attention(ctx: LowerContext, node: Node) -> Sequence[Any]:
         probs = ctx.emit_te(softmax_rows, scores, lanes)
     else:
         probs = ctx.emit(R.nn.softmax(scores, -1))
+    if len(node.inputs) > 3:
+        probs = _zero_dead_rows(ctx, node, probs, dt)
     ss = tuple(np.broadcast_shapes(sq[:-2], sk[:-2])) + (length, src)
     return [batch_matmul(ctx, probs, ctx.arg(v), ss, sv, dt)]
 

@@ -94,6 +94,7 @@ UNARY: dict[str, Callable[[Any, Node], Any]] = {
     "math.sin": lambda x, n: _R().sin(x),
     "math.cos": lambda x, n: _R().cos(x),
     "math.not": lambda x, n: _R().logical_not(x),
+    "math.isnan": lambda x, n: _R().isnan(x),
     "nn.relu": lambda x, n: _R().nn.relu(x),
     "nn.relu6": lambda x, n: _clip(x, 0.0, 6.0, n),
     "nn.sigmoid": lambda x, n: _R().sigmoid(x),

@@ -80,6 +80,7 @@ UNARY: dict[str, str] = {
     "Sin": "math.sin",
     "Cos": "math.cos",
     "Not": "math.not",
+    "IsNaN": "math.isnan",
     "Relu": "nn.relu",
     "Sigmoid": "nn.sigmoid",
     "HardSwish": "nn.hardswish",

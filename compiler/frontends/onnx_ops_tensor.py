@@ -190,6 +190,29 @@ def _tile(n: OnnxNode) -> Sequence[Output]:
     return [n.emit("tensor.reshape", [tiled], {"shape": final})]
 
 
+@converts("GatherND")
+def _gather_nd(n: OnnxNode) -> Sequence[Output]:
+    """GatherND (batch_dims=0) as one gather: the first K data dims merged by a reshape,
+    the index tuples turned into linear indices ``sum(wrap(idx) * strides)`` (torch's
+    exporter emits it for ``mask[batch_idx, kv_idx]``)."""
+    if n.attr("batch_dims", 0):
+        raise Reject("GatherND with batch_dims > 0")
+    x = n.value(0)
+    idx = n.value(1, dtype="i64")
+    depth = idx.type.shape[-1]
+    if not isinstance(depth, int) or not all(isinstance(d, int) for d in x.type.shape):
+        raise Reject("GatherND needs a static data shape and index depth")
+    dims = np.asarray(x.type.shape[:depth], np.int64)
+    strides = np.cumprod(np.concatenate([dims[1:], [1]])[::-1])[::-1].astype(np.int64)
+    negative = n.emit("math.less", [idx, n.scalar(0, "i64")], hint="negative")
+    wrapped = n.emit("math.add", [idx, n.constant(dims, n.name_hint("dims"))], hint="wrapped")
+    idx = n.emit("tensor.where", [negative, wrapped, idx], hint="index")
+    terms = n.emit("math.mul", [idx, n.constant(strides, n.name_hint("strides"))], hint="terms")
+    linear = n.emit("math.reduce_sum", [terms], {"axes": [-1], "keepdims": False}, hint="linear")
+    flat = n.emit("tensor.reshape", [x], {"shape": [-1, *x.type.shape[depth:]]}, hint="flat")
+    return [n.emit("tensor.gather", [flat, linear], {"axis": 0})]
+
+
 @converts("Gather")
 def _gather(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)

@@ -133,6 +133,7 @@ for _packet, _ir in (
     ("hardswish", "nn.hardswish"),
     ("hardsigmoid", "nn.hardsigmoid"),
     ("logical_not", "math.not"),
+    ("isnan", "math.isnan"),
 ):
     converts(f"aten.{_packet}.default")(_unary(_ir))
 converts("aten.bitwise_not.default")(

@@ -250,16 +250,41 @@ def _index_select(ctx: ImportContext, node: FxNode) -> Value:
 
 @converts("aten.index.Tensor")
 def _index_tensor(ctx: ImportContext, node: FxNode) -> Value:
-    """``x[:, :, idx]`` with a single index tensor is a gather along that axis."""
+    """``x[:, :, idx]`` with a single index tensor is a gather along that axis.
+
+    Several index tensors on adjacent axes (transformers builds its attention masks as
+    ``mask[batch_idx, kv_idx]``) are one gather too: those axes are merged by a reshape and the
+    index tensors combined into one linear index ``sum(idx_i * stride_i)``, broadcast as torch
+    broadcasts them. Negative indices are not wrapped there (the masks index with aranges).
+    """
     x = ctx.value(ctx.args["self"])
     given = [(i, t) for i, t in enumerate(ctx.args["indices"]) if t is not None]
-    if len(given) != 1:
-        raise Reject("advanced indexing with several index tensors")
-    axis, index = given[0]
-    index_value = ctx.value(index)
-    if index_value.dtype == "bool":
+    if not given:
+        raise Reject("indexing with no index tensor")
+    values = [ctx.value(t) for _, t in given]
+    if any(v.dtype == "bool" for v in values):
         raise Reject("boolean-mask indexing (data-dependent shape)")
-    return ctx.emit("tensor.gather", [x, _index(ctx, index_value)], {"axis": axis})
+    axes = [axis for axis, _ in given]
+    if len(given) == 1:
+        return ctx.emit("tensor.gather", [x, _index(ctx, values[0])], {"axis": axes[0]})
+    if axes != list(range(axes[0], axes[0] + len(axes))):
+        raise Reject("advanced indexing with index tensors on non-adjacent axes")
+    dims = [d for d in x.type.shape[axes[0] : axes[-1] + 1] if isinstance(d, int)]
+    if len(dims) != len(axes):
+        raise Reject("advanced indexing over symbolic dims")
+    merged = [*x.type.shape[: axes[0]], -1, *x.type.shape[axes[-1] + 1 :]]
+    if not all(isinstance(d, int) for d in merged):
+        raise Reject("advanced indexing of a tensor with symbolic dims")
+    flat = ctx.emit("tensor.reshape", [x], {"shape": merged})
+    linear: Value | None = None
+    for position, value in enumerate(values):
+        stride = int(np.prod(dims[position + 1 :], dtype=np.int64))
+        term = ctx.cast(value, "i64")
+        if stride != 1:
+            term = ctx.emit("math.mul", [term, ctx.scalar(stride, term.dtype)])
+        linear = term if linear is None else ctx.emit("math.add", [linear, term])
+    assert linear is not None
+    return ctx.emit("tensor.gather", [flat, linear], {"axis": axes[0]})
 
 
 # ---- constants --------------------------------------------------------------------------------
@@ -272,7 +297,6 @@ converts(
     "aten.ones.default",
     "aten.empty.memory_format",
     "aten.scalar_tensor.default",
-    "aten.gather.default",
     "aten.triu.default",
     "aten.tril.default",
 )(fold)

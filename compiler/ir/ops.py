@@ -220,6 +220,16 @@ for _name in ("equal", "less", "greater", "less_equal", "greater_equal"):
 for _name in ("and", "or", "xor"):
     _op(f"math.{_name}", "a b", tags="elementwise logic")(_logic)
 _op("math.not", "x", tags="elementwise")(_logic)
+
+
+@_op("math.isnan", "x", tags="elementwise")
+def _isnan(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """True where the float input is NaN (ONNX IsNaN: torch's exporter guards a masked
+    softmax with it)."""
+    _float(types[0])
+    return [TensorType("bool", types[0].shape)]
+
+
 for _name in ("neg", "abs"):
     _op(f"math.{_name}", "x", tags="elementwise unary")(_unary_number)
 for _name in ("exp", "log", "sqrt", "rsqrt", "reciprocal", "erf", "tanh", "sin", "cos"):

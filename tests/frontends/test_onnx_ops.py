@@ -221,6 +221,16 @@ LAYOUT = [
            {"s": i64(2, 2, 1), "r": i64(1, 2, 1), "i": i64(-1, 0, 3)}),
     OpCase("gather_runtime_indices", "y = Gather (w, i)",
            {"i": np.asarray([[0, 2], [1, 1]], np.int64)}, {"w": f32(3, 4)}),
+    # What torch's exporter emits for transformers' masks: mask[batch_idx, kv_idx], a running
+    # position count, and the NaN guard after a masked softmax.
+    OpCase("gather_nd_negative_indices", "y = GatherND (x, i)",
+           {"x": f32(2, 3, 4), "i": np.asarray([[[0, -1], [1, 2]], [[-2, 0], [1, 1]]], np.int64)}),
+    OpCase("gather_elements", "y = GatherElements <axis=1> (x, i)",
+           {"x": f32(3, 4), "i": np.asarray([[0, 3], [2, 2], [1, 0]], np.int64)}),
+    OpCase("cumsum_isnan", """
+        c = CumSum (x, a)
+        n = IsNaN (c)
+        y = Where (n, x, c)""", X3, {"a": np.asarray(1, np.int64)}),
 ]  # fmt: skip
 RESIZE = [  # nearest, in the coordinate modes equivalent to the IR's out[i] = in[floor(i/scale)]
     OpCase("upsample_opset9", "y = Upsample (x, s)", X4,

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.passes.ir_cases import check_rewrite, check_unchanged, rejections
+from compiler.interpreter import interpret
+from compiler.ir import print_graph
+from tests.passes.ir_cases import (
+    assert_same_outputs,
+    check_rewrite,
+    check_unchanged,
+    expected,
+    graph_from,
+    rejections,
+    run_passes,
+)
 
 L = 8
 CONSTS = {
@@ -120,7 +130,19 @@ def test_masked_fill_by_an_input_condition_inserts_not() -> None:
       return %y
     }}
     """
-    graph, _ = check_rewrite("recognize-attention", before, after, CONSTS, exact=False)
+    graph = graph_from(before, CONSTS)
+    original = graph.copy()
+    run_passes(graph, "recognize-attention")
+    assert print_graph(graph) == expected(after)
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 4, 8, 16)).astype(np.float32) for _ in range(3))
+    pad = np.zeros((1, 1, 1, 8), dtype=bool)
+    pad[..., :5] = True
+    assert_same_outputs(original, graph, exact=False, inputs=[q, k, v, pad])
+    # With every key padded, the written-out softmax gives NaN and nn.attention gives 0 (as
+    # torch's SDPA does): the rewrite turns NaN rows into zeros and changes nothing else.
+    (dead,) = interpret(graph, q, k, v, np.ones_like(pad))
+    np.testing.assert_array_equal(dead, np.zeros_like(dead))
 
 
 REJECTED = {

@@ -123,6 +123,9 @@ CASES: list[OpCase] = [
     ],
     OpCase("math.reduce_sum", [T(2, 3, 4)], id="all"),
     OpCase("math.argmax", [T(2, 3, 4)], {"axis": 1}),
+    OpCase("math.isnan", [np.array([[0.0, np.nan, -np.inf], [np.nan, 1.0, np.inf]], np.float32)]),
+    OpCase("math.cumsum", [T(2, 3, 4)], {"axis": 1}),
+    OpCase("math.cumsum", [ints([[1, 0, 1], [0, 1, 1]])], {"axis": -1}, id="i64"),
     *[OpCase(f"nn.{op}", [X4]) for op in ("relu", "relu6", "sigmoid", "hardswish", "silu")],
     OpCase("nn.leaky_relu", [X4], {"alpha": 0.2}),
     OpCase("nn.hardsigmoid", [X4], {"alpha": 0.25, "beta": 0.4}),
@@ -227,6 +230,8 @@ CASES: list[OpCase] = [
     OpCase("tensor.unsqueeze", [T(2, 4)], {"axes": [0, 3]}),
     OpCase("tensor.expand", [T(3, 1)], {"shape": [2, 3, 4]}),
     OpCase("tensor.gather", [randn(6, 4), ints([[0, -1], [5, 2]])], {"axis": 0}),
+    OpCase("tensor.gather_elements", [randn(3, 5), ints([[0, 4], [2, 2]])], {"axis": 1}),
+    OpCase("tensor.gather_elements", [randn(3, 4), ints([[2, 0, 1, 2]] * 3)], id="same"),
     OpCase("tensor.gather", [randn(3, 6), T(4, dtype="i32")], {"axis": 1}, data=indices, id="i32"),
     OpCase("tensor.pad", [T(2, 3)], {"pads": [1, 0, 0, 2], "value": 1.5}),
     OpCase(

@@ -1,0 +1,248 @@
+"""``compile_llm``: a decoder in, an artifact that generates text out; ``load_llm``.
+
+On disk::
+
+    ARTIFACT/llm.json        the LLMSpec, batch size, target, tokenizer kind
+    ARTIFACT/weights.npz     every constant of both graphs, once
+    ARTIFACT/prefill/        graph.ir, manifest.json, and the backend's files (model.so, ...)
+    ARTIFACT/decode/         the same for the decode-step graph
+    ARTIFACT/tokenizer/      when the tokenizer can be saved (see compiler.llm.tokenizer)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.backend import Artifact, get_backend, staged_dir
+from compiler.errors import BackendError, InputError
+from compiler.ir import Graph
+from compiler.ir.parser import parse
+from compiler.llm.graphs import LLMGraphs, share_constants
+from compiler.llm.runtime import GenerateResult, TokenCallback, check_prompts, generate_batch
+from compiler.llm.sampling import Sampler
+from compiler.llm.spec import LLMSpec
+from compiler.llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
+from compiler.target import load_target
+
+PARTS = ("prefill", "decode")
+Rewrite = Callable[[LLMGraphs], None]
+
+
+class LLMArtifact:
+    """A compiled decoder: ``prefill`` and ``decode`` artifacts over one set of weights."""
+
+    def __init__(
+        self,
+        spec: LLMSpec,
+        batch_size: int,
+        prefill: Artifact,
+        decode: Artifact,
+        path: Path,
+        tokenizer: Tokenizer | None = None,
+    ):
+        self.spec = spec
+        self.batch_size = batch_size
+        self.prefill = prefill
+        self.decode = decode
+        self.path = path
+        self.tokenizer = tokenizer
+
+    @property
+    def target(self) -> str:
+        return self.decode.target.name
+
+    def _prompts(self, prompt: Any) -> list[list[int]]:
+        """Token-id lists from text, a list of texts, one id list or a list of id lists."""
+        items = [prompt] if isinstance(prompt, str) else list(prompt)
+        if items and all(isinstance(t, int | np.integer) for t in items):
+            items = [items]
+        prompts = []
+        for item in items:
+            if isinstance(item, str):
+                if self.tokenizer is None:
+                    raise InputError("a text prompt needs a tokenizer (art.tokenizer = ...)")
+                prompts.append([int(t) for t in self.tokenizer.encode(item)])
+            else:
+                prompts.append([int(t) for t in item])
+        if not prompts:
+            raise InputError("no prompt given")
+        return prompts
+
+    def generate(
+        self,
+        prompt: str | Sequence[int] | Sequence[str] | Sequence[Sequence[int]],
+        max_new_tokens: int = 32,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        stop: Sequence[int] | None = None,
+        on_token: TokenCallback | None = None,
+        seed: int | None = None,
+    ) -> GenerateResult:
+        """New tokens for each prompt; ``stop`` defaults to the model's end-of-text ids.
+
+        Prompts beyond the compiled batch size run in groups of it; ``on_token(row, id)``
+        streams each token as it is chosen (row counts across groups)."""
+        if max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        prompts = self._prompts(prompt)
+        check_prompts(self.spec, prompts)
+        sampler = Sampler(temperature, top_k, top_p)
+        stops = frozenset(self.spec.eos_token_ids if stop is None else (int(s) for s in stop))
+        rng = np.random.default_rng(seed)
+        total = GenerateResult([])
+        for first in range(0, len(prompts), self.batch_size):
+            group = prompts[first : first + self.batch_size]
+            stream = None if on_token is None else _offset(on_token, first)
+            part = generate_batch(
+                self.spec, self.batch_size, _runner(self.prefill), _runner(self.decode), group,
+                max_new_tokens, sampler, stops, stream, rng,
+            )  # fmt: skip
+            total.tokens += part.tokens
+            total.prefill_ms += part.prefill_ms
+            total.decode_s += part.decode_s
+            total.decode_tokens += part.decode_tokens
+        if self.tokenizer is not None:
+            total.text = [self.tokenizer.decode(t) for t in total.tokens]
+        return total
+
+    def save(self, path: str | Path) -> Path:
+        """Copy the artifact folder to ``path`` (atomically)."""
+        dest = Path(path)
+        if dest.resolve() == self.path.resolve():
+            return dest
+        with staged_dir(dest) as tmp:
+            shutil.copytree(self.path, tmp, dirs_exist_ok=True)
+        self.path = dest
+        return dest
+
+    def report(self) -> str:
+        spec = self.spec
+        return (
+            f"LLM artifact for {self.target}: {spec.num_layers} layers, {spec.num_kv_heads} KV "
+            f"heads x {spec.head_dim}, vocab {spec.vocab_size}, max_context {spec.max_context}, "
+            f"prefill chunk {spec.prefill_len}, batch {self.batch_size}\n"
+            f"prefill: {self.prefill.report()}\ndecode: {self.decode.report()}"
+        )
+
+
+def _runner(art: Artifact) -> Callable[..., list[np.ndarray]]:
+    """The artifact's run that takes the KV cache in place where the backend has one."""
+    run: Callable[..., list[np.ndarray]] = getattr(art, "run_shared", art.run)
+    return run
+
+
+def _offset(on_token: TokenCallback, first: int) -> TokenCallback:
+    return lambda row, token: on_token(first + row, token)
+
+
+def compile_llm(
+    model: Any,
+    target: str = "reference",
+    max_context: int = 256,
+    prefill_len: int = 32,
+    batch_size: int = 1,
+    output_dir: str | Path | None = None,
+    tokenizer: Tokenizer | None = None,
+    rewrite: Rewrite | None = None,
+    **options: Any,
+) -> LLMArtifact:
+    """Compile a causal LM for generation with a KV cache bounded by ``max_context`` tokens.
+
+    ``model``: a Hugging Face causal LM (``transformers`` ``*ForCausalLM``, or a module with
+    its forward interface and a ``config``), or ready :class:`LLMGraphs` (the GGUF path).
+    The prompt is prefilled in chunks of ``prefill_len`` tokens; ``batch_size`` prompts run
+    together (left-padded); ready graphs bring their own sizes. ``rewrite(graphs)`` edits
+    both graphs before the backend (weight quantization); ``options`` go to
+    ``compiler.compile`` (``pipeline``, ``tune``, ...).
+    """
+    if not 1 <= prefill_len <= max_context or batch_size < 1:
+        raise InputError(
+            f"need 1 <= prefill_len <= max_context and batch_size >= 1; got prefill_len="
+            f"{prefill_len}, max_context={max_context}, batch_size={batch_size}"
+        )
+    graphs = (
+        model
+        if isinstance(model, LLMGraphs)
+        else _import(model, max_context, prefill_len, batch_size)
+    )
+    if rewrite is not None:
+        rewrite(graphs)
+    graphs.check()
+    batch_size = graphs.batch
+    dest = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="tapeout-llm-")) / "llm"
+    return _compile_parts(graphs, target, dest, batch_size, tokenizer, options)
+
+
+def _import(model: Any, max_context: int, prefill_len: int, batch_size: int) -> LLMGraphs:
+    from compiler.frontends.torch_llm import import_causal_lm
+
+    return import_causal_lm(model, max_context, prefill_len, batch_size)
+
+
+def _compile_parts(
+    graphs: LLMGraphs,
+    target: str,
+    dest: Path,
+    batch_size: int,
+    tokenizer: Tokenizer | None,
+    options: dict[str, Any],
+) -> LLMArtifact:
+    from compiler.api import compile as compile_graph
+
+    with staged_dir(dest) as tmp:
+        parts = {
+            name: compile_graph(graph, target, output_dir=tmp / name, **options)
+            for name, graph in zip(PARTS, graphs.graphs, strict=True)
+        }
+        # The passes may have folded or renamed constants: share what is equal once more.
+        weights = share_constants([parts[name].graph for name in PARTS])
+        np.savez(tmp / "weights.npz", **weights)  # type: ignore[arg-type]
+        for name in PARTS:
+            (tmp / name / "graph.ir").write_text(str(parts[name].graph))
+            (tmp / name / "constants.npz").unlink(missing_ok=True)
+        meta = {
+            "spec": graphs.spec.to_json(),
+            "batch_size": batch_size,
+            "target": target,
+            "tokenizer": save_tokenizer(tokenizer, tmp / "tokenizer"),
+        }
+        (tmp / "llm.json").write_text(json.dumps(meta, indent=2))
+    for art in parts.values():
+        art.path = dest / Path(art.path or "").name
+    return LLMArtifact(graphs.spec, batch_size, parts["prefill"], parts["decode"], dest, tokenizer)
+
+
+def load_llm(path: str | Path, tokenizer: Tokenizer | None = None) -> LLMArtifact:
+    """Reopen an LLM artifact folder; both graphs share the weights of ``weights.npz``."""
+    folder = Path(path)
+    try:
+        meta = json.loads((folder / "llm.json").read_text())
+        with np.load(folder / "weights.npz", allow_pickle=False) as npz:
+            weights = {k: npz[k] for k in npz.files}
+        parts = {name: _load_part(folder / name, weights) for name in PARTS}
+    except (OSError, ValueError, KeyError) as e:
+        raise BackendError(
+            f"{folder} is not a readable LLM artifact: {type(e).__name__}: {e}"
+        ) from None
+    spec = LLMSpec.from_json(meta["spec"])
+    if tokenizer is None and meta.get("tokenizer"):
+        tokenizer = load_tokenizer(meta["tokenizer"], folder / "tokenizer")
+    return LLMArtifact(
+        spec, int(meta["batch_size"]), parts["prefill"], parts["decode"], folder, tokenizer
+    )
+
+
+def _load_part(folder: Path, weights: dict[str, np.ndarray]) -> Artifact:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    graph: Graph = parse((folder / "graph.ir").read_text(), weights)
+    target = load_target(manifest["target"])
+    art = get_backend(manifest["backend"]).load(folder, graph, target, manifest)
+    return art

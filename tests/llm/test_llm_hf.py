@@ -1,0 +1,100 @@
+"""HF decoders: import vs torch logits, KV-cache greedy decode vs transformers' generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")
+
+import compiler  # noqa: E402
+from compiler.llm import load_llm  # noqa: E402
+from tests.llm.hf_models import DECODERS, VOCAB, build, torch_greedy  # noqa: E402
+
+NEW_TOKENS = 32
+MAX_CONTEXT = 48
+PREFILL = 8
+
+
+class Logits(torch.nn.Module):
+    """input_ids -> logits, no cache: what a plain ``compiler.import_model`` sees."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, use_cache=False).logits
+
+
+def _prompt(seed: int, length: int) -> list[int]:
+    return np.random.default_rng(seed).integers(3, VOCAB, length).tolist()
+
+
+@pytest.fixture(scope="module", params=sorted(DECODERS))
+def decoder(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(name, torch model, reference LLM artifact for 2 prompts at a time)."""
+    model = build(request.param)
+    out = tmp_path_factory.mktemp(request.param) / "llm"
+    art = compiler.compile_llm(
+        model, "reference", max_context=MAX_CONTEXT, prefill_len=PREFILL, batch_size=2,
+        output_dir=out,
+    )  # fmt: skip
+    return request.param, model, art
+
+
+def test_import_matches_torch_logits(decoder: tuple) -> None:
+    _, model, _ = decoder
+    ids = torch.tensor([_prompt(1, 12)])
+    graph = compiler.import_model(Logits(model), example_inputs=(ids,))
+    (got,) = compiler.interpret(graph, ids.numpy())
+    with torch.no_grad():
+        want = Logits(model)(ids).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_kv_cache_greedy_decode_equals_torch(decoder: tuple) -> None:
+    # 11 tokens: two prefill chunks of 8, the first left-padded (dead attention rows).
+    _, model, art = decoder
+    prompt = _prompt(2, 11)
+    res = art.generate(prompt, max_new_tokens=NEW_TOKENS, stop=[])
+    assert res.tokens == [torch_greedy(model, prompt, NEW_TOKENS)]
+
+
+def test_left_padded_batch_equals_each_prompt_alone(decoder: tuple) -> None:
+    _, model, art = decoder
+    prompts = [_prompt(3, 5), _prompt(4, 13), _prompt(5, 2)]  # 3 prompts: two groups of 2
+    res = art.generate(prompts, max_new_tokens=8, stop=[])
+    assert res.tokens == [torch_greedy(model, p, 8) for p in prompts]
+
+
+def test_saved_artifact_stores_weights_once_and_decodes_the_same(decoder: tuple) -> None:
+    name, model, art = decoder
+    loaded = load_llm(art.path)
+    assert not (art.path / "prefill" / "constants.npz").exists()
+    assert not (art.path / "decode" / "constants.npz").exists()
+    params = {n for n, _ in model.named_parameters()}
+    shared = params & set(loaded.prefill.graph.constants) & set(loaded.decode.graph.constants)
+    assert shared, "no parameter kept its name in both graphs"
+    for n in shared:
+        assert loaded.prefill.graph.constants[n] is loaded.decode.graph.constants[n]
+    prompt = _prompt(6, 7)
+    assert (
+        loaded.generate(prompt, max_new_tokens=6, stop=[]).tokens
+        == art.generate(prompt, max_new_tokens=6, stop=[]).tokens
+    )
+
+
+@pytest.mark.tvm
+@pytest.mark.slow
+def test_cpu_target_greedy_decode_equals_torch(tmp_path: Path) -> None:
+    model = build("llama")
+    compiler.compile_llm(
+        model, "cpu", max_context=MAX_CONTEXT, prefill_len=PREFILL, output_dir=tmp_path / "llm"
+    )
+    prompts = [_prompt(7, 11), _prompt(8, 3)]
+    res = load_llm(tmp_path / "llm").generate(prompts, max_new_tokens=NEW_TOKENS, stop=[])
+    assert res.tokens == [torch_greedy(model, p, NEW_TOKENS) for p in prompts]
