@@ -68,7 +68,9 @@ def _positive(indices: np.ndarray, size: int) -> np.ndarray:
 def _gather_elements(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, idx = xs
     axis = int(node.attrs.get("axis", 0)) % x.ndim
-    return [np.take_along_axis(x, _positive(idx, x.shape[axis]), axis=axis)]
+    # torch.gather allows an index shorter than x on the other dims: take that corner of x.
+    corner = tuple(slice(None) if k == axis else slice(0, d) for k, d in enumerate(idx.shape))
+    return [np.take_along_axis(x[corner], _positive(idx, x.shape[axis]), axis=axis)]
 
 
 _COMBINE: dict[str, np.ufunc] = {

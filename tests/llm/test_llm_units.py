@@ -110,9 +110,11 @@ def _llm_ops_graph() -> tuple:
     """isnan, cumsum and gather_elements (what HF models need from ONNX and torch.export)."""
     text = """graph @ops(%x: f32[3,5], %i: i64[2,2], %m: i64[2,5]) -> (bool[3,5], f32[3,5], \
 i64[2,5], f32[2,2]) {
+  %one: i64[] = const @one
+  %last: i64[] = const @last
   %nan: bool[3,5] = math.isnan(%x)
-  %run: f32[3,5] = math.cumsum(%x) {axis=1}
-  %pos: i64[2,5] = math.cumsum(%m) {axis=-1}
+  %run: f32[3,5] = math.cumsum(%x, %one)
+  %pos: i64[2,5] = math.cumsum(%m, %last)
   %pick: f32[2,2] = tensor.gather_elements(%x, %i) {axis=1}
   return %nan, %run, %pos, %pick
 }"""
@@ -120,7 +122,8 @@ i64[2,5], f32[2,2]) {
     x[1, 2] = np.nan
     i = np.array([[0, 4], [2, 2]], np.int64)
     m = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], np.int64)
-    return parse(text), (x, i, m)
+    axes = {"one": np.array(1, np.int64), "last": np.array(-1, np.int64)}
+    return parse(text, axes), (x, i, m)
 
 
 def test_llm_ops_in_the_interpreter() -> None:
