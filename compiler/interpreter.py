@@ -159,4 +159,4 @@ def is_integer_node(node: Node) -> bool:
     return bool(node.inputs) and is_int(node.inputs[0].dtype)
 
 
-from compiler import interpreter_nn, interpreter_ops, interpreter_quant  # noqa: E402,F401  (fill IMPLS)
+from compiler import interpreter_llm, interpreter_nn, interpreter_ops, interpreter_quant  # noqa: E402,F401  (fill IMPLS)

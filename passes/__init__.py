@@ -18,6 +18,7 @@ from passes.prune_2to4 import Prune2to4
 from passes.prune_channels import PruneChannels
 from passes.prune_magnitude import PruneMagnitude
 from passes.quantize import Quantize
+from passes.quantize_llm import QuantizeLLM
 from passes.recognize_attention import RecognizeAttention
 from passes.recognize_gelu import RecognizeGelu
 from passes.recognize_layernorm import RecognizeLayerNorm
@@ -36,6 +37,7 @@ PASSES: dict[str, type] = {
     "prune-channels": PruneChannels,
     "prune-magnitude": PruneMagnitude,
     "quantize": Quantize,
+    "quantize-llm": QuantizeLLM,
     "recognize-attention": RecognizeAttention,
     "recognize-gelu": RecognizeGelu,
     "recognize-layernorm": RecognizeLayerNorm,

@@ -349,4 +349,4 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
     return [types[0]]
 
 
-from compiler.ir import ops_nn, ops_quant, ops_tensor  # noqa: E402,F401  (register the rest of the table)
+from compiler.ir import ops_llm, ops_nn, ops_quant, ops_tensor  # noqa: E402,F401  (register the rest of the table)
