@@ -152,17 +152,7 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFModel:
 
 def _field_value(f: Any) -> Any:
     """A metadata field as a Python value (str, number, or list of them)."""
-    from gguf import GGUFValueType
-
-    def one(index: int) -> Any:
-        part = f.parts[index]
-        if f.types[-1] == GGUFValueType.STRING or f.types[0] == GGUFValueType.STRING:
-            return bytes(part).decode("utf-8", errors="replace")
-        return part.tolist()[0]
-
-    if f.types and f.types[0] == GGUFValueType.ARRAY:
-        return [one(i) for i in f.data]
-    return one(f.data[0])
+    return f.contents()
 
 
 def _meta(model: GGUFModel, key: str, default: Any = None) -> Any:

@@ -124,7 +124,8 @@ class Tokenizer:
 
     def _merge(self, symbols: list[str]) -> list[str]:
         while len(symbols) > 1:
-            ranks = [self.merges.get(pair, 1 << 62) for pair in zip(symbols, symbols[1:], strict=False)]
+            pairs = zip(symbols, symbols[1:], strict=False)
+            ranks = [self.merges.get(pair, 1 << 62) for pair in pairs]
             best = min(range(len(ranks)), key=ranks.__getitem__)
             if ranks[best] == 1 << 62:
                 break
