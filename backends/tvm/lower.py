@@ -180,11 +180,12 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_nn import NN_RULES
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return {**TENSOR_RULES, **NN_RULES, **QUANT_RULES}
+    return {**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}
 
 
 def check_graph(graph: Graph) -> list[Unsupported]:
