@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -61,6 +61,9 @@ class QuantizeLLM(RewritePass):
     lm_head: str = "int8"
     exclude: tuple[str, ...] = ()
     blocks: Mapping[str, BlockWeight] = field(default_factory=dict)
+    #: Filled with each weight this pass quantized (by constant name): a second graph over
+    #: the same weights (prefill and decode) then reuses them instead of quantizing again.
+    cache: dict[str, BlockWeight] | None = None
 
     def __post_init__(self) -> None:
         if self.weights not in ("int4", "int8"):
@@ -92,6 +95,8 @@ class QuantizeLLM(RewritePass):
     ) -> BlockWeight | Reject | None:
         if ref in self.blocks:
             return self.blocks[ref]
+        if self.cache is not None and ref in self.cache:
+            return self.cache[ref]
         fmt = FORMATS[(4 if self.weights == "int4" else 8, self.sym)]
         if _is_lm_head(graph, node):
             if self.lm_head == "f32":
@@ -100,7 +105,10 @@ class QuantizeLLM(RewritePass):
                 fmt = FORMATS[(8, self.sym)]
         if rows.shape[1] % self.group:
             return Reject(f"group {self.group} does not divide in_features {rows.shape[1]}")
-        return quantize_blocks(rows, fmt, self.group, ref)
+        weight = quantize_blocks(rows, fmt, self.group, ref)
+        if self.cache is not None:
+            self.cache[ref] = weight
+        return weight
 
 
 def _is_lm_head(graph: Graph, node: Node) -> bool:
@@ -148,3 +156,25 @@ def _scale_const(graph: Graph, hint: str, data: np.ndarray, loc: str | None) -> 
     dtype = "f16" if data.dtype == np.float16 else "f32"
     store = data.astype(np.float16 if dtype == "f16" else np.float32)
     return graph.add_const(hint, store, TensorType(dtype, tuple(store.shape)), loc)
+
+
+def quantize_llm_graphs(graphs: Any, **options: Any) -> None:
+    """Run ``quantize-llm`` over an LLM's prefill and decode graphs and their shared weights.
+
+    ``graphs``: ``compiler.llm.LLMGraphs`` (``prefill``, ``decode``, ``weights``), as
+    ``compile_llm(..., rewrite=...)`` hands it over; ``options`` are ``QuantizeLLM`` fields.
+    Each weight is quantized once; the new constants replace the old ones in ``weights``.
+    """
+    cache: dict[str, BlockWeight] = {}
+    quantize = QuantizeLLM(**options, cache=cache)
+    for graph in (graphs.prefill, graphs.decode):
+        quantize.run(graph, None)
+    used = {name for graph in (graphs.prefill, graphs.decode) for name in graph.constants}
+    for graph in (graphs.prefill, graphs.decode):
+        for name, data in graph.constants.items():
+            graphs.weights[name] = graphs.weights.get(name, data)
+        # Both graphs must hold the very same arrays for the constants they share.
+        graph.constants = {name: graphs.weights[name] for name in graph.constants}
+    for name in list(graphs.weights):
+        if name not in used:
+            del graphs.weights[name]

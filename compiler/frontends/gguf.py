@@ -229,6 +229,23 @@ def hf_state_dict(model: GGUFModel) -> dict[str, np.ndarray]:
     return out
 
 
+def hf_blocks(model: GGUFModel) -> dict[str, BlockWeight]:
+    """The file's quantized tensors as stored, by Hugging Face name (Q/K rows unpermuted).
+
+    With tied embeddings the LM head is the embedding table, so ``lm_head.weight`` gets the
+    ``token_embd`` blocks too. ``quantize-llm`` takes these as they are (``blocks=``).
+    """
+    out: dict[str, BlockWeight] = {}
+    for name in model.tensors:
+        target = hf_name(name)
+        weight = model.block_weight(name) if target is not None else None
+        if target is not None and weight is not None:
+            out[target] = weight
+    if model.tied_embeddings() and "model.embed_tokens.weight" in out:
+        out["lm_head.weight"] = out["model.embed_tokens.weight"]
+    return out
+
+
 def to_transformers(model: GGUFModel) -> Any:
     """The float model as a ``transformers.LlamaForCausalLM`` in eval mode."""
     import torch
