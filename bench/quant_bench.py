@@ -47,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backends.onnx.executor import OrtExecutor  # noqa: E402
 from compiler.interpreter import interpret  # noqa: E402
 from compiler.ir import Graph  # noqa: E402
 from compiler.pass_manager import run_pipeline  # noqa: E402
@@ -157,7 +158,7 @@ def classifier(name: str, calibration: int, work: Path) -> tuple[str, float, flo
     for label, options in TAPEOUT_VARIANTS:
         q = graph.copy()
         start = time.perf_counter()
-        report = quantize_graph(q, None, calib, **options)
+        report = quantize_graph(q, None, calib, executor=OrtExecutor(), **options)
         total = time.perf_counter() - start
         acc = score(ir_outputs(q, x_test))
         rows.append(
@@ -223,7 +224,7 @@ def gpt(work: Path, calibration: int = 16, test: int = 8) -> str:
 
     def ours(label: str, **options: Any) -> None:
         q = graph.copy()
-        quantize_graph(q, None, list(calib), report_samples=2, **options)
+        quantize_graph(q, None, list(calib), report_samples=2, executor=OrtExecutor(), **options)
         out = np.concatenate([interpret(q, t[None])[0] for t in tokens])
         rows.append({"method": label, "cosine": f"{_cosine(reference, out):.5f}"})
 
@@ -265,7 +266,14 @@ def calibration_speed(work: Path, samples: int) -> str:
         n = samples if engine == "onnxruntime" else min(samples, 16)
         q = graph.copy()
         start = time.perf_counter()
-        report = quantize_graph(q, None, x[:n], report_samples=4, stats_engine=engine)
+        report = quantize_graph(
+            q,
+            None,
+            x[:n],
+            report_samples=4,
+            stats_engine="executor" if engine == "onnxruntime" else engine,
+            executor=OrtExecutor(),
+        )
         rows.append(
             {
                 "method": f"tapeout ({engine} statistics)",

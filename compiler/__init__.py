@@ -10,7 +10,9 @@ Importing ``compiler`` loads no toolchain (torch, onnx, tvm, tensorrt are import
 from typing import Any
 
 from compiler.api import compile, import_model, list_targets, load
+from compiler.context import PassContext
 from compiler.interpreter import interpret
+from compiler.quant_config import QuantConfig
 
 
 def distill(*args: Any, **kwargs: Any) -> Any:
@@ -20,5 +22,14 @@ def distill(*args: Any, **kwargs: Any) -> Any:
     return _distill(*args, **kwargs)
 
 
-__all__ = ["compile", "distill", "import_model", "interpret", "list_targets", "load"]
+__all__ = [
+    "PassContext",
+    "QuantConfig",
+    "compile",
+    "distill",
+    "import_model",
+    "interpret",
+    "list_targets",
+    "load",
+]
 __version__ = "0.1.0"

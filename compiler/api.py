@@ -7,25 +7,24 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compiler.backend import Artifact, get_backend, staged_dir, write_manifest
+from compiler.context import Executor, PassContext, interpreter_executor
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
 from compiler.ir.graph import Graph
 from compiler.ir.parser import parse
 from compiler.ir.verifier import verify
 from compiler.pass_manager import Pass, PassManager, PipelineResult, build_pass, build_pipeline
+from compiler.quant_config import Precision, QuantConfig
 from compiler.specialize import is_static, specialize_from_inputs
 from compiler.target import Target, load_target
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("fp32", "fp16", "int8", "int16", "int4w", "mixed")
 
 Progress = Callable[[str], None]
 
@@ -50,66 +49,94 @@ def import_model(
     return load_model(model, example_inputs=example_inputs, dynamic_shapes=dynamic_shapes)
 
 
-def _quantize_options(
-    p: Pass, precision: str | None, calibrator: str | None, island_dtype: str | None = None
-) -> Pass:
-    fields: set[str] = (
-        {f.name for f in dataclasses.fields(p)} if dataclasses.is_dataclass(p) else set()
-    )
+def resolve_quant(
+    target: Target, quant: QuantConfig | Mapping[str, Any] | None, **shortcuts: Any
+) -> tuple[QuantConfig | None, dict[str, Any]]:
+    """(the whole config given, the fields to change): ``quant`` is a whole ``QuantConfig``
+    (it replaces the pipeline's quantize options) or a mapping of fields to change (the CLI
+    flags); ``shortcuts`` (``precision=`` ...) change fields too. None values are not given.
+    """
+    whole: QuantConfig | None = None
     changes: dict[str, Any] = {}
-    if precision is not None and "precision" in fields:
-        changes["precision"] = precision
-    if calibrator is not None and "calibrator" in fields:
-        changes["calibrator"] = calibrator
-    if island_dtype is not None and "island_dtype" in fields:
-        changes["island_dtype"] = island_dtype
-    return dataclasses.replace(p, **changes) if changes else p  # type: ignore[type-var]
-
-
-def plan_pipeline(
-    target: Target,
-    pipeline: str | Sequence[str] | None,
-    precision: str | None,
-    calibrator: str | None,
-    island_dtype: str | None = None,
-) -> list[Pass]:
-    """The passes to run: the given pipeline or the target's, with the precision (and the
-    quantize options given) applied."""
-    if precision is not None and precision not in PRECISIONS:
-        raise TapeoutError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if isinstance(quant, QuantConfig):
+        whole = quant
+    elif quant is not None:
+        changes = dict(quant)
+    changes.update({k: v for k, v in shortcuts.items() if v is not None})
+    try:
+        QuantConfig(**changes)  # typed error now, naming the field, not mid-pipeline
+    except TypeError as e:
+        raise TapeoutError(f"quantization: {e}") from None
+    precision = changes.get("precision", whole.precision if whole is not None else None)
     if precision is not None and precision not in target.numerics.allowed_precisions:
         raise TapeoutError(
             f"target {target.name} does not allow precision {precision!r}; it "
             f"allows {list(target.numerics.allowed_precisions)}"
         )
+    return whole, changes
+
+
+def plan_pipeline(
+    target: Target,
+    pipeline: str | Sequence[str] | None,
+    quant: QuantConfig | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> list[Pass]:
+    """The passes to run: the given pipeline or the target's, its quantize passes configured
+    by ``quant`` (whole) and ``changes`` (fields; see ``resolve_quant``). A precision
+    asked for adds a quantize pass where the pipeline has none; fp32 removes it."""
+    changes = dict(changes or {})
+    precision = changes.get("precision", quant.precision if quant is not None else None)
     passes = build_pipeline(list(target.pipeline) if pipeline is None else pipeline)
     if precision == "fp32":
         return [p for p in passes if p.name != "quantize"]
-    quantizing = any(p.name == "quantize" for p in passes)
-    if precision is not None and not quantizing:
+    if precision is not None and not any(p.name == "quantize" for p in passes):
         passes.append(build_pass("quantize"))
-    return [
-        _quantize_options(p, precision, calibrator, island_dtype) if p.name == "quantize" else p
-        for p in passes
-    ]
+    return [_configure(p, quant, changes) if p.name == "quantize" else p for p in passes]
 
 
-def _calibration(data: Any) -> AbstractContextManager[Any]:
-    if data is None:
-        return nullcontext()
-    from passes.quantize import calibration_context
+def _configure(p: Pass, quant: QuantConfig | None, changes: Mapping[str, Any]) -> Pass:
+    """The quantize pass ``p`` with its config: ``quant`` or its own, ``changes`` applied."""
+    if quant is None and not changes:
+        return p
+    base = quant or getattr(p, "config", None) or QuantConfig()
+    new = dataclasses.replace(base, **changes)
+    return dataclasses.replace(p, config=new)  # type: ignore[type-var]
 
-    return calibration_context(data)
+
+def calibration_executor() -> Executor:
+    """onnxruntime as the calibration executor where the ONNX backend imports, else the
+    interpreter (``compiler.context``: passes never import a backend, so it is injected)."""
+    try:
+        from backends.onnx.executor import OrtExecutor
+    except ImportError:  # the onnx extra is not installed: the interpreter still calibrates
+        return interpreter_executor
+    return OrtExecutor()
+
+
+def pass_context(
+    target: Target, calibration_data: Any, quant: QuantConfig | None = None
+) -> PassContext:
+    """The context ``compile()`` runs its pipeline in."""
+    if calibration_data is None:
+        return PassContext(target=target, quant=quant)
+    return PassContext(
+        target=target,
+        quant=quant,
+        calibration_data=calibration_data,
+        executor=calibration_executor(),
+    )
 
 
 def compile(
     model: Any,
-    target: str | Path | Target = "reference",
+    target: str | Path | Target | Sequence[str | Path | Target] = "reference",
     example_inputs: Sequence[Any] | None = None,
     calibration_data: Any = None,
     output_dir: str | Path | None = None,
     *,
     pipeline: str | Sequence[str] | None = None,
+    quant: QuantConfig | Mapping[str, Any] | None = None,
     precision: str | None = None,
     calibrator: str | None = None,
     island_dtype: str | None = None,
@@ -124,13 +151,22 @@ def compile(
 
     ``model``: torch.nn.Module (exported with ``example_inputs``), ExportedProgram, ONNX
     ModelProto or .onnx path, or an IR Graph. ``target``: a name from ``targets/`` or a path to
-    a target file. ``island_dtype`` ("f32" or "f64") overrides the target's for the float
-    ops left between integer layers of a quantized model (CPU targets: f64, bit-exact with
-    the interpreter; f32 is faster). ``options`` go to the backend (e.g. ``tune=64``,
-    ``engine=False``).
+    a target file; a list of targets (or ``"zcu104+cpu"``) partitions the model across them,
+    and ``pipeline_stages=N`` cuts it into N pipelined stages (``compiler.multi``).
+    ``quant``: a ``QuantConfig`` (it replaces the quantize options of the
+    target's pipeline; a precision other than fp32 adds a quantize pass where there is none)
+    or a mapping of its fields to change; ``precision``, ``calibrator`` and ``island_dtype``
+    are shortcuts for those fields (``island_dtype``: "f32" or "f64" for the float ops left
+    between integer layers of a quantized model; CPU targets: f64, bit-exact with the
+    interpreter; f32 is faster). ``options`` go to the backend (e.g. ``tune=64``,
+    ``engine=False``); the precision reaches it as the target's ``numerics.precision``.
     """
     say = progress or (lambda stage: None)
     tgt = load_target(target)
+    whole, changes = resolve_quant(
+        tgt, quant, precision=precision, calibrator=calibrator, island_dtype=island_dtype
+    )
+    tgt = _with_precision(tgt, changes.get("precision", whole.precision if whole else None))
     timings: dict[str, float] = {}
     start = time.perf_counter()
     say("import")
@@ -142,23 +178,21 @@ def compile(
     say("passes")
     t0 = time.perf_counter()
     manager = PassManager(
-        plan_pipeline(tgt, pipeline, precision, calibrator, island_dtype),
+        plan_pipeline(tgt, pipeline, whole, changes),
         verify_each=verify_each,
         print_after=print_after,
         printer=printer,
     )
-    with _calibration(calibration_data):
-        result = manager.run(graph, tgt)
+    result = manager.run(graph, pass_context(tgt, calibration_data, whole))
     verify(graph)
     timings["passes_s"] = time.perf_counter() - t0
     say("check")
-    backend = get_backend(tgt.backend)
+    # Pipeline stages are cut and compiled by the multi backend (compiler.multi) too.
+    backend = get_backend("multi" if options.get("pipeline_stages") else tgt.backend)
     missing = backend.unsupported(graph, tgt)
     if missing:
         raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for target {tgt.name}")
     say("compile")
-    if precision is not None:
-        options.setdefault("precision", precision)
     t0 = time.perf_counter()
     art = _compile_into(backend, graph, tgt, output_dir, options, result)
     timings["backend_s"] = time.perf_counter() - t0
@@ -167,6 +201,16 @@ def compile(
         write_manifest(art.path, art)
     say("done")
     return art
+
+
+def _with_precision(target: Target, precision: Precision | None) -> Target:
+    """The target whose ``numerics.precision`` is the one asked for: that is how a backend
+    that builds per precision (TensorRT's builder flags) learns it, without a backend option
+    that the others would reject."""
+    if precision is None or precision == target.numerics.precision:
+        return target
+    numerics = dataclasses.replace(target.numerics, precision=precision)
+    return dataclasses.replace(target, numerics=numerics)
 
 
 def _compile_into(

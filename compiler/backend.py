@@ -36,6 +36,7 @@ BACKENDS: dict[str, str] = {
     "hls": "backends.hls:HlsBackend",
     "tvm": "backends.tvm:TvmBackend",
     "asic": "backends.asic:AsicBackend",
+    "multi": "compiler.multi:MultiBackend",
     "onnx": "backends.onnx:OnnxBackend",
     "tensorrt": "backends.tensorrt:TensorRTBackend",
 }

@@ -1,4 +1,5 @@
-"""The ``tapeout`` command line: compile, inspect, run, export, debug, targets.
+"""The ``tapeout`` command line (also ``python -m compiler``): compile, inspect, run, targets,
+export, debug; one entry each in ``COMMANDS``.
 
 Exit codes: 0 success; 2 bad usage; 3 the model could not be read; 4 unsupported ops;
 5 backend or toolchain failure; 1 any other tapeout error. ``--json`` prints one JSON object
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from compiler import errors
+from compiler.quant_config import cli_flags, quant_changes
 
 EXIT_CODES: dict[type[BaseException], int] = {
     errors.FrontendError: 3,
@@ -96,6 +98,9 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         options["tune_minutes"] = args.tune_minutes
     if args.no_engine:
         options["engine"] = False
+    for flag in ("rpc_tracker", "rpc_key", "stages"):
+        if getattr(args, flag, None) is not None:
+            options["pipeline_stages" if flag == "stages" else flag] = getattr(args, flag)
     for item in args.option or []:
         key, _, value = item.partition("=")
         options[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
@@ -108,9 +113,7 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         calibration_data=calib,
         output_dir=args.output,
         pipeline=args.pipeline,
-        precision=args.precision,
-        calibrator=args.calibrator,
-        island_dtype=args.island_dtype,
+        quant=quant_changes(args),
         verify_each=args.verify_each,
         print_after=_print_after(args),
         printer=_printer(args),
@@ -131,6 +134,7 @@ def _explain(art: Any) -> str:
 
 def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.api import import_model, plan_pipeline
+    from compiler.context import PassContext
     from compiler.ir.verifier import verify
     from compiler.pass_manager import PassManager
     from compiler.target import load_target
@@ -141,12 +145,12 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     if args.pipeline is not None or args.print_after_all or args.print_after or args.explain:
         target = load_target(args.target)
         manager = PassManager(
-            plan_pipeline(target, args.pipeline, None, None),
+            plan_pipeline(target, args.pipeline),
             verify_each=True,
             print_after=_print_after(args),
             printer=_printer(args),
         )
-        result = manager.run(graph, target)
+        result = manager.run(graph, PassContext(target=target))
     text = str(graph)
     if not args.json:
         if not (args.print_after_all or args.print_after):
@@ -230,62 +234,120 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tapeout", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    from backends.onnx import export_onnx
+    from compiler.api import import_model, plan_pipeline
+    from compiler.context import PassContext
+    from compiler.pass_manager import PassManager
+    from compiler.target import load_target
 
-    p = sub.add_parser("compile", help="compile a model for a target into a folder")
-    p.add_argument("model", help="an .onnx file (or .ir text)")
-    p.add_argument("--target", "-t", default="reference")
-    p.add_argument("-o", "--output", required=True, help="artifact folder to write")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8", "int16", "int4w", "mixed"])
-    p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
-    p.add_argument("--calibrator", choices=["minmax", "percentile", "entropy", "mse"])
-    p.add_argument(
-        "--island-dtype",
-        choices=["f32", "f64"],
-        help="float ops between int8 layers: f64 matches the interpreter bit for bit (the CPU "
-        "targets' default), f32 is faster",
+    target = load_target(args.target)
+    graph = import_model(args.model)
+    passes = plan_pipeline(target, args.pipeline, changes={"precision": "fp32"})
+    PassManager(passes).run(graph, PassContext(target=target))
+    # onnxruntime-exact tie breaking is for checking against the interpreter; TensorRT gets
+    # the plain Q/DQ form it expects.
+    export_onnx(graph, args.output, exact=target.backend != "tensorrt")
+    if not args.json:
+        print(f"wrote {args.output}")
+    return {"output": args.output}
+
+
+def cmd_debug(args: argparse.Namespace) -> dict[str, Any]:
+    import compiler
+    from compiler.debug import find_divergence
+
+    art = compiler.load(args.artifact)
+    reference = compiler.import_model(args.model)
+    report = find_divergence(
+        reference, art.graph, _inputs(args.input), threshold_db=args.threshold_db
     )
+    if not args.json:
+        print(report.format())
+    return report.to_json()
+
+
+# ---- the parser: one entry per command in COMMANDS -----------------------------------------
+def _args_compile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="an .onnx file (or .ir text)")
+    p.add_argument("--target", "-t", default="reference",
+                   help="a target name or file; a+b partitions across devices")
+    p.add_argument("-o", "--output", required=True, help="artifact folder to write")
+    p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
     p.add_argument("--tune", type=int, help="TVM: MetaSchedule trials")
     p.add_argument("--tune-minutes", type=float, help="TVM: tuning time budget")
     p.add_argument("--no-engine", action="store_true", help="GPU: write the bundle, no engine")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="TVM: tune on this RPC tracker")
+    p.add_argument("--rpc-key", help="TVM: the RPC servers' key on the tracker")
+    p.add_argument("--stages", type=int, help="cut into N pipeline stages (compiler.multi)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="backend option")
     p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
     _add_pipeline_flags(p)
-    _add_common(p)
-    p.set_defaults(func=cmd_compile)
+    # Generated from the QuantConfig fields: a new quantization option is a new flag.
+    quant = p.add_argument_group("quantization (compiler.quant_config.QuantConfig)")
+    for flag, kwargs in cli_flags():
+        quant.add_argument(flag, **kwargs)
 
-    p = sub.add_parser("inspect", help="print a model's IR (after import, or after passes)")
+
+def _args_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
-    p.add_argument("--target", "-t", default="reference")
+    p.add_argument("--target", "-t", default="reference",
+                   help="a target name or file; a+b partitions across devices")
     _add_pipeline_flags(p)
-    _add_common(p)
-    p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("run", help="run a compiled artifact on inputs")
+
+def _args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("artifact", help="artifact folder")
     p.add_argument("--input", "-i", action="append", required=True, help=".npy or .npz inputs")
     p.add_argument("-o", "--output", help="write the outputs to this .npz")
-    _add_common(p)
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("targets", help="list the hardware targets")
-    _add_common(p)
-    p.set_defaults(func=cmd_targets)
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+
+def _args_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("--target", "-t", default="onnx")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("-p", "--pipeline")
+    p.add_argument("-o", "--output", required=True)
+
+
+def _args_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help="compiled artifact folder")
+    p.add_argument("model", help="the float model (.onnx)")
+    p.add_argument("--input", "-i", action="append", required=True)
+    p.add_argument(
+        "--threshold-db",
+        type=float,
+        default=20.0,
+        help="SQNR below which a layer counts as diverged",
+    )
+
+
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+#: Command name -> (help, add its arguments, handler). ``build_parser`` adds each in order.
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
+    "compile": ("compile a model for a target into a folder", _args_compile, cmd_compile),
+    "inspect": ("print a model's IR (after import, or after passes)", _args_inspect, cmd_inspect),
+    "run": ("run a compiled artifact on inputs", _args_run, cmd_run),
+    "targets": ("list the hardware targets", lambda p: None, cmd_targets),
+    "export": ("export a model's lowered graph (ONNX)", _args_export, cmd_export),
+    "debug": ("find the layer where a compiled model diverges from float", _args_debug, cmd_debug),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tapeout", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        add_arguments(p)
+        _add_common(p)
+        p.set_defaults(func=handler)
     return parser
 
 
-#: Further subcommands (export, debug, ...) register a function that adds their parser.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from compiler import cli_extra  # noqa: F401  (registers export/debug)
-
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

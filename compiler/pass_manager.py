@@ -1,7 +1,10 @@
 """Run a pipeline of passes: verify after each, print after any, explain what fired.
 
 A pipeline is text: ``"fold-batchnorm,fuse-bias-act,quantize{bits=8,per_channel=true}"``.
-Each entry names a pass in ``passes.PASSES``; the braces set its dataclass fields.
+Each entry names a pass in ``passes.PASSES``; the braces set its dataclass fields. A pass is
+``run(graph, ctx) -> bool``; ``ctx`` is the ``compiler.context.PassContext`` of the run (the
+target, calibration data and executor, importance scores, and the sinks for rewrite stats and
+reports), built by the caller and read back afterwards.
 """
 
 from __future__ import annotations
@@ -12,15 +15,12 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from compiler.context import PassContext, RewriteStats
 from compiler.errors import PassError, TapeoutError
 from compiler.ir.graph import Graph
 from compiler.ir.verifier import verify
-from compiler.rewrite import RewriteStats, set_stats
-
-if TYPE_CHECKING:
-    from compiler.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Pass(Protocol):
     name: str
 
-    def run(self, graph: Graph, target: Target | None) -> bool: ...
+    def run(self, graph: Graph, ctx: PassContext) -> bool: ...
 
 
 _ENTRY = re.compile(r"\s*([a-z0-9][a-z0-9-]*)\s*(\{[^{}]*\})?\s*(?:,|$)")
@@ -75,21 +75,29 @@ def split_pipeline(spec: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def build_pass(name: str, options: dict[str, Any] | None = None) -> Pass:
-    """Instantiate pass ``name`` from ``passes.PASSES`` with dataclass-field options."""
+    """Instantiate pass ``name`` from ``passes.PASSES`` with its options: its dataclass
+    fields, or whatever its ``from_options`` classmethod takes (``quantize``: the
+    ``QuantConfig`` fields)."""
     from passes import PASSES
 
     cls = PASSES.get(name)
     if cls is None:
         raise TapeoutError(f"unknown pass {name!r}; available: {', '.join(sorted(PASSES))}")
     options = options or {}
-    fields = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    unknown = set(options) - fields
-    if unknown:
-        raise TapeoutError(
-            f"pass {name} has no option(s) {sorted(unknown)}; it takes {sorted(fields) or 'none'}"
+    factory = getattr(cls, "from_options", None)
+    if factory is None:
+        fields = (
+            {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
         )
+        unknown = set(options) - fields
+        if unknown:
+            raise TapeoutError(
+                f"pass {name} has no option(s) {sorted(unknown)}; "
+                f"it takes {sorted(fields) or 'none'}"
+            )
+        factory = cls
     try:
-        return cls(**options)
+        return factory(**options)
     except (TypeError, ValueError) as e:
         raise TapeoutError(f"bad options for pass {name}: {e}") from None
 
@@ -103,16 +111,28 @@ def build_pipeline(spec: str | Sequence[str | Pass]) -> list[Pass]:
     return out
 
 
+def _changed_fields(obj: Any) -> list[str]:
+    """``key=value`` for each non-default field; a field holding a dataclass (the quantize
+    pass's ``QuantConfig``) is spelled by its own fields, as the pipeline text sets them."""
+    items = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            items.extend(_changed_fields(value))
+            continue
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
+        if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
+            continue
+        items.append(f"{f.name}={str(value).lower() if isinstance(value, bool) else value}")
+    return items
+
+
 def pass_options(p: Pass) -> str:
     """``{bits=8,per_channel=true}`` for a pass instance (only non-default fields)."""
     if not dataclasses.is_dataclass(p):
         return ""
-    items = []
-    for f in dataclasses.fields(p):
-        value = getattr(p, f.name)
-        if f.default is not dataclasses.MISSING and value == f.default:
-            continue
-        items.append(f"{f.name}={str(value).lower() if isinstance(value, bool) else value}")
+    items = _changed_fields(p)
     return "{" + ",".join(items) + "}" if items else ""
 
 
@@ -159,23 +179,32 @@ class PassManager:
             return True
         return bool(self.print_after) and name in self.print_after  # type: ignore[operator]
 
-    def run(self, graph: Graph, target: Target | None = None) -> PipelineResult:
-        result = PipelineResult()
-        previous = set_stats(result.stats)
-        try:
-            for p in self.passes:
-                self._run_one(p, graph, target, result)
-        finally:
-            set_stats(previous)
+    def run(self, graph: Graph, ctx: PassContext | None = None) -> PipelineResult:
+        """Run every pass on ``graph`` in place; the result's stats are ``ctx.stats``."""
+        ctx = PassContext() if ctx is None else ctx
+        result = PipelineResult(stats=ctx.stats)
+        for p in self.passes:
+            # A pass made of stages (quantize) runs them as passes of their own, so that
+            # each is recorded, verified and printable; ``--print-after quantize`` prints
+            # after its last stage.
+            stages = p.stages() if hasattr(p, "stages") else [p]
+            for i, stage in enumerate(stages):
+                last = i == len(stages) - 1
+                self._run_one(stage, graph, ctx, result, also=p.name if last else None)
         return result
 
     def _run_one(
-        self, p: Pass, graph: Graph, target: Target | None, result: PipelineResult
+        self,
+        p: Pass,
+        graph: Graph,
+        ctx: PassContext,
+        result: PipelineResult,
+        also: str | None = None,
     ) -> None:
         before = len(graph.compute_nodes())
         start = time.perf_counter()
         try:
-            changed = bool(p.run(graph, target))
+            changed = bool(p.run(graph, ctx))
             if self.verify_each:
                 verify(graph)
         except Exception as e:
@@ -187,11 +216,13 @@ class PassManager:
             )
         )
         log.debug("pass %s: changed=%s in %.1f ms", p.name, changed, seconds * 1e3)
-        if self._wants_print(p.name):
+        if self._wants_print(p.name) or (also is not None and self._wants_print(also)):
             self.printer(f"// ----- IR after {p.name}{pass_options(p)} -----\n{graph}")
 
 
 def run_pipeline(
-    graph: Graph, spec: str | Sequence[str | Pass], target: Target | None = None, **kwargs: Any
+    graph: Graph, spec: str | Sequence[str | Pass], ctx: PassContext | None = None, **kwargs: Any
 ) -> PipelineResult:
-    return PassManager(build_pipeline(spec), **kwargs).run(graph, target)
+    """Build ``spec`` and run it on ``graph`` with ``ctx`` (a fresh context if None);
+    ``kwargs`` go to ``PassManager``."""
+    return PassManager(build_pipeline(spec), **kwargs).run(graph, ctx)

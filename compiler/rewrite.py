@@ -1,23 +1,23 @@
 """Local rewrites: a pass that visits nodes, fires or declines with a reason.
 
-A ``RewritePass`` implements ``rewrite(graph, node, target)`` returning True when it changed
+A ``RewritePass`` implements ``rewrite(graph, node, ctx)`` returning True when it changed
 the graph, ``None`` when the node is simply not its pattern, or ``Reject("reason")`` when the
-pattern matched but must not fire (``--explain`` counts these by reason).
+pattern matched but must not fire. Fires and rejections (by reason) go to ``ctx.stats``,
+which ``--explain`` prints.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
+from compiler.context import PassContext, RewriteStats
 from compiler.ir.graph import Graph, Node
 
-if TYPE_CHECKING:
-    from compiler.target import Target
-
 log = logging.getLogger(__name__)
+
+__all__ = ["Reject", "RewritePass", "RewriteStats"]
 
 
 @dataclass(frozen=True)
@@ -30,49 +30,6 @@ class Reject:
         return False
 
 
-@dataclass
-class RewriteStats:
-    """How often each pass fired, and why it declined."""
-
-    fired: Counter[str] = field(default_factory=Counter)
-    rejected: dict[str, Counter[str]] = field(default_factory=dict)
-
-    def fire(self, pass_name: str) -> None:
-        self.fired[pass_name] += 1
-
-    def reject(self, pass_name: str, reason: str) -> None:
-        self.rejected.setdefault(pass_name, Counter())[reason] += 1
-
-    def merge(self, other: RewriteStats) -> None:
-        self.fired.update(other.fired)
-        for name, reasons in other.rejected.items():
-            self.rejected.setdefault(name, Counter()).update(reasons)
-
-    def format(self) -> str:
-        lines = []
-        for name in sorted(set(self.fired) | set(self.rejected)):
-            lines.append(f"{name}: fired {self.fired.get(name, 0)}x")
-            for reason, count in sorted(
-                self.rejected.get(name, Counter()).items(), key=lambda kv: -kv[1]
-            ):
-                lines.append(f"  declined {count}x: {reason}")
-        return "\n".join(lines) if lines else "no rewrites were attempted"
-
-
-#: Stats of the pass currently running; the pass manager installs a fresh one per run.
-_current = RewriteStats()
-
-
-def current_stats() -> RewriteStats:
-    return _current
-
-
-def set_stats(stats: RewriteStats) -> RewriteStats:
-    global _current
-    previous, _current = _current, stats
-    return previous
-
-
 class RewritePass:
     """Base of node-local passes: apply ``rewrite`` to every node until nothing fires.
 
@@ -82,12 +39,12 @@ class RewritePass:
     name: ClassVar[str] = ""
     max_sweeps: ClassVar[int] = 50
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         raise NotImplementedError
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         changed_any = False
-        stats = current_stats()
+        stats = ctx.stats
         declined: list[str] = []
         for _ in range(self.max_sweeps):
             changed = False
@@ -95,7 +52,7 @@ class RewritePass:
             for node in list(graph.nodes):
                 if node.dead:  # removed by an earlier rewrite in this sweep
                     continue
-                result = self.rewrite(graph, node, target)
+                result = self.rewrite(graph, node, ctx)
                 if isinstance(result, Reject):
                     declined.append(result.reason)
                 elif result:

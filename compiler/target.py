@@ -17,6 +17,7 @@ import difflib
 import re
 import tomllib
 import types
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields, is_dataclass, replace
 from functools import cache
 from importlib import resources
@@ -24,9 +25,9 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from compiler.errors import TargetError
+from compiler.quant_config import Precision
 
-Backend = Literal["reference", "hls", "tvm", "tensorrt", "onnx", "asic"]
-Precision = Literal["fp32", "fp16", "int8", "int16", "int4w", "mixed"]
+Backend = Literal["reference", "hls", "tvm", "tensorrt", "onnx", "asic", "multi"]
 GpuPrecision = Literal["fp32", "tf32", "fp16", "bf16", "int8", "fp8", "int4"]
 #: IR dtype names (a subset of ``compiler.ir.types.DTYPES``; a test keeps them in step).
 DType = Literal["i4", "u4", "i8", "u8", "i16", "i32", "f16", "bf16", "f32"]
@@ -144,6 +145,9 @@ class Target:
     source_file: str = ""
     alias_of: str | None = None
     datasheet: tuple[str, ...] = ()  # the documents the numbers came from
+    #: For ``backend = "multi"``: the targets a model is partitioned across, in order of
+    #: preference (each node goes to the first one whose backend takes it).
+    devices: tuple[str, ...] = ()
 
     def tvm_target(self) -> dict[str, Any]:
         """The TVM target as a dict (TVM 0.27 takes dicts): the CPU, or an ASIC's host."""
@@ -188,14 +192,39 @@ def available() -> list[str]:
     return sorted(path.stem for path in targets_dir().glob("*.toml"))
 
 
-def load_target(target: str | Path | Target) -> Target:
-    """A target by name (``"zcu104"``), by path to any ``.toml``, or a ``Target`` as is.
+def load_target(target: str | Path | Target | Sequence[str | Path | Target]) -> Target:
+    """A target by name (``"zcu104"``), by path to any ``.toml``, or a ``Target`` as is; a list
+    of them (or names joined by ``+``: ``"zcu104+cpu"``) is one ``multi`` target whose model is
+    partitioned across those devices (``compiler.multi``).
 
     Loaded once per resolved path and process: a file edited afterwards is not re-read.
     """
     if isinstance(target, Target):
         return target
-    return _load_cached(_resolve(target).resolve())
+    if isinstance(target, str) and "+" in target:
+        target = target.split("+")
+    if isinstance(target, str | Path):
+        return _load_cached(_resolve(target).resolve())
+    return combined_target([load_target(t) for t in target])
+
+
+def combined_target(devices: Sequence[Target]) -> Target:
+    """One ``multi`` target over ``devices``: the first one's pipeline and numerics (the model
+    is compiled for it first; the others take what it cannot)."""
+    if not devices:
+        raise TargetError("a multi-device target needs at least one device")
+    for device in devices:
+        if device.backend == "multi":
+            raise TargetError(f"target {device.name} is already multi-device; list its devices")
+    first = devices[0]
+    return replace(
+        first,
+        name="+".join(d.name for d in devices),
+        backend="multi",
+        description="partitioned across " + ", ".join(d.name for d in devices),
+        devices=tuple(d.name for d in devices),
+        alias_of=None,
+    )
 
 
 def list_targets() -> list[TargetInfo]:

@@ -1,7 +1,8 @@
 """Graph passes: one per file, registered in the explicit PASSES dict.
 
-A pass is a frozen dataclass with a kebab-case ``name`` and ``run(graph, target) -> bool``;
-``compiler.pass_manager`` builds pipelines from these names. Keep the dict alphabetical, one
+A pass is a frozen dataclass with a kebab-case ``name`` and ``run(graph, ctx) -> bool``
+(``ctx``: the run's ``compiler.context.PassContext``); ``compiler.pass_manager`` builds
+pipelines from these names. Keep the dict alphabetical, one
 import per pass module.
 """
 
@@ -17,7 +18,14 @@ from passes.fuse_residual import FuseResidual
 from passes.prune_2to4 import Prune2to4
 from passes.prune_channels import PruneChannels
 from passes.prune_magnitude import PruneMagnitude
-from passes.quantize import Quantize
+from passes.quantize import (
+    BiasCorrect,
+    Calibrate,
+    MixedPrecision,
+    Quantize,
+    QuantizeRewrite,
+    QuantReportPass,
+)
 from passes.quantize_llm import QuantizeLLM
 from passes.recognize_attention import RecognizeAttention
 from passes.recognize_gelu import RecognizeGelu
@@ -26,6 +34,8 @@ from passes.remove_identity import RemoveIdentity
 from passes.simplify_shapes import SimplifyShapes
 
 PASSES: dict[str, type] = {
+    "bias-correct": BiasCorrect,
+    "calibrate": Calibrate,
     "convert-layout": ConvertLayout,
     "cse": CommonSubexpressions,
     "dce": DeadCodeElimination,
@@ -33,11 +43,14 @@ PASSES: dict[str, type] = {
     "fold-constants": FoldConstants,
     "fuse-bias-act": FuseBiasAct,
     "fuse-residual": FuseResidual,
+    "mixed-precision": MixedPrecision,
     "prune-2to4": Prune2to4,
     "prune-channels": PruneChannels,
     "prune-magnitude": PruneMagnitude,
+    "quant-report": QuantReportPass,
     "quantize": Quantize,
     "quantize-llm": QuantizeLLM,
+    "quantize-rewrite": QuantizeRewrite,
     "recognize-attention": RecognizeAttention,
     "recognize-gelu": RecognizeGelu,
     "recognize-layernorm": RecognizeLayerNorm,

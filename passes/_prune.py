@@ -10,8 +10,8 @@ Every pruning pass measures the graph before and after and returns a ``PruneRepo
 the weight shape, parameters, zero count (sparsity) and MACs, and the totals. *Effective* MACs
 count only the multiplies by non-zero weights, which is what a backend that skips zeros (the HLS
 backend: no DSP for a zero weight) pays. The pass classes cannot return a report (``run``
-returns whether the graph changed), so they publish it: ``collect_reports()`` gathers every
-report published while it is open, and the report is logged at INFO level.
+returns whether the graph changed), so they publish it into the run's context
+(``ctx.prune_reports``, see ``compiler.context``), and log it at INFO level.
 """
 
 from __future__ import annotations
@@ -19,16 +19,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType, is_float
 from compiler.report import format_table, node_macs
+
+if TYPE_CHECKING:
+    from compiler.context import PassContext
 
 log = logging.getLogger(__name__)
 
@@ -269,25 +271,8 @@ def compare(pass_name: str, before: _Snapshot, after: _Snapshot) -> PruneReport:
 
 # --- publishing reports from passes ----------------------------------------------------------
 
-_sinks: list[list[PruneReport]] = []
 
-
-@contextmanager
-def collect_reports() -> Iterator[list[PruneReport]]:
-    """Collect the report of every pruning pass run inside the ``with`` block.
-
-    ``with collect_reports() as reports: run_pipeline(graph, "prune-channels{ratio=0.5}")``
-    """
-    sink: list[PruneReport] = []
-    _sinks.append(sink)
-    try:
-        yield sink
-    finally:
-        _sinks.remove(sink)
-
-
-def publish(report: PruneReport) -> None:
-    """Hand a pass's report to every open ``collect_reports()`` and log it."""
+def publish(ctx: PassContext, report: PruneReport) -> None:
+    """Hand a pass's report to the run's ``ctx.prune_reports`` and log it."""
     log.info("%s", report.format())
-    for sink in _sinks:
-        sink.append(report)
+    ctx.prune_reports.append(report)

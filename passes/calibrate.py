@@ -38,6 +38,7 @@ from compiler.interpreter import interpret
 from compiler.ir.graph import Node
 from compiler.ir.types import QuantParams
 from compiler.numerics import int_range
+from compiler.quant_config import CALIBRATORS
 from passes.quant.batching import BatchedRunner
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 NUM_BINS = 4096
 _ENTROPY_BINS = 2048
 _ENTROPY_LEVELS = 128
-CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
 
 
 @dataclass
@@ -241,6 +241,9 @@ CALIBRATOR_FNS: dict[str, Calibrator] = {
     "entropy": _entropy,
     "mse": _mse,
 }
+
+
+assert set(CALIBRATOR_FNS) == set(CALIBRATORS), "one implementation per calibrator name"
 
 
 def check_calibrator(name: str) -> Calibrator:

@@ -12,12 +12,11 @@ import numpy as np
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.ops import OPS, infer_types, norm_axis
 from compiler.ir.types import TensorType
-from compiler.rewrite import current_stats
 from passes._match import const_ref, is_output
 from passes.simplify_shapes import compose_transposes
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 TO_NHWC = [0, 2, 3, 1]
 TO_NCHW = [0, 3, 1, 2]
@@ -262,7 +261,8 @@ class ConvertLayout:
         if self.layout not in (None, "NCHW", "NHWC"):
             raise ValueError(f"layout must be NCHW or NHWC, not {self.layout!r}")
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        target = ctx.target
         layout = self.layout or (target.numerics.layout if target is not None else "NCHW")
         if layout != "NHWC":
             return False
@@ -277,5 +277,5 @@ class ConvertLayout:
             if not node.dead and node.op == "tensor.transpose":
                 compose_transposes(graph, node)
         graph.remove_unused()
-        current_stats().fire(self.name)
+        ctx.stats.fire(self.name)
         return True

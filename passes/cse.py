@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from compiler.ir.graph import Graph, Node
 from compiler.ir.printer import format_attr
-from compiler.rewrite import current_stats
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 Key = tuple[object, ...]
 
@@ -63,7 +62,7 @@ class CommonSubexpressions:
     name: ClassVar[str] = "cse"
     max_const_elements: int = 16
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         seen: dict[Key, Node] = {}
         duplicates: list[tuple[Node, Node]] = []
         for node in graph.nodes:
@@ -80,7 +79,7 @@ class CommonSubexpressions:
                 seen.setdefault(key, node)
         for node, _ in duplicates:
             graph.remove(node)
-            current_stats().fire(self.name)
+            ctx.stats.fire(self.name)
         return bool(duplicates)
 
     @staticmethod

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 from compiler.ir.graph import Graph
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 
 @dataclass(frozen=True)
@@ -31,5 +31,5 @@ class DeadCodeElimination:
 
     name: ClassVar[str] = "dce"
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         return graph.remove_unused() > 0

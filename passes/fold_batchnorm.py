@@ -21,7 +21,7 @@ from passes._match import (
 )
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 FOLDS_INTO = ("nn.conv1d", "nn.conv2d", "nn.dense")
 
@@ -120,7 +120,7 @@ class FoldBatchNorm(RewritePass):
     name: ClassVar[str] = "fold-batchnorm"
     decompose_standalone: bool = False
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op != "nn.batch_norm":
             return None
         conv = _foldable(graph, node)

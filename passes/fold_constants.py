@@ -12,7 +12,7 @@ from compiler.rewrite import Reject, RewritePass
 from passes._match import evaluate
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 
 def fold_node(graph: Graph, node: Node, max_elements: int) -> bool | Reject | None:
@@ -71,5 +71,5 @@ class FoldConstants(RewritePass):
     name: ClassVar[str] = "fold-constants"
     max_elements: int = 1_000_000
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         return fold_node(graph, node, self.max_elements)

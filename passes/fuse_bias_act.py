@@ -14,6 +14,7 @@ from compiler.rewrite import Reject, RewritePass
 from passes._match import absorb, add_const_like, const_ref, morph, producer, set_operand, sole_user
 
 if TYPE_CHECKING:
+    from compiler.context import PassContext
     from compiler.target import Target
 
 FUSES_INTO = ("nn.conv1d", "nn.conv2d", "nn.dense")
@@ -184,11 +185,11 @@ class FuseBiasAct(RewritePass):
 
     name: ClassVar[str] = "fuse-bias-act"
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op in ("math.add", "math.sub"):
             return _fuse_bias(graph, node)
         if node.op in ACTIVATIONS:
-            return _fuse_act(graph, node, target)
+            return _fuse_act(graph, node, ctx.target)
         if node.op == "nn.matmul":
             return _matmul_to_dense(graph, node)
         return None

@@ -23,6 +23,7 @@ from passes.fold_batchnorm import bias_name
 from passes.fuse_bias_act import fusable_activation, set_activation
 
 if TYPE_CHECKING:
+    from compiler.context import PassContext
     from compiler.target import Target
 
 CONVS = ("nn.conv1d", "nn.conv2d")
@@ -104,7 +105,7 @@ class FuseResidual(RewritePass):
     name: ClassVar[str] = "fuse-residual"
     dense: bool = False
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op != "math.add":
             return None
         ops = CONVS + ("nn.dense",) if self.dense else CONVS
@@ -112,6 +113,6 @@ class FuseResidual(RewritePass):
         for conv, skip in _candidates(graph, node, ops):
             reason = _check(graph, node, conv, skip)
             if reason is None:
-                return _fuse(graph, node, conv, skip, target)
+                return _fuse(graph, node, conv, skip, ctx.target)
             first = first or reason
         return first

@@ -37,7 +37,7 @@ from passes._prune import (
 )
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 #: Ops that have 2:4 sparse kernels, with the weight axis the groups of 4 run along.
 INPUT_AXIS: dict[str, int] = {"nn.dense": 1, "nn.conv1d": 1, "nn.conv2d": 1}
@@ -117,7 +117,7 @@ class Prune2to4:
     name: ClassVar[str] = "prune-2to4"
     exclude: tuple[str, ...] | list[str] = ()
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         report = prune_2to4(graph, self.exclude)
-        publish(report)
+        publish(ctx, report)
         return report.changed

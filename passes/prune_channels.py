@@ -22,7 +22,7 @@ the batch norms on the channels (network slimming; groups without one fall back 
 ``taylor``, first-order Taylor importance |sum(gradient x weight)| accumulated over batches of
 real data. Taylor needs torch and data, so it is computed outside the IR
 (``compiler.prune_torch.taylor_importance``) and handed in as ``scores`` (layer name ->
-one score per output channel), or through ``importance_scores(...)`` for a pipeline.
+one score per output channel), or through the pipeline's context (``PassContext.importance``).
 
 Must not fire on channels it cannot re-index everywhere: those reaching a graph output (the
 classifier's logits), joined with a graph input, used by an op without a channel rule, or held
@@ -33,8 +33,7 @@ in already-quantized constants. Run it before ``fold-batchnorm`` for ``bn_scale`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -58,7 +57,7 @@ from passes._prune import (
 from passes.prune_magnitude import LayerTargets, parse_layer_targets
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 
 class ImportanceScores(dict[str, np.ndarray]):
@@ -72,19 +71,6 @@ class ImportanceScores(dict[str, np.ndarray]):
         return f"<importance of {len(self)} layers>"
 
     __repr__ = __str__
-
-
-_context_scores: list[Mapping[str, Sequence[float] | np.ndarray]] = []
-
-
-@contextmanager
-def importance_scores(scores: Mapping[str, Sequence[float] | np.ndarray]) -> Iterator[None]:
-    """Make ``scores`` the importance that ``prune-channels{criterion=taylor}`` uses."""
-    _context_scores.append(scores)
-    try:
-        yield
-    finally:
-        _context_scores.pop()
 
 
 Scorer = Callable[[Graph, Group, Mapping[str, np.ndarray]], "list[np.ndarray]"]
@@ -169,10 +155,11 @@ def prune_channels(
         raise TapeoutError(f"unknown criterion {criterion!r}; expected one of {sorted(SCORERS)}")
     if not 0.0 <= ratio < 1.0:
         raise TapeoutError(f"prune-channels ratio must be in [0, 1), got {ratio}")
-    if scores is None and _context_scores:
-        scores = _context_scores[-1]
     if criterion == "taylor" and scores is None:
-        raise TapeoutError("prune-channels{criterion=taylor} needs scores: see prune_torch")
+        raise TapeoutError(
+            "prune-channels{criterion=taylor} needs scores (PassContext.importance): "
+            "see prune_torch"
+        )
     named = {k: np.asarray(v) for k, v in (scores or {}).items()}
     targets = parse_layer_targets(layers)
     before = snapshot(graph)
@@ -254,16 +241,16 @@ class PruneChannels:
         if self.scores is not None and not isinstance(self.scores, ImportanceScores):
             object.__setattr__(self, "scores", ImportanceScores.of(self.scores))
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         report = prune_channels(
             graph,
             self.ratio,
             self.criterion,
-            self.scores,
+            self.scores if self.scores is not None else ctx.importance,
             self.round_to,
             self.min_channels,
             self.layers,
             self.exclude,
         )
-        publish(report)
+        publish(ctx, report)
         return report.changed

@@ -42,7 +42,7 @@ from passes._prune import (
 )
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 LayerTargets = Mapping[str, float] | Sequence[str]
 SCOPES = ("global", "layer")
@@ -145,7 +145,7 @@ class PruneMagnitude:
     layers: tuple[str, ...] | list[str] | dict[str, float] = ()
     exclude: tuple[str, ...] | list[str] = ()
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         report = prune_magnitude(graph, self.sparsity, self.scope, self.layers, self.exclude)
-        publish(report)
+        publish(ctx, report)
         return report.changed

@@ -84,9 +84,10 @@ all float (softmax, layer norm, the residual stream) stays float: the plan
 integers anyway and an integer op consumes its result. Each linear layer's accumulator is
 dequantized directly where a float op consumes it (no second rounding to int8).
 
-Calibration statistics come from onnxruntime when it can run the float graph (checked
-against the interpreter on one sample; ~50x faster per sample on a ResNet-18) and from the
-interpreter otherwise; thresholds sit on the histogram's grid, so both give the same scales.
+Calibration statistics come from the context's executor (``compile()`` injects onnxruntime
+when it can run the float graph: checked against the interpreter on one sample; ~50x faster
+per sample on a ResNet-18) and from the interpreter otherwise; thresholds sit on the
+histogram's grid, so both give the same scales.
 
 When it must not run: ``precision="fp32"`` is a no-op; a graph that is already quantized is
 left alone by the planner (only float ops are candidates). Bad calibration data, NaN/Inf in
@@ -96,168 +97,150 @@ falls back to scale 1 (exact) with a warning.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from compiler.errors import CalibrationError, TapeoutError
+from compiler.context import Executor, PassContext, interpreter_executor
+from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph
+from compiler.quant_config import QuantConfig
 from compiler.quant_report import QuantReport
-from passes.quant.batching import HOW_TO_PASS
+from passes.quant import stages
 
 if TYPE_CHECKING:
     from compiler.target import Target
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8", "int16", "int4w", "mixed")
-Budget = float | Callable[[Graph], bool] | None
-
-
-@dataclass
-class CalibrationSession:
-    """Calibration data for pipeline runs, and the reports the quantize passes produced."""
-
-    data: Any
-    options: dict[str, Any] = field(default_factory=dict)
-    reports: list[QuantReport] = field(default_factory=list)
-
-
-_sessions: list[CalibrationSession] = []
-
-
-@contextmanager
-def calibration_context(data: Any, **options: Any) -> Iterator[CalibrationSession]:
-    """Make ``data`` the calibration data of ``quantize`` passes run inside the block.
-
-    ``options`` are extra ``quantize_graph`` keyword arguments (overrides, sensitivity_budget,
-    ...) that a pipeline string cannot spell. The session collects the reports.
-    """
-    session = CalibrationSession(data, dict(options))
-    _sessions.append(session)
-    try:
-        yield session
-    finally:
-        _sessions.remove(session)
-
-
-def current_session() -> CalibrationSession | None:
-    return _sessions[-1] if _sessions else None
+__all__ = [
+    "BiasCorrect",
+    "Calibrate",
+    "MixedPrecision",
+    "QuantConfig",
+    "QuantReportPass",
+    "Quantize",
+    "QuantizeRewrite",
+    "quantize_graph",
+]
 
 
 @dataclass(frozen=True)
 class Quantize:
     """The pipeline form of ``quantize_graph``: ``quantize{bits=8,per_channel=true}``.
 
-    ``bits`` picks the precision (8 -> int8, 16 -> int16, 4 -> int4w) unless ``precision`` is
-    given; ``power_of_two=None`` follows the target. Calibration data comes from the
-    enclosing ``calibration_context``.
+    Its one field is a ``QuantConfig`` (the braces set its fields; ``bits`` 8 -> int8,
+    16 -> int16, 4 -> int4w unless ``precision`` is given); without one it uses the run's
+    ``PassContext.quant``, else the defaults. Calibration data, the executor that collects
+    its statistics and the sink for the report come from the ``PassContext``. The pass
+    manager runs (records, prints) its ``stages()`` as passes of their own
+    (``passes.quant.stages``).
     """
 
     name: ClassVar[str] = "quantize"
-    bits: int = 8
-    precision: str | None = None
-    per_channel: bool = True
-    power_of_two: bool | None = None
-    symmetric: bool = True
-    calibrator: str = "minmax"
-    percentile: float = 99.99
-    exclude: tuple[str, ...] = ()
-    bias_correction: bool = False
-    group_size: int = 128
-    budget: float | None = None
-    island_dtype: str | None = None
+    config: QuantConfig | None = None
 
-    def run(self, graph: Graph, target: Target | None) -> bool:
-        session = current_session()
-        if session is None:
-            raise CalibrationError(f"pass quantize has no calibration data: {HOW_TO_PASS}")
-        precision = self.precision or {4: "int4w", 8: "int8", 16: "int16"}.get(self.bits)
-        if precision is None:
-            raise TapeoutError(f"quantize: bits={self.bits} is not 4, 8 or 16")
-        kwargs: dict[str, Any] = dict(
-            precision=precision,
-            calibrator=self.calibrator,
-            per_channel=self.per_channel,
-            power_of_two=self.power_of_two,
-            symmetric=self.symmetric,
-            exclude=tuple(self.exclude),
-            bias_correction=self.bias_correction,
-            percentile=self.percentile,
-            group_size=self.group_size,
-            sensitivity_budget=self.budget,
-            island_dtype=self.island_dtype,
-        )
-        kwargs.update(session.options)
-        report = quantize_graph(graph, target, session.data, **kwargs)
-        session.reports.append(report)
+    @classmethod
+    def from_options(cls, **options: Any) -> Quantize:
+        """``quantize{...}``: the options are QuantConfig fields (and ``bits``)."""
+        return cls(QuantConfig.from_options(**options) if options else None)
+
+    def stages(self) -> list[Any]:
+        """calibrate, quantize-rewrite, bias-correct, mixed-precision, quant-report."""
+        return [Calibrate(self.config), QuantizeRewrite(), BiasCorrect(), MixedPrecision(),
+                QuantReportPass()]  # fmt: skip
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        changed = False
+        for stage in self.stages():
+            changed |= stage.run(graph, ctx)
+        return changed
+
+
+@dataclass(frozen=True)
+class Calibrate:
+    """Canonicalize the float graph, plan, collect statistics, pick scales (the graph stays
+    float; see ``passes.quant.stages``). ``calibrate{...}`` takes the quantize options."""
+
+    name: ClassVar[str] = "calibrate"
+    config: QuantConfig | None = None
+
+    @classmethod
+    def from_options(cls, **options: Any) -> Calibrate:
+        return cls(QuantConfig.from_options(**options) if options else None)
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.calibrate(graph, ctx, self.config or ctx.quant or QuantConfig())
+
+
+@dataclass(frozen=True)
+class QuantizeRewrite:
+    """The integer (or weight-only) graph from what ``calibrate`` found."""
+
+    name: ClassVar[str] = "quantize-rewrite"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.rewrite(graph, ctx)
+
+
+@dataclass(frozen=True)
+class BiasCorrect:
+    """With ``bias_correction``: remove each integer layer's mean output error."""
+
+    name: ClassVar[str] = "bias-correct"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.correct_bias(graph, ctx)
+
+
+@dataclass(frozen=True)
+class MixedPrecision:
+    """With ``precision="mixed"``: keep the most sensitive layers wider until the budget."""
+
+    name: ClassVar[str] = "mixed-precision"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        return stages.choose_precisions(graph, ctx)
+
+
+@dataclass(frozen=True)
+class QuantReportPass:
+    """Measure the quantized graph against float; the report goes to ``ctx.quant_reports``."""
+
+    name: ClassVar[str] = "quant-report"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        report = stages.report(graph, ctx)
+        ctx.quant_reports.append(report)
         log.info("%s", report.format())
-        return precision != "fp32"
+        return False
 
 
 def quantize_graph(
     graph: Graph,
     target: Target | None = None,
     calibration_data: Any = None,
-    precision: str = "int8",
-    calibrator: str = "minmax",
-    per_channel: bool = True,
-    power_of_two: bool | None = None,
-    symmetric: bool = True,
-    activation_dtype: str = "i8",
-    exclude: tuple[str, ...] | list[str] = (),
-    overrides: dict[str, dict[str, Any]] | None = None,
-    bias_correction: bool = False,
-    percentile: float = 99.99,
-    group_size: int = 128,
-    sensitivity_budget: Budget = None,
+    config: QuantConfig | None = None,
     *,
-    clip_threshold: float = 1e-3,
-    report_samples: int | None = None,
-    stats_engine: str = "auto",
-    island_dtype: str | None = None,
+    executor: Executor = interpreter_executor,
+    **options: Any,
 ) -> QuantReport:
     """Quantize ``graph`` in place (its contents are replaced) and report what it did.
 
-    ``calibration_data``: see ``passes.quant.batching``. ``exclude``: layer names (source
-    location or value name, fnmatch patterns) or ops (``nn.dense`` or ``dense``) to keep
-    float. ``overrides``: pattern -> ``{"precision": "int8"|"int16"|"float", "per_channel",
-    "calibrator", "percentile"}``. ``sensitivity_budget`` (mixed precision): the minimum
-    output SQNR in dB against float on the report samples, or a callable taking a candidate
-    quantized graph and returning True when it is good enough (e.g. an accuracy check).
-
-    Keyword-only: ``clip_threshold``, the clipped share above which a layer is flagged;
-    ``report_samples``, how many calibration samples the report (per-layer SQNR, saturation
-    at run time, output SQNR) and mixed precision's budget check run on (default: up to 16,
-    fewer for big models: a ResNet-18 gets 3, see ``passes.quant.driver.report_limit``);
-    ``stats_engine``, "auto" (onnxruntime when it can run the graph, else the interpreter),
-    "interpreter" or "onnxruntime" for the calibration statistics (``passes.quant.ort_stats``);
-    ``island_dtype``, "f32" or "f64" for the float ops left between integer layers (default:
-    the target's ``numerics.island_dtype``; f64 makes a backend match the interpreter bit for
-    bit, f32 is faster: see ``passes.quant.rewrite``).
+    ``calibration_data``: see ``passes.quant.batching`` (fp32, fp16 and int4w need none).
+    ``config`` (default ``QuantConfig()``) with ``options`` replacing any of its fields, e.g.
+    ``quantize_graph(g, target, data, precision="mixed", budget=40.0)``; see
+    ``compiler.quant_config`` for every field. ``executor`` runs the float graph for the
+    calibration statistics (the interpreter by default; ``compile()`` passes onnxruntime's,
+    ``backends.onnx.executor``; ``stats_engine`` says whether to insist on it or fall back).
     """
-    from passes.quant.driver import Request, run_request
-
-    if precision not in PRECISIONS:
-        raise TapeoutError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
-    request = Request(
-        precision=precision,
-        calibrator=calibrator,
-        per_channel=per_channel,
-        power_of_two=power_of_two,
-        symmetric=symmetric,
-        activation_dtype=activation_dtype,
-        exclude=tuple(exclude),
-        overrides=dict(overrides or {}),
-        bias_correction=bias_correction,
-        percentile=percentile,
-        group_size=group_size,
-        budget=sensitivity_budget,
-        clip_threshold=clip_threshold,
-        report_samples=report_samples,
-        stats_engine=stats_engine,
-        island_dtype=island_dtype,
+    try:
+        config = dataclasses.replace(config or QuantConfig(), **options)
+    except TypeError as e:
+        raise TapeoutError(f"quantize_graph: {e}") from None
+    ctx = PassContext(
+        target=target, quant=config, calibration_data=calibration_data, executor=executor
     )
-    return run_request(graph, target, calibration_data, request)
+    Quantize(config).run(graph, ctx)
+    return ctx.quant_reports[-1]

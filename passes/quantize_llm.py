@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from compiler.context import PassContext
 from compiler.errors import TapeoutError
 from compiler.frontends.gguf_blocks import BlockWeight
 from compiler.ir.graph import Graph, Node, Value
@@ -41,9 +42,6 @@ from compiler.ir.types import TensorType
 from compiler.rewrite import Reject, RewritePass
 from passes.quant.llm_weights import FORMATS, quantize_blocks
 from passes.quant.plan import matches
-
-if TYPE_CHECKING:
-    from compiler.target import Target
 
 #: Ops whose result only moves data: a dense feeding an output through them is the LM head.
 _MOVES = ("tensor.reshape", "tensor.identity", "tensor.cast", "tensor.squeeze", "tensor.slice")
@@ -71,7 +69,7 @@ class QuantizeLLM(RewritePass):
         if self.lm_head not in LM_HEAD_POLICIES:
             raise TapeoutError(f"quantize-llm: lm_head={self.lm_head!r} not in {LM_HEAD_POLICIES}")
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op not in ("nn.dense", "nn.matmul") or matches(node, self.exclude):
             return None
         w = node.inputs[1]
@@ -168,7 +166,7 @@ def quantize_llm_graphs(graphs: Any, **options: Any) -> None:
     cache: dict[str, BlockWeight] = {}
     quantize = QuantizeLLM(**options, cache=cache)
     for graph in (graphs.prefill, graphs.decode):
-        quantize.run(graph, None)
+        quantize.run(graph, PassContext())
     used = {name for graph in (graphs.prefill, graphs.decode) for name in graph.constants}
     for graph in (graphs.prefill, graphs.decode):
         for name, data in graph.constants.items():

@@ -15,7 +15,7 @@ from compiler.rewrite import Reject, RewritePass
 from passes._match import const_ref, is_dead, morph, other_operand, producer, scalar, sole_user
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 #: A fill at or below this is "masked out": exp() of it underflows to 0 in float32, so
 #: softmax gives what a -inf fill gives (HF models fill with finfo.min, older ones with -1e9).
@@ -252,7 +252,7 @@ class RecognizeAttention(RewritePass):
 
     name: ClassVar[str] = "recognize-attention"
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op != "nn.matmul" or is_dead(graph, node):
             return None
         found = _match(graph, node)

@@ -12,7 +12,7 @@ from compiler.rewrite import Reject, RewritePass
 from passes._match import close, morph, other_operand, producer, scalar, sole_user, split_const
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 SQRT2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -128,7 +128,7 @@ class RecognizeGelu(RewritePass):
 
     name: ClassVar[str] = "recognize-gelu"
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op == "math.erf":
             x, attrs = _erf_operand(graph, node), {}
         elif node.op == "math.tanh":

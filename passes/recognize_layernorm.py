@@ -24,7 +24,7 @@ from passes._match import (
 )
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 
 @dataclass
@@ -150,7 +150,7 @@ class RecognizeLayerNorm(RewritePass):
 
     name: ClassVar[str] = "recognize-layernorm"
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if is_dead(graph, node):
             return None
         match = _match(graph, node)

@@ -11,7 +11,7 @@ from compiler.rewrite import Reject, RewritePass
 from passes._match import bypass
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 
 def _same_type(node: Node) -> bool:
@@ -48,7 +48,7 @@ class RemoveIdentity(RewritePass):
 
     name: ClassVar[str] = "remove-identity"
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         is_identity = IDENTITIES.get(node.op)
         if is_identity is None or not is_identity(node):
             return None

@@ -15,7 +15,7 @@ from passes._match import bypass, morph, producer
 from passes.fold_constants import fold_node
 
 if TYPE_CHECKING:
-    from compiler.target import Target
+    from compiler.context import PassContext
 
 Result = bool | Reject | None
 
@@ -123,7 +123,7 @@ class SimplifyShapes(RewritePass):
 
     name: ClassVar[str] = "simplify-shapes"
 
-    def rewrite(self, graph: Graph, node: Node, target: Target | None) -> Result:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> Result:
         if node.op == "const":
             return None
         if node.inputs and all(v.is_const for v in node.inputs) or node.op == "tensor.shape":

@@ -72,3 +72,23 @@ def test_console_script_usage_error() -> None:
     proc = subprocess.run([sys.executable, "-m", "compiler.cli", "compile"], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and "usage" in proc.stderr
+
+
+def test_python_m_runs_every_command(tmp_path: Path) -> None:
+    # ``python -m compiler.cli export`` used to say "invalid choice": export/debug were
+    # registered on the imported module, not on the one running as __main__.
+    out = tmp_path / "digits.onnx"
+    proc = subprocess.run(
+        [sys.executable, "-m", "compiler.cli", "export", DIGITS_ONNX, "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout
+    onnx = pytest.importorskip("onnx")
+    assert any(n.op_type == "Conv" for n in onnx.load(out).graph.node)
+    proc = subprocess.run(
+        [sys.executable, "-m", "compiler", "targets", "--json"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert any(t["name"] == "zcu104" for t in json.loads(proc.stdout)["targets"])

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import compiler
+from compiler.context import PassContext
 from compiler.distill_impl import accuracy, distill_loss
 from compiler.errors import BackendError, ToolchainUnavailable
 from compiler.fake_quant import FakeQuant, fake_quantize, weight_scales
@@ -37,7 +38,6 @@ from compiler.torch_graph import to_torch
 from passes._prune import layer_name, weight_layers
 from passes.prune_channels import prune_channels
 from passes.prune_magnitude import prune_magnitude
-from passes.quantize import calibration_context
 from tests.cases import get_case
 from tests.datasets import digits_split, jet_split
 
@@ -262,8 +262,7 @@ def test_fake_quant_training_lowers_bit_exactly(name: str, fake_quant: FakeQuant
         lowered = compile_or_skip(trained, "fpga", x[:1], x[:64]).graph
     else:
         lowered = trained.copy()
-        with calibration_context(x[:64]):
-            run_pipeline(lowered, how)
+        run_pipeline(lowered, how, PassContext(calibration_data=x[:64]))
     real = _real_weights(lowered)
     assert set(real) == set(used)
     for loc, weights in used.items():

@@ -7,11 +7,12 @@ from typing import ClassVar
 
 import pytest
 
+from compiler.context import PassContext
 from compiler.errors import PassError, TapeoutError
 from compiler.ir import Graph, f32
 from compiler.ir.graph import Node
 from compiler.pass_manager import PassManager, pass_options, split_pipeline
-from compiler.rewrite import Reject, RewritePass, current_stats
+from compiler.rewrite import Reject, RewritePass
 
 
 def graph() -> Graph:
@@ -28,7 +29,7 @@ class DropDropout(RewritePass):
     name: ClassVar[str] = "drop-dropout"
     only_first: bool = False
 
-    def rewrite(self, graph: Graph, node: Node, target: object) -> bool | Reject | None:
+    def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op == "nn.relu":
             return Reject("relu is not dropout")
         if node.op != "nn.dropout":
@@ -41,7 +42,7 @@ class Broken:
     name: ClassVar[str] = "broken"
     factor: int = 2
 
-    def run(self, graph: Graph, target: object) -> bool:
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
         raise ZeroDivisionError("boom")
 
 
@@ -56,12 +57,14 @@ def test_split_pipeline_options() -> None:
 
 def test_rewrite_pass_counts_fires_and_rejections() -> None:
     g = graph()
-    result = PassManager([DropDropout()], verify_each=True).run(g)
+    ctx = PassContext()
+    result = PassManager([DropDropout()], verify_each=True).run(g, ctx)
     assert g.op_counts() == {"nn.relu": 2}
+    assert result.stats is ctx.stats  # the context is the one sink, read after the run
     assert result.stats.fired["drop-dropout"] == 1
     assert result.stats.rejected["drop-dropout"]["relu is not dropout"] >= 2
     assert "declined" in result.stats.format()
-    assert current_stats() is not result.stats  # restored after the run
+    assert PassManager([DropDropout()]).run(graph()).stats is not ctx.stats  # nothing shared
 
 
 def test_pass_error_names_pass_options_and_history() -> None:
@@ -96,7 +99,7 @@ def test_verify_each_catches_a_broken_graph() -> None:
     class Corrupt:
         name: ClassVar[str] = "corrupt"
 
-        def run(self, graph: Graph, target: object) -> bool:
+        def run(self, graph: Graph, ctx: PassContext) -> bool:
             graph.nodes[0].attrs["bogus"] = 1
             return True
 

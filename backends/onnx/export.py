@@ -98,7 +98,7 @@ def export_onnx(
     if any(n.op.startswith("q.") for n in graph.nodes) and any(
         v.dtype == "f64" for v in graph.values()
     ):
-        from passes.quant.rewrite import narrow_islands
+        from compiler.ir.islands import narrow_islands
 
         graph = narrow_islands(graph)  # QuantizeLinear and several ORT kernels lack double
     missing = unsupported_nodes(graph, opset)

@@ -9,7 +9,9 @@ TVM's runtime and runs ``main`` on a Relax VirtualMachine.
 Options (``compile(..., options)``): ``tune`` (int, MetaSchedule trials), ``tune_minutes``
 (float, a time budget instead), ``cache_dir`` (where tuning databases live; default
 ``$TAPEOUT_CACHE/tvm`` or ``~/.cache/tapeout/tvm``), ``tune_progress`` (bool, the progress
-bar; default True).
+bar; default True), ``rpc_tracker`` ("host:port") and ``rpc_key``: measure the tuning
+candidates on the RPC servers registered with TVM's tracker under that key
+(``backends.tvm.rpc``).
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class TvmBackend:
         require_tvm()
         from backends.tvm import build
         from backends.tvm.lower import lower_graph
+        from backends.tvm.rpc import free_servers
         from backends.tvm.schedules import cpu_params
         from backends.tvm.tune import tune_options, tuned_database
 
@@ -162,6 +165,8 @@ class TvmBackend:
         tgt = build.tvm_target(target)
         mod = build.fuse(mod, tgt)
         tuning = tune_options(options)
+        if tuning is not None and tuning.rpc is not None:
+            free_servers(tuning.rpc)  # a dead tracker or no server is an error before any work
         database, tune_info = tuned_database(mod, tgt, target, tuning) if tuning else (None, {})
         mod = build.schedule(mod, tgt, params, database)
         executable = build.compile_module(mod, tgt)

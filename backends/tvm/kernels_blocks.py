@@ -18,6 +18,9 @@ loop is written with scalar products that LLVM vectorizes (``pmaddubsw``-free: e
 Packed weight: ``[N/16, B, C, 64]`` bytes: chunk ``c`` of block ``b`` holds 16 rows x 4
 bytes; for 4-bit weights byte ``[r, j]`` is ``u[r, 8c + j] | u[r, 8c + 4 + j] << 4`` (C = g/8),
 for 8-bit ones it is ``q[r, 4c + j]`` (C = g/4).
+
+Named subexpressions in the kernel are ``T.meta_var`` (inlined when the script is parsed):
+as TIR ``let`` bindings inside the vectorized loops they gave wrong results in TVM 0.27.
 """
 
 from __future__ import annotations
@@ -102,7 +105,6 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
     four, signed8, has_min = layout.bits == 4, layout.signed8, layout.has_min
     off, sdt = layout.offset, layout.scale_dtype
     qdt = "uint8" if signed8 else "int8"
-    step = 8 if four else 4
     vdpb = T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512") if vnni else 0
 
     @T.prim_func(s_tir=True)
@@ -135,8 +137,10 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                         dx > T.float32(0),
                         T.Cast(
                             "int32",
-                            T.max(T.min(T.nearbyint(X[m, b * G + j] / dx), T.float32(127)),
-                                  T.float32(-128)),
+                            T.max(
+                                T.min(T.nearbyint(X[m, b * G + j] / dx), T.float32(127)),
+                                T.float32(-128),
+                            ),
                         ),
                         0,
                     )
@@ -146,8 +150,13 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
         for nt in T.parallel(NT):
             with T.sblock("tile"):
                 T.reads(
-                    W[nt, 0:B, 0:C, 0:64], D[nt, 0:B, 0:16], MN[nt, 0:B, 0:16],
-                    WS[nt, 0:B, 0:16], QX[0:M, 0:K], DX[0:M, 0:B], XS[0:M, 0:B],
+                    W[nt, 0:B, 0:C, 0:64],
+                    D[nt, 0:B, 0:16],
+                    MN[nt, 0:B, 0:16],
+                    WS[nt, 0:B, 0:16],
+                    QX[0:M, 0:K],
+                    DX[0:M, 0:B],
+                    XS[0:M, 0:B],
                 )
                 T.writes(Y[0:M, 0:N])
                 acc = T.alloc_buffer((M, 16), "float64", scope="local")
@@ -162,34 +171,110 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                         for c in range(C):
                             if four:
                                 if vnni:
-                                    wv = W.vload([nt, b, c, 0], "uint8x64")
-                                    lo = T.reinterpret(wv & T.broadcast(T.uint8(15), 64), dtype="int8x64")
-                                    hi = T.reinterpret(wv >> T.broadcast(T.uint8(4), 64), dtype="int8x64")
-                                    xa = T.reinterpret(T.broadcast(T.reinterpret(QX.vload([m, b * G + c * 8], "int8x4"), dtype="int32"), 16), dtype="int8x64")
-                                    xb = T.reinterpret(T.broadcast(T.reinterpret(QX.vload([m, b * G + c * 8 + 4], "int8x4"), dtype="int32"), 16), dtype="int8x64")
-                                    isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(vdpb, isum.vload([0], "int32x16"), lo, xa, dtype="int32x16")
-                                    isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(vdpb, isum.vload([0], "int32x16"), hi, xb, dtype="int32x16")
+                                    wv = T.meta_var(W.vload([nt, b, c, 0], "uint8x64"))
+                                    lo = T.meta_var(
+                                        T.reinterpret(
+                                            wv & T.broadcast(T.uint8(15), 64), dtype="int8x64"
+                                        )
+                                    )
+                                    hi = T.meta_var(
+                                        T.reinterpret(
+                                            wv >> T.broadcast(T.uint8(4), 64), dtype="int8x64"
+                                        )
+                                    )
+                                    xa4 = T.meta_var(QX.vload([m, b * G + c * 8], "int8x4"))
+                                    xb4 = T.meta_var(QX.vload([m, b * G + c * 8 + 4], "int8x4"))
+                                    xa = T.meta_var(
+                                        T.reinterpret(
+                                            T.broadcast(T.reinterpret(xa4, dtype="int32"), 16),
+                                            dtype="int8x64",
+                                        )
+                                    )
+                                    xb = T.meta_var(
+                                        T.reinterpret(
+                                            T.broadcast(T.reinterpret(xb4, dtype="int32"), 16),
+                                            dtype="int8x64",
+                                        )
+                                    )
+                                    isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
+                                        vdpb,
+                                        isum.vload([0], "int32x16"),
+                                        lo,
+                                        xa,
+                                        dtype="int32x16",
+                                    )
+                                    isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
+                                        vdpb,
+                                        isum.vload([0], "int32x16"),
+                                        hi,
+                                        xb,
+                                        dtype="int32x16",
+                                    )
                                 else:
                                     for i in T.vectorized(16):
                                         for j in T.unroll(4):
-                                            isum[i] = isum[i] + T.Cast("int32", W[nt, b, c, i * 4 + j] & T.uint8(15)) * T.Cast("int32", QX[m, b * G + c * 8 + j]) + T.Cast("int32", W[nt, b, c, i * 4 + j] >> T.uint8(4)) * T.Cast("int32", QX[m, b * G + c * 8 + 4 + j])
+                                            wb = T.meta_var(W[nt, b, c, i * 4 + j])
+                                            isum[i] = (
+                                                isum[i]
+                                                + T.Cast("int32", wb & T.uint8(15))
+                                                * T.Cast("int32", QX[m, b * G + c * 8 + j])
+                                                + T.Cast("int32", wb >> T.uint8(4))
+                                                * T.Cast("int32", QX[m, b * G + c * 8 + 4 + j])
+                                            )
                             else:
                                 if vnni:
-                                    wv = T.reinterpret(W.vload([nt, b, c, 0], "uint8x64"), dtype="int8x64")
-                                    xa = T.reinterpret(T.broadcast(T.reinterpret(QX.vload([m, b * G + c * 4], qdt + "x4"), dtype="int32"), 16), dtype="int8x64")
+                                    wv = T.meta_var(
+                                        T.reinterpret(
+                                            W.vload([nt, b, c, 0], "uint8x64"), dtype="int8x64"
+                                        )
+                                    )
+                                    x4 = T.meta_var(QX.vload([m, b * G + c * 4], qdt + "x4"))
+                                    xa = T.meta_var(
+                                        T.reinterpret(
+                                            T.broadcast(T.reinterpret(x4, dtype="int32"), 16),
+                                            dtype="int8x64",
+                                        )
+                                    )
+                                    # vpdpbusd: the first byte operand is the unsigned one.
                                     if signed8:
-                                        isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(vdpb, isum.vload([0], "int32x16"), xa, wv, dtype="int32x16")
+                                        isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
+                                            vdpb,
+                                            isum.vload([0], "int32x16"),
+                                            xa,
+                                            wv,
+                                            dtype="int32x16",
+                                        )
                                     else:
-                                        isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(vdpb, isum.vload([0], "int32x16"), wv, xa, dtype="int32x16")
+                                        isum[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
+                                            vdpb,
+                                            isum.vload([0], "int32x16"),
+                                            wv,
+                                            xa,
+                                            dtype="int32x16",
+                                        )
                                 else:
                                     for i in T.vectorized(16):
                                         for j in T.unroll(4):
-                                            isum[i] = isum[i] + T.Cast("int32", T.reinterpret(W[nt, b, c, i * 4 + j], dtype="int8") if signed8 else W[nt, b, c, i * 4 + j]) * T.Cast("int32", QX[m, b * G + c * 4 + j])
+                                            wb = T.meta_var(W[nt, b, c, i * 4 + j])
+                                            wq = T.meta_var(
+                                                T.reinterpret(wb, dtype="int8") if signed8 else wb
+                                            )
+                                            isum[i] = isum[i] + T.Cast("int32", wq) * T.Cast(
+                                                "int32", QX[m, b * G + c * 4 + j]
+                                            )
                         for i in T.vectorized(16):
-                            acc[m, i] = acc[m, i] + T.Cast("float64", T.Cast("float32", D[nt, b, i]) * DX[m, b]) * T.Cast("float64", isum[i] - (WS[nt, b, i] if signed8 else off * XS[m, b]))
+                            ds = T.meta_var(T.Cast("float32", D[nt, b, i]) * DX[m, b])
+                            fix = T.meta_var(WS[nt, b, i] if signed8 else off * XS[m, b])
+                            acc[m, i] = acc[m, i] + T.Cast("float64", ds) * T.Cast(
+                                "float64", isum[i] - fix
+                            )
                         if has_min:
                             for i in T.vectorized(16):
-                                acc[m, i] = acc[m, i] + T.Cast("float64", T.Cast("float32", MN[nt, b, i])) * T.Cast("float64", DX[m, b] * T.Cast("float32", XS[m, b]))
+                                mn = T.meta_var(T.Cast("float32", MN[nt, b, i]))
+                                cx = T.meta_var(DX[m, b] * T.Cast("float32", XS[m, b]))
+                                acc[m, i] = acc[m, i] + T.Cast("float64", mn) * T.Cast(
+                                    "float64", cx
+                                )
                 for m in range(M):
                     for i in range(16):
                         if nt * 16 + i < N:

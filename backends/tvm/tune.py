@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from backends.tvm.kernels import PREFIX
+from backends.tvm.rpc import Tracker, builder_and_runner, free_servers, parse_tracker
+from compiler.errors import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +45,24 @@ class Tuning:
     minutes: float | None
     cache_dir: Path
     progress: bool = True
+    #: Measure on the RPC servers behind this tracker instead of in this process.
+    rpc: Tracker | None = None
 
 
 def tune_options(options: dict[str, Any]) -> Tuning | None:
     trials = int(options.get("tune") or 0) or None
     minutes = float(options.get("tune_minutes") or 0) or None
+    rpc = (
+        parse_tracker(options["rpc_tracker"], options.get("rpc_key"))
+        if options.get("rpc_tracker") else None
+    )
     if trials is None and minutes is None:
+        if rpc is not None:
+            raise BackendError("rpc_tracker is given but no tuning budget: add tune=N")
         return None
-    return Tuning(trials, minutes, cache_root(options), bool(options.get("tune_progress", True)))
+    return Tuning(
+        trials, minutes, cache_root(options), bool(options.get("tune_progress", True)), rpc
+    )
 
 
 def cache_root(options: dict[str, Any]) -> Path:
@@ -138,7 +150,7 @@ def tuned_database(mod: Any, tgt: Any, target: Any, tuning: Tuning) -> tuple[Any
             if seconds_left is not None:  # task extraction and seeding count against it
                 seconds_left -= time.perf_counter() - started
             ran = _search(
-                tasks, weights, database, folder, state, remaining, seconds_left, tuning.progress
+                tasks, weights, database, folder, state, remaining, seconds_left, tuning
             )
     info = {
         "tune_trials": int(_state(folder)["trials"]),
@@ -215,20 +227,19 @@ def _search(
     state: dict[str, Any],
     remaining: int | None,
     seconds_left: float | None,
-    progress: bool,
+    tuning: Tuning,
 ) -> int:
     """Run MetaSchedule; returns the trials measured in this run."""
     from tvm.s_tir import meta_schedule as ms
 
     total = remaining if remaining is not None else 1_000_000
+    builder, runner = _measurers(tuning)
     callback = _ProgressCallback(
-        folder, state, total if remaining is not None else None, seconds_left, progress
+        folder, state, total if remaining is not None else None, seconds_left, tuning.progress
     )
     # Small batches under a time budget: the budget is checked after every batch.
     cap = 8 if seconds_left is not None else 32
     per_iter = max(2, min(cap, total // max(len(tasks), 1)))
-    from backends.tvm import measure
-
     quiet = logging.getLogger("tvm.s_tir.meta_schedule")
     level = quiet.level
     quiet.setLevel(logging.WARNING)
@@ -237,8 +248,8 @@ def _search(
             tasks=tasks,
             task_weights=weights,
             work_dir=str(folder),
-            builder=measure.builder(),
-            runner=measure.runner(),
+            builder=builder,
+            runner=runner,
             max_trials_global=total,
             num_trials_per_iter=per_iter,
             database=database,
@@ -256,6 +267,15 @@ def _search(
         callback.close()
         quiet.setLevel(level)
     return callback.measured
+
+
+def _measurers(tuning: Tuning) -> tuple[Any, Any]:
+    """In-process builder and runner, or a builder pool and the RPC servers' runner."""
+    if tuning.rpc is not None:
+        return builder_and_runner(tuning.rpc, free_servers(tuning.rpc))
+    from backends.tvm import measure
+
+    return measure.builder(), measure.runner()
 
 
 class TimeBudgetSpent(RuntimeError):

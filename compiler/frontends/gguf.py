@@ -260,7 +260,7 @@ def to_transformers(model: GGUFModel) -> Any:
         num_attention_heads=hp.n_heads,
         num_key_value_heads=hp.n_kv_heads,
         rms_norm_eps=hp.rms_eps,
-        rope_theta=hp.rope_theta,
+        rope_parameters={"rope_type": "default", "rope_theta": hp.rope_theta},
         max_position_embeddings=hp.context,
         tie_word_embeddings=model.tied_embeddings(),
         attention_bias=False,

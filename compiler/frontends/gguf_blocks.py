@@ -94,7 +94,7 @@ def pack(fmt: str, weight: BlockWeight) -> np.ndarray:
     rows, cols = weight.q.shape
     nblocks = cols // BLOCK
     q = weight.q.reshape(rows, nblocks, BLOCK)
-    parts = [weight.d.astype("<f2").reshape(rows, nblocks, 1).view(np.uint8)]
+    parts: list[np.ndarray] = [weight.d.astype("<f2").reshape(rows, nblocks, 1).view(np.uint8)]
     if fmt == "Q8_0":
         parts.append(q.astype(np.int8).view(np.uint8))
     else:

@@ -179,6 +179,11 @@ def _split_keep(compiled: Any, text: str) -> list[str]:
     return out
 
 
+def _pair(merge: str) -> tuple[str, str]:
+    left, right = merge.split(" ", 1)
+    return left, right
+
+
 def tokenizer_from_metadata(metadata: dict[str, Any], where: str = "GGUF") -> Tokenizer:
     """The tokenizer described by a GGUF file's ``tokenizer.ggml.*`` metadata."""
     model = metadata.get("tokenizer.ggml.model")
@@ -195,7 +200,7 @@ def tokenizer_from_metadata(metadata: dict[str, Any], where: str = "GGUF") -> To
     return Tokenizer(
         model=model,
         tokens=list(tokens),
-        merges={tuple(m.split(" ", 1)): r for r, m in enumerate(merges)},  # type: ignore[misc]
+        merges={_pair(m): r for r, m in enumerate(merges)},
         scores=list(metadata.get("tokenizer.ggml.scores") or [0.0] * len(tokens)),
         control=[t for t, k in zip(tokens, types, strict=True) if k == CONTROL],
         pre=pre,

@@ -78,12 +78,31 @@ def _check_types(node: Node) -> None:
             )
 
 
+#: Integer ops that subtract one zero point per operand tensor: a per-channel zero point on
+#: an operand has no defined meaning there (the interpreter and TVM read it differently), so
+#: the verifier rejects it rather than let them disagree.
+PER_TENSOR_ZERO_POINT_OPS = ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul")
+
+
+def _check_zero_points(node: Node) -> None:
+    if node.op not in PER_TENSOR_ZERO_POINT_OPS:
+        return
+    for value in node.inputs[:2]:
+        qp = value.type.quant
+        if qp is not None and qp.axis is not None and any(qp.zero_point):
+            raise VerifyError(
+                f"{node.where()}: operand %{value.name} has per-channel zero points "
+                f"{list(qp.zero_point)}; integer {node.op} takes one zero point per tensor"
+            )
+
+
 def verify(graph: Graph, check_types: bool = True) -> None:
     """Raise VerifyError (or ShapeError) on the first broken invariant.
 
     Checked: known ops, operand counts and attributes; each value defined once, before every
     use (so no cycles); use-lists match operands; constants have data of the right shape and
-    dtype; output types agree with type inference; graph outputs are defined.
+    dtype; output types agree with type inference; integer conv/dense/matmul operands have
+    one zero point per tensor; graph outputs are defined.
     """
     defined: dict[int, str] = {}
     names: set[str] = set()
@@ -116,6 +135,7 @@ def verify(graph: Graph, check_types: bool = True) -> None:
             _check_const(graph, node)
         elif check_types:
             _check_types(node)
+            _check_zero_points(node)
     index = {id(n) for n in graph.nodes}
     for v in graph.values():
         for user, i in v.uses:

@@ -45,8 +45,8 @@ MEMORY_BUDGET_BYTES = 384 << 20
 MAX_BATCH = 256
 HOW_TO_PASS = (
     "pass calibration_data to quantize_graph()/compile() (a list of input tuples, an array, "
-    "or a dict name -> stacked array such as an .npz), or run the pipeline inside "
-    "`with passes.quantize.calibration_context(data):`"
+    "or a dict name -> stacked array such as an .npz), or run the pipeline with "
+    "`PassContext(calibration_data=data)`"
 )
 
 

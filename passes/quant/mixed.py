@@ -4,8 +4,9 @@ Sensitivity is each layer's SQNR when quantized alone (``analysis.layer_sqnr``).
 all-int8, the layers are widened in order of sensitivity, most sensitive first: first to
 int16 (16-bit activations in and out, 16-bit weights), then, if every layer at int16 still
 misses the budget, to float. After each step the whole quantized graph is rebuilt and
-checked: against the minimum output SQNR (dB, on the report samples) or by calling the
-budget callable with the candidate graph. The first candidate that meets it is kept.
+checked: against the minimum output SQNR (dB, on the report samples) or cosine similarity
+(``budget_metric``), or by calling the budget callable with the candidate graph. The first
+candidate that meets it is kept.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from passes.quant.plan import Plan, assign_scales, build_plan, needs_scale
 from passes.quant.rewrite import quantized_graph
 
 if TYPE_CHECKING:
-    from passes.quant.driver import Request
+    from compiler.quant_config import QuantConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +39,23 @@ def choose_mixed(
     runner: BatchedRunner,
     cap: Capture,
     sensitivity: dict[str, float],
-    request: Request,
+    config: QuantConfig,
     limit: int,
 ) -> tuple[Graph, Plan, dict[str, str], bool]:
     """(quantized graph, its plan, layer key -> "int16"/"float" kept wider, budget met)."""
-    budget = request.budget
+    budget = config.budget
     if budget is None:
         raise TapeoutError(
-            "precision='mixed' needs sensitivity_budget: a minimum output SQNR in dB, or a "
+            "precision='mixed' needs a budget (--budget DB): a minimum output SQNR in dB, or a "
             "callable taking the quantized graph and returning True when it is good enough"
         )
 
     def meets(graph: Graph) -> bool:
         if callable(budget):
             return bool(budget(graph.copy()))
-        return evaluate(runner, graph, cap, limit).sqnr_db >= float(budget)
+        evaluation = evaluate(runner, graph, cap, limit)
+        measured = {"sqnr": evaluation.sqnr_db, "cosine": evaluation.cosine}
+        return measured[config.budget_metric] >= float(budget)
 
     def attempt(choices: dict[str, str]) -> tuple[Plan, Graph]:
         overrides: dict[str, dict[str, Any]] = {k: {"precision": v} for k, v in choices.items()}

@@ -31,7 +31,8 @@ from typing import Any
 from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import QuantParams, is_float
-from passes.calibrate import CALIBRATORS, TensorStats, choose_quant
+from compiler.quant_config import CALIBRATORS
+from passes.calibrate import TensorStats, choose_quant
 from passes.quant.canonical import clamp_of
 
 log = logging.getLogger(__name__)

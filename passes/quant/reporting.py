@@ -13,7 +13,7 @@ from passes.quant.plan import ANCHOR_OPS, Layer, Plan
 from passes.quant.weights import storage_bytes
 
 if TYPE_CHECKING:
-    from passes.quant.driver import Request
+    from compiler.quant_config import QuantConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def layer_reports(
     sensitivity: dict[str, float],
     evaluation: Evaluation,
     kept: dict[str, str],
-    request: Request,
+    config: QuantConfig,
 ) -> list[LayerReport]:
     """One row per integer layer (not data movement), and per anchor op left float."""
     rows = []
@@ -54,7 +54,7 @@ def layer_reports(
             continue
         if layer.kind == "move":
             continue
-        rows.append(_layer_row(plan, layer, sensitivity, evaluation, kept, request))
+        rows.append(_layer_row(plan, layer, sensitivity, evaluation, kept, config))
     return rows
 
 
@@ -73,14 +73,14 @@ def _layer_row(
     sensitivity: dict[str, float],
     evaluation: Evaluation,
     kept: dict[str, str],
-    request: Request,
+    config: QuantConfig,
 ) -> LayerReport:
     names = [*layer.inputs, layer.out]
     in_q = plan.quant.get(layer.inputs[0]) if layer.inputs else None
     out_q = plan.quant.get(layer.out)
     clip_cal = max((plan.calib_clip.get(n, 0.0) for n in names), default=0.0)
     clip_run = _runtime_clip(evaluation, names)
-    flagged = max(clip_cal, clip_run or 0.0) > request.clip_threshold
+    flagged = max(clip_cal, clip_run or 0.0) > config.clip_threshold
     if flagged:
         log.warning(
             "quantize: layer %s (%s) clips %.2g%% of values at calibration, %s at run time "
@@ -89,7 +89,7 @@ def _layer_row(
             layer.op,
             100 * clip_cal,
             "-" if clip_run is None else f"{100 * clip_run:.2g}%",
-            100 * request.clip_threshold,
+            100 * config.clip_threshold,
         )
     return LayerReport(
         name=layer.name,

@@ -397,27 +397,6 @@ _KINDS = {
 }
 
 
-def narrow_islands(graph: Graph) -> Graph:
-    """A copy of quantized ``graph`` with its float64 islands in float32 (for consumers that
-    have no float64 kernels, such as QuantizeLinear in an ONNX export); graph inputs keep
-    their types, and casts between the two widths become float32 to float32."""
-    g = graph.copy()
-    inputs = {id(v) for v in g.inputs}
-    for node in g.nodes:
-        for v in node.outputs:
-            if v.dtype == "f64" and id(v) not in inputs:
-                v.type = v.type.with_dtype("f32", v.type.quant)
-        if node.op == "const" and node.outputs[0].dtype == "f32":
-            ref = node.attrs["ref"]
-            if g.constants[ref].dtype == np.float64:
-                g.constants[ref] = g.constants[ref].astype(np.float32)
-        if node.attrs.get("dtype") == "f64" and node.op == "q.dequantize":
-            node.attrs = {k: a for k, a in node.attrs.items() if k != "dtype"}
-        if node.attrs.get("to") == "f64" and node.op == "tensor.cast":
-            node.attrs = {**node.attrs, "to": "f32"}
-    return g
-
-
 def quantized_graph(src: Graph, plan: Plan) -> Graph:
     """The quantized form of canonical float graph ``src`` under ``plan``."""
     return QuantizedBuilder(src, plan).build()

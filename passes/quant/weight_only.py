@@ -31,29 +31,29 @@ from passes.quant.reporting import weight_bytes
 from passes.quant.weights import check_finite, group_size_for, quantize_groups
 
 if TYPE_CHECKING:
-    from passes.quant.driver import Request
+    from compiler.quant_config import QuantConfig
 
 log = logging.getLogger(__name__)
 
 FP16_OPS = ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul")
 
 
-def weight_only(work: Graph, original: Graph, data: Any, request: Request) -> QuantReport:
+def weight_only(work: Graph, original: Graph, data: Any, config: QuantConfig) -> QuantReport:
     """Rewrite canonical ``work`` in place; compare with ``original`` when data is given."""
-    report = QuantReport(request.precision, calibrator="-", per_channel=False)
+    report = QuantReport(config.precision, calibrator="-", per_channel=False)
     report.weight_bytes_float = weight_bytes(work)
-    convert = _to_int4 if request.precision == "int4w" else _to_fp16
+    convert = _to_int4 if config.precision == "int4w" else _to_fp16
     cache: dict[str, Value] = {}
     for node in list(work.nodes):
-        if node.op == "const" or matches(node, request.exclude):
+        if node.op == "const" or matches(node, config.exclude):
             continue
-        row = convert(work, node, request.group_size, cache)
+        row = convert(work, node, config.group_size, cache)
         if row is not None:
             report.layers.append(row)
     work.remove_unused()
     report.weight_bytes_quantized = weight_bytes(work)
     if data is not None:
-        samples = normalize_samples(original, data)[: request.report_samples or 16]
+        samples = normalize_samples(original, data)[: config.report_samples or 16]
         report.samples = len(samples)
         runner = BatchedRunner(original, samples)
         ref = runner.run()

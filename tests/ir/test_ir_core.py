@@ -166,3 +166,17 @@ def test_symbolic_shapes_flow() -> None:
     assert f.shape == ("batch*4", "seq*16")
     m = g.add_node("tensor.reshape", [x], {"shape": [-1, 64]}).output
     assert m.shape == ("batch*seq", 64)
+
+
+def test_verifier_rejects_per_channel_activation_zero_points() -> None:
+    # The interpreter and TVM read a per-channel zero point on a conv input differently
+    # (one used none, the other the first); the IR leaves it undefined, so it is rejected.
+    text = """graph @zp(%x: u8[1,2,4,4]{scale=[0.1,0.2], zp=[ZP], axis=1}) -> (i32[1,2,4,4]) {
+  %w: i8[2,2,1,1]{scale=[0.5,0.5], axis=0} = const @w
+  %y: i32[1,2,4,4]{scale=[0.05,0.1], axis=1} = nn.conv2d(%x, %w) {acc="i32"}
+  return %y
+}"""
+    consts = {"w": np.ones((2, 2, 1, 1), np.int8)}
+    verify(parse(text.replace("ZP", "0,0"), consts))
+    with pytest.raises(VerifyError, match="per-channel zero points"):
+        verify(parse(text.replace("ZP", "10,4"), consts))

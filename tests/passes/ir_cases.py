@@ -16,10 +16,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from compiler.context import PassContext, RewriteStats
 from compiler.interpreter import interpret
 from compiler.ir import Graph, parse, print_graph, verify
 from compiler.pass_manager import PassManager, build_pipeline
-from compiler.rewrite import RewriteStats
 from compiler.target import Target
 
 
@@ -79,9 +79,10 @@ def assert_same_outputs(
 
 
 def run_passes(graph: Graph, spec: str, target: Target | None = None) -> RewriteStats:
-    """Run ``spec`` with verification after each pass; the stats are what ``current_stats()``
-    held while the passes ran (fires and rejections by reason)."""
-    return PassManager(build_pipeline(spec), verify_each=True).run(graph, target).stats
+    """Run ``spec`` with verification after each pass; the stats are the context's sink
+    (fires and rejections by reason)."""
+    ctx = PassContext(target=target)
+    return PassManager(build_pipeline(spec), verify_each=True).run(graph, ctx).stats
 
 
 def rejections(stats: RewriteStats, pass_name: str) -> Counter[str]:

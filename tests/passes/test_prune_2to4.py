@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from compiler.context import PassContext
 from compiler.ir import verify
 from compiler.pass_manager import run_pipeline
-from passes._prune import collect_reports
 from passes.prune_2to4 import is_2to4, mask_2to4, prune_2to4
 from tests.passes.ir_cases import graph_from
 
@@ -57,8 +57,9 @@ def test_mask_keeps_the_two_largest_of_each_group() -> None:
 def test_pass_makes_every_eligible_weight_2to4_and_leaves_rgb_conv_dense() -> None:
     g = cnn()
     before = {k: v.copy() for k, v in g.constants.items()}
-    with collect_reports() as reports:
-        run_pipeline(g, "prune-2to4", verify_each=True)
+    ctx = PassContext()
+    run_pipeline(g, "prune-2to4", ctx, verify_each=True)
+    reports = ctx.prune_reports
     verify(g)
     assert is_2to4(g.constants["conv2.weight"]) and is_2to4(g.constants["fc.weight"])
     np.testing.assert_array_equal(g.constants["conv1.weight"], before["conv1.weight"])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from compiler.context import PassContext
 from compiler.errors import TapeoutError
 from compiler.interpreter import interpret
 from compiler.ir import Graph, verify
 from compiler.pass_manager import run_pipeline
 from passes._channel_groups import map_axis
-from passes._prune import collect_reports
-from passes.prune_channels import importance_scores, keep_count, prune_channels
+from passes.prune_channels import keep_count, prune_channels
 from tests.passes.ir_cases import assert_same_outputs, graph_from
 
 CHAIN = """
@@ -134,9 +134,9 @@ def test_taylor_scores_through_the_pipeline_context_or_error() -> None:
     with pytest.raises(TapeoutError, match="no importance scores given"):
         prune_channels(g.copy(), criterion="taylor", scores={"fc.weight": [1, 2]})
     scores = {"a.weight": np.arange(8.0)}
-    with importance_scores(scores), collect_reports() as reports:
-        run_pipeline(g, "prune-channels{criterion=taylor,ratio=0.5}", verify_each=True)
-    assert reports[0].kept["a.weight"] == [4, 5, 6, 7]
+    ctx = PassContext(importance=scores)
+    run_pipeline(g, "prune-channels{criterion=taylor,ratio=0.5}", ctx, verify_each=True)
+    assert ctx.prune_reports[0].kept["a.weight"] == [4, 5, 6, 7]
 
 
 def test_bn_scale_ranks_by_gamma() -> None:

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from compiler.context import PassContext
 from compiler.errors import PassError, TapeoutError
 from compiler.ir import Graph, parse, print_graph, verify
 from compiler.pass_manager import run_pipeline
-from passes._prune import collect_reports, weight_layers
+from passes._prune import weight_layers
 from passes.prune_magnitude import magnitude_mask, prune_magnitude
 from tests.passes.ir_cases import graph_from
 
@@ -73,11 +74,10 @@ def test_per_layer_scope_hits_each_target() -> None:
 
 def test_exclude_and_cli_form_with_collected_report() -> None:
     g = mlp()
-    with collect_reports() as reports:
-        run_pipeline(
-            g, "prune-magnitude{sparsity=0.9,layers=[fc2:0.5],exclude=[fc3]}", verify_each=True
-        )
-    (report,) = reports
+    ctx = PassContext()
+    spec = "prune-magnitude{sparsity=0.9,layers=[fc2:0.5],exclude=[fc3]}"
+    run_pipeline(g, spec, ctx, verify_each=True)
+    (report,) = ctx.prune_reports
     by_name = {r.name: r for r in report.layers}
     assert by_name["fc3.weight"].sparsity == 0.0
     assert by_name["fc2.weight"].sparsity == 0.5

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from compiler import numerics
+from compiler.context import PassContext
 from compiler.interpreter import interpret
 from compiler.ir import Graph
 from compiler.ir.parser import parse
@@ -82,7 +83,7 @@ def test_pass_rewrites_dense_and_keeps_the_lm_head_at_int8(rng: np.random.Genera
     g = _mlp(rng)
     x = rng.standard_normal((1, 4, 64)).astype(np.float32)
     ref = interpret(g, x)[0]
-    assert QuantizeLLM(weights="int4", group=32).run(g, None)
+    assert QuantizeLLM(weights="int4", group=32).run(g, PassContext())
     verify(g)
     ops = [n.op for n in g.nodes if n.op != "const"]
     assert ops == ["q.block_dense", "math.add", "nn.silu", "q.block_dense"]
@@ -101,7 +102,7 @@ def test_pass_takes_given_blocks_as_they_are(rng: np.random.Generator) -> None:
     g = _mlp(rng)
     w = g.constants["up.weight"]
     given = quantize_blocks(w, "int4a", 32)
-    QuantizeLLM(weights="int8", lm_head="f32", blocks={"up.weight": given}).run(g, None)
+    QuantizeLLM(weights="int8", lm_head="f32", blocks={"up.weight": given}).run(g, PassContext())
     dense = [n for n in g.nodes if n.op == "q.block_dense"]
     assert len(dense) == 1  # the head stays float
     np.testing.assert_array_equal(g.const_value(dense[0].inputs[1]), given.q)
@@ -110,7 +111,7 @@ def test_pass_takes_given_blocks_as_they_are(rng: np.random.Generator) -> None:
 
 def test_pass_declines_a_group_that_does_not_divide(rng: np.random.Generator) -> None:
     g = _mlp(rng)
-    assert not QuantizeLLM(weights="int8", group=128, lm_head="same").run(g, None)
+    assert not QuantizeLLM(weights="int8", group=128, lm_head="same").run(g, PassContext())
 
 
 def test_block_dense_rejects_bad_scale_shapes() -> None:

@@ -11,12 +11,13 @@ import functools
 import numpy as np
 import pytest
 
+from compiler.context import PassContext
 from compiler.interpreter import interpret
 from compiler.ir import Graph, verify
 from compiler.pass_manager import run_pipeline
 from compiler.target import load_target
 from passes.quant.batching import BatchedRunner, normalize_samples
-from passes.quantize import calibration_context, quantize_graph
+from passes.quantize import quantize_graph
 from tests.cases import get_case
 
 FLOAT_PIPELINE = "fold-batchnorm,fuse-bias-act"
@@ -69,12 +70,12 @@ def test_fpga_target_pipeline_is_integer_with_shifts_only() -> None:
     target = load_target("zcu104")
     x = np.random.default_rng(0).standard_normal((16, 1, 8, 8, 8)).astype(np.float32)
     reference = interpret(graph, x[0])[0]
-    with calibration_context(x) as session:
-        run_pipeline(graph, list(target.pipeline), target, verify_each=True)
+    ctx = PassContext(target=target, calibration_data=x)
+    run_pipeline(graph, list(target.pipeline), ctx, verify_each=True)
     float_ops = {n.op for n in graph.compute_nodes() if n.op not in ("q.quantize", "q.dequantize")}
     assert float_ops == {"nn.conv2d", "q.requantize", "q.add"}
     assert all(set(n.attrs["multiplier"]) == {1} for n in graph.nodes if n.op == "q.requantize")
-    assert session.reports[0].power_of_two
+    assert ctx.quant_reports[0].power_of_two
     np.testing.assert_allclose(interpret(graph, x[0])[0], reference, atol=0.1)
 
 
@@ -85,7 +86,7 @@ def test_mixed_precision_meets_a_budget_int8_misses() -> None:
     budget = plain.output_sqnr_db + 4.0
     graph = model("digits_cnn")
     report = quantize_graph(
-        graph, None, x_train[:128], precision="mixed", sensitivity_budget=budget
+        graph, None, x_train[:128], precision="mixed", budget=budget
     )
     assert report.budget_met and report.output_sqnr_db >= budget  # type: ignore[operator]
     kept = report.kept_wider
@@ -103,7 +104,7 @@ def test_mixed_precision_takes_a_callable_budget() -> None:
         return calls[-1] >= 0.97
 
     report = quantize_graph(
-        model("digits_cnn"), None, x_train[:64], precision="mixed", sensitivity_budget=good_enough
+        model("digits_cnn"), None, x_train[:64], precision="mixed", budget=good_enough
     )
     assert calls and report.budget_met and report.budget == "callable"
 

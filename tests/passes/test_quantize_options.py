@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from compiler.context import PassContext
 from compiler.errors import PassError, TapeoutError
 from compiler.interpreter import interpret
 from compiler.ir import print_graph, verify
 from compiler.pass_manager import run_pipeline
-from passes.quantize import calibration_context, quantize_graph
+from passes.quantize import quantize_graph
 from tests.passes.test_quantize import (
     close_to_float,
     cnn,
@@ -93,20 +94,22 @@ def test_bias_correction_removes_the_mean_error() -> None:
 # ---- pipelines ------------------------------------------------------------------------------
 def test_pipeline_quantize_takes_data_from_the_context() -> None:
     graph = cnn()
-    with pytest.raises(PassError, match="calibration_context"):
+    with pytest.raises(PassError, match="PassContext"):
         run_pipeline(graph, "quantize{bits=8}")
-    with calibration_context(data()) as session:
-        run_pipeline(graph, "quantize{bits=8,per_channel=false,exclude=[fc]}", verify_each=True)
-    assert session.reports[0].layer("fc").precision == "float"
+    ctx = PassContext(calibration_data=data())
+    run_pipeline(graph, "quantize{bits=8,per_channel=false,exclude=[fc]}", ctx, verify_each=True)
+    assert ctx.quant_reports[0].layer("fc").precision == "float"
     assert "q.requantize" in ops(graph)
 
 
 def test_statistics_engines_give_the_same_graph() -> None:
     pytest.importorskip("onnxruntime")
+    from backends.onnx.executor import OrtExecutor
+
     graphs = []
-    for engine in ("interpreter", "onnxruntime"):
+    for engine in ("interpreter", "executor"):
         q = cnn()
-        quantize_graph(q, None, data(), stats_engine=engine)
+        quantize_graph(q, None, data(), stats_engine=engine, executor=OrtExecutor())
         graphs.append(q)
     assert graphs[0] == graphs[1]
 
@@ -148,7 +151,7 @@ def test_island_dtype_follows_the_target_and_is_checked() -> None:
 
 
 def test_narrow_islands_gives_back_a_float32_graph() -> None:
-    from passes.quant.rewrite import narrow_islands
+    from compiler.ir.islands import narrow_islands
 
     graph = transformer()
     quantize_graph(graph, None, data(16, (6, 16)), island_dtype="f64")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from backends.onnx import export_onnx, ort_session, run_onnx
+from compiler.context import PassContext
 from compiler.interpreter import interpret
 from compiler.ir import Graph
 from compiler.pass_manager import PassManager, build_pipeline
@@ -40,7 +41,9 @@ def _lowered(name: str) -> tuple[Graph, tuple[np.ndarray, ...]]:
     inputs = case.example_inputs()
     graph = import_torch(case.build(), inputs)
     target = load_target(TARGET)
-    PassManager(build_pipeline(list(target.pipeline)), verify_each=True).run(graph, target)
+    PassManager(build_pipeline(list(target.pipeline)), verify_each=True).run(
+        graph, PassContext(target=target)
+    )
     return graph, tuple(x.numpy() for x in inputs)
 
 

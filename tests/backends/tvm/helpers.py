@@ -29,12 +29,12 @@ def int8_pipeline(target_name: str, **quantize: Any) -> list[Any]:
     found = False
     for name, options in split_pipeline(",".join(target.pipeline)):
         if name == "quantize":
-            passes.append(Quantize(**{**options, **quantize}))
+            passes.append(Quantize.from_options(**{**options, **quantize}))
             found = True
         else:
             passes.append(build_pass(name, options))
     if not found:
-        passes.append(Quantize(**quantize))
+        passes.append(Quantize.from_options(**quantize))
     return passes
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compiler.context import PassContext
 from compiler.interpreter import interpret
 from compiler.ir import Graph, TensorType
 from compiler.target import load_target
@@ -39,7 +40,7 @@ def _compile_and_compare(target_name: str, tokens: int, group: int) -> None:
 
     rng = np.random.default_rng(tokens)
     g, blocks = _graph(rng, tokens, group)
-    QuantizeLLM(blocks=blocks).run(g, None)
+    QuantizeLLM(blocks=blocks).run(g, PassContext())
     assert sorted(n.inputs[1].dtype for n in g.nodes if n.op == "q.block_dense") == sorted(
         ["i4", "u4", "i8", "u8"]
     )
