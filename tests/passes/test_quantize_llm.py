@@ -123,3 +123,20 @@ def test_block_dense_rejects_bad_scale_shapes() -> None:
         infer_types("q.block_dense", [x, q, TensorType("f32", (8, 3))], {"group": 32})
     with pytest.raises(ShapeError, match="must divide"):
         infer_types("q.block_dense", [x, q, TensorType("f32", (8, 2))], {"group": 48})
+
+
+def test_llm_graphs_share_each_quantized_weight(rng: np.random.Generator) -> None:
+    from types import SimpleNamespace
+
+    from passes.quantize_llm import quantize_llm_graphs
+
+    prefill, decode = _mlp(rng), _mlp(np.random.default_rng(1))
+    decode.constants = dict(prefill.constants)  # one set of weights, as compile_llm has
+    for node in decode.nodes:
+        if node.op == "const":
+            decode.constants[node.attrs["ref"]] = prefill.constants[node.attrs["ref"]]
+    graphs = SimpleNamespace(prefill=prefill, decode=decode, weights=dict(prefill.constants))
+    quantize_llm_graphs(graphs, weights="int4", group=32)
+    assert "up.weight" not in graphs.weights and "up.weight_q" in graphs.weights
+    for graph in (prefill, decode):
+        assert all(graph.constants[n] is graphs.weights[n] for n in graph.constants)
