@@ -140,3 +140,14 @@ def test_llm_graphs_share_each_quantized_weight(rng: np.random.Generator) -> Non
     assert "up.weight" not in graphs.weights and "up.weight_q" in graphs.weights
     for graph in (prefill, decode):
         assert all(graph.constants[n] is graphs.weights[n] for n in graph.constants)
+
+
+def test_pipeline_text_builds_the_pass() -> None:
+    from compiler.errors import TapeoutError
+    from compiler.pass_manager import build_pass, split_pipeline
+
+    ((name, options),) = split_pipeline("quantize-llm{weights=int8,group=64,sym=false}")
+    built = build_pass(name, options)
+    assert (built.weights, built.group, built.sym) == ("int8", 64, False)
+    with pytest.raises(TapeoutError, match="int4 or int8"):
+        QuantizeLLM(weights="int3")
