@@ -137,10 +137,11 @@ def tapeout_engine(
     row: str, graphs: Any, model: Any, tok: Any, target: str, context: int
 ) -> tuple[Engine, int]:
     """A tapeout row compiled from a copy of the imported ``graphs`` (exported once)."""
-    import copy
+    import dataclasses
 
     import compiler
     from compiler.frontends.gguf import hf_blocks
+    from compiler.ir.parser import parse
     from compiler.llm.runtime import _Batch
     from passes.quantize_llm import quantize_llm_graphs
 
@@ -157,8 +158,16 @@ def tapeout_engine(
             quantize_llm_graphs(graphs, **option)
 
     t0 = time.perf_counter()
+    # A fresh copy through the IR text (deepcopy recurses too deep on a 30-layer graph); the
+    # arrays are shared, which is safe: the passes replace constants, they never write them.
+    fresh = dataclasses.replace(
+        graphs,
+        prefill=parse(str(graphs.prefill), dict(graphs.prefill.constants)),
+        decode=parse(str(graphs.decode), dict(graphs.decode.constants)),
+        weights=dict(graphs.weights),
+    )
     art = compiler.compile_llm(
-        copy.deepcopy(graphs),
+        fresh,
         target=target,
         max_context=context,
         prefill_len=PROMPT,
