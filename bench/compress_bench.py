@@ -48,10 +48,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import compiler  # noqa: E402
-from compiler.fake_quant import FakeQuant  # noqa: E402
 from compiler.ir import Graph  # noqa: E402
-from compiler.prune_torch import graph_accuracy, student_from_graph  # noqa: E402
 from compiler.report import format_table  # noqa: E402
+from compiler.torchside.fake_quant import FakeQuant  # noqa: E402
+from compiler.torchside.prune import graph_accuracy, student_from_graph  # noqa: E402
 from passes._prune import snapshot  # noqa: E402
 from passes.prune_channels import prune_channels  # noqa: E402
 from passes.prune_magnitude import prune_magnitude  # noqa: E402
@@ -204,7 +204,7 @@ def torch_peer(model: Any, amount: float, data: tuple) -> float:
     import torch
     from torch.nn.utils import prune
 
-    from compiler.distill_impl import accuracy
+    from compiler.torchside.distill import accuracy
 
     peer = copy.deepcopy(model)
     layers = [m for m in peer.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]

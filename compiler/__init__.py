@@ -16,8 +16,8 @@ from compiler.quant_config import QuantConfig
 
 
 def distill(*args: Any, **kwargs: Any) -> Any:
-    """Knowledge distillation in torch; see ``compiler.distill_impl.distill`` (lazy: torch)."""
-    from compiler.distill_impl import distill as _distill
+    """Knowledge distillation in torch; see ``compiler.torchside.distill.distill`` (lazy: torch)."""
+    from compiler.torchside.distill import distill as _distill
 
     return _distill(*args, **kwargs)
 

@@ -91,7 +91,7 @@ class PassContext:
       default; ``compile()`` injects onnxruntime (``backends.onnx.executor``), ~50x faster,
       so that passes never import a backend.
     - ``importance``: layer name -> per-channel importance for
-      ``prune-channels{criterion=taylor}`` (from ``prune_torch``).
+      ``prune-channels{criterion=taylor}`` (from ``compiler.torchside.prune``).
     - sinks, read after the run: ``stats`` (rewrites fired/declined by reason),
       ``prune_reports`` and ``quant_reports`` (one per pruning / quantize pass run).
     - ``quant_state``: what one quantize stage hands the next within the run (``calibrate``

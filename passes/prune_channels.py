@@ -21,7 +21,7 @@ Criteria (``criterion``): ``l1`` / ``l2`` norm of each filter; ``bn_scale``, the
 the batch norms on the channels (network slimming; groups without one fall back to l1); and
 ``taylor``, first-order Taylor importance |sum(gradient x weight)| accumulated over batches of
 real data. Taylor needs torch and data, so it is computed outside the IR
-(``compiler.prune_torch.taylor_importance``) and handed in as ``scores`` (layer name ->
+(``compiler.torchside.prune.taylor_importance``) and handed in as ``scores`` (layer name ->
 one score per output channel), or through the pipeline's context (``PassContext.importance``).
 
 Must not fire on channels it cannot re-index everywhere: those reaching a graph output (the
@@ -158,7 +158,7 @@ def prune_channels(
     if criterion == "taylor" and scores is None:
         raise TapeoutError(
             "prune-channels{criterion=taylor} needs scores (PassContext.importance): "
-            "see prune_torch"
+            "see compiler.torchside.prune"
         )
     named = {k: np.asarray(v) for k, v in (scores or {}).items()}
     targets = parse_layer_targets(layers)

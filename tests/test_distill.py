@@ -19,22 +19,22 @@ import torch
 
 import compiler
 from compiler.context import PassContext
-from compiler.distill_impl import accuracy, distill_loss
 from compiler.errors import BackendError, ToolchainUnavailable
-from compiler.fake_quant import FakeQuant, fake_quantize, weight_scales
 from compiler.frontends.torch_export import import_torch
 from compiler.interpreter import interpret
 from compiler.ir import Graph, verify
 from compiler.numerics import dequantize, quantize
 from compiler.pass_manager import run_pipeline
-from compiler.prune_torch import (
+from compiler.torchside.distill import accuracy, distill_loss
+from compiler.torchside.fake_quant import FakeQuant, fake_quantize, weight_scales
+from compiler.torchside.module import to_torch
+from compiler.torchside.prune import (
     fine_tune,
     graph_accuracy,
     sparsity,
     student_from_graph,
     taylor_importance,
 )
-from compiler.torch_graph import to_torch
 from passes._prune import layer_name, weight_layers
 from passes.prune_channels import prune_channels
 from passes.prune_magnitude import prune_magnitude
@@ -51,7 +51,8 @@ def imported(name: str) -> tuple[torch.nn.Module, Graph]:
 
 def test_import_compiler_needs_no_torch_and_exposes_distill() -> None:
     code = (
-        "import sys, compiler, compiler.distill_impl, compiler.prune_torch, compiler.torch_graph;"
+        "import sys, compiler, compiler.torchside.distill, compiler.torchside.prune,"
+        " compiler.torchside.module;"
         "assert callable(compiler.distill); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from backends.asic.codegen import HOST_RULES, Program, emit_npu
-from backends.asic.emitter import CEmitter
 from backends.asic.partition import NpuLayer
+from backends.c_emitter import CEmitter
 from compiler.errors import BackendError, ToolchainUnavailable
 from compiler.ir.graph import Graph
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.asic.emitter import C_TYPES, CEmitter, c_array, c_float, c_int
 from backends.asic.partition import NpuLayer, conv_geometry
+from backends.c_emitter import CTYPES, CEmitter, c_array, c_float, c_int
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.ops import get_op
 from compiler.ir.ops_nn import spatial_params
@@ -39,7 +39,7 @@ class Program:
         return math.prod(int(d) for d in value.type.shape)
 
     def ctype(self, value: Value) -> str:
-        return C_TYPES[value.dtype]
+        return CTYPES[value.dtype]
 
     def buf(self, value: Value) -> str:
         """The C expression of a value's data pointer."""
@@ -164,8 +164,8 @@ def _qadd(p: Program, node: Node) -> None:
     at = node.attrs
     p.code.line(
         f"host_qadd_i8({p.buf(a)}, {p.buf(b)}, {p.buf(out)}, {p.size(out)}, {_zp(a)}, "
-        f"{_zp(b)}, {c_int(at['a_multiplier'], 'int64_t')}, "
-        f"{c_int(at['b_multiplier'], 'int64_t')}, {int(at['shift'])}, {zo}, {lo}, {hi});"
+        f"{_zp(b)}, {c_int(at['a_multiplier'])}, "
+        f"{c_int(at['b_multiplier'])}, {int(at['shift'])}, {zo}, {lo}, {hi});"
     )
 
 
@@ -208,8 +208,8 @@ def _qavg_pool(p: Program, node: Node) -> None:
     st = _pool_struct(p, node, kernel, strides, pads, [1, 1])
     p.code.line(
         f"host_qavg_pool2d_i8({p.buf(x)}, {p.buf(node.outputs[0])}, &{st}, {_zp(x)}, "
-        f"{c_int(node.attrs['multiplier'], 'int64_t')}, "
-        f"{c_int(node.attrs['shift'], 'int64_t')}, {_zp(node.outputs[0])});"
+        f"{c_int(node.attrs['multiplier'])}, "
+        f"{c_int(node.attrs['shift'])}, {_zp(node.outputs[0])});"
     )
 
 

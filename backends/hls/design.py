@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends.hls.emitter import ctype
+from backends.c_emitter import ctype
 from compiler.ir.graph import Node, Value
 
 

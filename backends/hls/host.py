@@ -19,9 +19,9 @@ interpreter), runs them, and exits 1 on any output element whose bits differ.
 
 from __future__ import annotations
 
+from backends.c_emitter import CEmitter, c_float, ctype
 from backends.hls.codegen import HEADER, port_type
 from backends.hls.design import Buffer, Design, InputEdge, OutputEdge
-from backends.hls.emitter import CEmitter, c_float, ctype
 
 
 def _io_ctype(dtype: str) -> str:

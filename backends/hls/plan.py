@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from backends.c_names import Namer
 from backends.hls.design import Buffer, Design, InputEdge, Layer, OutputEdge, Port
 from backends.hls.islands import island_sources, island_table, tabulable
-from backends.hls.names import Namer
 from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.ops import OPS

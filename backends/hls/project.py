@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from backends.c_names import comment_text
 from backends.hls.design import Design
-from backends.hls.names import comment_text
 from backends.hls.resources import Model
 from backends.hls.reuse import Evaluation, budget_of
 from compiler.interpreter import interpret

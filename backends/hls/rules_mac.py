@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backends.c_emitter import ctype
 from backends.hls.design import Array, Buffer, Cost, Layer
-from backends.hls.emitter import ctype
 from backends.hls.plan import FLOAT_OPERAND, Lowering
 from compiler import numerics
 from compiler.ir.graph import Node, Value

@@ -11,6 +11,7 @@ Mutation goes through the helpers here (``add_node``, ``insert_before``, ``repla
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -335,11 +336,25 @@ class Graph:
         return counts
 
     def copy(self) -> Graph:
-        """A deep structural copy sharing constant arrays (they are treated as immutable)."""
-        from compiler.ir.parser import parse
-        from compiler.ir.printer import print_graph
-
-        return parse(print_graph(self), constants=dict(self.constants))
+        """A deep structural copy sharing constant arrays (they are treated as immutable):
+        the same names, types, attributes (copied, so a pass may edit them) and locations."""
+        new = Graph(self.name)
+        mapping: dict[int, Value] = {}
+        for v in self.inputs:
+            mapping[id(v)] = new.add_input(v.name, v.type, exact=True)
+        for node in self.nodes:
+            copied = new.create_node(
+                node.op, [mapping[id(v)] for v in node.inputs], copy.deepcopy(node.attrs),
+                [v.type for v in node.outputs], [v.name for v in node.outputs], node.loc,
+                exact_names=True,
+            )
+            new.nodes.append(copied)
+            for old, out in zip(node.outputs, copied.outputs, strict=True):
+                mapping[id(old)] = out
+        new.outputs = [mapping[id(v)] for v in self.outputs]
+        new.constants = dict(self.constants)
+        new._names |= self._names  # names a pass reserved stay reserved in the copy
+        return new
 
     def __str__(self) -> str:
         from compiler.ir.printer import print_graph

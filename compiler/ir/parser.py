@@ -8,8 +8,10 @@ Weights are not in the text (only their names and shapes): pass the data as ``co
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -87,8 +89,18 @@ def _parse_type(line: _Line) -> TensorType:
         raise line.error(str(e)) from None
 
 
+#: The keys a type's quantization parameters may hold (``QuantParams``' fields as printed).
+QUANT_KEYS = ("scale", "zp", "axis", "group")
+
+
 def _parse_quant(line: _Line) -> QuantParams:
     fields = _parse_attr_dict(line, quant=True)
+    unknown = sorted(set(fields) - set(QUANT_KEYS))
+    if unknown:
+        raise line.error(
+            f"unknown quantization key(s) {unknown}{_did_you_mean(unknown, QUANT_KEYS)}; "
+            f"a type's quantization takes {list(QUANT_KEYS)}"
+        )
     try:
         axis = fields.get("axis")
         scale = fields["scale"]
@@ -247,6 +259,7 @@ def _parse_node(
         inputs = _parse_operands(line, env, end=")")
         if line.peek("{"):
             attrs = _parse_attr_dict(line)
+        _check_attrs(line, op, attrs)
     loc = None
     if line.accept("loc("):
         loc = json.loads(line.match(_STRING, "a location string"))
@@ -262,3 +275,24 @@ def _parse_node(
     graph.nodes.append(node)
     for v in node.outputs:
         env[v.name] = v
+
+
+def _check_attrs(line: _Line, op: str, attrs: dict[str, Any]) -> None:
+    """An unknown op or attribute key is an error at its line: a typo such as ``{scael=...}``
+    would otherwise be dropped silently and the op would run with its default."""
+    from compiler.ir.ops import OPS
+
+    opdef = OPS.get(op)
+    if opdef is None:
+        return  # an unknown op is the verifier's to report, with the node's name
+    unknown = sorted(set(attrs) - set(opdef.attrs))
+    if unknown:
+        raise line.error(
+            f"unknown attribute(s) {unknown} for {op}{_did_you_mean(unknown, list(opdef.attrs))}"
+            f"; it takes {sorted(opdef.attrs) or 'none'}"
+        )
+
+
+def _did_you_mean(wrong: list[str], known: Sequence[str]) -> str:
+    close = [c for w in wrong for c in difflib.get_close_matches(w, known, n=1)]
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""

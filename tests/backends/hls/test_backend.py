@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import compiler
+from backends.c_names import Namer, c_identifier, comment_text
 from backends.hls import HlsBackend
-from backends.hls.names import Namer, c_identifier, comment_text
 from compiler.errors import BackendError
 from compiler.interpreter import interpret
 from compiler.ir import Graph, QuantParams, TensorType, f32, verify

@@ -1,13 +1,13 @@
 """Knowledge distillation (and plain fine-tuning) on the CPU: ``compiler.distill``.
 
-    student = compiler.torch_graph.to_torch(pruned_graph)
+    student = compiler.torchside.module.to_torch(pruned_graph)
     result = compiler.distill(teacher, student, (x_train, y_train), epochs=20)
     graph = student.to_graph()
 
 The student minimizes ``alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(t / T) ||
 softmax(s / T))`` (Hinton et al., 2015; the ``T^2`` keeps the soft gradients' scale independent
 of the temperature). Without labels it uses the soft term only; without a teacher
-(``teacher=None``, as ``compiler.prune_torch.fine_tune`` does) the labelled term only.
+(``teacher=None``, as ``compiler.torchside.prune.fine_tune`` does) the labelled term only.
 
 ``data`` is ``(x, y)`` arrays or tensors, ``x`` alone, or any iterable of ``(x, y)`` / ``x``
 batches (a ``DataLoader``). Training is seeded, shuffles each epoch, uses Adam with a cosine

@@ -16,60 +16,35 @@ constant (``fc1.weight`` in ``module.weights``).
 ``keep_zeros=True`` freezes the zeros of pruned weights with a mask (the gradient of a masked
 weight is 0 and the written-back weight is exactly 0), so unstructured sparsity survives
 fine-tuning. ``fake_quant`` trains through the integer weights the quantize pass will produce
-(see ``compiler.fake_quant``). torch is imported lazily: importing this module needs no torch.
+(see ``compiler.torchside.fake_quant``). torch is imported lazily: importing this module
+needs no torch.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compiler.errors import Unsupported, UnsupportedOpsError
-from compiler.ir.graph import Graph, Node
+from compiler.ir.graph import Graph
 from compiler.ir.ops import OPS
 from compiler.ir.types import is_float
+from compiler.torchside import ops as _ops  # noqa: F401  (its rules fill TORCH_OPS)
+from compiler.torchside.registry import TORCH_OPS, TRAINABLE, WEIGHTS
 
 if TYPE_CHECKING:
     import torch
 
-    from compiler.fake_quant import FakeQuant
-
-#: (op, operand index) of the constants that are trained.
-TRAINABLE: dict[str, tuple[int, ...]] = {
-    "nn.conv1d": (1, 2),
-    "nn.conv2d": (1, 2),
-    "nn.dense": (1, 2),
-    "nn.batch_norm": (1, 2),
-    "nn.layer_norm": (1, 2),
-}
-#: (op, operand index) of the weights that masks and fake quantization apply to.
-WEIGHTS: dict[str, int] = {"nn.conv1d": 1, "nn.conv2d": 1, "nn.dense": 1}
-
-TorchRule = Callable[[Node, list[Any], dict[str, Any]], Any]
-TORCH_OPS: dict[str, TorchRule] = {}
-
-
-def rule(*ops: str) -> Callable[[TorchRule], TorchRule]:
-    def register(fn: TorchRule) -> TorchRule:
-        for op in ops:
-            TORCH_OPS[op] = fn
-        return fn
-
-    return register
-
+    from compiler.torchside.fake_quant import FakeQuant
 
 def unsupported(graph: Graph) -> list[Unsupported]:
     """Every node ``to_torch`` cannot run, with the reason."""
-    from compiler.torch_graph_ops import register_all
-
-    register_all()
     out = []
     for node in graph.compute_nodes():
         if node.op not in TORCH_OPS:
-            out.append(Unsupported(node.op, node.where(), "no torch rule in compiler.torch_graph"))
+            out.append(Unsupported(node.op, node.where(), "no torch rule in compiler.torchside"))
         elif any(not is_float(v.dtype) for v in node.outputs if v.dtype != "bool"):
             out.append(Unsupported(node.op, node.where(), "integer op: train before quantizing"))
     return out
@@ -93,7 +68,7 @@ def _module_class() -> type:
     import torch
 
     class GraphModule(torch.nn.Module):
-        """``graph`` as a torch module; see ``compiler.torch_graph``."""
+        """``graph`` as a torch module; see ``compiler.torchside.module``."""
 
         def __init__(self, graph: Graph, keep_zeros: bool, fake_quant: FakeQuant | None):
             super().__init__()
@@ -181,11 +156,3 @@ def _weight_refs(graph: Graph) -> set[str]:
             assert producer is not None
             refs.add(str(producer.attrs["ref"]))
     return refs
-
-
-def runtime_shape(node: Node, shape: list[int], x: Any) -> list[int]:
-    """A reshape target with the batch dimension following the runtime input."""
-    static = node.inputs[0].type.shape
-    if shape and static and shape[0] == static[0] and x.shape[0] != static[0]:
-        return [int(x.shape[0]), *shape[1:]]
-    return shape

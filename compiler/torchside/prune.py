@@ -12,7 +12,7 @@ happens in torch. The route between them, for any model the frontend imports:
 
 A channel-pruned graph is physically smaller, so the student is a smaller network; an
 unstructured-pruned graph keeps its zeros through training with masks (``keep_zeros``). There
-is no model-class surgery: the student runs the IR itself (``compiler.torch_graph``), and the
+is no model-class surgery: the student runs the IR itself (``compiler.torchside.module``), and the
 weights go back into the very graph that compiles. torch is imported lazily.
 """
 
@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compiler.distill_impl import DistillResult, batches, distill, torch_threads
 from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph
+from compiler.torchside.distill import DistillResult, batches, distill, torch_threads
 from passes.prune_channels import ImportanceScores
 
 if TYPE_CHECKING:
     import torch
 
-    from compiler.fake_quant import FakeQuant
+    from compiler.torchside.fake_quant import FakeQuant
 
 
 def _named_weights(model: Any) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def student_from_graph(
     bit-exact, and the graph the FPGA pipeline would build anyway.
     """
     from compiler.pass_manager import run_pipeline
-    from compiler.torch_graph import to_torch
+    from compiler.torchside.module import to_torch
 
     graph = graph.copy()
     if fold_batchnorm:

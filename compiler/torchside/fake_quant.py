@@ -6,7 +6,7 @@ point, saturate, then ``(q - zp) * scale`` in float32) and passes the gradient s
 inside the representable range (the straight-through estimator; zero gradient where it
 saturates).
 
-``FakeQuant`` applies it to the conv / dense weights of a ``compiler.torch_graph`` module with
+``FakeQuant`` applies it to the conv / dense weights of a ``compiler.torchside.module`` module with
 the scales the quantize pass will choose (``passes.quant.weights.weight_scales``: symmetric,
 per output channel, optionally powers of two), recomputed from the current weights on every
 forward. So after training, the float weights written back into the graph and quantized by the

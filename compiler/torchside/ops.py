@@ -1,8 +1,8 @@
-"""The torch rules of ``compiler.torch_graph``: one function per IR op, as the interpreter has.
+"""The torch rules of ``compiler.torchside.module``: one function per IR op, as the interpreter has.
 
 Each rule takes the node, its operand tensors and its attributes (defaults filled in) and
 returns the output tensor(s), computing what ``compiler.interpreter`` computes for float
-graphs, differentiably. torch is imported on first use (``register_all``).
+graphs, differentiably. torch is imported on first use; the rules register at import.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from compiler.ir.graph import Node
 from compiler.ir.ops_nn import spatial_params
-from compiler.torch_graph import rule, runtime_shape
+from compiler.torchside.registry import rule, runtime_shape
 
 
 @functools.cache
@@ -245,7 +245,3 @@ _UNARY: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
 @rule(*_UNARY)
 def _unary(node: Node, xs: list[Any], a: dict[str, Any]) -> Any:
     return _UNARY[node.op](xs[0], a)
-
-
-def register_all() -> None:
-    """Nothing to do beyond importing this module: the rules register at import."""
