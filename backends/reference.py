@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 
 class ReferenceArtifact(Artifact):
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        return interpret(self.graph, *inputs)
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return interpret(self.graph, *arrays)
 
 
 class ReferenceBackend:

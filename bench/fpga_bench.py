@@ -264,7 +264,7 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory(prefix="fpga-bench-") as tmp:
         work = Path(tmp)
-        os.environ["TAPEOUT_HLS_CACHE"] = str(work / "cache")  # time a cold g++ build
+        os.environ["TAPEOUT_CACHE"] = str(work / "cache")  # time a cold g++ build
         _warm_up()
         for name in args.models.split(","):
             ours = run_tapeout(name, args.target, work, args.calibrator)

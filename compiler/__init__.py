@@ -22,6 +22,20 @@ def distill(*args: Any, **kwargs: Any) -> Any:
     return _distill(*args, **kwargs)
 
 
+def search(*args: Any, **kwargs: Any) -> Any:
+    """Fit a model to an FPGA budget; see ``compiler.hwsearch.fit.search`` (lazy: torch)."""
+    from compiler.hwsearch.fit import search as _search
+
+    return _search(*args, **kwargs)
+
+
+def nas(*args: Any, **kwargs: Any) -> Any:
+    """Hardware-aware architecture search; see ``compiler.hwsearch.nas.nas`` (lazy: torch)."""
+    from compiler.hwsearch.nas import nas as _nas
+
+    return _nas(*args, **kwargs)
+
+
 __all__ = [
     "PassContext",
     "QuantConfig",
@@ -31,5 +45,7 @@ __all__ = [
     "interpret",
     "list_targets",
     "load",
+    "nas",
+    "search",
 ]
 __version__ = "0.1.0"

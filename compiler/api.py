@@ -5,20 +5,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import tempfile
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compiler.backend import Artifact, get_backend, staged_dir, write_manifest
+from compiler.backend import Artifact, check_options, get_backend, staged_dir, write_manifest
 from compiler.context import Executor, PassContext, interpreter_executor
 from compiler.errors import BackendError, TapeoutError, UnsupportedOpsError
+from compiler.hwsearch.config import is_config
 from compiler.ir.graph import Graph
 from compiler.ir.parser import parse
 from compiler.ir.verifier import verify
+from compiler.manifest import model_source, verify_files
+from compiler.outdir import check_output_dir, release_temporary, temporary_root
 from compiler.pass_manager import Pass, PassManager, PipelineResult, build_pass, build_pipeline
 from compiler.quant_config import Precision, QuantConfig
 from compiler.specialize import is_static, specialize_from_inputs
@@ -128,9 +131,25 @@ def pass_context(
     )
 
 
+def _from_config(
+    path: str | Path, target: Any, calibration_data: Any, quant: Any, options: dict[str, Any]
+) -> tuple[Graph, Any, Any, Any]:
+    """A compile config's model, target, calibration data and per-layer precisions (what the
+    call gives explicitly wins); its backend options are merged into ``options``."""
+    from compiler.hwsearch.config import load_config
+
+    config = load_config(path)
+    for key, value in config.options.items():
+        options.setdefault(key, value)
+    if config.quantize_overrides and not isinstance(quant, QuantConfig):
+        quant = {"overrides": config.quantize_overrides, **(quant or {})}
+    calib = config.calibration if calibration_data is None else calibration_data
+    return config.graph, target or config.target, calib, quant
+
+
 def compile(
     model: Any,
-    target: str | Path | Target | Sequence[str | Path | Target] = "reference",
+    target: str | Path | Target | Sequence[str | Path | Target] | None = None,
     example_inputs: Sequence[Any] | None = None,
     calibration_data: Any = None,
     output_dir: str | Path | None = None,
@@ -150,8 +169,10 @@ def compile(
     """Compile ``model`` for ``target``; returns an artifact that runs, saves and reports.
 
     ``model``: torch.nn.Module (exported with ``example_inputs``), ExportedProgram, ONNX
-    ModelProto or .onnx path, or an IR Graph. ``target``: a name from ``targets/`` or a path to
-    a target file; a list of targets (or ``"zcu104+cpu"``) partitions the model across them,
+    ModelProto or .onnx path, or an IR Graph, or a compile config written by ``tapeout search``
+    (``config.json``: model, target, calibration data, per-layer precisions, backend options).
+    ``target``: a name from ``targets/`` or a path to a target file (default ``reference``); a
+    list of targets (or ``"zcu104+cpu"``) partitions the model across them,
     and ``pipeline_stages=N`` cuts it into N pipelined stages (``compiler.multi``).
     ``quant``: a ``QuantConfig`` (it replaces the quantize options of the
     target's pipeline; a precision other than fp32 adds a quantize pass where there is none)
@@ -162,7 +183,15 @@ def compile(
     ``engine=False``); the precision reaches it as the target's ``numerics.precision``.
     """
     say = progress or (lambda stage: None)
-    tgt = load_target(target)
+    if is_config(model):
+        model, target, calibration_data, quant = _from_config(
+            model, target, calibration_data, quant, options
+        )
+    tgt = load_target(target if target is not None else "reference")
+    # Before any work: a typo or a refused folder should not cost a compile.
+    check_options(tgt.backend, options)
+    if output_dir is not None:
+        output_dir = check_output_dir(output_dir, model)
     whole, changes = resolve_quant(
         tgt, quant, precision=precision, calibrator=calibrator, island_dtype=island_dtype
     )
@@ -197,6 +226,7 @@ def compile(
     art = _compile_into(backend, graph, tgt, output_dir, options, result)
     timings["backend_s"] = time.perf_counter() - t0
     art.timings.update({k: round(v, 4) for k, v in timings.items()})
+    art.source = model_source(model)
     if art.path is not None:
         write_manifest(art.path, art)
     say("done")
@@ -221,8 +251,9 @@ def _compile_into(
     options: dict[str, Any],
     result: PipelineResult,
 ) -> Artifact:
+    temporary = output_dir is None
     if output_dir is None:
-        output_dir = Path(tempfile.mkdtemp(prefix="tapeout-")) / graph.name
+        output_dir = temporary_root() / graph.name
     dest = Path(output_dir)
     with staged_dir(dest) as tmp:
         art = backend.compile(graph, tgt, tmp, dict(options))
@@ -231,17 +262,32 @@ def _compile_into(
         art.summary.setdefault("rewrites", dict(result.stats.fired))
         write_manifest(tmp, art)
     art.path = dest
+    if temporary:  # removed when the artifact is collected, or at exit, unless saved first
+        weakref.finalize(art, release_temporary, dest)
     return art
 
 
-def load(path: str | Path) -> Artifact:
-    """Reopen an artifact folder written by ``compile(..., output_dir=...)`` or ``save``."""
+def load(path: str | Path, verify: bool = True) -> Artifact:
+    """Reopen an artifact folder written by ``compile(..., output_dir=...)`` or ``save``.
+
+    ``verify`` checks every file against the manifest's sha256 and refuses a changed one
+    (``IntegrityError`` naming it); ``verify=False`` loads it anyway."""
     folder = Path(path)
     manifest_file = folder / "manifest.json"
     if not manifest_file.is_file():
         raise BackendError(f"{folder} is not a tapeout artifact (no manifest.json)")
     try:
         manifest = json.loads(manifest_file.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("format", 1), int):
+            raise ValueError("manifest.json is not a JSON object with an integer format")
+        for key in ("backend", "target"):
+            if not isinstance(manifest.get(key), str):
+                raise KeyError(f"manifest.json has no {key!r} name")
+        if verify and manifest.get("format", 1) >= 2:
+            verify_files(folder, manifest)
+        elif verify:
+            log.warning("artifact %s has a format-1 manifest without file hashes: not "
+                        "verified (recompile it to get them)", folder)
         with np.load(folder / "constants.npz", allow_pickle=False) as npz:
             constants = {k: npz[k] for k in npz.files}
         graph = parse((folder / "graph.ir").read_text(), constants)

@@ -15,9 +15,6 @@ import importlib
 import json
 import logging
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,6 +22,10 @@ import numpy as np
 
 from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph
+from compiler.manifest import file_hashes, sha256_file, versions
+from compiler.outdir import release_temporary, staged_dir
+
+__all__ = ["BACKENDS", "Artifact", "Backend", "get_backend", "staged_dir", "write_manifest"]
 
 if TYPE_CHECKING:
     from compiler.target import Target
@@ -41,7 +42,39 @@ BACKENDS: dict[str, str] = {
     "tensorrt": "backends.tensorrt:TensorRTBackend",
 }
 
-FORMAT_VERSION = 1
+#: The options each backend reads (``compile(**options)``, CLI ``--option KEY=VALUE``): a key
+#: none of them reads is a typo, refused with a "did you mean" instead of silently ignored.
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "reference": (),
+    "hls": ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs"),
+    "tvm": ("tune", "tune_minutes", "cache_dir", "tune_progress", "rpc_tracker", "rpc_key"),
+    "asic": (),
+    "onnx": ("opset",),
+    "tensorrt": ("engine", "precision", "float_precision", "sparsity", "workspace_mb",
+                 "shape_ranges", "dla_core", "timing_cache", "opset", "tf32"),
+}
+#: Options of compiler.multi (partitions and pipeline stages), accepted on every target.
+MULTI_OPTIONS = ("pipeline_stages", "stage_cores")
+
+
+def check_options(backend: str, options: dict[str, Any]) -> None:
+    """Raise ``UsageError`` for an option no backend of this compile reads (a partitioned
+    compile, backend ``multi``, passes options on to every kind of part)."""
+    import difflib
+
+    from compiler.errors import UsageError
+
+    names = [backend] if backend in BACKEND_OPTIONS else list(BACKEND_OPTIONS)
+    known = {*MULTI_OPTIONS, *(k for name in names for k in BACKEND_OPTIONS[name])}
+    for key in sorted(set(options) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown option {key!r} for the {backend} backend{hint} "
+                         f"(it takes: {', '.join(sorted(known)) or 'none'})")
+
+
+#: 2: the manifest lists file hashes, the input model, the target file's hash and versions.
+FORMAT_VERSION = 2
 
 
 class Backend(Protocol):
@@ -102,7 +135,24 @@ class Artifact:
     def backend(self) -> str:
         return self.target.backend
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    #: Files the artifact's own tools rewrite after compiling (a TensorRT engine built later
+    #: by the bundle's script): left out of the manifest's hashes.
+    unverified_files: tuple[str, ...] = ()
+    #: The input model's file name and sha256 (``compiler.manifest.model_source``).
+    source: dict[str, Any] | None = None
+
+    #: ``run`` also takes a leading batch axis of any size (see ``check_inputs``).
+    batched_inputs = False
+
+    def run(self, *inputs: Any) -> list[np.ndarray]:
+        """Run the artifact on one array per graph input; a wrong count, rank, shape or
+        dtype (a 0-d array included) is an ``InputError``, checked here for every backend."""
+        from compiler.interpreter import check_inputs
+
+        return self.execute(check_inputs(self.graph, inputs, batch=self.batched_inputs))
+
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on inputs already checked and converted (C order, the graph's dtypes)."""
         raise NotImplementedError
 
     # ---- reporting -----------------------------------------------------------------------
@@ -136,8 +186,9 @@ class Artifact:
             if self.path is not None and self.path.exists():
                 shutil.copytree(self.path, tmp, dirs_exist_ok=True)
             write_manifest(tmp, self)
-        self.path = dest
-        return dest
+        old, self.path = self.path, dest.resolve()
+        release_temporary(old)  # a compile without output_dir: its temp folder is not needed
+        return self.path
 
 
 def write_manifest(folder: Path, art: Artifact) -> None:
@@ -150,37 +201,22 @@ def write_manifest(folder: Path, art: Artifact) -> None:
         "target": art.target.name,
         # A custom target file is recorded by path; a shipped one by name alone.
         "target_file": None if _is_shipped(art.target.source_file) else art.target.source_file,
+        "target_sha256": sha256_file(Path(art.target.source_file))
+        if Path(art.target.source_file).is_file() else None,
+        "input_model": art.source,
+        "versions": versions(),
         "report": art.report_json(deterministic=True),
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     (folder / "report.txt").write_text(art.report(deterministic=True))
     (folder / "report.json").write_text(
         json.dumps(art.report_json(deterministic=True), indent=2, default=str))
+    # Hashed last, over everything written above; the manifest itself is written last of all,
+    # so a folder with a manifest is complete.
+    manifest["files"] = file_hashes(folder, {"manifest.json", *art.unverified_files})
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
 
 
 def _is_shipped(source_file: str) -> bool:
     from compiler.target import targets_dir
 
     return Path(source_file).resolve().parent == Path(str(targets_dir())).resolve()
-
-
-@contextmanager
-def staged_dir(dest: Path) -> Iterator[Path]:
-    """Yield a temp folder beside ``dest``; on success it replaces ``dest``, on failure it is
-    deleted, so a failed compile never leaves a half-written artifact."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        dest.rename(old)
-    tmp.rename(dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -9,19 +9,25 @@ on stdout (errors included: ``{"error": {"type": ..., "message": ...}}``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compiler import errors
+from compiler.hwsearch import cli as search_cli
 from compiler.quant_config import cli_flags, quant_changes
 
 EXIT_CODES: dict[type[BaseException], int] = {
+    errors.UsageError: 2,
+    errors.TargetError: 2,
     errors.FrontendError: 3,
     errors.ParseError: 3,
     errors.UnsupportedOpsError: 4,
@@ -57,6 +63,34 @@ def _inputs(paths: Sequence[str] | None) -> list[np.ndarray]:
         data = _load_npz_or_npy(path)
         arrays.extend(data.values() if isinstance(data, dict) else [data])
     return arrays
+
+
+def _named_inputs(graph: Any, paths: Sequence[str] | None) -> list[np.ndarray]:
+    """The arrays of ``--input`` files in the graph's input order: named arrays of an .npz
+    go to the input of that name, in the model's own spelling (``gpu_0/data_0``) or the
+    IR's (``gpu_0_data_0``); unnamed ones (``.npy``, ``arr_0``) fill the rest in order."""
+    from compiler.ir.graph import clean_name
+
+    names = [v.name for v in graph.inputs]
+    named: dict[str, np.ndarray] = {}
+    positional: list[np.ndarray] = []
+    for path in paths or []:
+        data = _load_npz_or_npy(path)
+        for key, array in (data.items() if isinstance(data, dict) else [("", data)]):
+            name = key if key in names else clean_name(key.strip("/") or key) if key else ""
+            if name in names:
+                named[name] = array
+            elif key and not key.startswith("arr_"):
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise errors.InputError(f"{path}: array {key!r} matches no input of graph "
+                                        f"@{graph.name} ({', '.join(names)}){hint}")
+            else:
+                positional.append(array)
+    rest = iter(positional)
+    out = [named[n] if n in named else next(rest, None) for n in names]
+    extra = list(rest)
+    return [a for a in out if a is not None] + extra  # Artifact.run reports a wrong count
 
 
 def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
@@ -102,9 +136,17 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, flag, None) is not None:
             options["pipeline_stages" if flag == "stages" else flag] = getattr(args, flag)
     for item in args.option or []:
-        key, _, value = item.partition("=")
-        options[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise errors.UsageError(f"--option {item!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+        except ValueError:
+            options[key] = value
+    _check_print_after(args)
     calib = _load_npz_or_npy(args.calib) if args.calib else None
+    if calib is not None:
+        _check_calibrated(args)
     example = _inputs(args.input) or None
     art = compiler.compile(
         args.model,
@@ -127,6 +169,35 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
     return art.report_json()
 
 
+#: Passes that read calibration data: ``--calib`` with none of them is a mistake.
+CALIBRATED_PASSES = frozenset({"quantize", "calibrate", "mixed-precision", "bias-correct"})
+
+
+def _check_calibrated(args: argparse.Namespace) -> None:
+    from compiler.api import plan_pipeline, resolve_quant
+    from compiler.hwsearch.config import is_config, load_config
+    from compiler.target import load_target
+
+    name = args.target or (load_config(args.model).target if is_config(args.model) else None)
+    target = load_target(name or "reference")
+    whole, changes = resolve_quant(target, quant_changes(args))
+    names = [p.name for p in plan_pipeline(target, args.pipeline, whole, changes)]
+    if not CALIBRATED_PASSES.intersection(names):
+        raise errors.UsageError(
+            f"--calib {args.calib} is given but nothing quantizes (the pipeline is "
+            f"{', '.join(names) or 'empty'}); add --precision int8 or drop --calib")
+
+
+def _check_print_after(args: argparse.Namespace) -> None:
+    from passes import PASSES
+
+    for name in getattr(args, "print_after", None) or []:
+        if name not in PASSES:
+            close = difflib.get_close_matches(name, sorted(PASSES), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise errors.UsageError(f"--print-after {name!r} is not a pass{hint}")
+
+
 def _explain(art: Any) -> str:
     fired = art.summary.get("rewrites", {})
     return "rewrites:\n" + "\n".join(f"  {k}: {v}x" for k, v in sorted(fired.items()))
@@ -139,6 +210,7 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.pass_manager import PassManager
     from compiler.target import load_target
 
+    _check_print_after(args)
     graph = import_model(args.model)
     verify(graph)
     result = None
@@ -175,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> dict[str, Any]:
     import compiler
 
     art = compiler.load(args.artifact)
-    outputs = art.run(*_inputs(args.input))
+    outputs = art.run(*_named_inputs(art.graph, args.input))
     if args.output:
         np.savez(args.output, *outputs)
     if not args.json:
@@ -269,9 +341,10 @@ def cmd_debug(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- the parser: one entry per command in COMMANDS -----------------------------------------
 def _args_compile(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="an .onnx file (or .ir text)")
-    p.add_argument("--target", "-t", default="reference",
-                   help="a target name or file; a+b partitions across devices")
+    p.add_argument("model", help="an .onnx file (or .ir text, or a config.json from search)")
+    p.add_argument("--target", "-t",
+                   help="a target name or file; a+b partitions across devices (default: a "
+                   "search config's target, else reference)")
     p.add_argument("-o", "--output", required=True, help="artifact folder to write")
     p.add_argument("--calib", help="calibration data (.npz: one array per input, samples first)")
     p.add_argument("--input", action="append", help="example input .npy/.npz (fixes shapes)")
@@ -333,11 +406,19 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "targets": ("list the hardware targets", lambda p: None, cmd_targets),
     "export": ("export a model's lowered graph (ONNX)", _args_export, cmd_export),
     "debug": ("find the layer where a compiled model diverges from float", _args_debug, cmd_debug),
+    "search": ("fit a model to an FPGA budget (pruning, bits, reuse)", *search_cli.COMMAND),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as ``UsageError`` (exit 2), so that ``--json`` can report them as JSON."""
+
+    def error(self, message: str) -> Any:
+        raise errors.UsageError(f"{self.prog}: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tapeout", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="tapeout", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, handler) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
@@ -348,25 +429,66 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from compiler.outdir import Terminated, terminate_on_sigterm
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except errors.UsageError as e:
+        if not as_json:
+            parser.print_usage(sys.stderr)
+        return _fail(e, as_json, "")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    terminate_on_sigterm()  # SIGTERM unwinds like Ctrl-C: staging folders are removed
     try:
-        result = args.func(args)
+        with _stdout_to_stderr(args.json):
+            result = args.func(args)
     except errors.TapeoutError as e:
-        code = _exit_code(e)
-        if args.json:
-            print(json.dumps({"ok": False, "error": {"type": type(e).__name__, "message": str(e)}}))
-        else:
-            print(f"tapeout {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return code
+        return _fail(e, args.json, args.command)
+    except KeyboardInterrupt:
+        return _fail(KeyboardInterrupt("interrupted"), args.json, args.command, 130)
+    except Terminated as e:
+        return _fail(e, args.json, args.command, 143)
     if args.json:
         print(json.dumps({"ok": True, **result}, default=str))
     return 0
+
+
+def _fail(e: BaseException, as_json: bool, command: str, code: int | None = None) -> int:
+    """One line on stderr, or the one JSON object on stdout; the exit code."""
+    if as_json:
+        print(json.dumps({"ok": False, "error": {"type": type(e).__name__, "message": str(e)}}))
+    else:
+        print(f"tapeout {command}: error: {type(e).__name__}: {e}".replace("  ", " "),
+              file=sys.stderr)
+    return _exit_code(e) if code is None else code
+
+
+@contextmanager
+def _stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Under ``--json`` stdout holds only the JSON object: whatever else is printed meanwhile
+    (TVM's ``[INFO]`` lines from C++, a toolchain's chatter) goes to stderr, at the file
+    descriptor level so native code is redirected too."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved_fd, saved_stream = os.dup(1), sys.stdout
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+        sys.stdout = saved_stream
 
 
 if __name__ == "__main__":

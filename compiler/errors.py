@@ -43,12 +43,40 @@ class InputError(TapeoutError):
     """Inputs given to ``run``/``interpret`` do not match the graph's inputs."""
 
 
+class UsageError(TapeoutError):
+    """An option, name or file given on the command line or to ``compile`` makes no sense
+    (an unknown option key, a pass name that is not in the pipeline, unused calibration
+    arrays); the message says what was meant where it can guess."""
+
+
+class OutputError(UsageError):
+    """The output folder cannot be written or must not be replaced (a folder that is not a
+    tapeout artifact, a file, the current folder, the folder of the input model)."""
+
+
 class TargetError(TapeoutError):
     """A target file is missing, unreadable, or has unknown or invalid keys."""
 
 
+class BudgetError(TapeoutError):
+    """No configuration a search found meets the budget. The message names each limit that
+    is short and by how much at the best point; ``result`` is the search's full result."""
+
+    def __init__(self, message: str, result: object = None):
+        super().__init__(message)
+        self.result = result
+
+
 class BackendError(TapeoutError):
     """A backend failed while compiling or running an artifact."""
+
+
+class IntegrityError(BackendError):
+    """An artifact's files do not match the hashes in its manifest (edited or damaged)."""
+
+
+class CacheError(BackendError):
+    """The cache folder cannot be created, locked or written."""
 
 
 class ToolchainUnavailable(BackendError):

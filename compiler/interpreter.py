@@ -18,7 +18,7 @@ from compiler import numerics
 from compiler.errors import InputError, TapeoutError, VerifyError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
-from compiler.ir.types import NUMPY_DTYPES, TensorType, is_int
+from compiler.ir.types import INT_RANGES, NUMPY_DTYPES, TensorType, is_int
 
 log = logging.getLogger(__name__)
 
@@ -61,41 +61,66 @@ def _one(fn: Callable[..., np.ndarray]) -> Impl:
     return run
 
 
-def check_inputs(graph: Graph, inputs: Sequence[Any]) -> list[np.ndarray]:
-    """Convert and check user inputs against the graph's input types; InputError if wrong."""
+def check_inputs(graph: Graph, inputs: Sequence[Any], batch: bool = False) -> list[np.ndarray]:
+    """Convert and check user inputs against the graph's input types; InputError if wrong.
+
+    ``batch``: a leading axis of any size replaces the first dimension of inputs of rank 2 or
+    more (the HLS C simulation runs one top-function call per sample)."""
     if len(inputs) != len(graph.inputs):
         raise InputError(
             f"graph @{graph.name} takes {len(graph.inputs)} input(s) "
             f"({', '.join('%' + v.name for v in graph.inputs)}), got {len(inputs)}"
         )
-    arrays: list[np.ndarray] = []
     symbols: dict[str, int] = {}
-    for value, x in zip(graph.inputs, inputs, strict=True):
-        arr = np.asarray(x)
-        t = value.type
-        if arr.ndim != t.rank:
-            raise InputError(
-                f"input %{value.name} expects {t}, got an array of shape {list(arr.shape)}"
-            )
-        for want, got in zip(t.shape, arr.shape, strict=True):
-            if isinstance(want, str):
-                if symbols.setdefault(want, got) != got:
-                    raise InputError(
-                        f"input %{value.name}: dimension {want} is {got} here but "
-                        f"{symbols[want]} in an earlier input"
-                    )
-            elif want != got:
-                raise InputError(f"input %{value.name} expects {t}, got shape {list(arr.shape)}")
-        want_dt = NUMPY_DTYPES[t.dtype]
-        if arr.dtype != want_dt:
-            same_kind = (
-                np.issubdtype(arr.dtype, np.floating) and np.issubdtype(want_dt, np.floating)
-            ) or (np.issubdtype(arr.dtype, np.integer) and np.issubdtype(want_dt, np.integer))
-            if not same_kind:
-                raise InputError(f"input %{value.name} expects dtype {t.dtype}, got {arr.dtype}")
-            arr = arr.astype(want_dt)
-        arrays.append(arr)
-    return arrays
+    return [_check_input(value, x, symbols, batch) for value, x in zip(graph.inputs, inputs,
+                                                                       strict=True)]
+
+
+def _as_array(value: Any, x: Any) -> np.ndarray:
+    try:
+        arr = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+    except (ValueError, TypeError) as e:  # ragged nested lists, objects NumPy cannot take
+        raise InputError(f"input %{value.name} is not an array: {e}") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"input %{value.name} expects {value.type}, got an array of "
+                         f"dtype {arr.dtype}")
+    return arr
+
+
+def _check_input(value: Any, x: Any, symbols: dict[str, int], batch: bool) -> np.ndarray:
+    arr = _as_array(value, x)
+    t = value.type
+    if arr.ndim != t.rank:
+        raise InputError(
+            f"input %{value.name} expects {t}, got an array of shape {list(arr.shape)}"
+        )
+    skip = 1 if batch and t.rank >= 2 else 0
+    for want, got in zip(t.shape[skip:], arr.shape[skip:], strict=True):
+        if isinstance(want, str):
+            if symbols.setdefault(want, got) != got:
+                raise InputError(
+                    f"input %{value.name}: dimension {want} is {got} here but "
+                    f"{symbols[want]} in an earlier input"
+                )
+        elif want != got:
+            raise InputError(f"input %{value.name} expects {t}, got shape {list(arr.shape)}")
+    want_dt = NUMPY_DTYPES[t.dtype]
+    if arr.dtype != want_dt:
+        # Same kind only: a float array given for an integer input would be truncated.
+        same_kind = (
+            np.issubdtype(arr.dtype, np.floating) and np.issubdtype(want_dt, np.floating)
+        ) or (np.issubdtype(arr.dtype, np.integer) and np.issubdtype(want_dt, np.integer))
+        if not same_kind:
+            raise InputError(f"input %{value.name} expects dtype {t.dtype}, got {arr.dtype}")
+    if t.dtype in INT_RANGES and arr.dtype.kind in "iu" and arr.size:
+        lo, hi = INT_RANGES[t.dtype]  # a cast would wrap silently
+        if int(arr.min()) < lo or int(arr.max()) > hi:
+            raise InputError(f"input %{value.name} expects {t.dtype}: values "
+                             f"{arr.min()}..{arr.max()} do not fit")
+    arr = arr.astype(want_dt, copy=False)
+    # C order for the native runtimes; np.require keeps a 0-d array 0-d (ascontiguousarray
+    # would make it 1-d, which TVM then refuses).
+    return np.require(arr, requirements="C")
 
 
 def interpret(
@@ -130,9 +155,23 @@ def interpret(
             raise VerifyError(f"{node.where()}: interpreter failed: {type(e).__name__}: {e}") from e
         for value, arr in zip(node.outputs, outs, strict=True):
             env[id(value)] = _as_type(arr, value.type)
+            _check_shape(node, value, env[id(value)])
         if observe is not None:
             observe(node, [env[id(v)] for v in node.outputs])
     return [env[id(v)] for v in graph.outputs]
+
+
+def _check_shape(node: Node, value: Any, arr: np.ndarray) -> None:
+    """The result must have the rank and static dims type inference promised: a backend
+    compiled from the types would otherwise disagree with this oracle without an error.
+    (Symbolic dims are not compared: two derived ones may share a name.)"""
+    want = value.type.shape
+    ok = len(want) == arr.ndim and all(
+        isinstance(w, str) or w == g for w, g in zip(want, arr.shape, strict=False)
+    )
+    if not ok:
+        raise VerifyError(f"{node.where()}: computes shape {list(arr.shape)} for "
+                          f"%{value.name}, but its type says {value.type}")
 
 
 def _as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:

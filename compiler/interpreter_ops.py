@@ -30,6 +30,12 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _pow(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if np.issubdtype(a.dtype, np.integer) and np.issubdtype(np.asarray(b).dtype, np.integer):
+        # Integer a ** -k is 1 / a ** k truncated toward zero (C, ONNX): 0 unless |a| == 1.
+        a, b = np.broadcast_arrays(a, b)
+        positive = np.power(a, np.maximum(b, 0))
+        one = np.where(b % 2 == 0, 1, a).astype(a.dtype)  # (+-1) ** -k
+        return np.where(b >= 0, positive, np.where(np.abs(a) == 1, one, 0)).astype(a.dtype)
     return np.power(a, b).astype(a.dtype)
 
 
@@ -160,6 +166,8 @@ IMPLS["math.argmax"] = _one(
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    if x.size == 0:  # nothing to normalize (and max has no identity)
+        return x.copy()
     m = np.max(x, axis=axis, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)
     e = np.exp(x - m)
@@ -167,6 +175,8 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    if x.size == 0:
+        return x.copy()
     m = np.max(x, axis=axis, keepdims=True)
     s = x - m
     return (s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))).astype(x.dtype)
@@ -187,8 +197,10 @@ def _reshape(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]
     return [xs[0].reshape(target)]
 
 
+# Both sizes explicit: a -1 is ambiguous when the tensor has no elements.
 IMPLS["tensor.flatten"] = _one(
-    lambda x, axis=1: x.reshape((int(np.prod(x.shape[:axis], dtype=np.int64)), -1))
+    lambda x, axis=1: x.reshape((int(np.prod(x.shape[:axis], dtype=np.int64)),
+                                 int(np.prod(x.shape[axis:], dtype=np.int64))))
 )
 IMPLS["tensor.transpose"] = _one(lambda x, perm: np.transpose(x, perm))
 IMPLS["tensor.squeeze"] = _one(lambda x, axes: np.asarray(np.squeeze(x, axis=tuple(axes))))
@@ -242,6 +254,8 @@ def _pad(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, pads, mode = xs[0], node.attrs["pads"], node.attrs.get("mode", "constant")
     n = x.ndim
     width = [(pads[i], pads[n + i]) for i in range(n)]
+    if n == 0:
+        return [x]
     if mode == "constant":
         return [
             np.pad(

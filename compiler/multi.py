@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from compiler.backend import Artifact, get_backend, write_manifest
+from compiler.backend import MULTI_OPTIONS, Artifact, get_backend, write_manifest
 from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph
 from compiler.partition import Part, cut_stages, group_by_device, lift, place, value_bytes
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 META_FILE = "multi.json"
 
 #: Backend options this backend takes itself; every other option goes to the parts' backends.
-OWN_OPTIONS = ("pipeline_stages", "stage_cores")
+OWN_OPTIONS = MULTI_OPTIONS
 
 
 class MultiArtifact(Artifact):
@@ -77,12 +77,8 @@ class MultiArtifact(Artifact):
         for part, art in zip(self.parts, self.artifacts, strict=True):
             art.path = None if value is None else Path(value) / part["dir"]
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        from compiler.interpreter import check_inputs
-
-        env = dict(
-            zip((v.name for v in self.graph.inputs), check_inputs(self.graph, inputs), strict=True)
-        )
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        env = dict(zip((v.name for v in self.graph.inputs), arrays, strict=True))
         for part, art in zip(self.parts, self.artifacts, strict=True):
             outs = art.run(*(env[name] for name in part["inputs"]))
             env.update(zip(part["outputs"], outs, strict=True))

@@ -10,6 +10,7 @@ reports), built by the caller and read back afterwards.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from compiler.context import PassContext, RewriteStats
-from compiler.errors import PassError, TapeoutError
+from compiler.errors import PassError, UsageError
 from compiler.ir.graph import Graph
 from compiler.ir.verifier import verify
 
@@ -58,7 +59,7 @@ def split_pipeline(spec: str) -> list[tuple[str, dict[str, Any]]]:
     while pos < len(spec):
         m = _ENTRY.match(spec, pos)
         if not m or m.end() == pos:
-            raise TapeoutError(
+            raise UsageError(
                 f"cannot parse pipeline {spec!r} at position {pos}: "
                 "expected name or name{key=value,...}"
             )
@@ -67,7 +68,7 @@ def split_pipeline(spec: str) -> list[tuple[str, dict[str, Any]]]:
             for item in filter(None, (s.strip() for s in m.group(2)[1:-1].split(","))):
                 key, eq, value = item.partition("=")
                 if not eq:
-                    raise TapeoutError(f"pipeline option {item!r} of {m.group(1)} needs key=value")
+                    raise UsageError(f"pipeline option {item!r} of {m.group(1)} needs key=value")
                 options[key.strip().replace("-", "_")] = _parse_option(value.strip())
         entries.append((m.group(1), options))
         pos = m.end()
@@ -82,7 +83,9 @@ def build_pass(name: str, options: dict[str, Any] | None = None) -> Pass:
 
     cls = PASSES.get(name)
     if cls is None:
-        raise TapeoutError(f"unknown pass {name!r}; available: {', '.join(sorted(PASSES))}")
+        close = difflib.get_close_matches(name, sorted(PASSES), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(f"unknown pass {name!r}; {hint}available: {', '.join(sorted(PASSES))}")
     options = options or {}
     factory = getattr(cls, "from_options", None)
     if factory is None:
@@ -91,7 +94,7 @@ def build_pass(name: str, options: dict[str, Any] | None = None) -> Pass:
         )
         unknown = set(options) - fields
         if unknown:
-            raise TapeoutError(
+            raise UsageError(
                 f"pass {name} has no option(s) {sorted(unknown)}; "
                 f"it takes {sorted(fields) or 'none'}"
             )
@@ -99,7 +102,7 @@ def build_pass(name: str, options: dict[str, Any] | None = None) -> Pass:
     try:
         return factory(**options)
     except (TypeError, ValueError) as e:
-        raise TapeoutError(f"bad options for pass {name}: {e}") from None
+        raise UsageError(f"bad options for pass {name}: {e}") from None
 
 
 def build_pipeline(spec: str | Sequence[str | Pass]) -> list[Pass]:

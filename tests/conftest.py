@@ -60,6 +60,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test (and every process it starts) caches under a temporary folder: a test
+    never reads or writes the user's ``~/.cache/tapeout``."""
+    os.environ["TAPEOUT_CACHE"] = str(tmp_path_factory.mktemp("tapeout-cache"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A NumPy generator seeded with 0: every test sees the same "random" data on every run."""

@@ -62,7 +62,7 @@ def test_errors_have_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert not (tmp_path / "o").exists()
     code, out, _ = run_cli("compile", DIGITS_ONNX, "--target", "nope", "-o", str(tmp_path / "o"),
                            "--json", capsys=capsys)
-    assert code == 1 and json.loads(out)["error"]["type"] == "TargetError"
+    assert code == 2 and json.loads(out)["error"]["type"] == "TargetError"  # bad usage
     code, _, err = run_cli("run", str(tmp_path), "--input", str(tmp_path / "x.npy"),
                            capsys=capsys)
     assert code == 5 and "not a tapeout artifact" in err

@@ -25,7 +25,6 @@ import numpy as np
 
 from compiler.backend import Artifact
 from compiler.errors import BackendError, Unsupported
-from compiler.interpreter import check_inputs
 from compiler.ir.graph import Graph
 from compiler.ir.types import NUMPY_DTYPES
 from compiler.report import layer_rows
@@ -59,9 +58,8 @@ class AsicArtifact(Artifact):
             self._lib = (self.path, lib)
         return self._lib[1]
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         lib = self._library()
-        arrays = [np.ascontiguousarray(a) for a in check_inputs(self.graph, inputs)]
         outs = [
             np.empty(tuple(int(d) for d in v.type.shape), NUMPY_DTYPES[v.dtype])
             for v in self.graph.outputs

@@ -20,6 +20,7 @@ from typing import Any
 from backends.asic.codegen import HOST_RULES, Program, emit_npu
 from backends.asic.partition import NpuLayer
 from backends.c_emitter import CEmitter
+from compiler import cache
 from compiler.errors import BackendError, ToolchainUnavailable
 from compiler.ir.graph import Graph
 
@@ -145,7 +146,7 @@ def _build_dir(folder: Path) -> Path:
     for path in sorted(folder.glob("*")):
         if path.suffix in (".c", ".h") or path.name == "Makefile":
             digest.update(path.name.encode() + path.read_bytes())
-    return Path(tempfile.gettempdir()) / "tapeout-asic" / digest.hexdigest()[:16]
+    return cache.cache_dir("asic") / digest.hexdigest()[:16]
 
 
 def load_library(folder: Path) -> ctypes.CDLL:
@@ -155,22 +156,33 @@ def load_library(folder: Path) -> ctypes.CDLL:
             raise ToolchainUnavailable(tool, "install build-essential (gcc and make)")
     build = _build_dir(folder)
     lib = build / "libmodel.so"
-    if not lib.exists():
-        tmp = Path(tempfile.mkdtemp(prefix="build.", dir=_ensure(build.parent)))
-        for path in folder.glob("*"):
-            if path.suffix in (".c", ".h") or path.name == "Makefile":
-                shutil.copyfile(path, tmp / path.name)
-        result = subprocess.run(["make", "-s", "-C", str(tmp)], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BackendError(f"building {folder} failed:\n{result.stdout}{result.stderr}")
-        shutil.rmtree(build, ignore_errors=True)
-        tmp.rename(build)
-    dll = ctypes.CDLL(str(lib))
+    with cache.locked(build):  # two compiles of the same program build it once
+        if not lib.exists():
+            _make(folder, build)
+        try:
+            dll = ctypes.CDLL(str(lib))
+        except OSError as e:  # a damaged library in the cache: build it again
+            cache.quarantine(build, str(e))
+            _make(folder, build)
+            dll = ctypes.CDLL(str(lib))
     dll.tapeout_init.restype = ctypes.c_int
     dll.tapeout_run.restype = ctypes.c_int
     dll.tapeout_run.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_void_p)]
     dll.npu_get_stats.restype = NpuStats
     return dll
+
+
+def _make(folder: Path, build: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="build.", dir=_ensure(build.parent)))
+    for path in folder.glob("*"):
+        if path.suffix in (".c", ".h") or path.name == "Makefile":
+            shutil.copyfile(path, tmp / path.name)
+    result = subprocess.run(["make", "-s", "-C", str(tmp)], capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BackendError(f"building {folder} failed:\n{result.stdout}{result.stderr}")
+    shutil.rmtree(build, ignore_errors=True)
+    tmp.rename(build)
 
 
 def _ensure(path: Path) -> Path:

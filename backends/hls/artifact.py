@@ -1,11 +1,11 @@
 """The HLS artifact: C simulation of the generated design with g++ and ctypes.
 
 ``run(*inputs)`` compiles ``firmware/<top>.cpp`` and ``tb/host.cpp`` once into a shared
-library (``g++ -O2 -std=c++14 -Wall -Werror``, cached by the sources' hash outside the
-artifact folder, so the folder stays as the compiler wrote it) and calls
-``tapeout_run`` through ctypes: one top-function call per sample. ``build_testbench`` and
-``run_testbench`` build and run ``tb/`` (optionally with -fsanitize=address,undefined) the
-way ``make csim`` does.
+library (``g++ -O2 -std=c++14 -Wall -Werror``, cached by the sources' hash in
+``$TAPEOUT_CACHE/hls`` outside the artifact folder, so the folder stays as the compiler
+wrote it) and calls ``tapeout_run`` through ctypes: one top-function call per sample.
+``build_testbench`` and ``run_testbench`` build and run ``tb/`` (optionally with
+-fsanitize=address,undefined) the way ``make csim`` does.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from compiler import cache
 from compiler.backend import Artifact
 from compiler.errors import BackendError, InputError, ToolchainUnavailable
 
@@ -46,12 +46,8 @@ def compiler_path() -> str:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("TAPEOUT_HLS_CACHE") or os.path.join(
-        tempfile.gettempdir(), f"tapeout-hls-{os.getuid() if hasattr(os, 'getuid') else 0}"
-    )
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    # Built libraries are renamed into place whole, so a reader never sees half a file.
+    return cache.cache_dir("hls")
 
 
 class HlsArtifact(Artifact):
@@ -90,8 +86,13 @@ class HlsArtifact(Artifact):
     # ---- building ------------------------------------------------------------------------
     def _build(self, flags: list[str], testbench: bool, name: str) -> Path:
         out = _cache_dir() / self._key(flags, testbench) / name
-        if out.exists():
-            return out
+        with cache.locked(out):  # two runs sharing the cache compile it once
+            if not out.exists():
+                self._compile(flags, testbench, out)
+        return out
+
+    def _compile(self, flags: list[str], testbench: bool, out: Path) -> None:
+        name = out.name
         out.parent.mkdir(parents=True, exist_ok=True)
         root = self._folder()
         tmp = out.with_name(f".{name}.{os.getpid()}")
@@ -111,7 +112,6 @@ class HlsArtifact(Artifact):
                 f"g++ failed on the generated design ({root}):\n{result.stderr[-4000:]}"
             )
         os.replace(tmp, out)
-        return out
 
     def build(self, sanitize: bool = False) -> Path:
         """The shared library that ``run`` loads (``sanitize``: ASan/UBSan instrumented)."""
@@ -137,24 +137,22 @@ class HlsArtifact(Artifact):
     def _library(self) -> ctypes.CDLL:
         path = self.build()
         if self._lib is None or self._lib_path != path:
-            lib = ctypes.CDLL(str(path))
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError as e:  # a damaged library in the cache: build it again
+                cache.quarantine(path, str(e))
+                lib = ctypes.CDLL(str(self.build()))
             lib.tapeout_run.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
             lib.tapeout_run.restype = ctypes.c_int
             self._lib, self._lib_path = lib, path
         return self._lib
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Run the C simulation; a leading axis of any size is a batch (one call per sample)."""
-        if len(inputs) != len(self.graph.inputs):
-            raise InputError(
-                f"graph @{self.graph.name} takes {len(self.graph.inputs)} "
-                f"input(s), got {len(inputs)}"
-            )
-        arrays, counts = [], set()
-        for value, x in zip(self.graph.inputs, inputs, strict=True):
-            arr, n = _batched(value.type, np.asarray(x), value.name)
-            arrays.append(arr)
-            counts.add(n)
+    batched_inputs = True  # a leading axis of any size is a batch (one call per sample)
+
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run the C simulation, one top-function call per sample."""
+        counts = {_batch(value.type, arr) for value, arr in zip(self.graph.inputs, arrays,
+                                                                strict=True)}
         if len(counts) != 1:
             raise InputError(f"inputs have different batch sizes {sorted(counts)}")
         n = counts.pop()
@@ -168,15 +166,9 @@ class HlsArtifact(Artifact):
         return outputs
 
 
-def _batched(t: Any, x: np.ndarray, name: str) -> tuple[np.ndarray, int]:
-    shape = tuple(int(d) for d in t.shape)
-    if x.shape == shape:
-        n = 1 if len(shape) < 2 else shape[0]
-    elif len(shape) >= 2 and x.ndim == len(shape) and x.shape[1:] == shape[1:]:
-        n = x.shape[0]
-    else:
-        raise InputError(f"input %{name} expects {t} (any batch), got shape {list(x.shape)}")
-    return np.ascontiguousarray(x, dtype=t.np_dtype), n
+def _batch(t: Any, x: np.ndarray) -> int:
+    """Samples in ``x`` (shapes were checked by ``Artifact.run``)."""
+    return int(x.shape[0]) if len(t.shape) >= 2 else 1
 
 
 def _out_shape(t: Any, n: int) -> tuple[int, ...]:

@@ -55,12 +55,12 @@ class OnnxArtifact(Artifact):
 
     _session: Any = None
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         if self.path is None or not (self.path / MODEL_FILE).is_file():
             raise BackendError(f"artifact {self.path} has no {MODEL_FILE}")
         if self._session is None:
             self._session = ort_session(self.path / MODEL_FILE)
-        return run_onnx(self._session, self.graph, inputs)
+        return run_onnx(self._session, self.graph, tuple(arrays))
 
 
 class OnnxBackend:

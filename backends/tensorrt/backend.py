@@ -11,7 +11,7 @@ the caller asked for the bundle only (``engine=False``, CLI ``--no-engine``).
 Options: ``engine`` (default True), ``precision`` (fp32/fp16/int8; default from the graph
 and target), ``float_precision`` (fp16/fp32: float islands of an int8 build), ``sparsity``
 ("auto"/True/False), ``workspace_mb``, ``shape_ranges`` ({symbol: (min, opt, max)}),
-``dla_core``, ``timing_cache`` (path; default under ``$TAPEOUT_CACHE_DIR`` or
+``dla_core``, ``timing_cache`` (path; default under ``$TAPEOUT_CACHE`` or
 ``~/.cache/tapeout``), ``opset`` (17..20), ``tf32``.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from string import Template
@@ -43,7 +42,6 @@ from backends.tensorrt.plan import (
 from backends.tensorrt.runtime import EngineRunner, require_toolchain
 from compiler.backend import Artifact
 from compiler.errors import BackendError, Unsupported
-from compiler.interpreter import check_inputs
 from compiler.ir.graph import Graph, Value
 
 if TYPE_CHECKING:
@@ -80,8 +78,10 @@ class TensorRTArtifact(Artifact):
     """The bundle, and the engine where one was built; ``run`` executes the engine."""
 
     _runner: EngineRunner | None = None
+    # build_engine.py writes these later, on the machine with the GPU.
+    unverified_files = (ENGINE_FILE, LAYERS_FILE, CACHE_FILE)
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         folder = self.path
         if folder is None or not (folder / ENGINE_FILE).is_file():
             raise BackendError(
@@ -90,7 +90,6 @@ class TensorRTArtifact(Artifact):
         if self._runner is None:
             self._runner = EngineRunner(folder / ENGINE_FILE)
         config = json.loads((folder / CONFIG_FILE).read_text())
-        arrays = check_inputs(self.graph, inputs)
         feeds = {name: a for name, a in zip(config["inputs"], arrays, strict=True)}
         outs = self._runner.run(feeds)
         return [outs[name] for name in config["outputs"]]
@@ -167,8 +166,9 @@ class TensorRTBackend:
 
 def default_timing_cache(plan: BuildPlan) -> Path:
     """A timing cache kept across compiles: per target, under the user's cache folder."""
-    root = Path(os.environ.get("TAPEOUT_CACHE_DIR") or Path.home() / ".cache" / "tapeout")
-    return root / "tensorrt" / f"{plan.target}-sm{plan.compute_capability}.timing.cache"
+    from compiler.cache import cache_root
+
+    return cache_root() / "tensorrt" / f"{plan.target}-sm{plan.compute_capability}.timing.cache"
 
 
 def write_bundle(plan: BuildPlan, folder: Path) -> None:

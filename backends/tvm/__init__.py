@@ -95,11 +95,13 @@ class TvmArtifact(Artifact):
         import tvm
 
         arrays = check_inputs(self.graph, inputs)
-        return [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
+        return [tvm.runtime.tensor(a) for a in arrays]
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+    def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        import tvm
+
         vm = self._machine()
-        outs = vm["main"](*self._arguments(inputs))
+        outs = vm["main"](*[tvm.runtime.tensor(a) for a in arrays])
         return [np.asarray(o.numpy()) for o in outs]
 
     def profile(self, *inputs: np.ndarray, repeat: int = 10) -> list[dict[str, Any]]:

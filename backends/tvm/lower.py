@@ -188,6 +188,25 @@ def merged_rules() -> dict[str, Rule]:
     return {**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}
 
 
+_INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})
+_EXP_OPS = ("math.exp", "nn.sigmoid", "nn.softmax", "nn.log_softmax", "nn.silu")
+#: Operand dtypes TVM's CPU code generation fails on (raw TVM errors found by the fuzzer):
+#: op -> (refused first-operand dtypes, why).
+OPERAND_LIMITS: dict[str, tuple[frozenset[str], str]] = {
+    "math.argmax": (frozenset({"bool"}), "argmax of bool (TVM has no minimum of bool)"),
+    "math.pow": (_INTS, "integer power (TVM's power takes floats only)"),
+    **{op: (frozenset({"f16"}), "f16 exp (LLVM has no f16 exp intrinsic here); use fp32")
+       for op in _EXP_OPS},
+}
+
+
+def _operand_reason(node: Node) -> str | None:
+    limit = OPERAND_LIMITS.get(node.op)
+    if limit is not None and node.inputs and node.inputs[0].dtype in limit[0]:
+        return limit[1]
+    return None
+
+
 def check_graph(graph: Graph) -> list[Unsupported]:
     """Every node the CPU backend cannot lower, each with a reason."""
     rules = merged_rules()
@@ -217,7 +236,7 @@ def check_graph(graph: Graph) -> list[Unsupported]:
         if any(not v.type.is_static for v in node.outputs):
             items.append(Unsupported(node.op, where, "symbolic output shape"))
             continue
-        reason = rule.check(graph, node) if rule.check else None
+        reason = _operand_reason(node) or (rule.check(graph, node) if rule.check else None)
         if reason:
             items.append(Unsupported(node.op, where, reason))
     return items

@@ -230,6 +230,10 @@ def _split(ctx: LowerContext, node: Node) -> Sequence[Any]:
     a = ctx.attrs(node)
     axis = int(a["axis"]) % node.inputs[0].type.rank
     bounds = [int(v) for v in np.cumsum(a["sizes"])[:-1]]
+    if 0 in a["sizes"]:  # TVM's split wants strictly increasing bounds: slice each part
+        x = ctx.arg(node.inputs[0])
+        return [ctx.emit(_R().strided_slice(x, [axis], [start], [start + int(size)]))
+                for start, size in zip([0, *bounds], a["sizes"], strict=True)]
     parts = ctx.emit(_R().split(ctx.arg(node.inputs[0]), bounds, axis))
     return [ctx.emit(relax.TupleGetItem(parts, i)) for i in range(len(node.outputs))]
 

@@ -414,11 +414,34 @@ class FallbackRule:
         return sch
 
 
+class ZeroSizeRule:
+    """A kernel over a zero-size tensor (Phi-3 slices ``x[..., 16:]`` of a 16-wide head) has
+    loops of extent 0: it is left as it is, since it does no work and every tiling would
+    divide by its extent."""
+
+    def __init__(self, params: CpuParams):
+        self.params = params
+
+    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
+        from tvm import s_tir
+
+        sch = s_tir.Schedule(func)
+        try:
+            blocks = _blocks(sch)
+        except _schedule_error():
+            return None
+        if any(_extent(sch, loop) == 0 for block in blocks for loop in sch.get_loops(block)):
+            return sch
+        return None
+
+
 def default_rules(params: CpuParams) -> list[Any]:
-    """Ours first, then DLight's CPU rules, then the fallback."""
+    """Ours first (zero-size kernels before all), then DLight's CPU rules, then the
+    fallback."""
     from tvm.s_tir import dlight
 
     return [
+        _as_dlight(ZeroSizeRule(params)),
         _as_dlight(KernelRule(params)),
         _as_dlight(RowRule(params)),
         dlight.cpu.GEMV(),

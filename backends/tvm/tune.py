@@ -9,9 +9,11 @@ The database (MetaSchedule's ``JSONDatabase``: one JSON line per measured schedu
 as it is measured) lives in ``<cache>/<workload hash>/``, where ``<cache>`` is the
 ``cache_dir`` option, else ``$TAPEOUT_CACHE/tvm``, else ``~/.cache/tapeout/tvm``, and the
 hash covers the fused kernels' TIR and the target. ``state.json`` beside it counts the trials
-and seconds spent. A recompile with the same budget finds them and skips tuning; a bigger
-budget tunes only the difference; a run interrupted mid-way keeps every record it measured
-and the next run continues from there.
+and seconds spent. A compile holds the folder's lock while it tunes (a second compile of the
+same workload waits, then finds the trials done); a folder with a corrupt database or state
+file is moved aside with a warning and tuned afresh (``compiler.cache``). A recompile with
+the same budget finds them and skips tuning; a bigger budget tunes only the difference; a run
+interrupted mid-way keeps every record it measured and the next run continues from there.
 
 Before searching, each tuned kernel's schedule from our own rules is measured and committed
 as a record too, so the database's best is never worse than the untuned build.
@@ -20,9 +22,7 @@ as a record too, so the database's best is never worse than the untuned build.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ import numpy as np
 
 from backends.tvm.kernels import PREFIX
 from backends.tvm.rpc import Tracker, builder_and_runner, free_servers, parse_tracker
+from compiler import cache
 from compiler.errors import BackendError
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,7 @@ def tune_options(options: dict[str, Any]) -> Tuning | None:
 def cache_root(options: dict[str, Any]) -> Path:
     if options.get("cache_dir"):
         return Path(options["cache_dir"])
-    if os.environ.get("TAPEOUT_CACHE"):
-        return Path(os.environ["TAPEOUT_CACHE"]) / "tvm"
-    return Path.home() / ".cache" / "tapeout" / "tvm"
+    return cache.cache_root() / "tvm"
 
 
 #: Kernels reading an operand bigger than this are left to our rules. MetaSchedule times each
@@ -115,26 +114,62 @@ def workload_key(mod: Any, tgt: Any) -> str:
     return digest.hexdigest()[:20]
 
 
+DATABASE_FILES = ("database_workload.json", "database_tuning_record.json")
+
+
+def _valid_state(data: Any) -> bool:
+    return (isinstance(data, dict) and isinstance(data.get("trials"), int)
+            and isinstance(data.get("seconds"), int | float))
+
+
 def _state(folder: Path) -> dict[str, Any]:
-    path = folder / "state.json"
-    return json.loads(path.read_text()) if path.exists() else {"trials": 0, "seconds": 0.0}
+    return dict(cache.read_json(folder / "state.json", {"trials": 0, "seconds": 0.0},
+                                _valid_state))
 
 
 def _save_state(folder: Path, state: dict[str, Any]) -> None:
-    tmp = folder / "state.json.tmp"
-    tmp.write_text(json.dumps(state))
-    tmp.replace(folder / "state.json")
+    cache.write_json(folder / "state.json", state)
+
+
+def check_tuning_folder(folder: Path) -> None:
+    """Move ``folder`` aside if its database or state file is corrupt: the records and the
+    trial count go together, so the workload is tuned afresh."""
+    why = next(filter(None, (cache.json_lines_ok(folder / n) for n in DATABASE_FILES)), None)
+    state = folder / "state.json"
+    if why is None and state.exists():
+        before = state.exists()
+        _state(folder)  # quarantines a corrupt state file on its own
+        why = "state.json is corrupt" if before and not state.exists() else None
+    if why is not None:
+        cache.quarantine(folder, why)
+
+
+def _open_database(folder: Path) -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    check_tuning_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return ms.database.JSONDatabase(work_dir=str(folder))
+    except Exception as e:  # records that are JSON but not MetaSchedule's: TVM's RuntimeError
+        cache.quarantine(folder, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        folder.mkdir(parents=True, exist_ok=True)
+        return ms.database.JSONDatabase(work_dir=str(folder))
 
 
 def tuned_database(mod: Any, tgt: Any, target: Any, tuning: Tuning) -> tuple[Any, dict]:
     """Tune what the budget still asks for; return the database and what was done (the
     ``tune_trials`` total and ``tune_workload`` hash go in the report, the rest varies from
     run to run and goes in the artifact's timings)."""
-    from tvm.s_tir import meta_schedule as ms
-
     folder = tuning.cache_dir / workload_key(mod, tgt)
-    folder.mkdir(parents=True, exist_ok=True)
-    database = ms.database.JSONDatabase(work_dir=str(folder))
+    with cache.locked(folder):
+        return _tune_locked(mod, tgt, target, tuning, folder)
+
+
+def _tune_locked(
+    mod: Any, tgt: Any, target: Any, tuning: Tuning, folder: Path
+) -> tuple[Any, dict]:
+    database = _open_database(folder)
     state = _state(folder)
     remaining = None if tuning.trials is None else tuning.trials - int(state["trials"])
     seconds_left = None if tuning.minutes is None else tuning.minutes * 60 - state["seconds"]

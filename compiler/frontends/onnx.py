@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 SUPPORTED_OPSETS = range(9, 22)
 """Default-domain opset versions the converters are written and tested for."""
 
+#: The largest dimension a model may declare: sizes past 2^31 overflow the 32-bit index
+#: arithmetic of TVM and HLS loops, and no real tensor is that long.
+MAX_DIM = (1 << 31) - 1
+
 _SKELETON_LIMIT = 1024  # elements; bigger initializers are left out of checker and inference
 
 
@@ -100,11 +104,46 @@ def _load(model: onnx.ModelProto | str | os.PathLike[str]) -> tuple[onnx.ModelPr
     if not path.is_file():
         raise FrontendError(f"{path}: no such ONNX file")
     try:
-        return onnx.load(str(path)), str(path)
+        model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError, UnicodeDecodeError) as e:
         raise FrontendError(
             f"{path}: not a readable ONNX model (truncated or corrupt?): {type(e).__name__}: {e}"
         ) from None
+    _check_external_data(model, path)
+    try:
+        onnx.load_external_data_for_model(model, str(path.parent))
+    except (onnx.checker.ValidationError, ValueError, OSError) as e:
+        raise FrontendError(f"{path}: external data cannot be read: {e}") from None
+    return model, str(path)
+
+
+def _check_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Every external-data file must be a regular file inside the model's folder (a model
+    file must not make the compiler read ``/etc/shadow`` or ``../../secrets``), and its
+    offset and length must lie within that file."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    folder = path.parent.resolve()
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        where = f"{path}: initializer {tensor.name!r}"
+        try:
+            info = ExternalDataInfo(tensor)
+            offset, length = int(info.offset or 0), int(info.length or 0)
+        except (ValueError, TypeError) as e:
+            raise FrontendError(f"{where}: invalid external data entry: {e}") from None
+        location = Path(info.location or "")
+        target = (folder / location).resolve()
+        if not info.location or location.is_absolute() or not target.is_relative_to(folder):
+            raise FrontendError(f"{where}: external data location {info.location!r} is not "
+                                f"inside the model's folder {folder}; refused")
+        if not target.is_file():
+            raise FrontendError(f"{where}: external data file {info.location!r} is missing")
+        size = target.stat().st_size
+        if offset < 0 or length < 0 or offset + length > size:
+            raise FrontendError(f"{where}: external data range offset={offset} length={length} "
+                                f"lies outside {info.location!r} ({size} bytes)")
 
 
 def _proto_label(model: onnx.ModelProto) -> str:
@@ -264,6 +303,11 @@ def _declared_shape(value_info: onnx.ValueInfoProto, where: str) -> list[Dim]:
     dims: list[Dim] = []
     for i, d in enumerate(tensor.shape.dim):
         if d.HasField("dim_value"):
+            if not 0 <= d.dim_value <= MAX_DIM:
+                raise FrontendError(
+                    f"{where}: input {value_info.name!r} declares dimension {i} = "
+                    f"{d.dim_value}; a dimension must be in 0..{MAX_DIM}"
+                )
             dims.append(int(d.dim_value))
         else:
             dims.append(symbol_name(d.dim_param or f"{value_info.name}_dim{i}"))
@@ -329,6 +373,8 @@ def _cross_check(importer: Importer, skeleton: onnx.ModelProto, where: str) -> N
                     d.dim_value = new
                 else:
                     d.dim_param = new
+    if not _inference_safe(skeleton):
+        return
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
     except Exception as e:  # inference is only a cross-check: never fail the import on it
@@ -347,3 +393,14 @@ def _cross_check(importer: Importer, skeleton: onnx.ModelProto, where: str) -> N
                 "%s: ONNX infers shape %s for %r, the IR has %s", where, dims, value_info.name,
                 list(value.shape),
             )  # fmt: skip
+
+
+def _inference_safe(skeleton: onnx.ModelProto) -> bool:
+    """False for models on which onnx's C++ shape inference aborts the whole process (a
+    Split whose output count disagrees with ``num_outputs``): checked before calling it."""
+    for node in skeleton.graph.node:
+        if node.op_type == "Split":
+            count = next((a.i for a in node.attribute if a.name == "num_outputs"), None)
+            if count is not None and count != len(node.output):
+                return False
+    return True

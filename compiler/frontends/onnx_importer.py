@@ -361,6 +361,13 @@ class Importer:
             return
         except ShapeError as e:
             raise ShapeError(f"ONNX {proto.op_type} node {loc!r}: {e}") from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
+            # A converter reading attributes or constants out of range (kernel_shape of length
+            # 8, a stride of 0, a split count of 2^31): the model is invalid, say where.
+            raise FrontendError(
+                f"ONNX {op} node {loc!r}: invalid attributes or operands: "
+                f"{type(e).__name__}: {e}"
+            ) from None
         for name, out in zip(proto.output, outs, strict=False):
             self.bind(name, out)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from compiler.errors import ShapeError
 from compiler.frontends.onnx_importer import (
     Known,
     OnnxNode,
@@ -299,6 +300,9 @@ def _conv(n: OnnxNode) -> Sequence[Output]:
     if nsp not in (1, 2):
         raise Reject(f"{nsp}-D convolution (the IR has 1-D and 2-D)")
     kernel = [int(k) for k in w.shape[2:]]
+    declared = n.attr("kernel_shape")
+    if declared is not None and [int(k) for k in declared] != kernel:
+        raise ShapeError(f"kernel_shape {list(declared)} disagrees with the weight's {kernel}")
     strides, dilations = _spatial_attrs(n, nsp)
     pads = explicit_pads(n, x.shape[2:], kernel, strides, dilations)
     group = int(n.attr("group", 1))

@@ -89,6 +89,8 @@ def _split(n: OnnxNode) -> Sequence[Output]:
         sizes = [int(s) for s in n.attr("split")]
     else:
         size, count = x.shape[axis], int(n.attr("num_outputs", len(n.outputs)))
+        if count != len(n.outputs) or count < 1:
+            raise ShapeError(f"num_outputs is {count} but the node has {len(n.outputs)} outputs")
         if not isinstance(size, int):
             raise Reject(f"splitting the symbolic dimension {size!r} into equal parts")
         chunk = math.ceil(size / count)  # opset 18: the last part may be smaller

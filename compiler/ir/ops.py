@@ -180,6 +180,25 @@ def _binary(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(_same_dtype(types), broadcast_shapes(types[0].shape, types[1].shape))]
 
 
+def _arithmetic(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Numbers only: NumPy has no bool subtract/divide/power, and no backend does either."""
+    if any(t.dtype == "bool" for t in types):
+        raise _fail("arithmetic on bool operands; cast them to a number type first")
+    return _binary(types, attrs)
+
+
+def _logic(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    if any(is_float(t.dtype) for t in types):
+        raise _fail(f"logic on float operands ({', '.join(t.dtype for t in types)})")
+    return _binary(types, attrs) if len(types) == 2 else [types[0].with_quant(None)]
+
+
+def _unary_number(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    if types[0].dtype == "bool":
+        raise _fail("arithmetic on a bool operand; cast it to a number type first")
+    return _unary(types, attrs)
+
+
 def _compare(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     _same_dtype(types)
     return [TensorType("bool", broadcast_shapes(types[0].shape, types[1].shape))]
@@ -195,19 +214,19 @@ def _unary_float(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
 
 
 for _name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod"):
-    _op(f"math.{_name}", "a b", tags="elementwise binary")(_binary)
+    _op(f"math.{_name}", "a b", tags="elementwise binary")(_arithmetic)
 for _name in ("equal", "less", "greater", "less_equal", "greater_equal"):
     _op(f"math.{_name}", "a b", tags="elementwise compare")(_compare)
 for _name in ("and", "or", "xor"):
-    _op(f"math.{_name}", "a b", tags="elementwise logic")(_binary)
-_op("math.not", "x", tags="elementwise")(_unary)
+    _op(f"math.{_name}", "a b", tags="elementwise logic")(_logic)
+_op("math.not", "x", tags="elementwise")(_logic)
 for _name in ("neg", "abs"):
-    _op(f"math.{_name}", "x", tags="elementwise unary")(_unary)
+    _op(f"math.{_name}", "x", tags="elementwise unary")(_unary_number)
 for _name in ("exp", "log", "sqrt", "rsqrt", "reciprocal", "erf", "tanh", "sin", "cos"):
     _op(f"math.{_name}", "x", tags="elementwise unary")(_unary_float)
 for _name in ("relu", "sigmoid", "hardswish", "silu"):
-    _op(f"nn.{_name}", "x", tags="elementwise unary activation")(_unary)
-_op("nn.relu6", "x", tags="elementwise unary activation")(_unary)
+    _op(f"nn.{_name}", "x", tags="elementwise unary activation")(_unary_number)
+_op("nn.relu6", "x", tags="elementwise unary activation")(_unary_number)
 _op("nn.leaky_relu", "x", {"alpha": 0.01}, tags="elementwise unary activation")(_unary_float)
 _op("nn.hardsigmoid", "x", {"alpha": 1 / 6, "beta": 0.5}, tags="elementwise unary activation")(
     _unary_float
@@ -237,9 +256,18 @@ def _cast(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType
 def _reduced_shape(shape: Shape, axes: Sequence[int] | None, keepdims: bool) -> Shape:
     rank = len(shape)
     axes_n = set(range(rank)) if axes is None else {norm_axis(a, rank) for a in axes}
+    if axes is not None and len(axes_n) != len(axes):
+        raise _fail(f"reduction axes {list(axes)} name an axis twice")
     return tuple(
         1 if i in axes_n else d for i, d in enumerate(shape) if keepdims or i not in axes_n
     )
+
+
+def _nonempty_axes(t: TensorType, axes: Sequence[int] | None, what: str) -> None:
+    """max/min/argmax have no identity: over an empty axis they have no value at all."""
+    axes_n = range(t.rank) if axes is None else [norm_axis(a, t.rank) for a in axes]
+    if any(t.shape[a] == 0 for a in axes_n):
+        raise _fail(f"{what} over an empty axis of {t}")
 
 
 def _reduce(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -248,12 +276,22 @@ def _reduce(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     ]
 
 
-for _name in ("mean", "sum", "max", "min", "prod"):
+def _reduce_extreme(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    _nonempty_axes(types[0], attrs["axes"], "max/min")
+    return _reduce(types, attrs)
+
+
+for _name in ("mean", "sum", "prod"):
     _op(f"math.reduce_{_name}", "x", {"axes": None, "keepdims": False}, tags="reduce")(_reduce)
+for _name in ("max", "min"):
+    _op(f"math.reduce_{_name}", "x", {"axes": None, "keepdims": False}, tags="reduce")(
+        _reduce_extreme
+    )
 
 
 @_op("math.argmax", "x", {"axis": -1, "keepdims": False}, tags="reduce")
 def _argmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    _nonempty_axes(types[0], [attrs["axis"]], "argmax")
     return [TensorType("i64", _reduced_shape(types[0].shape, [attrs["axis"]], attrs["keepdims"]))]
 
 
@@ -271,6 +309,8 @@ OPS["nn.log_softmax"] = OpDef("nn.log_softmax", ("x",), {"axis": -1}, _softmax)
 def _layer_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Normalize over dimensions ``axis..rank-1``, then scale by gamma and shift by beta."""
     _float(types[0])
+    if types[0].rank == 0:
+        raise _fail("layer_norm of a scalar: there is no axis to normalize over")
     axis = norm_axis(attrs["axis"], types[0].rank)
     norm_shape = types[0].shape[axis:]
     for t in types[1:]:
@@ -346,6 +386,9 @@ def _batch_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
 def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Local response normalization across channels (ONNX LRN, PyTorch LocalResponseNorm)."""
     _float(types[0])
+    if types[0].rank < 2 or int(attrs["size"]) < 1:
+        raise _fail(f"LRN needs an input with channels (rank >= 2, got {types[0].rank}) and "
+                    f"size >= 1 (got {attrs['size']})")
     return [types[0]]
 
 

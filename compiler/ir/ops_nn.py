@@ -54,6 +54,9 @@ def _check_act(attrs: dict[str, Any]) -> None:
             f"unknown fused activation {attrs['act']!r}; expected one of "
             f"{sorted(FUSED_ACTIVATIONS)}"
         )
+    args = attrs.get("act_args", [])
+    if not isinstance(args, list | tuple) or not all(isinstance(a, int | float) for a in args):
+        raise ShapeError(f"act_args {args!r} must be a list of numbers")
 
 
 def _out_dtype(x: TensorType, w: TensorType, attrs: dict[str, Any]) -> str:
@@ -75,6 +78,10 @@ def spatial_params(attrs: dict[str, Any], n: int) -> tuple[list[int], list[int],
     if len(strides) != n or len(pads) != 2 * n or len(dilations) != n:
         raise ShapeError(
             f"strides/pads/dilations {strides}/{pads}/{dilations} do not fit {n} spatial dims"
+        )
+    if min(strides) < 1 or min(dilations) < 1 or min(pads, default=0) < 0:
+        raise ShapeError(
+            f"strides {strides} and dilations {dilations} must be >= 1, pads {pads} >= 0"
         )
     return strides, pads, dilations
 
@@ -184,6 +191,8 @@ def _pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType
     if x.rank != 4:
         raise ShapeError(f"2-D pooling wants NCHW input, got {x.shape}")
     k = list(attrs["kernel"])
+    if len(k) != 2 or min(k) < 1:
+        raise ShapeError(f"pooling kernel {k} must be two sizes >= 1")
     strides, pads, dil = spatial_params({**attrs, "strides": attrs["strides"] or k}, 2)
     spatial = [
         conv_out_dim(
@@ -226,6 +235,8 @@ def _global_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     x = types[0]
     if x.rank < 3:
         raise ShapeError(f"global pooling wants [N, C, ...] input, got {x.shape}")
+    if 0 in x.shape[2:]:
+        raise ShapeError(f"global pooling over an empty window: {x.shape}")
     return [TensorType(x.dtype, (x.shape[0], x.shape[1]) + (1,) * (x.rank - 2), x.quant)]
 
 
@@ -238,6 +249,9 @@ def _adaptive_avg_pool2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> 
     """PyTorch's adaptive average pooling to ``output_size`` [OH, OW]."""
     x = types[0]
     _float(x)
+    if x.rank != 4 or len(attrs["output_size"]) != 2 or min(attrs["output_size"]) < 1:
+        raise ShapeError(f"adaptive pooling of {x} to {attrs['output_size']}: wants NCHW "
+                         "input and two output sizes >= 1")
     oh, ow = attrs["output_size"]
     return [TensorType(x.dtype, (x.shape[0], x.shape[1], oh, ow))]
 

@@ -99,6 +99,8 @@ def _concat(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
 def _split(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = types[0].shape
     axis = norm_axis(attrs["axis"], len(shape))
+    if not attrs["sizes"] or min(attrs["sizes"]) < 0:
+        raise ShapeError(f"split sizes {attrs['sizes']} must be one or more sizes >= 0")
     if isinstance(shape[axis], int) and sum(attrs["sizes"]) != shape[axis]:
         raise ShapeError(f"split sizes {attrs['sizes']} do not add up to {shape[axis]}")
     return [_keep(types, shape[:axis] + (s,) + shape[axis + 1 :])[0] for s in attrs["sizes"]]
@@ -145,7 +147,10 @@ def _squeeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
 def _unsqueeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = list(types[0].shape)
     rank = len(shape) + len(attrs["axes"])
-    for a in sorted(norm_axis(a, rank) for a in attrs["axes"]):
+    axes = sorted(norm_axis(a, rank) for a in attrs["axes"])
+    if len(set(axes)) != len(axes):
+        raise ShapeError(f"unsqueeze axes {list(attrs['axes'])} name an axis twice")
+    for a in axes:
         shape.insert(a, 1)
     return _keep(types, tuple(shape))
 
@@ -177,7 +182,16 @@ def _pad(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
         raise ShapeError(f"{len(pads)} pads for rank {len(shape)}")
     if attrs["mode"] not in ("constant", "reflect", "edge"):
         raise ShapeError(f"pad mode {attrs['mode']!r} is not supported")
+    if min(pads, default=0) < 0:
+        raise ShapeError(f"negative pads {list(pads)} (cropping) are not supported")
     n = len(shape)
+    for i, d in enumerate(shape):
+        grows = pads[i] or pads[n + i]
+        if grows and isinstance(d, int) and attrs["mode"] != "constant" and (
+            d == 0 or (attrs["mode"] == "reflect" and max(pads[i], pads[n + i]) >= d)
+        ):
+            raise ShapeError(f"{attrs['mode']} padding of {pads[i]}/{pads[n + i]} on a "
+                             f"dimension of size {d}")
     out = tuple(
         d + pads[i] + pads[n + i] if isinstance(d, int) else f"{d}'" for i, d in enumerate(shape)
     )

@@ -29,7 +29,7 @@ import numpy as np
 
 from compiler.errors import CalibrationError, TapeoutError
 from compiler.interpreter import interpret
-from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.graph import Graph, Node, Value, clean_name
 from compiler.ir.ops import infer_types
 from compiler.ir.types import NUMPY_DTYPES, TensorType, is_float
 from compiler.ir.verifier import verify
@@ -110,12 +110,39 @@ def _from_item(graph: Graph, item: Any) -> list[Sample]:
     return _from_dict(graph, {graph.inputs[0].name: item})
 
 
+def _by_input_name(graph: Graph, data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Keys as IR input names, and the keys that name no input: a model's own spelling
+    (``gpu_0/data_0``) is accepted for the IR's (``gpu_0_data_0``)."""
+    names = {v.name for v in graph.inputs}
+    out: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, array in data.items():
+        name = key if key in names else clean_name(str(key).strip("/") or str(key))
+        if name in names:
+            out[name] = array
+        else:
+            unknown.append(str(key))
+    return out, unknown
+
+
 def _from_dict(graph: Graph, data: dict[str, Any]) -> list[Sample]:
+    import difflib
+
+    given = sorted(map(str, data))
+    data, unknown = _by_input_name(graph, data)
     missing = [v.name for v in graph.inputs if v.name not in data]
     if missing:
         raise CalibrationError(
             f"calibration data has no array for input(s) {', '.join('%' + m for m in missing)} "
-            f"(it has {sorted(data)})"
+            f"(it has {given})"
+        )
+    if unknown:  # a typo would otherwise be ignored silently
+        names = sorted(v.name for v in graph.inputs)
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise CalibrationError(
+            f"calibration array(s) {unknown} match no input of graph @{graph.name} "
+            f"(inputs: {', '.join(names)}){hint}"
         )
     per_input = [_split_input(v, data[v.name]) for v in graph.inputs]
     counts = {len(s) for s in per_input}

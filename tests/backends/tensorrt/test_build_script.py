@@ -164,7 +164,7 @@ def test_backend_builds_through_the_script(
 ) -> None:
     """engine=True with TensorRT present: the engine, the inspector's layers, the report."""
     monkeypatch.setattr(trt_backend, "require_toolchain", lambda: None)
-    monkeypatch.setenv("TAPEOUT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TAPEOUT_CACHE", str(tmp_path / "cache"))
     graph, _ = quantized_mlp()
     art = api.compile(graph, target="h100", output_dir=tmp_path / "a")
     assert (tmp_path / "a" / "model.engine").is_file() and (
