@@ -198,4 +198,10 @@ def is_integer_node(node: Node) -> bool:
     return bool(node.inputs) and is_int(node.inputs[0].dtype)
 
 
-from compiler import interpreter_more, interpreter_nn, interpreter_ops, interpreter_quant  # noqa: E402,F401  (fill IMPLS)
+from compiler import (  # noqa: E402,F401  (fill IMPLS)
+    interpreter_llm,
+    interpreter_more,
+    interpreter_nn,
+    interpreter_ops,
+    interpreter_quant,
+)

@@ -226,3 +226,77 @@ def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
     if shift <= 0:
         return np.left_shift(x64, -shift)
     return np.right_shift(x64 + (1 << (shift - 1)), shift)
+
+
+# ---- block-quantized LLM weights (Q4_0/Q4_1/Q8_0, tapeout's int4/int8 groups) ---------------
+#
+# A block-quantized dense weight is integers ``q[N, K]`` with one float scale ``d[N, B]`` and,
+# for asymmetric formats, one float offset ``m[N, B]`` per block of ``g = K / B`` consecutive
+# inputs: ``w[n, k] = d[n, b] * q[n, k] (+ m[n, b])`` with ``b = k // g``. GGUF's Q8_0 is
+# i8 + d, Q4_0 is i4 + d (its stored nibbles minus 8), Q4_1 is u4 + d + m.
+#
+# ``q.block_dense`` multiplies by such a weight the way llama.cpp does, with the dot products
+# in integers. The activations are quantized per row and per block of g (llama.cpp's Q8_0):
+#
+#     dx[b]  = float32(max|x[b*g:(b+1)*g]| / 127);   qx = saturate_i8(rint(x / dx))  (0 where dx=0)
+#     isum[n, b] = sum_k q[n, k] * qx[k]                               (exact, |isum| < 2^21)
+#     xsum[b]    = sum_k qx[k]
+#     t[n, b]  = f64(float32(d[n, b] * dx[b])) * f64(isum[n, b])        (exact in float64)
+#     u[n, b]  = f64(m[n, b]) * f64(float32(dx[b] * float32(xsum[b])))   (exact in float64)
+#     acc = 0.0 (f64);  for b in 0..B-1:  acc = acc + t[n, b];  acc = acc + u[n, b]
+#     y[n] = float32(acc)
+#
+# Each product is exact in float64 (24 + 21 and 24 + 24 significant bits), so a kernel may
+# fuse a multiply into its add (FMA) without changing a bit; only the order of the additions
+# is fixed: block by block, in order. A backend that keeps that order (vectors run across
+# output rows) matches this definition bit for bit.
+
+#: Largest block (group) a block-quantized weight may use: keeps ``|isum| < 2^21``.
+MAX_BLOCK = 128
+
+
+def quantize_act_blocks(x: np.ndarray, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row, per-block symmetric int8 activations: ``(qx i8 [..., K], dx f32 [..., B])``."""
+    x = np.asarray(x, dtype=np.float32)
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // group, group)
+    dx = (np.abs(blocks).max(axis=-1) / np.float32(127)).astype(np.float32)
+    safe = np.where(dx > 0, dx, np.float32(1))[..., None]
+    q = np.where(dx[..., None] > 0, np.rint(blocks / safe), 0)
+    return saturate(q.astype(np.int64), "i8").reshape(x.shape), dx
+
+
+def block_dense(
+    x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None
+) -> np.ndarray:
+    """``x @ w.T`` for block-quantized ``w`` (see above); ``x`` f32 [..., K] -> f32 [..., N]."""
+    n, k = q.shape
+    nblocks = np.asarray(d).shape[1]
+    group = k // nblocks
+    qx, dx = quantize_act_blocks(x, group)
+    lead = qx.shape[:-1]
+    qx3 = qx.reshape(-1, nblocks, group).astype(np.int64)
+    q3 = np.asarray(q).reshape(n, nblocks, group).astype(np.int64)
+    isum = np.einsum("mbg,nbg->mnb", qx3, q3)
+    dx2 = dx.reshape(-1, nblocks)
+    ds = (np.asarray(d, np.float32)[None] * dx2[:, None, :]).astype(np.float32)
+    terms = [ds.astype(np.float64) * isum.astype(np.float64)]
+    if m is not None:
+        xsum = qx3.sum(axis=-1).astype(np.float32)
+        c = (dx2 * xsum).astype(np.float32)
+        terms.append(np.asarray(m, np.float32)[None].astype(np.float64) * c[:, None, :])
+    acc = np.zeros(isum.shape[:2], dtype=np.float64)
+    for b in range(nblocks):  # the order of the additions is part of the definition
+        for t in terms:
+            acc = acc + t[:, :, b]
+    return acc.astype(np.float32).reshape(*lead, n)
+
+
+def dequantize_blocks(q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
+    """The float32 weight ``d * q (+ m)`` of a block-quantized ``q`` [N, K]."""
+    n, k = q.shape
+    group = k // np.asarray(d).shape[1]
+    scale = np.repeat(np.asarray(d, np.float32), group, axis=1)
+    w = np.asarray(q).astype(np.float32) * scale
+    if m is not None:
+        w = w + np.repeat(np.asarray(m, np.float32), group, axis=1)
+    return w.astype(np.float32)

@@ -26,6 +26,7 @@ from passes.quantize import (
     QuantizeRewrite,
     QuantReportPass,
 )
+from passes.quantize_llm import QuantizeLLM
 from passes.recognize_attention import RecognizeAttention
 from passes.recognize_gelu import RecognizeGelu
 from passes.recognize_layernorm import RecognizeLayerNorm
@@ -48,6 +49,7 @@ PASSES: dict[str, type] = {
     "prune-magnitude": PruneMagnitude,
     "quant-report": QuantReportPass,
     "quantize": Quantize,
+    "quantize-llm": QuantizeLLM,
     "quantize-rewrite": QuantizeRewrite,
     "recognize-attention": RecognizeAttention,
     "recognize-gelu": RecognizeGelu,

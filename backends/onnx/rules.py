@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from backends.onnx import rules_llm as llm
 from backends.onnx import rules_math as m
 from backends.onnx import rules_nn as nn
 from backends.onnx import rules_quant as q
@@ -100,6 +101,7 @@ _RULES: dict[str, Rule] = {
     "q.add": Rule(q.lower_qadd),
     "q.avg_pool2d": Rule(q.lower_qavg_pool),
     "q.global_avg_pool": Rule(q.lower_qglobal_avg_pool, q.check_qglobal_avg_pool),
+    "q.block_dense": Rule(llm.lower_block_dense),
 }
 
 # tensor.identity and nn.dropout move values too.

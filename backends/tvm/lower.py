@@ -183,12 +183,13 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES})
+    return extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES})
 
 
 _INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})

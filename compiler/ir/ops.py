@@ -402,4 +402,10 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
     return [types[0]]
 
 
-from compiler.ir import ops_more, ops_nn, ops_quant, ops_tensor  # noqa: E402,F401  (register the rest of the table)
+from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
+    ops_llm,
+    ops_more,
+    ops_nn,
+    ops_quant,
+    ops_tensor,
+)

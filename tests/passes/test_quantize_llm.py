@@ -1,0 +1,153 @@
+"""Block-quantized LLM weights: numerics, the interpreter and the quantize-llm pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler import numerics
+from compiler.context import PassContext
+from compiler.interpreter import interpret
+from compiler.ir import Graph
+from compiler.ir.parser import parse
+from compiler.ir.printer import print_graph
+from compiler.ir.types import TensorType
+from compiler.ir.verifier import verify
+from passes.quant.llm_weights import quantize_blocks
+from passes.quantize_llm import QuantizeLLM
+
+
+def _reference(x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None) -> np.ndarray:
+    """block_dense written out with Python integers and one loop per sum (no NumPy tricks)."""
+    n, k = q.shape
+    g = k // d.shape[1]
+    out = np.zeros((x.shape[0], n), np.float32)
+    for r in range(x.shape[0]):
+        for i in range(n):
+            acc = 0.0
+            for b in range(k // g):
+                xb = x[r, b * g : (b + 1) * g].astype(np.float32)
+                dx = np.float32(np.abs(xb).max() / np.float32(127))
+                qx = [int(np.rint(v / dx)) if dx > 0 else 0 for v in xb]
+                isum = sum(int(q[i, b * g + j]) * qx[j] for j in range(g))
+                ds = np.float32(np.float32(d[i, b]) * dx)
+                acc = acc + float(ds) * float(isum)
+                if m is not None:
+                    c = np.float32(dx * np.float32(sum(qx)))
+                    acc = acc + float(np.float32(m[i, b])) * float(c)
+            out[r, i] = np.float32(acc)
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int8a", "int4", "int4a"])
+def test_block_dense_matches_a_scalar_reference(rng: np.random.Generator, fmt: str) -> None:
+    w = rng.standard_normal((6, 64)).astype(np.float32)
+    x = rng.standard_normal((3, 64)).astype(np.float32) * 3
+    x[1, :32] = 0  # an all-zero activation block has scale 0: its products are 0
+    bw = quantize_blocks(w, fmt, 32)
+    got = numerics.block_dense(x, bw.q, bw.d, bw.m)
+    m = None if bw.m is None else bw.m.astype(np.float32)
+    want = _reference(x, bw.q, bw.d.astype(np.float32), m)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(("fmt", "tol"), [("int8", 0.02), ("int8a", 0.02), ("int4", 0.15)])
+def test_block_formats_approximate_the_float_weight(
+    rng: np.random.Generator, fmt: str, tol: float
+) -> None:
+    w = rng.standard_normal((16, 128)).astype(np.float32)
+    bw = quantize_blocks(w, fmt, 32)
+    err = np.abs(bw.dequantize() - w).max() / np.abs(w).max()
+    assert err < tol
+    x = rng.standard_normal((2, 128)).astype(np.float32)
+    y = numerics.block_dense(x, bw.q, bw.d, bw.m)
+    ref = x @ w.T
+    cos = (y * ref).sum() / np.linalg.norm(y) / np.linalg.norm(ref)
+    assert cos > (0.999 if fmt.startswith("int8") else 0.98)
+
+
+def _mlp(rng: np.random.Generator) -> Graph:
+    g = Graph("mlp")
+    x = g.add_input("x", TensorType("f32", (1, 4, 64)))
+    w1 = g.add_const("up.weight", rng.standard_normal((96, 64)).astype(np.float32))
+    b1 = g.add_const("up.bias", rng.standard_normal(96).astype(np.float32))
+    h = g.add_node("nn.dense", [x, w1, b1], loc="up").output
+    h = g.add_node("nn.silu", [h]).output
+    w2 = g.add_const("head.weight", rng.standard_normal((40, 96)).astype(np.float32))
+    g.outputs = [g.add_node("nn.dense", [h, w2], loc="head").output]
+    return g
+
+
+def test_pass_rewrites_dense_and_keeps_the_lm_head_at_int8(rng: np.random.Generator) -> None:
+    g = _mlp(rng)
+    x = rng.standard_normal((1, 4, 64)).astype(np.float32)
+    ref = interpret(g, x)[0]
+    assert QuantizeLLM(weights="int4", group=32).run(g, PassContext())
+    verify(g)
+    ops = [n.op for n in g.nodes if n.op != "const"]
+    assert ops == ["q.block_dense", "math.add", "nn.silu", "q.block_dense"]
+    dtypes = [n.inputs[1].dtype for n in g.nodes if n.op == "q.block_dense"]
+    assert dtypes == ["i4", "i8"]  # the head (a graph output) is int8 by default
+    out = interpret(g, x)[0]
+    cos = (out * ref).sum() / np.linalg.norm(out) / np.linalg.norm(ref)
+    assert cos > 0.98
+    text = print_graph(g)
+    assert "q.block_dense" in text and "group=32" in text
+    again = parse(text, dict(g.constants))
+    np.testing.assert_array_equal(interpret(again, x)[0], out)
+
+
+def test_pass_takes_given_blocks_as_they_are(rng: np.random.Generator) -> None:
+    g = _mlp(rng)
+    w = g.constants["up.weight"]
+    given = quantize_blocks(w, "int4a", 32)
+    QuantizeLLM(weights="int8", lm_head="f32", blocks={"up.weight": given}).run(g, PassContext())
+    dense = [n for n in g.nodes if n.op == "q.block_dense"]
+    assert len(dense) == 1  # the head stays float
+    np.testing.assert_array_equal(g.const_value(dense[0].inputs[1]), given.q)
+    np.testing.assert_array_equal(g.const_value(dense[0].inputs[3]), given.m)
+
+
+def test_pass_declines_a_group_that_does_not_divide(rng: np.random.Generator) -> None:
+    g = _mlp(rng)
+    assert not QuantizeLLM(weights="int8", group=128, lm_head="same").run(g, PassContext())
+
+
+def test_block_dense_rejects_bad_scale_shapes() -> None:
+    from compiler.errors import ShapeError
+    from compiler.ir.ops import infer_types
+
+    x, q = TensorType("f32", (1, 64)), TensorType("i4", (8, 64))
+    with pytest.raises(ShapeError, match="block scales"):
+        infer_types("q.block_dense", [x, q, TensorType("f32", (8, 3))], {"group": 32})
+    with pytest.raises(ShapeError, match="must divide"):
+        infer_types("q.block_dense", [x, q, TensorType("f32", (8, 2))], {"group": 48})
+
+
+def test_llm_graphs_share_each_quantized_weight(rng: np.random.Generator) -> None:
+    from types import SimpleNamespace
+
+    from passes.quantize_llm import quantize_llm_graphs
+
+    prefill, decode = _mlp(rng), _mlp(np.random.default_rng(1))
+    decode.constants = dict(prefill.constants)  # one set of weights, as compile_llm has
+    for node in decode.nodes:
+        if node.op == "const":
+            decode.constants[node.attrs["ref"]] = prefill.constants[node.attrs["ref"]]
+    graphs = SimpleNamespace(prefill=prefill, decode=decode, weights=dict(prefill.constants))
+    quantize_llm_graphs(graphs, weights="int4", group=32)
+    assert "up.weight" not in graphs.weights and "up.weight_q" in graphs.weights
+    for graph in (prefill, decode):
+        assert all(graph.constants[n] is graphs.weights[n] for n in graph.constants)
+
+
+def test_pipeline_text_builds_the_pass() -> None:
+    from compiler.errors import TapeoutError
+    from compiler.pass_manager import build_pass, split_pipeline
+
+    ((name, options),) = split_pipeline("quantize-llm{weights=int8,group=64,sym=false}")
+    built = build_pass(name, options)
+    assert (built.weights, built.group, built.sym) == ("int8", 64, False)
+    with pytest.raises(TapeoutError, match="int4 or int8"):
+        QuantizeLLM(weights="int3")
