@@ -62,6 +62,9 @@ class Rule:
     lower: LowerFn
     check: CheckFn | None = None
     layouts: bool = False
+    #: The rule packs its constant operands itself (q.block_dense's 4-bit weights, two per
+    #: byte), so a sub-byte dtype there is not a missing TVM type.
+    packs_constants: bool = False
 
 
 @dataclass
@@ -233,7 +236,10 @@ def check_graph(graph: Graph) -> list[Unsupported]:
         if rule is None:
             items.append(Unsupported(node.op, where, "no TVM lowering"))
             continue
-        bad = [v for v in [*node.inputs, *node.outputs] if v.dtype not in TVM_DTYPES]
+        bad = [
+            v for v in [*node.inputs, *node.outputs]
+            if v.dtype not in TVM_DTYPES and not (rule.packs_constants and v.is_const)
+        ]
         if bad:
             items.append(Unsupported(node.op, where, f"dtype {bad[0].dtype} has no TVM type"))
             continue

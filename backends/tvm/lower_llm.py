@@ -68,4 +68,4 @@ def _lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(relax.op.reshape(y, static_shape(node.outputs[0])))]
 
 
-LLM_RULES: dict[str, Rule] = {"q.block_dense": Rule(_lower, _check)}
+LLM_RULES: dict[str, Rule] = {"q.block_dense": Rule(_lower, _check, packs_constants=True)}

@@ -8,6 +8,7 @@ data the rule's check refuses the node and says so.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -345,7 +346,7 @@ MORE_RULES: dict[str, Rule] = {
 def _with_check(rule: Rule, check: Any) -> Rule:
     """``rule`` with ``check`` run before its own check."""
     own = rule.check
-    return Rule(rule.lower, lambda g, n: check(g, n) or (own(g, n) if own else None), rule.layouts)
+    return dataclasses.replace(rule, check=lambda g, n: check(g, n) or (own(g, n) if own else None))
 
 
 def extend(rules: dict[str, Rule]) -> dict[str, Rule]:
