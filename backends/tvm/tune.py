@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,12 +210,31 @@ def _tasks(mod: Any, tgt: Any, folder: Path) -> tuple[list[Any], list[float]]:
     strategy = ms.search_strategy.EvolutionarySearch(
         population_size=128, init_min_unmeasured=32, genetic_num_iters=2
     )
-    return ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted,
-        str(folder / "logs"),
-        strategy=strategy,
-        num_threads=max(int(tgt.attrs["num-cores"]), 1),
-    )
+    with _unnamed_handlers_aside():
+        return ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted,
+            str(folder / "logs"),
+            strategy=strategy,
+            num_threads=max(int(tgt.attrs["num-cores"]), 1),
+        )
+
+
+@contextmanager
+def _unnamed_handlers_aside() -> Iterator[None]:
+    """MetaSchedule rebuilds its loggers with ``logging.config.dictConfig``, listing the
+    handlers already on its logger by name; a handler with no name (pytest's log capture
+    attaches some after a first tuning run in the process) makes it fail with
+    ``'NoneType' object has no attribute 'format'``. Such handlers are set aside while it
+    configures and put back afterwards."""
+    logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    unnamed = [h for h in logger.handlers if h.get_name() is None]
+    for handler in unnamed:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in unnamed:
+            logger.addHandler(handler)
 
 
 def _seed_with_our_rules(tasks: list[Any], database: Any, tgt: Any, target: Any) -> None:
