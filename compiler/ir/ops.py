@@ -101,7 +101,7 @@ def infer_types(
         return opdef.infer(types, opdef.with_defaults(attrs))
     except ShapeError as e:
         raise ShapeError(f"{where or op}: {e}") from None
-    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, ZeroDivisionError) as e:
         raise ShapeError(
             f"{where or op}: invalid operands or attributes for {op}: {type(e).__name__}: {e}"
         ) from None

@@ -243,12 +243,29 @@ def _unary_more_float(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     return [types[0]]
 
 
+def _integers(types: Sequence[TensorType]) -> None:
+    for t in types:
+        if is_float(t.dtype):
+            raise ShapeError(f"bitwise ops take integers or bool, got {t.dtype}")
+
+
+def _bitwise_not(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    _integers(types)
+    return [types[0]]
+
+
+def _bitwise(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    _integers(types)
+    return _binary(types, attrs)
+
+
 for _name, _float_only in UNARY_MORE.items():
     _op(f"math.{_name}", "x", tags="elementwise unary")(
-        _unary_more_float if _float_only else (lambda t, a: [t[0]])
+        _unary_more_float if _float_only
+        else _bitwise_not if _name == "bitwise_not" else (lambda t, a: [t[0]])
     )
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
-    _op(f"math.{_name}", "a b", tags="elementwise binary")(_binary)
+    _op(f"math.{_name}", "a b", tags="elementwise binary")(_bitwise)
 
 
 #: Coordinate transformations of ``nn.resize_linear`` (ONNX Resize's names).
