@@ -391,6 +391,40 @@ def build_bert_encoder() -> nn.Module:
     return BertLastHidden(BertModel(config, add_pooling_layer=False)).eval()
 
 
+class EncoderLayer(nn.Module):
+    """A BERT (post-LN) encoder layer: x = ln1(x + attn(x)); x = ln2(x + ffn(x)), GELU FFN.
+
+    Attention is written out op by op (separate q/k/v projections, head split by
+    view/transpose, ``softmax(q k^T / sqrt(d)) v``): the form the FPGA engine runs as batched
+    matmuls and its integer softmax, with no mask (a sentence of one segment, no padding).
+    """
+
+    def __init__(self, d_model: int, heads: int, ffn: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = (nn.Linear(d_model, d_model) for _ in range(3))
+        self.out = nn.Linear(d_model, d_model)
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, ffn), nn.GELU(), nn.Linear(ffn, d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, d_model = x.shape
+        q, k, v = (
+            t(x).view(batch, seq, self.heads, -1).transpose(1, 2) for t in (self.q, self.k, self.v)
+        )
+        scores = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(q.shape[-1]))
+        y = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(batch, seq, d_model)
+        x = self.ln1(x + self.out(y))
+        return self.ln2(x + self.ffn(x))
+
+
+class Encoder(nn.Sequential):
+    """A BERT-style encoder over embeddings (looked up off-chip): ``layers`` EncoderLayers."""
+
+    def __init__(self, layers: int = 2, d_model: int = 64, heads: int = 4, ffn: int = 256) -> None:
+        super().__init__(*(EncoderLayer(d_model, heads, ffn) for _ in range(layers)))
+
+
 # --- op coverage: the "conv zoo" ------------------------------------------------------------
 
 
@@ -490,6 +524,7 @@ CASES: dict[str, Case] = _registry(
     Case("ops_conv", _seeded(OpsConv), _randn((1, 4, 16, 16), (1, 4, 32))),
     Case("ops_elementwise", _seeded(OpsElementwise), _randn((1, 8, 6, 6))),
     Case("ops_shape", _seeded(OpsShape), _randn((1, 6, 4, 4), (1, 6, 1, 1))),
+    Case("encoder", _seeded(Encoder), _randn((1, 16, 64))),
     Case("bert_encoder", build_bert_encoder, _token_ids(32, 1000), requires=("transformers",)),
 )
 """Every zoo case by name."""
