@@ -247,4 +247,16 @@ def _summary(
         "params_kb": round(par.nbytes / 1024, 1),
         "arena_mb": round(low.arena / 2**20, 3),
         "schedule_bytes": int(sched.nbytes),
+        "cycles_per_block": cycles_per_block(low.steps, costs),
     }
+
+
+def cycles_per_block(steps: list, costs: list) -> dict[str, int]:
+    """Cycles by the model's top-level block (the first part of each step's source location:
+    an encoder layer ``0``, ``1``, ...; a ResNet stage ``layer1``); steps without one under
+    ``(graph)``."""
+    blocks: dict[str, int] = {}
+    for step, cost in zip(steps, costs, strict=True):
+        block = step.loc.split(".")[0] if step.loc else "(graph)"
+        blocks[block] = blocks.get(block, 0) + int(cost.cycles)
+    return blocks
