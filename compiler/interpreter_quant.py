@@ -97,8 +97,6 @@ def _qlayernorm(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
     z = numerics.int_layernorm_z(xs[0], _zp(node.inputs[0]), int(node.attrs.get("eps_int", 0)))
     gamma, beta = (a.astype(np.int64) for a in xs[1:3])
     acc = z * gamma + np.left_shift(beta, 16)
-    out = numerics.requantize(
-        acc, 1, 2 * numerics.LAYERNORM_BITS, _zp(node.outputs[0]), node.attrs["dtype"],
-        counter=ctx.counter(node),
-    )
-    return [out]
+    shift = 2 * numerics.LAYERNORM_BITS  # z is Q16, gamma Q16 of the output scale
+    zo = _zp(node.outputs[0])
+    return [numerics.requantize(acc, 1, shift, zo, node.attrs["dtype"], counter=ctx.counter(node))]

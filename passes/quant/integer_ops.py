@@ -75,8 +75,10 @@ def integer_kind(graph: Graph, node: Node, activations: list[int]) -> str | None
 def absorbed_gain(graph: Graph, node: Node) -> tuple[Node, float] | None:
     """The multiply by a positive scalar that alone consumes bmm ``node``, and its factor."""
     users = node.outputs[0].users
-    if len(users) != 1 or users[0].op not in _GAINS or any(
-        o is node.outputs[0] for o in graph.outputs
+    if (
+        len(users) != 1
+        or users[0].op not in _GAINS
+        or any(o is node.outputs[0] for o in graph.outputs)
     ):
         return None
     user = users[0]
