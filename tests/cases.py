@@ -263,6 +263,51 @@ class MobileNetBlock(nn.Module):
         return self.act(x + self.project(self.depthwise(self.expand(x))))
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: expand 1x1 (unless t = 1), depthwise 3x3, linear project 1x1;
+    the input is added back when stride is 1 and the width is unchanged."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [_conv_bn(cin, hidden, 1), nn.ReLU6()]
+        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.ReLU6()]
+        layers += [_conv_bn(hidden, cout, 1)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018, torchvision's layout, width 1.0): 3.5 M parameters,
+    300 MMAC at 224x224; ReLU6, depthwise convs, inverted residuals."""
+
+    #: (expansion t, channels c, repeats n, first stride s) per stage, from the paper.
+    STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+              (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [_conv_bn(3, 32, 3, 2), nn.ReLU6()]
+        cin = 32
+        for t, c, n, s in self.STAGES:
+            for i in range(n):
+                blocks.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        blocks += [_conv_bn(cin, 1280, 1), nn.ReLU6()]
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(1280, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 def _seeded(
     factory: Callable[[], nn.Module], seed: int = 0, bn_stats: bool = True
 ) -> Callable[[], nn.Module]:
@@ -525,6 +570,7 @@ CASES: dict[str, Case] = _registry(
     Case("ops_elementwise", _seeded(OpsElementwise), _randn((1, 8, 6, 6))),
     Case("ops_shape", _seeded(OpsShape), _randn((1, 6, 4, 4), (1, 6, 1, 1))),
     Case("encoder", _seeded(Encoder), _randn((1, 16, 64))),
+    Case("mobilenet_v2", _seeded(MobileNetV2), _randn((1, 3, 224, 224)), slow=True),
     Case("bert_encoder", build_bert_encoder, _token_ids(32, 1000), requires=("transformers",)),
 )
 """Every zoo case by name."""

@@ -173,3 +173,27 @@ def test_encoder_cycles_per_layer(encoder) -> None:
     per_layer = art.summary["cycles_per_block"]
     assert set(per_layer) == {"0", "1"} and all(c > 0 for c in per_layer.values())
     assert sum(per_layer.values()) <= art.summary["cycles"]
+
+
+@needs_gxx
+def test_mobilenet_v2_csim_equals_interpreter(tmp_path) -> None:
+    """The whole MobileNet-v2 (depthwise convs, ReLU6 clamps, inverted residuals) at 32x32
+    in CI; bench/fpga_bench.py runs it at 224x224."""
+    import torch
+
+    case = get_case("mobilenet_v2")
+    x0 = torch.randn(1, 3, 32, 32)
+    calib = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    art = compiler.compile(
+        case.build(), target="zcu104", example_inputs=(x0,), calibration_data=calib,
+        output_dir=tmp_path / "mbv2", fpga_arch="engine", engine="B1024", tb_samples=0,
+        quant={"report_samples": 1},
+    )  # fmt: skip
+    kinds = {row["op"] for row in art.layers}
+    assert {"depthwise", "conv", "global_avg_pool", "dense"} <= kinds
+    # the 10 inverted residuals' adds, each fused into its projection's epilogue
+    assert sum(1 for n in art.graph.nodes if n.op == "q.add") == 10 and "add" not in kinds
+    x = (np.random.default_rng(7).normal(size=(3, 3, 32, 32)) * 1.5).astype(np.float32)
+    got = art.run(x)[0]
+    want = np.concatenate([interpret(art.graph, x[i : i + 1])[0] for i in range(len(x))])
+    assert got.tobytes() == want.tobytes()
