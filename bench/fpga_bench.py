@@ -265,7 +265,9 @@ def main() -> int:
         choices=["minmax", "percentile", "entropy", "mse"],
         help="tapeout's activation calibrator (the quantize pass's default is minmax)",
     )
-    parser.add_argument("--engine-models", default="resnet50", help="zoo models for the engine")
+    parser.add_argument(
+        "--engine-models", default="resnet50,mobilenet_v2,encoder", help="zoo models, engine"
+    )
     parser.add_argument("--engine-sizes", default="B1024,B2304,B4096")
     parser.add_argument("--engine-targets", default="kv260,u250", help="other boards, B4096")
     parser.add_argument("--engine-clock", type=float, default=None, help="MHz (default: target)")
