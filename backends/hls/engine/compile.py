@@ -252,11 +252,13 @@ def _summary(
 
 
 def cycles_per_block(steps: list, costs: list) -> dict[str, int]:
-    """Cycles by the model's top-level block (the first part of each step's source location:
-    an encoder layer ``0``, ``1``, ...; a ResNet stage ``layer1``); steps without one under
-    ``(graph)``."""
+    """Cycles by the model's repeated block: each step's source location up to its first
+    numeric part (an encoder layer ``0``, ``1``; ``features.3`` of a MobileNet; ``layer1.0``
+    of a ResNet), else its first part; steps without a location under ``(graph)``."""
     blocks: dict[str, int] = {}
     for step, cost in zip(steps, costs, strict=True):
-        block = step.loc.split(".")[0] if step.loc else "(graph)"
+        parts = step.loc.split(".") if step.loc else ["(graph)"]
+        cut = next((i for i, p in enumerate(parts) if p.isdigit()), 0)
+        block = ".".join(parts[: cut + 1])
         blocks[block] = blocks.get(block, 0) + int(cost.cycles)
     return blocks
