@@ -81,11 +81,15 @@ class HlsBackend:
 
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
         """The dataflow design's list when the engine cannot take the graph either (the
-        architecture is chosen in ``compile``, which checks the chosen one again)."""
+        architecture is chosen in ``compile``, which checks the chosen one again); the
+        engine's when it says what would make it take the graph (``integer_ops``)."""
         missing = unsupported(graph, target)
-        if missing and not engine_unsupported(batch_one(graph), target):
+        if not missing:
             return []
-        return missing
+        engine_missing = engine_unsupported(batch_one(graph), target)
+        if any("integer_ops" in item.reason for item in engine_missing):
+            return engine_missing
+        return missing if engine_missing else []
 
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]

@@ -453,3 +453,9 @@ RULES: dict[str, Rule] = {
     },
 }
 """Every op the engine runs (float elementwise ops inside islands use island_rule)."""
+
+#: Why ops with no engine unit are refused, where there is more to say than that.
+REFUSED: dict[str, str] = {
+    op: f"float {op.split('.')[-1]} has no engine unit: {rules_xf.INTEGER_OPS_HINT}"
+    for op in ("nn.softmax", "nn.layer_norm")
+}

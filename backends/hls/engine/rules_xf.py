@@ -69,8 +69,14 @@ def _per_tensor_i8(values: list[Value]) -> str | None:
 
 
 # ---- matmul of two activations + its requantize -------------------------------------------
+#: What a float transformer op on the engine needs.
+INTEGER_OPS_HINT = "quantize with integer_ops (compile(..., quant={'integer_ops': True}))"
+
+
 def check_matmul(node: Node, low: EngineLowering) -> str | None:
     a, b = node.inputs[0], node.inputs[1]
+    if not int8(a) and a.dtype.startswith("f"):
+        return f"a float matmul of two activations: {INTEGER_OPS_HINT}"
     if low.const(b) is not None or low.const(a) is not None:
         return "a matmul with a constant operand (the engine runs it as nn.dense)"
     if a.type.rank < 2 or b.type.rank != a.type.rank:
