@@ -100,24 +100,37 @@ def _variant(graph: Any, target: str, engine: str, work: Path, clock: float | No
     )
 
 
-def _csim(art: Any, check: bool, rounds: int = 5) -> tuple[float, float, str]:
-    """Median and spread (max - min) of ``rounds`` C-simulation runs of one input, after a
-    warm-up run that builds it; and whether it equals the interpreter."""
+def report_csim(arts: list[tuple[str, Any]], check: bool, rounds: int = 5) -> None:
+    """C-simulation speed of each model's engine, runs interleaved across the models (round
+    r runs every model once) so that load on the machine hits them alike: median and spread
+    (max - min) per input, after a warm-up run that builds each; and whether the result
+    equals the interpreter."""
     from compiler.interpreter import interpret
 
-    x = np.random.default_rng(1).normal(size=(1, *art.graph.inputs[0].type.shape[1:]))
-    x = x.astype(np.float32)
-    art.run(x)  # build and warm up
-    times = []
+    inputs = {}
+    for name, art in arts:
+        x = np.random.default_rng(1).normal(size=(1, *art.graph.inputs[0].type.shape[1:]))
+        inputs[name] = x.astype(np.float32)
+        art.run(inputs[name])  # build and warm up
+    times: dict[str, list[float]] = {name: [] for name, _ in arts}
+    results = {}
     for _ in range(rounds):
-        start = time.perf_counter()
-        got = art.run(x)[0]
-        times.append(time.perf_counter() - start)
-    exact = "not checked"
-    if check:
-        want = interpret(art.graph, x)[0]
-        exact = "bit-exact" if got.tobytes() == want.tobytes() else "MISMATCH"
-    return statistics.median(times), max(times) - min(times), exact
+        for name, art in arts:
+            start = time.perf_counter()
+            results[name] = art.run(inputs[name])[0]
+            times[name].append(time.perf_counter() - start)
+    print(f"\nC simulation (g++ -O3 -march=native, one thread), {rounds} interleaved rounds:")
+    print(f"    {'model':<14} {'median ms':>10} {'spread ms':>10}  against the interpreter")
+    for name, art in arts:
+        exact = "not checked"
+        if check:
+            want = interpret(art.graph, inputs[name])[0]
+            exact = "bit-exact" if results[name].tobytes() == want.tobytes() else "MISMATCH"
+        t = times[name]
+        print(
+            f"    {name:<14} {statistics.median(t) * 1e3:>10.1f} "
+            f"{(max(t) - min(t)) * 1e3:>10.1f}  {exact}"
+        )
 
 
 def _row(cells: list[Any], widths: list[int]) -> str:
@@ -131,9 +144,9 @@ def report_engine(
     sizes: list[str],
     targets: list[str],
     clock: float | None,
-    check: bool,
-) -> None:
-    """Print the engine rows for ``name``: sizes on ``target``, then other targets."""
+) -> Any:
+    """Print the engine rows for ``name``: sizes on ``target``, then other targets; returns
+    the B4096 (else first) artifact on ``target`` for ``report_csim``."""
     base = _quantized(name, target, work)
     s = base.summary
     print(
@@ -186,26 +199,22 @@ def report_engine(
             )
         )
     main = next(a for t, z, a in arts if t == target and z == "B4096") if "B4096" in sizes else base
-    seconds, spread, exact = _csim(main, check)
     m = main.summary
     if name in DPU_ZCU104:
         _versus_dpu(m, DPU_ZCU104[name])
     else:
         print("    (no published DPU figure is cited here for this model)")
-    print(
-        f"    C simulation: median {seconds * 1e3:.1f} ms per input, spread {spread * 1e3:.1f} ms "
-        f"over 5 runs ({exact} against the interpreter)"
-    )
     blocks = ", ".join(f"{k}: {v:,}" for k, v in m["cycles_per_block"].items())
     print(f"    cycles per block on {m['engine']}: {blocks}")
     if name != "resnet50":
-        return
+        return main
     print(f"\n  per layer on {m['engine']} (achieved / peak MACs per cycle, which bound it hits):")
     for row in main.layers:
         print(
             f"    {row['name'][:34]:<34} {row['op']:>10} {row['bound']:>8} "
             f"{row['efficiency']:>6.3f}  {row['cycles']:>9,} cycles"
         )
+    return main
 
 
 def _versus_dpu(m: dict[str, Any], dpu: dict[str, Any]) -> None:
