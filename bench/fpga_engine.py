@@ -89,6 +89,7 @@ def _quantized(name: str, target: str, work: Path) -> Any:
 
 
 def _variant(graph: Any, target: str, engine: str, work: Path, clock: float | None) -> Any:
+    # one folder per model, size and board: report_csim runs every model's artifact later
     """The same quantized graph on another engine size or target: no passes run again."""
     import compiler
 
@@ -96,7 +97,8 @@ def _variant(graph: Any, target: str, engine: str, work: Path, clock: float | No
     if clock:
         options["engine_clock_mhz"] = clock
     return compiler.compile(
-        graph, target=target, pipeline=[], output_dir=work / f"v-{target}-{engine}", **options
+        graph, target=target, pipeline=[], output_dir=work / f"v-{graph.name}-{target}-{engine}",
+        **options,
     )
 
 
