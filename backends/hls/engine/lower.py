@@ -239,7 +239,7 @@ def lower_graph(graph: Graph, target: Target | None) -> EngineLowering:
 
 def unsupported(graph: Graph, target: Target | None) -> list[Unsupported]:
     """Every node and edge the engine cannot take, each with the reason."""
-    from backends.hls.engine.rules import RULES, island_rule
+    from backends.hls.engine.rules import REFUSED, RULES, island_rule
 
     low = EngineLowering(graph, target)
     items = []
@@ -248,8 +248,8 @@ def unsupported(graph: Graph, target: Target | None) -> list[Unsupported]:
             continue
         in_island = bool(node.outputs) and node.outputs[0] in low.island
         rule = island_rule if in_island else RULES.get(node.op)
-        reason = no_ctype(node) or (
-            "no engine unit for this op" if rule is None else rule.check(node, low))
+        missing = REFUSED.get(node.op, "no engine unit for this op")
+        reason = no_ctype(node) or (missing if rule is None else rule.check(node, low))
         if reason:
             items.append(Unsupported(node.op, where(node), reason))
     return items + check_edges(graph, low)
