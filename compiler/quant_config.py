@@ -23,6 +23,8 @@ from compiler.errors import CalibrationError, TapeoutError
 Precision = Literal["fp32", "fp16", "int8", "int16", "int4w", "mixed"]
 #: What ``quantize`` can produce; a target's ``numerics.allowed_precisions`` is a subset.
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+#: The precisions that make conv/dense/matmul integer (the others stay float or weight-only).
+INTEGER_PRECISIONS = ("int8", "int16", "mixed")
 #: ``calibrator`` names; ``passes.calibrate`` implements each.
 CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_DTYPES = ("i8", "u8", "i16")
@@ -131,6 +133,11 @@ class QuantConfig:
                 raise TapeoutError(f"quantize: bits={bits} is not 4, 8 or 16")
             options["precision"] = BITS[bits]
         return cls(**options)
+
+    @property
+    def integer(self) -> bool:
+        """Whether this config makes integer layers (``INTEGER_PRECISIONS``)."""
+        return self.precision in INTEGER_PRECISIONS
 
     def budget_text(self) -> str | None:
         """The budget as the report prints it."""

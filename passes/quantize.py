@@ -1,6 +1,6 @@
 """quantize: post-training quantization with calibration, to the integer IR every backend takes.
 
-Before (float, after fold-batchnorm and fuse-bias-act)::
+Before (float, after fold-batchnorm and fuse-bias-act{integer=true})::
 
     %c1: f32[1,16,8,8] = nn.conv2d(%x, %w1, %b1) {act="relu", pads=[1,1,1,1]}
     %y: f32[1,10] = nn.dense(%f, %w2, %b2)
@@ -41,9 +41,12 @@ The quantized IR form (the contract the FPGA, CPU and ONNX backends build agains
   ``acc = (a - za)*a_multiplier + (b - zb)*b_multiplier`` (int64),
   ``out = saturate(((acc + 2^(shift-1)) >> shift) + zo)``, then relu (``max(out, zo)``) or the
   clamps; ``a_multiplier = round(s_a / s_o * 2^shift)``, ``shift = 16`` (or the smallest
-  exact one when both ratios are powers of two). A conv with a residual operand (fuse-residual)
-  is un-fused first: conv -> requantize -> ``q.add`` with the skip, because in integers the
-  skip would have to be rescaled to the accumulator's per-channel scale.
+  exact one when both ratios are powers of two). quantize reads the graph as the passes
+  before it left it and un-fuses nothing: before an integer quantize, fuse-residual declines
+  (the skip is this ``q.add``: in integers it would have to be rescaled to the accumulator's
+  per-channel scale) and fuse-bias-act fuses only relu/relu6/clip
+  (``compiler.pass_manager.fit_to_quantize``); a conv/dense with a residual operand or a
+  gelu/silu/... ``act`` is refused by name.
 - ``q.avg_pool2d`` / ``q.global_avg_pool`` sum ``x - zx`` over the window (int64) and
   requantize by ``s_in / (N * s_out)``. Max pooling, reshape, flatten, transpose, squeeze,
   slice, split, concat, pad (padding with the zero point) run unchanged on integer data and
@@ -145,6 +148,12 @@ class Quantize:
     def from_options(cls, **options: Any) -> Quantize:
         """``quantize{...}``: the options are QuantConfig fields (and ``bits``)."""
         return cls(QuantConfig.from_options(**options) if options else None)
+
+    def makes_integers(self, quant: QuantConfig | None = None) -> bool:
+        """Whether this pass makes integer layers (its config, else the run's ``quant``):
+        the passes before it then produce only the forms an integer layer takes
+        (``compiler.pass_manager.fit_to_quantize``)."""
+        return (self.config or quant or QuantConfig()).integer
 
     def stages(self) -> list[Any]:
         """calibrate, quantize-rewrite, bias-correct, mixed-precision, quant-report."""

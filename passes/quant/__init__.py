@@ -2,7 +2,6 @@
 
 - ``batching``: calibration data in any accepted form -> checked samples; run a graph over
   them in batches (respecializing a batch-1 graph to batch N).
-- ``canonical``: float-to-float rewrites that give every quantized op one simple form.
 - ``plan``: which nodes run in integers, which values share a scale, and every scale.
 - ``weights``: weight and bias quantization (per channel, per tensor, power of two, int4).
 - ``rewrite``: build the quantized graph from a plan.

@@ -2,10 +2,9 @@
 
 ``quantize{...}`` runs them in order (the pass manager records and prints each one):
 
-- ``calibrate``: canonicalize the float graph *in place* (``passes.quant.canonical``: the
-  form every quantized op has; what the user sees is what the next stage consumes), plan
-  which values run in integers, collect statistics with the context's executor, pick every
-  scale. The graph stays float.
+- ``calibrate``: plan which values run in integers (on the graph as the passes before it
+  left it: they made only forms an integer layer takes, ``fit_to_quantize``), collect
+  statistics with the context's executor, pick every scale. The graph is unchanged.
 - ``quantize-rewrite``: replace the graph by its integer form (``quantized_graph``), or the
   weight-only form (fp16, int4w: no calibration data needed).
 - ``bias-correct``: with ``bias_correction``, remove each layer's mean output error.
@@ -33,7 +32,6 @@ from compiler.quant_report import QuantReport
 from passes.calibrate import TensorStats
 from passes.quant.analysis import Capture, capture, captured_names, evaluate, layer_sqnr
 from passes.quant.batching import BatchedRunner, normalize_samples
-from passes.quant.canonical import canonicalize
 from passes.quant.driver import carry_provenance, options_for, replace_contents, report_limit
 from passes.quant.fast_stats import collect_stats_fast
 from passes.quant.plan import Plan, QuantOptions, assign_scales, build_plan, needs_scale
@@ -53,7 +51,7 @@ class QuantState:
     """What ``calibrate`` found and the later stages use and add to."""
 
     config: QuantConfig
-    float_graph: Graph  # the canonical float graph, the reference of every measurement
+    float_graph: Graph  # the float graph, the reference of every measurement
     weight_bytes_float: int
     options: QuantOptions | None = None  # None: fp16 / int4w (weight-only, no plan)
     samples: list[Any] = field(default_factory=list)
@@ -81,13 +79,11 @@ def calibrate(graph: Graph, ctx: PassContext, config: QuantConfig) -> bool:
     if config.precision == "fp32":
         ctx.quant_state.pop(STATE_KEY, None)
         return False
-    before = [(n.op, n.attrs.get("act")) for n in graph.nodes]
-    canonicalize(graph)
     st = QuantState(config, graph.copy(), weight_bytes(graph))
     ctx.quant_state[STATE_KEY] = st
-    if config.precision not in ("fp16", "int4w"):
+    if config.integer:
         _calibrate_integer(graph, ctx, st)
-    return [(n.op, n.attrs.get("act")) for n in graph.nodes] != before
+    return False
 
 
 def _calibrate_integer(graph: Graph, ctx: PassContext, st: QuantState) -> None:
