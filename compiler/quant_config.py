@@ -25,7 +25,7 @@ Precision = Literal["fp32", "fp16", "int8", "int16", "int4w", "mixed"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: The precisions that make conv/dense/matmul integer (the others stay float or weight-only).
 INTEGER_PRECISIONS = ("int8", "int16", "mixed")
-#: ``calibrator`` names; ``passes.calibrate`` implements each.
+#: ``calibrator`` names; ``passes.quant.stats`` implements each.
 CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_DTYPES = ("i8", "u8", "i16")
 ISLAND_DTYPES = ("f32", "f64")

@@ -101,7 +101,6 @@ falls back to scale 1 (exact) with a warning.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -110,23 +109,16 @@ from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph
 from compiler.quant_config import QuantConfig
 from compiler.quant_report import QuantReport
-from passes.quant import stages
+from passes.bias_correct import BiasCorrect
+from passes.calibrate import Calibrate
+from passes.mixed_precision import MixedPrecision
+from passes.quant_report import QuantReportPass
+from passes.quantize_rewrite import QuantizeRewrite
 
 if TYPE_CHECKING:
     from compiler.target import Target
 
-log = logging.getLogger(__name__)
-
-__all__ = [
-    "BiasCorrect",
-    "Calibrate",
-    "MixedPrecision",
-    "QuantConfig",
-    "QuantReportPass",
-    "Quantize",
-    "QuantizeRewrite",
-    "quantize_graph",
-]
+__all__ = ["QuantConfig", "Quantize", "quantize_graph"]
 
 
 @dataclass(frozen=True)
@@ -137,8 +129,10 @@ class Quantize:
     16 -> int16, 4 -> int4w unless ``precision`` is given); without one it uses the run's
     ``PassContext.quant``, else the defaults. Calibration data, the executor that collects
     its statistics and the sink for the report come from the ``PassContext``. The pass
-    manager runs (records, prints) its ``stages()`` as passes of their own
-    (``passes.quant.stages``).
+    manager runs (records, prints) its ``stages()`` as passes of their own, one module each:
+    ``passes.calibrate``, ``passes.quantize_rewrite``, ``passes.bias_correct``,
+    ``passes.mixed_precision``, ``passes.quant_report`` (they hand their state on in
+    ``ctx.quant_state``: ``passes.quant.state``).
     """
 
     name: ClassVar[str] = "quantize"
@@ -165,65 +159,6 @@ class Quantize:
         for stage in self.stages():
             changed |= stage.run(graph, ctx)
         return changed
-
-
-@dataclass(frozen=True)
-class Calibrate:
-    """Canonicalize the float graph, plan, collect statistics, pick scales (the graph stays
-    float; see ``passes.quant.stages``). ``calibrate{...}`` takes the quantize options."""
-
-    name: ClassVar[str] = "calibrate"
-    config: QuantConfig | None = None
-
-    @classmethod
-    def from_options(cls, **options: Any) -> Calibrate:
-        return cls(QuantConfig.from_options(**options) if options else None)
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.calibrate(graph, ctx, self.config or ctx.quant or QuantConfig())
-
-
-@dataclass(frozen=True)
-class QuantizeRewrite:
-    """The integer (or weight-only) graph from what ``calibrate`` found."""
-
-    name: ClassVar[str] = "quantize-rewrite"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.rewrite(graph, ctx)
-
-
-@dataclass(frozen=True)
-class BiasCorrect:
-    """With ``bias_correction``: remove each integer layer's mean output error."""
-
-    name: ClassVar[str] = "bias-correct"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.correct_bias(graph, ctx)
-
-
-@dataclass(frozen=True)
-class MixedPrecision:
-    """With ``precision="mixed"``: keep the most sensitive layers wider until the budget."""
-
-    name: ClassVar[str] = "mixed-precision"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.choose_precisions(graph, ctx)
-
-
-@dataclass(frozen=True)
-class QuantReportPass:
-    """Measure the quantized graph against float; the report goes to ``ctx.quant_reports``."""
-
-    name: ClassVar[str] = "quant-report"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        report = stages.report(graph, ctx)
-        ctx.quant_reports.append(report)
-        log.info("%s", report.format())
-        return False
 
 
 def quantize_graph(

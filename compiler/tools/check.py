@@ -158,10 +158,10 @@ def check_target(imported: Graph, target: Target) -> TargetCheck:
 def dry_quantize(graph: Graph, target: Target, quantize: Pass) -> str:
     """Rewrite ``graph`` into its integer form with placeholder ranges (no calibration)."""
     from compiler.quant_config import QuantConfig
-    from passes.calibrate import TensorStats
     from passes.quant.driver import options_for, replace_contents
     from passes.quant.plan import assign_scales, build_plan, needs_scale
     from passes.quant.rewrite import quantized_graph
+    from passes.quant.stats import TensorStats
 
     config = getattr(quantize, "config", None) or QuantConfig()
     if not config.integer:

@@ -37,7 +37,7 @@ from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.op_facts import fused_activation, integer_keeps, view_ops
 from compiler.ir.types import QuantParams, is_float
 from compiler.quant_config import CALIBRATORS
-from passes.calibrate import TensorStats, choose_quant
+from passes.quant.stats import TensorStats, choose_quant
 
 log = logging.getLogger(__name__)
 
