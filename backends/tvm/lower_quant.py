@@ -138,7 +138,7 @@ def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
         return _param(np.broadcast_to(np.asarray(values), (channels,)), "int64")
 
     ctx.set_layout(out, layout)
-    clip = (a.get("clip_min"), a.get("clip_max"))
+    clip = output_clamp(a, 0)  # the dtype range narrowed by clip_min/clip_max
     return [
         ctx.emit_te(
             te_ops.requantize,

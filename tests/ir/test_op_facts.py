@@ -223,3 +223,20 @@ def test_fp16_pipelines_keep_fusing_everything() -> None:
     )
     assert result.records[0].options == ""  # not fitted: weight-only keeps float layers
     assert "nn.gelu" not in [n.op for n in graph.nodes]  # fused into conv1
+
+
+@pytest.mark.parametrize("act", sorted(FUSED_ACTIVATIONS))
+def test_backend_activation_tables_cover_every_fused_activation(act: str) -> None:
+    """The backends implement each act in their own medium (ONNX nodes, TIR); each must
+    compute the op the table says (ONNX, run by onnxruntime) or at least know it (TVM)."""
+    pytest.importorskip("onnxruntime")
+    from backends.onnx import export_onnx, ort_session, run_onnx
+
+    fused, _ = _fused_and_apart(act)
+    x = (RNG.standard_normal((3, 5)) * 3).astype(np.float32)
+    got = run_onnx(ort_session(export_onnx(fused)), fused, (x,))[0]
+    np.testing.assert_allclose(got, interpret(fused, x)[0], rtol=1e-5, atol=1e-6)
+    tvm = pytest.importorskip("tvm")
+    from backends.tvm import kernels
+
+    assert callable(kernels.activation(tvm.tirx, act, ARGS.get(act, [])))
