@@ -20,9 +20,9 @@ import numpy as np
 from backends.asic.partition import NpuLayer, conv_geometry
 from backends.c_emitter import CTYPES, CEmitter, c_array, c_float, c_int
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import output_clamp, view_ops, zero_point
 from compiler.ir.ops import get_op
 from compiler.ir.ops_nn import spatial_params
-from compiler.numerics import INT_RANGES
 
 
 @dataclass
@@ -119,22 +119,6 @@ def _dequantize(p: Program, node: Node) -> None:
     )
 
 
-def _clamp(node: Node, zo: int) -> tuple[int, int]:
-    lo, hi = INT_RANGES[node.attrs.get("dtype", "i8")]
-    if node.attrs.get("act", "none") == "relu":
-        lo = max(lo, zo)
-    if node.attrs.get("clip_min") is not None:
-        lo = max(lo, int(node.attrs["clip_min"]))
-    if node.attrs.get("clip_max") is not None:
-        hi = min(hi, int(node.attrs["clip_max"]))
-    return lo, hi
-
-
-def _zp(value: Value) -> int:
-    qp = value.type.quant
-    return int(qp.zero_point[0]) if qp is not None else 0
-
-
 def _requantize(p: Program, node: Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     a = node.attrs
@@ -148,7 +132,7 @@ def _requantize(p: Program, node: Node) -> None:
     def table(hint: str, ctype: str, values: list) -> str:
         return p.table(out.name + hint, ctype, np.broadcast_to(values, (channels,)))
 
-    lo, hi = _clamp(node, 0)
+    lo, hi = output_clamp(node.attrs, 0)
     p.code.line(
         f"host_requantize_i32_i8({p.buf(x)}, {p.buf(out)}, {p.size(out)}, "
         f"{table('_mult', 'int64_t', mult)}, {table('_shift', 'int64_t', shift)}, "
@@ -159,12 +143,12 @@ def _requantize(p: Program, node: Node) -> None:
 def _qadd(p: Program, node: Node) -> None:
     a, b = node.inputs
     out = node.outputs[0]
-    zo = _zp(out)
-    lo, hi = _clamp(node, zo)
+    zo = zero_point(out)
+    lo, hi = output_clamp(node.attrs, zo)
     at = node.attrs
     p.code.line(
-        f"host_qadd_i8({p.buf(a)}, {p.buf(b)}, {p.buf(out)}, {p.size(out)}, {_zp(a)}, "
-        f"{_zp(b)}, {c_int(at['a_multiplier'])}, "
+        f"host_qadd_i8({p.buf(a)}, {p.buf(b)}, {p.buf(out)}, {p.size(out)}, {zero_point(a)}, "
+        f"{zero_point(b)}, {c_int(at['a_multiplier'])}, "
         f"{c_int(at['b_multiplier'])}, {int(at['shift'])}, {zo}, {lo}, {hi});"
     )
 
@@ -207,9 +191,9 @@ def _qavg_pool(p: Program, node: Node) -> None:
         strides, pads, _ = spatial_params({**a, "strides": a["strides"] or kernel}, 2)
     st = _pool_struct(p, node, kernel, strides, pads, [1, 1])
     p.code.line(
-        f"host_qavg_pool2d_i8({p.buf(x)}, {p.buf(node.outputs[0])}, &{st}, {_zp(x)}, "
+        f"host_qavg_pool2d_i8({p.buf(x)}, {p.buf(node.outputs[0])}, &{st}, {zero_point(x)}, "
         f"{c_int(node.attrs['multiplier'])}, "
-        f"{c_int(node.attrs['shift'])}, {_zp(node.outputs[0])});"
+        f"{c_int(node.attrs['shift'])}, {zero_point(node.outputs[0])});"
     )
 
 
@@ -297,7 +281,7 @@ def _int_conv(p: Program, node: Node) -> None:
     bias = p.buf(node.inputs[2]) if len(node.inputs) > 2 else "NULL"
     relu = int(node.attrs.get("act", "none") == "relu")
     p.code.line(
-        f"host_conv2d_i8({p.buf(x)}, {n}, {c}, {h}, {wd}, {_zp(x)}, {p.buf(w)}, "
+        f"host_conv2d_i8({p.buf(x)}, {n}, {c}, {h}, {wd}, {zero_point(x)}, {p.buf(w)}, "
         f"{int(w.type.shape[0])}, {int(node.attrs.get('groups', 1))}, {bias}, "
         f"{g['kernel_h']}, {g['kernel_w']}, {g['stride_h']}, {g['stride_w']}, "
         f"{g['pad_top']}, {g['pad_left']}, {g['dilation_h']}, {g['dilation_w']}, "
@@ -312,7 +296,7 @@ def _int_dense(p: Program, node: Node) -> None:
     bias = p.buf(node.inputs[2]) if len(node.inputs) > 2 else "NULL"
     relu = int(node.attrs.get("act", "none") == "relu")
     p.code.line(
-        f"host_dense_i8({p.buf(x)}, {m}, {k}, {_zp(x)}, {p.buf(w)}, {n_out}, {bias}, "
+        f"host_dense_i8({p.buf(x)}, {m}, {k}, {zero_point(x)}, {p.buf(w)}, {n_out}, {bias}, "
         f"{relu}, {p.buf(node.outputs[0])});"
     )
 
@@ -358,14 +342,7 @@ HOST_RULES: dict[str, HostRule] = {
     **{op: HostRule(_binary, _float_only) for op in _BINARY},
     **{
         op: HostRule(_copy)
-        for op in (
-            "tensor.reshape",
-            "tensor.flatten",
-            "tensor.squeeze",
-            "tensor.unsqueeze",
-            "tensor.identity",
-            "nn.dropout",
-        )
+        for op in view_ops()  # the same bytes under a new shape
     },
     "tensor.transpose": HostRule(_transpose),
     "nn.conv2d": HostRule(_int_conv, _int_layer),
@@ -388,8 +365,9 @@ def emit_npu(p: Program, layer: NpuLayer) -> None:
             shifts = p.table(
                 out.name + "_shift", "int32_t", np.broadcast_to(rq.attrs["shift"], (layer.n,))
             )
-            lo, hi = _clamp(rq, 0)
-            p.code.line(f"const npu_output_stage stage = {{{shifts}, {_zp(out)}, {lo}, {hi}}};")
+            lo, hi = output_clamp(rq.attrs, 0)
+            zo = zero_point(out)
+            p.code.line(f"const npu_output_stage stage = {{{shifts}, {zo}, {lo}, {hi}}};")
             stage = "&stage"
         if layer.kind == "conv2d":
             n, c, h, wd = (int(d) for d in x.type.shape)
@@ -412,12 +390,12 @@ def emit_npu(p: Program, layer: NpuLayer) -> None:
             p.code.line(f"const npu_conv_params params = {{{fields}}};")
             p.code.line(f"const npu_shape4 shape = {{{n}, {c}, {h}, {wd}}};")
             call = (
-                f"npu_conv2d({p.buf(x)}, shape, {_zp(x)}, {p.buf(w)}, {layer.n}, {bias}, "
+                f"npu_conv2d({p.buf(x)}, shape, {zero_point(x)}, {p.buf(w)}, {layer.n}, {bias}, "
                 f"&params, {relu}, {stage}, {p.buf(out)})"
             )
         else:
             call = (
-                f"npu_dense({p.buf(x)}, {layer.m}, {layer.k}, {_zp(x)}, {p.buf(w)}, "
+                f"npu_dense({p.buf(x)}, {layer.m}, {layer.k}, {zero_point(x)}, {p.buf(w)}, "
                 f"{layer.n}, {bias}, {relu}, {stage}, {p.buf(out)})"
             )
         p.code.line(f"const int rc = {call};")

@@ -19,6 +19,7 @@ from backends.hls.design import Buffer, Design, InputEdge, Layer, OutputEdge, Po
 from backends.hls.islands import island_sources, island_table, tabulable
 from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import zero_point
 from compiler.ir.ops import OPS
 from compiler.ir.types import is_float, is_int
 from compiler.specialize import is_static, specialize
@@ -69,11 +70,8 @@ class Lowering:
     def const(self, value: Value) -> np.ndarray | None:
         return self.graph.const_value(value)
 
-    @staticmethod
-    def zero_point(value: Value) -> int:
-        """Per-tensor zero point (the interpreter reads 0 for per-channel parameters)."""
-        qp = value.type.quant
-        return int(qp.zero_point[0]) if qp is not None and qp.axis is None else 0
+    #: The one zero point an integer op reads (``compiler.ir.op_facts``).
+    zero_point = staticmethod(zero_point)
 
     def users(self, value: Value) -> list[Node]:
         return [n for n, _ in value.uses]

@@ -22,6 +22,7 @@ from backends.hls.rules_mac import check_conv2d, check_dense, lower_conv2d, lowe
 from backends.hls.rules_pool import POOL_RULES
 from compiler import numerics
 from compiler.ir.graph import Node, Value
+from compiler.ir.op_facts import clamps, output_clamp, view_ops
 from compiler.ir.types import is_int
 
 
@@ -98,7 +99,7 @@ def lower_requantize(node: Node, low: Lowering) -> None:
         dims, pos = mem_axis(x, int(a["axis"]))
         channels, inner = dims[pos], math.prod(dims[pos + 1 :])
     name = low.layer_name(node)
-    lo, hi = a.get("clip_min"), a.get("clip_max")
+    clamped, (lo_v, hi_v) = clamps(a, zp), output_clamp(a, zp)
 
     def call(layer: Layer) -> str:
         head = (
@@ -106,10 +107,8 @@ def lower_requantize(node: Node, low: Lowering) -> None:
             f"{'true' if per_channel else 'false'}>({x.name}, {y.name}, 0, {name}_m, {name}_s, "
             f"{zp});"
         )
-        if lo is None and hi is None:
+        if not clamped:
             return head
-        tmin, tmax = numerics.INT_RANGES[y.dtype]
-        lo_v, hi_v = (tmin if lo is None else lo), (tmax if hi is None else hi)
         return (
             head + f"\ntapeout::clip_tensor<{y.ctype}, {y.size}>({y.name}, {y.name}, "
             f"{int(lo_v)}, {int(hi_v)});"
@@ -138,12 +137,7 @@ def lower_add(node: Node, low: Lowering) -> None:
     a, b = (low.buffer(v) for v in node.inputs)
     y = low.buffer(node.outputs[0])
     zo = low.zero_point(node.outputs[0])
-    tmin, tmax = numerics.INT_RANGES[y.dtype]
-    lo = at.get("clip_min")
-    if at["act"] == "relu":
-        lo = zo if lo is None else max(int(lo), zo)
-    lo = tmin if lo is None else int(lo)
-    hi = tmax if at.get("clip_max") is None else int(at["clip_max"])
+    lo, hi = output_clamp(at, zo)
     za, zb = low.zero_point(node.inputs[0]), low.zero_point(node.inputs[1])
     am, bm, sh = int(at["a_multiplier"]), int(at["b_multiplier"]), int(at["shift"])
     params = f"tapeout::add_params{{{za}, 0, {am}LL, {zb}, 0, {bm}LL, 1, {sh}, {zo}, {lo}, {hi}}}"
@@ -346,14 +340,7 @@ RULES: dict[str, Rule] = {
     "tensor.concat": Rule(check_concat, lower_concat),
     **{
         op: Rule(check_reshape, lower_reshape)
-        for op in (
-            "tensor.reshape",
-            "tensor.flatten",
-            "tensor.squeeze",
-            "tensor.unsqueeze",
-            "tensor.identity",
-            "nn.dropout",
-        )
+        for op in view_ops()  # the same bytes under a new shape
     },
     **{op: Rule(check_int_act, lower_int_act) for op in _INT_CLIPS},
     **{op: Rule(check, lower) for op, (check, lower) in POOL_RULES.items()},

@@ -19,10 +19,10 @@ from compiler.ir.graph import Node, Value
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import is_int
 
-#: Fused activations an integer conv/dense may carry: they act on the accumulator, so only
-#: those that commute with a positive per-channel scale (or take scaled bounds) have a
-#: float form.
-INT_ACTIVATIONS = ("none", "relu", "relu6", "clip", "leaky_relu")
+#: Fused activations of an integer conv/dense with a float form: relu commutes with the
+#: positive scale of the accumulator; relu6/clip clamp the integer codes (the interpreter's
+#: meaning), which no float Clip of the real value reproduces.
+INT_ACTIVATIONS = ("none", "relu")
 
 
 # ---- integer accumulators -------------------------------------------------------------------

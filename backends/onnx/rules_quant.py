@@ -18,7 +18,9 @@ import numpy as np
 
 from backends.onnx.emitter import QDQ_MIN_OPSET, Emitter, tie_bits
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import output_clamp
 from compiler.ir.types import QuantParams, TensorType
+from compiler.numerics import INT_RANGES
 
 #: Relative disagreement between a scale ratio and the fixed-point multiplier beyond which the
 #: multiplier is applied explicitly: float32 resolution when exporting exactly (16-bit q.add
@@ -106,10 +108,14 @@ def _real_clip(em: Emitter, y: str, node: Node, out: TensorType, relu: bool = Fa
     """``clip_min``/``clip_max`` (and q.add's relu), integer codes, as float bounds."""
     qp = out.quant or QuantParams.per_tensor(1.0, 0)
     zp, scale = qp.zero_point[0], qp.scale[0]
-    lo, hi = node.attrs.get("clip_min"), node.attrs.get("clip_max")
-    bounds = [None if v is None else (v - zp) * scale for v in (lo, hi)]
-    if relu:
-        bounds[0] = 0.0 if bounds[0] is None else max(bounds[0], 0.0)
+    attrs = {**node.attrs, "dtype": out.dtype, "act": "relu" if relu else "none"}
+    # The integer clamp (compiler.ir.op_facts), as real bounds; the dtype's own range is the
+    # QuantizeLinear after it, no Clip.
+    limits = INT_RANGES[out.dtype]
+    bounds = [
+        None if v == limit else (v - zp) * scale
+        for v, limit in zip(output_clamp(attrs, zp), limits, strict=True)
+    ]
     if bounds == [0.0, None]:
         return em.emit1("Relu", [y])
     if bounds == [None, None]:

@@ -18,6 +18,7 @@ from backends.tvm import kernels, kernels_vnni, te_ops
 from backends.tvm.kernels_row import layer_norm_rows, row_lanes, softmax_rows
 from backends.tvm.lower import NCHW, NHWC, LowerContext, Rule, static_shape, tvm_dtype
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import zero_point
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import is_int
 
@@ -39,11 +40,6 @@ def acc_dtype(node: Node) -> str:
     if is_int(node.inputs[0].dtype):
         return {"i32": "int32", "i64": "int64", "i16": "int16"}[node.attrs.get("acc") or "i32"]
     return tvm_dtype(node.inputs[0])
-
-
-def input_zero_point(value: Value) -> int:
-    q = value.type.quant
-    return int(q.zero_point[0]) if q is not None else 0
 
 
 def _epilogue(node: Node, channels: int) -> kernels.Epilogue:
@@ -79,7 +75,7 @@ def _use_vnni(ctx: LowerContext, node: Node) -> bool:
 def _vnni_bias(ctx: LowerContext, node: Node, w: np.ndarray) -> Any:
     x = node.inputs[0]
     bias = ctx.const(node.inputs[2]) if len(node.inputs) > 2 else None
-    folded = kernels_vnni.folded_bias(w, bias, input_zero_point(x), kernels_vnni.shift_of(x.dtype))
+    folded = kernels_vnni.folded_bias(w, bias, zero_point(x), kernels_vnni.shift_of(x.dtype))
     return _const(folded, "int32")
 
 
@@ -89,10 +85,10 @@ def _conv2d_vnni(ctx: LowerContext, node: Node) -> Sequence[Any]:
     assert w is not None
     strides, pads, dil = spatial_params(node.attrs, 2)
     residual = ctx.arg(node.inputs[3], NHWC) if len(node.inputs) > 3 else None
-    data, zero_point, shift = ctx.arg(x, NHWC), input_zero_point(x), kernels_vnni.shift_of(x.dtype)
+    data, zx, shift = ctx.arg(x, NHWC), zero_point(x), kernels_vnni.shift_of(x.dtype)
     if int(x.type.shape[1]) % 4:  # e.g. an RGB image: widened to 4 channels, made unsigned
         data = ctx.emit_te(kernels_vnni.widen_channels, data, shift, name="vnni_channels")
-        zero_point, shift = zero_point + shift, 0
+        zx, shift = zx + shift, 0
     y = ctx.emit_te(
         kernels_vnni.conv2d,
         data,
@@ -103,7 +99,7 @@ def _conv2d_vnni(ctx: LowerContext, node: Node) -> Sequence[Any]:
         pads,
         dil,
         _epilogue(node, int(w.shape[0])),
-        zero_point,
+        zx,
         shift,
         name="vconv2d",
     )
@@ -122,7 +118,7 @@ def _conv2d(ctx: LowerContext, node: Node) -> Sequence[Any]:
     oc = int(wv.type.shape[0])
     bias = ctx.arg(node.inputs[2]) if len(node.inputs) > 2 else None
     residual = ctx.arg(node.inputs[3], NHWC) if len(node.inputs) > 3 else None
-    zp = input_zero_point(x)
+    zp = zero_point(x)
     if w is None:  # a computed weight: transpose it to the packed layout in the graph
         w_expr = _packed_weight_expr(ctx, wv, oc)
         block = oc
@@ -209,7 +205,7 @@ def _conv1d(ctx: LowerContext, node: Node) -> Sequence[Any]:
             [1, dil[0]],
             epi,
             acc_dtype(node),
-            input_zero_point(x),
+            zero_point(x),
             name="conv2d",
         )
     else:
@@ -226,7 +222,7 @@ def _conv1d(ctx: LowerContext, node: Node) -> Sequence[Any]:
             groups,
             epi,
             acc_dtype(node),
-            input_zero_point(x),
+            zero_point(x),
             name="gconv2d",
         )
     y = ctx.emit(_R().reshape(y, (n, out_len, oc)))
@@ -272,7 +268,7 @@ def _dense(ctx: LowerContext, node: Node) -> Sequence[Any]:
             _vnni_bias(ctx, node, w),
             residual,
             _epilogue(node, n_out),
-            input_zero_point(x),
+            zero_point(x),
             kernels_vnni.shift_of(x.dtype),
             name="vdense",
         )
@@ -291,7 +287,7 @@ def _dense(ctx: LowerContext, node: Node) -> Sequence[Any]:
         residual,
         _epilogue(node, n_out),
         acc_dtype(node),
-        input_zero_point(x),
+        zero_point(x),
         name="dense",
     )
     return [ctx.emit(_R().reshape(y, out))]
@@ -317,7 +313,7 @@ def batch_matmul(
 
 def _matmul(ctx: LowerContext, node: Node) -> Sequence[Any]:
     av, bv = node.inputs
-    zps = (input_zero_point(av), input_zero_point(bv))
+    zps = (zero_point(av), zero_point(bv))
     return [
         batch_matmul(
             ctx, ctx.arg(av), ctx.arg(bv), static_shape(av), static_shape(bv), acc_dtype(node), zps

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.ir.graph import Graph, Node
-from compiler.report import node_macs
+from compiler.ir.op_facts import node_macs
 
 _PAGE = Path(__file__).with_name("view_page.html")
 

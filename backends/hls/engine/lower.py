@@ -25,6 +25,7 @@ from backends.hls.islands import island_sources, island_table, tabulable
 from backends.hls.plan import no_ctype, where
 from compiler.errors import BackendError, Unsupported, UnsupportedOpsError
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import zero_point
 from compiler.ir.types import is_int
 
 if TYPE_CHECKING:
@@ -76,11 +77,6 @@ def same_perm(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
-def zero_point(value: Value) -> int:
-    qp = value.type.quant
-    return int(qp.zero_point[0]) if qp is not None else 0
 
 
 def shape_of(value: Value) -> tuple[int, ...]:

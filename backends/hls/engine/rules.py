@@ -21,11 +21,11 @@ from backends.hls.engine.lower import (
     natural_perm,
     same_perm,
     shape_of,
-    zero_point,
 )
 from backends.hls.engine.schedule import Step, split64
 from backends.hls.islands import island_table, tabulable
 from compiler.ir.graph import Node, Value
+from compiler.ir.op_facts import node_macs, output_clamp, view_ops, zero_point
 from compiler.ir.ops import OPS
 from compiler.ir.ops_nn import spatial_params
 
@@ -88,9 +88,8 @@ def _requant_fields(step: Step, rq: Node) -> None:
     step.mult, step.shift = mult, shift
     step.fields["PER_CHANNEL"] = int(mult.size > 1)
     step.fields["OUT_ZP"] = zero_point(rq.outputs[0])
-    lo, hi = a.get("clip_min"), a.get("clip_max")
-    step.fields["LO"] = I8_MIN if lo is None else max(I8_MIN, int(lo))
-    step.fields["HI"] = I8_MAX if hi is None else min(I8_MAX, int(hi))
+    lo, hi = output_clamp(a, step.fields["OUT_ZP"])
+    step.fields["LO"], step.fields["HI"] = max(I8_MIN, lo), min(I8_MAX, hi)
 
 
 def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: Tensor) -> None:
@@ -100,11 +99,7 @@ def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: Tensor) -> None
     a_mult = attrs["a_multiplier"] if first else attrs["b_multiplier"]
     b_mult = attrs["b_multiplier"] if first else attrs["a_multiplier"]
     zo = zero_point(add.outputs[0])
-    lo = attrs.get("clip_min")
-    lo = I8_MIN if lo is None else int(lo)
-    if attrs.get("act", "none") == "relu":
-        lo = max(lo, zo)
-    hi = attrs.get("clip_max")
+    lo, hi = output_clamp(attrs, zo)
     t = b_tensor
     step.fields.update(
         RES=t.offset,
@@ -113,7 +108,7 @@ def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: Tensor) -> None
         RES_SHIFT=int(attrs["shift"]),
         RES_OUT_ZP=zo,
         RES_LO=max(I8_MIN, lo),
-        RES_HI=I8_MAX if hi is None else min(I8_MAX, int(hi)),
+        RES_HI=min(I8_MAX, hi),
     )
     step.fields["RES_AMUL_LO"], step.fields["RES_AMUL_HI"] = split64(int(a_mult))
     step.fields["RES_BMUL_LO"], step.fields["RES_BMUL_HI"] = split64(int(b_mult))
@@ -171,7 +166,7 @@ def lower_conv(node: Node, low: EngineLowering) -> None:
         if groups > 1 and groups == oc and cin_g == 1
         else ("conv" if groups == 1 else "grouped")
     )
-    step.macs = out.pixels * oc * cin_g * kh * kw
+    step.macs = node_macs(node)
     step.fields.update(
         IN=t_in.offset,
         IN_H=t_in.h,
@@ -209,7 +204,7 @@ def lower_dense(node: Node, low: EngineLowering) -> None:
     n, k = weights.shape
     step.weights = weights.reshape(n, 1, 1, k)
     step.kind = "dense"
-    step.macs = t_in.pixels * n * k
+    step.macs = node_macs(node)
     step.fields.update(
         IN=t_in.offset,
         IN_H=t_in.h,
@@ -442,14 +437,7 @@ RULES: dict[str, Rule] = {
     "tensor.transpose": Rule(rules_xf.check_transpose, rules_xf.lower_transpose),
     **{
         op: Rule(check_reshape, lower_reshape)
-        for op in (
-            "tensor.reshape",
-            "tensor.flatten",
-            "tensor.squeeze",
-            "tensor.unsqueeze",
-            "tensor.identity",
-            "nn.dropout",
-        )
+        for op in view_ops()  # the same bytes under a new shape
     },
 }
 """Every op the engine runs (float elementwise ops inside islands use island_rule)."""
