@@ -94,13 +94,13 @@ class AsicBackend:
         ]
         if not is_static(graph):
             items.append(Unsupported("graph", graph.name, "symbolic shapes; give example inputs"))
-        supported = tuple(target.asic.supported_ops)
+        asic = target.asic
         return items + unsupported_nodes(
             graph,
             graph,
             HOST_RULES,
             "neither the NPU nor the host C kernels implement it",
-            skip=lambda node: offload_reason(graph, node, supported) is None,
+            skip=lambda node: offload_reason(graph, node, asic) is None,
         )
 
     def compile(

@@ -98,7 +98,7 @@ class HlsBackend:
         design = build_design(graph, target, str(options.get("top") or graph.name), layout)
         packing = options.get("dsp_packing")
         model = Model.for_target(
-            fpga.family, fpga.clock_mhz, int(packing) if packing is not None else None
+            fpga.products_per_dsp, fpga.clock_mhz, int(packing) if packing is not None else None
         )
         fixed = resolve_option(design, options.get("reuse_factor", "auto"))
         budget = _ceiling(budget_of(fpga), options.get("max_utilization", 1.0))
