@@ -1,9 +1,10 @@
 """The backend contract and the artifact every backend returns.
 
 A backend has two methods: ``unsupported(graph, target)`` lists *every* node it cannot take,
-each with a reason, before any work starts; ``compile(graph, target, out_dir, options)``
-writes the artifact into ``out_dir`` and returns an ``Artifact`` that can run it where the
-toolchain is present. ``load(path, graph, target, manifest)`` reopens a saved artifact.
+each with a reason, before any work starts (the one walker of ``compiler.rules`` over the
+backend's one rule table, each rule a ``check(node, ctx)`` and a ``lower(node, ctx)``);
+``compile(graph, target, out_dir, options)`` writes the artifact into ``out_dir`` and
+returns an ``Artifact`` that can run it where the toolchain is present. ``load(path, graph, target, manifest)`` reopens a saved artifact.
 
 ``BACKENDS`` maps a backend name (a target file's ``backend`` key) to ``"module:Class"``,
 imported only when used, so that ``import compiler`` needs no toolchain.
