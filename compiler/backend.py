@@ -4,7 +4,8 @@ A backend has two methods: ``unsupported(graph, target)`` lists *every* node it 
 each with a reason, before any work starts (the one walker of ``compiler.rules`` over the
 backend's one rule table, each rule a ``check(node, ctx)`` and a ``lower(node, ctx)``);
 ``compile(graph, target, out_dir, options)`` writes the artifact into ``out_dir`` and
-returns an ``Artifact`` that can run it where the toolchain is present. ``load(path, graph, target, manifest)`` reopens a saved artifact.
+returns an ``Artifact`` that can run it where the toolchain is present.
+``load(path, graph, target, manifest)`` reopens a saved artifact.
 
 ``BACKENDS`` maps a backend name (a target file's ``backend`` key) to ``"module:Class"``,
 imported only when used, so that ``import compiler`` needs no toolchain.

@@ -78,6 +78,9 @@ class FpgaLimits:
     #: 8-bit products one DSP slice computes per cycle when they share an operand (2 on a
     #: DSP48E2/DSP58, 1 on a DSP48E1); the ``dsp_packing`` option overrides it.
     products_per_dsp: int = 1
+    #: The activations the HLS conv/dense kernels apply in their output stage (fuse-bias-act
+    #: fuses no other); absent: any.
+    fused_activations: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -44,19 +44,15 @@ ACTIVATIONS: dict[str, Callable[[dict[str, Any]], Act]] = {
     "math.tanh": lambda a: ("tanh", []),
 }
 
-#: Backends whose fused conv/dense kernels implement only some activations.
-BACKEND_ACTIVATIONS: dict[str, frozenset[str]] = {
-    "hls": frozenset({"relu", "relu6", "clip"}),
-}
-
-
 def fusable_activation(node: Node, target: Target | None) -> Act | Reject | None:
     """The (act, act_args) ``node`` fuses as, a Reject if the backend lacks it, else None."""
     to_act = ACTIVATIONS.get(node.op)
     if to_act is None:
         return None
     act, args = to_act(node.attrs)
-    supported = BACKEND_ACTIVATIONS.get(target.backend) if target is not None else None
+    # An FPGA's kernels apply only some activations (the target file's fused_activations).
+    fpga = target.fpga if target is not None else None
+    supported = fpga.fused_activations if fpga is not None else None
     if supported is not None and act not in supported:
         return Reject(f"backend {target.backend} has no kernel with fused {act}")  # type: ignore[union-attr]
     return act, args
@@ -179,8 +175,8 @@ class FuseBiasAct(RewritePass):
     a constant 2-D weight becomes a dense (whose bias then fuses the same way).
     Must not fire when the conv output has other users, when an activation is already fused
     (a bias cannot go after it; a second activation is not expressible), when the constant is
-    not per-channel, or when ``target.backend`` has no kernel for the activation (hls: only
-    relu, relu6 and clip).
+    not per-channel, or when the target's kernels lack the activation (an FPGA's
+    ``[fpga] fused_activations``: relu, relu6 and clip).
     """
 
     name: ClassVar[str] = "fuse-bias-act"

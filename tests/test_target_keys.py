@@ -51,6 +51,7 @@ READERS: dict[str, str] = {
     "FpgaLimits.ddr_gbps": "backends/hls/engine/compile.py",
     "FpgaLimits.ddr_mb": "backends/hls/engine/compile.py",
     "FpgaLimits.products_per_dsp": "backends/hls/engine/config.py",
+    "FpgaLimits.fused_activations": "passes/fuse_bias_act.py",
     "GpuLimits.compute_capability": "backends/tensorrt/plan.py",
     "GpuLimits.precisions": "backends/tensorrt/plan.py",
     "GpuLimits.memory_gb": "backends/tensorrt/plan.py",
