@@ -1,9 +1,10 @@
 """One conformance test: every backend x zoo case against the reference interpreter on the same
 post-pass graph, held to ONE tolerance table (bit for bit wherever the result is integer).
 
-It replaces the per-backend zoo copies (tests/backends/{tvm,onnx,asic}/ and the HLS C-sim
-equality). Each backend contributes a row of ``BACKENDS``: how to compile a zoo case at a
-precision into (graph, run, inputs); the comparison is the same code for all of them.
+It replaces the per-backend zoo copies (tests/backends/{tvm,onnx,asic}/ and the C-sim
+equality of the HLS dataflow design and of the weight-streaming engine). Each backend
+contributes a row of ``BACKENDS``: how to compile a zoo case at a precision into (graph, run,
+inputs); the comparison is the same code for all of them.
 
 CI runs a bounded sample (``SAMPLE``: the cases each backend ran before, so CI time is
 unchanged); ``TAPEOUT_FULL=1 pytest tests/backends/test_conformance.py`` runs every case on
@@ -54,6 +55,7 @@ TOLERANCE: dict[tuple[str, str], Tolerance] = {
     # flips compound end to end.
     ("onnx", "int8"): Tolerance(rel=0.02, step_lsb=1),
     ("hls", "int8"): Tolerance(exact=True),
+    ("hls-engine", "int8"): Tolerance(exact=True),
     ("asic", "int8"): Tolerance(exact=True),
 }
 
@@ -110,6 +112,21 @@ def _hls(name: str, precision: str) -> Compiled:
     return Compiled(art.graph, art.run, [csim_inputs(name)])
 
 
+def _hls_engine(name: str, precision: str) -> Compiled:
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++ (C simulation)")
+    from tests.backends.hls.zoo import ENGINE_ZOO, compiled_engine, engine_inputs
+
+    if name not in ENGINE_ZOO:
+        pytest.skip(f"{name} is not one of the engine's CNNs")
+    art = compiled_engine(name)
+
+    def is_engine() -> None:
+        assert art.summary["fpga_arch"] == "engine" and art.summary["engine"] == "B1024"
+
+    return Compiled(art.graph, art.run, [engine_inputs(name)], is_engine)
+
+
 def _onnx(name: str, precision: str) -> Compiled:
     from backends.onnx import export_onnx, ort_session, run_onnx
     from tests.backends.onnx.graphs import stepwise_lsb
@@ -158,7 +175,7 @@ def _onnx_graph(name: str, precision: str) -> tuple[Graph, list[np.ndarray]]:
 
 
 BACKENDS: dict[str, Callable[[str, str], Compiled]] = {
-    "tvm": _tvm, "onnx": _onnx, "hls": _hls, "asic": _asic,
+    "tvm": _tvm, "onnx": _onnx, "hls": _hls, "hls-engine": _hls_engine, "asic": _asic,
 }
 
 _FAST = [n for n, c in CASES.items() if not c.slow]
@@ -170,6 +187,7 @@ SAMPLE: dict[tuple[str, str], list[str]] = {
     ("onnx", "fp32"): list(CASES),
     ("onnx", "int8"): list(CASES),
     ("hls", "int8"): list(CASES_FOR_FPGA),
+    ("hls-engine", "int8"): ["digits_cnn", "residual_block", "mobilenet_block", "resnet18"],
     ("asic", "int8"): ["jet_mlp", "digits_cnn", "residual_block"],
 }
 

@@ -37,3 +37,37 @@ def csim_inputs(name: str) -> np.ndarray:
     if case.dataset is None:
         return rand
     return np.concatenate([rand, case.dataset()[2]]).astype(np.float32)
+
+
+#: The zoo's CNNs on the weight-streaming engine: case -> input size (None: the case's own;
+#: ResNet-18 at 32x32 keeps CI fast, its layers are the same).
+ENGINE_ZOO: dict[str, int | None] = {
+    "digits_cnn": None, "residual_block": None, "mobilenet_block": None, "resnet18": 32,
+}
+
+
+def engine_shape(name: str) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in get_case(name).example_inputs()[0].shape)
+    size = ENGINE_ZOO[name]
+    return (1, shape[1], size, size) if size else shape
+
+
+@functools.cache
+def compiled_engine(name: str) -> Artifact:
+    """Zoo case ``name`` compiled for zcu104 as a B1024 engine (temporary folder until exit)."""
+    import torch
+
+    case = get_case(name)
+    shape = engine_shape(name)
+    x0 = torch.randn(*shape) if ENGINE_ZOO[name] else case.example_inputs()[0]
+    calib = (case.dataset()[0][:64] if case.dataset is not None else
+             np.random.default_rng(0).normal(size=(16, *shape[1:])).astype(np.float32))
+    return compiler.compile(case.build(), target="zcu104", example_inputs=(x0,),
+                            calibration_data=calib, fpga_arch="engine", engine="B1024",
+                            tb_samples=2)
+
+
+def engine_inputs(name: str) -> np.ndarray:
+    """Six random samples, wider than the data."""
+    shape = engine_shape(name)
+    return (np.random.default_rng(1).normal(size=(6, *shape[1:])) * 1.5).astype(np.float32)
