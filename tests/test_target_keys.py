@@ -130,3 +130,21 @@ def test_every_key_of_every_shipped_file_is_in_the_schema() -> None:
             if dotted in sections:
                 continue
             assert f"{cls.__name__}.{key}" in READERS, f"{name}.toml: {dotted}"
+
+
+def test_hardware_numbers_reach_the_code_from_the_file() -> None:
+    """The numbers that moved out of Python: a changed file changes what the code uses."""
+    import dataclasses
+
+    from backends.hls.engine.config import EngineConfig, resources
+    from backends.tvm.schedules import cpu_params
+
+    cpu = load_target("x86-64-avx512")
+    assert cpu.cpu is not None and cpu_params(cpu).vector_regs == cpu.cpu.vector_regs == 32
+    fewer = dataclasses.replace(cpu, cpu=dataclasses.replace(cpu.cpu, vector_regs=16))
+    assert cpu_params(fewer).max_accumulators < cpu_params(cpu).max_accumulators
+    fpga = load_target("zcu104").fpga
+    assert fpga is not None and fpga.products_per_dsp == 2
+    cfg = EngineConfig("B1024", 8, 8, 8)
+    one = dataclasses.replace(fpga, products_per_dsp=1)
+    assert resources(cfg, one, True)["dsp"] == 2 * resources(cfg, fpga, True)["dsp"]

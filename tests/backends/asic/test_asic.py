@@ -97,3 +97,28 @@ def test_float_graph_lists_every_unsupported_node() -> None:
         api.compile(g, "asic", pipeline=[])
     ops = sorted(item.op for item in info.value.items)
     assert ops == ["nn.conv2d", "nn.sigmoid"]
+
+
+def test_the_npu_output_stage_is_read_from_the_target_file() -> None:
+    """``[asic] fused_activations`` and ``accumulator_dtype`` decide what the NPU takes."""
+    import dataclasses
+
+    from backends.asic.partition import offload_reason
+
+    g = parse(
+        """graph @g(%x: i8[1,2,4,4]{scale=2^-4}) -> (i32[1,2,4,4]) {
+  %w: i8[2,2,1,1]{scale=2^-7} = const @w
+  %b: i32[2] = const @b
+  %y: i32[1,2,4,4] = nn.conv2d(%x, %w, %b) {acc="i32", act="relu"}
+  return %y
+}""",
+        {"w": np.ones((2, 2, 1, 1), np.int8), "b": np.zeros(2, np.int32)},
+    )
+    asic = load_target("npu-int8").asic
+    assert asic is not None and "relu" in asic.fused_activations
+    conv = next(n for n in g.nodes if n.op == "nn.conv2d")
+    assert offload_reason(g, conv, asic) is None
+    no_relu = dataclasses.replace(asic, fused_activations=("none",))
+    assert "relu" in (offload_reason(g, conv, no_relu) or "")
+    i16 = dataclasses.replace(asic, accumulator_dtype="i16")
+    assert offload_reason(g, conv, i16) == "the NPU accumulates in i16"
