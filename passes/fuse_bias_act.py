@@ -23,12 +23,6 @@ ACTIVATION_OPS = activation_ops()
 
 Act = tuple[str, list[float]]
 
-#: Backends whose fused conv/dense kernels implement only some activations.
-BACKEND_ACTIVATIONS: dict[str, frozenset[str]] = {
-    "hls": frozenset({"relu", "relu6", "clip"}),
-}
-
-
 def fusable_activation(node: Node, target: Target | None) -> Act | Reject | None:
     """The (act, act_args) ``node`` fuses as, a Reject if the backend lacks it, else None
     (``compiler.ir.op_facts.fused_activation``: the one act <-> op table)."""
@@ -36,7 +30,9 @@ def fusable_activation(node: Node, target: Target | None) -> Act | Reject | None
     if fused is None:
         return None
     act, args = fused
-    supported = BACKEND_ACTIVATIONS.get(target.backend) if target is not None else None
+    # An FPGA's kernels apply only some activations (the target file's fused_activations).
+    fpga = target.fpga if target is not None else None
+    supported = fpga.fused_activations if fpga is not None else None
     if supported is not None and act not in supported:
         return Reject(f"backend {target.backend} has no kernel with fused {act}")  # type: ignore[union-attr]
     return act, args
@@ -163,10 +159,11 @@ class FuseBiasAct(RewritePass):
     a constant 2-D weight becomes a dense (whose bias then fuses the same way).
     Must not fire when the conv output has other users, when an activation is already fused
     (a bias cannot go after it; a second activation is not expressible), when the constant is
-    not per-channel, or when ``target.backend`` has no kernel for the activation (hls: only
-    relu, relu6 and clip). With ``integer`` (set by the pipeline when an integer quantize
-    follows, ``before_integer_quantize``) only the activations an integer layer keeps fuse
-    (relu, relu6, clip); gelu, silu, ... stay the separate float ops quantize leaves float.
+    not per-channel, or when the target's kernels lack the activation (an FPGA's
+    ``[fpga] fused_activations``: relu, relu6 and clip). With ``integer`` (set by the
+    pipeline when an integer quantize follows, ``before_integer_quantize``) only the
+    activations an integer layer keeps fuse (relu, relu6, clip); gelu, silu, ... stay the
+    separate float ops quantize leaves float.
     """
 
     name: ClassVar[str] = "fuse-bias-act"

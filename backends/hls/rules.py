@@ -1,4 +1,4 @@
-"""The HLS backend's rule table: IR op -> (check, lower).
+"""The HLS backend's rule table: IR op -> ``Rule`` (check, lower; ``compiler.rules``).
 
 ``check(node, low)`` returns why the node cannot be lowered (None if it can); it runs for
 every node before anything is built, so ``unsupported()`` lists all problems at once.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,12 +23,11 @@ from compiler import numerics
 from compiler.ir.graph import Node, Value
 from compiler.ir.op_facts import clamps, output_clamp, view_ops
 from compiler.ir.types import is_int
+from compiler.rules import Rule as SharedRule
 
-
-@dataclass(frozen=True)
-class Rule:
-    check: Callable[[Node, Lowering], str | None]
-    lower: Callable[[Node, Lowering], None]
+#: A dataflow rule (the shared contract of ``compiler.rules``): ``check(node, low)`` and
+#: ``lower(node, low)``, both on the design's ``Lowering``.
+Rule = SharedRule[Lowering, Lowering]
 
 
 def int_only(node: Node, low: Lowering) -> str | None:
@@ -328,21 +326,21 @@ def lower_nothing(node: Node, low: Lowering) -> None:
     """Island nodes become part of a lookup table (built at the island's exit)."""
 
 
-island_rule = Rule(check_island, lower_nothing)
+island_rule = Rule(lower_nothing, check_island)
 
 RULES: dict[str, Rule] = {
-    "nn.dense": Rule(check_dense, lower_dense),
-    "nn.conv2d": Rule(check_conv2d, lower_conv2d),
-    "q.requantize": Rule(check_requantize, lower_requantize),
-    "q.add": Rule(check_add, lower_add),
-    "q.quantize": Rule(check_quantize, lower_quantize),
+    "nn.dense": Rule(lower_dense, check_dense),
+    "nn.conv2d": Rule(lower_conv2d, check_conv2d),
+    "q.requantize": Rule(lower_requantize, check_requantize),
+    "q.add": Rule(lower_add, check_add),
+    "q.quantize": Rule(lower_quantize, check_quantize),
     "q.dequantize": island_rule,
-    "tensor.concat": Rule(check_concat, lower_concat),
+    "tensor.concat": Rule(lower_concat, check_concat),
     **{
-        op: Rule(check_reshape, lower_reshape)
+        op: Rule(lower_reshape, check_reshape)
         for op in view_ops()  # the same bytes under a new shape
     },
-    **{op: Rule(check_int_act, lower_int_act) for op in _INT_CLIPS},
-    **{op: Rule(check, lower) for op, (check, lower) in POOL_RULES.items()},
+    **{op: Rule(lower_int_act, check_int_act) for op in _INT_CLIPS},
+    **{op: Rule(lower, check) for op, (check, lower) in POOL_RULES.items()},
 }
 """Every op the HLS backend lowers (float elementwise ops inside islands use island_rule)."""

@@ -86,7 +86,7 @@ def _scalezero_point(ctx: LowerContext, qp: QuantParams) -> tuple[Any, Any]:
     return _param(qp.scale, "float32"), _param(qp.zero_point, "int32")
 
 
-def _quantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _quantize(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, out = node.inputs[0], node.outputs[0]
     qp = out.type.quant
     assert qp is not None
@@ -98,7 +98,7 @@ def _quantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
     ]
 
 
-def _dequantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _dequantize(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, out = node.inputs[0], node.outputs[0]
     qp = x.type.quant
     assert qp is not None
@@ -121,7 +121,7 @@ def _dequantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit_te(dequantize_te, ctx.arg(x, layout), scale, zp, axis, ftype)]
 
 
-def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _requantize(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, out = node.inputs[0], node.outputs[0]
     a = ctx.attrs(node)
     mult, shift = [int(v) for v in a["multiplier"]], [int(v) for v in a["shift"]]
@@ -154,7 +154,7 @@ def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
     ]
 
 
-def _qadd(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _qadd(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a, b = node.inputs
     out = node.outputs[0]
     layout = ctx.common_layout(node)
@@ -179,7 +179,7 @@ def _qadd(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 
 def _qpool(global_pool: bool) -> Any:
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         from compiler.ir.ops_nn import spatial_params
 
         x, out = node.inputs[0], node.outputs[0]
@@ -219,7 +219,7 @@ def _qpool(global_pool: bool) -> Any:
 
 
 def _has_quant(index: int, where: str) -> Any:
-    def check(graph: Graph, node: Node) -> str | None:
+    def check(node: Node, graph: Graph) -> str | None:
         values = node.inputs if where == "in" else node.outputs
         if values[index].type.quant is None:
             return f"the {where}put type has no scale"

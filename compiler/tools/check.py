@@ -242,7 +242,7 @@ def _fpga_estimate(graph: Graph, target: Target, result: TargetCheck) -> dict[st
     for layer in design.layers:
         if layer.tunable:
             layer.rf = max(c for c in candidates(layer) if c <= max(1, fpga.default_reuse_factor))
-    ev = evaluate(design, Model.for_target(fpga.family, fpga.clock_mhz, None))
+    ev = evaluate(design, Model.for_target(fpga.products_per_dsp, fpga.clock_mhz, None))
     budget = budget_of(fpga)
     out: dict[str, Any] = {"reuse_factor": fpga.default_reuse_factor}
     budget["ff"] = int(fpga.ff)

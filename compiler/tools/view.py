@@ -81,8 +81,8 @@ def _placer(graph: Graph, target: Any) -> Callable[[Node], str]:
     if target.backend == "asic" and target.asic is not None:
         from backends.asic.partition import offload_reason
 
-        ops = target.asic.supported_ops
-        return lambda n: "host" if offload_reason(graph, n, ops) else "npu"
+        asic = target.asic
+        return lambda n: "host" if offload_reason(graph, n, asic) else "npu"
     return lambda n: f"{target.backend} ({target.name})"
 
 

@@ -8,9 +8,6 @@ memory. ``check`` returns why a node cannot run on the engine, or None.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
 from backends.hls.engine import rules_xf
@@ -28,14 +25,14 @@ from compiler.ir.graph import Node, Value
 from compiler.ir.op_facts import node_macs, output_clamp, view_ops, zero_point
 from compiler.ir.ops import OPS
 from compiler.ir.ops_nn import spatial_params
+from compiler.rules import Rule as SharedRule
 
 I8_MIN, I8_MAX = -128, 127
 
 
-@dataclass(frozen=True)
-class Rule:
-    check: Callable[[Node, EngineLowering], str | None]
-    lower: Callable[[Node, EngineLowering], None]
+#: An engine rule (the shared contract of ``compiler.rules``): ``check(node, low)`` and
+#: ``lower(node, low)`` on the schedule's ``EngineLowering``.
+Rule = SharedRule[EngineLowering, EngineLowering]
 
 
 def _attrs(node: Node) -> dict:
@@ -417,26 +414,26 @@ def check_requantize(node: Node, low: EngineLowering) -> str | None:
     return None
 
 
-island_rule = Rule(check_island, lower_nothing)
+island_rule = Rule(lower_nothing, check_island)
 
 RULES: dict[str, Rule] = {
-    "nn.conv2d": Rule(check_mac, lower_conv),
-    "nn.dense": Rule(check_mac, lower_dense),
-    "q.requantize": Rule(check_requantize, lower_nothing),  # lowered with its conv/dense
-    "nn.max_pool2d": Rule(check_pool, lower_pool),
-    "q.avg_pool2d": Rule(check_pool, lower_pool),
-    "q.global_avg_pool": Rule(check_pool, lower_pool),
-    "q.add": Rule(check_add, lower_add),
-    "q.quantize": Rule(check_island_exit, lower_island_exit),
+    "nn.conv2d": Rule(lower_conv, check_mac),
+    "nn.dense": Rule(lower_dense, check_mac),
+    "q.requantize": Rule(lower_nothing, check_requantize),  # lowered with its conv/dense
+    "nn.max_pool2d": Rule(lower_pool, check_pool),
+    "q.avg_pool2d": Rule(lower_pool, check_pool),
+    "q.global_avg_pool": Rule(lower_pool, check_pool),
+    "q.add": Rule(lower_add, check_add),
+    "q.quantize": Rule(lower_island_exit, check_island_exit),
     "q.dequantize": island_rule,
-    "tensor.concat": Rule(check_concat, lower_concat),
-    "nn.resize": Rule(check_resize, lower_resize),
-    "nn.matmul": Rule(rules_xf.check_matmul, rules_xf.lower_matmul),
-    "q.softmax": Rule(rules_xf.check_rows, rules_xf.lower_softmax),
-    "q.layernorm": Rule(rules_xf.check_layernorm, rules_xf.lower_layernorm),
-    "tensor.transpose": Rule(rules_xf.check_transpose, rules_xf.lower_transpose),
+    "tensor.concat": Rule(lower_concat, check_concat),
+    "nn.resize": Rule(lower_resize, check_resize),
+    "nn.matmul": Rule(rules_xf.lower_matmul, rules_xf.check_matmul),
+    "q.softmax": Rule(rules_xf.lower_softmax, rules_xf.check_rows),
+    "q.layernorm": Rule(rules_xf.lower_layernorm, rules_xf.check_layernorm),
+    "tensor.transpose": Rule(rules_xf.lower_transpose, rules_xf.check_transpose),
     **{
-        op: Rule(check_reshape, lower_reshape)
+        op: Rule(lower_reshape, check_reshape)
         for op in view_ops()  # the same bytes under a new shape
     },
 }
