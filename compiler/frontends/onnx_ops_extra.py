@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from compiler.frontends.onnx_importer import OnnxNode, Output, Reject, ir_dtype
 from compiler.frontends import onnx_ops_nn
+from compiler.frontends.onnx_importer import OnnxNode, Output, Reject, ir_dtype
 from compiler.frontends.onnx_ops import _spatial_attrs, converts, explicit_pads
 from compiler.ir import Value
 

@@ -15,11 +15,15 @@ from typing import Any
 
 from compiler.errors import ShapeError
 from compiler.ir.ops import (
-    OPS, REQUIRED, _float, _op, broadcast_shapes, conv_out_dim, norm_axis,
+    OPS,
+    REQUIRED,
+    _float,
+    _op,
+    broadcast_shapes,
+    conv_out_dim,
+    norm_axis,
 )  # fmt: skip
 from compiler.ir.types import BITS, DTYPES, Dim, TensorType, is_float
-
-_BEFORE = set(OPS)
 
 
 def _index(t: TensorType, what: str) -> None:
@@ -173,8 +177,9 @@ def _quant_operand(t: TensorType, what: str) -> None:
 @_op("q.linear_matmul", "a a_scale a_zero b b_scale b_zero y_scale y_zero")
 def _qlinear_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """ONNX QLinearMatMul: ``(a - a_zero) @ (b - b_zero)`` exactly in integers, rescaled by
-    ``a_scale * b_scale / y_scale`` (in the scales' dtype, applied in float64), rounded half to even, plus ``y_zero``,
-    saturated to y's dtype. Scales and zero points are scalars or per row (a) / column (b)."""
+    ``a_scale * b_scale / y_scale`` (in the scales' dtype, applied in float64), rounded
+    half to even, plus ``y_zero``, saturated to y's dtype. Scales and zero points are
+    scalars or per row (a) / column (b)."""
     a, b, yz = types[0], types[3], types[7]
     for t, what in ((a, "a"), (b, "b"), (yz, "y zero point")):
         _quant_operand(t, what)
@@ -205,4 +210,6 @@ def _integer_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[
 
 
 #: The ops this file adds (no backend but the interpreter implements them yet).
-EXTRA_OPS: frozenset[str] = frozenset(set(OPS) - _BEFORE)
+EXTRA_OPS: frozenset[str] = frozenset(
+    name for name, op in OPS.items() if op.infer is not None and op.infer.__module__ == __name__
+)
