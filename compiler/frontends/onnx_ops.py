@@ -424,4 +424,5 @@ from compiler.frontends import (  # noqa: E402,F401  (fill the tables)
     onnx_ops_more,  # noqa: E402,F401  (after onnx_ops_nn: it wraps entries)
     onnx_ops_nn,
     onnx_ops_tensor,
+    onnx_scan,
 )
