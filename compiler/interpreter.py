@@ -205,4 +205,5 @@ from compiler import (  # noqa: E402,F401  (fill IMPLS)
     interpreter_nn,
     interpreter_ops,
     interpreter_quant,
+    interpreter_signal,
 )

@@ -19,7 +19,7 @@ from backends.onnx import rules_tensor as t
 from backends.onnx.emitter import Emitter
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS
-from compiler.ir.ops_extra import EXTRA_OPS
+from compiler.ir.ops_extra import extra_ops
 
 Check = Callable[[Node, int], "str | None"]
 
@@ -120,7 +120,7 @@ NOT_EXPORTED: frozenset[str] = frozenset(
         "math.atan", "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh",
         "math.bitwise_not", "math.bitwise_and", "math.bitwise_or", "math.bitwise_xor",
     }
-) | EXTRA_OPS  # fmt: skip
+) | extra_ops()  # fmt: skip
 
 
 def _not_exported(node: Node, opset: int) -> str | None:

@@ -408,5 +408,6 @@ from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
     ops_more,
     ops_nn,
     ops_quant,
+    ops_signal,
     ops_tensor,
 )
