@@ -206,4 +206,5 @@ from compiler import (  # noqa: E402,F401  (fill IMPLS)
     interpreter_ops,
     interpreter_quant,
     interpreter_signal,
+    interpreter_vision,
 )

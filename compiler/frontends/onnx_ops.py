@@ -425,5 +425,6 @@ from compiler.frontends import (  # noqa: E402,F401  (fill the tables)
     onnx_ops_nn,
     onnx_ops_signal,
     onnx_ops_tensor,
+    onnx_ops_vision,
     onnx_scan,
 )

@@ -410,4 +410,5 @@ from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
     ops_quant,
     ops_signal,
     ops_tensor,
+    ops_vision,
 )

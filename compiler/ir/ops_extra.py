@@ -211,7 +211,7 @@ def _integer_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[
 
 #: The op table files of the conformance work (no backend but the interpreter implements
 #: their ops yet).
-EXTRA_MODULES = ("compiler.ir.ops_extra", "compiler.ir.ops_signal")
+EXTRA_MODULES = ("compiler.ir.ops_extra", "compiler.ir.ops_signal", "compiler.ir.ops_vision")
 
 
 def extra_ops() -> frozenset[str]:

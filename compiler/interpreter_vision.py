@@ -1,0 +1,190 @@
+"""Interpreter, part 8: NumPy implementations of the ops in ``compiler.ir.ops_vision``.
+
+Interpolation computes in float64 and rounds once to the input's dtype.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from compiler.interpreter import Context, impl
+from compiler.ir.graph import Node
+from compiler.ir.ops import OPS
+
+
+def _keys(t: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution weights of the 4 taps at offsets -1, 0, 1, 2 from
+    ``floor(x)``, for the fractional parts ``t``: [..., 4]."""
+    d = np.stack([t + 1, t, 1 - t, 2 - t], axis=-1)
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, far)
+
+
+def _reflect(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Mirror coordinates into [lo, hi] by the nearer border, repeatedly."""
+    span = hi - lo
+    if span <= 0:
+        return np.full_like(x, lo)
+    below, above = lo - x, x - hi
+    out = x.copy()
+    for dist, start, other, mask in ((below, lo, hi, x < lo), (above, hi, lo, x > hi)):
+        n = np.floor(dist / span)
+        r = dist - n * span
+        sign = 1 if start == lo else -1
+        even = start + sign * r
+        odd = other - sign * r
+        out = np.where(mask, np.where(n % 2 == 0, even, odd), out)
+    return out
+
+
+def _taps(coord: np.ndarray, size: int, mode: str, padding: str, align: bool,
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per sample point: tap indices, weights and in-range mask along one dimension."""
+    lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+    x = (coord + 1) / 2 * (size - 1) if align else ((coord + 1) * size - 1) / 2
+    if mode == "nearest":
+        x = np.rint(x)  # half to even, as onnx's reference rounds
+    outside = (x < lo) | (x > hi)
+    if padding == "border":
+        x = np.where(outside, np.clip(x, 0, size - 1), x)
+    elif padding == "reflection":
+        x = np.where(outside, _reflect(x, lo, hi), x)
+    if mode == "nearest":
+        idx, w = x.astype(np.int64)[..., None], np.ones((*x.shape, 1))
+    else:
+        base = np.floor(x)
+        t = x - base
+        if mode == "linear":
+            idx, w = base[..., None] + np.arange(2), np.stack([1 - t, t], axis=-1)
+        else:
+            idx, w = base[..., None] + np.arange(-1, 3), _keys(t, -0.75)
+        idx = idx.astype(np.int64)
+    if padding == "border":
+        idx = np.clip(idx, 0, size - 1)
+    elif padding == "reflection":
+        idx = np.trunc(_reflect(idx.astype(np.float64), lo, hi)).astype(np.int64)
+    inside = (idx >= 0) & (idx < size)
+    return np.clip(idx, 0, size - 1), w, inside
+
+
+@impl("nn.grid_sample")
+def _grid_sample(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, grid = xs[0], xs[1].astype(np.float64)
+    attrs = OPS[node.op].with_defaults(node.attrs)
+    n = x.ndim - 2
+    # grid[..., 0] indexes the last (width) dimension: dimension i takes entry n-1-i.
+    dims = [_taps(grid[..., n - 1 - i], x.shape[2 + i], attrs["mode"], attrs["padding"],
+                  bool(attrs["align_corners"])) for i in range(n)]  # fmt: skip
+    batch = np.arange(x.shape[0]).reshape((-1,) + (1,) * (grid.ndim - 2))
+    out = np.zeros((*grid.shape[:-1], x.shape[1]))
+    channels_last = x.transpose(0, *range(2, x.ndim), 1)  # gathers give [N, H.., C]
+    for taps in itertools.product(*(range(d[0].shape[-1]) for d in dims)):
+        weight = np.ones(grid.shape[:-1])
+        index = []
+        for (idx, w, inside), t in zip(dims, taps, strict=True):
+            weight = weight * w[..., t] * inside[..., t]
+            index.append(idx[..., t])
+        out += weight[..., None] * channels_last[(batch, *index)]
+    return [np.moveaxis(out, -1, 1).astype(x.dtype)]
+
+
+def _cubic_axis(y: np.ndarray, axis: int, size_out: int, scale: float, attrs: dict,
+                ) -> np.ndarray:  # fmt: skip
+    size_in = y.shape[axis]
+    out = np.arange(size_out, dtype=np.float64)
+    mode = attrs["mode"]
+    if mode == "align_corners":
+        src = out * (size_in - 1) / (size_out - 1) if size_out > 1 else 0 * out
+    elif mode == "asymmetric":
+        src = out / scale
+    elif mode == "pytorch_half_pixel" and size_out <= 1:
+        src = 0 * out - 0.5
+    elif mode == "half_pixel_symmetric":
+        adjust = size_out / (scale * size_in)
+        src = size_in / 2 * (1 - adjust) + (out + 0.5) / scale - 0.5
+    else:
+        src = (out + 0.5) / scale - 0.5
+    base = np.floor(src)
+    idx = base[:, None].astype(np.int64) + np.arange(-1, 3)
+    w = _keys(src - base, float(attrs["a"]))
+    if attrs["exclude_outside"]:
+        w = np.where((idx >= 0) & (idx < size_in), w, 0.0)
+        w = w / w.sum(axis=1, keepdims=True)
+    idx = np.clip(idx, 0, size_in - 1)  # the edge repeats (onnx pads in 'edge' mode)
+    taken = np.take(y, idx, axis=axis)  # the tap dimension lands after ``axis``
+    shape = [1] * taken.ndim
+    shape[axis], shape[axis + 1] = size_out, 4
+    return np.sum(taken * w.reshape(shape), axis=axis + 1)
+
+
+@impl("nn.resize_cubic")
+def _resize_cubic(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    attrs = OPS[node.op].with_defaults(node.attrs)
+    y = xs[0].astype(np.float64)
+    for axis, (size, scale) in enumerate(zip(attrs["sizes"], attrs["scales"], strict=True)):
+        if int(size) != y.shape[axis] or float(scale) != 1.0:
+            y = _cubic_axis(y, axis, int(size), float(scale), attrs)
+    return [y.astype(xs[0].dtype)]
+
+
+def _corners(b: np.ndarray, center: bool) -> np.ndarray:
+    """Boxes as (y_min, x_min, y_max, x_max) with min <= max."""
+    if center:
+        xc, yc, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+        return np.stack([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2], axis=1)
+    return np.stack([np.minimum(b[:, 0], b[:, 2]), np.minimum(b[:, 1], b[:, 3]),
+                     np.maximum(b[:, 0], b[:, 2]), np.maximum(b[:, 1], b[:, 3])], axis=1)
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    ih = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
+    iw = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
+    inter = np.where((ih > 0) & (iw > 0), ih * iw, 0.0)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    union = area + areas - inter
+    ok = (inter > 0) & (area > 0) & (areas > 0) & (union > 0)
+    return np.where(ok, inter / np.where(ok, union, 1), 0.0)
+
+
+@impl("nn.nms")
+def _nms(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    boxes, scores = xs[0].astype(np.float64), xs[1].astype(np.float64)
+    attrs = OPS[node.op].with_defaults(node.attrs)
+    limit = max(int(xs[2].reshape(-1)[0]), 0) if xs[2].size else 0
+    iou_max = float(xs[3].reshape(-1)[0]) if xs[3].size else 0.0
+    floor = float(xs[4].reshape(-1)[0]) if xs[4].size else -np.inf
+    rows = []
+    for b in range(boxes.shape[0]):
+        corners = _corners(boxes[b], bool(attrs["center_box"]))
+        for c in range(scores.shape[1]):
+            s = scores[b, c]
+            # Highest score first; equal scores in index order.
+            order = [i for i in np.argsort(-s, kind="stable") if s[i] > floor]
+            kept: list[int] = []
+            for i in order:
+                if len(kept) >= limit:
+                    break
+                if not kept or not np.any(_iou(corners[i], corners[kept]) > iou_max):
+                    kept.append(int(i))
+            rows += [(b, c, i) for i in kept]
+    return [np.asarray(rows, np.int64).reshape(-1, 3)]
+
+
+@impl("math.det")
+def _det(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.asarray(np.linalg.det(xs[0].astype(np.float64))).astype(xs[0].dtype)]
+
+
+@impl("tensor.reverse_sequence")
+def _reverse_sequence(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, lens = xs
+    attrs = OPS[node.op].with_defaults(node.attrs)
+    b_axis, t_axis = int(attrs["batch_axis"]) % x.ndim, int(attrs["time_axis"]) % x.ndim
+    moved = np.moveaxis(x, (b_axis, t_axis), (0, 1)).copy()
+    for b, n in enumerate(np.clip(lens.astype(np.int64), 0, moved.shape[1])):
+        moved[b, :n] = moved[b, :n][::-1]
+    return [np.moveaxis(moved, (0, 1), (b_axis, t_axis))]
