@@ -222,3 +222,50 @@ def _integer_matmul(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.n
     acc = np.matmul(_centered(a, za, -2 if a.ndim > 1 else -1), _centered(b, zb, -1))
     return [acc.astype(np.int32)]
 
+
+
+def _ngram_ids(attrs: dict) -> dict[tuple[int, ...], int]:
+    """Pool n-gram -> output index, for the lengths counted (ids run over every length)."""
+    pool, counts = [int(v) for v in attrs["pool"]], [int(c) for c in attrs["counts"]]
+    grams: dict[tuple[int, ...], int] = {}
+    gram_id = 0
+    for i, start in enumerate(counts):
+        end = counts[i + 1] if i + 1 < len(counts) else len(pool)
+        n = i + 1
+        for at in range(start, end - n + 1, n):
+            if attrs["min_n"] <= n <= attrs["max_n"] and gram_id < len(attrs["indexes"]):
+                grams.setdefault(tuple(pool[at : at + n]), int(attrs["indexes"][gram_id]))
+            gram_id += 1
+    return grams
+
+
+@impl("nn.tfidf")
+def _tfidf(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    attrs = _attrs(node)
+    grams = _ngram_ids(attrs)
+    rows = xs[0].reshape(1, -1) if xs[0].ndim == 1 else xs[0]
+    size = max(int(i) for i in attrs["indexes"]) + 1
+    counts = np.zeros((rows.shape[0], size), np.float64)
+    min_n, max_n = int(attrs["min_n"]), int(attrs["max_n"])
+    for r, row in enumerate(rows.tolist()):
+        first = min_n
+        for skip in range(1, int(attrs["max_skip"]) + 2):
+            for start in range(len(row)):
+                if start + skip * (first - 1) >= len(row):
+                    break
+                for n in range(first, max_n + 1):
+                    items = row[start : start + skip * (n - 1) + 1 : skip]
+                    if len(items) < n:
+                        break
+                    if (at := grams.get(tuple(items))) is not None:
+                        counts[r, at] += 1
+            if first == 1:  # single tokens are counted once, not once per skip distance
+                first = 2
+                if first > max_n:
+                    break
+    weights = np.asarray(attrs["weights"] or [], np.float64)
+    if attrs["mode"] == "IDF":
+        counts = (counts > 0) * (weights if weights.size else 1.0)
+    elif attrs["mode"] == "TFIDF" and weights.size:
+        counts = counts * weights
+    return [counts.reshape(-1) if xs[0].ndim == 1 else counts]

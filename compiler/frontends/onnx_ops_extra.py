@@ -153,3 +153,43 @@ def _matmul_integer(n: OnnxNode) -> Sequence[Output]:
     a, b = n.value(0), n.value(1)
     inputs = [a, b, *_optional(n, 2, a.dtype), *_optional(n, 3, b.dtype)]
     return [n.emit("q.integer_matmul", inputs)]
+
+
+@converts("TfIdfVectorizer")
+def _tfidf(n: OnnxNode) -> Sequence[Output]:
+    if n.attr("pool_strings"):
+        raise Reject("TfIdfVectorizer over strings (the IR has no string dtype)")
+    x = n.value(0)
+    if x.dtype not in ("i32", "i64"):
+        raise Reject(f"TfIdfVectorizer of {x.dtype} tokens")
+    attrs = {
+        "min_n": int(n.attr("min_gram_length")), "max_n": int(n.attr("max_gram_length")),
+        "max_skip": int(n.attr("max_skip_count")), "mode": str(n.attr("mode")),
+        "counts": [int(c) for c in n.attr("ngram_counts")],
+        "indexes": [int(i) for i in n.attr("ngram_indexes")],
+        "pool": [int(v) for v in n.attr("pool_int64s", [])],
+        "weights": [float(w) for w in n.attr("weights", [])] or None,
+    }  # fmt: skip
+    return [n.emit("nn.tfidf", [x], attrs)]
+
+
+@converts("InstanceNormalization")
+def _instance_norm(n: OnnxNode) -> Sequence[Output]:
+    """``(x - mean) / sqrt(var + eps) * scale + bias`` over the spatial dimensions of each
+    sample and channel."""
+    x = n.value(0)
+    rank = x.type.rank
+    if rank < 3:
+        raise Reject(f"InstanceNormalization of rank {rank} (3 or more needed)")
+    axes = list(range(2, rank))
+    mean = n.emit("math.reduce_mean", [x], {"axes": axes, "keepdims": True}, hint="mean")
+    centered = n.emit("math.sub", [x, mean], hint="centered")
+    square = n.emit("math.mul", [centered, centered], hint="square")
+    var = n.emit("math.reduce_mean", [square], {"axes": axes, "keepdims": True}, hint="var")
+    eps = n.scalar(float(n.attr("epsilon", 1e-5)), x.dtype)
+    inv = n.emit("math.rsqrt", [n.emit("math.add", [var, eps], hint="var_eps")], hint="inv")
+    y = n.emit("math.mul", [centered, inv], hint="normed")
+    per_channel = [-1] + [1] * (rank - 2)
+    scale = n.emit("tensor.reshape", [n.value(1, x.dtype)], {"shape": per_channel}, hint="scale")
+    bias = n.emit("tensor.reshape", [n.value(2, x.dtype)], {"shape": per_channel}, hint="bias")
+    return [n.emit("math.add", [n.emit("math.mul", [y, scale], hint="scaled"), bias])]

@@ -209,6 +209,30 @@ def _integer_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[
     return [TensorType("i32", (*batch, *rows, b.shape[-1]))]
 
 
+TFIDF_MODES = ("TF", "IDF", "TFIDF")
+
+
+@_op("nn.tfidf", "x", {
+    "min_n": REQUIRED, "max_n": REQUIRED, "max_skip": REQUIRED, "mode": REQUIRED,
+    "counts": REQUIRED, "indexes": REQUIRED, "pool": REQUIRED, "weights": None,
+})  # fmt: skip
+def _tfidf(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """ONNX TfIdfVectorizer on integer tokens ``x`` [C] or [B, C]: counts of the n-grams
+    of ``pool`` (``counts[i]``: where its (i+1)-grams start), lengths ``min_n..max_n``,
+    with up to ``max_skip`` tokens skipped between items, at output ``indexes``; ``mode``
+    TF (counts), IDF (``weights`` where present) or TFIDF (counts times weights)."""
+    x = types[0]
+    if x.dtype not in ("i32", "i64") or x.rank not in (1, 2):
+        raise ShapeError(f"tfidf of {x} (integer tokens [C] or [B, C])")
+    indexes = [int(i) for i in attrs["indexes"]]
+    if attrs["mode"] not in TFIDF_MODES or not indexes or min(indexes) < 0:
+        raise ShapeError(f"tfidf mode {attrs['mode']!r}, indexes {indexes}")
+    if not 1 <= int(attrs["min_n"]) <= int(attrs["max_n"]) or int(attrs["max_skip"]) < 0:
+        raise ShapeError(f"tfidf n-gram lengths {attrs['min_n']}..{attrs['max_n']}")
+    size = max(indexes) + 1
+    return [TensorType("f32", (size,) if x.rank == 1 else (x.shape[0], size))]
+
+
 #: The op table files of the conformance work (no backend but the interpreter implements
 #: their ops yet).
 EXTRA_MODULES = ("compiler.ir.ops_extra", "compiler.ir.ops_signal", "compiler.ir.ops_vision")
