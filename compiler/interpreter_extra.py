@@ -245,7 +245,7 @@ def _tfidf(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     grams = _ngram_ids(attrs)
     rows = xs[0].reshape(1, -1) if xs[0].ndim == 1 else xs[0]
     size = max(int(i) for i in attrs["indexes"]) + 1
-    counts = np.zeros((rows.shape[0], size), np.float64)
+    counts: np.ndarray = np.zeros((rows.shape[0], size), np.float64)
     min_n, max_n = int(attrs["min_n"]), int(attrs["max_n"])
     for r, row in enumerate(rows.tolist()):
         first = min_n

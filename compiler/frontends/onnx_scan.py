@@ -110,3 +110,13 @@ def _scan(n: OnnxNode) -> Sequence[Output]:
         for j, parts in enumerate(outs)
     ]
     return [*states, *stacked]
+
+
+@converts("Loop")
+def _loop(n: OnnxNode) -> Sequence[Output]:
+    """Not unrolled yet: say why, rather than "no converter" (Range's function body is a
+    Loop whose trip count is the range's runtime length)."""
+    if n.known(0) is None or (n.has(1) and n.known(1) is None):
+        raise Reject("Loop with a trip count or condition computed at runtime "
+                     "(data-dependent control flow)")
+    raise Reject("Loop is not unrolled yet (only Scan is)")
