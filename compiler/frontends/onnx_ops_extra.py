@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from compiler.frontends import onnx_ops_nn
+from compiler.frontends import onnx_ops, onnx_ops_nn
 from compiler.frontends.onnx_importer import OnnxNode, Output, Reject, ir_dtype
 from compiler.frontends.onnx_ops import _spatial_attrs, converts, explicit_pads
 from compiler.ir import Value
@@ -193,3 +193,29 @@ def _instance_norm(n: OnnxNode) -> Sequence[Output]:
     scale = n.emit("tensor.reshape", [n.value(1, x.dtype)], {"shape": per_channel}, hint="scale")
     bias = n.emit("tensor.reshape", [n.value(2, x.dtype)], {"shape": per_channel}, hint="bias")
     return [n.emit("math.add", [n.emit("math.mul", [y, scale], hint="scaled"), bias])]
+
+
+_core_dropout = onnx_ops.CONVERTERS["Dropout"]
+
+
+@converts("Dropout")
+def _dropout(n: OnnxNode) -> Sequence[Output]:
+    """Inference (or a ratio of 0 in training) keeps every element: the mask is all true.
+    Real training-mode dropout draws random numbers and stays refused."""
+    training = n.known(2) if n.has(2) else None
+    ratio = n.known(1) if n.has(1) else None
+    zero = ratio is not None and ratio.dtype != object and float(ratio.reshape(-1)[0]) == 0
+    if n.has(2) and not (training is not None and (not bool(training) or zero)):
+        return _core_dropout(n)
+    if not n.used(1):
+        return [n.value(0)]
+    x = n.value(0)
+    mask = np.ones(n.static_shape(0, "Dropout's mask"), bool)
+    return [x, n.constant(mask, n.name_hint("mask", 1))]
+
+
+@converts("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+          "Multinomial", "Bernoulli")  # fmt: skip
+def _random(n: OnnxNode) -> Sequence[Output]:
+    raise Reject("random numbers are nondeterministic: no backend result could be checked "
+                 "against the reference")
