@@ -188,3 +188,49 @@ def _reverse_sequence(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np
     for b, n in enumerate(np.clip(lens.astype(np.int64), 0, moved.shape[1])):
         moved[b, :n] = moved[b, :n][::-1]
     return [np.moveaxis(moved, (0, 1), (b_axis, t_axis))]
+
+
+def _bilinear(img: np.ndarray, h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``img`` [C, H, W] sampled at (h, w) (any equal shapes), zeros outside: [C, *h.shape]."""
+    height, width = img.shape[1:]
+    h0, w0 = np.floor(h), np.floor(w)
+    out = np.zeros((img.shape[0], *h.shape))
+    for dh, dw in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        hi, wi = h0 + dh, w0 + dw
+        weight = (1 - np.abs(h - hi)) * (1 - np.abs(w - wi))
+        inside = (hi >= 0) & (hi < height) & (wi >= 0) & (wi < width)
+        hc = np.clip(hi, 0, height - 1).astype(np.int64)
+        wc = np.clip(wi, 0, width - 1).astype(np.int64)
+        out += img[:, hc, wc] * (weight * inside)
+    return out
+
+
+@impl("nn.deform_conv")
+def _deform_conv(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, w, off, b, mask = (a.astype(np.float64) for a in xs)
+    attrs = OPS[node.op].with_defaults(node.attrs)
+    sh, sw = attrs["strides"] or [1, 1]
+    ph, pw = (attrs["pads"] or [0, 0, 0, 0])[:2]
+    dh, dw = attrs["dilations"] or [1, 1]
+    group, og = int(attrs["group"]), int(attrs["offset_group"])
+    n, c = x.shape[:2]
+    oc, icg, kh, kw = w.shape
+    oh, ow = off.shape[2:]
+    off = off.reshape(n, og, kh, kw, 2, oh, ow)
+    mask = mask.reshape(n, og, kh, kw, oh, ow)
+    base_h = (np.arange(oh) * sh - ph)[:, None]
+    base_w = (np.arange(ow) * sw - pw)[None, :]
+    cols = np.zeros((n, c, kh, kw, oh, ow))
+    per_group = c // og
+    for b_i, g, i, j in itertools.product(range(n), range(og), range(kh), range(kw)):
+        h = base_h + i * dh + off[b_i, g, i, j, 0]
+        ww = base_w + j * dw + off[b_i, g, i, j, 1]
+        chans = slice(g * per_group, (g + 1) * per_group)
+        cols[b_i, chans, i, j] = _bilinear(x[b_i, chans], h, ww) * mask[b_i, g, i, j]
+    out = np.zeros((n, oc, oh, ow))
+    ocg = oc // group
+    for g in range(group):
+        part = cols[:, g * icg : (g + 1) * icg]
+        out[:, g * ocg : (g + 1) * ocg] = np.einsum("nckluv,ockl->nouv", part,
+                                                     w[g * ocg : (g + 1) * ocg])  # fmt: skip
+    return [(out + b.reshape(1, -1, 1, 1)).astype(xs[0].dtype)]

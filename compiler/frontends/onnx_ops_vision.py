@@ -80,3 +80,25 @@ def _det(n: OnnxNode) -> Sequence[Output]:
 def _reverse_sequence(n: OnnxNode) -> Sequence[Output]:
     attrs = {"batch_axis": int(n.attr("batch_axis", 1)), "time_axis": int(n.attr("time_axis", 0))}
     return [n.emit("tensor.reverse_sequence", [n.value(0), n.value(1, "i64")], attrs)]
+
+
+@converts("DeformConv")
+def _deform_conv(n: OnnxNode) -> Sequence[Output]:
+    x, w = n.value(0), n.value(1)
+    offset = n.value(2, x.dtype)
+    wshape = n.static_shape(1, "DeformConv's weight")
+    if len(wshape) != 4:
+        raise Reject(f"{len(wshape) - 2}-D DeformConv (only 2-D)")
+    oshape = n.static_shape(2, "DeformConv's offset")
+    dtype = x.type.np_dtype
+    bias = n.value(3, x.dtype) if n.has(3) else n.constant(np.zeros(wshape[0], dtype),
+                                                           n.name_hint("b"))  # fmt: skip
+    mask_shape = (oshape[0], oshape[1] // 2, *oshape[2:])
+    mask = n.value(4, x.dtype) if n.has(4) else n.constant(np.ones(mask_shape, dtype),
+                                                           n.name_hint("mask"))  # fmt: skip
+    strides, dilations = [int(s) for s in n.attr("strides", [1, 1])], [
+        int(d) for d in n.attr("dilations", [1, 1])]  # fmt: skip
+    attrs = {"strides": strides, "pads": [int(p) for p in n.attr("pads", [0, 0, 0, 0])],
+             "dilations": dilations, "group": int(n.attr("group", 1)),
+             "offset_group": int(n.attr("offset_group", 1))}  # fmt: skip
+    return [n.emit("nn.deform_conv", [x, w, offset, bias, mask], attrs)]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import REQUIRED, _float, _op, norm_axis
+from compiler.ir.ops import REQUIRED, _float, _op, conv_out_dim, norm_axis
 from compiler.ir.types import TensorType
 
 GRID_MODES = ("linear", "nearest", "cubic")
@@ -103,3 +103,35 @@ def _reverse_sequence(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     if b == t or lens.shape[0] != x.shape[b]:
         raise ShapeError(f"reverse_sequence axes {b}, {t} of {x} by {lens}")
     return [x]
+
+
+@_op("nn.deform_conv", "x w offset b mask", {"strides": None, "pads": None,
+                                             "dilations": None, "group": 1,
+                                             "offset_group": 1})  # fmt: skip
+def _deform_conv(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """2-D deformable convolution (ONNX DeformConv): each kernel tap samples ``x``
+    bilinearly (zeros outside) at its position plus ``offset`` [N, offset_group*kh*kw*2,
+    oh, ow] (dy, dx per tap), scaled by ``mask`` [N, offset_group*kh*kw, oh, ow]; then
+    weights ``w`` [oc, ic/group, kh, kw] and bias ``b`` [oc] as a grouped conv."""
+    x, w, off, b, mask = types
+    _float(x)
+    if x.rank != 4 or w.rank != 4 or any(not isinstance(d, int) for d in (*x.shape, *w.shape)):
+        raise ShapeError(f"deform_conv (2-D, static shapes) of {x} with {w}")
+    strides = [int(v) for v in attrs["strides"] or [1, 1]]
+    pads = [int(v) for v in attrs["pads"] or [0, 0, 0, 0]]
+    dils = [int(v) for v in attrs["dilations"] or [1, 1]]
+    group, og = int(attrs["group"]), int(attrs["offset_group"])
+    kh, kw = int(w.shape[2]), int(w.shape[3])
+    if len(strides) != 2 or len(pads) != 4 or len(dils) != 2 or min(strides + dils) < 1:
+        raise ShapeError(f"deform_conv strides {strides}, pads {pads}, dilations {dils}")
+    if group < 1 or og < 1 or x.shape[1] != w.shape[1] * group or int(w.shape[0]) % group \
+            or int(x.shape[1]) % og:  # fmt: skip
+        raise ShapeError(f"deform_conv groups {group}/{og} of {x} with {w}")
+    out = [conv_out_dim(x.shape[2 + i], (kh, kw)[i], strides[i], pads[i], pads[2 + i],
+                        dils[i]) for i in range(2)]  # fmt: skip
+    want = {2: (x.shape[0], og * kh * kw * 2, *out), 3: (w.shape[0],),
+            4: (x.shape[0], og * kh * kw, *out)}  # fmt: skip
+    for i, shape in want.items():
+        if tuple(types[i].shape) != shape or types[i].dtype != x.dtype:
+            raise ShapeError(f"deform_conv operand {i} is {types[i]}, expected {shape}")
+    return [TensorType(x.dtype, (x.shape[0], w.shape[0], *out))]
