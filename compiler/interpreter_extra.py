@@ -9,6 +9,7 @@ import itertools
 
 import numpy as np
 
+from compiler.errors import InputError
 from compiler.interpreter import Context, impl
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS
@@ -269,3 +270,22 @@ def _tfidf(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     elif attrs["mode"] == "TFIDF" and weights.size:
         counts = counts * weights
     return [counts.reshape(-1) if xs[0].ndim == 1 else counts]
+
+
+@impl("tensor.tensor_scatter")
+def _tensor_scatter(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    cache, update, idx = xs
+    attrs = _attrs(node)
+    axis = int(attrs["axis"]) % cache.ndim
+    out = np.moveaxis(cache.copy(), axis, 1)
+    upd = np.moveaxis(update, axis, 1)
+    size, steps = out.shape[1], upd.shape[1]
+    for b in range(out.shape[0]):
+        at = int(idx[b]) + np.arange(steps)
+        if attrs["mode"] == "circular":
+            at = at % size
+        elif steps and (at[0] < 0 or at[-1] >= size):
+            raise InputError(f"{node.where()}: write index {int(idx[b])} + {steps} steps "
+                             f"outside a cache of {size}")
+        out[b, at] = upd[b]
+    return [np.moveaxis(out, 1, axis)]

@@ -219,3 +219,15 @@ def _dropout(n: OnnxNode) -> Sequence[Output]:
 def _random(n: OnnxNode) -> Sequence[Output]:
     raise Reject("random numbers are nondeterministic: no backend result could be checked "
                  "against the reference")
+
+
+@converts("TensorScatter")
+def _tensor_scatter(n: OnnxNode) -> Sequence[Output]:
+    cache = n.value(0)
+    if n.has(2):
+        idx = n.value(2, "i64")
+    else:
+        batch = n.static_shape(0, "TensorScatter without write indices")[0]
+        idx = n.constant(np.zeros(batch, np.int64), n.name_hint("at"))
+    attrs = {"mode": str(n.attr("mode", "linear")), "axis": int(n.attr("axis", -2))}
+    return [n.emit("tensor.tensor_scatter", [cache, n.value(1, cache.dtype), idx], attrs)]

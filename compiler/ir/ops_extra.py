@@ -233,6 +233,27 @@ def _tfidf(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [TensorType("f32", (size,) if x.rank == 1 else (x.shape[0], size))]
 
 
+@_op("tensor.tensor_scatter", "cache update write_indices", {"mode": "linear", "axis": -2},
+     tags="layout")  # fmt: skip
+def _tensor_scatter(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """A copy of ``cache`` with ``update`` written along ``axis`` from position
+    ``write_indices[b]`` of each batch entry ``b`` (``mode`` circular: wrapping around);
+    ONNX TensorScatter, a KV-cache update."""
+    cache, update, idx = types
+    axis = norm_axis(int(attrs["axis"]), cache.rank)
+    if attrs["mode"] not in ("linear", "circular") or axis == 0 or update.rank != cache.rank:
+        raise ShapeError(f"tensor_scatter of {update} into {cache} along {axis}")
+    if idx.dtype not in ("i32", "i64") or idx.shape != (cache.shape[0],):
+        raise ShapeError(f"tensor_scatter write indices {idx} for {cache}")
+    for i, (c, u) in enumerate(zip(cache.shape, update.shape, strict=True)):
+        if (i != axis and c != u) or (i == axis and isinstance(c, int) and isinstance(u, int)
+                                      and u > c):  # fmt: skip
+            raise ShapeError(f"tensor_scatter update {update} does not fit {cache}")
+    if update.dtype != cache.dtype:
+        raise ShapeError(f"tensor_scatter of {update.dtype} into {cache.dtype}")
+    return [cache]
+
+
 #: The op table files of the conformance work (no backend but the interpreter implements
 #: their ops yet).
 EXTRA_MODULES = ("compiler.ir.ops_extra", "compiler.ir.ops_signal", "compiler.ir.ops_vision")
