@@ -234,3 +234,50 @@ def _deform_conv(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndar
         out[:, g * ocg : (g + 1) * ocg] = np.einsum("nckluv,ockl->nouv", part,
                                                      w[g * ocg : (g + 1) * ocg])  # fmt: skip
     return [(out + b.reshape(1, -1, 1, 1)).astype(xs[0].dtype)]
+
+
+def _roi_axis(start: float, size: float, bins: int, grid: int, limit: int) -> tuple:
+    """Sample coordinates of one axis [bins, grid]: low/high taps, their weights and
+    whether the sample lies within a pixel of the map (onnx's RoiAlign rules)."""
+    pos = start + np.arange(bins)[:, None] * (size / bins) + (np.arange(grid) + 0.5) * (
+        size / bins / grid)  # fmt: skip
+    valid = (pos >= -1.0) & (pos <= limit)
+    pos = np.maximum(pos, 0)
+    low = np.floor(pos).astype(np.int64)
+    edge = low >= limit - 1
+    low = np.where(edge, limit - 1, low)
+    high = np.where(edge, limit - 1, low + 1)
+    pos = np.where(edge, low, pos)
+    frac = pos - low
+    return low, high, 1 - frac, frac, valid
+
+
+@impl("nn.roi_align")
+def _roi_align(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, rois, idx = xs[0].astype(np.float64), xs[1].astype(np.float64), xs[2]
+    attrs = OPS[node.op].with_defaults(node.attrs)
+    out_h, out_w, ratio = int(attrs["out_h"]), int(attrs["out_w"]), int(attrs["sampling_ratio"])
+    height, width = x.shape[2:]
+    shift = 0.5 if attrs["half_pixel"] else 0.0
+    out = np.zeros((rois.shape[0], x.shape[1], out_h, out_w))
+    for r, (roi, b) in enumerate(zip(rois, idx, strict=True)):
+        x1, y1, x2, y2 = roi * float(attrs["spatial_scale"]) - shift
+        rw, rh = x2 - x1, y2 - y1
+        if not attrs["half_pixel"]:  # the legacy mode forces regions of at least 1 pixel
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        gh = ratio if ratio > 0 else int(np.ceil(rh / out_h))
+        gw = ratio if ratio > 0 else int(np.ceil(rw / out_w))
+        yl, yh, wyl, wyh, vy = _roi_axis(y1, rh, out_h, gh, height)
+        xl, xh, wxl, wxh, vx = _roi_axis(x1, rw, out_w, gw, width)
+        img = x[int(b)]
+        valid = vy[:, :, None, None] & vx[None, None, :, :]
+        terms = [
+            img[:, ya[:, :, None, None], xa[None, None, :, :]]
+            * (wy[:, :, None, None] * wx[None, None, :, :] * valid)
+            for ya, wy in ((yl, wyl), (yh, wyh)) for xa, wx in ((xl, wxl), (xh, wxh))
+        ]  # [C, out_h, gh, out_w, gw] each
+        if attrs["mode"] == "avg":
+            out[r] = sum(terms).sum(axis=(2, 4)) / max(gh * gw, 1)
+        else:  # onnx's max mode: the largest weighted tap of any sample
+            out[r] = np.max(np.maximum.reduce(terms), axis=(2, 4))
+    return [out.astype(xs[0].dtype)]

@@ -102,3 +102,20 @@ def _deform_conv(n: OnnxNode) -> Sequence[Output]:
              "dilations": dilations, "group": int(n.attr("group", 1)),
              "offset_group": int(n.attr("offset_group", 1))}  # fmt: skip
     return [n.emit("nn.deform_conv", [x, w, offset, bias, mask], attrs)]
+
+
+@converts("RoiAlign")
+def _roi_align(n: OnnxNode) -> Sequence[Output]:
+    """``coordinate_transformation_mode`` from opset 16 (default half_pixel); before, the
+    legacy output_half_pixel."""
+    x = n.value(0)
+    transform = n.attr("coordinate_transformation_mode",
+                       "half_pixel" if n.opset >= 16 else "output_half_pixel")  # fmt: skip
+    if transform not in ("half_pixel", "output_half_pixel"):
+        raise Reject(f"RoiAlign coordinate_transformation_mode={transform!r}")
+    attrs = {"mode": str(n.attr("mode", "avg")), "out_h": int(n.attr("output_height", 1)),
+             "out_w": int(n.attr("output_width", 1)),
+             "sampling_ratio": int(n.attr("sampling_ratio", 0)),
+             "spatial_scale": float(n.attr("spatial_scale", 1.0)),
+             "half_pixel": transform == "half_pixel"}  # fmt: skip
+    return [n.emit("nn.roi_align", [x, n.value(1, x.dtype), n.value(2, "i64")], attrs)]

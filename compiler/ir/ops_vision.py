@@ -135,3 +135,26 @@ def _deform_conv(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
         if tuple(types[i].shape) != shape or types[i].dtype != x.dtype:
             raise ShapeError(f"deform_conv operand {i} is {types[i]}, expected {shape}")
     return [TensorType(x.dtype, (x.shape[0], w.shape[0], *out))]
+
+
+@_op("nn.roi_align", "x rois batch_indices", {
+    "mode": "avg", "out_h": 1, "out_w": 1, "sampling_ratio": 0, "spatial_scale": 1.0,
+    "half_pixel": True,
+})  # fmt: skip
+def _roi_align(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """ONNX RoiAlign: each region ``rois[r]`` (x1, y1, x2, y2, times ``spatial_scale``;
+    shifted by half a pixel with ``half_pixel``) of image ``batch_indices[r]`` of ``x``
+    [N, C, H, W] pooled to [out_h, out_w] bins by the average (or max) of bilinear samples
+    on a ``sampling_ratio`` grid per bin (0: adaptive): [R, C, out_h, out_w]."""
+    x, rois, idx = types
+    _float(x)
+    if x.rank != 4 or rois.rank != 2 or rois.shape[1] != 4 or idx.shape != (rois.shape[0],):
+        raise ShapeError(f"roi_align of {x} at {rois} of images {idx}")
+    if idx.dtype not in ("i32", "i64") or rois.dtype != x.dtype:
+        raise ShapeError(f"roi_align rois {rois} / batch indices {idx}")
+    if attrs["mode"] not in ("avg", "max") or min(int(attrs["out_h"]), int(attrs["out_w"])) < 1 \
+            or int(attrs["sampling_ratio"]) < 0:  # fmt: skip
+        raise ShapeError(f"roi_align mode {attrs['mode']!r}, output {attrs['out_h']}x"
+                         f"{attrs['out_w']}")  # fmt: skip
+    return [TensorType(x.dtype, (rois.shape[0], x.shape[1], int(attrs["out_h"]),
+                                 int(attrs["out_w"])))]  # fmt: skip
