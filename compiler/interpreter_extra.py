@@ -289,3 +289,47 @@ def _tensor_scatter(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.n
                              f"outside a cache of {size}")
         out[b, at] = upd[b]
     return [np.moveaxis(out, 1, axis)]
+
+
+@impl("nn.max_pool_argmax")
+def _max_pool_argmax(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, attrs = xs[0], _attrs(node)
+    kernel = [int(k) for k in attrs["kernel"]]
+    n = len(kernel)
+    strides = attrs["strides"] or [1] * n
+    pads = attrs["pads"] or [0] * (2 * n)
+    dils = attrs["dilations"] or [1] * n
+    out = [int(d) for d in node.outputs[0].type.shape[2:]]
+    wins = [_window_index(x.shape[2 + i], out[i], kernel[i], strides[i], pads[i], pads[n + i],
+                          dils[i]) for i in range(n)]  # fmt: skip
+    best = np.full((*x.shape[:2], *out), -np.inf)
+    where = np.zeros(best.shape, np.int64)
+    spatial = x.shape[2:]
+    # Flat index of [b, c, *pos]: row-major, or column-major over the spatial dimensions.
+    order = spatial[::-1] if attrs["storage_order"] else spatial
+    lead = np.arange(x.shape[0] * x.shape[1]).reshape(x.shape[:2] + (1,) * n) * int(
+        np.prod(spatial))  # fmt: skip
+    for taps in itertools.product(*(range(k) for k in kernel)):
+        pos = [w[0][:, t] for w, t in zip(wins, taps, strict=True)]
+        inside = np.ones(out, bool)
+        for axis, (w, t) in enumerate(zip(wins, taps, strict=True)):
+            shape = [1] * n
+            shape[axis] = out[axis]
+            inside = inside & w[1][:, t].reshape(shape)
+        grids = np.ix_(*pos)
+        v = x[(slice(None), slice(None), *grids)].astype(np.float64)
+        coords = grids[::-1] if attrs["storage_order"] else grids
+        flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*coords)), order)
+        better = inside & (v > best)  # strictly greater: the first maximum wins ties
+        best = np.where(better, v, best)
+        where = np.where(better, lead + flat, where)
+    return [best.astype(x.dtype), where]
+
+
+@impl("nn.max_unpool")
+def _max_unpool(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, idx = xs
+    shape = tuple(int(d) for d in node.outputs[0].type.shape)
+    out = np.zeros(int(np.prod(shape)), x.dtype)
+    out[idx.reshape(-1) % max(out.size, 1)] = x.reshape(-1)
+    return [out.reshape(shape)]

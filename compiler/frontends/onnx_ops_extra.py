@@ -121,12 +121,17 @@ def _pool(n: OnnxNode) -> Sequence[Output]:
         try:
             return _core_pool(n)
         except Reject:
-            if n.used(1):
-                raise
+            pass  # the N-D op below takes it
     x = n.value(0)
     kernel = [int(k) for k in n.attr("kernel_shape")]
     strides, dilations = _spatial_attrs(n, len(kernel))
     pads = explicit_pads(n, x.shape[2:], kernel, strides, dilations)
+    if n.used(1):  # MaxPool's Indices
+        attrs_i = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations,
+                   "ceil_mode": bool(n.attr("ceil_mode", 0)),
+                   "storage_order": int(n.attr("storage_order", 0))}  # fmt: skip
+        names = [n.name_hint(index=0), n.name_hint(index=1)]
+        return n.emit_multi("nn.max_pool_argmax", [x], attrs_i, None, names)
     kind = {"MaxPool": "max", "AveragePool": "avg", "LpPool": "lp"}[n.op_type]
     attrs = {
         "kind": kind, "kernel": kernel, "strides": strides, "pads": pads,
@@ -231,3 +236,13 @@ def _tensor_scatter(n: OnnxNode) -> Sequence[Output]:
         idx = n.constant(np.zeros(batch, np.int64), n.name_hint("at"))
     attrs = {"mode": str(n.attr("mode", "linear")), "axis": int(n.attr("axis", -2))}
     return [n.emit("tensor.tensor_scatter", [cache, n.value(1, cache.dtype), idx], attrs)]
+
+
+@converts("MaxUnpool")
+def _max_unpool(n: OnnxNode) -> Sequence[Output]:
+    if n.has(2):
+        raise Reject("MaxUnpool with output_shape (the output size would be runtime data)")
+    kernel = [int(k) for k in n.attr("kernel_shape")]
+    attrs = {"kernel": kernel, "strides": [int(s) for s in n.attr("strides", [1] * len(kernel))],
+             "pads": [int(p) for p in n.attr("pads", [0] * 2 * len(kernel))]}  # fmt: skip
+    return [n.emit("nn.max_unpool", [n.value(0), n.value(1, "i64")], attrs)]

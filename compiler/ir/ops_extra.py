@@ -254,6 +254,40 @@ def _tensor_scatter(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[
     return [cache]
 
 
+@_op("nn.max_pool_argmax", "x", {
+    "kernel": REQUIRED, "strides": None, "pads": None, "dilations": None, "ceil_mode": False,
+    "storage_order": 0,
+}, outputs=2)  # fmt: skip
+def _max_pool_argmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """N-D max pooling with the flat index of each maximum in the input (the first one
+    on ties; ``storage_order`` 1: spatial dimensions column-major), ONNX MaxPool's
+    Indices output."""
+    (y,) = _pool_nd(types, {**attrs, "kind": "max", "count_include_pad": False, "p": 2})
+    return [y, TensorType("i64", y.shape)]
+
+
+@_op("nn.max_unpool", "x indices", {"kernel": REQUIRED, "strides": None, "pads": None})
+def _max_unpool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Zeros with each value of ``x`` written at its flat ``indices`` (ONNX MaxUnpool, the
+    inverse of max pooling's Indices; an index past the end wraps around, as gather's do):
+    spatial size ``(in - 1) * stride - pads + kernel``."""
+    x, idx = types
+    kernel = [int(k) for k in attrs["kernel"]]
+    n = len(kernel)
+    strides = [int(v) for v in attrs["strides"] or [1] * n]
+    pads = [int(v) for v in attrs["pads"] or [0] * (2 * n)]
+    if x.rank != n + 2 or idx.shape != x.shape or idx.dtype != "i64" or len(strides) != n \
+            or len(pads) != 2 * n or min(kernel + strides) < 1 or min(pads, default=0) < 0:
+        raise ShapeError(f"max_unpool of {x} by {idx} with kernel {kernel}")  # fmt: skip
+    if not all(isinstance(d, int) for d in x.shape):
+        raise ShapeError(f"max_unpool needs a static shape, got {x}")
+    out = [(int(x.shape[2 + i]) - 1) * strides[i] - pads[i] - pads[n + i] + kernel[i]
+           for i in range(n)]  # fmt: skip
+    if min(out) < 1:
+        raise ShapeError(f"max_unpool output size {out}")
+    return [TensorType(x.dtype, (*x.shape[:2], *out))]
+
+
 #: The op table files of the conformance work (no backend but the interpreter implements
 #: their ops yet).
 EXTRA_MODULES = ("compiler.ir.ops_extra", "compiler.ir.ops_signal", "compiler.ir.ops_vision")

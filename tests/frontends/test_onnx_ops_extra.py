@@ -60,6 +60,9 @@ RESIZE_POOL = [
            opset=19),
     OpCase("lppool_3d_p3", "y = LpPool <kernel_shape=[2,2,2], p=3, strides=[1,2,1]> (x)",
            {"x": f32(1, 2, 3, 4, 3)}, opset=18),
+    OpCase("maxpool_indices_column_major",
+           "y, i = MaxPool <kernel_shape=[2,3], strides=[1,2], pads=[1,0,0,1], "
+           "storage_order=1> (x)", {"x": f32(2, 2, 4, 5)}),
     OpCase("maxpool_3d_dilated_ceil",
            "y = MaxPool <kernel_shape=[2,2,2], dilations=[1,2,1], strides=[2,2,2], "
            "ceil_mode=1> (x)", {"x": f32(1, 1, 5, 6, 5)}),
