@@ -333,3 +333,28 @@ def _max_unpool(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
     out = np.zeros(int(np.prod(shape)), x.dtype)
     out[idx.reshape(-1) % max(out.size, 1)] = x.reshape(-1)
     return [out.reshape(shape)]
+
+
+@impl("math.histc")
+def _histc(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, attrs = xs[0].astype(np.float64).reshape(-1), _attrs(node)
+    bins, low, high = int(attrs["bins"]), float(attrs["min"]), float(attrs["max"])
+    if low == high and x.size:
+        low, high = float(x.min()), float(x.max())
+    if low == high:  # torch widens an empty range by one on each side
+        low, high = low - 1, high + 1
+    inside = x[(x >= low) & (x <= high)]
+    at = np.minimum(((inside - low) * bins / (high - low)).astype(np.int64), bins - 1)
+    return [np.bincount(at, minlength=bins).astype(xs[0].dtype)]
+
+
+@impl("nn.grouped_mm")
+def _grouped_mm(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, w, offs = xs
+    out = np.zeros((x.shape[0], w.shape[2]), x.dtype)
+    start = 0
+    for g, end in enumerate(np.clip(offs.astype(np.int64), 0, x.shape[0])):
+        if end > start:
+            out[start:end] = x[start:end] @ w[g]
+        start = max(start, int(end))
+    return [out]

@@ -288,6 +288,30 @@ def _max_unpool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
     return [TensorType(x.dtype, (*x.shape[:2], *out))]
 
 
+@_op("math.histc", "x", {"bins": REQUIRED, "min": 0.0, "max": 0.0})
+def _histc(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Counts of ``x``'s elements in ``bins`` equal bins over [min, max] (the last bin
+    includes max; elements outside are left out; min == max: the data's own range), as
+    float (torch.histc; mixture-of-experts routing counts tokens per expert with it)."""
+    _float(types[0])
+    if int(attrs["bins"]) < 1 or float(attrs["max"]) < float(attrs["min"]):
+        raise ShapeError(f"histc of {attrs['bins']} bins over [{attrs['min']}, {attrs['max']}]")
+    return [TensorType(types[0].dtype, (int(attrs["bins"]),))]
+
+
+@_op("nn.grouped_mm", "x w offsets")
+def _grouped_mm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Rows ``offsets[g-1]:offsets[g]`` of ``x`` [S, K] times ``w[g]`` [G, K, N] (rows past
+    the last offset give zeros): a mixture-of-experts layer over tokens sorted by expert."""
+    x, w, offs = types
+    _float(x)
+    if x.rank != 2 or w.rank != 3 or w.shape[1] != x.shape[1] or w.dtype != x.dtype:
+        raise ShapeError(f"grouped_mm of {x} with {w}")
+    if offs.rank != 1 or offs.shape[0] != w.shape[0] or offs.dtype not in ("i32", "i64"):
+        raise ShapeError(f"grouped_mm offsets {offs} for {w}")
+    return [TensorType(x.dtype, (x.shape[0], w.shape[2]))]
+
+
 #: The op table files of the conformance work (no backend but the interpreter implements
 #: their ops yet).
 EXTRA_MODULES = ("compiler.ir.ops_extra", "compiler.ir.ops_signal", "compiler.ir.ops_vision")
