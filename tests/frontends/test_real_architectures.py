@@ -8,7 +8,8 @@ AvgPool window larger than its input, with ``ceil_mode``), DeBERTa-v2's relative
 ``gather`` with computed indices, wav2vec2's group-norm feature encoder (instance-style
 batch statistics), Mixtral's mixture-of-experts routing (``topk``, ``sort``, ``histc``,
 ``index_put``, transformers' grouped matmul); MobileViT passes too but is left out of CI
-for time. torchvision is not used: its PyPI wheel targets CUDA torch and its custom-op library may not load beside the CPU torch.
+for time. torchvision is not used: its PyPI wheel targets CUDA torch and its custom-op
+library may not load beside the CPU torch.
 The TVM builds are the slow part, so the cpu target runs on the three whose ops differ most.
 """
 
