@@ -200,9 +200,12 @@ def is_integer_node(node: Node) -> bool:
 
 
 from compiler import (  # noqa: E402,F401  (fill IMPLS)
+    interpreter_extra,
     interpreter_llm,
     interpreter_more,
     interpreter_nn,
     interpreter_ops,
     interpreter_quant,
+    interpreter_signal,
+    interpreter_vision,
 )

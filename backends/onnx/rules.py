@@ -20,6 +20,7 @@ from backends.onnx.emitter import Emitter
 from compiler.errors import Unsupported
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
+from compiler.ir.ops_extra import extra_ops
 from compiler.rules import Rule as SharedRule
 from compiler.rules import unsupported_nodes as walk
 
@@ -107,7 +108,7 @@ NOT_EXPORTED: frozenset[str] = frozenset(
         "math.bitwise_not", "math.bitwise_and", "math.bitwise_or", "math.bitwise_xor",
         "q.softmax", "q.layernorm",
     }
-)  # fmt: skip
+) | extra_ops()  # fmt: skip
 
 
 def _not_exported(node: Node, opset: int) -> str | None:

@@ -408,9 +408,12 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
 
 
 from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
+    ops_extra,
     ops_llm,
     ops_more,
     ops_nn,
     ops_quant,
+    ops_signal,
     ops_tensor,
+    ops_vision,
 )

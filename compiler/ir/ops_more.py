@@ -258,10 +258,16 @@ def _bitwise(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return _binary(types, attrs)
 
 
+def _sign(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    if types[0].dtype == "bool":  # ONNX Sign takes numbers only (NumPy has no bool sign)
+        raise ShapeError("sign of bool")
+    return [types[0]]
+
+
 for _name, _float_only in UNARY_MORE.items():
     _op(f"math.{_name}", "x", tags="elementwise unary")(
         _unary_more_float if _float_only
-        else _bitwise_not if _name == "bitwise_not" else (lambda t, a: [t[0]])
+        else _bitwise_not if _name == "bitwise_not" else _sign
     )
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
     _op(f"math.{_name}", "a b", tags="elementwise binary")(_bitwise)
