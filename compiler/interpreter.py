@@ -18,7 +18,7 @@ from compiler import numerics
 from compiler.errors import InputError, TapeoutError, VerifyError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
-from compiler.ir.types import INT_RANGES, NUMPY_DTYPES, TensorType, is_int
+from compiler.ir.types import INT_RANGES, NARROW_FLOAT_DTYPES, NUMPY_DTYPES, TensorType, is_int
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,9 @@ def _as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:
     want = NUMPY_DTYPES[t.dtype]
     if arr.dtype != want:
         arr = arr.astype(want)
-    if t.dtype == "bf16":
+    if t.dtype in NARROW_FLOAT_DTYPES:
+        arr = numerics.round_narrow(arr, t.dtype)
+    elif t.dtype == "bf16":
         bits = arr.astype(np.float32).view(np.uint32)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000  # round to nearest even
         arr = rounded.astype(np.uint32).view(np.float32)

@@ -9,7 +9,7 @@ import numpy as np
 from compiler import numerics
 from compiler.interpreter import IMPLS, Context, _one, impl
 from compiler.ir.graph import Node
-from compiler.ir.types import NUMPY_DTYPES, is_int
+from compiler.ir.types import NARROW_FLOAT_DTYPES, NUMPY_DTYPES, SUB_BYTE_INTS, is_int
 
 
 def erf(x: np.ndarray) -> np.ndarray:
@@ -133,6 +133,10 @@ IMPLS["tensor.where"] = _one(lambda c, x, y: np.asarray(np.where(c, x, y)))
 def _cast(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     to = node.attrs["to"]
     x = xs[0]
+    if to in NARROW_FLOAT_DTYPES:
+        return [numerics.cast_to_narrow_float(x, to, bool(node.attrs.get("saturate", True)))]
+    if to in SUB_BYTE_INTS:
+        return [numerics.cast_to_sub_byte_int(x, to)]
     if is_int(to) and np.issubdtype(x.dtype, np.floating):
         # float -> int truncates toward zero (C, ONNX); clip in float64, where the i32 bounds
         # are exact (in float32, 2^31 - 1 rounds up to 2^31 and the cast would wrap).

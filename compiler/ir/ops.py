@@ -256,9 +256,10 @@ def _where(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [TensorType(dtype, broadcast_shapes(*(t.shape for t in types)))]
 
 
-@_op("tensor.cast", "x", {"to": REQUIRED}, tags="elementwise")
+@_op("tensor.cast", "x", {"to": REQUIRED, "saturate": True}, tags="elementwise")
 def _cast(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Convert to dtype ``to`` (float to int truncates toward zero, as C and ONNX do)."""
+    """Convert to dtype ``to`` (float to int truncates toward zero, as C and ONNX do;
+    ``saturate``: to a float8 type, out-of-range values clamp to its largest finite value)."""
     return [TensorType(attrs["to"], types[0].shape)]
 
 
