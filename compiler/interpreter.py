@@ -201,6 +201,7 @@ def is_integer_node(node: Node) -> bool:
 
 
 from compiler import (  # noqa: E402,F401  (fill IMPLS)
+    interpreter_dynamic,
     interpreter_llm,
     interpreter_more,
     interpreter_nn,

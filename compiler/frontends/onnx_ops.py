@@ -420,6 +420,7 @@ def _matmul(n: OnnxNode) -> Sequence[Output]:
 
 from compiler.frontends import (  # noqa: E402,F401  (fill the tables)
     onnx_fold,
+    onnx_ops_dynamic,  # it imports the converters it wraps first
     onnx_ops_more,  # noqa: E402,F401  (after onnx_ops_nn: it wraps entries)
     onnx_ops_nn,
     onnx_ops_tensor,

@@ -49,7 +49,8 @@ class OpDef:
     def num_outputs(self, attrs: dict[str, Any]) -> int:
         if isinstance(self.outputs, int):
             return self.outputs
-        return len(attrs[self.outputs])
+        given = attrs[self.outputs]  # a count, or a list with one entry per output
+        return given if isinstance(given, int) else len(given)
 
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         full = {k: v for k, v in self.attrs.items() if v is not REQUIRED}
@@ -404,6 +405,7 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
 
 
 from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
+    ops_dynamic,
     ops_llm,
     ops_more,
     ops_nn,
