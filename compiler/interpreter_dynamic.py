@@ -7,6 +7,7 @@ where the symbolic dimensions of their types get their sizes.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -159,3 +160,116 @@ def _constant_of_shape(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[n
     if any(d < 0 for d in shape):
         raise InputError(f"{node.where()}: negative dimension in shape {shape}")
     return [np.full(shape, node.attrs.get("value", 0.0))]
+
+
+# ---- resize with runtime scales or sizes ------------------------------------------------------
+#: ONNX Resize's coordinate transformations: (output index, in size, out size, scale) ->
+#: input coordinate. The out size is ``scale * in`` unrounded, as ONNX's reference has it
+#: (tf_crop_and_resize is ``_crop_coordinates``: it needs the roi).
+_TRANSFORMS: dict[str, Callable[[np.ndarray, int, float, float], np.ndarray]] = {
+    "half_pixel": lambda i, n, m, s: (i + 0.5) / s - 0.5,
+    "pytorch_half_pixel": lambda i, n, m, s: (i + 0.5) / s - 0.5 if m != 1 else 0 * i - 0.5,
+    "asymmetric": lambda i, n, m, s: i / s,
+    "tf_half_pixel_for_nn": lambda i, n, m, s: (i + 0.5) / s,
+    "align_corners": lambda i, n, m, s: i * (n - 1) / (m - 1) if m != 1 else 0 * i,
+    "half_pixel_symmetric": lambda i, n, m, s: (
+        n / 2 * (1 - i.size / m) + (i + 0.5) / s - 0.5
+    ),
+}
+
+#: Nearest mode -> how a coordinate rounds to an input index.
+_NEAREST: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "round_prefer_floor": lambda v: np.ceil(v - 0.5),
+    "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+    "floor": np.floor,
+    "ceil": np.ceil,
+}
+
+
+def _crop_coordinates(i: np.ndarray, n: int, m: float, start: float, end: float) -> np.ndarray:
+    if m != 1:
+        return start * (n - 1) + i * (end - start) * (n - 1) / (m - 1)
+    return 0.5 * (start + end) * (n - 1) + 0 * i
+
+
+def _resize_plan(node: Node, x: np.ndarray, params: np.ndarray) -> tuple[list[int], list[float]]:
+    """Output sizes and per-dimension scales from the runtime scales or sizes."""
+    attrs = node.attrs
+    axes = list(range(x.ndim)) if attrs.get("axes") is None else [
+        a % x.ndim for a in attrs["axes"]]  # fmt: skip
+    values = np.asarray(params, np.float64).reshape(-1)
+    sizes, scales = list(x.shape), [1.0] * x.ndim
+    if values.size != len(axes):
+        raise InputError(f"{node.where()}: {values.size} resize parameters for {len(axes)} axes")
+    if attrs.get("given", "scales") == "scales":
+        for a, s in zip(axes, values, strict=True):
+            if not s > 0:
+                raise InputError(f"{node.where()}: resize scale {s} is not positive")
+            scales[a], sizes[a] = float(s), int(math.floor(x.shape[a] * s))
+        return sizes, scales
+    policy = attrs.get("policy", "stretch")
+    ratios = [v / x.shape[a] for a, v in zip(axes, values, strict=True)]
+    if policy != "stretch":  # one scale for every axis, the smaller or the larger
+        common = min(ratios) if policy == "not_larger" else max(ratios)
+        ratios = [common] * len(axes)
+    for a, v, r in zip(axes, values, ratios, strict=True):
+        scales[a] = r
+        sizes[a] = int(v) if policy == "stretch" else int(math.floor(x.shape[a] * r + 0.5))
+    return sizes, scales
+
+
+@impl("nn.resize_dyn")
+def _resize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Separable: each dimension resized in turn (nearest: pick; linear: two taps whose
+    indices clamp to the edge), in float64; tf_crop_and_resize fills coordinates outside
+    the input with ``extrapolation_value``."""
+    x = xs[0]
+    sizes, scales = _resize_plan(node, x, xs[1])
+    roi = np.asarray(xs[2], np.float64).reshape(-1) if len(xs) > 2 else None
+    attrs = node.attrs
+    transform, mode = attrs.get("transform", "half_pixel"), attrs.get("mode", "nearest")
+    y = x.astype(np.float64)
+    for axis, (n, m, s) in enumerate(zip(x.shape, sizes, scales, strict=True)):
+        if n == m and s == 1.0 and transform != "tf_crop_and_resize":
+            continue
+        i = np.arange(m, dtype=np.float64)
+        if transform == "tf_crop_and_resize":
+            coord = _crop_coordinates(i, n, s * n, *_roi(node, roi, axis, x.ndim))
+        else:
+            coord = _TRANSFORMS[transform](i, n, s * n, s)
+        y = _resample(y, axis, coord, n, mode, attrs.get("nearest_mode", "round_prefer_floor"))
+        if transform == "tf_crop_and_resize":
+            outside = ((coord < 0) | (coord > n - 1)).reshape(_along(axis, y.ndim, m))
+            y = np.where(outside, float(attrs.get("extrapolation_value", 0.0)), y)
+    return [y.astype(x.dtype)]
+
+
+def _roi(node: Node, roi: np.ndarray | None, axis: int, rank: int) -> tuple[float, float]:
+    """The crop box [start, end] of ``axis`` (normalized): roi holds the starts, then the
+    ends, of the resized axes (every axis unless ``axes`` names some)."""
+    axes = node.attrs.get("axes")
+    axes = list(range(rank)) if axes is None else [a % rank for a in axes]
+    if roi is None or roi.size != 2 * len(axes):
+        raise InputError(f"{node.where()}: tf_crop_and_resize needs a roi of {2 * len(axes)}")
+    if axis not in axes:
+        return 0.0, 1.0
+    k = axes.index(axis)
+    return float(roi[k]), float(roi[len(axes) + k])
+
+
+def _along(axis: int, rank: int, size: int) -> list[int]:
+    shape = [1] * rank
+    shape[axis] = size
+    return shape
+
+
+def _resample(y: np.ndarray, axis: int, coord: np.ndarray, n: int, mode: str,
+              nearest: str) -> np.ndarray:  # fmt: skip
+    if mode == "nearest":
+        index = np.clip(_NEAREST[nearest](coord), 0, n - 1).astype(np.int64)
+        return np.take(y, index, axis=axis)
+    low = np.floor(coord)
+    weight = (coord - low).reshape(_along(axis, y.ndim, coord.size))
+    low_i = np.clip(low, 0, n - 1).astype(np.int64)
+    high_i = np.clip(low + 1, 0, n - 1).astype(np.int64)
+    return np.take(y, low_i, axis=axis) * (1 - weight) + np.take(y, high_i, axis=axis) * weight

@@ -164,6 +164,47 @@ def _shape(n: OnnxNode) -> Sequence[Output]:
     return [n.emit("tensor.slice", [shape], attrs)]
 
 
+_static_resize = CONVERTERS["Resize"]
+
+
+@converts("Resize", "Upsample")
+def _resize(n: OnnxNode) -> Sequence[Output]:
+    """What the static converters take (constant scales or sizes and the coordinate modes
+    the IR's resize ops have) stays static; any other nearest or linear resize, runtime
+    scales or sizes included, becomes ``nn.resize_dyn``."""
+    try:
+        return _static_resize(n)
+    except Reject as why:
+        mode = n.attr("mode", "nearest")
+        if mode not in ("nearest", "linear") or n.attr("antialias", 0):
+            raise
+        if n.op_type == "Upsample" and n.opset < 9 or n.attr("exclude_outside", 0):
+            raise Reject(str(why)) from None
+    return [_resize_dyn(n, mode)]
+
+
+def _resize_dyn(n: OnnxNode, mode: str) -> Value:
+    old = n.op_type == "Upsample" or n.opset < 11
+    scales_at = 1 if old else 2
+    given = "scales" if n.has(scales_at) and not (
+        (data := n.known(scales_at)) is not None and data.size == 0) else "sizes"  # fmt: skip
+    x = n.value(0)
+    params = n.value(scales_at, "f32") if given == "scales" else _i64(n, 3)
+    attrs: dict[str, Any] = {
+        "given": given,
+        "mode": mode,
+        "transform": "asymmetric" if old else n.attr("coordinate_transformation_mode",
+                                                      "half_pixel"),
+        "nearest_mode": "floor" if old else n.attr("nearest_mode", "round_prefer_floor"),
+        "policy": n.attr("keep_aspect_ratio_policy", "stretch"),
+        "extrapolation_value": float(n.attr("extrapolation_value", 0.0)),
+    }
+    if n.attr("axes") is not None:
+        attrs["axes"] = [int(a) for a in n.attr("axes")]
+    roi = [n.value(1, "f32")] if attrs["transform"] == "tf_crop_and_resize" else []
+    return n.emit("nn.resize_dyn", [x, params, *roi], attrs)
+
+
 # ---- quantization with runtime parameters, or to float8 ------------------------------------
 def _q_dtype(n: OnnxNode) -> str:
     """The quantized type: ``output_dtype``, else the zero point's type, else uint8."""

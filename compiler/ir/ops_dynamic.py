@@ -19,7 +19,7 @@ from typing import Any
 
 from compiler.errors import ShapeError
 from compiler.ir.ops import _op, norm_axis
-from compiler.ir.types import Dim, TensorType, is_int
+from compiler.ir.types import Dim, TensorType
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
@@ -36,8 +36,8 @@ def derived(dim: Dim) -> str:
 
 def vector_length(t: TensorType, what: str) -> int:
     """The static length of a 1-D integer operand (how many dims or axes it gives)."""
-    if not is_int(t.dtype):
-        raise ShapeError(f"{what} must be an integer tensor, got {t.dtype}")
+    if t.dtype == "bool":
+        raise ShapeError(f"{what} must be a number tensor, got {t.dtype}")
     if t.rank == 0:
         return 1
     if t.rank != 1 or not isinstance(t.shape[0], int):
@@ -141,3 +141,36 @@ def _range(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
 def _constant_of_shape(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """A tensor of the runtime ``shape`` filled with ``value`` (ONNX ConstantOfShape)."""
     return [TensorType(attrs["dtype"], fresh("shape", vector_length(types[0], "shape")))]
+
+
+#: ONNX Resize's coordinate transformations and nearest roundings that ``nn.resize_dyn`` has.
+RESIZE_TRANSFORMS = (
+    "half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric",
+    "tf_half_pixel_for_nn", "tf_crop_and_resize",
+)  # fmt: skip
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+ASPECT_POLICIES = ("stretch", "not_larger", "not_smaller")
+
+
+@_op(
+    "nn.resize_dyn", "x params roi?",
+    {"given": "scales", "mode": "nearest", "transform": "half_pixel",
+     "nearest_mode": "round_prefer_floor", "axes": None, "extrapolation_value": 0.0,
+     "policy": "stretch"},
+)  # fmt: skip
+def _resize_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """ONNX Resize (nearest or linear) whose ``params`` (the ``given`` scales or sizes, one
+    per dimension in ``axes``) are runtime data; ``roi`` for tf_crop_and_resize."""
+    x = types[0]
+    checks = (("mode", ("nearest", "linear")), ("transform", RESIZE_TRANSFORMS),
+              ("nearest_mode", NEAREST_MODES), ("policy", ASPECT_POLICIES),
+              ("given", ("scales", "sizes")))  # fmt: skip
+    for key, allowed in checks:
+        if attrs[key] not in allowed:
+            raise ShapeError(f"resize {key}={attrs[key]!r}; expected one of {allowed}")
+    axes = attrs["axes"]
+    changed = set(range(x.rank)) if axes is None else {norm_axis(a, x.rank) for a in axes}
+    if vector_length(types[1], "resize scales or sizes") != len(changed):
+        raise ShapeError(f"resize {attrs['given']} {types[1]} for {len(changed)} axes")
+    shape = tuple(derived(d) if i in changed else d for i, d in enumerate(x.shape))
+    return [TensorType(x.dtype, shape)]
