@@ -87,8 +87,13 @@ def _slice(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 @impl("tensor.split_dyn")
 def _split(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    x, sizes = xs[0], _ints(node, xs[1], "the split sizes")
+    x, count = xs[0], node.attrs.get("count", 1)
     axis = node.attrs.get("axis", 0) % max(x.ndim, 1)
+    if len(xs) > 1:
+        sizes = _ints(node, xs[1], "the split sizes")
+    else:
+        chunk = -(-x.shape[axis] // count)
+        sizes = [min(chunk, max(x.shape[axis] - chunk * k, 0)) for k in range(count)]
     if any(s < 0 for s in sizes) or sum(sizes) != x.shape[axis]:
         raise InputError(f"{node.where()}: split sizes {sizes} do not add up to "
                          f"dimension {axis} ({x.shape[axis]})")

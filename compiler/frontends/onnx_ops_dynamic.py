@@ -86,12 +86,23 @@ def _slice(n: OnnxNode) -> Sequence[Output]:
     return [n.emit("tensor.slice_dyn", operands)]
 
 
-@_dynamic("Split", 13, 1)
+_static_split = CONVERTERS["Split"]
+
+
+@converts("Split")
 def _split(n: OnnxNode) -> Sequence[Output]:
+    """Runtime sizes, or equal parts of a dimension runtime data decides: ``split_dyn``."""
     x = n.value(0)
-    attrs = {"axis": norm_axis(int(n.attr("axis", 0)), x.type.rank), "count": len(n.outputs)}
+    axis = norm_axis(int(n.attr("axis", 0)), x.type.rank)
+    sized = n.opset >= 13 and n.has(1)
+    if sized and not _runtime(n, 1) or not sized and isinstance(x.shape[axis], int):
+        return _static_split(n)
+    if not sized and (n.opset < 13 and n.attr("split") is not None):
+        return _static_split(n)
+    attrs = {"axis": axis, "count": len(n.outputs)}
     names = [n.name_hint(None, i) for i in range(len(n.outputs))]
-    return n.emit_multi("tensor.split_dyn", [x, _i64(n, 1)], attrs, None, names)
+    sizes = [_i64(n, 1)] if sized else []
+    return n.emit_multi("tensor.split_dyn", [x, *sizes], attrs, None, names)
 
 
 @_dynamic("Squeeze", 13, 1)

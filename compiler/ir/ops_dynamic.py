@@ -76,12 +76,14 @@ def _slice_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     return [_all_derived(types[0])]
 
 
-@_op("tensor.split_dyn", "x sizes", {"axis": 0, "count": 1}, outputs="count", tags="layout")
+@_op("tensor.split_dyn", "x sizes?", {"axis": 0, "count": 1}, outputs="count", tags="layout")
 def _split_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Split ``x`` along ``axis`` into ``count`` parts of the runtime ``sizes``."""
+    """Split ``x`` along ``axis`` into ``count`` parts of the runtime ``sizes``; without
+    them into equal parts of a dimension known only at run time (the last part smaller
+    where it does not divide, as ONNX Split-18 has it)."""
     x = types[0]
     axis = norm_axis(attrs["axis"], x.rank)
-    if vector_length(types[1], "split sizes") != attrs["count"]:
+    if len(types) > 1 and vector_length(types[1], "split sizes") != attrs["count"]:
         raise ShapeError(f"{attrs['count']} outputs but {types[1]} split sizes")
     return [
         TensorType(x.dtype, tuple(f"split{k}'" if i == axis else d for i, d in enumerate(x.shape)))
@@ -132,7 +134,8 @@ def _pad_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
 def _range(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``start, start + delta, ...`` up to (not including) ``limit``: scalars of one dtype,
     whose values decide the length (ONNX Range)."""
-    if any(t.rank != 0 for t in types) or len({t.dtype for t in types}) != 1:
+    single = all(t.rank == 0 or t.shape == (1,) for t in types)  # models pass [n] for n too
+    if not single or len({t.dtype for t in types}) != 1:
         raise ShapeError(f"range takes three scalars of one dtype, got {[str(t) for t in types]}")
     return [TensorType(types[0].dtype, fresh("range", 1))]
 
