@@ -278,3 +278,17 @@ def _resample(y: np.ndarray, axis: int, coord: np.ndarray, n: int, mode: str,
     low_i = np.clip(low, 0, n - 1).astype(np.int64)
     high_i = np.clip(low + 1, 0, n - 1).astype(np.int64)
     return np.take(y, low_i, axis=axis) * (1 - weight) + np.take(y, high_i, axis=axis) * weight
+
+
+@impl("tensor.one_hot")
+def _one_hot(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    indices, values = xs[0], xs[2]
+    depth = int(np.asarray(xs[1]).reshape(-1)[0])  # float depths truncate, as ONNX's do
+    if depth < 1:
+        raise InputError(f"{node.where()}: one_hot depth {depth} is not positive")
+    index = np.asarray(indices).astype(np.int64)
+    index = np.where(index < 0, index + depth, index)
+    axis = node.attrs.get("axis", -1) % (index.ndim + 1)
+    positions = np.arange(depth).reshape(_along(axis, index.ndim + 1, depth))
+    hot = np.expand_dims(index, axis) == positions
+    return [np.where(hot, values[1], values[0]).astype(values.dtype)]

@@ -316,3 +316,11 @@ def _wrap_dequantize(static: Converter) -> Converter:
 converts("QuantizeLinear")(_wrap_quantize(CONVERTERS["QuantizeLinear"]))
 converts("DequantizeLinear")(_wrap_dequantize(CONVERTERS["DequantizeLinear"]))
 
+
+
+@converts("OneHot")
+def _one_hot(n: OnnxNode) -> Sequence[Output]:
+    """The depth is an operand even when known (the new dimension is then still symbolic)."""
+    depth = n.value(1)
+    attrs = {"axis": int(n.attr("axis", -1))}
+    return [n.emit("tensor.one_hot", [n.value(0), depth, n.value(2)], attrs)]

@@ -177,3 +177,16 @@ def _resize_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
         raise ShapeError(f"resize {attrs['given']} {types[1]} for {len(changed)} axes")
     shape = tuple(derived(d) if i in changed else d for i, d in enumerate(x.shape))
     return [TensorType(x.dtype, shape)]
+
+
+@_op("tensor.one_hot", "indices depth values", {"axis": -1})
+def _one_hot(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """``values[1]`` where an index (wrapped once if negative) equals the position along the
+    new dimension ``axis`` of runtime size ``depth``, else ``values[0]`` (ONNX OneHot)."""
+    indices, values = types[0], types[2]
+    axis = norm_axis(attrs["axis"], indices.rank + 1)
+    if values.rank != 1 or values.shape[0] not in (2, "2"):
+        raise ShapeError(f"one_hot values must be [off, on], got {values}")
+    shape = list(indices.shape)
+    shape.insert(axis, fresh("onehot", 1)[0])
+    return [TensorType(values.dtype, tuple(shape))]
