@@ -42,7 +42,10 @@ def unsupported_nodes(graph: Graph, opset: int = MIN_OPSET) -> list[Unsupported]
     """Every node the exporter cannot write at ``opset``, each with its reason."""
     items = []
     for node in graph.nodes:
-        reason = check_node(node, opset)
+        # A type the exporter cannot declare (float8, int2, ...) refuses the node reading
+        # or making it, graph inputs and outputs included.
+        odd = [v.dtype for v in (*node.inputs, *node.outputs) if v.dtype not in ONNX_DTYPES]
+        reason = f"dtype {odd[0]} has no ONNX export type" if odd else check_node(node, opset)
         if reason is not None:
             items.append(Unsupported(node.op, node.loc or node.name, reason))
     return items

@@ -106,6 +106,13 @@ def test_cpu_backend_refuses_runtime_shapes_and_narrow_dtypes() -> None:
     assert [u.reason for u in check_graph(g)] == ["dtype f8e5m2 has no TVM type"]
 
 
+def test_onnx_export_refuses_types_it_cannot_declare() -> None:
+    from backends.onnx.export import unsupported_nodes
+
+    g = _graph("tensor.cast", [TensorType("i2", (2,))], {"to": "f32"})
+    assert [u.reason for u in unsupported_nodes(g)] == ["dtype i2 has no ONNX export type"]
+
+
 # ---- narrow dtypes ------------------------------------------------------------------------
 def _cast(x: np.ndarray, source: str, to: str, saturate: bool = True) -> np.ndarray:
     g = _graph("tensor.cast", [TensorType(source, x.shape)], {"to": to, "saturate": saturate})
