@@ -296,10 +296,7 @@ def _wrap_dequantize(static: Converter) -> Converter:
     def convert(n: OnnxNode) -> Sequence[Output]:
         """``y = (x - zero_point) * scale`` in the scale's float type (ONNX
         DequantizeLinear)."""
-        x_type = n.type(0)
-        if not _needs_float_lowering(n, x_type.dtype) and n.known(0) is not None:
-            return static(n)
-        if not _needs_float_lowering(n, x_type.dtype) and is_int(x_type.dtype):
+        if not _needs_float_lowering(n, n.type(0).dtype):
             return static(n)
         out = n.type(1).dtype
         out = out if out in ("f32", "f16", "bf16") else "f32"
