@@ -73,6 +73,28 @@ def test_range_split_and_constant_of_shape() -> None:
     assert y.dtype == np.int32 and y.shape == (2, 3) and (y == 7).all()
 
 
+def test_resize_dyn_nearest_and_linear() -> None:
+    attrs = {"transform": "asymmetric", "nearest_mode": "floor"}
+    g = _graph("nn.resize_dyn", [TensorType("f32", (1, 1, 2, 3)), TensorType("f32", (4,))],
+               attrs)  # fmt: skip
+    x = np.arange(6, dtype=np.float32).reshape(1, 1, 2, 3)
+    (y,) = compiler.interpret(g, x, np.array([1, 1, 2, 2], np.float32))
+    np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(2, axis=3))
+    attrs = {"given": "sizes", "mode": "linear", "transform": "align_corners", "axes": [3]}
+    g = _graph("nn.resize_dyn", [TensorType("f32", (1, 1, 2, 3)), TensorType("i64", (1,))],
+               attrs)  # fmt: skip
+    (y,) = compiler.interpret(g, x, np.array([5], np.int64))
+    np.testing.assert_allclose(y[0, 0, 0], [0, 0.5, 1, 1.5, 2])  # corners kept, halves between
+
+
+def test_one_hot_wraps_negative_indices() -> None:
+    g = _graph("tensor.one_hot", [TensorType("i64", (3,)), TensorType("i64", ()),
+                                  TensorType("f32", (2,))])  # fmt: skip
+    args = np.array([0, -1, 5], np.int64), np.int64(3), np.array([-1, 4], np.float32)
+    (y,) = compiler.interpret(g, *args)
+    np.testing.assert_array_equal(y, [[4, -1, -1], [-1, -1, 4], [-1, -1, -1]])
+
+
 def test_onnx_runtime_operand_stays_a_graph_input() -> None:
     from onnx import TensorProto, helper
 
