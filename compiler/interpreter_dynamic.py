@@ -242,7 +242,7 @@ def _resize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
             coord = _crop_coordinates(i, n, s * n, *_roi(node, roi, axis, x.ndim))
         else:
             coord = _TRANSFORMS[transform](i, n, s * n, s)
-        y = _resample(y, axis, coord, n, mode, attrs.get("nearest_mode", "round_prefer_floor"))
+        y = _resample(y, axis, coord, n, mode, attrs)
         if transform == "tf_crop_and_resize":
             outside = ((coord < 0) | (coord > n - 1)).reshape(_along(axis, y.ndim, m))
             y = np.where(outside, float(attrs.get("extrapolation_value", 0.0)), y)
@@ -268,11 +268,36 @@ def _along(axis: int, rank: int, size: int) -> list[int]:
     return shape
 
 
+def _cubic_weights(ratio: np.ndarray, a: float) -> list[np.ndarray]:
+    """Keys' cubic convolution weights of the taps at ``base - 1 .. base + 2`` for a point
+    ``ratio`` (in (0, 1]) past ``base`` (ONNX's coefficients, ``a`` = cubic_coeff_a)."""
+    near = [ratio, 1 - ratio]  # distances to base and base + 1
+    far = [ratio + 1, 2 - ratio]  # to base - 1 and base + 2
+    inner = [((a + 2) * d - (a + 3)) * d * d + 1 for d in near]
+    outer = [((a * d - 5 * a) * d + 8 * a) * d - 4 * a for d in far]
+    return [outer[0], inner[0], inner[1], outer[1]]
+
+
 def _resample(y: np.ndarray, axis: int, coord: np.ndarray, n: int, mode: str,
-              nearest: str) -> np.ndarray:  # fmt: skip
+              attrs: dict) -> np.ndarray:  # fmt: skip
     if mode == "nearest":
-        index = np.clip(_NEAREST[nearest](coord), 0, n - 1).astype(np.int64)
+        rounding = _NEAREST[attrs.get("nearest_mode", "round_prefer_floor")]
+        index = np.clip(rounding(coord), 0, n - 1).astype(np.int64)
         return np.take(y, index, axis=axis)
+    if mode == "cubic":
+        base = np.ceil(coord) - 1  # the tap left of the point, even at an integer point
+        taps = [base + k for k in (-1, 0, 1, 2)]
+        weights = _cubic_weights(coord - base, float(attrs.get("cubic_coeff_a", -0.75)))
+        if attrs.get("exclude_outside", False):
+            weights = [np.where((t < 0) | (t > n - 1), 0.0, w) for t, w in zip(taps, weights,
+                                                                             strict=True)]
+            total = sum(weights)
+            weights = [w / total for w in weights]
+        shape = _along(axis, y.ndim, coord.size)
+        return sum(
+            w.reshape(shape) * np.take(y, np.clip(t, 0, n - 1).astype(np.int64), axis=axis)
+            for t, w in zip(taps, weights, strict=True)
+        )
     low = np.floor(coord)
     weight = (coord - low).reshape(_along(axis, y.ndim, coord.size))
     low_i = np.clip(low, 0, n - 1).astype(np.int64)

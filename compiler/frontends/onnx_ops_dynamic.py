@@ -181,16 +181,16 @@ _static_resize = CONVERTERS["Resize"]
 @converts("Resize", "Upsample")
 def _resize(n: OnnxNode) -> Sequence[Output]:
     """What the static converters take (constant scales or sizes and the coordinate modes
-    the IR's resize ops have) stays static; any other nearest or linear resize, runtime
-    scales or sizes included, becomes ``nn.resize_dyn``."""
+    the IR's resize ops have) stays static; any other nearest, linear or cubic resize
+    (runtime scales or sizes included; not antialiased) becomes ``nn.resize_dyn``."""
     try:
         return _static_resize(n)
     except Reject as why:
         mode = n.attr("mode", "nearest")
-        if mode not in ("nearest", "linear") or n.attr("antialias", 0):
+        if mode not in ("nearest", "linear", "cubic") or n.op_type == "Upsample" and n.opset < 9:
             raise
-        if n.op_type == "Upsample" and n.opset < 9 or n.attr("exclude_outside", 0):
-            raise Reject(str(why)) from None
+        if n.attr("antialias", 0):
+            raise Reject(f"{mode} resize with antialias=1") from why
     return [_resize_dyn(n, mode)]
 
 
@@ -209,6 +209,8 @@ def _resize_dyn(n: OnnxNode, mode: str) -> Value:
         "nearest_mode": "floor" if old else n.attr("nearest_mode", "round_prefer_floor"),
         "policy": n.attr("keep_aspect_ratio_policy", "stretch"),
         "extrapolation_value": float(n.attr("extrapolation_value", 0.0)),
+        "cubic_coeff_a": float(n.attr("cubic_coeff_a", -0.75)),
+        "exclude_outside": bool(n.attr("exclude_outside", 0)),
     }
     if n.attr("axes") is not None:
         attrs["axes"] = [int(a) for a in n.attr("axes")]

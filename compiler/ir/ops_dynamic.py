@@ -159,13 +159,14 @@ ASPECT_POLICIES = ("stretch", "not_larger", "not_smaller")
     "nn.resize_dyn", "x params roi?",
     {"given": "scales", "mode": "nearest", "transform": "half_pixel",
      "nearest_mode": "round_prefer_floor", "axes": None, "extrapolation_value": 0.0,
-     "policy": "stretch"},
+     "policy": "stretch", "cubic_coeff_a": -0.75, "exclude_outside": False},
 )  # fmt: skip
 def _resize_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """ONNX Resize (nearest or linear) whose ``params`` (the ``given`` scales or sizes, one
-    per dimension in ``axes``) are runtime data; ``roi`` for tf_crop_and_resize."""
+    """ONNX Resize (nearest, linear or cubic) whose ``params`` (the ``given`` scales or
+    sizes, one per dimension in ``axes``) may be runtime data; ``roi`` for
+    tf_crop_and_resize; ``exclude_outside`` renormalizes the taps inside the input."""
     x = types[0]
-    checks = (("mode", ("nearest", "linear")), ("transform", RESIZE_TRANSFORMS),
+    checks = (("mode", ("nearest", "linear", "cubic")), ("transform", RESIZE_TRANSFORMS),
               ("nearest_mode", NEAREST_MODES), ("policy", ASPECT_POLICIES),
               ("given", ("scales", "sizes")))  # fmt: skip
     for key, allowed in checks:

@@ -87,6 +87,16 @@ def test_resize_dyn_nearest_and_linear() -> None:
     np.testing.assert_allclose(y[0, 0, 0], [0, 0.5, 1, 1.5, 2])  # corners kept, halves between
 
 
+def test_resize_dyn_cubic_reproduces_a_ramp_inside() -> None:
+    """Keys' cubic kernel with a = -0.5 reproduces linear functions where all four taps
+    are inside (ONNX's default -0.75 does not)."""
+    g = _graph("nn.resize_dyn", [TensorType("f32", (8,)), TensorType("f32", (1,))],
+               {"mode": "cubic", "cubic_coeff_a": -0.5})  # fmt: skip
+    (y,) = compiler.interpret(g, np.arange(8, dtype=np.float32), np.array([2], np.float32))
+    coord = (np.arange(16) + 0.5) / 2 - 0.5  # half_pixel
+    np.testing.assert_allclose(y[4:12], coord[4:12], rtol=1e-6)
+
+
 def test_one_hot_wraps_negative_indices() -> None:
     g = _graph("tensor.one_hot", [TensorType("i64", (3,)), TensorType("i64", ()),
                                   TensorType("f32", (2,))])  # fmt: skip
