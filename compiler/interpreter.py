@@ -118,6 +118,12 @@ def _check_input(value: Any, x: Any, symbols: dict[str, int], batch: bool) -> np
             raise InputError(f"input %{value.name} expects {t.dtype}: values "
                              f"{arr.min()}..{arr.max()} do not fit")
     arr = arr.astype(want_dt, copy=False)
+    if t.dtype in NARROW_FLOAT_DTYPES:  # float32 values given for a float8 input
+        top = numerics.narrow_max(t.dtype)
+        if arr.size and np.nanmax(np.abs(np.where(np.isinf(arr), 0, arr)), initial=0) > top:
+            raise InputError(f"input %{value.name} expects {t.dtype}: values beyond its "
+                             f"largest finite value {top:g}")
+        arr = numerics.round_narrow(arr, t.dtype)
     # C order for the native runtimes; np.require keeps a 0-d array 0-d (ascontiguousarray
     # would make it 1-d, which TVM then refuses).
     return np.require(arr, requirements="C")

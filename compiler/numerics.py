@@ -334,15 +334,20 @@ def round_narrow(x: np.ndarray, dtype: str) -> np.ndarray:
     return np.asarray(x, np.float32).astype(ml_dtype(dtype)).astype(np.float32)
 
 
+def narrow_max(dtype: str) -> float:
+    """The largest finite value of narrow float ``dtype`` (448 for E4M3FN)."""
+    import ml_dtypes
+
+    return float(ml_dtypes.finfo(ml_dtype(dtype)).max)
+
+
 def cast_to_narrow_float(x: np.ndarray, dtype: str, saturate: bool) -> np.ndarray:
     """ONNX Cast to a float8/float4 type. ``saturate`` (the default): values beyond the
     largest finite value, infinities included, become +-that value; without it they become
     what the format has (inf for E5M2, NaN for the others), as ml_dtypes rounds them."""
     x = np.asarray(x, np.float32)
     if saturate:
-        import ml_dtypes
-
-        top = float(ml_dtypes.finfo(ml_dtype(dtype)).max)
+        top = narrow_max(dtype)
         x = np.clip(x, -top, top)  # NaN stays NaN
     return round_narrow(x, dtype)
 

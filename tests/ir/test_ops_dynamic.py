@@ -164,6 +164,14 @@ def test_float8_cast_saturates_as_onnx_says() -> None:
     assert np.isnan(_cast(x, "f32", "f8e4m3fn", saturate=False)[0])  # no inf in E4M3FN
 
 
+def test_float8_inputs_are_rounded_to_their_type() -> None:
+    g = _graph("tensor.cast", [TensorType("f8e4m3fn", (2,))], {"to": "f32"})
+    (y,) = compiler.interpret(g, np.array([0.3, -448.0], np.float32))
+    np.testing.assert_array_equal(y, [0.3125, -448.0])
+    with pytest.raises(InputError, match="largest finite value 448"):
+        compiler.interpret(g, np.array([0.3, 1000.0], np.float32))
+
+
 def test_sub_byte_integer_casts() -> None:
     ints = np.array([9, -9, 7, -8, 2], np.int32)
     np.testing.assert_array_equal(_cast(ints, "i32", "i4"), [-7, 7, 7, -8, 2])  # wraps
