@@ -118,6 +118,10 @@ NOT_EXPORTED: frozenset[str] = frozenset(
         "math.floor", "math.round", "math.sign", "math.tan", "math.asin", "math.acos",
         "math.atan", "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh",
         "math.bitwise_not", "math.bitwise_and", "math.bitwise_or", "math.bitwise_xor",
+        # compiler/ir/ops_dynamic.py: shapes decided by runtime operands
+        "tensor.reshape_dyn", "tensor.expand_dyn", "tensor.slice_dyn", "tensor.split_dyn",
+        "tensor.squeeze_dyn", "tensor.unsqueeze_dyn", "tensor.tile_dyn", "tensor.pad_dyn",
+        "tensor.range_dyn", "tensor.constant_of_shape", "tensor.one_hot", "nn.resize_dyn",
     }
 )  # fmt: skip
 
