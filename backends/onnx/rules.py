@@ -118,6 +118,7 @@ NOT_EXPORTED: frozenset[str] = frozenset(
         "math.floor", "math.round", "math.sign", "math.tan", "math.asin", "math.acos",
         "math.atan", "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh",
         "math.bitwise_not", "math.bitwise_and", "math.bitwise_or", "math.bitwise_xor",
+        "q.softmax", "q.layernorm",
         # compiler/ir/ops_dynamic.py: shapes decided by runtime operands
         "tensor.reshape_dyn", "tensor.expand_dyn", "tensor.slice_dyn", "tensor.split_dyn",
         "tensor.squeeze_dyn", "tensor.unsqueeze_dyn", "tensor.tile_dyn", "tensor.pad_dyn",
