@@ -16,7 +16,7 @@ from backends.onnx import rules_math as m
 from backends.onnx import rules_nn as nn
 from backends.onnx import rules_quant as q
 from backends.onnx import rules_tensor as t
-from backends.onnx.emitter import Emitter
+from backends.onnx.emitter import ONNX_DTYPES, Emitter
 from compiler.errors import Unsupported
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
@@ -107,6 +107,10 @@ NOT_EXPORTED: frozenset[str] = frozenset(
         "math.atan", "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh",
         "math.bitwise_not", "math.bitwise_and", "math.bitwise_or", "math.bitwise_xor",
         "q.softmax", "q.layernorm",
+        # compiler/ir/ops_dynamic.py: shapes decided by runtime operands
+        "tensor.reshape_dyn", "tensor.expand_dyn", "tensor.slice_dyn", "tensor.split_dyn",
+        "tensor.squeeze_dyn", "tensor.unsqueeze_dyn", "tensor.tile_dyn", "tensor.pad_dyn",
+        "tensor.range_dyn", "tensor.constant_of_shape", "tensor.one_hot", "nn.resize_dyn",
     }
 ) | extra_ops()  # fmt: skip
 
@@ -139,7 +143,12 @@ NO_RULE = "no ONNX lowering rule"
 
 
 def _guard(node: Node, rule: SharedRule[int, Emitter], opset: int) -> str | None:
-    """The check every export rule shares: the operand and result types ONNX can hold."""
+    """The check every export rule shares: the operand and result types ONNX can hold (a
+    type the exporter cannot declare, float8, int2, ..., refuses the node reading or making
+    it)."""
+    odd = [v.dtype for v in (*node.inputs, *node.outputs) if v.dtype not in ONNX_DTYPES]
+    if odd:
+        return f"dtype {odd[0]} has no ONNX export type"
     return q.check_types(node, opset)
 
 

@@ -54,7 +54,8 @@ class OpDef:
     def num_outputs(self, attrs: dict[str, Any]) -> int:
         if isinstance(self.outputs, int):
             return self.outputs
-        return len(attrs[self.outputs])
+        given = attrs[self.outputs]  # a count, or a list with one entry per output
+        return given if isinstance(given, int) else len(given)
 
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         full = {k: v for k, v in self.attrs.items() if v is not REQUIRED}
@@ -261,9 +262,10 @@ def _where(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [TensorType(dtype, broadcast_shapes(*(t.shape for t in types)))]
 
 
-@_op("tensor.cast", "x", {"to": REQUIRED}, tags="elementwise")
+@_op("tensor.cast", "x", {"to": REQUIRED, "saturate": True}, tags="elementwise")
 def _cast(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Convert to dtype ``to`` (float to int truncates toward zero, as C and ONNX do)."""
+    """Convert to dtype ``to`` (float to int truncates toward zero, as C and ONNX do;
+    ``saturate``: to a float8 type, out-of-range values clamp to its largest finite value)."""
     return [TensorType(attrs["to"], types[0].shape)]
 
 
@@ -408,6 +410,7 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
 
 
 from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
+    ops_dynamic,
     ops_extra,
     ops_llm,
     ops_more,
