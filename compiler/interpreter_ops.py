@@ -22,9 +22,17 @@ def erf(x: np.ndarray) -> np.ndarray:
 
 
 def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # Integer division truncates toward zero, as in C and ONNX (not NumPy's floor division).
-    q = np.abs(a) // np.where(b == 0, 1, np.abs(b))
-    return np.where((a < 0) ^ (b < 0), -q, q).astype(a.dtype)
+    """Integer division truncates toward zero, as in C and ONNX (not NumPy's floor division).
+    ``x / 0`` is 0, as NumPy's integer division and modulo (``x % 0``) give; the backends
+    must produce the same without a native division by zero (it is SIGFPE on x86)."""
+    # Floor division plus one where the remainder is nonzero and the signs differ: exact for
+    # every value (|INT_MIN| does not exist); INT_MIN / -1 wraps to INT_MIN, as in C on x86.
+    safe = np.where(b == 0, 1, b).astype(a.dtype)
+    with np.errstate(over="ignore"):
+        q = np.floor_divide(a, safe)
+    rem = np.mod(a, safe)
+    q = q + ((rem != 0) & ((a < 0) ^ (safe < 0))).astype(a.dtype)
+    return np.where(b == 0, 0, q).astype(a.dtype)
 
 
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -203,6 +203,8 @@ _EXP_OPS = ("math.exp", "nn.sigmoid", "nn.softmax", "nn.log_softmax", "nn.silu")
 #: op -> (refused first-operand dtypes, why).
 OPERAND_LIMITS: dict[str, tuple[frozenset[str], str]] = {
     "math.argmax": (frozenset({"bool"}), "argmax of bool (TVM has no minimum of bool)"),
+    "math.reduce_max": (frozenset({"bool"}), "max of bool (TVM has no minimum of bool)"),
+    "math.reduce_min": (frozenset({"bool"}), "min of bool (TVM has no maximum of bool)"),
     "math.pow": (_INTS, "integer power (TVM's power takes floats only)"),
     **{op: (frozenset({"f16"}), "f16 exp (LLVM has no f16 exp intrinsic here); use fp32")
        for op in _EXP_OPS},
@@ -241,6 +243,14 @@ def check_graph(graph: Graph) -> list[Unsupported]:
         )
         for value in graph.inputs
         if not value.type.is_static
+    ]
+    # A graph input or output no node checks (an output that is an input, an unused input)
+    # still needs a TVM type for main's signature.
+    items += [
+        Unsupported(kind, value.name, f"dtype {value.dtype} has no TVM type")
+        for kind, values in (("input", graph.inputs), ("output", graph.outputs))
+        for value in values
+        if value.dtype not in TVM_DTYPES and not value.is_const
     ]
     return items + unsupported_nodes(
         graph, graph, merged_rules(), "no TVM lowering", guard=_guard

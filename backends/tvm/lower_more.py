@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.tvm import te_ops
 from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_dtype
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import is_float
@@ -216,8 +217,9 @@ def _bitshift(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 
 def _floor_mod(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    # Integers only (_float_floor_mod_check): a guarded kernel, never a native x % 0.
     a, b = (ctx.arg(v) for v in node.inputs)
-    return [ctx.emit(_R().floor_mod(a, b))]
+    return [ctx.emit_te(te_ops.int_floor_mod, a, b, static_shape(node.outputs[0]))]
 
 
 def _nll_loss(node: Node, ctx: LowerContext) -> Sequence[Any]:

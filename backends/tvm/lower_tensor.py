@@ -82,7 +82,8 @@ def _gelu(x: Any, node: Node) -> Any:
 
 
 UNARY: dict[str, Callable[[Any, Node], Any]] = {
-    "math.neg": lambda x, n: _R().negative(x),
+    # TVM's negative multiplies by a -1 it cannot make for unsigned types: 0 - x wraps alike.
+    "math.neg": lambda x, n: _R().subtract(_const(0, tvm_dtype(n.inputs[0])), x),
     "math.abs": lambda x, n: _R().abs(x),
     "math.exp": lambda x, n: _R().exp(x),
     "math.log": lambda x, n: _R().log(x),

@@ -89,17 +89,49 @@ def float_to_int(x: Any, dtype: str, ir_dtype: str) -> Any:
     return te.compute(x.shape, body, name="cast")
 
 
+def _safe_int(op: str, av: Any, bv: Any) -> Any:
+    """``op`` (a ``tirx`` integer division or modulo) that never runs a trapping native
+    division: x86's ``idiv`` kills the process (SIGFPE) on a zero divisor and on
+    ``INT_MIN / -1``. Where the divisor is 0 or -1 it is replaced by 1 and the dividend by
+    the result wanted (0 for ``x / 0`` and ``x % 0``, the wrapped ``-x`` for ``x / -1``,
+    and ``-x % 1 = 0`` for ``x % -1``), as the interpreter defines them.
+
+    No ``Select`` wraps the division itself: TVM's simplifier would drop the divisor's guard
+    inside the branch that "cannot" see a bad divisor, and the vectorized code evaluates both
+    branches of a select."""
+    from tvm import tirx
+
+    dtype = expr_dtype(av)
+    zero, one = tirx.const(0, dtype), tirx.const(1, dtype)
+    if dtype.startswith("uint"):
+        bad = bv == zero
+        dividend = tirx.Select(bad, zero, av)
+    else:
+        minus_one = bv == tirx.const(-1, dtype)
+        bad = (bv == zero) | minus_one
+        dividend = tirx.Select(bv == zero, zero, tirx.Select(minus_one, zero - av, av))
+    return getattr(tirx, op)(dividend, tirx.Select(bad, one, bv))
+
+
 def int_div(a: Any, b: Any, shape: Sequence[int]) -> Any:
-    """C division (toward zero); a zero divisor gives ``|a|`` with a's sign rules, as NumPy
-    ``_int_div`` in the interpreter does."""
-    from tvm import te, tirx
+    """Integer division truncating toward zero (C, ONNX), as ``_int_div`` in the
+    interpreter does; no lane divides natively by 0 or -1 (see ``_safe_int``)."""
+    from tvm import te
 
     def body(*i: Any) -> Any:
-        av, bv = _bcast(a, i, shape), _bcast(b, i, shape)
-        safe = tirx.Select(bv == 0, tirx.const(1, expr_dtype(bv)), bv)
-        return tirx.truncdiv(av, safe)
+        return _safe_int("truncdiv", _bcast(a, i, shape), _bcast(b, i, shape))
 
     return te.compute(tuple(shape), body, name="int_div")
+
+
+def int_floor_mod(a: Any, b: Any, shape: Sequence[int]) -> Any:
+    """Integer ``np.mod`` (the sign of the divisor), without a trapping division."""
+    from tvm import te
+
+    def body(*i: Any) -> Any:
+        return _safe_int("floormod", _bcast(a, i, shape), _bcast(b, i, shape))
+
+    return te.compute(tuple(shape), body, name="floor_mod")
 
 
 def fmod(a: Any, b: Any, shape: Sequence[int]) -> Any:
@@ -109,8 +141,7 @@ def fmod(a: Any, b: Any, shape: Sequence[int]) -> Any:
     def body(*i: Any) -> Any:
         av, bv = _bcast(a, i, shape), _bcast(b, i, shape)
         if "int" in expr_dtype(av):
-            safe = tirx.Select(bv == 0, tirx.const(1, expr_dtype(bv)), bv)
-            return tirx.Select(bv == 0, tirx.const(0, expr_dtype(av)), tirx.truncmod(av, safe))
+            return _safe_int("truncmod", av, bv)
         # libm's fmod is exact, as NumPy's (LLVM has no fmod intrinsic for TVM to use).
         dtype = expr_dtype(av)
         name = {"float32": "fmodf", "float64": "fmod"}[dtype]

@@ -14,7 +14,7 @@ import numpy as np
 
 from compiler.frontends.onnx_importer import OnnxNode, Output, Reject
 from compiler.frontends.onnx_ops import CONVERTERS, converts
-from compiler.frontends.onnx_ops_nn import REDUCE
+from compiler.frontends.onnx_ops_nn import REDUCE, order_reversed
 from compiler.ir import TensorType, Value
 from compiler.ir.ops import norm_axis
 
@@ -313,7 +313,7 @@ def _argmax(n: OnnxNode) -> Sequence[Output]:
     slice_attrs = {"starts": [-1], "ends": [-(2**62)], "axes": [axis], "steps": [-1]}
     flipped = n.emit("tensor.slice", [x], slice_attrs, hint="rev")
     if n.op_type == "ArgMin":
-        flipped = n.emit("math.neg", [flipped], hint="neg")
+        flipped = order_reversed(n, flipped)
     attrs = {"axis": axis, "keepdims": bool(n.attr("keepdims", 1))}
     index = n.emit("math.argmax", [flipped], attrs, hint="rev_idx")
     return [n.emit("math.sub", [n.scalar(size - 1, "i64"), index])]

@@ -139,13 +139,21 @@ def _reduce(n: OnnxNode) -> Sequence[Output]:
     return [n.emit(REDUCE[n.op_type], [x], attrs)]
 
 
+def order_reversed(n: OnnxNode, x: Value) -> Value:
+    """``x`` mapped by a strictly decreasing function, so that the first minimum of ``x`` is
+    the first maximum of the result: ``~x`` (= -x - 1) for integers, signed or unsigned
+    (``-x`` wraps for unsigned values and for the most negative one), ``-x`` for floats."""
+    op = "math.bitwise_not" if is_int(x.dtype) else "math.neg"
+    return n.emit(op, [x], hint="neg")
+
+
 @converts("ArgMax", "ArgMin")
 def _argmax(n: OnnxNode) -> Sequence[Output]:
     if n.attr("select_last_index", 0):
         raise Reject("select_last_index=1")
     x = n.value(0)
-    if n.op_type == "ArgMin":  # the first minimum of x is the first maximum of -x
-        x = n.emit("math.neg", [x], hint="neg")
+    if n.op_type == "ArgMin":
+        x = order_reversed(n, x)
     attrs = {"axis": int(n.attr("axis", 0)), "keepdims": bool(n.attr("keepdims", 1))}
     return [n.emit("math.argmax", [x], attrs)]
 
