@@ -367,6 +367,8 @@ def extend(rules: dict[str, Rule]) -> dict[str, Rule]:
 NO_F16_KERNEL = (
     "math.exp", "math.log", "math.erf", "math.pow", "math.tanh", "nn.sigmoid", "nn.silu",
     "nn.gelu", "nn.softmax", "nn.log_softmax",
+    "math.asin", "math.acos", "math.atan", "math.sinh", "math.cosh", "math.asinh",
+    "math.acosh", "math.atanh",
 )  # fmt: skip
 
 

@@ -120,6 +120,10 @@ def binary(make: Callable[[Any, Any], Any]) -> Rule:
     def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         layout = ctx.common_layout(node)
         a, b = (ctx.arg_in(v, layout) for v in node.inputs)
+        if node.op in COMPARISONS and node.inputs[0].dtype == "bool":
+            # LLVM code generation fails on comparisons of i1 (a float compare is emitted):
+            # compare as u8, which orders False < True as NumPy does.
+            a, b = (_R().astype(v, "uint8") for v in (a, b))
         ctx.set_layout(node.outputs[0], layout)
         return [ctx.emit(make(a, b))]
 
@@ -137,6 +141,10 @@ def _mod(node: Node, ctx: LowerContext) -> Sequence[Any]:
     shape = static_shape(node.outputs[0])
     return [ctx.emit_te(te_ops.fmod, ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1]), shape)]
 
+
+COMPARISONS = frozenset(
+    {"math.equal", "math.less", "math.greater", "math.less_equal", "math.greater_equal"}
+)
 
 BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "math.add": lambda a, b: _R().add(a, b),

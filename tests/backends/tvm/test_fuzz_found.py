@@ -119,3 +119,23 @@ def test_bool_extremes_are_refused(op: str) -> None:
     x = g.add_input("x", TensorType("bool", (2, 3)))
     g.outputs = [g.add_node(op, [x], {"axis": 1} if op == "math.argmax" else {"axes": [1]}).output]
     assert [item.op for item in _unsupported(g)] == [op]  # type: ignore[attr-defined]
+
+
+def test_bool_comparisons_order_false_before_true() -> None:
+    from backends.tvm.lower_tensor import COMPARISONS
+
+    g = Graph("bool_compare")
+    a = g.add_input("a", TensorType("bool", (4,)))
+    b = g.add_input("b", TensorType("bool", (4,)))
+    g.outputs = [g.add_node(op, [a, b]).output for op in sorted(COMPARISONS)]
+    av, bv = np.array([0, 1, 0, 1], bool), np.array([0, 0, 1, 1], bool)
+    got = _build(g).run(av, bv)  # type: ignore[attr-defined]
+    assert mismatches(got, interpret(g, av, bv)) == [0] * len(COMPARISONS)
+
+
+@pytest.mark.parametrize("op", ["math.acos", "math.asinh", "math.cosh"])
+def test_float16_ops_without_an_llvm_kernel_are_refused(op: str) -> None:
+    g = Graph("f16")
+    x = g.add_input("x", TensorType("f16", (4,)))
+    g.outputs = [g.add_node(op, [x]).output]
+    assert [item.op for item in _unsupported(g)] == [op]  # type: ignore[attr-defined]
