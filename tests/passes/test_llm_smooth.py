@@ -74,7 +74,9 @@ def _kl(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 IDS = [int(t) for t in np.random.default_rng(5).integers(3, hf_models.VOCAB, 24)]
-CALIB = [[int(t) for t in np.random.default_rng(s).integers(3, hf_models.VOCAB, 16)] for s in (7, 8)]
+CALIB = [
+    [int(t) for t in np.random.default_rng(s).integers(3, hf_models.VOCAB, 16)] for s in (7, 8)
+]
 
 
 def test_groups_cover_the_norms_and_the_gated_mlp(llama_graphs: LLMGraphs) -> None:
