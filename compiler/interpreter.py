@@ -154,7 +154,7 @@ def interpret(
         except Exception as e:  # a NumPy failure inside an op: say which node
             raise VerifyError(f"{node.where()}: interpreter failed: {type(e).__name__}: {e}") from e
         for value, arr in zip(node.outputs, outs, strict=True):
-            env[id(value)] = _as_type(arr, value.type)
+            env[id(value)] = as_type(arr, value.type)
             _check_shape(node, value, env[id(value)])
         if observe is not None:
             observe(node, [env[id(v)] for v in node.outputs])
@@ -174,7 +174,8 @@ def _check_shape(node: Node, value: Any, arr: np.ndarray) -> None:
                           f"%{value.name}, but its type says {value.type}")
 
 
-def _as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:
+def as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:
+    """``arr`` stored as type ``t`` holds it (its NumPy dtype; bf16 values rounded)."""
     arr = np.asarray(arr)
     want = NUMPY_DTYPES[t.dtype]
     if arr.dtype != want:
@@ -199,9 +200,12 @@ def is_integer_node(node: Node) -> bool:
 
 
 from compiler import (  # noqa: E402,F401  (fill IMPLS)
+    interpreter_extra,
     interpreter_llm,
     interpreter_more,
     interpreter_nn,
     interpreter_ops,
     interpreter_quant,
+    interpreter_signal,
+    interpreter_vision,
 )

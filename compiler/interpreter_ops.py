@@ -9,6 +9,7 @@ import numpy as np
 from compiler import numerics
 from compiler.interpreter import IMPLS, Context, _one, impl
 from compiler.ir.graph import Node
+from compiler.ir.op_facts import clamps, output_clamp
 from compiler.ir.types import NUMPY_DTYPES, is_int
 
 
@@ -338,6 +339,7 @@ def _requantize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
     if mult.size == 1:
         mult, shift, axis = mult.reshape(()), shift.reshape(()), axis if np.size(zp) > 1 else None
     out = numerics.requantize(xs[0], mult, shift, zp, a["dtype"], axis, ctx.counter(node))
-    if a.get("clip_min") is not None or a.get("clip_max") is not None:
-        out = np.clip(out, a.get("clip_min"), a.get("clip_max")).astype(out.dtype)
+    if clamps(a, 0):  # no relu here: the zero point does not enter the clamp
+        lo, hi = output_clamp(a, 0)
+        out = np.clip(out, lo, hi).astype(out.dtype)
     return [out]

@@ -420,7 +420,11 @@ def _matmul(n: OnnxNode) -> Sequence[Output]:
 
 from compiler.frontends import (  # noqa: E402,F401  (fill the tables)
     onnx_fold,
+    onnx_ops_extra,  # noqa: E402,F401  (imports onnx_ops_nn first: it wraps entries)
     onnx_ops_more,  # noqa: E402,F401  (after onnx_ops_nn: it wraps entries)
     onnx_ops_nn,
+    onnx_ops_signal,
     onnx_ops_tensor,
+    onnx_ops_vision,
+    onnx_scan,
 )

@@ -5,6 +5,11 @@ Adding an op means adding one ``OpDef`` here, one NumPy implementation in
 checks that every table knows every op it claims.
 
 Operand names ending in ``?`` are optional (trailing); a name ending in ``*`` is variadic.
+Tags state what other layers may rely on: ``elementwise``, ``reduce``, ``quant``, ``layout``
+(the op only moves elements: an integer tensor keeps its scale through it) and ``view`` (a
+layout op keeping the row-major order: the same bytes, a new shape). The other facts about
+ops (zero points, the integer output clamp, fused activations, MACs) are stated once in
+``compiler.ir.op_facts``.
 Attribute defaults of ``REQUIRED`` must be given. Floats ops take f32/f16/bf16; integer
 (quantized) ops state their accumulator dtype in an ``acc`` attribute.
 """
@@ -243,8 +248,8 @@ _op("nn.hardsigmoid", "x", {"alpha": 1 / 6, "beta": 0.5}, tags="elementwise unar
 )
 _op("nn.gelu", "x", {"approximate": "none"}, tags="elementwise unary activation")(_unary_float)
 _op("nn.clip", "x", {"min": None, "max": None}, tags="elementwise unary activation")(_unary)
-_op("nn.dropout", "x", {"p": 0.0}, tags="elementwise")(_unary)
-_op("tensor.identity", "x", tags="elementwise")(lambda t, a: [t[0]])
+_op("nn.dropout", "x", {"p": 0.0}, tags="elementwise layout view")(_unary)
+_op("tensor.identity", "x", tags="elementwise layout view")(lambda t, a: [t[0]])
 
 
 @_op("tensor.where", "cond x y", tags="elementwise")
@@ -403,9 +408,12 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
 
 
 from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
+    ops_extra,
     ops_llm,
     ops_more,
     ops_nn,
     ops_quant,
+    ops_signal,
     ops_tensor,
+    ops_vision,
 )
