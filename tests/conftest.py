@@ -10,14 +10,21 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 from hypothesis import settings
 
+#: tests/fs_audit.py fails the session if a test writes outside its temporary folders.
+pytest_plugins = ["tests.fs_audit"]
+
 # Hypothesis' default 200 ms deadline fails tests on a busy 2-core CI machine for timing, not
 # correctness. In CI (CI=true) examples are also derandomized, so a red run reproduces exactly.
-settings.register_profile("tapeout", deadline=None, print_blob=True)
+# No example database: it would be written into the checkout (tests write only to temporary
+# folders, see tests/fs_audit.py); print_blob=True prints what reproduces a failure instead.
+settings.register_profile("tapeout", deadline=None, print_blob=True, database=None)
 settings.register_profile("ci", parent=settings.get_profile("tapeout"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "tapeout")
 
@@ -50,6 +57,24 @@ def _tvm_skip_reason() -> str | None:
     if (error := _import_error("tvm")) is not None:
         return f"needs apache-tvm (pip install 'tapeout[tvm]'); import tvm failed: {error}"
     return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps a cache of its own (``.hypothesis/constants``) beside the tests even
+    without an example database: give it a temporary home, removed at the end."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    home = tempfile.mkdtemp(prefix="tapeout-hypothesis-")
+    config.stash[_HYPOTHESIS_HOME] = home
+    set_hypothesis_home_dir(home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if home := config.stash.get(_HYPOTHESIS_HOME, None):
+        shutil.rmtree(home, ignore_errors=True)
+
+
+_HYPOTHESIS_HOME = pytest.StashKey[str]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
