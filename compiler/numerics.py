@@ -45,6 +45,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "u16": (0, 2**16 - 1),
     "u32": (0, 2**32 - 1),
     "u64": (0, 2**64 - 1),
+    "i2": (-2, 1),
+    "u2": (0, 3),
 }
 
 #: NumPy storage type for each integer dtype (i4/u4 are stored unpacked in int8/uint8).
@@ -59,6 +61,23 @@ INT_STORAGE: dict[str, type[np.integer]] = {
     "u16": np.uint16,
     "u32": np.uint32,
     "u64": np.uint64,
+    "i2": np.int8,
+    "u2": np.uint8,
+}
+
+#: ml_dtypes' name of each IR dtype NumPy lacks (the arrays onnx.numpy_helper hands back);
+#: the IR holds their values widened (``compiler.ir.types.NUMPY_DTYPES``).
+ML_DTYPES: dict[str, str] = {
+    "bf16": "bfloat16",
+    "f8e4m3fn": "float8_e4m3fn",
+    "f8e4m3fnuz": "float8_e4m3fnuz",
+    "f8e5m2": "float8_e5m2",
+    "f8e5m2fnuz": "float8_e5m2fnuz",
+    "f4e2m1": "float4_e2m1fn",
+    "i4": "int4",
+    "u4": "uint4",
+    "i2": "int2",
+    "u2": "uint2",
 }
 
 MAX_SHIFT = 62
@@ -300,3 +319,106 @@ def dequantize_blocks(q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None)
     if m is not None:
         w = w + np.repeat(np.asarray(m, np.float32), group, axis=1)
     return w.astype(np.float32)
+
+
+# ---- narrow types (float8, float4, 2- and 4-bit integers) -------------------------------------
+def ml_dtype(dtype: str) -> np.dtype:
+    """The ml_dtypes NumPy type of an IR dtype in ``ML_DTYPES``."""
+    import ml_dtypes  # a small NumPy extension; imported here so numerics stays NumPy-only
+
+    return np.dtype(getattr(ml_dtypes, ML_DTYPES[dtype]))
+
+
+def round_narrow(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Float values rounded (to nearest even) to narrow float ``dtype``, held in float32."""
+    return np.asarray(x, np.float32).astype(ml_dtype(dtype)).astype(np.float32)
+
+
+def narrow_max(dtype: str) -> float:
+    """The largest finite value of narrow float ``dtype`` (448 for E4M3FN)."""
+    import ml_dtypes
+
+    return float(ml_dtypes.finfo(ml_dtype(dtype)).max)
+
+
+def cast_to_narrow_float(x: np.ndarray, dtype: str, saturate: bool) -> np.ndarray:
+    """ONNX Cast to a float8/float4 type. ``saturate`` (the default): values beyond the
+    largest finite value, infinities included, become +-that value; without it they become
+    what the format has (inf for E5M2, NaN for the others), as ml_dtypes rounds them."""
+    x = np.asarray(x, np.float32)
+    if saturate:
+        top = narrow_max(dtype)
+        x = np.clip(x, -top, top)  # NaN stays NaN
+    return round_narrow(x, dtype)
+
+
+def cast_to_sub_byte_int(x: np.ndarray, dtype: str) -> np.ndarray:
+    """ONNX Cast to a 2- or 4-bit integer type, held in 8 bits. From integers: the higher
+    bits are discarded (two's complement wrap), as the spec says for every integer cast.
+    From floats: truncation toward zero; out of range is undefined in the spec, and this
+    gives what onnx.reference and the conformance data give there (ml_dtypes' conversion)."""
+    storage = INT_STORAGE[dtype]
+    if np.issubdtype(np.asarray(x).dtype, np.floating):
+        return np.asarray(x, np.float32).astype(ml_dtype(dtype)).astype(storage)
+    lo, hi = INT_RANGES[dtype]
+    span = hi - lo + 1
+    return ((np.asarray(x).astype(np.int64) - lo) % span + lo).astype(storage)
+
+
+# ---- integer softmax and layer norm (q.softmax, q.layernorm; compiler.ir.ops_quant) --------
+#
+# Both run on 8-bit inputs with nothing but integer adds, multiplies, shifts, one integer
+# square root and one reciprocal per row, the way an FPGA side unit computes them:
+#
+# q.softmax: d_i = max_j x_j - x_i (0..255), e_i = EXP_TABLE[d_i] with
+#   EXP_TABLE[k] = round(2^15 * exp(-k * s_x)) (256 entries: one BRAM), S = sum_j e_j,
+#   rcp = floor(2^46 / S), p_i = (e_i * rcp + 2^30) >> 31 (the probability in Q15), then
+#   out = requantize(p_i, multiplier, shift, zo) with (multiplier, shift) of 2^-15 / s_o.
+# q.layernorm: x_i = x - zx, c_i = n * x_i - sum_j x_j (= n * (x_i - mean), exact),
+#   V = sum_i c_i^2, R = max(1, isqrt(V // n + eps_int)) (~ n * sqrt(var + eps) in levels of
+#   x; eps_int = round(n^2 * eps / s_x^2)), inv = floor(2^32 / R),
+#   z_i = (c_i * inv + 2^15) >> 16 (the normalized value in Q16), then
+#   out = saturate(((z_i * G_j + B_j * 2^16 + 2^31) >> 32) + zo) with the constants
+#   G_j = round(gamma_j / s_o * 2^16), B_j = round(beta_j / s_o * 2^16) (i32).
+
+#: Fixed-point bits of the softmax's exponentials and probabilities.
+SOFTMAX_BITS = 15
+#: Fixed-point bits of the layer norm's normalized values and its gamma/beta constants.
+LAYERNORM_BITS = 16
+
+
+def softmax_table(scale: float, size: int = 256) -> np.ndarray:
+    """``round(2^15 * exp(-k * scale))`` for k = 0 .. size-1 (int64): q.softmax's exp."""
+    k = np.arange(size, dtype=np.float64)
+    return np.rint(np.exp(-k * float(scale)) * 2.0**SOFTMAX_BITS).astype(np.int64)
+
+
+def isqrt(v: np.ndarray) -> np.ndarray:
+    """Floor of the square root of non-negative int64 ``v`` (exact, below 2^62)."""
+    v = np.asarray(v, dtype=np.int64)
+    r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+    r = np.where(r * r > v, r - 1, r)  # a float64 root may be one off either way
+    r = np.where(r * r > v, r - 1, r)
+    return np.where((r + 1) * (r + 1) <= v, r + 1, r)
+
+
+def int_softmax(x: np.ndarray, zp: int, scale: float) -> np.ndarray:
+    """Q15 probabilities of 8-bit ``x`` over its last axis (int64; zp cancels in max - x)."""
+    del zp  # softmax is shift-invariant: the zero point cancels in max_j x_j - x_i
+    x64 = np.asarray(x).astype(np.int64)
+    d = np.clip(x64.max(axis=-1, keepdims=True) - x64, 0, 255)
+    e = softmax_table(scale)[d]
+    total = e.sum(axis=-1, keepdims=True)
+    rcp = np.floor_divide(np.int64(1) << 46, total)
+    return np.right_shift(e * rcp + (np.int64(1) << 30), 31)
+
+
+def int_layernorm_z(x: np.ndarray, zp: int, eps_int: int) -> np.ndarray:
+    """q.layernorm's normalized values in Q16 over the last axis (int64)."""
+    xi = np.asarray(x).astype(np.int64) - zp
+    n = xi.shape[-1]
+    c = n * xi - xi.sum(axis=-1, keepdims=True)
+    v = (c * c).sum(axis=-1, keepdims=True)
+    r = np.maximum(isqrt(v // n + int(eps_int)), 1)
+    inv = np.floor_divide(np.int64(1) << 32, r)
+    return np.right_shift(c * inv + (np.int64(1) << 15), 16)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph, Node, Value
-from compiler.report import node_macs
+from compiler.ir.op_facts import node_macs
 
 #: Cost of a node that does no MACs, in MAC-equivalents per output element: such ops are
 #: memory-bound, and a stage of nothing but them is not free.

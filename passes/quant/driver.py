@@ -1,5 +1,6 @@
-"""What the quantize stages share (``passes.quant.stages``): the planner options a config and
-target give, how many samples the report takes, replacing a graph's contents."""
+"""What the quantize stage passes share (``passes.calibrate``, ``passes.quantize_rewrite``,
+...): the planner options a config and target give, how many samples the report takes,
+replacing a graph's contents."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ def options_for(config: QuantConfig, target: Target | None) -> QuantOptions:
         overrides={k: dict(v) for k, v in config.overrides.items()},
         integer_outputs=power_of_two,
         island_dtype=island,
+        integer_ops=bool(
+            config.integer_ops
+            if config.integer_ops is not None
+            else target is not None and target.numerics.integer_ops
+        ),
     )
 
 

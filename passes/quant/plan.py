@@ -1,7 +1,11 @@
 """The quantization plan: which nodes run in integers, which values share a scale, the scales.
 
-Decided on the canonical float graph (``passes.quant.canonical``), keyed by value names so
-that the same plan applies to batch-respecialized copies and to one-layer sub-graphs.
+Decided on the float graph as the passes before quantize left it (in a pipeline ending in an
+integer quantize they make only what an integer layer takes: ``fit_to_quantize``), keyed by
+value names so that the same plan applies to batch-respecialized copies and to one-layer
+sub-graphs. Nothing is un-fused: a conv/dense with a residual operand or an activation
+without an integer form (gelu, ...) is refused by name; a relu/relu6/clip that is the only
+user of a conv/dense or add is taken into that layer (``absorbed``).
 
 Which nodes become integer:
 
@@ -30,31 +34,29 @@ from typing import Any
 
 from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import fused_activation, integer_keeps, view_ops
 from compiler.ir.types import QuantParams, is_float
 from compiler.quant_config import CALIBRATORS
-from passes.calibrate import TensorStats, choose_quant
-from passes.quant.canonical import clamp_of
+from passes.quant.integer_ops import absorbed_gain, integer_kind
+from passes.quant.stats import TensorStats, choose_quant
 
 log = logging.getLogger(__name__)
 
 ANCHOR_OPS = ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul")
 POOL_OPS = ("nn.avg_pool2d", "nn.global_avg_pool", "nn.adaptive_avg_pool2d")
 #: Ops that move integer data without changing it: the output shares the input's scale.
+#: The view ops (``compiler.ir.op_facts``), the other layout ops that keep every element,
+#: and the ops that pick elements (max pools, nearest resize) or pad with the zero point.
 PASSTHROUGH_OPS = (
-    "nn.max_pool2d",
-    "nn.global_max_pool",
-    "nn.dropout",
-    "nn.resize",
-    "tensor.identity",
-    "tensor.reshape",
-    "tensor.flatten",
+    *view_ops(),
     "tensor.transpose",
-    "tensor.squeeze",
-    "tensor.unsqueeze",
     "tensor.slice",
     "tensor.split",
     "tensor.concat",
     "tensor.pad",
+    "nn.max_pool2d",
+    "nn.global_max_pool",
+    "nn.resize",
 )
 OVERRIDE_KEYS = ("precision", "per_channel", "calibrator", "percentile")
 LAYER_PRECISIONS = ("int8", "int16", "float")
@@ -77,6 +79,8 @@ class QuantOptions:
     integer_outputs: bool = False
     #: dtype of the float islands between integer layers ("f32" or "f64").
     island_dtype: str = "f32"
+    #: Softmax, layer norm, GELU and activation matmuls in integers (passes.quant.integer_ops).
+    integer_ops: bool = False
 
 
 @dataclass
@@ -91,6 +95,7 @@ class Layer:
     act: str = "none"  # relu / relu6 / clip, applied in integers
     act_args: list[float] = field(default_factory=list)
     absorbed: str | None = None  # key of a relu/relu6/clip node folded into a q.add
+    gain: float = 1.0  # a positive scalar factor absorbed into a bmm's requantize
     inputs: list[str] = field(default_factory=list)  # activation operands (integer inputs)
     precision: str = "int8"  # "int8" | "int16" (mixed precision's wider choice)
     per_channel: bool = True
@@ -149,9 +154,13 @@ def _activation_operands(graph: Graph, node: Node) -> list[int]:
     return [i for i, v in enumerate(node.inputs) if not v.is_const and is_float(v.dtype)]
 
 
-def _kind(graph: Graph, node: Node) -> str | None:
+def _kind(graph: Graph, node: Node, options: QuantOptions) -> str | None:
     if not node.outputs or not all(is_float(v.dtype) for v in node.outputs):
         return None
+    if options.integer_ops and node.op not in PASSTHROUGH_OPS and node.op != "math.add":
+        kind = integer_kind(graph, node, _activation_operands(graph, node))
+        if kind is not None:
+            return kind
     if node.op in ANCHOR_OPS:
         weight = node.inputs[1]
         if node.inputs[0].is_const or graph.const_value(weight) is None:
@@ -181,10 +190,10 @@ def _integer_pool(node: Node) -> bool:
 
 
 def build_plan(graph: Graph, options: QuantOptions) -> Plan:
-    """Decide the integer layers of canonical float ``graph`` (see the module docstring)."""
+    """Decide the integer layers of float ``graph`` (see the module docstring)."""
     layers: dict[str, Layer] = {}
     for node in graph.nodes:
-        kind = _kind(graph, node)
+        kind = _kind(graph, node, options)
         if kind is None or matches(node, options.exclude):
             continue
         over = override_for(node, options.overrides)
@@ -192,6 +201,8 @@ def build_plan(graph: Graph, options: QuantOptions) -> Plan:
             continue
         layers[node_key(node)] = _make_layer(graph, node, kind, options, over)
     owner = {lay.absorbed: k for k, lay in layers.items() if lay.absorbed}
+    for key in owner:
+        layers.pop(key, None)  # an absorbed multiply is no layer of its own
     outputs = set()
     if options.integer_outputs:
         outputs = {v.name for v in graph.outputs} | _table_sources(graph)
@@ -236,6 +247,13 @@ def _table_sources(graph: Graph) -> set[str]:
             and graph.find(name).producer is not None}
 
 
+def integer_clamp(node: Node) -> tuple[str, list[float]] | None:
+    """The (act, act_args) of a relu/relu6/clip node, as an integer layer applies it (the
+    activations ``FusedActivation.integer`` marks); None for any other node."""
+    fused = fused_activation(node.op, node.attrs)
+    return fused if fused is not None and fused[0] != "none" and integer_keeps(fused[0]) else None
+
+
 def _make_layer(
     graph: Graph, node: Node, kind: str, options: QuantOptions, over: dict[str, Any]
 ) -> Layer:
@@ -261,17 +279,50 @@ def _make_layer(
         inputs=[node.inputs[i].name for i in _activation_operands(graph, node)],
     )
     if kind == "anchor":
+        _check_anchor(node)
         layer.inputs = layer.inputs[:1]
         layer.act = node.attrs.get("act", "none")
         layer.act_args = [float(a) for a in node.attrs.get("act_args", [])]
-    elif kind == "add":
-        users = node.outputs[0].users
-        clamp = clamp_of(users[0]) if len(users) == 1 else None
-        if clamp is not None and not any(o is node.outputs[0] for o in graph.outputs):
-            layer.act, layer.act_args = clamp
-            layer.absorbed = node_key(users[0])
-            layer.out = users[0].outputs[0].name
+    elif kind == "bmm" and (gain := absorbed_gain(graph, node)) is not None:
+        layer.absorbed, layer.gain = node_key(gain[0]), gain[1]
+        layer.out = gain[0].outputs[0].name
+    if (kind == "add" or node.op in CLAMPED_ANCHORS) and layer.act == "none":
+        _absorb_clamp(graph, node, layer)
     return layer
+
+
+#: Anchors that take a following relu/relu6/clip into their requantize (matmul keeps it
+#: apart, as fuse-bias-act does).
+CLAMPED_ANCHORS = ("nn.conv1d", "nn.conv2d", "nn.dense")
+
+
+def _absorb_clamp(graph: Graph, node: Node, layer: Layer) -> None:
+    """A relu/relu6/clip that is the only user of ``node``'s result runs in the integer
+    layer (q.add's act, the requantize's clamp): the layer then stands for its result."""
+    users = node.outputs[0].users
+    clamp = integer_clamp(users[0]) if len(users) == 1 else None
+    if clamp is not None and not any(o is node.outputs[0] for o in graph.outputs):
+        layer.act, layer.act_args = clamp
+        layer.absorbed = node_key(users[0])
+        layer.out = users[0].outputs[0].name
+
+
+def _check_anchor(node: Node) -> None:
+    """The forms an integer conv/dense cannot take: quantize reads the graph as the passes
+    before it left it (no un-fusing), and these have no integer form."""
+    if node.op in CLAMPED_ANCHORS and len(node.inputs) > 3:
+        raise TapeoutError(
+            f"quantize: {node.where()} has a residual operand (fuse-residual's form); an "
+            "integer skip connection is a q.add after the requantize: run fuse-residual "
+            "only in float pipelines (before an integer quantize it declines)"
+        )
+    act = node.attrs.get("act", "none")
+    if not integer_keeps(act):
+        raise TapeoutError(
+            f"quantize: {node.where()} carries act={act!r}, which an integer layer cannot "
+            "keep (only relu, relu6, clip): before an integer quantize, fuse-bias-act "
+            "leaves it a separate op (fuse-bias-act{integer=true}); or exclude the layer"
+        )
 
 
 def _int_uses(value: Value, layers: dict[str, Layer], skip: Node | None = None) -> bool:
@@ -280,7 +331,7 @@ def _int_uses(value: Value, layers: dict[str, Layer], skip: Node | None = None) 
         layer = layers.get(node_key(user))
         if layer is None or user is skip:
             continue
-        if layer.kind == "anchor" and index != 0:
+        if layer.kind in ("anchor", "layernorm") and index != 0:
             continue  # weights and bias are constants of their own
         return True
     return False
@@ -294,7 +345,7 @@ def _fixpoint(
         changed = False
         for node in graph.nodes:
             layer = layers.get(node_key(node))
-            if layer is None or layer.kind == "anchor":
+            if layer is None or layer.kind in ANCHOR_KINDS:
                 continue
             available = all(
                 _produced_int(node.inputs[i], layers, owner)
@@ -314,6 +365,10 @@ def _produced_int(value: Value, layers: dict[str, Layer], owner: dict[str, str])
     key = node_key(value.producer)
     layer = layers.get(owner.get(key, key))
     return layer is not None and (layer.out == value.name or layer.kind == "move")
+
+
+#: Layers that are integer whatever their neighbours are (their operands are quantized).
+ANCHOR_KINDS = ("anchor", "bmm", "softmax", "layernorm")
 
 
 def _groups(graph: Graph, layers: dict[str, Layer]) -> dict[str, str]:
@@ -371,7 +426,11 @@ def assign_scales(plan: Plan, stats: dict[str, TensorStats]) -> None:
 
 def needs_scale(plan: Plan) -> set[str]:
     """Values that exist in integer form: consumed as integers, or produced by data movement."""
-    produced = {lay.out for lay in plan.layers.values() if lay.kind in ("add", "pool")}
+    produced = {
+        lay.out
+        for lay in plan.layers.values()
+        if lay.kind in ("add", "pool", "bmm", "softmax", "layernorm", "table")
+    }
     return set(plan.int_values) | produced | set(plan.group_of)
 
 
