@@ -55,7 +55,7 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
                  "shape_ranges", "dla_core", "timing_cache", "opset", "tf32"),
 }
 #: Options of compiler.multi (partitions and pipeline stages), accepted on every target.
-MULTI_OPTIONS = ("pipeline_stages", "stage_cores")
+MULTI_OPTIONS = ("pipeline_stages", "stage_cores", "stage_devices")
 
 
 def check_options(backend: str, options: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Micro-batches flow through bounded queues (``queue_size`` deep, so a fast stage cannot run
 away from a slow one and memory stays bounded); each worker loads its stage from the artifact
 folder (TVM modules cannot be pickled), optionally pins itself to its cores
-(``stage_cores=[[0], [1]]``) and sets its runtime to that many threads. Worker start-up (the
+(``stage_cores=[[0], [1]]``) and sets its runtime to that many threads; a stage whose device
+is an RPC address (``stage_devices``) is run on that server from its worker. Worker start-up (the
 imports and the module load) happens before the clock starts, so the throughput figure is the
 steady state. A worker that fails sends its error down the pipe; the caller gets a
 ``BackendError`` naming the stage, and every worker is stopped.
@@ -35,6 +36,7 @@ def run_pipelined(
     art: MultiArtifact,
     batches: list[tuple[np.ndarray, ...]],
     stage_cores: list[list[int]] | None = None,
+    stage_devices: list[str] | None = None,
     queue_size: int = 2,
     timeout_s: float = 600.0,
 ) -> tuple[list[list[np.ndarray]], dict[str, Any]]:
@@ -44,6 +46,9 @@ def run_pipelined(
     cores = stage_cores or art.summary.get("stage_cores")
     if cores is not None and len(cores) != len(art.parts):
         raise BackendError(f"stage_cores lists {len(cores)} core sets for {len(art.parts)} stages")
+    if stage_devices is not None:
+        art.stage_devices = stage_devices
+    devices = art.stage_devices
     keep = _needed_after(art)
     ctx = mp.get_context("spawn")  # fork after TVM has started threads is unsafe
     queues = [ctx.Queue(maxsize=queue_size) for _ in range(len(art.parts) + 1)]
@@ -58,6 +63,7 @@ def run_pipelined(
                 queues[i],
                 queues[i + 1],
                 cores[i] if cores else None,
+                devices[i],
             ),
             daemon=True,
         )
@@ -90,6 +96,7 @@ def run_pipelined(
         "batches_per_s": round(len(batches) / wall, 2) if wall else None,
         "stage_busy_s": [round(b, 4) for b in busy],
         "stage_cores": cores,
+        "stage_devices": devices,
     }
     return outs, stats
 
@@ -148,6 +155,7 @@ def _worker(
     inbox: Any,
     outbox: Any,
     cores: list[int] | None,
+    device: str,
 ) -> None:
     """One stage: load, announce, then run every batch that arrives until the end marker.
     Control messages from earlier stages (ready, done, error) are passed on unchanged."""
@@ -157,8 +165,9 @@ def _worker(
             os.sched_setaffinity(0, set(cores))
             os.environ["TVM_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(len(cores))
         from compiler.api import load
+        from compiler.multi import open_stage
 
-        stage = load(folder)
+        stage = open_stage(load(folder), index, device)
     except Exception as e:
         outbox.put((_ERROR, index, f"{type(e).__name__}: {e}"))
         outbox.put(None)
