@@ -23,6 +23,7 @@ def cmd_compile_llm(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size,
         output_dir=args.output,
         tokenizer=tokenizer,
+        **({"pipeline_stages": args.stages} if args.stages else {}),
     )
     if not args.json:
         print(art.report())
@@ -101,6 +102,7 @@ def _args_compile_llm(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-context", type=int, default=256, help="tokens of prompt + output")
     p.add_argument("--prefill-len", type=int, default=32, help="tokens per prefill chunk")
     p.add_argument("--batch-size", type=int, default=1, help="prompts generated together")
+    p.add_argument("--stages", type=int, help="cut each graph's decoder layers into N stages")
 
 
 def _args_generate(p: argparse.ArgumentParser) -> None:
