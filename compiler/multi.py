@@ -121,6 +121,18 @@ class MultiArtifact(Artifact):
             raise BackendError("save the artifact first: pipeline workers load it from disk")
         outputs, stats = run_pipelined(self, batches, **kwargs)
         self.summary["pipeline"] = stats
+        self.summary["pipeline_stages"] = [
+            f"stage {i} ({part['target']}, {device}): {ms} ms/batch, {rate} batches/s"
+            for i, (part, device, ms, rate) in enumerate(
+                zip(
+                    self.parts,
+                    stats["stage_devices"],
+                    stats["stage_ms_per_batch"],
+                    stats["stage_batches_per_s"],
+                    strict=True,
+                )
+            )
+        ]
         return outputs
 
 

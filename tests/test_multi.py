@@ -93,6 +93,8 @@ def test_fpga_takes_what_it_can_and_the_next_device_the_rest(tmp_path: Path) -> 
     # the boundary is the dequantized logits: 10 floats
     crossing = [b for b in art.summary["boundaries"] if b["from"] != "input"]
     assert [b["bytes"] for b in crossing] == [40]
+    report = art.report()  # placement per node and the bytes per boundary are printed
+    assert "device" in report and "transfer_bytes: 40" in report
     for x in calib[:3]:
         np.testing.assert_array_equal(art.run(x)[0], interpret(art.graph, x)[0])
     again = api.load(tmp_path / "multi")
@@ -141,7 +143,12 @@ def test_pipelined_stages_equal_the_single_device_artifact(tmp_path: Path) -> No
     rng = np.random.default_rng(3)
     batches = [(rng.random((1, 1, 8, 8), dtype=np.float32),) for _ in range(6)]
     outs = staged.run_pipelined(batches, stage_cores=[[0], [0]])  # type: ignore[attr-defined]
-    assert staged.summary["pipeline"]["batches"] == 6
+    stats = staged.summary["pipeline"]
+    assert stats["batches"] == 6 and stats["latency_ms"]["median"] > 0
+    # per stage: its time per batch and the rate it sustains, in the printed report too
+    assert len(stats["stage_ms_per_batch"]) == len(stats["stage_batches_per_s"]) == 2
+    assert all(ms > 0 for ms in stats["stage_ms_per_batch"])
+    assert "stage 1 (" in staged.report() and "batches/s" in staged.report()
     for (x,), got in zip(batches, outs, strict=True):
         np.testing.assert_array_equal(got[0], staged.run(x)[0])
         np.testing.assert_allclose(got[0], single.run(x)[0], rtol=1e-5, atol=1e-5)
