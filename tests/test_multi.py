@@ -13,7 +13,7 @@ from compiler.errors import DeviceMemoryError, TapeoutError, UnsupportedOpsError
 from compiler.frontends import load_model
 from compiler.interpreter import interpret
 from compiler.ir import Graph, TensorType
-from compiler.partition import cut_stages, lift, node_cost, stage_bytes
+from compiler.partition import check_fits, cut_stages, lift, node_cost, stage_bytes
 from compiler.target import load_target
 from tests.cases import get_case
 
@@ -190,3 +190,17 @@ def test_a_model_too_big_for_the_devices_is_refused_before_work(tmp_path: Path) 
     assert not (tmp_path / "out").exists()
     with pytest.raises(DeviceMemoryError, match="stage 0 on small #0"):
         cut_stages(_dense_chain(1, 2048), 1, memory=[6 << 20], devices=["small #0"])
+
+
+def test_parts_placed_on_a_device_must_fit_its_memory() -> None:
+    from dataclasses import replace
+
+    pi = load_target("aarch64")  # the 4 GB board of its target file
+    assert pi.memory_bytes() == 4096 << 20
+    graph = _dense_chain(2, 1024)
+    parts = cut_stages(graph, 2)  # both parts on device 0
+    check_fits(graph, parts, [pi])
+    assert pi.cpu is not None
+    small = replace(pi, name="pi-6mb", cpu=replace(pi.cpu, memory_mb=6))
+    with pytest.raises(DeviceMemoryError, match=r"on pi-6mb need 8\.\d MiB .* gives 6\.0 MiB"):
+        check_fits(graph, parts, [small])

@@ -21,7 +21,7 @@ from tests.llm.hf_models import VOCAB, build  # noqa: E402
 LAYER = re.compile(r"\blayers\.(\d+)\b")
 
 
-def _layers(nodes: list) -> set[int]:  # type: ignore[type-arg]
+def _layers(nodes: list) -> set[int]:
     return {int(m.group(1)) for n in nodes if (m := LAYER.search(n.loc or ""))}
 
 
