@@ -103,5 +103,10 @@ class RemoteStage:
             tvm.runtime.tensor(np.ascontiguousarray(a).reshape(a.shape), self.device)
             for a in check_inputs(self.graph, inputs)
         ]
-        outs = self.vm["main"](*args)
+        # A tuple cannot come back over RPC as one object: the VM's stateful calls fetch the
+        # outputs one by one (TVM's documented way to run a Relax VM remotely).
+        self.vm.set_input("main", *args)
+        self.vm.invoke_stateful("main")
+        outs = self.vm.get_outputs("main")
+        outs = outs if isinstance(outs, list | tuple) else [outs]
         return [np.asarray(o.numpy()) for o in outs]
