@@ -15,9 +15,14 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+#: tests/fs_audit.py fails the session if a test writes outside its temporary folders.
+pytest_plugins = ["tests.fs_audit"]
+
 # Hypothesis' default 200 ms deadline fails tests on a busy 2-core CI machine for timing, not
 # correctness. In CI (CI=true) examples are also derandomized, so a red run reproduces exactly.
-settings.register_profile("tapeout", deadline=None, print_blob=True)
+# No example database: it would be written into the checkout (tests write only to temporary
+# folders, see tests/fs_audit.py); print_blob=True prints what reproduces a failure instead.
+settings.register_profile("tapeout", deadline=None, print_blob=True, database=None)
 settings.register_profile("ci", parent=settings.get_profile("tapeout"), derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "tapeout")
 

@@ -7,6 +7,9 @@ as such instead of taking the test run down. ``scripts/fuzz.py`` runs the same c
 from __future__ import annotations
 
 import functools
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +44,22 @@ def test_mutated_models_give_only_typed_errors(
     # The sample must exercise the compiler, not only its front door.
     assert sum(r.outcome == "ok" for r in results) + sum(r.outcome == "typed" for r in results) \
         >= count * 0.9
+
+
+def test_fuzz_logs_are_summarized_once_per_case(tmp_path: Path) -> None:
+    """``scripts/fuzz.py --summarize`` counts pieces of a long run together; a case logged
+    by two pieces counts once, and a raw error makes the exit status 1."""
+    def rec(index: int, outcome: str) -> str:
+        return json.dumps({"index": index, "seed": 0, "target": "cpu", "seed_model": "m",
+                           "mutations": ["x"], "outcome": outcome, "type": "", "message": "",
+                           "where": []})
+
+    (tmp_path / "a.jsonl").write_text("\n".join([rec(0, "ok"), rec(1, "typed")]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join([rec(1, "typed"), rec(2, "raw")]) + "\n")
+    script = Path(__file__).parents[2] / "scripts" / "fuzz.py"
+    done = subprocess.run([sys.executable, str(script), "--summarize", str(tmp_path / "a.jsonl"),
+                           str(tmp_path / "b.jsonl")], capture_output=True, text=True,
+                          timeout=120, check=False)
+    counts = dict(line.split() for line in done.stdout.splitlines()[2:8])
+    assert (counts["ok"], counts["typed"], counts["raw"]) == ("1", "1", "1")
+    assert done.returncode == 1
