@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -124,8 +125,12 @@ def bench_rpc(model_name: str, target: str, trials: int) -> list[dict]:
                               tune_progress=False, rpc_tracker=f"127.0.0.1:{port}", rpc_key=key)
             wall = time.perf_counter() - t0
         finally:
-            for p in procs:
-                p.terminate()
+            for p in procs:  # each server forks a listener: stop the whole group
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                p.wait(10)
         base = base or wall
         rows.append({
             "model": model_name, "servers": servers, "trials": art.summary.get("tune_trials"),
