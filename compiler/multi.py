@@ -152,27 +152,18 @@ class MultiBackend:
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]
     ) -> MultiArtifact:
-        from compiler.target import load_target
-
-        stages = options.get("pipeline_stages")
-        if target.devices:
-            devices = [load_target(d) for d in target.devices]
-            refused = _refusals(graph, target)
-            parts = group_by_device(graph, place(graph, [set(r) for r in refused.values()]))
-            check_fits(graph, parts, devices)
-        elif stages:
-            devices = [target]
-            count = int(stages)
-            # Every stage runs on its own device of this target (its own process, core set
-            # or server), so each must fit the memory the target file states.
-            parts = cut_stages(
-                graph,
-                count,
-                memory=[target.memory_bytes()] * count,
-                devices=[f"{target.name} #{k}" for k in range(count)],
-            )
-        else:
-            raise BackendError(f"target {target.name} names no devices and no pipeline_stages")
+        devices, parts = _cut(graph, target, options.get("pipeline_stages"))
+        # Before any part is compiled: a malformed address, or a remote stage no RPC server
+        # can load, should not cost the compile.
+        placed = check_stage_devices(
+            options.get("stage_devices") or [LOCAL] * len(parts), len(parts)
+        )
+        for part, where in zip(parts, placed, strict=True):
+            if where != LOCAL and devices[part.device].backend != "tvm":
+                raise BackendError(
+                    f"stage {part.index} is for {devices[part.device].name}; "
+                    f"only TVM stages run on an RPC server ({where})"
+                )
         backend_options = {k: v for k, v in options.items() if k not in OWN_OPTIONS}
         records, artifacts = [], []
         for part in parts:
@@ -183,7 +174,7 @@ class MultiBackend:
         if options.get("stage_cores"):
             summary["stage_cores"] = options["stage_cores"]
         if options.get("stage_devices"):
-            summary["stage_devices"] = check_stage_devices(options["stage_devices"], len(parts))
+            summary["stage_devices"] = placed
         (Path(out_dir) / META_FILE).write_text(json.dumps({"parts": records}, indent=2))
         return MultiArtifact(graph, target, Path(out_dir), layers, summary, records, artifacts)
 
@@ -207,6 +198,32 @@ class MultiBackend:
             records,
             artifacts,
         )
+
+
+def _cut(graph: Graph, target: Target, stages: Any) -> tuple[list[Target], list[Part]]:
+    """The devices and the parts: placed across ``target.devices``, or ``stages`` stages of
+    ``target``; either way each part must fit its device's memory (checked here, before any
+    part is compiled)."""
+    from compiler.target import load_target
+
+    if target.devices:
+        devices = [load_target(d) for d in target.devices]
+        refused = _refusals(graph, target)
+        parts = group_by_device(graph, place(graph, [set(r) for r in refused.values()]))
+        check_fits(graph, parts, devices)
+        return devices, parts
+    if not stages:
+        raise BackendError(f"target {target.name} names no devices and no pipeline_stages")
+    count = int(stages)
+    # Every stage runs on its own device of this target (its own process, core set or
+    # server), so each must fit the memory the target file states.
+    parts = cut_stages(
+        graph,
+        count,
+        memory=[target.memory_bytes()] * count,
+        devices=[f"{target.name} #{k}" for k in range(count)],
+    )
+    return [target], parts
 
 
 def check_stage_devices(devices: Any, stages: int) -> list[str]:

@@ -204,3 +204,17 @@ def test_parts_placed_on_a_device_must_fit_its_memory() -> None:
     small = replace(pi, name="pi-6mb", cpu=replace(pi.cpu, memory_mb=6))
     with pytest.raises(DeviceMemoryError, match=r"on pi-6mb need 8\.\d MiB .* gives 6\.0 MiB"):
         check_fits(graph, parts, [small])
+
+
+def test_only_tvm_stages_go_to_an_rpc_server(tmp_path: Path) -> None:
+    from compiler.errors import BackendError
+
+    with pytest.raises(BackendError, match="only TVM stages run on an RPC server"):
+        api.compile(
+            _dense_chain(2, 8),
+            "reference",
+            pipeline_stages=2,
+            stage_devices=["local", "rpc://127.0.0.1:9190/k"],
+            output_dir=tmp_path / "out",
+        )
+    assert not (tmp_path / "out").exists()
