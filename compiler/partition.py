@@ -190,21 +190,21 @@ class _Fit:
 
     def __init__(self, graph: Graph, nodes: list[Node], caps: list[int | None], names: list[str]):
         self.graph, self.nodes, self.caps, self.names = graph, nodes, caps, names
-        self.position = {id(n): i for i, n in enumerate(nodes)}
 
-    def _growth(self, node: Node, start: int, seen: set[int]) -> int:
-        """Bytes ``node`` adds to a run that begins at ``start`` and has seen ``seen``."""
-        added = sum(value_bytes(v) for v in node.outputs)
-        for v in node.inputs:
-            inside = v.producer is not None and self.position.get(id(v.producer), -1) >= start
-            if id(v) not in seen and (v.is_const or not inside):
+    @staticmethod
+    def _growth(node: Node, seen: set[int]) -> int:
+        """Bytes ``node`` adds to a run that has touched ``seen``: a run holds every distinct
+        tensor it reads or writes (constants, received tensors, its own results) once."""
+        added = 0
+        for v in (*node.inputs, *node.outputs):
+            if id(v) not in seen:
                 seen.add(id(v))
                 added += value_bytes(v)
         return added
 
     def span_bytes(self, start: int, end: int) -> int:
         seen: set[int] = set()
-        return sum(self._growth(n, start, seen) for n in self.nodes[start:end])
+        return sum(self._growth(n, seen) for n in self.nodes[start:end])
 
     def latest_end(self, start: int, stage: int) -> int:
         """The furthest cut after ``start`` that keeps ``stage`` within its memory."""
@@ -214,10 +214,24 @@ class _Fit:
         seen: set[int] = set()
         used = 0
         for i in range(start, len(self.nodes)):
-            used += self._growth(self.nodes[i], start, seen)
+            used += self._growth(self.nodes[i], seen)
             if used > cap:
                 return i
         return len(self.nodes)
+
+    def earliest_start(self, end: int, stage: int) -> int:
+        """The earliest start before ``end`` that keeps ``stage`` within its memory (at least
+        one node per earlier stage left)."""
+        cap = self.caps[stage]
+        if cap is None:
+            return stage
+        seen: set[int] = set()
+        used = 0
+        for i in range(end - 1, stage - 1, -1):
+            used += self._growth(self.nodes[i], seen)
+            if used > cap:
+                return i + 1
+        return stage
 
     def earliest_starts(self) -> list[int]:
         """Per stage k: the earliest index stage k may start at so that stages k.. can still
@@ -225,11 +239,7 @@ class _Fit:
         starts = [0] * len(self.caps)
         end = len(self.nodes)
         for k in range(len(self.caps) - 1, 0, -1):
-            start = end
-            while start > k and (
-                self.caps[k] is None or self.span_bytes(start - 1, end) <= (self.caps[k] or 0)
-            ):
-                start -= 1
+            start = self.earliest_start(end, k)
             if start == end:
                 raise self.refusal(k, end - 1, end)
             starts[k] = start
