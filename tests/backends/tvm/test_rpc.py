@@ -135,10 +135,12 @@ def _records(folder: Path) -> list[list]:
 def _descendants(pid: int) -> int:
     """How many processes descend from ``pid`` (a server: its listener, one child per
     session). Reads the kernel's child lists: cheap enough to poll."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0
+    children: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # each thread lists the ones it started
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:
+            continue
     return sum(1 + _descendants(int(c)) for c in children)
 
 
