@@ -7,15 +7,16 @@ at the end of the module.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,15 +145,14 @@ def _descendants(pid: int) -> int:
     return sum(1 + _descendants(int(c)) for c in children)
 
 
-def _kill_when_busy(
-    servers: list[subprocess.Popen], idle: list[int], done: threading.Event, killed: list[int]
-) -> None:
-    """SIGKILL the first server seen serving a session (a candidate in flight on it)."""
+def _kill_when_busy(pids: list[int], idle: list[int], done: Any, killed: Any) -> None:
+    """SIGKILL the first server seen serving a session (a candidate in flight on it). Runs
+    in a process of its own: MetaSchedule holds this process's GIL while it tunes."""
     while not done.is_set():
-        for server, size in zip(servers, idle, strict=True):
-            if _descendants(server.pid) > size:
-                os.killpg(server.pid, signal.SIGKILL)
-                killed.append(server.pid)
+        for pid, size in zip(pids, idle, strict=True):
+            if _descendants(pid) > size:
+                os.killpg(pid, signal.SIGKILL)
+                killed.value = pid
                 return
         time.sleep(0.02)
 
@@ -163,12 +163,16 @@ def test_tuning_through_the_tracker_survives_a_server_dying_mid_run(
     port, _ = tracker
     key = "tapeout-dies"
     servers = [_server(port, key) for _ in range(2)]
-    done, killed = threading.Event(), []  # type: ignore[var-annotated]
+    # Forked before this test starts any thread of its own; the child only reads /proc.
+    ctx = multiprocessing.get_context("fork")
+    done, killed = ctx.Event(), ctx.Value("i", 0)
+    watcher = None
     try:
         assert _servers_up(port, 2, key=key), "the two servers did not register"
         time.sleep(0.5)  # let each server settle into its idle process count
         idle = [_descendants(s.pid) for s in servers]
-        watcher = threading.Thread(target=_kill_when_busy, args=(servers, idle, done, killed))
+        pids = [s.pid for s in servers]
+        watcher = ctx.Process(target=_kill_when_busy, args=(pids, idle, done, killed))
         watcher.start()
         art = api.compile(
             _graph(),
@@ -182,9 +186,11 @@ def test_tuning_through_the_tracker_survives_a_server_dying_mid_run(
         )
     finally:
         done.set()
+        if watcher is not None:
+            watcher.join(10)
         for server in servers:
             _stop(server)
-    assert killed, "no server was ever seen serving a candidate"
+    assert killed.value, "no server was ever seen serving a candidate"
     # The records landed in the database, where a later compile finds them.
     records = _records(art.tune_cache)  # type: ignore[attr-defined]
     timed = [r for r in records if _timed(r)]
