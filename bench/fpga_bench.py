@@ -265,7 +265,9 @@ def main() -> int:
         choices=["minmax", "percentile", "entropy", "mse"],
         help="tapeout's activation calibrator (the quantize pass's default is minmax)",
     )
-    parser.add_argument("--engine-models", default="resnet50", help="zoo models for the engine")
+    parser.add_argument(
+        "--engine-models", default="resnet50,mobilenet_v2,encoder", help="zoo models, engine"
+    )
     parser.add_argument("--engine-sizes", default="B1024,B2304,B4096")
     parser.add_argument("--engine-targets", default="kv260,u250", help="other boards, B4096")
     parser.add_argument("--engine-clock", type=float, default=None, help="MHz (default: target)")
@@ -286,12 +288,16 @@ def main() -> int:
             except Exception as err:  # a peer failing must not hide tapeout's numbers
                 why = f"hls4ml failed: {type(err).__name__}: {str(err)[:300]}"
             report(name, ours, theirs, why)
-        from bench.fpga_engine import report_engine
+        from bench.fpga_engine import report_csim, report_engine
 
         target = "zcu104" if args.target == "fpga" else args.target
-        for name in _names(args.engine_models):
-            report_engine(name, target, work, _names(args.engine_sizes),
-                          _names(args.engine_targets), args.engine_clock, not args.no_check)
+        mains = [
+            (name, report_engine(name, target, work, _names(args.engine_sizes),
+                                 _names(args.engine_targets), args.engine_clock))
+            for name in _names(args.engine_models)
+        ]  # fmt: skip
+        if mains:
+            report_csim(mains, not args.no_check)
     return 0
 
 

@@ -82,3 +82,21 @@ def expand_groups(qp: QuantParams, shape: tuple[int, ...]) -> tuple[np.ndarray, 
     scale = np.repeat(qp.scale_array().reshape(blocked), qp.group_size, axis=axis)
     zp = np.repeat(qp.zero_point_array().reshape(blocked), qp.group_size, axis=axis)
     return scale, zp
+
+
+@impl("q.softmax")
+def _qsoftmax(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = node.inputs[0]
+    assert x.type.quant is not None
+    p = numerics.int_softmax(xs[0], _zp(x), float(x.type.quant.scale[0]))
+    return [_requantize(ctx, node, p)]
+
+
+@impl("q.layernorm")
+def _qlayernorm(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    z = numerics.int_layernorm_z(xs[0], _zp(node.inputs[0]), int(node.attrs.get("eps_int", 0)))
+    gamma, beta = (a.astype(np.int64) for a in xs[1:3])
+    acc = z * gamma + np.left_shift(beta, 16)
+    shift = 2 * numerics.LAYERNORM_BITS  # z is Q16, gamma Q16 of the output scale
+    zo = _zp(node.outputs[0])
+    return [numerics.requantize(acc, 1, shift, zo, node.attrs["dtype"], counter=ctx.counter(node))]

@@ -300,3 +300,62 @@ def dequantize_blocks(q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None)
     if m is not None:
         w = w + np.repeat(np.asarray(m, np.float32), group, axis=1)
     return w.astype(np.float32)
+
+
+# ---- integer softmax and layer norm (q.softmax, q.layernorm; compiler.ir.ops_quant) --------
+#
+# Both run on 8-bit inputs with nothing but integer adds, multiplies, shifts, one integer
+# square root and one reciprocal per row, the way an FPGA side unit computes them:
+#
+# q.softmax: d_i = max_j x_j - x_i (0..255), e_i = EXP_TABLE[d_i] with
+#   EXP_TABLE[k] = round(2^15 * exp(-k * s_x)) (256 entries: one BRAM), S = sum_j e_j,
+#   rcp = floor(2^46 / S), p_i = (e_i * rcp + 2^30) >> 31 (the probability in Q15), then
+#   out = requantize(p_i, multiplier, shift, zo) with (multiplier, shift) of 2^-15 / s_o.
+# q.layernorm: x_i = x - zx, c_i = n * x_i - sum_j x_j (= n * (x_i - mean), exact),
+#   V = sum_i c_i^2, R = max(1, isqrt(V // n + eps_int)) (~ n * sqrt(var + eps) in levels of
+#   x; eps_int = round(n^2 * eps / s_x^2)), inv = floor(2^32 / R),
+#   z_i = (c_i * inv + 2^15) >> 16 (the normalized value in Q16), then
+#   out = saturate(((z_i * G_j + B_j * 2^16 + 2^31) >> 32) + zo) with the constants
+#   G_j = round(gamma_j / s_o * 2^16), B_j = round(beta_j / s_o * 2^16) (i32).
+
+#: Fixed-point bits of the softmax's exponentials and probabilities.
+SOFTMAX_BITS = 15
+#: Fixed-point bits of the layer norm's normalized values and its gamma/beta constants.
+LAYERNORM_BITS = 16
+
+
+def softmax_table(scale: float, size: int = 256) -> np.ndarray:
+    """``round(2^15 * exp(-k * scale))`` for k = 0 .. size-1 (int64): q.softmax's exp."""
+    k = np.arange(size, dtype=np.float64)
+    return np.rint(np.exp(-k * float(scale)) * 2.0**SOFTMAX_BITS).astype(np.int64)
+
+
+def isqrt(v: np.ndarray) -> np.ndarray:
+    """Floor of the square root of non-negative int64 ``v`` (exact, below 2^62)."""
+    v = np.asarray(v, dtype=np.int64)
+    r = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+    r = np.where(r * r > v, r - 1, r)  # a float64 root may be one off either way
+    r = np.where(r * r > v, r - 1, r)
+    return np.where((r + 1) * (r + 1) <= v, r + 1, r)
+
+
+def int_softmax(x: np.ndarray, zp: int, scale: float) -> np.ndarray:
+    """Q15 probabilities of 8-bit ``x`` over its last axis (int64; zp cancels in max - x)."""
+    del zp  # softmax is shift-invariant: the zero point cancels in max_j x_j - x_i
+    x64 = np.asarray(x).astype(np.int64)
+    d = np.clip(x64.max(axis=-1, keepdims=True) - x64, 0, 255)
+    e = softmax_table(scale)[d]
+    total = e.sum(axis=-1, keepdims=True)
+    rcp = np.floor_divide(np.int64(1) << 46, total)
+    return np.right_shift(e * rcp + (np.int64(1) << 30), 31)
+
+
+def int_layernorm_z(x: np.ndarray, zp: int, eps_int: int) -> np.ndarray:
+    """q.layernorm's normalized values in Q16 over the last axis (int64)."""
+    xi = np.asarray(x).astype(np.int64) - zp
+    n = xi.shape[-1]
+    c = n * xi - xi.sum(axis=-1, keepdims=True)
+    v = (c * c).sum(axis=-1, keepdims=True)
+    r = np.maximum(isqrt(v // n + int(eps_int)), 1)
+    inv = np.floor_divide(np.int64(1) << 32, r)
+    return np.right_shift(c * inv + (np.int64(1) << 15), 16)

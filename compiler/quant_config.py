@@ -77,6 +77,11 @@ class QuantConfig:
         "targets' default), f32 is faster",
         choices=ISLAND_DTYPES,
     )
+    integer_ops: bool | None = _option(
+        None,
+        "softmax, layer norm, GELU and attention matmuls in integers (q.softmax, "
+        "q.layernorm: for the FPGA engine); default: the target's",
+    )
     budget: Budget = _option(
         None, "mixed: the minimum output SQNR in dB, or cosine (Python: or a callable)",
         parse=float,

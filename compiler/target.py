@@ -64,6 +64,8 @@ class Numerics:
     #: "f64" so that a backend reproduces the reference interpreter bit for bit: see
     #: passes/quant/rewrite.py)
     island_dtype: Literal["f32", "f64"] = "f32"
+    #: softmax, layer norm, GELU and activation matmuls in integers (passes.quant.integer_ops)
+    integer_ops: bool = False
 
 
 @dataclass(frozen=True)

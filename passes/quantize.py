@@ -50,7 +50,11 @@ The quantized IR form (the contract the FPGA, CPU and ONNX backends build agains
   keep the scale; concat operands are forced to one shared scale (their calibrated ranges
   merged).
 - Ops without an integer form (softmax, layer norm, gelu, attention, elementwise math, ...)
-  stay float between ``q.dequantize`` and ``q.quantize``. Graph outputs are float.
+  stay float between ``q.dequantize`` and ``q.quantize``. Graph outputs are float. With
+  ``integer_ops`` (for hardware with no float unit: the FPGA engine) softmax and layer norm
+  over the last axis become ``q.softmax`` / ``q.layernorm``, a matmul of two activations an
+  integer ``nn.matmul`` (absorbing a scalar ``1/sqrt(d)``), and GELU-like elementwise ops
+  i8 -> i8 tables (``passes.quant.integer_ops``).
 - Power-of-two mode (``power_of_two=True`` or ``target.numerics.power_of_two_scales``): every
   activation, weight and bias scale is ``2^k``, so each conv/dense requantize has
   multiplier 1 and is a rounding shift (an average pool over a window whose size is not a

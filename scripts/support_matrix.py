@@ -34,9 +34,10 @@ def _tables() -> dict[str, Callable[[], set[str]]]:
         return set(merged_rules())
 
     def hls_fpga() -> set[str]:
+        from backends.hls.engine.rules import RULES as ENGINE_RULES
         from backends.hls.rules import RULES
 
-        return set(RULES)
+        return set(RULES) | set(ENGINE_RULES)  # the dataflow design's or the engine's
 
     def asic_host() -> set[str]:
         from backends.asic.codegen import HOST_RULES

@@ -263,6 +263,51 @@ class MobileNetBlock(nn.Module):
         return self.act(x + self.project(self.depthwise(self.expand(x))))
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: expand 1x1 (unless t = 1), depthwise 3x3, linear project 1x1;
+    the input is added back when stride is 1 and the width is unchanged."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [_conv_bn(cin, hidden, 1), nn.ReLU6()]
+        layers += [_conv_bn(hidden, hidden, 3, stride, groups=hidden), nn.ReLU6()]
+        layers += [_conv_bn(hidden, cout, 1)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 (Sandler et al. 2018, torchvision's layout, width 1.0): 3.5 M parameters,
+    300 MMAC at 224x224; ReLU6, depthwise convs, inverted residuals."""
+
+    #: (expansion t, channels c, repeats n, first stride s) per stage, from the paper.
+    STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+              (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+
+    def __init__(self, classes: int = 1000) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = [_conv_bn(3, 32, 3, 2), nn.ReLU6()]
+        cin = 32
+        for t, c, n, s in self.STAGES:
+            for i in range(n):
+                blocks.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        blocks += [_conv_bn(cin, 1280, 1), nn.ReLU6()]
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(1280, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 def _seeded(
     factory: Callable[[], nn.Module], seed: int = 0, bn_stats: bool = True
 ) -> Callable[[], nn.Module]:
@@ -391,6 +436,40 @@ def build_bert_encoder() -> nn.Module:
     return BertLastHidden(BertModel(config, add_pooling_layer=False)).eval()
 
 
+class EncoderLayer(nn.Module):
+    """A BERT (post-LN) encoder layer: x = ln1(x + attn(x)); x = ln2(x + ffn(x)), GELU FFN.
+
+    Attention is written out op by op (separate q/k/v projections, head split by
+    view/transpose, ``softmax(q k^T / sqrt(d)) v``): the form the FPGA engine runs as batched
+    matmuls and its integer softmax, with no mask (a sentence of one segment, no padding).
+    """
+
+    def __init__(self, d_model: int, heads: int, ffn: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v = (nn.Linear(d_model, d_model) for _ in range(3))
+        self.out = nn.Linear(d_model, d_model)
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(nn.Linear(d_model, ffn), nn.GELU(), nn.Linear(ffn, d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, d_model = x.shape
+        q, k, v = (
+            t(x).view(batch, seq, self.heads, -1).transpose(1, 2) for t in (self.q, self.k, self.v)
+        )
+        scores = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(q.shape[-1]))
+        y = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(batch, seq, d_model)
+        x = self.ln1(x + self.out(y))
+        return self.ln2(x + self.ffn(x))
+
+
+class Encoder(nn.Sequential):
+    """A BERT-style encoder over embeddings (looked up off-chip): ``layers`` EncoderLayers."""
+
+    def __init__(self, layers: int = 2, d_model: int = 64, heads: int = 4, ffn: int = 256) -> None:
+        super().__init__(*(EncoderLayer(d_model, heads, ffn) for _ in range(layers)))
+
+
 # --- op coverage: the "conv zoo" ------------------------------------------------------------
 
 
@@ -490,6 +569,8 @@ CASES: dict[str, Case] = _registry(
     Case("ops_conv", _seeded(OpsConv), _randn((1, 4, 16, 16), (1, 4, 32))),
     Case("ops_elementwise", _seeded(OpsElementwise), _randn((1, 8, 6, 6))),
     Case("ops_shape", _seeded(OpsShape), _randn((1, 6, 4, 4), (1, 6, 1, 1))),
+    Case("encoder", _seeded(Encoder), _randn((1, 16, 64))),
+    Case("mobilenet_v2", _seeded(MobileNetV2), _randn((1, 3, 224, 224)), slow=True),
     Case("bert_encoder", build_bert_encoder, _token_ids(32, 1000), requires=("transformers",)),
 )
 """Every zoo case by name."""

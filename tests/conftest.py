@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -55,6 +57,24 @@ def _tvm_skip_reason() -> str | None:
     if (error := _import_error("tvm")) is not None:
         return f"needs apache-tvm (pip install 'tapeout[tvm]'); import tvm failed: {error}"
     return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps a cache of its own (``.hypothesis/constants``) beside the tests even
+    without an example database: give it a temporary home, removed at the end."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    home = tempfile.mkdtemp(prefix="tapeout-hypothesis-")
+    config.stash[_HYPOTHESIS_HOME] = home
+    set_hypothesis_home_dir(home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if home := config.stash.get(_HYPOTHESIS_HOME, None):
+        shutil.rmtree(home, ignore_errors=True)
+
+
+_HYPOTHESIS_HOME = pytest.StashKey[str]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,6 +20,8 @@ OUTPUT_SHAPES: dict[str, list[tuple[int, ...]]] = {
     "mobilenet_block": [(1, 16, 16, 16)],
     "resnet18": [(1, 1000)],
     "resnet50": [(1, 1000)],
+    "mobilenet_v2": [(1, 1000)],
+    "encoder": [(1, 16, 64)],
     "tiny_gpt": [(1, 128, 512)],
     "tiny_gpt_sdpa": [(1, 128, 512)],
     "ops_conv": [(1, 12, 16, 16), (1, 8, 32)],

@@ -30,6 +30,7 @@ Options (``compile(..., reuse_factor=4)`` or ``tapeout compile --option reuse_fa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,11 +82,21 @@ class HlsBackend:
 
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
         """The dataflow design's list when the engine cannot take the graph either (the
-        architecture is chosen in ``compile``, which checks the chosen one again)."""
+        architecture is chosen in ``compile``, which checks the chosen one again), with the
+        engine's word added where it says what would make it take a node (``integer_ops``)."""
         missing = unsupported(graph, target)
-        if missing and not engine_unsupported(batch_one(graph), target):
+        if not missing:
             return []
-        return missing
+        engine_missing = engine_unsupported(batch_one(graph), target)
+        if not engine_missing:
+            return []
+        hints = {(m.op, m.location): m.reason for m in engine_missing if "integer_ops" in m.reason}
+        return [
+            replace(m, reason=f"{m.reason}; the engine: {hints[m.op, m.location]}")
+            if (m.op, m.location) in hints
+            else m
+            for m in missing
+        ]
 
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from backends.c_emitter import CTYPES
 from backends.c_names import Namer
 from backends.hls.design import Buffer, Design, InputEdge, Layer, OutputEdge, Port
 from backends.hls.islands import island_sources, island_table, tabulable
@@ -121,12 +122,23 @@ def ir_order(buf: Buffer) -> bool:
     return c == 1 or h * w == 1
 
 
+def no_ctype(node: Node) -> str | None:
+    """Why an integer operand or result of ``node`` has no C type in the kernels (u16..u64
+    and the narrow types have none), or None; float operands have their own reason."""
+    for value in [*node.inputs, *node.outputs]:
+        if not is_float(value.dtype) and value.dtype not in CTYPES:
+            return f"{value.dtype} tensors have no C type in the HLS kernels"
+    return None
+
+
 def check_node(node: Node, low: Lowering) -> str | None:
     """The reason ``node`` cannot be lowered, or None."""
     from backends.hls.rules import RULES, island_rule
 
     if node.op == "const":
         return None
+    if reason := no_ctype(node):
+        return reason
     rule = RULES.get(node.op)
     if node.outputs and node.outputs[0] in low.island:
         rule = island_rule  # float math inside an island: part of a lookup table

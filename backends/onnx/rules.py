@@ -118,6 +118,7 @@ NOT_EXPORTED: frozenset[str] = frozenset(
         "math.floor", "math.round", "math.sign", "math.tan", "math.asin", "math.acos",
         "math.atan", "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh",
         "math.bitwise_not", "math.bitwise_and", "math.bitwise_or", "math.bitwise_xor",
+        "q.softmax", "q.layernorm",
     }
 )  # fmt: skip
 

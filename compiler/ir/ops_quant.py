@@ -107,3 +107,41 @@ def _qglobal_avg_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     _shift(attrs)
     (out,) = _global_pool(types, attrs)
     return [TensorType(_int_dtype(attrs), out.shape)]
+
+
+# ---- integer transformer ops (the formulas: compiler.numerics, "integer softmax") ----------
+def _last_axis(types: Sequence[TensorType], attrs: dict[str, Any], op: str) -> None:
+    x = types[0]
+    if x.rank < 1 or int(attrs["axis"]) not in (-1, x.rank - 1):
+        raise ShapeError(f"{op} normalizes over the last axis only, got axis {attrs['axis']}")
+    if x.dtype not in ("i8", "u8"):
+        raise ShapeError(f"{op} takes an 8-bit input (its tables have 256 entries), got {x.dtype}")
+
+
+@_op(
+    "q.softmax",
+    "x",
+    {"axis": -1, "dtype": REQUIRED, "multiplier": REQUIRED, "shift": REQUIRED},
+    tags="quant",
+)
+def _qsoftmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Integer softmax: a 256-entry exp table, one reciprocal per row, a requantize of the
+    Q15 probabilities by ``(multiplier, shift)`` (``numerics.int_softmax``)."""
+    _last_axis(types, attrs, "q.softmax")
+    _shift(attrs)
+    return [TensorType(_int_dtype(attrs), types[0].shape)]
+
+
+@_op("q.layernorm", "x gamma beta", {"axis": -1, "dtype": REQUIRED, "eps_int": 0}, tags="quant")
+def _qlayernorm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    """Integer layer norm: centred sums, an integer square root, one reciprocal per row,
+    then ``gamma``/``beta`` as i32 constants in Q16 of the output scale
+    (``numerics.int_layernorm_z``)."""
+    _last_axis(types, attrs, "q.layernorm")
+    n = types[0].shape[-1]
+    for t, name in ((types[1], "gamma"), (types[2], "beta")):
+        if t.dtype != "i32" or tuple(t.shape) != (n,):
+            raise ShapeError(f"q.layernorm {name} must be i32[{n}], got {t}")
+    if int(attrs["eps_int"]) < 0:
+        raise ShapeError(f"q.layernorm eps_int must be >= 0, got {attrs['eps_int']}")
+    return [TensorType(_int_dtype(attrs), types[0].shape)]

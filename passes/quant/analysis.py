@@ -72,7 +72,11 @@ def layer_graph(src: Graph, plan: Plan, layer: Layer) -> tuple[Graph, Plan]:
     assert node is not None
     g = Graph(f"{src.name}_layer")
     env: dict[str, Value] = {}
-    for v in node.inputs:
+    nodes = [node]
+    if layer.absorbed:
+        nodes.append(src.find(layer.out).producer)  # type: ignore[arg-type]
+    produced = {v.name for v in node.outputs}
+    for v in [v for n in nodes for v in n.inputs if v.name not in produced]:
         if v.name in env:
             continue
         if v.is_const:
@@ -82,9 +86,6 @@ def layer_graph(src: Graph, plan: Plan, layer: Layer) -> tuple[Graph, Plan]:
             env[v.name] = g.add_const(v.producer.attrs["ref"], data, v.type)
         else:
             env[v.name] = g.add_input(v.name, v.type, exact=True)
-    nodes = [node]
-    if layer.absorbed:
-        nodes.append(src.find(layer.out).producer)  # type: ignore[arg-type]
     for n in nodes:
         clone = g.create_node(
             n.op,

@@ -41,6 +41,11 @@ def options_for(config: QuantConfig, target: Target | None) -> QuantOptions:
         overrides={k: dict(v) for k, v in config.overrides.items()},
         integer_outputs=power_of_two,
         island_dtype=island,
+        integer_ops=bool(
+            config.integer_ops
+            if config.integer_ops is not None
+            else target is not None and target.numerics.integer_ops
+        ),
     )
 
 

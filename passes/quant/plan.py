@@ -34,6 +34,7 @@ from compiler.ir.types import QuantParams, is_float
 from compiler.quant_config import CALIBRATORS
 from passes.calibrate import TensorStats, choose_quant
 from passes.quant.canonical import clamp_of
+from passes.quant.integer_ops import absorbed_gain, integer_kind
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class QuantOptions:
     integer_outputs: bool = False
     #: dtype of the float islands between integer layers ("f32" or "f64").
     island_dtype: str = "f32"
+    #: Softmax, layer norm, GELU and activation matmuls in integers (passes.quant.integer_ops).
+    integer_ops: bool = False
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Layer:
     act: str = "none"  # relu / relu6 / clip, applied in integers
     act_args: list[float] = field(default_factory=list)
     absorbed: str | None = None  # key of a relu/relu6/clip node folded into a q.add
+    gain: float = 1.0  # a positive scalar factor absorbed into a bmm's requantize
     inputs: list[str] = field(default_factory=list)  # activation operands (integer inputs)
     precision: str = "int8"  # "int8" | "int16" (mixed precision's wider choice)
     per_channel: bool = True
@@ -149,9 +153,13 @@ def _activation_operands(graph: Graph, node: Node) -> list[int]:
     return [i for i, v in enumerate(node.inputs) if not v.is_const and is_float(v.dtype)]
 
 
-def _kind(graph: Graph, node: Node) -> str | None:
+def _kind(graph: Graph, node: Node, options: QuantOptions) -> str | None:
     if not node.outputs or not all(is_float(v.dtype) for v in node.outputs):
         return None
+    if options.integer_ops and node.op not in PASSTHROUGH_OPS and node.op != "math.add":
+        kind = integer_kind(graph, node, _activation_operands(graph, node))
+        if kind is not None:
+            return kind
     if node.op in ANCHOR_OPS:
         weight = node.inputs[1]
         if node.inputs[0].is_const or graph.const_value(weight) is None:
@@ -184,7 +192,7 @@ def build_plan(graph: Graph, options: QuantOptions) -> Plan:
     """Decide the integer layers of canonical float ``graph`` (see the module docstring)."""
     layers: dict[str, Layer] = {}
     for node in graph.nodes:
-        kind = _kind(graph, node)
+        kind = _kind(graph, node, options)
         if kind is None or matches(node, options.exclude):
             continue
         over = override_for(node, options.overrides)
@@ -192,6 +200,8 @@ def build_plan(graph: Graph, options: QuantOptions) -> Plan:
             continue
         layers[node_key(node)] = _make_layer(graph, node, kind, options, over)
     owner = {lay.absorbed: k for k, lay in layers.items() if lay.absorbed}
+    for key in owner:
+        layers.pop(key, None)  # an absorbed multiply is no layer of its own
     outputs = set()
     if options.integer_outputs:
         outputs = {v.name for v in graph.outputs} | _table_sources(graph)
@@ -264,6 +274,9 @@ def _make_layer(
         layer.inputs = layer.inputs[:1]
         layer.act = node.attrs.get("act", "none")
         layer.act_args = [float(a) for a in node.attrs.get("act_args", [])]
+    elif kind == "bmm" and (gain := absorbed_gain(graph, node)) is not None:
+        layer.absorbed, layer.gain = node_key(gain[0]), gain[1]
+        layer.out = gain[0].outputs[0].name
     elif kind == "add":
         users = node.outputs[0].users
         clamp = clamp_of(users[0]) if len(users) == 1 else None
@@ -280,7 +293,7 @@ def _int_uses(value: Value, layers: dict[str, Layer], skip: Node | None = None) 
         layer = layers.get(node_key(user))
         if layer is None or user is skip:
             continue
-        if layer.kind == "anchor" and index != 0:
+        if layer.kind in ("anchor", "layernorm") and index != 0:
             continue  # weights and bias are constants of their own
         return True
     return False
@@ -294,7 +307,7 @@ def _fixpoint(
         changed = False
         for node in graph.nodes:
             layer = layers.get(node_key(node))
-            if layer is None or layer.kind == "anchor":
+            if layer is None or layer.kind in ANCHOR_KINDS:
                 continue
             available = all(
                 _produced_int(node.inputs[i], layers, owner)
@@ -314,6 +327,10 @@ def _produced_int(value: Value, layers: dict[str, Layer], owner: dict[str, str])
     key = node_key(value.producer)
     layer = layers.get(owner.get(key, key))
     return layer is not None and (layer.out == value.name or layer.kind == "move")
+
+
+#: Layers that are integer whatever their neighbours are (their operands are quantized).
+ANCHOR_KINDS = ("anchor", "bmm", "softmax", "layernorm")
 
 
 def _groups(graph: Graph, layers: dict[str, Layer]) -> dict[str, str]:
@@ -371,7 +388,11 @@ def assign_scales(plan: Plan, stats: dict[str, TensorStats]) -> None:
 
 def needs_scale(plan: Plan) -> set[str]:
     """Values that exist in integer form: consumed as integers, or produced by data movement."""
-    produced = {lay.out for lay in plan.layers.values() if lay.kind in ("add", "pool")}
+    produced = {
+        lay.out
+        for lay in plan.layers.values()
+        if lay.kind in ("add", "pool", "bmm", "softmax", "layernorm", "table")
+    }
     return set(plan.int_values) | produced | set(plan.group_of)
 
 

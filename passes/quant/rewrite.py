@@ -397,6 +397,11 @@ _KINDS = {
 }
 
 
+from passes.quant.rewrite_integer import KINDS as _INTEGER_KINDS  # noqa: E402
+
+_KINDS.update(_INTEGER_KINDS)
+
+
 def quantized_graph(src: Graph, plan: Plan) -> Graph:
     """The quantized form of canonical float graph ``src`` under ``plan``."""
     return QuantizedBuilder(src, plan).build()

@@ -247,4 +247,18 @@ def _summary(
         "params_kb": round(par.nbytes / 1024, 1),
         "arena_mb": round(low.arena / 2**20, 3),
         "schedule_bytes": int(sched.nbytes),
+        "cycles_per_block": cycles_per_block(low.steps, costs),
     }
+
+
+def cycles_per_block(steps: list, costs: list) -> dict[str, int]:
+    """Cycles by the model's repeated block: each step's source location up to its first
+    numeric part (an encoder layer ``0``, ``1``; ``features.3`` of a MobileNet; ``layer1.0``
+    of a ResNet), else its first part; steps without a location under ``(graph)``."""
+    blocks: dict[str, int] = {}
+    for step, cost in zip(steps, costs, strict=True):
+        parts = step.loc.split(".") if step.loc else ["(graph)"]
+        cut = next((i for i, p in enumerate(parts) if p.isdigit()), 0)
+        block = ".".join(parts[: cut + 1])
+        blocks[block] = blocks.get(block, 0) + int(cost.cycles)
+    return blocks

@@ -92,6 +92,32 @@ def side_cycles(step: Step, cfg: EngineConfig) -> int:
     return math.ceil(pixels / cfg.pp) * math.ceil(channels / cfg.icp) * taps
 
 
+def xf_cycles(step: Step, cfg: EngineConfig) -> int:
+    """Transformer units: an activation matmul on the array (PP rows x OCP columns x ICP of
+    K per cycle), softmax and layer norm in three passes over each row at ICP elements per
+    cycle (max/sum, then normalize; statistics, then scale), a gather one element a cycle."""
+    rows, length = step.get("ROWS"), step.get("ROW_LEN")
+    if step.op == "matmul":
+        per = math.ceil(rows / cfg.pp) * math.ceil(length / cfg.ocp)
+        return step.get("BATCH") * (per * math.ceil(step.get("IN_C") / cfg.icp) + TILE_OVERHEAD)
+    if step.op == "gather":
+        return length
+    return rows * 3 * math.ceil(length / cfg.icp)
+
+
+def xf_bytes(step: Step) -> int:
+    """DDR bytes of a transformer unit: its operands, its result, its tables."""
+    rows, length = step.get("ROWS"), step.get("ROW_LEN")
+    if step.op == "matmul":
+        k = step.get("IN_C")
+        return step.get("BATCH") * (rows * k + k * length + rows * length)
+    tables = {"softmax": 4 * 256 + 8, "layernorm": 8 * length, "gather": 4 * length}
+    return 2 * rows * length + tables[step.op]
+
+
+XF_OPS = ("matmul", "softmax", "layernorm", "gather")
+
+
 def side_bytes(step: Step) -> int:
     reads = {"add": 2, "copy": 1, "lut": 1}.get(step.op)
     out = step.get("OUT_H") * step.get("OUT_W") * step.get("OUT_C" if step.op != "copy" else "IN_C")
@@ -110,6 +136,8 @@ def step_cost(step: Step, cfg: EngineConfig, ddr_gbps: float, clock_mhz: float) 
         compute = mac_cycles(step, cfg)
         tiling = Tiling(step.get("T_OH"), step.get("T_OC"), step.get("T_IC"))
         ddr = traffic(step, tiling)
+    elif step.op in XF_OPS:
+        compute, ddr = xf_cycles(step, cfg), xf_bytes(step)
     else:
         compute, ddr = side_cycles(step, cfg), side_bytes(step)
     memory = math.ceil(ddr / bytes_per_cycle(ddr_gbps, clock_mhz))

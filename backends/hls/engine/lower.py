@@ -22,7 +22,7 @@ import numpy as np
 from backends.c_names import Namer
 from backends.hls.engine.schedule import ALIGN, Step
 from backends.hls.islands import island_sources, island_table, tabulable
-from backends.hls.plan import where
+from backends.hls.plan import no_ctype, where
 from compiler.errors import BackendError, Unsupported, UnsupportedOpsError
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import is_int
@@ -239,7 +239,7 @@ def lower_graph(graph: Graph, target: Target | None) -> EngineLowering:
 
 def unsupported(graph: Graph, target: Target | None) -> list[Unsupported]:
     """Every node and edge the engine cannot take, each with the reason."""
-    from backends.hls.engine.rules import RULES, island_rule
+    from backends.hls.engine.rules import REFUSED, RULES, island_rule
 
     low = EngineLowering(graph, target)
     items = []
@@ -248,7 +248,8 @@ def unsupported(graph: Graph, target: Target | None) -> list[Unsupported]:
             continue
         in_island = bool(node.outputs) and node.outputs[0] in low.island
         rule = island_rule if in_island else RULES.get(node.op)
-        reason = "no engine unit for this op" if rule is None else rule.check(node, low)
+        missing = REFUSED.get(node.op, "no engine unit for this op")
+        reason = no_ctype(node) or (missing if rule is None else rule.check(node, low))
         if reason:
             items.append(Unsupported(node.op, where(node), reason))
     return items + check_edges(graph, low)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backends.hls.engine import rules_xf
 from backends.hls.engine.lower import (
     EngineLowering,
     Tensor,
@@ -416,7 +417,7 @@ def lower_nothing(node: Node, low: EngineLowering) -> None:
 
 def check_requantize(node: Node, low: EngineLowering) -> str | None:
     src = node.inputs[0].producer
-    if src is None or src.op not in ("nn.conv2d", "nn.dense"):
+    if src is None or src.op not in ("nn.conv2d", "nn.dense", "nn.matmul"):
         return "a q.requantize not after a conv/dense (the engine requantizes in its epilogue)"
     return None
 
@@ -435,6 +436,10 @@ RULES: dict[str, Rule] = {
     "q.dequantize": island_rule,
     "tensor.concat": Rule(check_concat, lower_concat),
     "nn.resize": Rule(check_resize, lower_resize),
+    "nn.matmul": Rule(rules_xf.check_matmul, rules_xf.lower_matmul),
+    "q.softmax": Rule(rules_xf.check_rows, rules_xf.lower_softmax),
+    "q.layernorm": Rule(rules_xf.check_layernorm, rules_xf.lower_layernorm),
+    "tensor.transpose": Rule(rules_xf.check_transpose, rules_xf.lower_transpose),
     **{
         op: Rule(check_reshape, lower_reshape)
         for op in (
@@ -448,3 +453,9 @@ RULES: dict[str, Rule] = {
     },
 }
 """Every op the engine runs (float elementwise ops inside islands use island_rule)."""
+
+#: Why ops with no engine unit are refused, where there is more to say than that.
+REFUSED: dict[str, str] = {
+    op: f"float {op.split('.')[-1]} has no engine unit: {rules_xf.INTEGER_OPS_HINT}"
+    for op in ("nn.softmax", "nn.layer_norm")
+}

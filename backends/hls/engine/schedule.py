@@ -28,6 +28,7 @@ FIELDS: tuple[str, ...] = (
     "RES_SHIFT", "RES_OUT_ZP", "RES_LO", "RES_HI",
     "POOL_MULT", "POOL_SHIFT",
     "T_OH", "T_OC", "T_IC",
+    "ROWS", "ROW_LEN", "BATCH", "A_BS", "B_BS", "EPS",
 )  # fmt: skip
 INDEX = {name: i for i, name in enumerate(FIELDS)}
 DESC_WORDS = len(FIELDS)
@@ -41,6 +42,10 @@ OPS: dict[str, int] = {
     "copy": 5,
     "lut": 6,
     "resize": 7,
+    "matmul": 8,
+    "softmax": 9,
+    "layernorm": 10,
+    "gather": 11,
 }
 
 #: Offsets of absent operands.

@@ -19,6 +19,7 @@ from compiler.errors import BackendError
 from compiler.interpreter import interpret
 from compiler.ir import Graph, QuantParams, TensorType, f32, verify
 from compiler.target import load_target
+from tests.passes.ir_cases import graph_from
 
 HOSTILE = 'x"); system("rm -rf /"); //'
 
@@ -94,6 +95,21 @@ def test_unsupported_lists_every_float_node_before_any_work(tmp_path: Path) -> N
         lower(g, "zcu104", tmp_path)
     assert "nn.softmax" in str(err.value) and "nn.dense" in str(err.value)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_integer_types_without_a_c_type_are_refused_by_name() -> None:
+    """u64 (found by the fuzzer: a mutated uint8 max pool) has no C type in the kernels: both
+    architectures refuse it with that reason instead of failing inside the code generator."""
+    g = graph_from("""
+    graph @g(%x: u64[1,1,4,4]) -> (u64[1,1,2,2]) {
+      %p: u64[1,1,2,2] = nn.max_pool2d(%x) {kernel=[2, 2]}
+      return %p
+    }
+    """)
+    calib = [(np.arange(16, dtype=np.uint64).reshape(1, 1, 4, 4),)]
+    for arch in ("dataflow", "engine"):
+        with pytest.raises(compiler.errors.UnsupportedOpsError, match="u64 tensors have no C type"):
+            compiler.compile(g, "zcu104", fpga_arch=arch, calibration_data=calib)
 
 
 # ---- the artifact folder ------------------------------------------------------------------------

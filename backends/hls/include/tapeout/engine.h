@@ -33,6 +33,7 @@
 #include "tapeout/add.h"
 #include "tapeout/common.h"
 #include "tapeout/engine_desc.h"
+#include "tapeout/engine_xf.h"
 #include "tapeout/requant.h"
 
 namespace tapeout {
@@ -288,6 +289,10 @@ int run_layer(const int32_t* d, const int8_t* wgt, const int32_t* par, int8_t* a
         case OP_COPY:
         case OP_LUT: eltwise(d, wgt, act, d[F_OP]); return OK;
         case OP_RESIZE: resize(d, par, act); return OK;
+        case OP_MATMUL: matmul(d, par, act); return OK;
+        case OP_SOFTMAX: softmax(d, par, act); return OK;
+        case OP_LAYERNORM: layernorm(d, par, act); return OK;
+        case OP_GATHER: gather(d, par, act); return OK;
         default: return ERR_OP;
     }
 }

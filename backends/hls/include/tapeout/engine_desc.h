@@ -27,8 +27,11 @@ namespace engine {
 //               between a dequantize and a quantize: hardswish, sigmoid, GELU ...)
 //   OP_RESIZE   nearest upsampling: output row oh, column ow reads input row par[F_BIAS + oh],
 //               column par[F_MULT + ow] (index tables the compiler computed)
+//   OP_MATMUL, OP_SOFTMAX, OP_LAYERNORM, OP_GATHER: the transformer side units
+//               (engine_xf.h); their tensors are row-major, rows of F_ROW_LEN
 enum Op {
-    OP_CONV = 1, OP_MAXPOOL = 2, OP_AVGPOOL = 3, OP_ADD = 4, OP_COPY = 5, OP_LUT = 6, OP_RESIZE = 7
+    OP_CONV = 1, OP_MAXPOOL = 2, OP_AVGPOOL = 3, OP_ADD = 4, OP_COPY = 5, OP_LUT = 6, OP_RESIZE = 7,
+    OP_MATMUL = 8, OP_SOFTMAX = 9, OP_LAYERNORM = 10, OP_GATHER = 11
 };
 
 enum Field {
@@ -51,6 +54,9 @@ enum Field {
     F_POOL_MULT, F_POOL_SHIFT,
     // tiling chosen by the compiler: output rows, output channels, input channels per tile
     F_T_OH, F_T_OC, F_T_IC,
+    // transformer units: rows and row length; matmul batch count and batch strides of a and
+    // b (b at F_RES, K = F_IN_C); the layer norm's integer epsilon
+    F_ROWS, F_ROW_LEN, F_BATCH, F_A_BS, F_B_BS, F_EPS,
     DESC_WORDS
 };
 
