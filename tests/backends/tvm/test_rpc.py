@@ -7,7 +7,6 @@ at the end of the module.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import socket
@@ -133,47 +132,29 @@ def _records(folder: Path) -> list[list]:
     ]
 
 
-def _descendants(pid: int) -> int:
-    """How many processes descend from ``pid`` (a server: its listener, one child per
-    session). Reads the kernel's child lists: cheap enough to poll."""
-    children: list[str] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):  # each thread lists the ones it started
-        try:
-            children += (task / "children").read_text().split()
-        except OSError:
-            continue
-    return sum(1 + _descendants(int(c)) for c in children)
-
-
-def _kill_when_busy(pids: list[int], idle: list[int], done: Any, killed: Any) -> None:
-    """SIGKILL the first server seen serving a session (a candidate in flight on it). Runs
-    in a process of its own: MetaSchedule holds this process's GIL while it tunes."""
-    while not done.is_set():
-        for pid, size in zip(pids, idle, strict=True):
-            if _descendants(pid) > size:
-                os.killpg(pid, signal.SIGKILL)
-                killed.value = pid
-                return
-        time.sleep(0.02)
-
-
 def test_tuning_through_the_tracker_survives_a_server_dying_mid_run(
-    tracker: tuple[int, list[subprocess.Popen]], tmp_path: Path
+    tracker: tuple[int, list[subprocess.Popen]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tvm.s_tir.meta_schedule.runner import RPCRunner
+
     port, _ = tracker
     key = "tapeout-dies"
     servers = [_server(port, key) for _ in range(2)]
-    # Forked before this test starts any thread of its own; the child only reads /proc.
-    ctx = multiprocessing.get_context("fork")
-    done, killed = ctx.Event(), ctx.Value("i", 0)
-    watcher = None
+    killed: list[int] = []
+    submit = RPCRunner._cls.run
+
+    def submit_then_kill(runner: Any, inputs: list) -> list:
+        # The first batch of candidates is handed to the runner's workers, which are opening
+        # sessions on the servers: one server dies with its candidates in flight.
+        futures = submit(runner, inputs)
+        if not killed:
+            os.killpg(servers[0].pid, signal.SIGKILL)
+            killed.append(servers[0].pid)
+        return futures
+
+    monkeypatch.setattr(RPCRunner._cls, "run", submit_then_kill)
     try:
         assert _servers_up(port, 2, key=key), "the two servers did not register"
-        time.sleep(0.5)  # let each server settle into its idle process count
-        idle = [_descendants(s.pid) for s in servers]
-        pids = [s.pid for s in servers]
-        watcher = ctx.Process(target=_kill_when_busy, args=(pids, idle, done, killed))
-        watcher.start()
         art = api.compile(
             _graph(),
             "cpu",
@@ -185,12 +166,9 @@ def test_tuning_through_the_tracker_survives_a_server_dying_mid_run(
             rpc_key=key,
         )
     finally:
-        done.set()
-        if watcher is not None:
-            watcher.join(10)
         for server in servers:
             _stop(server)
-    assert killed.value, "no server was ever seen serving a candidate"
+    assert killed, "tuning never handed candidates to the runner"
     # The records landed in the database, where a later compile finds them.
     records = _records(art.tune_cache)  # type: ignore[attr-defined]
     timed = [r for r in records if _timed(r)]
