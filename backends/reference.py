@@ -10,8 +10,9 @@ import numpy as np
 from compiler.backend import Artifact
 from compiler.errors import Unsupported
 from compiler.interpreter import IMPLS, interpret
-from compiler.ir.graph import Graph
+from compiler.ir.graph import Graph, Node
 from compiler.report import layer_rows
+from compiler.rules import Rule, unsupported_nodes
 
 if TYPE_CHECKING:
     from compiler.target import Target
@@ -22,12 +23,21 @@ class ReferenceArtifact(Artifact):
         return interpret(self.graph, *arrays)
 
 
+def _whole_graph(node: Node, graph: Graph) -> None:
+    raise AssertionError("the interpreter runs the whole graph (compiler.interpreter)")
+
+
+#: The reference backend's rule: every op with an interpreter implementation (``IMPLS``, the
+#: interpreter's own table) is taken as it is; nothing is lowered node by node.
+_INTERPRETED: Rule[Graph, Graph] = Rule(_whole_graph)
+
+
 class ReferenceBackend:
     name = "reference"
 
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
-        return [Unsupported(n.op, n.loc or n.name, "no interpreter implementation")
-                for n in graph.nodes if n.op not in IMPLS]
+        rules = {op: _INTERPRETED for op in IMPLS}
+        return unsupported_nodes(graph, graph, rules, "no interpreter implementation")
 
     def compile(self, graph: Graph, target: Target, out_dir: Path,
                 options: dict[str, Any]) -> Artifact:

@@ -171,7 +171,7 @@ def _hls4ml_latency(hm: Any, clock_mhz: float) -> int:
     """tapeout's latency model applied to hls4ml's layers at their reuse factors."""
     from backends.hls.resources import Model
 
-    model = Model.for_target("", clock_mhz)
+    model = Model.for_target(1, clock_mhz)  # hls4ml packs no products
     cycles = 0
     for layer in hm.get_layers():
         rf = int(layer.get_attr("reuse_factor") or 1)

@@ -22,7 +22,14 @@ from compiler.ir.parser import parse
 from compiler.ir.verifier import verify
 from compiler.manifest import model_source, verify_files
 from compiler.outdir import check_output_dir, release_temporary, temporary_root
-from compiler.pass_manager import Pass, PassManager, PipelineResult, build_pass, build_pipeline
+from compiler.pass_manager import (
+    Pass,
+    PassManager,
+    PipelineResult,
+    build_pass,
+    build_pipeline,
+    fit_to_quantize,
+)
 from compiler.quant_config import Precision, QuantConfig
 from compiler.specialize import is_static, specialize_from_inputs
 from compiler.target import Target, load_target
@@ -89,7 +96,8 @@ def plan_pipeline(
 ) -> list[Pass]:
     """The passes to run: the given pipeline or the target's, its quantize passes configured
     by ``quant`` (whole) and ``changes`` (fields; see ``resolve_quant``). A precision
-    asked for adds a quantize pass where the pipeline has none; fp32 removes it."""
+    asked for adds a quantize pass where the pipeline has none; fp32 removes it. The passes
+    before an integer quantize take their integer form (``fit_to_quantize``)."""
     changes = dict(changes or {})
     precision = changes.get("precision", quant.precision if quant is not None else None)
     passes = build_pipeline(list(target.pipeline) if pipeline is None else pipeline)
@@ -97,7 +105,8 @@ def plan_pipeline(
         return [p for p in passes if p.name != "quantize"]
     if precision is not None and not any(p.name == "quantize" for p in passes):
         passes.append(build_pass("quantize"))
-    return [_configure(p, quant, changes) if p.name == "quantize" else p for p in passes]
+    configured = [_configure(p, quant, changes) if p.name == "quantize" else p for p in passes]
+    return fit_to_quantize(configured, quant)
 
 
 def _configure(p: Pass, quant: QuantConfig | None, changes: Mapping[str, Any]) -> Pass:

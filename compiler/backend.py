@@ -1,9 +1,11 @@
 """The backend contract and the artifact every backend returns.
 
 A backend has two methods: ``unsupported(graph, target)`` lists *every* node it cannot take,
-each with a reason, before any work starts; ``compile(graph, target, out_dir, options)``
-writes the artifact into ``out_dir`` and returns an ``Artifact`` that can run it where the
-toolchain is present. ``load(path, graph, target, manifest)`` reopens a saved artifact.
+each with a reason, before any work starts (the one walker of ``compiler.rules`` over the
+backend's one rule table, each rule a ``check(node, ctx)`` and a ``lower(node, ctx)``);
+``compile(graph, target, out_dir, options)`` writes the artifact into ``out_dir`` and
+returns an ``Artifact`` that can run it where the toolchain is present.
+``load(path, graph, target, manifest)`` reopens a saved artifact.
 
 ``BACKENDS`` maps a backend name (a target file's ``backend`` key) to ``"module:Class"``,
 imported only when used, so that ``import compiler`` needs no toolchain.
@@ -42,36 +44,88 @@ BACKENDS: dict[str, str] = {
     "tensorrt": "backends.tensorrt:TensorRTBackend",
 }
 
-#: The options each backend reads (``compile(**options)``, CLI ``--option KEY=VALUE``): a key
-#: none of them reads is a typo, refused with a "did you mean" instead of silently ignored.
-BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "reference": (),
-    "hls": ("reuse_factor", "top", "dsp_packing", "port_layout", "tb_samples", "tb_inputs",
-            "fpga_arch", "engine", "engine_clock_mhz", "max_utilization"),
-    "tvm": ("tune", "tune_minutes", "cache_dir", "tune_progress", "rpc_tracker", "rpc_key"),
-    "asic": (),
-    "onnx": ("opset",),
-    "tensorrt": ("engine", "precision", "float_precision", "sparsity", "workspace_mb",
-                 "shape_ranges", "dla_core", "timing_cache", "opset", "tf32"),
+#: The one declaration of every backend's options (``compile(**options)``, CLI ``--option
+#: KEY=VALUE``): backend -> option -> what it does. The "unknown option, did you mean" check,
+#: the backends' own checks, ``tapeout compile --help`` and the README's option table (made
+#: by ``scripts/support_matrix.py``) all read it; a key no backend reads is a typo, refused
+#: instead of silently ignored. A backend reads its options with ``options.get(key)``.
+BACKEND_OPTIONS: dict[str, dict[str, str]] = {
+    "reference": {},
+    "hls": {
+        "reuse_factor": "\"auto\" (default: fit the part at the lowest latency), an int for "
+        "every MAC layer, or a dict layer -> int",
+        "top": "name of the top function (default: the graph's name)",
+        "dsp_packing": "8-bit products per DSP in the estimate (default: the family's, "
+        "2 on UltraScale+)",
+        "port_layout": "4-D tensors at the ports: \"nhwc\" (default) or \"nchw\"",
+        "tb_samples": "random golden samples for the testbench (dataflow 32, engine 2)",
+        "tb_inputs": "a list of input arrays (stacked samples) for the testbench instead",
+        "fpga_arch": "\"auto\" (default), \"dataflow\" or \"engine\"",
+        "engine": "engine size: \"B512\" ... \"B4096\" (default: the largest that fits) or "
+        "a dict of EngineConfig fields",
+        "engine_clock_mhz": "the engine's clock (default: the target's clock_mhz)",
+        "max_utilization": "share of the part the automatic reuse factors may fill (0..1)",
+    },
+    "tvm": {
+        "tune": "MetaSchedule trials (0: no tuning)",
+        "tune_minutes": "tuning time budget in minutes",
+        "cache_dir": "the tuning database folder (default: $TAPEOUT_CACHE/tvm)",
+        "tune_progress": "log tuning progress (default true)",
+        "rpc_tracker": "HOST:PORT of TVM's RPC tracker to measure candidates on",
+        "rpc_key": "the RPC servers' key on the tracker",
+    },
+    "asic": {},
+    "onnx": {"opset": "ONNX opset to write (17..the installed onnx's newest)"},
+    "tensorrt": {
+        "engine": "build model.engine (default true; false: the deployable bundle only)",
+        "precision": "\"int8\", \"fp16\" or \"fp32\" (default: int8 when quantized)",
+        "float_precision": "precision of the float islands of an int8 model (default fp16)",
+        "sparsity": "2:4 structured sparsity: \"auto\" (default), true or false",
+        "workspace_mb": "builder workspace (default: the target's workspace_mb)",
+        "shape_ranges": "optimization profiles: input -> [min, opt, max] shapes",
+        "dla_core": "run on this DLA core (Jetson)",
+        "timing_cache": "the timing cache file (default: $TAPEOUT_CACHE/tensorrt)",
+        "opset": "ONNX opset of the exported model (default 17)",
+        "tf32": "allow TF32 for fp32 layers where the GPU has it (default true)",
+    },
 }
 #: Options of compiler.multi (partitions and pipeline stages), accepted on every target.
-MULTI_OPTIONS = ("pipeline_stages", "stage_cores", "stage_devices")
+MULTI_OPTIONS: dict[str, str] = {
+    "pipeline_stages": "cut the graph into N pipeline stages (one worker process each)",
+    "stage_cores": "the CPU cores of each stage's worker, e.g. [[0], [1]]",
+    "stage_devices": "where each stage runs: \"local\", rpc://HOST:PORT (a server) or "
+    "rpc://HOST:PORT/KEY (a tracker and its servers' key)",
+}
 
 
-def check_options(backend: str, options: dict[str, Any]) -> None:
-    """Raise ``UsageError`` for an option no backend of this compile reads (a partitioned
-    compile, backend ``multi``, passes options on to every kind of part)."""
+def known_options(backend: str, multi: bool = True) -> list[str]:
+    """The option names a compile for ``backend`` takes (``multi``: every backend's), with
+    ``compiler.multi``'s own unless ``multi`` is False (a backend called by it)."""
+    names = [backend] if backend in BACKEND_OPTIONS else list(BACKEND_OPTIONS)
+    own = MULTI_OPTIONS if multi else {}
+    return sorted({*own, *(k for name in names for k in BACKEND_OPTIONS[name])})
+
+
+def check_options(backend: str, options: dict[str, Any], error: type[Exception] | None = None,
+                  multi: bool = True) -> None:
+    """Raise ``UsageError`` (or ``error``) for an option no backend of this compile reads (a
+    partitioned compile, backend ``multi``, passes options on to every kind of part)."""
     import difflib
 
     from compiler.errors import UsageError
 
-    names = [backend] if backend in BACKEND_OPTIONS else list(BACKEND_OPTIONS)
-    known = {*MULTI_OPTIONS, *(k for name in names for k in BACKEND_OPTIONS[name])}
-    for key in sorted(set(options) - known):
-        close = difflib.get_close_matches(key, sorted(known), n=1)
+    known = known_options(backend, multi)
+    for key in sorted(set(options) - set(known)):
+        close = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UsageError(f"unknown option {key!r} for the {backend} backend{hint} "
-                         f"(it takes: {', '.join(sorted(known)) or 'none'})")
+        raise (error or UsageError)(f"unknown option {key!r} for the {backend} backend{hint} "
+                                    f"(it takes: {', '.join(known) or 'none'})")
+
+
+def options_help() -> str:
+    """One line per backend listing its options, for ``--option``'s help."""
+    return "; ".join(f"{name}: {', '.join(opts)}" for name, opts in BACKEND_OPTIONS.items()
+                     if opts)
 
 
 #: 2: the manifest lists file hashes, the input model, the target file's hash and versions.

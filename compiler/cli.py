@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from compiler import errors
+from compiler.backend import options_help
 from compiler.cli_llm import LLM_COMMANDS
 from compiler.hwsearch import cli as search_cli
 from compiler.quant_config import cli_flags, quant_changes
@@ -371,7 +372,8 @@ def _args_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stages", type=int, help="cut into N pipeline stages (compiler.multi)")
     p.add_argument("--stage-devices", metavar="D0,D1,...",
                    help="where each stage runs: local, rpc://HOST:PORT or rpc://HOST:PORT/KEY")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="backend option")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help=f"backend option ({options_help()})")
     p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
     p.add_argument("--stop-after", metavar="PASS",
                    help="run the pipeline up to this pass and write a stage (IR + weights) to -o")

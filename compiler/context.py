@@ -96,7 +96,7 @@ class PassContext:
       ``prune_reports`` and ``quant_reports`` (one per pruning / quantize pass run).
     - ``quant_state``: what one quantize stage hands the next within the run (``calibrate``
       -> ``quantize-rewrite`` -> ... -> ``quant-report``: the float graph, plan, statistics;
-      ``passes.quant.stages``).
+      ``passes.quant.state``).
     """
 
     target: Target | None = None

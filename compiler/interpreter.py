@@ -18,7 +18,7 @@ from compiler import numerics
 from compiler.errors import InputError, TapeoutError, VerifyError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
-from compiler.ir.types import INT_RANGES, NUMPY_DTYPES, TensorType, is_int
+from compiler.ir.types import INT_RANGES, NARROW_FLOAT_DTYPES, NUMPY_DTYPES, TensorType, is_int
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,12 @@ def _check_input(value: Any, x: Any, symbols: dict[str, int], batch: bool) -> np
             raise InputError(f"input %{value.name} expects {t.dtype}: values "
                              f"{arr.min()}..{arr.max()} do not fit")
     arr = arr.astype(want_dt, copy=False)
+    if t.dtype in NARROW_FLOAT_DTYPES:  # float32 values given for a float8 input
+        top = numerics.narrow_max(t.dtype)
+        if arr.size and np.nanmax(np.abs(np.where(np.isinf(arr), 0, arr)), initial=0) > top:
+            raise InputError(f"input %{value.name} expects {t.dtype}: values beyond its "
+                             f"largest finite value {top:g}")
+        arr = numerics.round_narrow(arr, t.dtype)
     # C order for the native runtimes; np.require keeps a 0-d array 0-d (ascontiguousarray
     # would make it 1-d, which TVM then refuses).
     return np.require(arr, requirements="C")
@@ -154,7 +160,7 @@ def interpret(
         except Exception as e:  # a NumPy failure inside an op: say which node
             raise VerifyError(f"{node.where()}: interpreter failed: {type(e).__name__}: {e}") from e
         for value, arr in zip(node.outputs, outs, strict=True):
-            env[id(value)] = _as_type(arr, value.type)
+            env[id(value)] = as_type(arr, value.type)
             _check_shape(node, value, env[id(value)])
         if observe is not None:
             observe(node, [env[id(v)] for v in node.outputs])
@@ -174,12 +180,15 @@ def _check_shape(node: Node, value: Any, arr: np.ndarray) -> None:
                           f"%{value.name}, but its type says {value.type}")
 
 
-def _as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:
+def as_type(arr: np.ndarray, t: TensorType) -> np.ndarray:
+    """``arr`` stored as type ``t`` holds it (its NumPy dtype; bf16 values rounded)."""
     arr = np.asarray(arr)
     want = NUMPY_DTYPES[t.dtype]
     if arr.dtype != want:
         arr = arr.astype(want)
-    if t.dtype == "bf16":
+    if t.dtype in NARROW_FLOAT_DTYPES:
+        arr = numerics.round_narrow(arr, t.dtype)
+    elif t.dtype == "bf16":
         bits = arr.astype(np.float32).view(np.uint32)
         rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000  # round to nearest even
         arr = rounded.astype(np.uint32).view(np.float32)
@@ -199,9 +208,13 @@ def is_integer_node(node: Node) -> bool:
 
 
 from compiler import (  # noqa: E402,F401  (fill IMPLS)
+    interpreter_dynamic,
+    interpreter_extra,
     interpreter_llm,
     interpreter_more,
     interpreter_nn,
     interpreter_ops,
     interpreter_quant,
+    interpreter_signal,
+    interpreter_vision,
 )

@@ -8,23 +8,15 @@ to the accumulator dtype (``acc``) as ``compiler.numerics.wrap`` defines.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from compiler import numerics
 from compiler.interpreter import IMPLS, Context, Impl, impl
-from compiler.interpreter_ops import (
-    _sigmoid,
-    clip,
-    gelu,
-    hardswish,
-    leaky_relu,
-    relu6,
-    softmax,
-)
-from compiler.ir.graph import Node, Value
+from compiler.interpreter_ops import softmax
+from compiler.ir.graph import Node
+from compiler.ir.op_facts import standalone_activation, zero_point
 from compiler.ir.ops import nchw_shape
 from compiler.ir.ops_nn import spatial_params
 
@@ -52,22 +44,14 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a, b)
 
 
-def apply_activation(y: np.ndarray, act: str, args: list[float]) -> np.ndarray:
-    """The fused activation of conv/dense (see ``compiler.ir.ops_nn.FUSED_ACTIVATIONS``)."""
-    table: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        "none": lambda v: v,
-        "relu": lambda v: np.maximum(v, 0).astype(v.dtype),
-        "relu6": relu6,
-        "clip": lambda v: clip(v, *args),
-        "leaky_relu": lambda v: leaky_relu(v, *args),
-        "sigmoid": _sigmoid,
-        "silu": lambda v: v * _sigmoid(v),
-        "gelu": gelu,
-        "gelu_tanh": lambda v: gelu(v, "tanh"),
-        "hardswish": hardswish,
-        "tanh": np.tanh,
-    }
-    return table[act](y)
+def apply_activation(ctx: Context, y: np.ndarray, act: str, args: list[float]) -> np.ndarray:
+    """The fused activation of conv/dense: the implementation of the standalone op it
+    stands for (``compiler.ir.op_facts.standalone_activation``), so the two cannot differ."""
+    standalone = standalone_activation(act, args)
+    if standalone is None:
+        return y
+    op, attrs = standalone
+    return IMPLS[op](ctx, Node(op, [], attrs, []), [y])[0]
 
 
 def _finish(
@@ -83,7 +67,8 @@ def _finish(
         y = y + xs[3].astype(y.dtype)
     if is_int:
         y = numerics.wrap(y, node.attrs.get("acc") or "i32").astype(np.int64)
-    y = apply_activation(y, node.attrs.get("act", "none"), list(node.attrs.get("act_args", [])))
+    act, args = node.attrs.get("act", "none"), list(node.attrs.get("act_args", []))
+    y = apply_activation(ctx, y, act, args)
     return y
 
 
@@ -108,15 +93,6 @@ def _windows(
     return win[index]
 
 
-def _input_zero_point(node: Node) -> int:
-    return _zero_point(node.inputs[0])
-
-
-def _zero_point(value: Value) -> int:
-    qp = value.type.quant
-    return int(qp.zero_point[0]) if qp is not None and qp.axis is None else 0
-
-
 def conv_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, w = xs[0], xs[1]
     n = w.ndim - 2
@@ -125,10 +101,10 @@ def conv_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     is_int = np.issubdtype(x.dtype, np.integer)
     # Integer inputs are padded with their zero point, so padding means real 0.
     xp = _pad_spatial(
-        x.astype(np.int64) if is_int else x, pads, _input_zero_point(node) if is_int else 0
+        x.astype(np.int64) if is_int else x, pads, zero_point(node.inputs[0]) if is_int else 0
     )
     if is_int:
-        xp = xp - _input_zero_point(node)
+        xp = xp - zero_point(node.inputs[0])
     win = _windows(xp, list(w.shape[2:]), strides, dil)  # N, C, *out, *k
     batch, out_sp = win.shape[0], win.shape[2 : 2 + n]
     cin_g, cout_g = w.shape[1], w.shape[0] // groups
@@ -204,7 +180,7 @@ def _conv_transpose2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np
 def _dense(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, w = xs[0], xs[1]
     if np.issubdtype(x.dtype, np.integer):
-        zp = _input_zero_point(node)
+        zp = zero_point(node.inputs[0])
         y = exact_matmul(x.astype(np.int64) - zp if zp else x, w.T, w.shape[1])
     else:
         y = (x @ w.T).astype(x.dtype)
@@ -214,7 +190,7 @@ def _dense(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 @impl("nn.matmul")
 def _matmul_impl(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     if np.issubdtype(xs[0].dtype, np.integer):  # subtract per-tensor zero points (real 0)
-        xs = [x.astype(np.int64) - _zero_point(v) for x, v in zip(xs, node.inputs, strict=True)]
+        xs = [x.astype(np.int64) - zero_point(v) for x, v in zip(xs, node.inputs, strict=True)]
     y = _matmul(xs[0], xs[1])
     if np.issubdtype(y.dtype, np.integer):
         y = numerics.wrap(y, node.attrs.get("acc") or "i32")

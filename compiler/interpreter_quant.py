@@ -11,35 +11,30 @@ import numpy as np
 from compiler import numerics
 from compiler.interpreter import Context, impl
 from compiler.interpreter_nn import _pad_spatial, _windows
-from compiler.ir.graph import Node, Value
+from compiler.ir.graph import Node
+from compiler.ir.op_facts import clamps, output_clamp, zero_point
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import QuantParams
 
 
-def _zp(value: Value) -> int:
-    qp = value.type.quant
-    return int(qp.zero_point[0]) if qp is not None else 0
-
-
-def _clip(out: np.ndarray, node: Node, zo: int) -> np.ndarray:
-    lo, hi = node.attrs.get("clip_min"), node.attrs.get("clip_max")
-    if node.attrs.get("act", "none") == "relu":
-        lo = zo if lo is None else max(lo, zo)
-    if lo is None and hi is None:
+def clamp_output(out: np.ndarray, node: Node, zo: int) -> np.ndarray:
+    """``out`` clamped to the node's ``output_clamp`` (relu, clip_min/clip_max)."""
+    if not clamps(node.attrs, zo):
         return out
+    lo, hi = output_clamp(node.attrs, zo)
     return np.clip(out, lo, hi).astype(out.dtype)
 
 
 @impl("q.add")
 def _qadd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    a = xs[0].astype(np.int64) - _zp(node.inputs[0])
-    b = xs[1].astype(np.int64) - _zp(node.inputs[1])
+    a = xs[0].astype(np.int64) - zero_point(node.inputs[0])
+    b = xs[1].astype(np.int64) - zero_point(node.inputs[1])
     acc = a * np.int64(node.attrs["a_multiplier"]) + b * np.int64(node.attrs["b_multiplier"])
-    zo = _zp(node.outputs[0])
+    zo = zero_point(node.outputs[0])
     out = numerics.requantize(
         acc, 1, int(node.attrs["shift"]), zo, node.attrs["dtype"], counter=ctx.counter(node)
     )
-    return [_clip(out, node, zo)]
+    return [clamp_output(out, node, zo)]
 
 
 @impl("q.avg_pool2d")
@@ -47,7 +42,7 @@ def _qavg_pool2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndar
     a = node.attrs
     kernel = list(a["kernel"])
     strides, pads, dil = spatial_params({**a, "strides": a.get("strides") or kernel}, 2)
-    x = xs[0].astype(np.int64) - _zp(node.inputs[0])  # padding below is then real 0
+    x = xs[0].astype(np.int64) - zero_point(node.inputs[0])  # padding below is then real 0
     sums = _windows(_pad_spatial(x, pads, 0), kernel, strides, dil).sum(axis=(-2, -1))
     out_h, out_w = node.outputs[0].type.shape[2:]
     acc = sums[:, :, :out_h, :out_w]
@@ -56,7 +51,7 @@ def _qavg_pool2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndar
 
 @impl("q.global_avg_pool")
 def _qglobal_avg_pool(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    x = xs[0].astype(np.int64) - _zp(node.inputs[0])
+    x = xs[0].astype(np.int64) - zero_point(node.inputs[0])
     acc = x.sum(axis=tuple(range(2, x.ndim)), keepdims=True)
     return [_requantize(ctx, node, acc)]
 
@@ -67,7 +62,7 @@ def _requantize(ctx: Context, node: Node, acc: np.ndarray) -> np.ndarray:
         acc,
         int(a["multiplier"]),
         int(a["shift"]),
-        _zp(node.outputs[0]),
+        zero_point(node.outputs[0]),
         a["dtype"],
         counter=ctx.counter(node),
     )
@@ -88,15 +83,16 @@ def expand_groups(qp: QuantParams, shape: tuple[int, ...]) -> tuple[np.ndarray, 
 def _qsoftmax(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x = node.inputs[0]
     assert x.type.quant is not None
-    p = numerics.int_softmax(xs[0], _zp(x), float(x.type.quant.scale[0]))
+    p = numerics.int_softmax(xs[0], zero_point(x), float(x.type.quant.scale[0]))
     return [_requantize(ctx, node, p)]
 
 
 @impl("q.layernorm")
 def _qlayernorm(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    z = numerics.int_layernorm_z(xs[0], _zp(node.inputs[0]), int(node.attrs.get("eps_int", 0)))
+    eps = int(node.attrs.get("eps_int", 0))
+    z = numerics.int_layernorm_z(xs[0], zero_point(node.inputs[0]), eps)
     gamma, beta = (a.astype(np.int64) for a in xs[1:3])
     acc = z * gamma + np.left_shift(beta, 16)
     shift = 2 * numerics.LAYERNORM_BITS  # z is Q16, gamma Q16 of the output scale
-    zo = _zp(node.outputs[0])
+    zo = zero_point(node.outputs[0])
     return [numerics.requantize(acc, 1, shift, zo, node.attrs["dtype"], counter=ctx.counter(node))]

@@ -45,6 +45,8 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "u16": (0, 2**16 - 1),
     "u32": (0, 2**32 - 1),
     "u64": (0, 2**64 - 1),
+    "i2": (-2, 1),
+    "u2": (0, 3),
 }
 
 #: NumPy storage type for each integer dtype (i4/u4 are stored unpacked in int8/uint8).
@@ -59,6 +61,23 @@ INT_STORAGE: dict[str, type[np.integer]] = {
     "u16": np.uint16,
     "u32": np.uint32,
     "u64": np.uint64,
+    "i2": np.int8,
+    "u2": np.uint8,
+}
+
+#: ml_dtypes' name of each IR dtype NumPy lacks (the arrays onnx.numpy_helper hands back);
+#: the IR holds their values widened (``compiler.ir.types.NUMPY_DTYPES``).
+ML_DTYPES: dict[str, str] = {
+    "bf16": "bfloat16",
+    "f8e4m3fn": "float8_e4m3fn",
+    "f8e4m3fnuz": "float8_e4m3fnuz",
+    "f8e5m2": "float8_e5m2",
+    "f8e5m2fnuz": "float8_e5m2fnuz",
+    "f4e2m1": "float4_e2m1fn",
+    "i4": "int4",
+    "u4": "uint4",
+    "i2": "int2",
+    "u2": "uint2",
 }
 
 MAX_SHIFT = 62
@@ -300,6 +319,50 @@ def dequantize_blocks(q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None)
     if m is not None:
         w = w + np.repeat(np.asarray(m, np.float32), group, axis=1)
     return w.astype(np.float32)
+
+
+# ---- narrow types (float8, float4, 2- and 4-bit integers) -------------------------------------
+def ml_dtype(dtype: str) -> np.dtype:
+    """The ml_dtypes NumPy type of an IR dtype in ``ML_DTYPES``."""
+    import ml_dtypes  # a small NumPy extension; imported here so numerics stays NumPy-only
+
+    return np.dtype(getattr(ml_dtypes, ML_DTYPES[dtype]))
+
+
+def round_narrow(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Float values rounded (to nearest even) to narrow float ``dtype``, held in float32."""
+    return np.asarray(x, np.float32).astype(ml_dtype(dtype)).astype(np.float32)
+
+
+def narrow_max(dtype: str) -> float:
+    """The largest finite value of narrow float ``dtype`` (448 for E4M3FN)."""
+    import ml_dtypes
+
+    return float(ml_dtypes.finfo(ml_dtype(dtype)).max)
+
+
+def cast_to_narrow_float(x: np.ndarray, dtype: str, saturate: bool) -> np.ndarray:
+    """ONNX Cast to a float8/float4 type. ``saturate`` (the default): values beyond the
+    largest finite value, infinities included, become +-that value; without it they become
+    what the format has (inf for E5M2, NaN for the others), as ml_dtypes rounds them."""
+    x = np.asarray(x, np.float32)
+    if saturate:
+        top = narrow_max(dtype)
+        x = np.clip(x, -top, top)  # NaN stays NaN
+    return round_narrow(x, dtype)
+
+
+def cast_to_sub_byte_int(x: np.ndarray, dtype: str) -> np.ndarray:
+    """ONNX Cast to a 2- or 4-bit integer type, held in 8 bits. From integers: the higher
+    bits are discarded (two's complement wrap), as the spec says for every integer cast.
+    From floats: truncation toward zero; out of range is undefined in the spec, and this
+    gives what onnx.reference and the conformance data give there (ml_dtypes' conversion)."""
+    storage = INT_STORAGE[dtype]
+    if np.issubdtype(np.asarray(x).dtype, np.floating):
+        return np.asarray(x, np.float32).astype(ml_dtype(dtype)).astype(storage)
+    lo, hi = INT_RANGES[dtype]
+    span = hi - lo + 1
+    return ((np.asarray(x).astype(np.int64) - lo) % span + lo).astype(storage)
 
 
 # ---- integer softmax and layer norm (q.softmax, q.layernorm; compiler.ir.ops_quant) --------

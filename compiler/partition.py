@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from compiler.errors import DeviceMemoryError, TapeoutError
 from compiler.ir.graph import Graph, Node, Value
-from compiler.report import node_macs
+from compiler.ir.op_facts import node_macs
 
 if TYPE_CHECKING:
     from compiler.target import Target

@@ -114,6 +114,25 @@ def build_pipeline(spec: str | Sequence[str | Pass]) -> list[Pass]:
     return out
 
 
+def fit_to_quantize(passes: Sequence[Pass], quant: Any = None) -> list[Pass]:
+    """``passes`` with each pass that comes before an integer quantize replaced by its
+    ``before_integer_quantize()`` form: fusions make only what an integer layer takes
+    (fuse-bias-act keeps gelu apart, fuse-residual declines), so quantize reads the graph
+    as they leave it and un-fuses nothing. ``quant``: the run's ``QuantConfig``, for a
+    quantize pass without options of its own."""
+    out = list(passes)
+    integer_later = False
+    for i in range(len(out) - 1, -1, -1):
+        p = out[i]
+        fit = getattr(p, "before_integer_quantize", None)
+        if integer_later and fit is not None:
+            out[i] = fit()
+        makes_integers = getattr(p, "makes_integers", None)
+        if makes_integers is not None and makes_integers(quant):
+            integer_later = True
+    return out
+
+
 def _changed_fields(obj: Any) -> list[str]:
     """``key=value`` for each non-default field; a field holding a dataclass (the quantize
     pass's ``QuantConfig``) is spelled by its own fields, as the pipeline text sets them."""
@@ -186,7 +205,7 @@ class PassManager:
         """Run every pass on ``graph`` in place; the result's stats are ``ctx.stats``."""
         ctx = PassContext() if ctx is None else ctx
         result = PipelineResult(stats=ctx.stats)
-        for p in self.passes:
+        for p in fit_to_quantize(self.passes, ctx.quant):
             # A pass made of stages (quantize) runs them as passes of their own, so that
             # each is recorded, verified and printable; ``--print-after quantize`` prints
             # after its last stage.

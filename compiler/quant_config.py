@@ -23,7 +23,9 @@ from compiler.errors import CalibrationError, TapeoutError
 Precision = Literal["fp32", "fp16", "int8", "int16", "int4w", "mixed"]
 #: What ``quantize`` can produce; a target's ``numerics.allowed_precisions`` is a subset.
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-#: ``calibrator`` names; ``passes.calibrate`` implements each.
+#: The precisions that make conv/dense/matmul integer (the others stay float or weight-only).
+INTEGER_PRECISIONS = ("int8", "int16", "mixed")
+#: ``calibrator`` names; ``passes.quant.stats`` implements each.
 CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_DTYPES = ("i8", "u8", "i16")
 ISLAND_DTYPES = ("f32", "f64")
@@ -136,6 +138,11 @@ class QuantConfig:
                 raise TapeoutError(f"quantize: bits={bits} is not 4, 8 or 16")
             options["precision"] = BITS[bits]
         return cls(**options)
+
+    @property
+    def integer(self) -> bool:
+        """Whether this config makes integer layers (``INTEGER_PRECISIONS``)."""
+        return self.precision in INTEGER_PRECISIONS
 
     def budget_text(self) -> str | None:
         """The budget as the report prints it."""

@@ -12,41 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.ir.graph import Graph, Node
-
-#: Pure data movement: reported only when a backend gives them a cost.
-_LAYOUT_OPS = {
-    "tensor.reshape",
-    "tensor.flatten",
-    "tensor.identity",
-    "tensor.squeeze",
-    "tensor.unsqueeze",
-    "nn.dropout",
-}
+from compiler.ir.op_facts import is_view, node_macs
 
 
 def _numel(shape: tuple) -> int:
     return math.prod(d if isinstance(d, int) else 1 for d in shape)
-
-
-def node_macs(node: Node) -> int:
-    """Multiply-accumulates of one node (0 for ops that do no MACs)."""
-    out: tuple = node.outputs[0].type.shape if node.outputs else ()
-    if node.op in ("nn.conv1d", "nn.conv2d"):
-        w = node.inputs[1].type.shape
-        return _numel(out) * _numel(w[1:])
-    if node.op == "nn.conv_transpose2d":
-        w = node.inputs[1].type.shape
-        return _numel(node.inputs[0].type.shape) * _numel(w[1:])
-    if node.op == "nn.dense":
-        return _numel(out) * _numel(node.inputs[1].type.shape[1:])
-    if node.op == "nn.matmul":
-        k = node.inputs[0].type.shape[-1]
-        return _numel(out) * (k if isinstance(k, int) else 1)
-    if node.op == "nn.attention":
-        q_shape, k_shape = node.inputs[0].type.shape, node.inputs[1].type.shape
-        src = k_shape[-2]
-        return _numel(q_shape) * (src if isinstance(src, int) else 1) * 2
-    return 0
 
 
 def precision_of(node: Node) -> str:
@@ -65,7 +35,7 @@ def layer_rows(graph: Graph, peak_gflops: float | None = None) -> list[dict[str,
     and output bytes; with ``peak_gflops``, the compute-bound time at that peak in us)."""
     rows = []
     for node in graph.compute_nodes():
-        if node.op in _LAYOUT_OPS:
+        if is_view(node.op):  # pure data movement: reported only when a backend costs it
             continue
         params = sum(_numel(v.type.shape) for v in node.inputs if v.is_const)
         macs = node_macs(node)

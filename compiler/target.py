@@ -56,9 +56,7 @@ class Numerics:
     allowed_precisions: tuple[Precision, ...]
     weight_dtype: DType
     activation_dtype: DType
-    accumulator_dtype: DType
     power_of_two_scales: bool = False  # requantize by a shift only: no multiplier, no DSP
-    per_channel_weights: bool = False
     layout: Layout = "NCHW"
     #: dtype of the float ops left between integer layers of a quantized graph ("f32", or
     #: "f64" so that a backend reproduces the reference interpreter bit for bit: see
@@ -86,6 +84,12 @@ class FpgaLimits:
     #: peak bandwidth in GB/s and capacity in MiB, from the board's data sheet.
     ddr_gbps: float = 0.0
     ddr_mb: int = 0
+    #: 8-bit products one DSP slice computes per cycle when they share an operand (2 on a
+    #: DSP48E2/DSP58, 1 on a DSP48E1); the ``dsp_packing`` option overrides it.
+    products_per_dsp: int = 1
+    #: The activations the HLS conv/dense kernels apply in their output stage (fuse-bias-act
+    #: fuses no other); absent: any.
+    fused_activations: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,9 @@ class CpuLimits:
     mattr: tuple[str, ...]
     cores: int
     vector_bits: int
+    #: Architectural vector registers (16 ymm with AVX2, 32 zmm with AVX-512, 32 NEON v-regs):
+    #: how many accumulators a register-blocked kernel may keep.
+    vector_regs: int = 16
     has_vnni: bool = False
     kind: Literal["llvm"] = "llvm"
     peak_gflops_fp32: float | None = None
@@ -141,7 +148,10 @@ class AsicLimits:
     clock_mhz: float
     supported_ops: tuple[str, ...]
     host_target: HostTarget
-    layout: Layout = "NHWC"
+    #: The fused activations the array's output stage applies (others run on the host).
+    fused_activations: tuple[str, ...] = ("none",)
+    #: The array cells' accumulator: a layer whose accumulator differs runs on the host.
+    accumulator_dtype: DType = "i32"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import per pass module.
 
 from __future__ import annotations
 
+from passes.bias_correct import BiasCorrect
+from passes.calibrate import Calibrate
 from passes.convert_layout import ConvertLayout
 from passes.cse import CommonSubexpressions
 from passes.dce import DeadCodeElimination
@@ -15,18 +17,14 @@ from passes.fold_batchnorm import FoldBatchNorm
 from passes.fold_constants import FoldConstants
 from passes.fuse_bias_act import FuseBiasAct
 from passes.fuse_residual import FuseResidual
+from passes.mixed_precision import MixedPrecision
 from passes.prune_2to4 import Prune2to4
 from passes.prune_channels import PruneChannels
 from passes.prune_magnitude import PruneMagnitude
-from passes.quantize import (
-    BiasCorrect,
-    Calibrate,
-    MixedPrecision,
-    Quantize,
-    QuantizeRewrite,
-    QuantReportPass,
-)
+from passes.quant_report import QuantReportPass
+from passes.quantize import Quantize
 from passes.quantize_llm import QuantizeLLM
+from passes.quantize_rewrite import QuantizeRewrite
 from passes.recognize_attention import RecognizeAttention
 from passes.recognize_gelu import RecognizeGelu
 from passes.recognize_layernorm import RecognizeLayerNorm

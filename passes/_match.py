@@ -183,8 +183,8 @@ def const_ref(value: Value) -> str:
 
 def evaluate(graph: Graph, node: Node, operands: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run ``node`` on ``operands`` with the interpreter's own implementation of its op."""
-    from compiler.interpreter import IMPLS, Context, _as_type
+    from compiler.interpreter import IMPLS, Context, as_type
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         outs = IMPLS[node.op](Context(graph), node, list(operands))
-    return [_as_type(a, v.type) for a, v in zip(outs, node.outputs, strict=True)]
+    return [as_type(a, v.type) for a, v in zip(outs, node.outputs, strict=True)]

@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import node_macs
 from compiler.ir.types import TensorType, is_float
-from compiler.report import format_table, node_macs
+from compiler.report import format_table
 
 if TYPE_CHECKING:
     from compiler.context import PassContext

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import activation_ops, fused_activation, integer_keeps
 from compiler.ir.types import is_float
 from compiler.rewrite import Reject, RewritePass
 from passes._match import absorb, add_const_like, const_ref, morph, producer, set_operand, sole_user
@@ -18,45 +19,20 @@ if TYPE_CHECKING:
     from compiler.target import Target
 
 FUSES_INTO = ("nn.conv1d", "nn.conv2d", "nn.dense")
+ACTIVATION_OPS = activation_ops()
 
 Act = tuple[str, list[float]]
-_INF = float("inf")
-
-
-def _clip(attrs: dict[str, Any]) -> Act:
-    lo = -_INF if attrs.get("min") is None else float(attrs["min"])
-    hi = _INF if attrs.get("max") is None else float(attrs["max"])
-    # The same function under the name kernels know best.
-    return {(0.0, 6.0): ("relu6", []), (0.0, _INF): ("relu", [])}.get((lo, hi), ("clip", [lo, hi]))
-
-
-#: Standalone activation op -> the fused ``act`` and ``act_args`` it becomes
-#: (compiler.ir.ops_nn.FUSED_ACTIVATIONS).
-ACTIVATIONS: dict[str, Callable[[dict[str, Any]], Act]] = {
-    "nn.relu": lambda a: ("relu", []),
-    "nn.relu6": lambda a: ("relu6", []),
-    "nn.clip": _clip,
-    "nn.leaky_relu": lambda a: ("leaky_relu", [float(a.get("alpha", 0.01))]),
-    "nn.sigmoid": lambda a: ("sigmoid", []),
-    "nn.silu": lambda a: ("silu", []),
-    "nn.gelu": lambda a: ("gelu_tanh" if a.get("approximate") == "tanh" else "gelu", []),
-    "nn.hardswish": lambda a: ("hardswish", []),
-    "math.tanh": lambda a: ("tanh", []),
-}
-
-#: Backends whose fused conv/dense kernels implement only some activations.
-BACKEND_ACTIVATIONS: dict[str, frozenset[str]] = {
-    "hls": frozenset({"relu", "relu6", "clip"}),
-}
-
 
 def fusable_activation(node: Node, target: Target | None) -> Act | Reject | None:
-    """The (act, act_args) ``node`` fuses as, a Reject if the backend lacks it, else None."""
-    to_act = ACTIVATIONS.get(node.op)
-    if to_act is None:
+    """The (act, act_args) ``node`` fuses as, a Reject if the backend lacks it, else None
+    (``compiler.ir.op_facts.fused_activation``: the one act <-> op table)."""
+    fused = fused_activation(node.op, node.attrs)
+    if fused is None:
         return None
-    act, args = to_act(node.attrs)
-    supported = BACKEND_ACTIVATIONS.get(target.backend) if target is not None else None
+    act, args = fused
+    # An FPGA's kernels apply only some activations (the target file's fused_activations).
+    fpga = target.fpga if target is not None else None
+    supported = fpga.fused_activations if fpga is not None else None
     if supported is not None and act not in supported:
         return Reject(f"backend {target.backend} has no kernel with fused {act}")  # type: ignore[union-attr]
     return act, args
@@ -127,12 +103,16 @@ def _fuse_bias(graph: Graph, node: Node) -> bool | Reject | None:
     return None
 
 
-def _fuse_act(graph: Graph, node: Node, target: Target | None) -> bool | Reject | None:
+def _fuse_act(
+    graph: Graph, node: Node, target: Target | None, integer: bool
+) -> bool | Reject | None:
     if producer(node.inputs[0], *FUSES_INTO) is None:
         return None
     act = fusable_activation(node, target)
     if not isinstance(act, tuple):
         return act
+    if integer and not integer_keeps(act[0]):
+        return Reject(f"an integer quantize follows: {act[0]} has no integer form")
     conv = _target_conv(graph, node, node.inputs[0])
     if not isinstance(conv, Node):
         return conv
@@ -174,22 +154,30 @@ class FuseBiasAct(RewritePass):
 
     A constant added to (or subtracted from) a float conv/dense output is a bias when it
     varies only along the channel axis (1 for conv, the last for dense): [C], [C,1,1],
-    [1,C,1,1], or one value for all. The activations in ``ACTIVATIONS`` (relu, relu6, clip,
-    leaky_relu, sigmoid, silu, gelu, hardswish, tanh) become ``act``/``act_args``. A matmul by
+    [1,C,1,1], or one value for all. The activations of ``FUSED_ACTIVATIONS`` (relu, relu6,
+    clip, leaky_relu, sigmoid, silu, gelu, hardswish, tanh) become ``act``/``act_args``. A matmul by
     a constant 2-D weight becomes a dense (whose bias then fuses the same way).
     Must not fire when the conv output has other users, when an activation is already fused
     (a bias cannot go after it; a second activation is not expressible), when the constant is
-    not per-channel, or when ``target.backend`` has no kernel for the activation (hls: only
-    relu, relu6 and clip).
+    not per-channel, or when the target's kernels lack the activation (an FPGA's
+    ``[fpga] fused_activations``: relu, relu6 and clip). With ``integer`` (set by the
+    pipeline when an integer quantize follows, ``before_integer_quantize``) only the
+    activations an integer layer keeps fuse (relu, relu6, clip); gelu, silu, ... stay the
+    separate float ops quantize leaves float.
     """
 
     name: ClassVar[str] = "fuse-bias-act"
+    integer: bool = False
+
+    def before_integer_quantize(self) -> FuseBiasAct:
+        """This pass in a pipeline whose integer quantize comes later."""
+        return dataclasses.replace(self, integer=True)
 
     def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op in ("math.add", "math.sub"):
             return _fuse_bias(graph, node)
-        if node.op in ACTIVATIONS:
-            return _fuse_act(graph, node, ctx.target)
+        if node.op in ACTIVATION_OPS:
+            return _fuse_act(graph, node, ctx.target, self.integer)
         if node.op == "nn.matmul":
             return _matmul_to_dense(graph, node)
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -100,14 +101,24 @@ class FuseResidual(RewritePass):
     already has a residual or an activation (the add must come before it), or when the skip's
     type differs from the conv output's (no broadcasting residuals). With ``dense`` set, a
     ``nn.dense`` output takes its skip connection the same way (transformer residuals).
+    With ``integer`` (set by the pipeline when an integer quantize follows) it declines
+    every add: an integer skip connection is quantize's ``q.add``, and quantize takes the
+    graph as this pass leaves it.
     """
 
     name: ClassVar[str] = "fuse-residual"
     dense: bool = False
+    integer: bool = False
+
+    def before_integer_quantize(self) -> FuseResidual:
+        """This pass in a pipeline whose integer quantize comes later."""
+        return dataclasses.replace(self, integer=True)
 
     def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op != "math.add":
             return None
+        if self.integer:
+            return Reject("an integer quantize follows: the skip connection becomes its q.add")
         ops = CONVS + ("nn.dense",) if self.dense else CONVS
         first: Reject | None = None
         for conv, skip in _candidates(graph, node, ops):

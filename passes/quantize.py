@@ -1,6 +1,6 @@
 """quantize: post-training quantization with calibration, to the integer IR every backend takes.
 
-Before (float, after fold-batchnorm and fuse-bias-act)::
+Before (float, after fold-batchnorm and fuse-bias-act{integer=true})::
 
     %c1: f32[1,16,8,8] = nn.conv2d(%x, %w1, %b1) {act="relu", pads=[1,1,1,1]}
     %y: f32[1,10] = nn.dense(%f, %w2, %b2)
@@ -41,9 +41,12 @@ The quantized IR form (the contract the FPGA, CPU and ONNX backends build agains
   ``acc = (a - za)*a_multiplier + (b - zb)*b_multiplier`` (int64),
   ``out = saturate(((acc + 2^(shift-1)) >> shift) + zo)``, then relu (``max(out, zo)``) or the
   clamps; ``a_multiplier = round(s_a / s_o * 2^shift)``, ``shift = 16`` (or the smallest
-  exact one when both ratios are powers of two). A conv with a residual operand (fuse-residual)
-  is un-fused first: conv -> requantize -> ``q.add`` with the skip, because in integers the
-  skip would have to be rescaled to the accumulator's per-channel scale.
+  exact one when both ratios are powers of two). quantize reads the graph as the passes
+  before it left it and un-fuses nothing: before an integer quantize, fuse-residual declines
+  (the skip is this ``q.add``: in integers it would have to be rescaled to the accumulator's
+  per-channel scale) and fuse-bias-act fuses only relu/relu6/clip
+  (``compiler.pass_manager.fit_to_quantize``); a conv/dense with a residual operand or a
+  gelu/silu/... ``act`` is refused by name.
 - ``q.avg_pool2d`` / ``q.global_avg_pool`` sum ``x - zx`` over the window (int64) and
   requantize by ``s_in / (N * s_out)``. Max pooling, reshape, flatten, transpose, squeeze,
   slice, split, concat, pad (padding with the zero point) run unchanged on integer data and
@@ -102,7 +105,6 @@ falls back to scale 1 (exact) with a warning.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -111,23 +113,16 @@ from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph
 from compiler.quant_config import QuantConfig
 from compiler.quant_report import QuantReport
-from passes.quant import stages
+from passes.bias_correct import BiasCorrect
+from passes.calibrate import Calibrate
+from passes.mixed_precision import MixedPrecision
+from passes.quant_report import QuantReportPass
+from passes.quantize_rewrite import QuantizeRewrite
 
 if TYPE_CHECKING:
     from compiler.target import Target
 
-log = logging.getLogger(__name__)
-
-__all__ = [
-    "BiasCorrect",
-    "Calibrate",
-    "MixedPrecision",
-    "QuantConfig",
-    "QuantReportPass",
-    "Quantize",
-    "QuantizeRewrite",
-    "quantize_graph",
-]
+__all__ = ["QuantConfig", "Quantize", "quantize_graph"]
 
 
 @dataclass(frozen=True)
@@ -138,8 +133,10 @@ class Quantize:
     16 -> int16, 4 -> int4w unless ``precision`` is given); without one it uses the run's
     ``PassContext.quant``, else the defaults. Calibration data, the executor that collects
     its statistics and the sink for the report come from the ``PassContext``. The pass
-    manager runs (records, prints) its ``stages()`` as passes of their own
-    (``passes.quant.stages``).
+    manager runs (records, prints) its ``stages()`` as passes of their own, one module each:
+    ``passes.calibrate``, ``passes.quantize_rewrite``, ``passes.bias_correct``,
+    ``passes.mixed_precision``, ``passes.quant_report`` (they hand their state on in
+    ``ctx.quant_state``: ``passes.quant.state``).
     """
 
     name: ClassVar[str] = "quantize"
@@ -149,6 +146,12 @@ class Quantize:
     def from_options(cls, **options: Any) -> Quantize:
         """``quantize{...}``: the options are QuantConfig fields (and ``bits``)."""
         return cls(QuantConfig.from_options(**options) if options else None)
+
+    def makes_integers(self, quant: QuantConfig | None = None) -> bool:
+        """Whether this pass makes integer layers (its config, else the run's ``quant``):
+        the passes before it then produce only the forms an integer layer takes
+        (``compiler.pass_manager.fit_to_quantize``)."""
+        return (self.config or quant or QuantConfig()).integer
 
     def stages(self) -> list[Any]:
         """calibrate, quantize-rewrite, bias-correct, mixed-precision, quant-report."""
@@ -160,65 +163,6 @@ class Quantize:
         for stage in self.stages():
             changed |= stage.run(graph, ctx)
         return changed
-
-
-@dataclass(frozen=True)
-class Calibrate:
-    """Canonicalize the float graph, plan, collect statistics, pick scales (the graph stays
-    float; see ``passes.quant.stages``). ``calibrate{...}`` takes the quantize options."""
-
-    name: ClassVar[str] = "calibrate"
-    config: QuantConfig | None = None
-
-    @classmethod
-    def from_options(cls, **options: Any) -> Calibrate:
-        return cls(QuantConfig.from_options(**options) if options else None)
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.calibrate(graph, ctx, self.config or ctx.quant or QuantConfig())
-
-
-@dataclass(frozen=True)
-class QuantizeRewrite:
-    """The integer (or weight-only) graph from what ``calibrate`` found."""
-
-    name: ClassVar[str] = "quantize-rewrite"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.rewrite(graph, ctx)
-
-
-@dataclass(frozen=True)
-class BiasCorrect:
-    """With ``bias_correction``: remove each integer layer's mean output error."""
-
-    name: ClassVar[str] = "bias-correct"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.correct_bias(graph, ctx)
-
-
-@dataclass(frozen=True)
-class MixedPrecision:
-    """With ``precision="mixed"``: keep the most sensitive layers wider until the budget."""
-
-    name: ClassVar[str] = "mixed-precision"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        return stages.choose_precisions(graph, ctx)
-
-
-@dataclass(frozen=True)
-class QuantReportPass:
-    """Measure the quantized graph against float; the report goes to ``ctx.quant_reports``."""
-
-    name: ClassVar[str] = "quant-report"
-
-    def run(self, graph: Graph, ctx: PassContext) -> bool:
-        report = stages.report(graph, ctx)
-        ctx.quant_reports.append(report)
-        log.info("%s", report.format())
-        return False
 
 
 def quantize_graph(

@@ -1,4 +1,4 @@
-"""Regenerate the README's op support matrix from the rule tables (``--check`` to verify).
+"""Regenerate the README's op support matrix and backend option table (``--check`` to verify).
 
 Columns are the tables themselves: the interpreter's IMPLS, each backend's rule table. A
 mark means the backend has a rule for the op; a rule may still decline a particular node
@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 BEGIN, END = "<!-- support-matrix -->", "<!-- /support-matrix -->"
+OPTIONS_BEGIN, OPTIONS_END = "<!-- backend-options -->", "<!-- /backend-options -->"
 
 
 def _tables() -> dict[str, Callable[[], set[str]]]:
@@ -68,12 +69,28 @@ def matrix() -> str:
     return "\n".join(lines)
 
 
+def options_table() -> str:
+    """Every backend option from ``compiler.backend.BACKEND_OPTIONS``, the one declaration."""
+    from compiler.backend import BACKEND_OPTIONS, MULTI_OPTIONS
+
+    lines = ["| backend | option | what it does |", "|---|---|---|"]
+    for backend, options in [*BACKEND_OPTIONS.items(), ("every target", MULTI_OPTIONS)]:
+        for name, doc in options.items():
+            lines.append(f"| {backend} | `{name}` | {doc.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def _replace(readme: str, begin: str, end: str, body: str) -> str:
+    if begin not in readme or end not in readme:
+        raise SystemExit(f"README.md lacks the {begin} ... {end} markers")
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
+
+
 def render(readme: str) -> str:
-    if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md lacks the {BEGIN} ... {END} markers")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{matrix()}\n{END}{tail}"
+    readme = _replace(readme, BEGIN, END, matrix())
+    return _replace(readme, OPTIONS_BEGIN, OPTIONS_END, options_table())
 
 
 def main() -> int:
@@ -85,7 +102,8 @@ def main() -> int:
     updated = render(current)
     if args.check:
         if updated != current:
-            print("README.md support matrix is stale: run python scripts/support_matrix.py")
+            print("README.md support matrix or option table is stale: "
+                  "run python scripts/support_matrix.py")
             return 1
         return 0
     path.write_text(updated)

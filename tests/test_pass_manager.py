@@ -105,3 +105,24 @@ def test_verify_each_catches_a_broken_graph() -> None:
 
     with pytest.raises(PassError, match="unknown attribute"):
         PassManager([Corrupt()], verify_each=True).run(graph())
+
+
+def test_each_pass_is_one_module_named_after_it() -> None:
+    """One pass per file: the registry names each pass's own module (``fuse-bias-act`` in
+    ``passes/fuse_bias_act.py``), which imports no private name from another module."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from passes import PASSES
+
+    modules = {name: inspect.getmodule(cls) for name, cls in PASSES.items()}
+    for name, module in modules.items():
+        assert module is not None and module.__name__ == "passes." + name.replace("-", "_")
+    for path in Path(inspect.getfile(PASSES["dce"])).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                ("passes", "compiler", "backends")
+            ):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path}:{node.lineno} imports {private}"

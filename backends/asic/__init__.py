@@ -83,6 +83,7 @@ class AsicBackend:
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
         from backends.asic.codegen import HOST_RULES
         from backends.asic.partition import offload_reason
+        from compiler.rules import unsupported_nodes
 
         if target.asic is None:
             return [Unsupported("target", target.name, "no [asic] table")]
@@ -93,21 +94,14 @@ class AsicBackend:
         ]
         if not is_static(graph):
             items.append(Unsupported("graph", graph.name, "symbolic shapes; give example inputs"))
-        supported = tuple(target.asic.supported_ops)
-        for node in graph.nodes:
-            if node.op == "const" or offload_reason(graph, node, supported) is None:
-                continue
-            rule = HOST_RULES.get(node.op)
-            where = node.loc or node.name
-            if rule is None:
-                items.append(
-                    Unsupported(
-                        node.op, where, "neither the NPU nor the host C kernels implement it"
-                    )
-                )
-            elif rule.check is not None and (reason := rule.check(graph, node)):
-                items.append(Unsupported(node.op, where, reason))
-        return items
+        asic = target.asic
+        return items + unsupported_nodes(
+            graph,
+            graph,
+            HOST_RULES,
+            "neither the NPU nor the host C kernels implement it",
+            skip=lambda node: offload_reason(graph, node, asic) is None,
+        )
 
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]

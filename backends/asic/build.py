@@ -92,7 +92,7 @@ def generate(graph: Graph, target: Any, layers: dict[int, NpuLayer]) -> dict[str
                     {id(layer.node)} | ({id(layer.requantize)} if layer.requantize else set())
                 )
             else:
-                HOST_RULES[node.op].emit(prog, node)
+                HOST_RULES[node.op].lower(node, prog)
         for i, v in enumerate(graph.outputs):
             code.line(
                 f"memcpy(outputs[{i}], {prog.buf(v)}, sizeof({prog.ctype(v)}) * {prog.size(v)});"

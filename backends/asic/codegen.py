@@ -2,7 +2,7 @@
 
 ``model.c`` defines ``tapeout_run(inputs, outputs)``, which runs the graph node by node: an
 NPU layer is a call into ``npu_runtime.h``; any other node is a call into the hand-written
-host kernels of ``runtime/host_ops.c`` chosen by ``HOST_RULES`` (op -> check, emit), which
+host kernels of ``runtime/host_ops.c`` chosen by ``HOST_RULES`` (op -> ``Rule``), which
 follow the reference interpreter. Every intermediate tensor is a static buffer. TVM 0.27 has
 no ahead-of-time executor for Relax (its C target emits kernels that need the VM runtime to
 be called), so the host orchestration is generated here rather than by TVM.
@@ -20,9 +20,10 @@ import numpy as np
 from backends.asic.partition import NpuLayer, conv_geometry
 from backends.c_emitter import CTYPES, CEmitter, c_array, c_float, c_int
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import output_clamp, view_ops, zero_point
 from compiler.ir.ops import get_op
 from compiler.ir.ops_nn import spatial_params
-from compiler.numerics import INT_RANGES
+from compiler.rules import Rule
 
 
 @dataclass
@@ -73,14 +74,10 @@ class Program:
         return self.const_array(self.weights.ident(hint, "t_"), ctype, list(values))
 
 
-EmitFn = Callable[[Program, Node], None]
-CheckFn = Callable[[Graph, Node], str | None]
-
-
-@dataclass(frozen=True)
-class HostRule:
-    emit: EmitFn
-    check: CheckFn | None = None
+#: A host rule (the shared contract of ``compiler.rules``): ``check(node, graph)`` says why
+#: the host C kernels cannot take a node, ``lower(node, program)`` emits its call.
+HostRule = Rule[Graph, Program]
+CheckFn = Callable[[Node, Graph], str | None]
 
 
 def _channels(value: Value, axis: int | None) -> tuple[int, int]:
@@ -101,7 +98,7 @@ def _qparams(p: Program, value: Value, hint: str) -> tuple[str, str, int, int]:
     return scale, zps, channels, inner
 
 
-def _quantize(p: Program, node: Node) -> None:
+def _quantize(node: Node, p: Program) -> None:
     x, out = node.inputs[0], node.outputs[0]
     scale, zp, channels, inner = _qparams(p, out, out.name)
     p.code.line(
@@ -110,7 +107,7 @@ def _quantize(p: Program, node: Node) -> None:
     )
 
 
-def _dequantize(p: Program, node: Node) -> None:
+def _dequantize(node: Node, p: Program) -> None:
     x, out = node.inputs[0], node.outputs[0]
     scale, zp, channels, inner = _qparams(p, x, x.name + "_dq")
     fn = "host_dequantize_i8" if x.dtype == "i8" else "host_dequantize_i32"
@@ -119,23 +116,7 @@ def _dequantize(p: Program, node: Node) -> None:
     )
 
 
-def _clamp(node: Node, zo: int) -> tuple[int, int]:
-    lo, hi = INT_RANGES[node.attrs.get("dtype", "i8")]
-    if node.attrs.get("act", "none") == "relu":
-        lo = max(lo, zo)
-    if node.attrs.get("clip_min") is not None:
-        lo = max(lo, int(node.attrs["clip_min"]))
-    if node.attrs.get("clip_max") is not None:
-        hi = min(hi, int(node.attrs["clip_max"]))
-    return lo, hi
-
-
-def _zp(value: Value) -> int:
-    qp = value.type.quant
-    return int(qp.zero_point[0]) if qp is not None else 0
-
-
-def _requantize(p: Program, node: Node) -> None:
+def _requantize(node: Node, p: Program) -> None:
     x, out = node.inputs[0], node.outputs[0]
     a = node.attrs
     qp = out.type.quant
@@ -148,7 +129,7 @@ def _requantize(p: Program, node: Node) -> None:
     def table(hint: str, ctype: str, values: list) -> str:
         return p.table(out.name + hint, ctype, np.broadcast_to(values, (channels,)))
 
-    lo, hi = _clamp(node, 0)
+    lo, hi = output_clamp(node.attrs, 0)
     p.code.line(
         f"host_requantize_i32_i8({p.buf(x)}, {p.buf(out)}, {p.size(out)}, "
         f"{table('_mult', 'int64_t', mult)}, {table('_shift', 'int64_t', shift)}, "
@@ -156,20 +137,20 @@ def _requantize(p: Program, node: Node) -> None:
     )
 
 
-def _qadd(p: Program, node: Node) -> None:
+def _qadd(node: Node, p: Program) -> None:
     a, b = node.inputs
     out = node.outputs[0]
-    zo = _zp(out)
-    lo, hi = _clamp(node, zo)
+    zo = zero_point(out)
+    lo, hi = output_clamp(node.attrs, zo)
     at = node.attrs
     p.code.line(
-        f"host_qadd_i8({p.buf(a)}, {p.buf(b)}, {p.buf(out)}, {p.size(out)}, {_zp(a)}, "
-        f"{_zp(b)}, {c_int(at['a_multiplier'])}, "
+        f"host_qadd_i8({p.buf(a)}, {p.buf(b)}, {p.buf(out)}, {p.size(out)}, {zero_point(a)}, "
+        f"{zero_point(b)}, {c_int(at['a_multiplier'])}, "
         f"{c_int(at['b_multiplier'])}, {int(at['shift'])}, {zo}, {lo}, {hi});"
     )
 
 
-def _same_shapes(graph: Graph, node: Node) -> str | None:
+def _same_shapes(node: Node, graph: Graph) -> str | None:
     shapes = {tuple(v.type.shape) for v in [*node.inputs, *node.outputs]}
     return None if len(shapes) == 1 else "broadcasting q.add is not implemented on the host"
 
@@ -188,7 +169,7 @@ def _pool_struct(
     return name
 
 
-def _max_pool(p: Program, node: Node) -> None:
+def _max_pool(node: Node, p: Program) -> None:
     a = get_op(node.op).with_defaults(node.attrs)
     kernel = [int(k) for k in a["kernel"]]
     strides, pads, dil = spatial_params({**a, "strides": a["strides"] or kernel}, 2)
@@ -197,7 +178,7 @@ def _max_pool(p: Program, node: Node) -> None:
     p.code.line(f"{fn}({p.buf(node.inputs[0])}, {p.buf(node.outputs[0])}, &{st});")
 
 
-def _qavg_pool(p: Program, node: Node) -> None:
+def _qavg_pool(node: Node, p: Program) -> None:
     x = node.inputs[0]
     if node.op == "q.global_avg_pool":
         kernel, strides, pads = [int(d) for d in x.type.shape[2:]], [1, 1], [0, 0, 0, 0]
@@ -207,9 +188,9 @@ def _qavg_pool(p: Program, node: Node) -> None:
         strides, pads, _ = spatial_params({**a, "strides": a["strides"] or kernel}, 2)
     st = _pool_struct(p, node, kernel, strides, pads, [1, 1])
     p.code.line(
-        f"host_qavg_pool2d_i8({p.buf(x)}, {p.buf(node.outputs[0])}, &{st}, {_zp(x)}, "
+        f"host_qavg_pool2d_i8({p.buf(x)}, {p.buf(node.outputs[0])}, &{st}, {zero_point(x)}, "
         f"{c_int(node.attrs['multiplier'])}, "
-        f"{c_int(node.attrs['shift'])}, {_zp(node.outputs[0])});"
+        f"{c_int(node.attrs['shift'])}, {zero_point(node.outputs[0])});"
     )
 
 
@@ -233,7 +214,7 @@ _BINARY = {
 }
 
 
-def _binary(p: Program, node: Node) -> None:
+def _binary(node: Node, p: Program) -> None:
     out = node.outputs[0]
     shape = [int(d) for d in out.type.shape] or [1]
     tables = [
@@ -250,19 +231,19 @@ def _binary(p: Program, node: Node) -> None:
     )
 
 
-def _float_only(graph: Graph, node: Node) -> str | None:
+def _float_only(node: Node, graph: Graph) -> str | None:
     if any(v.dtype != "f32" for v in [*node.inputs, *node.outputs]):
         return "the host kernel takes float32 only"
     return None
 
 
-def _relu(p: Program, node: Node) -> None:
+def _relu(node: Node, p: Program) -> None:
     x, out = node.inputs[0], node.outputs[0]
     fn = "host_relu_f32" if x.dtype == "f32" else "host_relu_i8"
     p.code.line(f"{fn}({p.buf(x)}, {p.buf(out)}, {p.size(out)});")
 
 
-def _clip(p: Program, node: Node) -> None:
+def _clip(node: Node, p: Program) -> None:
     lo = node.attrs.get("min", 0.0) if node.op == "nn.clip" else 0.0
     hi = node.attrs.get("max", 6.0) if node.op == "nn.clip" else 6.0
     lo_c = "-INFINITY" if lo is None else c_float(lo)
@@ -271,12 +252,12 @@ def _clip(p: Program, node: Node) -> None:
     p.code.line(f"host_clip_f32({p.buf(x)}, {p.buf(out)}, {p.size(out)}, {lo_c}, {hi_c});")
 
 
-def _copy(p: Program, node: Node) -> None:
+def _copy(node: Node, p: Program) -> None:
     x, out = node.inputs[0], node.outputs[0]
     p.code.line(f"memcpy({p.buf(out)}, {p.buf(x)}, sizeof({p.ctype(out)}) * {p.size(out)});")
 
 
-def _transpose(p: Program, node: Node) -> None:
+def _transpose(node: Node, p: Program) -> None:
     x, out = node.inputs[0], node.outputs[0]
     perm = [int(v) for v in node.attrs["perm"]]
     in_shape = [int(d) for d in x.type.shape]
@@ -289,7 +270,7 @@ def _transpose(p: Program, node: Node) -> None:
     )
 
 
-def _int_conv(p: Program, node: Node) -> None:
+def _int_conv(node: Node, p: Program) -> None:
     x, w = node.inputs[0], node.inputs[1]
     n, c, h, wd = (int(d) for d in x.type.shape)
     oh, ow = (int(d) for d in node.outputs[0].type.shape[2:])
@@ -297,7 +278,7 @@ def _int_conv(p: Program, node: Node) -> None:
     bias = p.buf(node.inputs[2]) if len(node.inputs) > 2 else "NULL"
     relu = int(node.attrs.get("act", "none") == "relu")
     p.code.line(
-        f"host_conv2d_i8({p.buf(x)}, {n}, {c}, {h}, {wd}, {_zp(x)}, {p.buf(w)}, "
+        f"host_conv2d_i8({p.buf(x)}, {n}, {c}, {h}, {wd}, {zero_point(x)}, {p.buf(w)}, "
         f"{int(w.type.shape[0])}, {int(node.attrs.get('groups', 1))}, {bias}, "
         f"{g['kernel_h']}, {g['kernel_w']}, {g['stride_h']}, {g['stride_w']}, "
         f"{g['pad_top']}, {g['pad_left']}, {g['dilation_h']}, {g['dilation_w']}, "
@@ -305,19 +286,19 @@ def _int_conv(p: Program, node: Node) -> None:
     )
 
 
-def _int_dense(p: Program, node: Node) -> None:
+def _int_dense(node: Node, p: Program) -> None:
     x, w = node.inputs[0], node.inputs[1]
     n_out, k = (int(d) for d in w.type.shape)
     m = p.size(x) // k
     bias = p.buf(node.inputs[2]) if len(node.inputs) > 2 else "NULL"
     relu = int(node.attrs.get("act", "none") == "relu")
     p.code.line(
-        f"host_dense_i8({p.buf(x)}, {m}, {k}, {_zp(x)}, {p.buf(w)}, {n_out}, {bias}, "
+        f"host_dense_i8({p.buf(x)}, {m}, {k}, {zero_point(x)}, {p.buf(w)}, {n_out}, {bias}, "
         f"{relu}, {p.buf(node.outputs[0])});"
     )
 
 
-def _int_layer(graph: Graph, node: Node) -> str | None:
+def _int_layer(node: Node, graph: Graph) -> str | None:
     x, w = node.inputs[0], node.inputs[1]
     if x.dtype != "i8" or w.dtype != "i8" or graph.const_value(w) is None:
         return "only int8 layers with constant weights run on this target (quantize first)"
@@ -331,45 +312,38 @@ def _int_layer(graph: Graph, node: Node) -> str | None:
 
 
 def _dtypes(*allowed: str) -> CheckFn:
-    def check(graph: Graph, node: Node) -> str | None:
+    def check(node: Node, graph: Graph) -> str | None:
         bad = [v.dtype for v in [*node.inputs, *node.outputs] if v.dtype not in allowed]
         return f"dtype {bad[0]} is not supported by the host kernel" if bad else None
 
     return check
 
 
-def _pool_check(graph: Graph, node: Node) -> str | None:
+def _pool_check(node: Node, graph: Graph) -> str | None:
     if node.attrs.get("ceil_mode"):
         return "ceil_mode pooling"
-    return _dtypes("i8", "f32")(graph, node)
+    return _dtypes("i8", "f32")(node, graph)
 
 
 HOST_RULES: dict[str, HostRule] = {
-    "q.quantize": HostRule(_quantize, _dtypes("f32", "i8")),
-    "q.dequantize": HostRule(_dequantize, _dtypes("i8", "i32", "f32")),
-    "q.requantize": HostRule(_requantize, _dtypes("i32", "i8")),
-    "q.add": HostRule(_qadd, lambda g, n: _same_shapes(g, n) or _dtypes("i8")(g, n)),
-    "q.avg_pool2d": HostRule(_qavg_pool, _dtypes("i8")),
-    "q.global_avg_pool": HostRule(_qavg_pool, _dtypes("i8")),
-    "nn.max_pool2d": HostRule(_max_pool, _pool_check),
-    "nn.relu": HostRule(_relu, _dtypes("f32", "i8")),
-    "nn.relu6": HostRule(_clip, _float_only),
-    "nn.clip": HostRule(_clip, _float_only),
-    **{op: HostRule(_binary, _float_only) for op in _BINARY},
+    "q.quantize": Rule(_quantize, _dtypes("f32", "i8")),
+    "q.dequantize": Rule(_dequantize, _dtypes("i8", "i32", "f32")),
+    "q.requantize": Rule(_requantize, _dtypes("i32", "i8")),
+    "q.add": Rule(_qadd, lambda n, g: _same_shapes(n, g) or _dtypes("i8")(n, g)),
+    "q.avg_pool2d": Rule(_qavg_pool, _dtypes("i8")),
+    "q.global_avg_pool": Rule(_qavg_pool, _dtypes("i8")),
+    "nn.max_pool2d": Rule(_max_pool, _pool_check),
+    "nn.relu": Rule(_relu, _dtypes("f32", "i8")),
+    "nn.relu6": Rule(_clip, _float_only),
+    "nn.clip": Rule(_clip, _float_only),
+    **{op: Rule(_binary, _float_only) for op in _BINARY},
     **{
-        op: HostRule(_copy)
-        for op in (
-            "tensor.reshape",
-            "tensor.flatten",
-            "tensor.squeeze",
-            "tensor.unsqueeze",
-            "tensor.identity",
-            "nn.dropout",
-        )
+        op: Rule(_copy)
+        for op in view_ops()  # the same bytes under a new shape
     },
-    "tensor.transpose": HostRule(_transpose),
-    "nn.conv2d": HostRule(_int_conv, _int_layer),
-    "nn.dense": HostRule(_int_dense, _int_layer),
+    "tensor.transpose": Rule(_transpose),
+    "nn.conv2d": Rule(_int_conv, _int_layer),
+    "nn.dense": Rule(_int_dense, _int_layer),
 }
 
 
@@ -388,8 +362,9 @@ def emit_npu(p: Program, layer: NpuLayer) -> None:
             shifts = p.table(
                 out.name + "_shift", "int32_t", np.broadcast_to(rq.attrs["shift"], (layer.n,))
             )
-            lo, hi = _clamp(rq, 0)
-            p.code.line(f"const npu_output_stage stage = {{{shifts}, {_zp(out)}, {lo}, {hi}}};")
+            lo, hi = output_clamp(rq.attrs, 0)
+            zo = zero_point(out)
+            p.code.line(f"const npu_output_stage stage = {{{shifts}, {zo}, {lo}, {hi}}};")
             stage = "&stage"
         if layer.kind == "conv2d":
             n, c, h, wd = (int(d) for d in x.type.shape)
@@ -412,12 +387,12 @@ def emit_npu(p: Program, layer: NpuLayer) -> None:
             p.code.line(f"const npu_conv_params params = {{{fields}}};")
             p.code.line(f"const npu_shape4 shape = {{{n}, {c}, {h}, {wd}}};")
             call = (
-                f"npu_conv2d({p.buf(x)}, shape, {_zp(x)}, {p.buf(w)}, {layer.n}, {bias}, "
+                f"npu_conv2d({p.buf(x)}, shape, {zero_point(x)}, {p.buf(w)}, {layer.n}, {bias}, "
                 f"&params, {relu}, {stage}, {p.buf(out)})"
             )
         else:
             call = (
-                f"npu_dense({p.buf(x)}, {layer.m}, {layer.k}, {_zp(x)}, {p.buf(w)}, "
+                f"npu_dense({p.buf(x)}, {layer.m}, {layer.k}, {zero_point(x)}, {p.buf(w)}, "
                 f"{layer.n}, {bias}, {relu}, {stage}, {p.buf(out)})"
             )
         p.code.line(f"const int rc = {call};")

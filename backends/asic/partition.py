@@ -41,9 +41,9 @@ class NpuLayer:
         return self.m * self.k * self.n
 
 
-def offload_reason(graph: Graph, node: Node, supported: tuple[str, ...]) -> str | None:
-    """None when the NPU can run ``node``, else why not."""
-    if node.op not in supported or node.op not in ("nn.conv2d", "nn.dense"):
+def offload_reason(graph: Graph, node: Node, asic: Any) -> str | None:
+    """None when the NPU (a target's ``AsicLimits``) can run ``node``, else why not."""
+    if node.op not in asic.supported_ops or node.op not in ("nn.conv2d", "nn.dense"):
         return f"{node.op} is not an NPU op"
     x, w = node.inputs[0], node.inputs[1]
     if x.dtype != "i8" or w.dtype != "i8" or graph.const_value(w) is None:
@@ -54,9 +54,10 @@ def offload_reason(graph: Graph, node: Node, supported: tuple[str, ...]) -> str 
         return "the bias must be a constant int32"
     if len(node.inputs) > 3:
         return "a residual operand is added on the host"
-    if (node.attrs.get("acc") or "i32") != "i32" or node.outputs[0].dtype != "i32":
-        return "the NPU accumulates in int32"
-    if node.attrs.get("act", "none") not in ("none", "relu"):
+    acc = asic.accumulator_dtype
+    if (node.attrs.get("acc") or "i32") != acc or node.outputs[0].dtype != acc:
+        return f"the NPU accumulates in {acc}"
+    if node.attrs.get("act", "none") not in asic.fused_activations:
         return f"activation {node.attrs.get('act')} is not in the NPU's output stage"
     if int(node.attrs.get("groups", 1)) != 1:
         return "grouped convolution"
@@ -98,7 +99,7 @@ def partition(graph: Graph, asic: Any) -> dict[int, NpuLayer]:
     id too, pointing at the same layer."""
     layers: dict[int, NpuLayer] = {}
     for node in graph.nodes:
-        if offload_reason(graph, node, tuple(asic.supported_ops)) is not None:
+        if offload_reason(graph, node, asic) is not None:
             continue
         m, k, n = gemm_shape(node)
         tiles, cycles = estimate(m, k, n, asic.array_rows, asic.array_cols)

@@ -5,27 +5,15 @@
 (``backends.hls.reuse``), prints the firmware, testbench, golden data, Tcl, Makefile and
 README, and returns an ``HlsArtifact`` that runs the design in C simulation.
 
-Options (``compile(..., reuse_factor=4)`` or ``tapeout compile --option reuse_factor=4``):
-
-* ``reuse_factor``: ``"auto"`` (default: fit the part with the lowest latency), an integer
-  for every MAC layer, or a dict layer -> integer (by layer name, source location or IR value
-  name; unnamed layers are chosen automatically);
-* ``top``: the top function's name (default: the graph's name);
-* ``dsp_packing``: 8-bit products per DSP in the estimate (default: 2 on UltraScale+);
-* ``port_layout``: ``"nhwc"`` (default: 4-D tensors cross the ports channels-innermost, the
-  kernels' order, and the host converts) or ``"nchw"`` (the model's order; the top function
-  converts, at one element per cycle);
-* ``tb_samples``: random golden samples for the testbench (default 32), or ``tb_inputs``: a
-  list of input arrays (stacked samples) to use instead;
-* ``fpga_arch``: ``"auto"`` (default), ``"dataflow"`` or ``"engine"``: the architecture
-  (``backends.hls.engine.choice``: dataflow when the model fits on chip, else the
-  weight-streaming engine, and the summary's ``arch_reason`` says why);
-* ``engine``: the engine's size, ``"B512"`` ... ``"B4096"`` (default: the largest that fits
-  the part) or a dict of ``backends.hls.engine.config.EngineConfig`` fields;
-  ``engine_clock_mhz``: the engine's clock for the estimate (default: the target's);
-* ``max_utilization``: the share of each resource (DSP, BRAM18K, LUT) the automatic reuse
-  factors may fill, e.g. ``0.8`` (default 1.0: the whole part; no engineer ships a design at
-  99 %, routing and timing closure need headroom).
+Options (``compile(..., reuse_factor=4)`` or ``tapeout compile --option reuse_factor=4``) are
+declared once, in ``compiler.backend.BACKEND_OPTIONS["hls"]`` (the README's option table is
+generated from it). ``reuse_factor`` names layers by layer name, source location or IR value
+name; ``port_layout="nhwc"`` keeps the kernels' order at the ports (the host converts),
+``"nchw"`` converts in the top function at one element per cycle; ``fpga_arch="auto"`` picks
+the dataflow design when the model fits on chip, else the weight-streaming engine
+(``backends.hls.engine.choice``; the summary's ``arch_reason`` says why);
+``max_utilization`` defaults to 1.0 (the whole part), though no engineer ships a design at
+99 %: routing and timing closure need headroom.
 """
 
 from __future__ import annotations
@@ -54,26 +42,13 @@ from backends.hls.project import (
 )
 from backends.hls.resources import Model
 from backends.hls.reuse import budget_of, choose, resolve_option
+from compiler.backend import check_options
 from compiler.errors import BackendError, Unsupported, UnsupportedOpsError
 from compiler.ir.graph import Graph
 from compiler.specialize import is_static
 
 if TYPE_CHECKING:
     from compiler.target import Target
-
-OPTIONS = (
-    "reuse_factor",
-    "top",
-    "dsp_packing",
-    "port_layout",
-    "tb_samples",
-    "tb_inputs",
-    "fpga_arch",
-    "engine",
-    "engine_clock_mhz",
-    "max_utilization",
-)
-
 
 class HlsBackend:
     """Vitis HLS C++ for an FPGA target (``targets/zcu104.toml`` and friends)."""
@@ -101,12 +76,7 @@ class HlsBackend:
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]
     ) -> HlsArtifact:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise BackendError(
-                f"unknown option(s) {', '.join(unknown)} for the hls backend; "
-                f"known: {', '.join(OPTIONS)}"
-            )
+        check_options(self.name, options, BackendError, multi=False)  # compiler.backend's table
         if target.fpga is None:
             raise BackendError(f"target {target.name} has no [fpga] table")
         graph = batch_one(graph)  # one sample per call: a symbolic batch becomes 1
@@ -139,7 +109,7 @@ class HlsBackend:
         design = build_design(graph, target, str(options.get("top") or graph.name), layout)
         packing = options.get("dsp_packing")
         model = Model.for_target(
-            fpga.family, fpga.clock_mhz, int(packing) if packing is not None else None
+            fpga.products_per_dsp, fpga.clock_mhz, int(packing) if packing is not None else None
         )
         fixed = resolve_option(design, options.get("reuse_factor", "auto"))
         budget = _ceiling(budget_of(fpga), options.get("max_utilization", 1.0))

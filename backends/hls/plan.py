@@ -19,8 +19,10 @@ from backends.hls.design import Buffer, Design, InputEdge, Layer, OutputEdge, Po
 from backends.hls.islands import island_sources, island_table, tabulable
 from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import zero_point
 from compiler.ir.ops import OPS
 from compiler.ir.types import is_float, is_int
+from compiler.rules import Rule, unsupported_nodes
 from compiler.specialize import is_static, specialize
 
 #: Why a node with a float operand has no HLS kernel.
@@ -69,11 +71,8 @@ class Lowering:
     def const(self, value: Value) -> np.ndarray | None:
         return self.graph.const_value(value)
 
-    @staticmethod
-    def zero_point(value: Value) -> int:
-        """Per-tensor zero point (the interpreter reads 0 for per-channel parameters)."""
-        qp = value.type.quant
-        return int(qp.zero_point[0]) if qp is not None and qp.axis is None else 0
+    #: The one zero point an integer op reads (``compiler.ir.op_facts``).
+    zero_point = staticmethod(zero_point)
 
     def users(self, value: Value) -> list[Node]:
         return [n for n, _ in value.uses]
@@ -131,22 +130,19 @@ def no_ctype(node: Node) -> str | None:
     return None
 
 
-def check_node(node: Node, low: Lowering) -> str | None:
-    """The reason ``node`` cannot be lowered, or None."""
+def rule_for(node: Node, low: Lowering) -> Rule[Any, Any] | None:
+    """The rule of ``node``: float math inside an island is part of a lookup table."""
     from backends.hls.rules import RULES, island_rule
 
-    if node.op == "const":
-        return None
-    if reason := no_ctype(node):
-        return reason
-    rule = RULES.get(node.op)
     if node.outputs and node.outputs[0] in low.island:
-        rule = island_rule  # float math inside an island: part of a lookup table
-    if rule is None:
-        if any(is_float(v.dtype) for v in [*node.inputs, *node.outputs]):
-            return FLOAT_OPERAND
-        return "no HLS kernel for this op"
-    return rule.check(node, low)
+        return island_rule
+    return RULES.get(node.op)
+
+
+def _no_rule(node: Node) -> str:
+    if any(is_float(v.dtype) for v in [*node.inputs, *node.outputs]):
+        return FLOAT_OPERAND
+    return "no HLS kernel for this op"
 
 
 def batch_one(graph: Graph) -> Graph:
@@ -171,13 +167,12 @@ def batch_one(graph: Graph) -> Graph:
 
 def unsupported(graph: Graph, target: Target | None) -> list[Unsupported]:
     """Every node the HLS backend cannot take, each with the reason, and bad graph edges."""
+    from backends.hls.rules import RULES
+
     graph = batch_one(graph)
     low = Lowering(graph, target)
-    items = []
-    for node in graph.nodes:
-        reason = check_node(node, low)
-        if reason:
-            items.append(Unsupported(node.op, where(node), reason))
+    items = unsupported_nodes(graph, low, RULES, _no_rule, rule_for=rule_for,
+                              guard=lambda node, rule, ctx: no_ctype(node), where=where)
     for value in graph.inputs:
         reason = _input_reason(value, low)
         if reason:
@@ -247,16 +242,14 @@ def build_design(graph: Graph, target: Target, top: str, port_layout: str = "nhw
     in hardware; the host converts) or as ``nchw`` (the model's order: the top function
     converts, one element per cycle).
     """
-    from backends.hls.rules import RULES, island_rule
-
     low = Lowering(graph, target, port_layout)
     top_name = low.namer.ident(top, "top", ("_h", "_cpp"))
     in_edges = [_input_edge(v, low) for v in graph.inputs]
     for node in graph.nodes:
         if node.op == "const" or id(node) in low.covered:
             continue
-        in_island = bool(node.outputs) and node.outputs[0] in low.island
-        rule = island_rule if in_island else RULES[node.op]
+        rule = rule_for(node, low)
+        assert rule is not None, "unsupported() must have refused it"
         rule.lower(node, low)
     out_edges = _output_edges(graph, low)
     in_ports = _unique_ports([e.port for e in in_edges])

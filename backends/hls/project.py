@@ -175,6 +175,7 @@ def summary(
     out: dict[str, Any] = {
         "top": design.top,
         "part": fpga.part,
+        "family": fpga.family,
         "clock_mhz": fpga.clock_mhz,
         "interface": design.interface,
     }

@@ -11,9 +11,9 @@ against the csynth report):
   away; with rf > 1 the estimate is optimistic by the zeros. 8-bit x 8-bit products are
   packed two per DSP48E2 (UltraScale+; the shared-operand INT8 packing of Xilinx WP486: one
   activation times two weights), one per DSP48E1 (7-series) and one per DSP for wider
-  operands (``PRODUCTS_PER_DSP``; the ``dsp_packing`` option overrides it). A power-of-two
-  requantize is a rounding shift: no DSP. Any other requantize costs ``REQUANT_DSP`` per
-  output lane (a 32 x 31-bit product on 27 x 18-bit multipliers).
+  operands (the target file's ``products_per_dsp``; the ``dsp_packing`` option overrides
+  it). A power-of-two requantize is a rounding shift: no DSP. Any other requantize costs
+  ``REQUANT_DSP`` per output lane (a 32 x 31-bit product on 27 x 18-bit multipliers).
 * **BRAM18K.** Weights are partitioned cyclically into ``ceil(macs / rf)`` banks (the
   kernels' ARRAY_PARTITION). A bank of at most ``LUTRAM_BITS`` bits stays in LUTs/registers;
   a larger one takes ``ceil(bank_bits / 18 Kb)`` BRAM18K. Activation arrays between layers are
@@ -45,7 +45,6 @@ from dataclasses import dataclass
 
 from backends.hls.design import Buffer, Design, Layer, Port
 
-PRODUCTS_PER_DSP: dict[str, int] = {"zynquplus": 2, "virtexuplus": 2, "versal": 2, "zynq": 1}
 REQUANT_DSP = 4
 ADD_DSP = 4
 LUT_PER_PRODUCT = 20
@@ -90,9 +89,11 @@ class Model:
     clock_mhz: float
 
     @staticmethod
-    def for_target(family: str, clock_mhz: float, packing: int | None = None) -> Model:
+    def for_target(products_per_dsp: int, clock_mhz: float, packing: int | None = None) -> Model:
+        """The model of a part: its DSP packing (``[fpga] products_per_dsp`` of the target
+        file, or the ``dsp_packing`` option) and its clock."""
         period = 1000.0 / clock_mhz
-        per_dsp = packing if packing is not None else PRODUCTS_PER_DSP.get(family, 1)
+        per_dsp = packing if packing is not None else products_per_dsp
         return Model(per_dsp, max(1, int(period / ADDER_NS)), clock_mhz)
 
     def tree(self, fan_in: int) -> int:

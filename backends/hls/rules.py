@@ -1,4 +1,4 @@
-"""The HLS backend's rule table: IR op -> (check, lower).
+"""The HLS backend's rule table: IR op -> ``Rule`` (check, lower; ``compiler.rules``).
 
 ``check(node, low)`` returns why the node cannot be lowered (None if it can); it runs for
 every node before anything is built, so ``unsupported()`` lists all problems at once.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,13 +21,13 @@ from backends.hls.rules_mac import check_conv2d, check_dense, lower_conv2d, lowe
 from backends.hls.rules_pool import POOL_RULES
 from compiler import numerics
 from compiler.ir.graph import Node, Value
+from compiler.ir.op_facts import clamps, output_clamp, view_ops
 from compiler.ir.types import is_int
+from compiler.rules import Rule as SharedRule
 
-
-@dataclass(frozen=True)
-class Rule:
-    check: Callable[[Node, Lowering], str | None]
-    lower: Callable[[Node, Lowering], None]
+#: A dataflow rule (the shared contract of ``compiler.rules``): ``check(node, low)`` and
+#: ``lower(node, low)``, both on the design's ``Lowering``.
+Rule = SharedRule[Lowering, Lowering]
 
 
 def int_only(node: Node, low: Lowering) -> str | None:
@@ -98,7 +97,7 @@ def lower_requantize(node: Node, low: Lowering) -> None:
         dims, pos = mem_axis(x, int(a["axis"]))
         channels, inner = dims[pos], math.prod(dims[pos + 1 :])
     name = low.layer_name(node)
-    lo, hi = a.get("clip_min"), a.get("clip_max")
+    clamped, (lo_v, hi_v) = clamps(a, zp), output_clamp(a, zp)
 
     def call(layer: Layer) -> str:
         head = (
@@ -106,10 +105,8 @@ def lower_requantize(node: Node, low: Lowering) -> None:
             f"{'true' if per_channel else 'false'}>({x.name}, {y.name}, 0, {name}_m, {name}_s, "
             f"{zp});"
         )
-        if lo is None and hi is None:
+        if not clamped:
             return head
-        tmin, tmax = numerics.INT_RANGES[y.dtype]
-        lo_v, hi_v = (tmin if lo is None else lo), (tmax if hi is None else hi)
         return (
             head + f"\ntapeout::clip_tensor<{y.ctype}, {y.size}>({y.name}, {y.name}, "
             f"{int(lo_v)}, {int(hi_v)});"
@@ -138,12 +135,7 @@ def lower_add(node: Node, low: Lowering) -> None:
     a, b = (low.buffer(v) for v in node.inputs)
     y = low.buffer(node.outputs[0])
     zo = low.zero_point(node.outputs[0])
-    tmin, tmax = numerics.INT_RANGES[y.dtype]
-    lo = at.get("clip_min")
-    if at["act"] == "relu":
-        lo = zo if lo is None else max(int(lo), zo)
-    lo = tmin if lo is None else int(lo)
-    hi = tmax if at.get("clip_max") is None else int(at["clip_max"])
+    lo, hi = output_clamp(at, zo)
     za, zb = low.zero_point(node.inputs[0]), low.zero_point(node.inputs[1])
     am, bm, sh = int(at["a_multiplier"]), int(at["b_multiplier"]), int(at["shift"])
     params = f"tapeout::add_params{{{za}, 0, {am}LL, {zb}, 0, {bm}LL, 1, {sh}, {zo}, {lo}, {hi}}}"
@@ -334,28 +326,21 @@ def lower_nothing(node: Node, low: Lowering) -> None:
     """Island nodes become part of a lookup table (built at the island's exit)."""
 
 
-island_rule = Rule(check_island, lower_nothing)
+island_rule = Rule(lower_nothing, check_island)
 
 RULES: dict[str, Rule] = {
-    "nn.dense": Rule(check_dense, lower_dense),
-    "nn.conv2d": Rule(check_conv2d, lower_conv2d),
-    "q.requantize": Rule(check_requantize, lower_requantize),
-    "q.add": Rule(check_add, lower_add),
-    "q.quantize": Rule(check_quantize, lower_quantize),
+    "nn.dense": Rule(lower_dense, check_dense),
+    "nn.conv2d": Rule(lower_conv2d, check_conv2d),
+    "q.requantize": Rule(lower_requantize, check_requantize),
+    "q.add": Rule(lower_add, check_add),
+    "q.quantize": Rule(lower_quantize, check_quantize),
     "q.dequantize": island_rule,
-    "tensor.concat": Rule(check_concat, lower_concat),
+    "tensor.concat": Rule(lower_concat, check_concat),
     **{
-        op: Rule(check_reshape, lower_reshape)
-        for op in (
-            "tensor.reshape",
-            "tensor.flatten",
-            "tensor.squeeze",
-            "tensor.unsqueeze",
-            "tensor.identity",
-            "nn.dropout",
-        )
+        op: Rule(lower_reshape, check_reshape)
+        for op in view_ops()  # the same bytes under a new shape
     },
-    **{op: Rule(check_int_act, lower_int_act) for op in _INT_CLIPS},
-    **{op: Rule(check, lower) for op, (check, lower) in POOL_RULES.items()},
+    **{op: Rule(lower_int_act, check_int_act) for op in _INT_CLIPS},
+    **{op: Rule(lower, check) for op, (check, lower) in POOL_RULES.items()},
 }
 """Every op the HLS backend lowers (float elementwise ops inside islands use island_rule)."""

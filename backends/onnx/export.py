@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.onnx.emitter import ONNX_DTYPES, Emitter, ExportError, Real
-from backends.onnx.rules import RULES, check_node
+from backends.onnx.rules import RULES
+from backends.onnx.rules import unsupported_nodes as rule_walk
 from compiler.errors import Unsupported, UnsupportedOpsError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.printer import format_node, print_graph
@@ -38,14 +39,12 @@ def max_opset() -> int:
     return int(onnx.defs.onnx_opset_version())
 
 
-def unsupported_nodes(graph: Graph, opset: int = MIN_OPSET) -> list[Unsupported]:
-    """Every node the exporter cannot write at ``opset``, each with its reason."""
-    items = []
-    for node in graph.nodes:
-        reason = check_node(node, opset)
-        if reason is not None:
-            items.append(Unsupported(node.op, node.loc or node.name, reason))
-    return items
+def unsupported_nodes(
+    graph: Graph, opset: int = MIN_OPSET, also: Callable[[Node], str | None] | None = None
+) -> list[Unsupported]:
+    """Every node the exporter cannot write at ``opset``, each with its reason (``also``: a
+    reader's own limits, see ``backends.onnx.rules.unsupported_nodes``)."""
+    return rule_walk(graph, opset, also)
 
 
 def fusion_of(node: Node) -> list[str]:
@@ -109,9 +108,9 @@ def export_onnx(
     inputs = [_input(em, value) for value in graph.inputs]
     layers = []
     for node in graph.nodes:
-        _lower(em, node)
+        _lower(node, em)
         if node.op != "const":
-            layers.append(_layer_entry(em, node))
+            layers.append(_layer_entry(node, em))
     outputs = _outputs(em, graph)
     value_info = _value_info(em, graph, {o.name for o in outputs})
     onnx_graph = helper.make_graph(
@@ -167,13 +166,13 @@ def _input(em: Emitter, value: Any) -> onnx.ValueInfoProto:
     return helper.make_value_info(name, _tensor_type(dtype, value.type.shape, em))
 
 
-def _lower(em: Emitter, node: Node) -> None:
+def _lower(node: Node, em: Emitter) -> None:
     rule = RULES[node.op]
     em.begin(node)
     view = rule.quant_transparent and any(v.type.quant is not None for v in node.inputs)
     em.float_view = view and all(v.type.quant is not None for v in node.outputs)
     try:
-        results = rule.lower(em, node)
+        results = rule.lower(node, em)
     except ExportError:
         raise
     except (KeyError, IndexError, TypeError, ValueError) as e:
@@ -217,7 +216,7 @@ def _doc(node: Node) -> str:
     return "\n".join(parts)
 
 
-def _layer_entry(em: Emitter, node: Node) -> dict[str, Any]:
+def _layer_entry(node: Node, em: Emitter) -> dict[str, Any]:
     return {
         "name": node.outputs[0].name if node.outputs else node.op,
         "op": node.op,

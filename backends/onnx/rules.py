@@ -1,6 +1,6 @@
-"""The one rule table of the ONNX exporter: IR op -> (check, lower).
+"""The one rule table of the ONNX exporter: IR op -> ``Rule`` (``compiler.rules``).
 
-``check(node, opset)`` says why a node cannot be exported (or None); ``lower(emitter, node)``
+``check(node, opset)`` says why a node cannot be exported (or None); ``lower(node, emitter)``
 emits its ONNX nodes. ``quant_transparent`` ops move or select values without computing new
 ones: on quantized tensors they are written DequantizeLinear -> op -> QuantizeLinear.
 Adding an op means adding one entry here; a test checks the table against the op table.
@@ -16,31 +16,19 @@ from backends.onnx import rules_math as m
 from backends.onnx import rules_nn as nn
 from backends.onnx import rules_quant as q
 from backends.onnx import rules_tensor as t
-from backends.onnx.emitter import Emitter
-from compiler.ir.graph import Node
+from backends.onnx.emitter import ONNX_DTYPES, Emitter
+from compiler.errors import Unsupported
+from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
-
-Check = Callable[[Node, int], "str | None"]
-
-
-def _no_check(node: Node, opset: int) -> str | None:
-    return None
-
-
-def _both(*checks: Check) -> Check:
-    def check(node: Node, opset: int) -> str | None:
-        for c in checks:
-            if (reason := c(node, opset)) is not None:
-                return reason
-        return None
-
-    return check
+from compiler.ir.ops_extra import extra_ops
+from compiler.rules import Rule as SharedRule
+from compiler.rules import unsupported_nodes as walk
 
 
 @dataclass(frozen=True)
-class Rule:
-    lower: Callable[[Emitter, Node], list]
-    check: Check = _no_check
+class Rule(SharedRule[int, Emitter]):
+    """An export rule: ``check(node, opset)``, ``lower(node, emitter) -> results``."""
+
     quant_transparent: bool = False
 
 
@@ -119,15 +107,19 @@ NOT_EXPORTED: frozenset[str] = frozenset(
         "math.atan", "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh",
         "math.bitwise_not", "math.bitwise_and", "math.bitwise_or", "math.bitwise_xor",
         "q.softmax", "q.layernorm",
+        # compiler/ir/ops_dynamic.py: shapes decided by runtime operands
+        "tensor.reshape_dyn", "tensor.expand_dyn", "tensor.slice_dyn", "tensor.split_dyn",
+        "tensor.squeeze_dyn", "tensor.unsqueeze_dyn", "tensor.tile_dyn", "tensor.pad_dyn",
+        "tensor.range_dyn", "tensor.constant_of_shape", "tensor.one_hot", "nn.resize_dyn",
     }
-)  # fmt: skip
+) | extra_ops()  # fmt: skip
 
 
 def _not_exported(node: Node, opset: int) -> str | None:
     return f"{node.op} has no ONNX export rule yet"
 
 
-def _never(em: Emitter, node: Node) -> list:
+def _never(node: Node, em: Emitter) -> list:
     raise AssertionError(f"{node.op} is refused by its check and never lowered")
 
 
@@ -142,5 +134,34 @@ def check_node(node: Node, opset: int) -> str | None:
     """Why ``node`` cannot be exported at ``opset``, or None."""
     rule = RULES.get(node.op)
     if rule is None:
-        return "no ONNX lowering rule"
-    return _both(q.check_types, rule.check)(node, opset)
+        return NO_RULE
+    return _guard(node, rule, opset) or rule.reason(node, opset)
+
+
+#: What ``unsupported`` says of an op without a rule.
+NO_RULE = "no ONNX lowering rule"
+
+
+def _guard(node: Node, rule: SharedRule[int, Emitter], opset: int) -> str | None:
+    """The check every export rule shares: the operand and result types ONNX can hold (a
+    type the exporter cannot declare, float8, int2, ..., refuses the node reading or making
+    it)."""
+    odd = [v.dtype for v in (*node.inputs, *node.outputs) if v.dtype not in ONNX_DTYPES]
+    if odd:
+        return f"dtype {odd[0]} has no ONNX export type"
+    return q.check_types(node, opset)
+
+
+def unsupported_nodes(
+    graph: Graph, opset: int, also: Callable[[Node], str | None] | None = None
+) -> list[Unsupported]:
+    """Every node the exporter cannot write at ``opset`` (the shared walker of
+    ``compiler.rules``), each with its reason; ``also`` adds the limits of a backend that
+    reads the exported model (TensorRT), asked only of nodes the exporter takes."""
+    if also is None:
+        return walk(graph, opset, RULES, NO_RULE, guard=_guard)
+
+    def guard(node: Node, rule: SharedRule[int, Emitter], opset: int) -> str | None:
+        return _guard(node, rule, opset) or rule.reason(node, opset) or also(node)
+
+    return walk(graph, opset, RULES, NO_RULE, guard=guard)

@@ -15,7 +15,7 @@ from backends.onnx.emitter import Emitter
 from compiler.ir.graph import Node
 
 
-def lower_block_dense(em: Emitter, node: Node) -> list:
+def lower_block_dense(node: Node, em: Emitter) -> list:
     x, qv = node.inputs[0], node.inputs[1]
     q = em.graph.const_value(qv)
     d = em.graph.const_value(node.inputs[2])

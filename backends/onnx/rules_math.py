@@ -16,7 +16,7 @@ from compiler import numerics
 from compiler.ir.graph import Node
 from compiler.ir.types import NUMPY_DTYPES, is_float, is_int
 
-Lower = Callable[[Emitter, Node], list]
+Lower = Callable[[Node, Emitter], list]
 
 #: IR elementwise op -> ONNX op with the same semantics on the same operands.
 BINARY: dict[str, str] = {
@@ -65,30 +65,30 @@ REDUCE: dict[str, str] = {
 
 
 def binary(op_type: str) -> Lower:
-    def lower(em: Emitter, node: Node) -> list:
+    def lower(node: Node, em: Emitter) -> list:
         return [em.emit1(op_type, [em.arg(0), em.arg(1)])]
 
     return lower
 
 
 def unary(op_type: str) -> Lower:
-    def lower(em: Emitter, node: Node) -> list:
+    def lower(node: Node, em: Emitter) -> list:
         return [em.emit1(op_type, [em.arg(0)])]
 
     return lower
 
 
-def lower_mod(em: Emitter, node: Node) -> list:
+def lower_mod(node: Node, em: Emitter) -> list:
     # np.fmod semantics (the sign follows the dividend) for floats and integers alike.
     return [em.emit1("Mod", [em.arg(0), em.arg(1)], fmod=1)]
 
 
-def lower_rsqrt(em: Emitter, node: Node) -> list:
+def lower_rsqrt(node: Node, em: Emitter) -> list:
     return [em.emit1("Reciprocal", [em.emit1("Sqrt", [em.arg(0)])])]
 
 
 def reduce(op_type: str) -> Lower:
-    def lower(em: Emitter, node: Node) -> list:
+    def lower(node: Node, em: Emitter) -> list:
         axes = node.attrs.get("axes")
         keepdims = int(bool(node.attrs.get("keepdims", False)))
         inputs = [em.arg(0)]
@@ -104,14 +104,14 @@ def reduce(op_type: str) -> Lower:
     return lower
 
 
-def lower_cumsum(em: Emitter, node: Node) -> list:
+def lower_cumsum(node: Node, em: Emitter) -> list:
     # The axis is an operand in the IR and in ONNX alike (a scalar, possibly runtime data).
     return [em.emit1("CumSum", [em.arg(0), em.arg(1)],
                      exclusive=int(bool(node.attrs.get("exclusive", False))),
                      reverse=int(bool(node.attrs.get("reverse", False))))]
 
 
-def lower_argmax(em: Emitter, node: Node) -> list:
+def lower_argmax(node: Node, em: Emitter) -> list:
     keepdims = int(bool(node.attrs.get("keepdims", False)))
     return [em.emit1("ArgMax", [em.arg(0)], axis=node.attrs.get("axis", -1), keepdims=keepdims)]
 
@@ -170,19 +170,19 @@ def _dtype(node: Node) -> str:
     return node.inputs[0].dtype
 
 
-def lower_relu6(em: Emitter, node: Node) -> list:
+def lower_relu6(node: Node, em: Emitter) -> list:
     return [clip(em, em.arg(0), 0.0, 6.0, _dtype(node))]
 
 
-def lower_clip(em: Emitter, node: Node) -> list:
+def lower_clip(node: Node, em: Emitter) -> list:
     return [clip(em, em.arg(0), node.attrs.get("min"), node.attrs.get("max"), _dtype(node))]
 
 
-def lower_leaky_relu(em: Emitter, node: Node) -> list:
+def lower_leaky_relu(node: Node, em: Emitter) -> list:
     return [em.emit1("LeakyRelu", [em.arg(0)], alpha=float(node.attrs.get("alpha", 0.01)))]
 
 
-def lower_hardsigmoid(em: Emitter, node: Node) -> list:
+def lower_hardsigmoid(node: Node, em: Emitter) -> list:
     a = node.attrs
     return [
         em.emit1(
@@ -194,16 +194,16 @@ def lower_hardsigmoid(em: Emitter, node: Node) -> list:
     ]
 
 
-def lower_silu(em: Emitter, node: Node) -> list:
+def lower_silu(node: Node, em: Emitter) -> list:
     x = em.arg(0)
     return [em.emit1("Mul", [x, em.emit1("Sigmoid", [x])])]
 
 
-def lower_gelu(em: Emitter, node: Node) -> list:
+def lower_gelu(node: Node, em: Emitter) -> list:
     return [gelu(em, em.arg(0), node.attrs.get("approximate", "none"), _dtype(node))]
 
 
-def lower_where(em: Emitter, node: Node) -> list:
+def lower_where(node: Node, em: Emitter) -> list:
     return [em.emit1("Where", [em.arg(0), em.arg(1), em.arg(2)])]
 
 
@@ -215,7 +215,7 @@ def _cast_bound(bound: int, toward_zero: bool = True) -> np.float32:
     return f
 
 
-def lower_cast(em: Emitter, node: Node) -> list:
+def lower_cast(node: Node, em: Emitter) -> list:
     to = node.attrs["to"]
     x = em.arg(0)
     if is_int(to) and is_float(node.inputs[0].dtype):
@@ -230,12 +230,12 @@ def lower_cast(em: Emitter, node: Node) -> list:
 
 
 # ---- softmax and normalizations ------------------------------------------------------------
-def lower_softmax(em: Emitter, node: Node) -> list:
+def lower_softmax(node: Node, em: Emitter) -> list:
     op_type = "Softmax" if node.op == "nn.softmax" else "LogSoftmax"
     return [em.emit1(op_type, [em.arg(0)], axis=node.attrs.get("axis", -1))]
 
 
-def lower_layer_norm(em: Emitter, node: Node) -> list:
+def lower_layer_norm(node: Node, em: Emitter) -> list:
     x = node.inputs[0]
     axis = node.attrs.get("axis", -1) % x.type.rank
     if em.has_arg(1):
@@ -256,13 +256,13 @@ def check_layer_norm(node: Node, opset: int) -> str | None:
     return None
 
 
-def lower_batch_norm(em: Emitter, node: Node) -> list:
+def lower_batch_norm(node: Node, em: Emitter) -> list:
     inputs = [em.arg(i) for i in range(5)]
     eps = float(node.attrs.get("eps", 1e-5))
     return [em.emit1("BatchNormalization", inputs, epsilon=eps)]
 
 
-def lower_lrn(em: Emitter, node: Node) -> list:
+def lower_lrn(node: Node, em: Emitter) -> list:
     a = node.attrs
     return [
         em.emit1(

@@ -19,10 +19,10 @@ from compiler.ir.graph import Node, Value
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import is_int
 
-#: Fused activations an integer conv/dense may carry: they act on the accumulator, so only
-#: those that commute with a positive per-channel scale (or take scaled bounds) have a
-#: float form.
-INT_ACTIVATIONS = ("none", "relu", "relu6", "clip", "leaky_relu")
+#: Fused activations of an integer conv/dense with a float form: relu commutes with the
+#: positive scale of the accumulator; relu6/clip clamp the integer codes (the interpreter's
+#: meaning), which no float Clip of the real value reproduces.
+INT_ACTIVATIONS = ("none", "relu")
 
 
 # ---- integer accumulators -------------------------------------------------------------------
@@ -57,7 +57,7 @@ def check_integer(node: Node, opset: int) -> str | None:
     return None
 
 
-def _operands(em: Emitter, node: Node) -> tuple[str, str]:
+def _operands(node: Node, em: Emitter) -> tuple[str, str]:
     """(x, w) as float tensors: the real values for integer ops, else as they are."""
     x, w = node.inputs[0], node.inputs[1]
     if not is_int(x.dtype):
@@ -114,15 +114,15 @@ def _conv_attrs(node: Node, n: int) -> dict:
     }
 
 
-def lower_conv(em: Emitter, node: Node) -> list:
+def lower_conv(node: Node, em: Emitter) -> list:
     n = node.inputs[1].type.rank - 2
     scale, axis = acc_scale(node)
-    x, w = _operands(em, node)
+    x, w = _operands(node, em)
     y = em.emit1("Conv", [x, w, *_bias(em, node, scale)], **_conv_attrs(node, n))
     return _finish(em, node, y, scale, axis)
 
 
-def lower_conv_transpose(em: Emitter, node: Node) -> list:
+def lower_conv_transpose(node: Node, em: Emitter) -> list:
     attrs = _conv_attrs(node, 2)
     attrs["output_padding"] = list(node.attrs.get("output_padding") or [0, 0])
     inputs = [em.arg(0), em.arg(1)] + ([em.arg(2)] if em.has_arg(2) else [])
@@ -130,11 +130,11 @@ def lower_conv_transpose(em: Emitter, node: Node) -> list:
 
 
 # ---- dense and matmul ----------------------------------------------------------------------
-def lower_dense(em: Emitter, node: Node) -> list:
+def lower_dense(node: Node, em: Emitter) -> list:
     """Gemm(x, w, b, transB=1); inputs of rank other than 2 are reshaped to 2-D and back."""
     x_type, out_type = node.inputs[0].type, node.outputs[0].type
     scale, axis = acc_scale(node)
-    x, w = _operands(em, node)
+    x, w = _operands(node, em)
     k = node.inputs[1].type.shape[1]
     if x_type.rank != 2:
         x = em.emit1("Reshape", [x, em.i64([-1, int(k)])])
@@ -144,8 +144,8 @@ def lower_dense(em: Emitter, node: Node) -> list:
     return _finish(em, node, y, scale, axis)
 
 
-def lower_matmul(em: Emitter, node: Node) -> list:
-    x, w = _operands(em, node)
+def lower_matmul(node: Node, em: Emitter) -> list:
+    x, w = _operands(node, em)
     y = em.emit1("MatMul", [x, w])
     if not is_int(node.inputs[0].dtype):
         return [y]
@@ -165,18 +165,18 @@ def _pool_attrs(node: Node) -> dict:
     return attrs
 
 
-def lower_max_pool(em: Emitter, node: Node) -> list:
+def lower_max_pool(node: Node, em: Emitter) -> list:
     attrs = _pool_attrs(node)
     _, _, dilations = spatial_params(node.attrs, 2)
     return [em.emit1("MaxPool", [em.arg(0)], dilations=dilations, **attrs)]
 
 
-def lower_avg_pool(em: Emitter, node: Node) -> list:
+def lower_avg_pool(node: Node, em: Emitter) -> list:
     include = int(bool(node.attrs.get("count_include_pad", True)))
     return [em.emit1("AveragePool", [em.arg(0)], count_include_pad=include, **_pool_attrs(node))]
 
 
-def lower_global_pool(em: Emitter, node: Node) -> list:
+def lower_global_pool(node: Node, em: Emitter) -> list:
     op_type = "GlobalAveragePool" if node.op == "nn.global_avg_pool" else "GlobalMaxPool"
     return [em.emit1(op_type, [em.arg(0)])]
 
@@ -190,7 +190,7 @@ def _averaging_matrix(size: int, out: int) -> np.ndarray:
     return m
 
 
-def lower_adaptive_avg_pool(em: Emitter, node: Node) -> list:
+def lower_adaptive_avg_pool(node: Node, em: Emitter) -> list:
     """Global pooling, an even AveragePool, or (uneven windows) two averaging MatMuls."""
     oh, ow = (int(v) for v in node.attrs["output_size"])
     x = em.arg(0)
@@ -212,7 +212,7 @@ def check_adaptive_avg_pool(node: Node, opset: int) -> str | None:
     return None
 
 
-def lower_resize(em: Emitter, node: Node) -> list:
+def lower_resize(node: Node, em: Emitter) -> list:
     """Nearest resize ``out[i] = in[floor(i / scale)]``: asymmetric coordinates, floor."""
     scales = em.const(np.asarray(node.attrs["scales"], np.float32), "scales")
     return [
@@ -260,7 +260,7 @@ def _zero_dead_rows(em: Emitter, node: Node, probs: str, causal: str | None) -> 
     return em.emit1("Where", [dead, em.scalar(0.0, node.outputs[0].dtype), probs])
 
 
-def lower_attention(em: Emitter, node: Node) -> list:
+def lower_attention(node: Node, em: Emitter) -> list:
     """``softmax(q @ k^T * scale + mask) @ v`` as MatMul/Mul/Where/Softmax/MatMul."""
     q_type, k_type = node.inputs[0].type, node.inputs[1].type
     dtype = node.outputs[0].dtype

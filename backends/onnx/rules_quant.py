@@ -18,7 +18,9 @@ import numpy as np
 
 from backends.onnx.emitter import QDQ_MIN_OPSET, Emitter, tie_bits
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import output_clamp
 from compiler.ir.types import QuantParams, TensorType
+from compiler.numerics import INT_RANGES
 
 #: Relative disagreement between a scale ratio and the fixed-point multiplier beyond which the
 #: multiplier is applied explicitly: float32 resolution when exporting exactly (16-bit q.add
@@ -27,7 +29,7 @@ from compiler.ir.types import QuantParams, TensorType
 _TOLERANCE = {True: 1e-7, False: 1e-3}
 
 
-def lower_const(em: Emitter, node: Node) -> list:
+def lower_const(node: Node, em: Emitter) -> list:
     from onnx import helper, numpy_helper
 
     value = node.outputs[0]
@@ -83,7 +85,7 @@ def required_opset(graph: Graph) -> int:
     return 17
 
 
-def lower_quantize(em: Emitter, node: Node) -> list:
+def lower_quantize(node: Node, em: Emitter) -> list:
     x = em.arg(0)
     if node.inputs[0].dtype == "f16" and em.opset < 19:  # f16 scales arrive in opset 19
         x = em.emit1("Cast", [x], to=1)
@@ -92,7 +94,7 @@ def lower_quantize(em: Emitter, node: Node) -> list:
     return [em.quantize(x, node.outputs[0].type)]
 
 
-def lower_dequantize(em: Emitter, node: Node) -> list:
+def lower_dequantize(node: Node, em: Emitter) -> list:
     y = em.real(node.inputs[0])
     dtype = node.attrs.get("dtype", "f32")
     if dtype != "f32":
@@ -106,10 +108,14 @@ def _real_clip(em: Emitter, y: str, node: Node, out: TensorType, relu: bool = Fa
     """``clip_min``/``clip_max`` (and q.add's relu), integer codes, as float bounds."""
     qp = out.quant or QuantParams.per_tensor(1.0, 0)
     zp, scale = qp.zero_point[0], qp.scale[0]
-    lo, hi = node.attrs.get("clip_min"), node.attrs.get("clip_max")
-    bounds = [None if v is None else (v - zp) * scale for v in (lo, hi)]
-    if relu:
-        bounds[0] = 0.0 if bounds[0] is None else max(bounds[0], 0.0)
+    attrs = {**node.attrs, "dtype": out.dtype, "act": "relu" if relu else "none"}
+    # The integer clamp (compiler.ir.op_facts), as real bounds; the dtype's own range is the
+    # QuantizeLinear after it, no Clip.
+    limits = INT_RANGES[out.dtype]
+    bounds = [
+        None if v == limit else (v - zp) * scale
+        for v, limit in zip(output_clamp(attrs, zp), limits, strict=True)
+    ]
     if bounds == [0.0, None]:
         return em.emit1("Relu", [y])
     if bounds == [None, None]:
@@ -154,7 +160,7 @@ def _source(em: Emitter, value: Value, rank: int) -> tuple[str, np.ndarray]:
     return em.emit1("Cast", [em.name_of(value)], to=1), np.ones(())
 
 
-def lower_requantize(em: Emitter, node: Node) -> list:
+def lower_requantize(node: Node, em: Emitter) -> list:
     """QuantizeLinear(real accumulator, output scale): the Q of the QDQ pattern."""
     x, out = node.inputs[0], node.outputs[0]
     a = node.attrs
@@ -169,7 +175,7 @@ def lower_requantize(em: Emitter, node: Node) -> list:
     return [em.quantize(y, out.type, ties or None)]
 
 
-def lower_qadd(em: Emitter, node: Node) -> list:
+def lower_qadd(node: Node, em: Emitter) -> list:
     """DQ(a) + DQ(b) -> activation -> Q(out), as TensorRT fuses residual adds."""
     a = node.attrs
     out = node.outputs[0]
@@ -196,7 +202,7 @@ def _pool_rescale(em: Emitter, node: Node, y: str, window: int) -> str:
     return _rescale(em, y, factor)
 
 
-def lower_qavg_pool(em: Emitter, node: Node) -> list:
+def lower_qavg_pool(node: Node, em: Emitter) -> list:
     from backends.onnx.rules_nn import _pool_attrs
 
     attrs = _pool_attrs(node)
@@ -206,7 +212,7 @@ def lower_qavg_pool(em: Emitter, node: Node) -> list:
     return [_pool_quantize(em, node, _pool_rescale(em, node, y, window))]
 
 
-def lower_qglobal_avg_pool(em: Emitter, node: Node) -> list:
+def lower_qglobal_avg_pool(node: Node, em: Emitter) -> list:
     y = em.emit1("GlobalAveragePool", [em.real(node.inputs[0])])
     window = int(np.prod([int(d) for d in node.inputs[0].type.shape[2:]]))
     return [_pool_quantize(em, node, _pool_rescale(em, node, y, window))]

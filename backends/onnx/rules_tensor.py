@@ -17,26 +17,26 @@ from compiler.ir.types import NUMPY_DTYPES
 _INT64_MAX = 2**63 - 1
 
 
-def lower_reshape(em: Emitter, node: Node) -> list:
+def lower_reshape(node: Node, em: Emitter) -> list:
     out = node.outputs[0].type
     target = list(out.shape) if out.is_static else list(node.attrs["shape"])
     return [em.emit1("Reshape", [em.arg(0), em.reshape_target(target)])]
 
 
-def lower_flatten(em: Emitter, node: Node) -> list:
+def lower_flatten(node: Node, em: Emitter) -> list:
     return [em.emit1("Flatten", [em.arg(0)], axis=int(node.attrs.get("axis", 1)))]
 
 
-def lower_transpose(em: Emitter, node: Node) -> list:
+def lower_transpose(node: Node, em: Emitter) -> list:
     return [em.emit1("Transpose", [em.arg(0)], perm=[int(p) for p in node.attrs["perm"]])]
 
 
-def lower_concat(em: Emitter, node: Node) -> list:
+def lower_concat(node: Node, em: Emitter) -> list:
     inputs = [em.arg(i) for i in range(len(node.inputs))]
     return [em.emit1("Concat", inputs, axis=int(node.attrs["axis"]))]
 
 
-def lower_split(em: Emitter, node: Node) -> list:
+def lower_split(node: Node, em: Emitter) -> list:
     sizes = [int(s) for s in node.attrs["sizes"]]
     return em.emit(
         "Split", [em.arg(0), em.i64(sizes)], n_out=len(sizes), axis=int(node.attrs["axis"])
@@ -47,7 +47,7 @@ def _clamp64(values: list) -> list[int]:
     return [max(-_INT64_MAX - 1, min(_INT64_MAX, int(v))) for v in values]
 
 
-def lower_slice(em: Emitter, node: Node) -> list:
+def lower_slice(node: Node, em: Emitter) -> list:
     a = node.attrs
     given = a.get("axes")
     axes: list[int] = list(given) if given is not None else list(range(len(a["starts"])))
@@ -62,15 +62,15 @@ def lower_slice(em: Emitter, node: Node) -> list:
     return [em.emit1("Slice", inputs)]
 
 
-def lower_squeeze(em: Emitter, node: Node) -> list:
+def lower_squeeze(node: Node, em: Emitter) -> list:
     return [em.emit1("Squeeze", [em.arg(0), em.i64([int(a) for a in node.attrs["axes"]])])]
 
 
-def lower_unsqueeze(em: Emitter, node: Node) -> list:
+def lower_unsqueeze(node: Node, em: Emitter) -> list:
     return [em.emit1("Unsqueeze", [em.arg(0), em.i64([int(a) for a in node.attrs["axes"]])])]
 
 
-def lower_expand(em: Emitter, node: Node) -> list:
+def lower_expand(node: Node, em: Emitter) -> list:
     """Expand broadcasts both ways, so a dimension x already has may be given as 1."""
     x_shape = node.inputs[0].type.shape
     out = node.outputs[0].type.shape
@@ -86,11 +86,11 @@ def lower_expand(em: Emitter, node: Node) -> list:
     return [em.emit1("Expand", [em.arg(0), em.shape_tensor(dims)])]
 
 
-def lower_gather(em: Emitter, node: Node) -> list:
+def lower_gather(node: Node, em: Emitter) -> list:
     return [em.emit1("Gather", [em.arg(0), em.arg(1)], axis=int(node.attrs.get("axis", 0)))]
 
 
-def lower_gather_elements(em: Emitter, node: Node) -> list:
+def lower_gather_elements(node: Node, em: Emitter) -> list:
     x, idx = node.inputs
     data = em.arg(0)
     if tuple(x.type.shape) != tuple(idx.type.shape):  # torch.gather reads a corner of x
@@ -105,7 +105,7 @@ def lower_gather_elements(em: Emitter, node: Node) -> list:
     return [em.emit1("GatherElements", [data, em.arg(1)], axis=int(node.attrs.get("axis", 0)))]
 
 
-def lower_pad(em: Emitter, node: Node) -> list:
+def lower_pad(node: Node, em: Emitter) -> list:
     mode = node.attrs.get("mode", "constant")
     x = node.inputs[0]
     inputs = [em.arg(0), em.i64([int(p) for p in node.attrs["pads"]])]
@@ -120,11 +120,11 @@ def lower_pad(em: Emitter, node: Node) -> list:
     return [em.emit1("Pad", inputs, mode=mode)]
 
 
-def lower_shape(em: Emitter, node: Node) -> list:
+def lower_shape(node: Node, em: Emitter) -> list:
     return [em.emit1("Shape", [em.name_of(node.inputs[0])])]
 
 
-def lower_range(em: Emitter, node: Node) -> list:
+def lower_range(node: Node, em: Emitter) -> list:
     a = node.attrs
     dtype = NUMPY_DTYPES[a.get("dtype", "i64")]
     bounds = [

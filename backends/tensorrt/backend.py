@@ -42,7 +42,7 @@ from backends.tensorrt.plan import (
 from backends.tensorrt.runtime import EngineRunner, require_toolchain
 from compiler.backend import Artifact
 from compiler.errors import BackendError, Unsupported
-from compiler.ir.graph import Graph, Value
+from compiler.ir.graph import Graph, Node, Value
 
 if TYPE_CHECKING:
     from compiler.target import Target
@@ -74,6 +74,12 @@ def trt_reasons(value: Value) -> list[str]:
     return reasons
 
 
+def _node_reason(node: Node) -> str | None:
+    """Why TensorRT cannot take a node the ONNX exporter writes: its quantized tensors."""
+    reasons = {r for v in (*node.inputs, *node.outputs) for r in trt_reasons(v)}
+    return "; ".join(sorted(reasons)) or None
+
+
 class TensorRTArtifact(Artifact):
     """The bundle, and the engine where one was built; ``run`` executes the engine."""
 
@@ -99,17 +105,12 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
-        items = unsupported_nodes(graph, OPSET)
-        flagged = {(i.op, i.location) for i in items}
-        for value in graph.inputs:
-            if value.type.quant is not None:
-                items.append(Unsupported("input", value.name, "TensorRT inputs are not int8"))
-        for node in graph.nodes:
-            reasons = {r for v in (*node.inputs, *node.outputs) for r in trt_reasons(v)}
-            where = node.loc or node.name
-            if reasons and (node.op, where) not in flagged:
-                items.append(Unsupported(node.op, where, "; ".join(sorted(reasons))))
-        return items
+        items = [
+            Unsupported("input", value.name, "TensorRT inputs are not int8")
+            for value in graph.inputs
+            if value.type.quant is not None
+        ]
+        return unsupported_nodes(graph, OPSET, also=_node_reason) + items
 
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]

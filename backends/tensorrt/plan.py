@@ -202,6 +202,10 @@ def make_plan(
     if dla is not None and not 0 <= int(dla) < gpu.dla_cores:
         raise BackendError(f"target {target.name} has {gpu.dla_cores} DLA core(s), not {dla}")
     workspace = int(options.get("workspace_mb", gpu.workspace_mb))
+    if workspace > gpu.memory_gb * 1024:  # the builder would fail to allocate it
+        raise BackendError(
+            f"workspace_mb={workspace} exceeds {target.name}'s {gpu.memory_gb} GB of memory"
+        )
     return BuildPlan(
         target=target.name,
         compute_capability=gpu.compute_capability,

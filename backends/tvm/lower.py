@@ -1,11 +1,12 @@
 """Lower a tapeout graph to a Relax module through ``relax.BlockBuilder``: one rule per op.
 
-``RULES`` maps every op the CPU backend takes to a ``Rule``: an optional ``check`` (a reason
-string when this node cannot be lowered, so ``unsupported`` can list every bad node before
-any work) and ``lower(ctx, node)``, which emits Relax bindings and returns one expression per
-output. The rules live in three tables merged here: elementwise and data movement
-(``lower_tensor``), neural-network ops (``lower_nn``) and quantized integer ops
-(``lower_quant``).
+``merged_rules()`` maps every op the CPU backend takes to a ``Rule`` (the shared contract of
+``compiler.rules``): an optional ``check(node, graph)`` (a reason string when this node cannot
+be lowered, so ``unsupported`` can list every bad node before any work) and
+``lower(node, ctx)``, which emits Relax bindings and returns one expression per output. The
+rules live in tables merged here: elementwise and data movement (``lower_tensor``),
+neural-network ops (``lower_nn``), quantized integer ops (``lower_quant``), ``lower_llm`` and
+``lower_more``.
 
 Layouts. The graph is NCHW; the conv kernels are NHWC (channels contiguous, so the output
 channel block is one vector load). ``LowerContext`` records each value's layout and converts
@@ -27,6 +28,8 @@ from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.ops import get_op
 from compiler.ir.types import NUMPY_DTYPES
+from compiler.rules import Rule as SharedRule
+from compiler.rules import unsupported_nodes
 
 NCHW, NHWC = "NCHW", "NHWC"
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
@@ -47,20 +50,19 @@ TVM_DTYPES: dict[str, str] = {
     "bool": "bool",
 }
 
-LowerFn = Callable[["LowerContext", Node], Sequence[Any]]
-CheckFn = Callable[[Graph, Node], str | None]
+LowerFn = Callable[[Node, "LowerContext"], Sequence[Any]]
+CheckFn = Callable[[Node, Graph], str | None]
 
 
 @dataclass(frozen=True)
-class Rule:
-    """How one op lowers: ``check`` says why a node cannot, ``lower`` emits it.
+class Rule(SharedRule[Graph, "LowerContext"]):
+    """How one op lowers: ``check(node, graph)`` says why a node cannot, ``lower(node, ctx)``
+    emits it.
 
     ``layouts`` is True for rules that accept NHWC operands (read with ``ctx.arg_any``) and
     report the layout of their result through ``ctx.set_layout``.
     """
 
-    lower: LowerFn
-    check: CheckFn | None = None
     layouts: bool = False
     #: The rule packs its constant operands itself (q.block_dense's 4-bit weights, two per
     #: byte), so a sub-byte dtype there is not a missing TVM type.
@@ -214,42 +216,35 @@ def _operand_reason(node: Node) -> str | None:
     return None
 
 
+def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:
+    """What no CPU rule can take: a dtype without a TVM type, symbolic output shapes, the
+    operand dtypes TVM's code generation fails on."""
+    packs = isinstance(rule, Rule) and rule.packs_constants
+    bad = [
+        v for v in [*node.inputs, *node.outputs]
+        if v.dtype not in TVM_DTYPES and not (packs and v.is_const)
+    ]
+    if bad:
+        return f"dtype {bad[0].dtype} has no TVM type"
+    if any(not v.type.is_static for v in node.outputs):
+        return "symbolic output shape"
+    return _operand_reason(node)
+
+
 def check_graph(graph: Graph) -> list[Unsupported]:
-    """Every node the CPU backend cannot lower, each with a reason."""
-    rules = merged_rules()
-    items: list[Unsupported] = []
-    for value in graph.inputs:
-        if not value.type.is_static:
-            items.append(
-                Unsupported(
-                    "input",
-                    value.name,
-                    f"symbolic shape {value.type}; "
-                    "give example inputs so the shape can be specialized",
-                )
-            )
-    for node in graph.nodes:
-        if node.op == "const":
-            continue
-        where = node.loc or node.name
-        rule = rules.get(node.op)
-        if rule is None:
-            items.append(Unsupported(node.op, where, "no TVM lowering"))
-            continue
-        bad = [
-            v for v in [*node.inputs, *node.outputs]
-            if v.dtype not in TVM_DTYPES and not (rule.packs_constants and v.is_const)
-        ]
-        if bad:
-            items.append(Unsupported(node.op, where, f"dtype {bad[0].dtype} has no TVM type"))
-            continue
-        if any(not v.type.is_static for v in node.outputs):
-            items.append(Unsupported(node.op, where, "symbolic output shape"))
-            continue
-        reason = _operand_reason(node) or (rule.check(graph, node) if rule.check else None)
-        if reason:
-            items.append(Unsupported(node.op, where, reason))
-    return items
+    """Every node the CPU backend cannot lower, each with a reason (the shared walker)."""
+    items = [
+        Unsupported(
+            "input",
+            value.name,
+            f"symbolic shape {value.type}; give example inputs so the shape can be specialized",
+        )
+        for value in graph.inputs
+        if not value.type.is_static
+    ]
+    return items + unsupported_nodes(
+        graph, graph, merged_rules(), "no TVM lowering", guard=_guard
+    )
 
 
 def lower_graph(graph: Graph, params: CpuParams) -> tuple[Any, dict[str, int]]:
@@ -270,7 +265,7 @@ def lower_graph(graph: Graph, params: CpuParams) -> tuple[Any, dict[str, int]]:
                 if node.op == "const":
                     continue
                 try:
-                    outs = rules[node.op].lower(ctx, node)
+                    outs = rules[node.op].lower(node, ctx)
                 except BackendError:
                     raise
                 except Exception as e:

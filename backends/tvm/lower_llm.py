@@ -23,7 +23,7 @@ from compiler.ir.graph import Graph, Node
 _SCALE_DTYPES = {"f16": "float16", "f32": "float32"}
 
 
-def _check(graph: Graph, node: Node) -> str | None:
+def _check(node: Node, graph: Graph) -> str | None:
     if any(graph.const_value(v) is None for v in node.inputs[1:]):
         return "block-quantized weight, scales and offsets must be constants"
     group = int(node.attrs["group"])
@@ -35,7 +35,7 @@ def _check(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
     from tvm import relax
 
     x, qv = node.inputs[0], node.inputs[1]

@@ -34,7 +34,7 @@ def _const(value: Any, dtype: str) -> Any:
 def _known_operand(index: int, what: str) -> Any:
     """A check: operand ``index`` must be a constant (Relax takes it as a number)."""
 
-    def check(graph: Graph, node: Node) -> str | None:
+    def check(node: Node, graph: Graph) -> str | None:
         if index < len(node.inputs) and graph.const_value(node.inputs[index]) is None:
             return f"{what} is computed at runtime; TVM needs it at compile time"
         return None
@@ -56,7 +56,7 @@ def _positive(ctx: LowerContext, idx: Any, size: int, dtype: str) -> Any:
 
 
 # ---- reductions ------------------------------------------------------------------------------
-def _reduce(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _reduce(node: Node, ctx: LowerContext) -> Sequence[Any]:
     R = _R()
     a = ctx.attrs(node)
     x = node.inputs[0]
@@ -75,7 +75,7 @@ def _reduce(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(post[a["kind"]](y)) if a["kind"] in post else y]
 
 
-def _reduce_check(graph: Graph, node: Node) -> str | None:
+def _reduce_check(node: Node, graph: Graph) -> str | None:
     if len(node.inputs) > 1:
         return "reduction axes computed at runtime (a data-dependent shape)"
     empty = any(d == 0 for d in node.inputs[0].type.shape)
@@ -85,7 +85,7 @@ def _reduce_check(graph: Graph, node: Node) -> str | None:
 
 
 # ---- indexing --------------------------------------------------------------------------------
-def _gather_elements(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _gather_elements(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, idx = node.inputs
     axis = int(node.attrs.get("axis", 0)) % x.type.rank
     size = static_shape(x)[axis]
@@ -96,7 +96,7 @@ def _gather_elements(ctx: LowerContext, node: Node) -> Sequence[Any]:
 _REDUCTION = {"none": "update", "add": "add", "mul": "mul", "max": "max", "min": "min"}
 
 
-def _scatter_elements(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _scatter_elements(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """As a scatter_nd: the index tuples are the positions of ``indices`` with the ``axis``
     component replaced by its value (Relax's scatter_elements fails to schedule here)."""
     R = _R()
@@ -119,14 +119,14 @@ def _scatter_elements(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(R.scatter_nd(ctx.arg(x), tuples, ctx.arg(upd), how))]
 
 
-def _scatter_nd(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _scatter_nd(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, idx, upd = node.inputs
     how = _REDUCTION[ctx.attrs(node)["reduction"]]
     return [ctx.emit(_R().scatter_nd(ctx.arg(x), ctx.arg(idx), ctx.arg(upd), how))]
 
 
 # ---- scans, masks, selection -----------------------------------------------------------------
-def _cumsum(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _cumsum(node: Node, ctx: LowerContext) -> Sequence[Any]:
     R = _R()
     a = ctx.attrs(node)
     x = node.inputs[0]
@@ -138,7 +138,7 @@ def _cumsum(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(R.flip(y, axis)) if a["reverse"] else y]
 
 
-def _trilu(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _trilu(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """A mask from the constant diagonal offsets ``col - row`` compared with ``k``, so that a
     ``k`` computed at runtime works as well as a constant one."""
     R = _R()
@@ -153,7 +153,7 @@ def _trilu(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(R.where(ctx.emit(keep), ctx.arg(x), zero))]
 
 
-def _topk(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _topk(node: Node, ctx: LowerContext) -> Sequence[Any]:
     from tvm import relax
 
     a = ctx.attrs(node)
@@ -164,8 +164,8 @@ def _topk(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(relax.TupleGetItem(both, 0)), ctx.emit(relax.TupleGetItem(both, 1))]
 
 
-def _topk_check(graph: Graph, node: Node) -> str | None:
-    if (why := _known_operand(1, "top-k's k")(graph, node)) is not None:
+def _topk_check(node: Node, graph: Graph) -> str | None:
+    if (why := _known_operand(1, "top-k's k")(node, graph)) is not None:
         return why
     # TVM's sort does not promise the lower index first among equal values, as ONNX does:
     # take only float inputs, where ties are rare, and integers never.
@@ -174,14 +174,14 @@ def _topk_check(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _einsum(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _einsum(node: Node, ctx: LowerContext) -> Sequence[Any]:
     from tvm import relax
 
     operands = relax.Tuple([ctx.arg(v) for v in node.inputs])
     return [ctx.emit(_R().einsum(operands, str(node.attrs["equation"])))]
 
 
-def _einsum_check(graph: Graph, node: Node) -> str | None:
+def _einsum_check(node: Node, graph: Graph) -> str | None:
     if "..." in str(node.attrs["equation"]):
         return "einsum with an ellipsis"
     if not is_float(node.inputs[0].dtype):
@@ -189,7 +189,7 @@ def _einsum_check(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _rms_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _rms_norm(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """``x * rsqrt(mean(x^2) + eps) * scale`` from plain ops (Relax's rms_norm fails to build
     when the normalized axes start before the last one)."""
     R = _R()
@@ -208,19 +208,19 @@ def _rms_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(R.multiply(y, ctx.arg(scale)))]
 
 
-def _bitshift(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _bitshift(node: Node, ctx: LowerContext) -> Sequence[Any]:
     R = _R()
     a, b = (ctx.arg(v) for v in node.inputs)
     shift = R.left_shift if node.attrs["direction"] == "left" else R.right_shift
     return [ctx.emit(shift(a, b))]
 
 
-def _floor_mod(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _floor_mod(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a, b = (ctx.arg(v) for v in node.inputs)
     return [ctx.emit(_R().floor_mod(a, b))]
 
 
-def _nll_loss(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _nll_loss(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """Gather the target's log-probability, weight it (zero where ignored), reduce; the mean
     divides by the summed weights, as the interpreter does."""
     R = _R()
@@ -246,7 +246,7 @@ def _nll_loss(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(R.divide(total, R.sum(w))) if a["reduction"] == "mean" else total]
 
 
-def _signed_shift_check(graph: Graph, node: Node) -> str | None:
+def _signed_shift_check(node: Node, graph: Graph) -> str | None:
     if not node.inputs[0].dtype.startswith("u"):
         return (
             f"bit shift of signed {node.inputs[0].dtype} (negative or over-wide shift "
@@ -255,19 +255,19 @@ def _signed_shift_check(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _float_floor_mod_check(graph: Graph, node: Node) -> str | None:
+def _float_floor_mod_check(node: Node, graph: Graph) -> str | None:
     if is_float(node.inputs[0].dtype):
         return "floor modulo of floats (its -0.0/inf edge cases differ from the interpreter)"
     return None
 
 
-def _mod_check(graph: Graph, node: Node) -> str | None:
+def _mod_check(node: Node, graph: Graph) -> str | None:
     if node.inputs[0].dtype == "f16":
         return "fmod of float16 (no TVM kernel)"
     return None
 
 
-def _empty_check(graph: Graph, node: Node) -> str | None:
+def _empty_check(node: Node, graph: Graph) -> str | None:
     if any(d == 0 for v in node.inputs for d in v.type.shape):
         return "an empty (zero-size) operand"
     return None
@@ -276,7 +276,7 @@ def _empty_check(graph: Graph, node: Node) -> str | None:
 def _elementwise(name: str) -> Rule:
     """A Relax elementwise op of the same name on the operands as they are (NCHW)."""
 
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         return [ctx.emit(getattr(_R(), name)(*(ctx.arg(v) for v in node.inputs)))]
 
     return Rule(lower)
@@ -292,7 +292,7 @@ ELEMENTWISE_MORE: dict[str, str] = {
 }  # fmt: skip
 
 
-def _resize_linear(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _resize_linear(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """One axis at a time, as the interpreter: the two neighbours of each output position
     (constant indices) blended by constant weights."""
     from compiler.interpreter_more import _source
@@ -346,7 +346,7 @@ MORE_RULES: dict[str, Rule] = {
 def _with_check(rule: Rule, check: Any) -> Rule:
     """``rule`` with ``check`` run before its own check."""
     own = rule.check
-    return dataclasses.replace(rule, check=lambda g, n: check(g, n) or (own(g, n) if own else None))
+    return dataclasses.replace(rule, check=lambda n, g: check(n, g) or (own(n, g) if own else None))
 
 
 def extend(rules: dict[str, Rule]) -> dict[str, Rule]:
@@ -368,7 +368,7 @@ NO_F16_KERNEL = (
 )  # fmt: skip
 
 
-def _f16_check(graph: Graph, node: Node) -> str | None:
+def _f16_check(node: Node, graph: Graph) -> str | None:
     if node.inputs[0].dtype == "f16":
         return f"{node.op} on float16 (LLVM has no x86 kernel for it)"
     if node.op == "math.pow" and not is_float(node.inputs[0].dtype):

@@ -18,6 +18,7 @@ from backends.tvm import kernels, kernels_vnni, te_ops
 from backends.tvm.kernels_row import layer_norm_rows, row_lanes, softmax_rows
 from backends.tvm.lower import NCHW, NHWC, LowerContext, Rule, static_shape, tvm_dtype
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import zero_point
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import is_int
 
@@ -41,11 +42,6 @@ def acc_dtype(node: Node) -> str:
     return tvm_dtype(node.inputs[0])
 
 
-def input_zero_point(value: Value) -> int:
-    q = value.type.quant
-    return int(q.zero_point[0]) if q is not None else 0
-
-
 def _epilogue(node: Node, channels: int) -> kernels.Epilogue:
     a = LowerContext.attrs(node)
     return kernels.Epilogue(a["act"], tuple(float(v) for v in a["act_args"]), channels)
@@ -56,13 +52,13 @@ def _lanes(ctx: LowerContext) -> int:
 
 
 # ---- convolution -----------------------------------------------------------------------------
-def _conv_check(graph: Graph, node: Node) -> str | None:
+def _conv_check(node: Node, graph: Graph) -> str | None:
     if graph.const_value(node.inputs[1]) is None and int(node.attrs.get("groups", 1)) != 1:
         return "grouped convolution with a non-constant weight"
     return None
 
 
-def _use_vnni(ctx: LowerContext, node: Node) -> bool:
+def _use_vnni(node: Node, ctx: LowerContext) -> bool:
     """int8 x int8 -> int32 with constant weights on a VNNI CPU."""
     x, w = node.inputs[0], node.inputs[1]
     return (
@@ -79,20 +75,20 @@ def _use_vnni(ctx: LowerContext, node: Node) -> bool:
 def _vnni_bias(ctx: LowerContext, node: Node, w: np.ndarray) -> Any:
     x = node.inputs[0]
     bias = ctx.const(node.inputs[2]) if len(node.inputs) > 2 else None
-    folded = kernels_vnni.folded_bias(w, bias, input_zero_point(x), kernels_vnni.shift_of(x.dtype))
+    folded = kernels_vnni.folded_bias(w, bias, zero_point(x), kernels_vnni.shift_of(x.dtype))
     return _const(folded, "int32")
 
 
-def _conv2d_vnni(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _conv2d_vnni(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, wv = node.inputs[0], node.inputs[1]
     w = ctx.const(wv)
     assert w is not None
     strides, pads, dil = spatial_params(node.attrs, 2)
     residual = ctx.arg(node.inputs[3], NHWC) if len(node.inputs) > 3 else None
-    data, zero_point, shift = ctx.arg(x, NHWC), input_zero_point(x), kernels_vnni.shift_of(x.dtype)
+    data, zx, shift = ctx.arg(x, NHWC), zero_point(x), kernels_vnni.shift_of(x.dtype)
     if int(x.type.shape[1]) % 4:  # e.g. an RGB image: widened to 4 channels, made unsigned
         data = ctx.emit_te(kernels_vnni.widen_channels, data, shift, name="vnni_channels")
-        zero_point, shift = zero_point + shift, 0
+        zx, shift = zx + shift, 0
     y = ctx.emit_te(
         kernels_vnni.conv2d,
         data,
@@ -103,7 +99,7 @@ def _conv2d_vnni(ctx: LowerContext, node: Node) -> Sequence[Any]:
         pads,
         dil,
         _epilogue(node, int(w.shape[0])),
-        zero_point,
+        zx,
         shift,
         name="vconv2d",
     )
@@ -111,9 +107,9 @@ def _conv2d_vnni(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [y]
 
 
-def _conv2d(ctx: LowerContext, node: Node) -> Sequence[Any]:
-    if _use_vnni(ctx, node):
-        return _conv2d_vnni(ctx, node)
+def _conv2d(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    if _use_vnni(node, ctx):
+        return _conv2d_vnni(node, ctx)
     x, wv = node.inputs[0], node.inputs[1]
     w = ctx.const(wv)
     strides, pads, dil = spatial_params(node.attrs, 2)
@@ -122,7 +118,7 @@ def _conv2d(ctx: LowerContext, node: Node) -> Sequence[Any]:
     oc = int(wv.type.shape[0])
     bias = ctx.arg(node.inputs[2]) if len(node.inputs) > 2 else None
     residual = ctx.arg(node.inputs[3], NHWC) if len(node.inputs) > 3 else None
-    zp = input_zero_point(x)
+    zp = zero_point(x)
     if w is None:  # a computed weight: transpose it to the packed layout in the graph
         w_expr = _packed_weight_expr(ctx, wv, oc)
         block = oc
@@ -175,7 +171,7 @@ def _packed_weight_expr(ctx: LowerContext, wv: Value, oc: int) -> Any:
     return ctx.emit(_R().reshape(_R().permute_dims(w, [2, 3, 1, 0]), (1, kh, kw, i, o)))
 
 
-def _conv1d(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _conv1d(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """conv1d as conv2d over a height of one: [N, C, L] -> [N, 1, L, C] (NHWC)."""
     x, wv = node.inputs[0], node.inputs[1]
     strides, pads, dil = spatial_params(node.attrs, 1)
@@ -209,7 +205,7 @@ def _conv1d(ctx: LowerContext, node: Node) -> Sequence[Any]:
             [1, dil[0]],
             epi,
             acc_dtype(node),
-            input_zero_point(x),
+            zero_point(x),
             name="conv2d",
         )
     else:
@@ -226,14 +222,14 @@ def _conv1d(ctx: LowerContext, node: Node) -> Sequence[Any]:
             groups,
             epi,
             acc_dtype(node),
-            input_zero_point(x),
+            zero_point(x),
             name="gconv2d",
         )
     y = ctx.emit(_R().reshape(y, (n, out_len, oc)))
     return [ctx.emit(_R().permute_dims(y, [0, 2, 1]))]
 
 
-def _conv_transpose2d(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _conv_transpose2d(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     strides, pads, dil = spatial_params(a, 2)
     y = _R().nn.conv2d_transpose(
@@ -253,7 +249,7 @@ def _conv_transpose2d(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 
 # ---- dense and matmul ------------------------------------------------------------------------
-def _dense(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _dense(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, wv = node.inputs[0], node.inputs[1]
     out = static_shape(node.outputs[0])
     n_out, k = static_shape(wv)
@@ -264,7 +260,7 @@ def _dense(ctx: LowerContext, node: Node) -> Sequence[Any]:
     residual = None
     if len(node.inputs) > 3:
         residual = ctx.emit(_R().reshape(ctx.arg(node.inputs[3]), (m, n_out)))
-    if w is not None and _use_vnni(ctx, node):
+    if w is not None and _use_vnni(node, ctx):
         y = ctx.emit_te(
             kernels_vnni.dense,
             xin,
@@ -272,7 +268,7 @@ def _dense(ctx: LowerContext, node: Node) -> Sequence[Any]:
             _vnni_bias(ctx, node, w),
             residual,
             _epilogue(node, n_out),
-            input_zero_point(x),
+            zero_point(x),
             kernels_vnni.shift_of(x.dtype),
             name="vdense",
         )
@@ -291,7 +287,7 @@ def _dense(ctx: LowerContext, node: Node) -> Sequence[Any]:
         residual,
         _epilogue(node, n_out),
         acc_dtype(node),
-        input_zero_point(x),
+        zero_point(x),
         name="dense",
     )
     return [ctx.emit(_R().reshape(y, out))]
@@ -315,9 +311,9 @@ def batch_matmul(
     return ctx.emit(_R().reshape(y, batch + (sa[-2], sb[-1])))
 
 
-def _matmul(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _matmul(node: Node, ctx: LowerContext) -> Sequence[Any]:
     av, bv = node.inputs
-    zps = (input_zero_point(av), input_zero_point(bv))
+    zps = (zero_point(av), zero_point(bv))
     return [
         batch_matmul(
             ctx, ctx.arg(av), ctx.arg(bv), static_shape(av), static_shape(bv), acc_dtype(node), zps
@@ -327,7 +323,7 @@ def _matmul(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 # ---- pooling ---------------------------------------------------------------------------------
 def _pool(kind: str) -> Rule:
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         a = ctx.attrs(node)
         kernel = [int(k) for k in a["kernel"]]
         strides, pads, dil = spatial_params({**a, "strides": a["strides"] or kernel}, 2)
@@ -355,7 +351,7 @@ def _pool(kind: str) -> Rule:
 
 
 def _global_pool(name: str) -> Rule:
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         x = node.inputs[0]
         layout = ctx.layout(x) if x.type.rank == 4 else NCHW
         axes = [1, 2] if layout == NHWC else list(range(2, x.type.rank))
@@ -365,7 +361,7 @@ def _global_pool(name: str) -> Rule:
     return Rule(lower, layouts=True)
 
 
-def _adaptive_avg_pool2d(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _adaptive_avg_pool2d(node: Node, ctx: LowerContext) -> Sequence[Any]:
     size = [int(v) for v in node.attrs["output_size"]]
     layout = ctx.layout(node.inputs[0])
     y = _R().nn.adaptive_avg_pool2d(ctx.arg(node.inputs[0], layout), size, layout=layout)
@@ -374,7 +370,7 @@ def _adaptive_avg_pool2d(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 
 # ---- normalization ---------------------------------------------------------------------------
-def _batch_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _batch_norm(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x = node.inputs[0]
     layout = ctx.layout(x) if x.type.rank == 4 else NCHW
     c = int(x.type.shape[1])
@@ -398,7 +394,7 @@ def _R_const(v: float, dtype: str) -> Any:
     return relax.const(v, dtype)
 
 
-def _layer_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _layer_norm(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x = node.inputs[0]
     a = ctx.attrs(node)
     axis = int(a["axis"]) % x.type.rank
@@ -422,7 +418,7 @@ def _layer_norm(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(R.add(R.multiply(y, gamma), beta))]
 
 
-def _lrn(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _lrn(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """Across channels: x / (bias + alpha / size * sum of squares in the window) ** beta."""
     a = ctx.attrs(node)
     size = int(a["size"])
@@ -442,7 +438,7 @@ def _lrn(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(R.divide(x, R.power(k, _R_const(a["beta"], dt))))]
 
 
-def _resize(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _resize(node: Node, ctx: LowerContext) -> Sequence[Any]:
     scales = [float(s) for s in node.attrs["scales"]]
     out = static_shape(node.outputs[0])
     return [ctx.emit_te(te_ops.resize_nearest, ctx.arg(node.inputs[0]), scales, out)]
@@ -469,7 +465,7 @@ def _zero_dead_rows(ctx: LowerContext, node: Node, probs: Any, dt: str) -> Any:
     return ctx.emit(R.where(dead, _R_const(0.0, dt), probs))
 
 
-def _attention(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _attention(node: Node, ctx: LowerContext) -> Sequence[Any]:
     q, k, v = node.inputs[:3]
     sq, sk, sv = static_shape(q), static_shape(k), static_shape(v)
     a = ctx.attrs(node)
@@ -508,7 +504,7 @@ NN_RULES: dict[str, Rule] = {
     "nn.conv2d": Rule(_conv2d, _conv_check, layouts=True),
     "nn.conv1d": Rule(
         _conv1d,
-        lambda g, n: (
+        lambda n, g: (
             None if g.const_value(n.inputs[1]) is not None else "conv1d with a non-constant weight"
         ),
     ),

@@ -21,6 +21,7 @@ import numpy as np
 from backends.tvm import te_ops
 from backends.tvm.lower import NCHW, NHWC, LowerContext, Rule, tvm_dtype
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import output_clamp, zero_point
 from compiler.ir.types import QuantParams
 from compiler.numerics import INT_RANGES
 
@@ -79,25 +80,25 @@ def dequantize_te(
     return te.compute(q.shape, body, name="dequantize")
 
 
-def _scale_zp(ctx: LowerContext, qp: QuantParams) -> tuple[Any, Any]:
+def _scalezero_point(ctx: LowerContext, qp: QuantParams) -> tuple[Any, Any]:
     if qp.axis is None:
         return float(np.float32(qp.scale[0])), int(qp.zero_point[0])
     return _param(qp.scale, "float32"), _param(qp.zero_point, "int32")
 
 
-def _quantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _quantize(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, out = node.inputs[0], node.outputs[0]
     qp = out.type.quant
     assert qp is not None
     layout, axis = _layout_axis(ctx, x, qp.axis)
-    scale, zp = _scale_zp(ctx, qp)
+    scale, zp = _scalezero_point(ctx, qp)
     ctx.set_layout(out, layout)
     return [
         ctx.emit_te(quantize_te, ctx.arg(x, layout), scale, zp, axis, tvm_dtype(out), out.dtype)
     ]
 
 
-def _dequantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _dequantize(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, out = node.inputs[0], node.outputs[0]
     qp = x.type.quant
     assert qp is not None
@@ -110,7 +111,7 @@ def _dequantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
         folded = IMPLS[node.op](Context(ctx.graph), node, [data])[0]
         return [relax.const(np.asarray(folded, dtype=np.float32), "float32")]
     layout, axis = _layout_axis(ctx, x, qp.axis)
-    scale, zp = _scale_zp(ctx, qp)
+    scale, zp = _scalezero_point(ctx, qp)
     ctx.set_layout(out, layout)
     # Fused into a following float add, LLVM contracts the multiply into an FMA (one rounding
     # instead of two): in a float64 island the difference is far below what the island's
@@ -120,7 +121,7 @@ def _dequantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit_te(dequantize_te, ctx.arg(x, layout), scale, zp, axis, ftype)]
 
 
-def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _requantize(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, out = node.inputs[0], node.outputs[0]
     a = ctx.attrs(node)
     mult, shift = [int(v) for v in a["multiplier"]], [int(v) for v in a["shift"]]
@@ -137,7 +138,7 @@ def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
         return _param(np.broadcast_to(np.asarray(values), (channels,)), "int64")
 
     ctx.set_layout(out, layout)
-    clip = (a.get("clip_min"), a.get("clip_max"))
+    clip = output_clamp(a, 0)  # the dtype range narrowed by clip_min/clip_max
     return [
         ctx.emit_te(
             te_ops.requantize,
@@ -153,31 +154,14 @@ def _requantize(ctx: LowerContext, node: Node) -> Sequence[Any]:
     ]
 
 
-def _zp(value: Value) -> int:
-    qp = value.type.quant
-    return int(qp.zero_point[0]) if qp is not None else 0
-
-
-def _bounds(node: Node, zo: int) -> tuple[int, int]:
-    """The output clamp: the dtype's range, narrowed by relu (zo) and clip_min/clip_max."""
-    lo, hi = INT_RANGES[node.attrs["dtype"]]
-    if node.attrs.get("act", "none") == "relu":
-        lo = max(lo, zo)
-    if node.attrs.get("clip_min") is not None:
-        lo = max(lo, int(node.attrs["clip_min"]))
-    if node.attrs.get("clip_max") is not None:
-        hi = min(hi, int(node.attrs["clip_max"]))
-    return lo, hi
-
-
-def _qadd(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _qadd(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a, b = node.inputs
     out = node.outputs[0]
     layout = ctx.common_layout(node)
     shape = tuple(int(d) for d in out.type.shape)
     if layout == NHWC:
         shape = (shape[0], shape[2], shape[3], shape[1])
-    zo = _zp(out)
+    zo = zero_point(out)
     ctx.set_layout(out, layout)
     return [
         ctx.emit_te(
@@ -185,17 +169,17 @@ def _qadd(ctx: LowerContext, node: Node) -> Sequence[Any]:
             ctx.arg_in(a, layout),
             ctx.arg_in(b, layout),
             shape,
-            (_zp(a), _zp(b), zo),
+            (zero_point(a), zero_point(b), zo),
             (int(node.attrs["a_multiplier"]), int(node.attrs["b_multiplier"])),
             int(node.attrs["shift"]),
-            _bounds(node, zo),
+            output_clamp(node.attrs, zo),
             tvm_dtype(out),
         )
     ]
 
 
 def _qpool(global_pool: bool) -> Any:
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         from compiler.ir.ops_nn import spatial_params
 
         x, out = node.inputs[0], node.outputs[0]
@@ -213,10 +197,11 @@ def _qpool(global_pool: bool) -> Any:
         if layout == NHWC:
             shape = (shape[0], shape[2], shape[3], shape[1])
             spatial = [1, 2]
+        zx = zero_point(x)
         total = ctx.emit_te(
-            te_ops.qpool_sum, ctx.arg(x, layout), spatial, kernel, strides, pads, shape, _zp(x)
+            te_ops.qpool_sum, ctx.arg(x, layout), spatial, kernel, strides, pads, shape, zx
         )
-        zo = _zp(out)
+        zo = zero_point(out)
         ctx.set_layout(out, layout)
         return [
             ctx.emit_te(
@@ -225,7 +210,7 @@ def _qpool(global_pool: bool) -> Any:
                 int(node.attrs["multiplier"]),
                 int(node.attrs["shift"]),
                 zo,
-                _bounds(node, zo),
+                output_clamp(node.attrs, zo),
                 tvm_dtype(out),
             )
         ]
@@ -234,7 +219,7 @@ def _qpool(global_pool: bool) -> Any:
 
 
 def _has_quant(index: int, where: str) -> Any:
-    def check(graph: Graph, node: Node) -> str | None:
+    def check(node: Node, graph: Graph) -> str | None:
         values = node.inputs if where == "in" else node.outputs
         if values[index].type.quant is None:
             return f"the {where}put type has no scale"

@@ -42,7 +42,7 @@ def _const(value: Any, dtype: str) -> Any:
 def unary(make: Callable[[Any, Node], Any]) -> Rule:
     """A one-operand elementwise op: keeps the operand's layout."""
 
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         x = node.inputs[0]
         ctx.set_layout(node.outputs[0], ctx.layout(x) if x.type.rank == 4 else NCHW)
         return [ctx.emit(make(ctx.arg_any(x), node))]
@@ -107,7 +107,7 @@ UNARY: dict[str, Callable[[Any, Node], Any]] = {
 }
 
 
-def _identity(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _identity(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x = node.inputs[0]
     ctx.set_layout(node.outputs[0], ctx.layout(x))
     return [ctx.arg_any(x)]
@@ -116,7 +116,7 @@ def _identity(ctx: LowerContext, node: Node) -> Sequence[Any]:
 def binary(make: Callable[[Any, Any], Any]) -> Rule:
     """Two-operand elementwise op with NumPy broadcasting, in the operands' common layout."""
 
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         layout = ctx.common_layout(node)
         a, b = (ctx.arg_in(v, layout) for v in node.inputs)
         ctx.set_layout(node.outputs[0], layout)
@@ -125,14 +125,14 @@ def binary(make: Callable[[Any, Any], Any]) -> Rule:
     return Rule(lower, layouts=True)
 
 
-def _div(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _div(node: Node, ctx: LowerContext) -> Sequence[Any]:
     if is_float(node.inputs[0].dtype):
         return [ctx.emit(_R().divide(ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1])))]
     shape = static_shape(node.outputs[0])
     return [ctx.emit_te(te_ops.int_div, ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1]), shape)]
 
 
-def _mod(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _mod(node: Node, ctx: LowerContext) -> Sequence[Any]:
     shape = static_shape(node.outputs[0])
     return [ctx.emit_te(te_ops.fmod, ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1]), shape)]
 
@@ -155,14 +155,14 @@ BINARY: dict[str, Callable[[Any, Any], Any]] = {
 }
 
 
-def _where(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _where(node: Node, ctx: LowerContext) -> Sequence[Any]:
     layout = ctx.common_layout(node)
     c, x, y = (ctx.arg_in(v, layout) for v in node.inputs)
     ctx.set_layout(node.outputs[0], layout)
     return [ctx.emit(_R().where(c, x, y))]
 
 
-def _cast(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _cast(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x, out = node.inputs[0], node.outputs[0]
     ctx.set_layout(out, ctx.layout(x) if x.type.rank == 4 else NCHW)
     if is_float(x.dtype) and is_int(out.dtype):
@@ -172,7 +172,7 @@ def _cast(ctx: LowerContext, node: Node) -> Sequence[Any]:
 
 # ---- reductions ------------------------------------------------------------------------------
 def reduce(name: str) -> Rule:
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         a = ctx.attrs(node)
         x = ctx.arg(node.inputs[0])
         axes = None if a["axes"] is None else [int(v) % node.inputs[0].type.rank for v in a["axes"]]
@@ -181,14 +181,14 @@ def reduce(name: str) -> Rule:
     return Rule(lower)
 
 
-def _argmax(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _argmax(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     axis = int(a["axis"]) % node.inputs[0].type.rank
     return [ctx.emit(_R().argmax(ctx.arg(node.inputs[0]), axis, bool(a["keepdims"])))]
 
 
 def _softmax(name: str) -> Rule:
-    def lower(ctx: LowerContext, node: Node) -> Sequence[Any]:
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         x = node.inputs[0]
         axis = int(ctx.attrs(node)["axis"]) % x.type.rank
         if name == "softmax" and axis == x.type.rank - 1:
@@ -203,16 +203,16 @@ def _softmax(name: str) -> Rule:
 
 
 # ---- data movement ---------------------------------------------------------------------------
-def _reshape(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _reshape(node: Node, ctx: LowerContext) -> Sequence[Any]:
     return [ctx.emit(_R().reshape(ctx.arg(node.inputs[0]), static_shape(node.outputs[0])))]
 
 
-def _transpose(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _transpose(node: Node, ctx: LowerContext) -> Sequence[Any]:
     perm = [int(p) for p in node.attrs["perm"]]
     return [ctx.emit(_R().permute_dims(ctx.arg(node.inputs[0]), perm))]
 
 
-def _concat(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _concat(node: Node, ctx: LowerContext) -> Sequence[Any]:
     from tvm import relax
 
     layout = ctx.common_layout(node)
@@ -225,7 +225,7 @@ def _concat(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(_R().concat(relax.Tuple(xs), axis))]
 
 
-def _split(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _split(node: Node, ctx: LowerContext) -> Sequence[Any]:
     from tvm import relax
 
     a = ctx.attrs(node)
@@ -239,7 +239,7 @@ def _split(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit(relax.TupleGetItem(parts, i)) for i in range(len(node.outputs))]
 
 
-def _slice(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _slice(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     shape_in = static_shape(node.inputs[0])
     rank = len(shape_in)
@@ -256,34 +256,34 @@ def _slice(ctx: LowerContext, node: Node) -> Sequence[Any]:
     return [ctx.emit_te(te_ops.slice_nd, ctx.arg(node.inputs[0]), starts, steps, out)]
 
 
-def _expand(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _expand(node: Node, ctx: LowerContext) -> Sequence[Any]:
     return [ctx.emit(_R().broadcast_to(ctx.arg(node.inputs[0]), static_shape(node.outputs[0])))]
 
 
-def _gather(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _gather(node: Node, ctx: LowerContext) -> Sequence[Any]:
     axis = int(ctx.attrs(node)["axis"]) % node.inputs[0].type.rank
     x, idx = ctx.arg(node.inputs[0]), ctx.arg(node.inputs[1])
     return [ctx.emit(_R().take(x, idx, axis, mode="wrap"))]
 
 
-def _pad(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _pad(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     pads = [int(p) for p in a["pads"]]
     return [ctx.emit_te(te_ops.pad_nd, ctx.arg(node.inputs[0]), pads, a["mode"], a["value"])]
 
 
-def _shape(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _shape(node: Node, ctx: LowerContext) -> Sequence[Any]:
     return [_const(np.asarray(static_shape(node.inputs[0]), dtype=np.int64), "int64")]
 
 
-def _range(ctx: LowerContext, node: Node) -> Sequence[Any]:
+def _range(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     out = node.outputs[0]
     data = np.arange(a["start"], a["limit"], a["delta"]).astype(np.dtype(tvm_dtype(out)))
     return [_const(data, tvm_dtype(out))]
 
 
-def _no_negative_pads(graph: Graph, node: Node) -> str | None:
+def _no_negative_pads(node: Node, graph: Graph) -> str | None:
     if any(int(p) < 0 for p in node.attrs.get("pads", [])):
         return "negative pads (cropping) are not supported"
     if node.attrs.get("mode", "constant") == "reflect":

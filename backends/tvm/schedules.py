@@ -50,9 +50,8 @@ def cpu_params(target: Any) -> CpuParams:
     cpu = getattr(target, "cpu", None)
     if cpu is None:
         return CpuParams()
-    regs = 32 if cpu.vector_bits >= 512 or cpu.mtriple.startswith("aarch64") else 16
     vnni = bool(cpu.has_vnni) and "+avx512vnni" in cpu.mattr and cpu.vector_bits >= 512
-    return CpuParams(cpu.vector_bits, regs, vnni)
+    return CpuParams(cpu.vector_bits, int(cpu.vector_regs), vnni)
 
 
 def _schedule_error() -> type[Exception]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from compiler.errors import FrontendError, UnsupportedOpsError
+from compiler.errors import FrontendError, Unsupported, UnsupportedOpsError
 from compiler.frontends.onnx_importer import (
     Importer,
     Reject,
@@ -294,7 +294,13 @@ def _check(skeleton: onnx.ModelProto, where: str) -> None:
 def _declared_shape(value_info: onnx.ValueInfoProto, where: str) -> list[Dim]:
     tensor = value_info.type.tensor_type
     if not value_info.type.HasField("tensor_type"):
-        raise FrontendError(f"{where}: input {value_info.name!r} is not a tensor")
+        kind = value_info.type.WhichOneof("value") or "untyped"
+        raise UnsupportedOpsError(
+            [Unsupported(f"{kind.replace('_type', '')} input", value_info.name,
+                         "the IR's values are tensors; sequence and optional inputs are not "
+                         "supported")],
+            what=f"ONNX model {where}",
+        )  # fmt: skip
     if not tensor.HasField("shape"):
         raise FrontendError(
             f"{where}: input {value_info.name!r} declares no shape; give "

@@ -50,14 +50,17 @@ def _body(
         body.ParseFromString(schema.get_function_with_opset_version(max(plain)))
         return body
     dependent = [v for v in schema.context_dependent_function_opset_versions if v <= opset]
-    if not dependent or any(t is None for t in input_types):
+    present = [name != "" for name in proto.input]
+    if not dependent or any(t is None for t, p in zip(input_types, present, strict=False) if p):
         return None
     node = onnx.NodeProto()
     node.CopyFrom(proto)
     for name, attr in schema.attributes.items():  # the builder reads defaults off the node
         if attr.default_value.name and name not in {a.name for a in node.attribute}:
             node.attribute.append(attr.default_value)
-    types = [_type_proto(t).SerializeToString() for t in input_types if t is not None]
+    # An absent optional input ("") is an empty type, so later inputs keep their positions.
+    types = [_type_proto(t).SerializeToString() if t is not None
+             else onnx.TypeProto().SerializeToString() for t in input_types]  # fmt: skip
     try:
         data = schema.get_context_dependent_function_with_opset_version(
             max(dependent), node.SerializeToString(), types
@@ -97,11 +100,6 @@ def expand(
     for inner in body.node:
         node = onnx.NodeProto()
         node.CopyFrom(inner)
-        if any(
-            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-            for a in node.attribute
-        ):
-            return None  # bodies with subgraphs (Loop, If) would need renaming inside them
         node.ClearField("input")
         node.ClearField("output")
         node.input.extend(rename(x) for x in inner.input)
@@ -117,5 +115,24 @@ def expand(
                     node.attribute.append(new)
             else:
                 node.attribute.append(attr)
+                if attr.type == onnx.AttributeProto.GRAPH:  # Scan/Loop/If bodies
+                    _rename_captured(node.attribute[-1].g, rename, set())
+                for sub in node.attribute[-1].graphs:
+                    _rename_captured(sub, rename, set())
         nodes.append(node)
     return nodes
+
+
+def _rename_captured(graph: onnx.GraphProto, rename: Any, own: set[str]) -> None:
+    """Rename, in a subgraph of a function body, the names it takes from the body around
+    it (those it does not define itself, at any depth), as the body's own are renamed."""
+    own = own | {v.name for v in graph.input} | {i.name for i in graph.initializer}
+    own |= {o for node in graph.node for o in node.output if o}
+    for node in graph.node:
+        node.input[:] = [x if not x or x in own else rename(x) for x in node.input]
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _rename_captured(sub, rename, own)
+    for out in graph.output:
+        if out.name not in own:
+            out.name = rename(out.name)

@@ -42,8 +42,15 @@ ONNX_DTYPES: dict[int, str] = {
     12: "u32",
     13: "u64",
     16: "bf16",
+    17: "f8e4m3fn",
+    18: "f8e4m3fnuz",
+    19: "f8e5m2",
+    20: "f8e5m2fnuz",
     21: "u4",
     22: "i4",
+    23: "f4e2m1",
+    25: "u2",
+    26: "i2",
 }
 
 #: Ops never evaluated at import even when every input is known: random ops must stay random,
@@ -239,8 +246,6 @@ class OnnxNode:
 
 
 def dtype_of_numpy_or_none(data: np.ndarray) -> str | None:
-    if data.dtype.name == "bfloat16":  # ml_dtypes' type, which onnx hands back for BFLOAT16
-        return "bf16"
     try:
         return "i64" if is_symbolic(data) else dtype_of_numpy(data.dtype)
     except TypeError:
@@ -313,12 +318,7 @@ class Importer:
                     "as runtime data; specialize them with import_onnx(input_shapes=...)"
                 )
             try:
-                if data.dtype.name == "bfloat16":  # held in float32, as bf16 values are
-                    bf16 = TensorType("bf16", tuple(int(d) for d in data.shape))
-                    data = data.astype(np.float32)
-                    self.values[name] = self.graph.add_const(tensor_name(name), data, bf16)
-                else:
-                    self.values[name] = self.graph.add_const(tensor_name(name), data)
+                self.values[name] = self.graph.add_const(tensor_name(name), data)
             except TypeError as e:
                 raise Reject(f"constant {name!r}: {e}") from None
         return self.values[name]

@@ -420,7 +420,16 @@ def _matmul(n: OnnxNode) -> Sequence[Output]:
 
 from compiler.frontends import (  # noqa: E402,F401  (fill the tables)
     onnx_fold,
-    onnx_ops_more,  # noqa: E402,F401  (after onnx_ops_nn: it wraps entries)
+    onnx_ops_extra,  # (imports onnx_ops_nn first: it wraps entries)
+    onnx_ops_more,  # (after onnx_ops_nn: it wraps entries)
     onnx_ops_nn,
+    onnx_ops_signal,
     onnx_ops_tensor,
+    onnx_ops_vision,
+    onnx_scan,
 )
+
+# isort: split
+# Last: it wraps the converters registered above (Resize, Split, Shape, Q/DQ, OneHot, ...)
+# with their runtime-operand forms.
+from compiler.frontends import onnx_ops_dynamic  # noqa: E402,F401

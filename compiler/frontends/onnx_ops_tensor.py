@@ -261,7 +261,10 @@ def _where(n: OnnxNode) -> Sequence[Output]:
 def _cast(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)
     to = n.type(1).dtype if n.op_type == "CastLike" else ir_dtype(n.attr("to"), "Cast's 'to'")
-    return [x if x.dtype == to else n.emit("tensor.cast", [x], {"to": to})]
+    attrs: dict[str, Any] = {"to": to}
+    if not n.attr("saturate", 1):  # only float8 targets read it
+        attrs["saturate"] = False
+    return [x if x.dtype == to else n.emit("tensor.cast", [x], attrs)]
 
 
 @converts("Shape")

@@ -36,6 +36,7 @@ from compiler.errors import FrontendError, Unsupported, UnsupportedOpsError, Ver
 # The converter modules fill CONVERTERS when they are imported.
 from compiler.frontends import (  # noqa: F401
     torch_ops,
+    torch_ops_moe,
     torch_ops_more,  # noqa: F401
     torch_ops_nn,
     torch_ops_shape,

@@ -87,7 +87,7 @@ def fpga_cost(
     if missing:
         raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for {target.name}")
     design = build_design(graph, target, graph.name)
-    model = Model.for_target(fpga.family, fpga.clock_mhz)
+    model = Model.for_target(fpga.products_per_dsp, fpga.clock_mhz)
     try:
         ev = choose(design, model, limits, {}, target.name)
     except BackendError:  # nothing fits: price the smallest design, to say what is short

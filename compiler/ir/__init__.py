@@ -1,4 +1,5 @@
-"""The graph IR: types, graph, op table, printer, parser and verifier."""
+"""The graph IR: types, graph, op table (with the op facts next to it, op_facts.py), printer,
+parser and verifier."""
 
 from compiler.ir.graph import Graph, Node, Value, clean_name
 from compiler.ir.ops import OPS, OpDef, get_op, infer_types

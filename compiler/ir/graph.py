@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from compiler.errors import VerifyError
-from compiler.ir.types import TensorType, dtype_of_numpy
+from compiler.ir.types import TensorType, dtype_of_numpy, storage_array
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.]+$")
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.]")
@@ -197,6 +197,7 @@ class Graph:
         data = np.asarray(data)
         if type is None:
             type = TensorType(dtype_of_numpy(data.dtype), tuple(int(d) for d in data.shape))
+        data = storage_array(data)  # ml_dtypes data (float8, int4) is held widened
         ref = clean_name(hint)
         ref_name, i = ref, 0
         while ref_name in self.constants:

@@ -5,6 +5,11 @@ Adding an op means adding one ``OpDef`` here, one NumPy implementation in
 checks that every table knows every op it claims.
 
 Operand names ending in ``?`` are optional (trailing); a name ending in ``*`` is variadic.
+Tags state what other layers may rely on: ``elementwise``, ``reduce``, ``quant``, ``layout``
+(the op only moves elements: an integer tensor keeps its scale through it) and ``view`` (a
+layout op keeping the row-major order: the same bytes, a new shape). The other facts about
+ops (zero points, the integer output clamp, fused activations, MACs) are stated once in
+``compiler.ir.op_facts``.
 Attribute defaults of ``REQUIRED`` must be given. Floats ops take f32/f16/bf16; integer
 (quantized) ops state their accumulator dtype in an ``acc`` attribute.
 """
@@ -49,7 +54,8 @@ class OpDef:
     def num_outputs(self, attrs: dict[str, Any]) -> int:
         if isinstance(self.outputs, int):
             return self.outputs
-        return len(attrs[self.outputs])
+        given = attrs[self.outputs]  # a count, or a list with one entry per output
+        return given if isinstance(given, int) else len(given)
 
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         full = {k: v for k, v in self.attrs.items() if v is not REQUIRED}
@@ -243,8 +249,8 @@ _op("nn.hardsigmoid", "x", {"alpha": 1 / 6, "beta": 0.5}, tags="elementwise unar
 )
 _op("nn.gelu", "x", {"approximate": "none"}, tags="elementwise unary activation")(_unary_float)
 _op("nn.clip", "x", {"min": None, "max": None}, tags="elementwise unary activation")(_unary)
-_op("nn.dropout", "x", {"p": 0.0}, tags="elementwise")(_unary)
-_op("tensor.identity", "x", tags="elementwise")(lambda t, a: [t[0]])
+_op("nn.dropout", "x", {"p": 0.0}, tags="elementwise layout view")(_unary)
+_op("tensor.identity", "x", tags="elementwise layout view")(lambda t, a: [t[0]])
 
 
 @_op("tensor.where", "cond x y", tags="elementwise")
@@ -256,9 +262,10 @@ def _where(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [TensorType(dtype, broadcast_shapes(*(t.shape for t in types)))]
 
 
-@_op("tensor.cast", "x", {"to": REQUIRED}, tags="elementwise")
+@_op("tensor.cast", "x", {"to": REQUIRED, "saturate": True}, tags="elementwise")
 def _cast(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Convert to dtype ``to`` (float to int truncates toward zero, as C and ONNX do)."""
+    """Convert to dtype ``to`` (float to int truncates toward zero, as C and ONNX do;
+    ``saturate``: to a float8 type, out-of-range values clamp to its largest finite value)."""
     return [TensorType(attrs["to"], types[0].shape)]
 
 
@@ -403,9 +410,13 @@ def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
 
 
 from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
+    ops_dynamic,
+    ops_extra,
     ops_llm,
     ops_more,
     ops_nn,
     ops_quant,
+    ops_signal,
     ops_tensor,
+    ops_vision,
 )

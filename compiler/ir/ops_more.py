@@ -85,8 +85,7 @@ def _gather_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> list
 _REDUCTIONS = ("none", "add", "mul", "max", "min")
 
 
-@_op("tensor.scatter_elements", "x indices updates", {"axis": 0, "reduction": "none"},
-     tags="layout")  # fmt: skip
+@_op("tensor.scatter_elements", "x indices updates", {"axis": 0, "reduction": "none"})  # fmt: skip
 def _scatter_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """A copy of ``x`` with ``updates`` written (or combined by ``reduction``) at ``indices``
     along ``axis`` (ONNX ScatterElements, torch.scatter)."""
@@ -101,7 +100,7 @@ def _scatter_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     return [x]
 
 
-@_op("tensor.scatter_nd", "x indices updates", {"reduction": "none"}, tags="layout")
+@_op("tensor.scatter_nd", "x indices updates", {"reduction": "none"})
 def _scatter_nd(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """A copy of ``x`` with slices ``updates`` written at index tuples ``indices`` (ONNX
     ScatterND: indices [..., k] address the first k dimensions)."""
@@ -124,7 +123,7 @@ def _cumsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [types[0].with_quant(None)]
 
 
-@_op("tensor.trilu", "x k?", {"upper": True}, tags="layout")
+@_op("tensor.trilu", "x k?", {"upper": True})
 def _trilu(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Keep the upper (or lower) triangle of the last two dimensions from diagonal ``k``
     (operand, default 0); zero the rest."""
@@ -259,10 +258,16 @@ def _bitwise(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return _binary(types, attrs)
 
 
+def _sign(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    if types[0].dtype == "bool":  # ONNX Sign takes numbers only (NumPy has no bool sign)
+        raise ShapeError("sign of bool")
+    return [types[0]]
+
+
 for _name, _float_only in UNARY_MORE.items():
     _op(f"math.{_name}", "x", tags="elementwise unary")(
         _unary_more_float if _float_only
-        else _bitwise_not if _name == "bitwise_not" else (lambda t, a: [t[0]])
+        else _bitwise_not if _name == "bitwise_not" else _sign
     )
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
     _op(f"math.{_name}", "a b", tags="elementwise binary")(_bitwise)

@@ -8,6 +8,7 @@ produce: ``nn.conv2d(%x, %w, %b, %skip) {act="relu"}`` is ``relu(conv(x) + b + s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from compiler.errors import ShapeError
@@ -22,20 +23,43 @@ from compiler.ir.ops import (
 )
 from compiler.ir.types import Dim, TensorType, is_float, is_int
 
-#: Activations that conv/dense can carry fused, with the meaning of ``act_args``.
-FUSED_ACTIVATIONS: dict[str, str] = {
-    "none": "",
-    "relu": "",
-    "relu6": "",
-    "clip": "act_args=[min, max]",
-    "leaky_relu": "act_args=[alpha]",
-    "sigmoid": "",
-    "silu": "",
-    "gelu": "",
-    "gelu_tanh": "",
-    "hardswish": "",
-    "tanh": "",
+
+@dataclass(frozen=True)
+class FusedActivation:
+    """What a fused ``act`` of conv/dense means: the standalone ``op`` applied to the result,
+    with the attributes ``fixed`` and ``act_args`` given in the order of ``args`` (attribute
+    names of ``op``; a missing one takes the op's default). ``integer``: it is a clamp, with
+    a meaning on integer codes too (an integer conv/dense may carry it; the quantizer puts
+    relu on the accumulator and relu6/clip into the requantize's clip_min/clip_max); the
+    others (gelu, silu, ...) have no integer form and run as their float op."""
+
+    op: str | None  # None: "none", no activation
+    args: tuple[str, ...] = ()
+    fixed: tuple[tuple[str, Any], ...] = ()
+    integer: bool = False
+
+
+#: Activations that conv/dense can carry fused (``act``), each as the op it stands for; the
+#: one table that fusion passes, the quantizer, the interpreter and the backends read
+#: (``compiler.ir.op_facts``: ``fused_activation``, ``standalone_activation``).
+FUSED_ACTIVATIONS: dict[str, FusedActivation] = {
+    "none": FusedActivation(None, integer=True),
+    "relu": FusedActivation("nn.relu", integer=True),
+    "relu6": FusedActivation("nn.relu6", integer=True),
+    "clip": FusedActivation("nn.clip", ("min", "max"), integer=True),
+    "leaky_relu": FusedActivation("nn.leaky_relu", ("alpha",)),
+    "sigmoid": FusedActivation("nn.sigmoid"),
+    "silu": FusedActivation("nn.silu"),
+    "gelu": FusedActivation("nn.gelu", fixed=(("approximate", "none"),)),
+    "gelu_tanh": FusedActivation("nn.gelu", fixed=(("approximate", "tanh"),)),
+    "hardswish": FusedActivation("nn.hardswish"),
+    "tanh": FusedActivation("math.tanh"),
 }
+
+#: The fused activations an *integer* conv/dense may carry: clamps of the accumulator codes
+#: (the interpreter's ``nn.relu``/``relu6``/``clip`` on integers). Any other act on integers
+#: has no meaning the backends share, so the verifier rejects it.
+INTEGER_ACTIVATIONS = tuple(act for act, spec in FUSED_ACTIVATIONS.items() if spec.integer)
 
 _CONV_ATTRS: dict[str, Any] = {
     "strides": None,

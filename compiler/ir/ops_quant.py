@@ -32,7 +32,8 @@ from compiler.ir.ops import REQUIRED, _op, broadcast_shapes
 from compiler.ir.ops_nn import _global_pool, _pool
 from compiler.ir.types import TensorType, is_int
 
-#: The activations q.add may apply after rescaling.
+#: The activations q.add may apply after rescaling (relu: ``max(out, zo)``; relu6/clip are
+#: its clip_min/clip_max, see ``compiler.ir.op_facts.output_clamp``).
 QADD_ACTIVATIONS = ("none", "relu")
 
 

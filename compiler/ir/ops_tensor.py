@@ -46,13 +46,13 @@ def resolve_reshape(in_shape: Shape, target: Sequence[Dim]) -> Shape:
     return tuple(fill if d == -1 else d for d in target)
 
 
-@_op("tensor.reshape", "x", {"shape": REQUIRED}, tags="layout")
+@_op("tensor.reshape", "x", {"shape": REQUIRED}, tags="layout view")
 def _reshape(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Reshape to ``shape`` (ints, one -1, or symbolic names); no zero-copy (ONNX 0) entries."""
     return _keep(types, resolve_reshape(types[0].shape, attrs["shape"]))
 
 
-@_op("tensor.flatten", "x", {"axis": 1}, tags="layout")
+@_op("tensor.flatten", "x", {"axis": 1}, tags="layout view")
 def _flatten(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Collapse dimensions [0, axis) and [axis, rank) into two (ONNX Flatten)."""
     shape = types[0].shape
@@ -133,7 +133,7 @@ def _slice(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return _keep(types, tuple(shape))
 
 
-@_op("tensor.squeeze", "x", {"axes": REQUIRED}, tags="layout")
+@_op("tensor.squeeze", "x", {"axes": REQUIRED}, tags="layout view")
 def _squeeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = types[0].shape
     axes = {norm_axis(a, len(shape)) for a in attrs["axes"]}
@@ -143,7 +143,7 @@ def _squeeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return _keep(types, tuple(d for i, d in enumerate(shape) if i not in axes))
 
 
-@_op("tensor.unsqueeze", "x", {"axes": REQUIRED}, tags="layout")
+@_op("tensor.unsqueeze", "x", {"axes": REQUIRED}, tags="layout view")
 def _unsqueeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = list(types[0].shape)
     rank = len(shape) + len(attrs["axes"])
@@ -173,7 +173,7 @@ def _gather(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return _keep(types, x.shape[:axis] + idx.shape + x.shape[axis + 1 :])
 
 
-@_op("tensor.pad", "x", {"pads": REQUIRED, "mode": "constant", "value": 0.0}, tags="layout")
+@_op("tensor.pad", "x", {"pads": REQUIRED, "mode": "constant", "value": 0.0})
 def _pad(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Pad with ``pads`` = [begin of each dim..., end of each dim...] (ONNX order)."""
     shape = types[0].shape
@@ -198,7 +198,7 @@ def _pad(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
     return _keep(types, out)
 
 
-@_op("tensor.shape", "x", tags="layout")
+@_op("tensor.shape", "x")
 def _shape(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The shape of ``x`` as an i64 vector (left by frontends only for symbolic shapes)."""
     return [TensorType("i64", (types[0].rank,))]

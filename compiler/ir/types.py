@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.numerics import INT_RANGES, is_power_of_two
+from compiler.numerics import INT_RANGES, ML_DTYPES, is_power_of_two
 
 #: IR dtype name -> NumPy dtype used to hold its values. i4 is stored unpacked in int8.
 NUMPY_DTYPES: dict[str, np.dtype] = {
@@ -31,9 +31,24 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
     "i4": np.dtype(np.int8),
     "u4": np.dtype(np.uint8),
     "bool": np.dtype(np.bool_),
+    # Narrow types ONNX carries (Cast, Q/DQ): held in the wider NumPy type, whose values the
+    # interpreter rounds to the narrow type's after every op (``numerics.round_narrow``).
+    "f8e4m3fn": np.dtype(np.float32),
+    "f8e4m3fnuz": np.dtype(np.float32),
+    "f8e5m2": np.dtype(np.float32),
+    "f8e5m2fnuz": np.dtype(np.float32),
+    "f4e2m1": np.dtype(np.float32),
+    "i2": np.dtype(np.int8),
+    "u2": np.dtype(np.uint8),
 }
 DTYPES: frozenset[str] = frozenset(NUMPY_DTYPES)
-FLOAT_DTYPES: frozenset[str] = frozenset({"f32", "f16", "bf16", "f64"})
+#: Float types no backend computes in natively (only the interpreter, through ml_dtypes).
+NARROW_FLOAT_DTYPES: frozenset[str] = frozenset(
+    {"f8e4m3fn", "f8e4m3fnuz", "f8e5m2", "f8e5m2fnuz", "f4e2m1"}
+)
+FLOAT_DTYPES: frozenset[str] = frozenset({"f32", "f16", "bf16", "f64"}) | NARROW_FLOAT_DTYPES
+#: Integer types narrower than a byte, held one value per byte.
+SUB_BYTE_INTS: frozenset[str] = frozenset({"i4", "u4", "i2", "u2"})
 INT_DTYPES: frozenset[str] = frozenset(INT_RANGES)
 
 BITS: dict[str, int] = {
@@ -52,7 +67,16 @@ BITS: dict[str, int] = {
     "i4": 4,
     "u4": 4,
     "bool": 1,
+    "f8e4m3fn": 8,
+    "f8e4m3fnuz": 8,
+    "f8e5m2": 8,
+    "f8e5m2fnuz": 8,
+    "f4e2m1": 4,
+    "i2": 2,
+    "u2": 2,
 }
+
+_FROM_ML: dict[str, str] = {v: k for k, v in ML_DTYPES.items()}
 
 Dim = int | str
 Shape = tuple[Dim, ...]
@@ -82,10 +106,19 @@ def dtype_of_numpy(dt: np.dtype) -> str:
         np.dtype(np.uint64): "u64",
         np.dtype(np.bool_): "bool",
     }
+    if np.dtype(dt).name in _FROM_ML:
+        return _FROM_ML[np.dtype(dt).name]
     try:
         return table[np.dtype(dt)]
     except KeyError:
         raise TypeError(f"NumPy dtype {dt} has no IR dtype") from None
+
+
+def storage_array(array: np.ndarray) -> np.ndarray:
+    """``array`` in the NumPy type the IR holds its dtype in (ml_dtypes arrays -> float32 or
+    8-bit integers; NumPy arrays unchanged)."""
+    name = _FROM_ML.get(array.dtype.name)
+    return array if name is None else array.astype(NUMPY_DTYPES[name])
 
 
 def format_scale(s: float) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 
 from compiler.errors import ShapeError, VerifyError
 from compiler.ir.graph import Graph, Node
+from compiler.ir.op_facts import check_node
 from compiler.ir.ops import OPS, infer_types
 from compiler.ir.types import NUMPY_DTYPES, TensorType
 
@@ -78,22 +79,14 @@ def _check_types(node: Node) -> None:
             )
 
 
-#: Integer ops that subtract one zero point per operand tensor: a per-channel zero point on
-#: an operand has no defined meaning there (the interpreter and TVM read it differently), so
-#: the verifier rejects it rather than let them disagree.
-PER_TENSOR_ZERO_POINT_OPS = ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul")
-
-
-def _check_zero_points(node: Node) -> None:
-    if node.op not in PER_TENSOR_ZERO_POINT_OPS:
-        return
-    for value in node.inputs[:2]:
-        qp = value.type.quant
-        if qp is not None and qp.axis is not None and any(qp.zero_point):
-            raise VerifyError(
-                f"{node.where()}: operand %{value.name} has per-channel zero points "
-                f"{list(qp.zero_point)}; integer {node.op} takes one zero point per tensor"
-            )
+def _check_facts(node: Node) -> None:
+    """What ``compiler.ir.op_facts`` leaves undefined: an op reading one zero point of a
+    per-channel operand with differing ones (the interpreter and TVM used to read it
+    differently), a non-zero conv/dense weight zero point, an integer accumulator with an
+    activation other than relu."""
+    reason = check_node(node)
+    if reason is not None:
+        raise VerifyError(f"{node.where()}: {reason}")
 
 
 def verify(graph: Graph, check_types: bool = True) -> None:
@@ -101,8 +94,10 @@ def verify(graph: Graph, check_types: bool = True) -> None:
 
     Checked: known ops, operand counts and attributes; each value defined once, before every
     use (so no cycles); use-lists match operands; constants have data of the right shape and
-    dtype; output types agree with type inference; integer conv/dense/matmul operands have
-    one zero point per tensor; graph outputs are defined.
+    dtype; output types agree with type inference; the op facts are defined (one zero point
+    per tensor where an integer op reads one, symmetric conv/dense weights, relu as the only
+    activation of an integer accumulator: ``compiler.ir.op_facts``); graph outputs are
+    defined.
     """
     defined: dict[int, str] = {}
     names: set[str] = set()
@@ -135,7 +130,7 @@ def verify(graph: Graph, check_types: bool = True) -> None:
             _check_const(graph, node)
         elif check_types:
             _check_types(node)
-            _check_zero_points(node)
+            _check_facts(node)
     index = {id(n) for n in graph.nodes}
     for v in graph.values():
         for user, i in v.uses:

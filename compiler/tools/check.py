@@ -25,8 +25,9 @@ import numpy as np
 
 from compiler.errors import TapeoutError, Unsupported
 from compiler.ir.graph import Graph
+from compiler.ir.op_facts import node_macs
 from compiler.pass_manager import Pass
-from compiler.report import format_table, node_macs
+from compiler.report import format_table
 from compiler.target import Target, load_target
 from compiler.tools.passes_run import run_passes
 
@@ -157,19 +158,17 @@ def check_target(imported: Graph, target: Target) -> TargetCheck:
 def dry_quantize(graph: Graph, target: Target, quantize: Pass) -> str:
     """Rewrite ``graph`` into its integer form with placeholder ranges (no calibration)."""
     from compiler.quant_config import QuantConfig
-    from passes.calibrate import TensorStats
-    from passes.quant.canonical import canonicalize
     from passes.quant.driver import options_for, replace_contents
     from passes.quant.plan import assign_scales, build_plan, needs_scale
     from passes.quant.rewrite import quantized_graph
+    from passes.quant.stats import TensorStats
 
     config = getattr(quantize, "config", None) or QuantConfig()
-    if config.precision not in ("int8", "int16", "mixed"):
+    if not config.integer:
         return f"{config.precision}: checked as float (weight-only or float precision)"
     if config.precision == "mixed":  # which layers widen needs the data: check at int8
         config = dataclasses.replace(config, precision="int8")
     work = graph.copy()
-    canonicalize(work)
     plan = build_plan(work, options_for(config, target))
     stats: dict[str, TensorStats] = {}
     for name in needs_scale(plan):
@@ -243,7 +242,7 @@ def _fpga_estimate(graph: Graph, target: Target, result: TargetCheck) -> dict[st
     for layer in design.layers:
         if layer.tunable:
             layer.rf = max(c for c in candidates(layer) if c <= max(1, fpga.default_reuse_factor))
-    ev = evaluate(design, Model.for_target(fpga.family, fpga.clock_mhz, None))
+    ev = evaluate(design, Model.for_target(fpga.products_per_dsp, fpga.clock_mhz, None))
     budget = budget_of(fpga)
     out: dict[str, Any] = {"reuse_factor": fpga.default_reuse_factor}
     budget["ff"] = int(fpga.ff)

@@ -140,11 +140,9 @@ def debug(
     art = compiler.load(artifact)
     imported = compiler.import_model(model)
     fused = imported.copy()
+    # The float form the quantizer itself read: the recorded passes before it ran in their
+    # integer form (fuse-bias-act{integer=true}), which the records spell.
     run_passes(fused, _structural(art), art.target)
-    if _is_quantized(art.graph):
-        from passes.quant.canonical import canonicalize
-
-        canonicalize(fused)  # the float form the quantizer itself starts from
     stages, outs = _bisect(art, imported, fused, inputs)
     layers = find_divergence(fused, art.graph, inputs, threshold_db=threshold_db)
     stands_for = provenance(fused)

@@ -11,8 +11,8 @@ from compiler.ir.graph import Graph
 from compiler.pass_manager import Pass, PassManager, PipelineResult
 from compiler.target import Target
 
-#: The stages ``quantize`` runs as passes of their own (``passes.quant.stages``): a record
-#: of any of them means the graph went through ``quantize``.
+#: The stages ``quantize`` runs as passes of their own (``passes.quantize.Quantize.stages``):
+#: a record of any of them means the graph went through ``quantize``.
 QUANTIZE_STAGES = ("calibrate", "quantize-rewrite", "bias-correct", "mixed-precision",
                    "quant-report")  # fmt: skip
 

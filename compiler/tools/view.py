@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compiler.ir.graph import Graph, Node
-from compiler.report import node_macs
+from compiler.ir.op_facts import node_macs
 
 _PAGE = Path(__file__).with_name("view_page.html")
 
@@ -81,8 +81,8 @@ def _placer(graph: Graph, target: Any) -> Callable[[Node], str]:
     if target.backend == "asic" and target.asic is not None:
         from backends.asic.partition import offload_reason
 
-        ops = target.asic.supported_ops
-        return lambda n: "host" if offload_reason(graph, n, ops) else "npu"
+        asic = target.asic
+        return lambda n: "host" if offload_reason(graph, n, asic) else "npu"
     return lambda n: f"{target.backend} ({target.name})"
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from compiler.errors import CalibrationError, TapeoutError
 from compiler.interpreter import interpret
 from compiler.ir.graph import Graph, Node, Value, clean_name
+from compiler.ir.op_facts import node_macs
 from compiler.ir.ops import infer_types
 from compiler.ir.types import NUMPY_DTYPES, TensorType, is_float
 from compiler.ir.verifier import verify
@@ -316,15 +317,10 @@ def _stack(group: Sequence[Sample]) -> list[np.ndarray]:
 
 
 def macs_per_sample(graph: Graph) -> int:
-    """Multiply-accumulates of one run of ``graph`` (conv, dense, matmul; symbolic dims 128)."""
+    """Multiply-accumulates of one run of ``graph`` in the layers quantization makes integer
+    (conv, dense, matmul: ``compiler.ir.op_facts.node_macs``; symbolic dims count 128)."""
+    return sum(node_macs(node, symbolic=128) for node in graph.nodes if node.op in _MAC_LAYERS)
 
-    def numel(shape: tuple) -> int:
-        return int(np.prod([d if isinstance(d, int) else 128 for d in shape], dtype=np.int64))
 
-    total = 0
-    for node in graph.nodes:
-        if node.op in ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul"):
-            w = node.inputs[1].type
-            k = numel(w.shape[1:]) if node.op != "nn.matmul" else numel(w.shape[-2:-1])
-            total += numel(node.outputs[0].type.shape) * k
-    return total
+#: The layers whose work sizes the report's sample count (the quantizer's anchors).
+_MAC_LAYERS = ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul")

@@ -1,5 +1,6 @@
-"""What the quantize stages share (``passes.quant.stages``): the planner options a config and
-target give, how many samples the report takes, replacing a graph's contents."""
+"""What the quantize stage passes share (``passes.calibrate``, ``passes.quantize_rewrite``,
+...): the planner options a config and target give, how many samples the report takes,
+replacing a graph's contents."""
 
 from __future__ import annotations
 

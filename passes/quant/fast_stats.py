@@ -22,8 +22,8 @@ import numpy as np
 
 from compiler.context import Executor, interpreter_executor
 from compiler.errors import TapeoutError
-from passes.calibrate import TensorStats, collect_stats
 from passes.quant.batching import BatchedRunner
+from passes.quant.stats import TensorStats, collect_stats
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph
-from passes.calibrate import TensorStats, collect_stats
 from passes.quant.analysis import Capture, evaluate
 from passes.quant.batching import BatchedRunner
 from passes.quant.plan import Plan, assign_scales, build_plan, needs_scale
 from passes.quant.rewrite import quantized_graph
+from passes.quant.stats import TensorStats, collect_stats
 
 if TYPE_CHECKING:
     from compiler.quant_config import QuantConfig

@@ -1,7 +1,11 @@
 """The quantization plan: which nodes run in integers, which values share a scale, the scales.
 
-Decided on the canonical float graph (``passes.quant.canonical``), keyed by value names so
-that the same plan applies to batch-respecialized copies and to one-layer sub-graphs.
+Decided on the float graph as the passes before quantize left it (in a pipeline ending in an
+integer quantize they make only what an integer layer takes: ``fit_to_quantize``), keyed by
+value names so that the same plan applies to batch-respecialized copies and to one-layer
+sub-graphs. Nothing is un-fused: a conv/dense with a residual operand or an activation
+without an integer form (gelu, ...) is refused by name; a relu/relu6/clip that is the only
+user of a conv/dense or add is taken into that layer (``absorbed``).
 
 Which nodes become integer:
 
@@ -30,32 +34,29 @@ from typing import Any
 
 from compiler.errors import TapeoutError
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import fused_activation, integer_keeps, view_ops
 from compiler.ir.types import QuantParams, is_float
 from compiler.quant_config import CALIBRATORS
-from passes.calibrate import TensorStats, choose_quant
-from passes.quant.canonical import clamp_of
 from passes.quant.integer_ops import absorbed_gain, integer_kind
+from passes.quant.stats import TensorStats, choose_quant
 
 log = logging.getLogger(__name__)
 
 ANCHOR_OPS = ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul")
 POOL_OPS = ("nn.avg_pool2d", "nn.global_avg_pool", "nn.adaptive_avg_pool2d")
 #: Ops that move integer data without changing it: the output shares the input's scale.
+#: The view ops (``compiler.ir.op_facts``), the other layout ops that keep every element,
+#: and the ops that pick elements (max pools, nearest resize) or pad with the zero point.
 PASSTHROUGH_OPS = (
-    "nn.max_pool2d",
-    "nn.global_max_pool",
-    "nn.dropout",
-    "nn.resize",
-    "tensor.identity",
-    "tensor.reshape",
-    "tensor.flatten",
+    *view_ops(),
     "tensor.transpose",
-    "tensor.squeeze",
-    "tensor.unsqueeze",
     "tensor.slice",
     "tensor.split",
     "tensor.concat",
     "tensor.pad",
+    "nn.max_pool2d",
+    "nn.global_max_pool",
+    "nn.resize",
 )
 OVERRIDE_KEYS = ("precision", "per_channel", "calibrator", "percentile")
 LAYER_PRECISIONS = ("int8", "int16", "float")
@@ -189,7 +190,7 @@ def _integer_pool(node: Node) -> bool:
 
 
 def build_plan(graph: Graph, options: QuantOptions) -> Plan:
-    """Decide the integer layers of canonical float ``graph`` (see the module docstring)."""
+    """Decide the integer layers of float ``graph`` (see the module docstring)."""
     layers: dict[str, Layer] = {}
     for node in graph.nodes:
         kind = _kind(graph, node, options)
@@ -246,6 +247,13 @@ def _table_sources(graph: Graph) -> set[str]:
             and graph.find(name).producer is not None}
 
 
+def integer_clamp(node: Node) -> tuple[str, list[float]] | None:
+    """The (act, act_args) of a relu/relu6/clip node, as an integer layer applies it (the
+    activations ``FusedActivation.integer`` marks); None for any other node."""
+    fused = fused_activation(node.op, node.attrs)
+    return fused if fused is not None and fused[0] != "none" and integer_keeps(fused[0]) else None
+
+
 def _make_layer(
     graph: Graph, node: Node, kind: str, options: QuantOptions, over: dict[str, Any]
 ) -> Layer:
@@ -271,20 +279,50 @@ def _make_layer(
         inputs=[node.inputs[i].name for i in _activation_operands(graph, node)],
     )
     if kind == "anchor":
+        _check_anchor(node)
         layer.inputs = layer.inputs[:1]
         layer.act = node.attrs.get("act", "none")
         layer.act_args = [float(a) for a in node.attrs.get("act_args", [])]
     elif kind == "bmm" and (gain := absorbed_gain(graph, node)) is not None:
         layer.absorbed, layer.gain = node_key(gain[0]), gain[1]
         layer.out = gain[0].outputs[0].name
-    elif kind == "add":
-        users = node.outputs[0].users
-        clamp = clamp_of(users[0]) if len(users) == 1 else None
-        if clamp is not None and not any(o is node.outputs[0] for o in graph.outputs):
-            layer.act, layer.act_args = clamp
-            layer.absorbed = node_key(users[0])
-            layer.out = users[0].outputs[0].name
+    if (kind == "add" or node.op in CLAMPED_ANCHORS) and layer.act == "none":
+        _absorb_clamp(graph, node, layer)
     return layer
+
+
+#: Anchors that take a following relu/relu6/clip into their requantize (matmul keeps it
+#: apart, as fuse-bias-act does).
+CLAMPED_ANCHORS = ("nn.conv1d", "nn.conv2d", "nn.dense")
+
+
+def _absorb_clamp(graph: Graph, node: Node, layer: Layer) -> None:
+    """A relu/relu6/clip that is the only user of ``node``'s result runs in the integer
+    layer (q.add's act, the requantize's clamp): the layer then stands for its result."""
+    users = node.outputs[0].users
+    clamp = integer_clamp(users[0]) if len(users) == 1 else None
+    if clamp is not None and not any(o is node.outputs[0] for o in graph.outputs):
+        layer.act, layer.act_args = clamp
+        layer.absorbed = node_key(users[0])
+        layer.out = users[0].outputs[0].name
+
+
+def _check_anchor(node: Node) -> None:
+    """The forms an integer conv/dense cannot take: quantize reads the graph as the passes
+    before it left it (no un-fusing), and these have no integer form."""
+    if node.op in CLAMPED_ANCHORS and len(node.inputs) > 3:
+        raise TapeoutError(
+            f"quantize: {node.where()} has a residual operand (fuse-residual's form); an "
+            "integer skip connection is a q.add after the requantize: run fuse-residual "
+            "only in float pipelines (before an integer quantize it declines)"
+        )
+    act = node.attrs.get("act", "none")
+    if not integer_keeps(act):
+        raise TapeoutError(
+            f"quantize: {node.where()} carries act={act!r}, which an integer layer cannot "
+            "keep (only relu, relu6, clip): before an integer quantize, fuse-bias-act "
+            "leaves it a separate op (fuse-bias-act{integer=true}); or exclude the layer"
+        )
 
 
 def _int_uses(value: Value, layers: dict[str, Layer], skip: Node | None = None) -> bool:

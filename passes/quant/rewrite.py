@@ -1,4 +1,4 @@
-"""Build the quantized graph from a canonical float graph and its plan.
+"""Build the quantized graph from the float graph and its plan.
 
 The builder walks the float graph in order and writes a new graph. It keeps, per float value,
 its float form and its integer form, creating either on first demand: ``q.quantize`` where an
@@ -37,7 +37,7 @@ ADD_SHIFT = 16
 
 
 class QuantizedBuilder:
-    """Writes the quantized form of ``src`` (canonical float graph) as planned by ``plan``."""
+    """Writes the quantized form of float graph ``src`` as planned by ``plan``."""
 
     def __init__(self, src: Graph, plan: Plan):
         self.src, self.plan = src, plan
@@ -403,5 +403,5 @@ _KINDS.update(_INTEGER_KINDS)
 
 
 def quantized_graph(src: Graph, plan: Plan) -> Graph:
-    """The quantized form of canonical float graph ``src`` under ``plan``."""
+    """The quantized form of float graph ``src`` under ``plan``."""
     return QuantizedBuilder(src, plan).build()

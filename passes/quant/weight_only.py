@@ -39,7 +39,7 @@ FP16_OPS = ("nn.conv1d", "nn.conv2d", "nn.dense", "nn.matmul")
 
 
 def weight_only(work: Graph, original: Graph, data: Any, config: QuantConfig) -> QuantReport:
-    """Rewrite canonical ``work`` in place; compare with ``original`` when data is given."""
+    """Rewrite ``work`` in place; compare with ``original`` when data is given."""
     report = QuantReport(config.precision, calibrator="-", per_channel=False)
     report.weight_bytes_float = weight_bytes(work)
     convert = _to_int4 if config.precision == "int4w" else _to_fp16

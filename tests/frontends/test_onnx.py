@@ -223,20 +223,21 @@ def test_qdq_model_keeps_quantization_on_types() -> None:
 # ---- errors ---------------------------------------------------------------------------------
 def test_unsupported_ops_are_all_listed_with_counts() -> None:
     nodes = [
-        node("NonMaxSuppression", ["boxes", "scores"], ["nms_a"], name="nms_first"),
-        node("NonMaxSuppression", ["boxes", "scores"], ["nms_b"], name="nms_second"),
-        node("Unique", ["scores"], ["values"], name="top_scores"),
-        node("Resize", ["scores", "", "s"], ["big"], mode="cubic", name="cubic_resize"),
+        node("ImageDecoder", ["boxes"], ["dec_a"], name="decode_first"),
+        node("ImageDecoder", ["boxes"], ["dec_b"], name="decode_second"),
+        node("Col2Im", ["scores", "k", "k"], ["image"], name="col2im"),
+        node("Resize", ["scores", "", "s"], ["big"], mode="cubic", antialias=1,
+             name="cubic_resize"),
     ]
     inputs = {"boxes": (np.float32, [1, 5, 4]), "scores": (np.float32, [1, 1, 5])}
     init = {"k": _i(2), "s": np.asarray([1, 1, 2], np.float32)}
-    model = onnx_model(nodes, inputs, ["nms_a", "nms_b", "values", "big"], 13, init)
+    model = onnx_model(nodes, inputs, ["dec_a", "dec_b", "image", "big"], 20, init)
     with pytest.raises(UnsupportedOpsError) as info:
         import_onnx(model)
     error = info.value
-    assert error.counts == {"NonMaxSuppression": 2, "Unique": 1, "Resize": 1}
+    assert error.counts == {"ImageDecoder": 2, "Col2Im": 1, "Resize": 1}
     message = str(error)
-    for name in ("nms_first", "nms_second", "top_scores", "cubic_resize", "mode='cubic'"):
+    for name in ("decode_first", "decode_second", "col2im", "cubic_resize", "antialias=1"):
         assert name in message
 
 

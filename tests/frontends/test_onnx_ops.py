@@ -276,7 +276,9 @@ def test_op_case_matches_onnxruntime(case: OpCase) -> None:
 def test_every_converter_is_exercised() -> None:
     covered = {n.op_type for case in OP_CASES for n in case.nodes()}
     covered |= {"QuantizeLinear", "DequantizeLinear"}  # test_onnx.py: the QDQ model
-    # The converters of onnx_ops_more came with the conformance suite, whose ONNX node-test
-    # cases exercise each of them (tests/conformance/expected_reference.json).
-    covered |= {k for k, fn in CONVERTERS.items() if fn.__module__.endswith("onnx_ops_more")}
+    # The converters of onnx_ops_more, onnx_ops_extra, ... and onnx_ops_dynamic came with the
+    # conformance suite, whose ONNX node-test cases exercise each of them
+    # (tests/conformance/expected_*.json).
+    conformance = ("_more", "_extra", "_signal", "_vision", "_scan", "_dynamic")
+    covered |= {k for k, fn in CONVERTERS.items() if fn.__module__.endswith(conformance)}
     assert set(CONVERTERS) - covered == set()

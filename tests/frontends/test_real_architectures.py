@@ -6,8 +6,10 @@ Each model exercises ops that real users' models bring: SegFormer's bilinear ups
 ConvNeXt-V2's global response norm (``linalg_vector_norm``), EfficientNet's pooler (an
 AvgPool window larger than its input, with ``ceil_mode``), DeBERTa-v2's relative-position
 ``gather`` with computed indices, wav2vec2's group-norm feature encoder (instance-style
-batch statistics); MobileViT passes too but is left out of CI for time. torchvision is not used: its
-PyPI wheel targets CUDA torch and its custom-op library may not load beside the CPU torch.
+batch statistics), Mixtral's mixture-of-experts routing (``topk``, ``sort``, ``histc``,
+``index_put``, transformers' grouped matmul); MobileViT passes too but is left out of CI
+for time. torchvision is not used: its PyPI wheel targets CUDA torch and its custom-op
+library may not load beside the CPU torch.
 The TVM builds are the slow part, so the cpu target runs on the three whose ops differ most.
 """
 
@@ -97,12 +99,24 @@ def _mobilevit() -> tuple[Any, Any]:
     return _randomized(T.MobileViTModel(config)), torch.rand(1, 3, 32, 32)
 
 
+def _mixtral() -> tuple[Any, Any]:
+    import transformers as T
+
+    config = T.MixtralConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, num_local_experts=4,
+        num_experts_per_tok=2, max_position_embeddings=32, use_cache=False,
+    )  # fmt: skip
+    return _randomized(T.MixtralForCausalLM(config)), torch.randint(0, 64, (1, 8))
+
+
 ARCHITECTURES: dict[str, Callable[[], tuple[Any, Any]]] = {
     "segformer": _segformer,
     "convnextv2": _convnextv2,
     "efficientnet": _efficientnet,
     "deberta_v2": _deberta_v2,
     "wav2vec2": _wav2vec2,
+    "mixtral": _mixtral,
 }
 #: Also passes, left out of CI for time (about a minute to import on the CI machine).
 SLOW_ARCHITECTURES = {"mobilevit": _mobilevit}

@@ -10,8 +10,8 @@ import pytest
 from compiler.errors import CalibrationError
 from compiler.ir import Graph, TensorType, verify
 from compiler.ir.types import f32
-from passes.calibrate import TensorStats, choose_quant, collect_stats, expected_sq_error
 from passes.quant.batching import BatchedRunner, normalize_samples, respecialize
+from passes.quant.stats import TensorStats, choose_quant, collect_stats, expected_sq_error
 
 
 def _mlp(batch: int | str = 1) -> Graph:

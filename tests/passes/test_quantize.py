@@ -33,7 +33,9 @@ CNN = """graph @cnn(%x: f32[1,3,8,8]) -> (f32[1,5]) {
   %wf: f32[5,8] = const @fc.weight
   %bf: f32[5] = const @fc.bias
   %c1: f32[1,8,8,8] = nn.conv2d(%x, %w1, %b1) {pads=[1, 1, 1, 1], act="relu6"} loc("conv1")
-  %c2: f32[1,8,8,8] = nn.conv2d(%c1, %w2, %b2, %c1) {pads=[1, 1, 1, 1], act="relu"} loc("conv2")
+  %c2_pre: f32[1,8,8,8] = nn.conv2d(%c1, %w2, %b2) {pads=[1, 1, 1, 1]} loc("conv2")
+  %c2_sum: f32[1,8,8,8] = math.add(%c2_pre, %c1) loc("conv2")
+  %c2: f32[1,8,8,8] = nn.relu(%c2_sum) loc("conv2")
   %p: f32[1,8,4,4] = nn.avg_pool2d(%c2) {kernel=[2, 2]} loc("pool")
   %g: f32[1,8,1,1] = nn.global_avg_pool(%p) loc("gap")
   %f: f32[1,8] = tensor.flatten(%g) loc("flatten")
@@ -99,7 +101,7 @@ def test_cnn_becomes_integer_end_to_end() -> None:
         "q.requantize",  # conv1 + relu6 as clamps
         "nn.conv2d",
         "q.requantize",
-        "q.add",  # conv2 un-fused: residual is a q.add
+        "q.add",  # the residual add, with the relu after it
         "q.avg_pool2d",
         "q.global_avg_pool",
         "tensor.flatten",
@@ -211,7 +213,8 @@ TRANSFORMER = """graph @mlp_block(%x: f32[1,6,16]) -> (f32[1,6,16]) {
   %w1: f32[32,16] = const @fc1.weight
   %w2: f32[16,32] = const @fc2.weight
   %n: f32[1,6,16] = nn.layer_norm(%x, %g) loc("ln")
-  %h: f32[1,6,32] = nn.dense(%n, %w1) {act="gelu"} loc("fc1")
+  %h_pre: f32[1,6,32] = nn.dense(%n, %w1) loc("fc1")
+  %h: f32[1,6,32] = nn.gelu(%h_pre) loc("fc1")
   %o: f32[1,6,16] = nn.dense(%h, %w2) loc("fc2")
   %y: f32[1,6,16] = math.add(%x, %o) loc("residual")
   return %y
@@ -234,7 +237,7 @@ def test_float_regions_stay_float_between_dequantize_and_quantize() -> None:
         "q.quantize",
         "nn.dense",
         "q.dequantize",
-        "nn.gelu",  # gelu split off
+        "nn.gelu",  # no integer form: float
         "q.quantize",
         "nn.dense",
         "q.dequantize",

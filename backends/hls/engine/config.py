@@ -7,7 +7,7 @@ the ``engine`` compile option (``"B2304"``, or a dict of fields) and sizes the b
 the part file's BRAM and URAM; ``resources`` prices a configuration on a part.
 
 The resource model is an estimate (no synthesis has been run): a DSP48E2 packs two int8
-products that share an operand (``backends.hls.resources.PRODUCTS_PER_DSP``), a buffer costs
+products that share an operand (the target file's ``products_per_dsp``), a buffer costs
 the BRAM18K/URAM blocks its bytes and its port width need, and the LUTs are a fixed control
 and AXI part plus a per-MAC share for adder trees and operand registers.
 """
@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from backends.hls.resources import PRODUCTS_PER_DSP, REQUANT_DSP
+from backends.hls.resources import REQUANT_DSP
 from compiler.errors import BackendError
 
 #: The DPUCZDX8G array sizes (PG338, "Hardware Architecture": pixel, input-channel and
@@ -153,7 +153,7 @@ def resources(cfg: EngineConfig, fpga: Any, pow2_requant: bool) -> dict[str, int
     Weights go to URAM when the part has it (large, read wide once per cycle), the input rows
     and accumulators to BRAM (read at odd strides: the windows).
     """
-    pack = PRODUCTS_PER_DSP.get(fpga.family, 1)
+    pack = int(fpga.products_per_dsp)
     lanes = cfg.pp * cfg.ocp
     dsp = math.ceil(cfg.macs / pack) + (0 if pow2_requant else REQUANT_DSP * lanes)
     in_b = _blocks(2 * cfg.in_buf, cfg.pp * cfg.icp * 8, BRAM18K_BYTES, BRAM18K_BITS_WIDE)

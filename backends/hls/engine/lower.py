@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,7 +25,9 @@ from backends.hls.islands import island_sources, island_table, tabulable
 from backends.hls.plan import no_ctype, where
 from compiler.errors import BackendError, Unsupported, UnsupportedOpsError
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import zero_point
 from compiler.ir.types import is_int
+from compiler.rules import Rule, unsupported_nodes
 
 if TYPE_CHECKING:
     from compiler.target import Target
@@ -76,11 +78,6 @@ def same_perm(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a.shape == b.shape and bool(np.array_equal(a, b))
-
-
-def zero_point(value: Value) -> int:
-    qp = value.type.quant
-    return int(qp.zero_point[0]) if qp is not None else 0
 
 
 def shape_of(value: Value) -> tuple[int, ...]:
@@ -223,33 +220,42 @@ def output_table(
     return src, island_table(graph, value, src).astype(np.float32)
 
 
-def lower_graph(graph: Graph, target: Target | None) -> EngineLowering:
-    """Steps for every node (``unsupported`` must have returned nothing)."""
+def rule_for(node: Node, low: EngineLowering) -> Rule[Any, Any] | None:
+    """The rule of ``node``: float math inside an island is one 256-entry table."""
     from backends.hls.engine.rules import RULES, island_rule
 
+    if node.outputs and node.outputs[0] in low.island:
+        return island_rule
+    return RULES.get(node.op)
+
+
+def lower_graph(graph: Graph, target: Target | None) -> EngineLowering:
+    """Steps for every node (``unsupported`` must have returned nothing)."""
     low = EngineLowering(graph, target)
     low.inputs = input_tensors(graph, low)
     for node in graph.nodes:
         if node.op == "const" or id(node) in low.covered:
             continue
-        in_island = bool(node.outputs) and node.outputs[0] in low.island
-        (island_rule if in_island else RULES[node.op]).lower(node, low)
+        rule = rule_for(node, low)
+        assert rule is not None, "unsupported() must have refused it"
+        rule.lower(node, low)
     return low
 
 
 def unsupported(graph: Graph, target: Target | None) -> list[Unsupported]:
-    """Every node and edge the engine cannot take, each with the reason."""
-    from backends.hls.engine.rules import REFUSED, RULES, island_rule
+    """Every node and edge the engine cannot take, each with the reason (the shared walker;
+    a graph input's own ``q.quantize`` runs on the host)."""
+    from backends.hls.engine.rules import REFUSED, RULES
 
     low = EngineLowering(graph, target)
-    items = []
-    for node in graph.nodes:
-        if node.op == "const" or (node.op == "q.quantize" and node.inputs[0] in graph.inputs):
-            continue
-        in_island = bool(node.outputs) and node.outputs[0] in low.island
-        rule = island_rule if in_island else RULES.get(node.op)
-        missing = REFUSED.get(node.op, "no engine unit for this op")
-        reason = no_ctype(node) or (missing if rule is None else rule.check(node, low))
-        if reason:
-            items.append(Unsupported(node.op, where(node), reason))
+    items = unsupported_nodes(
+        graph,
+        low,
+        RULES,
+        lambda node: REFUSED.get(node.op, "no engine unit for this op"),
+        rule_for=rule_for,
+        skip=lambda node: node.op == "q.quantize" and node.inputs[0] in graph.inputs,
+        guard=lambda node, rule, ctx: no_ctype(node),
+        where=where,
+    )
     return items + check_edges(graph, low)

@@ -8,9 +8,6 @@ memory. ``check`` returns why a node cannot run on the engine, or None.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
 from backends.hls.engine import rules_xf
@@ -21,21 +18,21 @@ from backends.hls.engine.lower import (
     natural_perm,
     same_perm,
     shape_of,
-    zero_point,
 )
 from backends.hls.engine.schedule import Step, split64
 from backends.hls.islands import island_table, tabulable
 from compiler.ir.graph import Node, Value
+from compiler.ir.op_facts import node_macs, output_clamp, view_ops, zero_point
 from compiler.ir.ops import OPS
 from compiler.ir.ops_nn import spatial_params
+from compiler.rules import Rule as SharedRule
 
 I8_MIN, I8_MAX = -128, 127
 
 
-@dataclass(frozen=True)
-class Rule:
-    check: Callable[[Node, EngineLowering], str | None]
-    lower: Callable[[Node, EngineLowering], None]
+#: An engine rule (the shared contract of ``compiler.rules``): ``check(node, low)`` and
+#: ``lower(node, low)`` on the schedule's ``EngineLowering``.
+Rule = SharedRule[EngineLowering, EngineLowering]
 
 
 def _attrs(node: Node) -> dict:
@@ -88,9 +85,8 @@ def _requant_fields(step: Step, rq: Node) -> None:
     step.mult, step.shift = mult, shift
     step.fields["PER_CHANNEL"] = int(mult.size > 1)
     step.fields["OUT_ZP"] = zero_point(rq.outputs[0])
-    lo, hi = a.get("clip_min"), a.get("clip_max")
-    step.fields["LO"] = I8_MIN if lo is None else max(I8_MIN, int(lo))
-    step.fields["HI"] = I8_MAX if hi is None else min(I8_MAX, int(hi))
+    lo, hi = output_clamp(a, step.fields["OUT_ZP"])
+    step.fields["LO"], step.fields["HI"] = max(I8_MIN, lo), min(I8_MAX, hi)
 
 
 def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: Tensor) -> None:
@@ -100,11 +96,7 @@ def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: Tensor) -> None
     a_mult = attrs["a_multiplier"] if first else attrs["b_multiplier"]
     b_mult = attrs["b_multiplier"] if first else attrs["a_multiplier"]
     zo = zero_point(add.outputs[0])
-    lo = attrs.get("clip_min")
-    lo = I8_MIN if lo is None else int(lo)
-    if attrs.get("act", "none") == "relu":
-        lo = max(lo, zo)
-    hi = attrs.get("clip_max")
+    lo, hi = output_clamp(attrs, zo)
     t = b_tensor
     step.fields.update(
         RES=t.offset,
@@ -113,7 +105,7 @@ def _add_fields(step: Step, add: Node, a_value: Value, b_tensor: Tensor) -> None
         RES_SHIFT=int(attrs["shift"]),
         RES_OUT_ZP=zo,
         RES_LO=max(I8_MIN, lo),
-        RES_HI=I8_MAX if hi is None else min(I8_MAX, int(hi)),
+        RES_HI=min(I8_MAX, hi),
     )
     step.fields["RES_AMUL_LO"], step.fields["RES_AMUL_HI"] = split64(int(a_mult))
     step.fields["RES_BMUL_LO"], step.fields["RES_BMUL_HI"] = split64(int(b_mult))
@@ -171,7 +163,7 @@ def lower_conv(node: Node, low: EngineLowering) -> None:
         if groups > 1 and groups == oc and cin_g == 1
         else ("conv" if groups == 1 else "grouped")
     )
-    step.macs = out.pixels * oc * cin_g * kh * kw
+    step.macs = node_macs(node)
     step.fields.update(
         IN=t_in.offset,
         IN_H=t_in.h,
@@ -209,7 +201,7 @@ def lower_dense(node: Node, low: EngineLowering) -> None:
     n, k = weights.shape
     step.weights = weights.reshape(n, 1, 1, k)
     step.kind = "dense"
-    step.macs = t_in.pixels * n * k
+    step.macs = node_macs(node)
     step.fields.update(
         IN=t_in.offset,
         IN_H=t_in.h,
@@ -422,34 +414,27 @@ def check_requantize(node: Node, low: EngineLowering) -> str | None:
     return None
 
 
-island_rule = Rule(check_island, lower_nothing)
+island_rule = Rule(lower_nothing, check_island)
 
 RULES: dict[str, Rule] = {
-    "nn.conv2d": Rule(check_mac, lower_conv),
-    "nn.dense": Rule(check_mac, lower_dense),
-    "q.requantize": Rule(check_requantize, lower_nothing),  # lowered with its conv/dense
-    "nn.max_pool2d": Rule(check_pool, lower_pool),
-    "q.avg_pool2d": Rule(check_pool, lower_pool),
-    "q.global_avg_pool": Rule(check_pool, lower_pool),
-    "q.add": Rule(check_add, lower_add),
-    "q.quantize": Rule(check_island_exit, lower_island_exit),
+    "nn.conv2d": Rule(lower_conv, check_mac),
+    "nn.dense": Rule(lower_dense, check_mac),
+    "q.requantize": Rule(lower_nothing, check_requantize),  # lowered with its conv/dense
+    "nn.max_pool2d": Rule(lower_pool, check_pool),
+    "q.avg_pool2d": Rule(lower_pool, check_pool),
+    "q.global_avg_pool": Rule(lower_pool, check_pool),
+    "q.add": Rule(lower_add, check_add),
+    "q.quantize": Rule(lower_island_exit, check_island_exit),
     "q.dequantize": island_rule,
-    "tensor.concat": Rule(check_concat, lower_concat),
-    "nn.resize": Rule(check_resize, lower_resize),
-    "nn.matmul": Rule(rules_xf.check_matmul, rules_xf.lower_matmul),
-    "q.softmax": Rule(rules_xf.check_rows, rules_xf.lower_softmax),
-    "q.layernorm": Rule(rules_xf.check_layernorm, rules_xf.lower_layernorm),
-    "tensor.transpose": Rule(rules_xf.check_transpose, rules_xf.lower_transpose),
+    "tensor.concat": Rule(lower_concat, check_concat),
+    "nn.resize": Rule(lower_resize, check_resize),
+    "nn.matmul": Rule(rules_xf.lower_matmul, rules_xf.check_matmul),
+    "q.softmax": Rule(rules_xf.lower_softmax, rules_xf.check_rows),
+    "q.layernorm": Rule(rules_xf.lower_layernorm, rules_xf.check_layernorm),
+    "tensor.transpose": Rule(rules_xf.lower_transpose, rules_xf.check_transpose),
     **{
-        op: Rule(check_reshape, lower_reshape)
-        for op in (
-            "tensor.reshape",
-            "tensor.flatten",
-            "tensor.squeeze",
-            "tensor.unsqueeze",
-            "tensor.identity",
-            "nn.dropout",
-        )
+        op: Rule(lower_reshape, check_reshape)
+        for op in view_ops()  # the same bytes under a new shape
     },
 }
 """Every op the engine runs (float elementwise ops inside islands use island_rule)."""

@@ -13,6 +13,7 @@ from compiler import api
 from compiler.errors import UnsupportedOpsError
 from compiler.interpreter import interpret
 from compiler.ir import Graph, TensorType
+from compiler.ir.parser import parse
 from compiler.target import load_target
 from tests.backends.tvm.helpers import compiled, example_arrays, mismatches
 
@@ -21,14 +22,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 ASIC_CASES = ["jet_mlp", "digits_cnn", "residual_block"]
-
-
-@pytest.mark.parametrize("name", ASIC_CASES)
-def test_bit_exact_with_interpreter(name: str) -> None:
-    art = compiled(name, "asic", "int8")
-    xs = example_arrays(name)
-    assert mismatches(art.run(*xs), interpret(art.graph, *xs)) == [0]
-    assert art.last_stats["calls"] == len(art.summary["npu_layers"])  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", ASIC_CASES)
@@ -91,11 +84,41 @@ def test_identifiers_from_the_model_are_sanitized(tmp_path: Path) -> None:
 
 
 def test_float_graph_lists_every_unsupported_node() -> None:
-    g = Graph("float")
-    x = g.add_input("x", TensorType("f32", (1, 2, 4, 4)))
-    c = g.add_node("nn.conv2d", [x, g.add_const("w", np.ones((2, 2, 1, 1), np.float32))]).output
-    g.outputs = [g.add_node("nn.sigmoid", [c]).output]
+    g = parse(
+        """graph @float(%x: f32[1,2,4,4]) -> (f32[1,2,4,4]) {
+  %w: f32[2,2,1,1] = const @w
+  %c: f32[1,2,4,4] = nn.conv2d(%x, %w)
+  %y: f32[1,2,4,4] = nn.sigmoid(%c)
+  return %y
+}""",
+        {"w": np.ones((2, 2, 1, 1), np.float32)},
+    )
     with pytest.raises(UnsupportedOpsError) as info:
         api.compile(g, "asic", pipeline=[])
     ops = sorted(item.op for item in info.value.items)
     assert ops == ["nn.conv2d", "nn.sigmoid"]
+
+
+def test_the_npu_output_stage_is_read_from_the_target_file() -> None:
+    """``[asic] fused_activations`` and ``accumulator_dtype`` decide what the NPU takes."""
+    import dataclasses
+
+    from backends.asic.partition import offload_reason
+
+    g = parse(
+        """graph @g(%x: i8[1,2,4,4]{scale=2^-4}) -> (i32[1,2,4,4]) {
+  %w: i8[2,2,1,1]{scale=2^-7} = const @w
+  %b: i32[2] = const @b
+  %y: i32[1,2,4,4] = nn.conv2d(%x, %w, %b) {acc="i32", act="relu"}
+  return %y
+}""",
+        {"w": np.ones((2, 2, 1, 1), np.int8), "b": np.zeros(2, np.int32)},
+    )
+    asic = load_target("npu-int8").asic
+    assert asic is not None and "relu" in asic.fused_activations
+    conv = next(n for n in g.nodes if n.op == "nn.conv2d")
+    assert offload_reason(g, conv, asic) is None
+    no_relu = dataclasses.replace(asic, fused_activations=("none",))
+    assert "relu" in (offload_reason(g, conv, no_relu) or "")
+    i16 = dataclasses.replace(asic, accumulator_dtype="i16")
+    assert offload_reason(g, conv, i16) == "the NPU accumulates in i16"

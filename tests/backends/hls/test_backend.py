@@ -18,6 +18,7 @@ from backends.hls import HlsBackend
 from compiler.errors import BackendError
 from compiler.interpreter import interpret
 from compiler.ir import Graph, QuantParams, TensorType, f32, verify
+from compiler.ir.parser import parse
 from compiler.target import load_target
 from tests.passes.ir_cases import graph_from
 
@@ -82,11 +83,15 @@ def test_comments_cannot_be_broken_out_of() -> None:
 
 # ---- unsupported --------------------------------------------------------------------------------
 def test_unsupported_lists_every_float_node_before_any_work(tmp_path: Path) -> None:
-    g = Graph("float")
-    x = g.add_input("x", f32(1, 8))
-    w = g.add_const("w", np.ones((4, 8), np.float32))
-    y = g.add_node("nn.dense", [x, w], {}, loc="fc").outputs[0]
-    g.outputs = [g.add_node("nn.softmax", [y], {"axis": -1}, loc="sm").outputs[0]]
+    g = parse(
+        """graph @float(%x: f32[1,8]) -> (f32[1,4]) {
+  %w: f32[4,8] = const @w
+  %y: f32[1,4] = nn.dense(%x, %w) loc("fc")
+  %z: f32[1,4] = nn.softmax(%y) {axis=-1} loc("sm")
+  return %z
+}""",
+        {"w": np.ones((4, 8), np.float32)},
+    )
     items = HlsBackend().unsupported(g, load_target("zcu104"))
     ops = sorted(i.op for i in items)
     assert ops == ["input", "nn.dense", "nn.softmax", "output"]

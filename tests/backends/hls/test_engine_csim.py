@@ -24,7 +24,7 @@ from compiler.interpreter import interpret
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import QuantParams, TensorType
 from compiler.numerics import quantize_multiplier
-from tests.cases import get_case
+from tests.backends.hls.zoo import ENGINE_ZOO, compiled_engine, engine_shape
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (C simulation)")
 
@@ -163,46 +163,10 @@ def test_every_engine_unit_on_tiny_tiled_buffers(tmp_path) -> None:
     assert result.returncode == 0 and "0 mismatching" in result.stdout, result.stdout
 
 
-def _calibration(case, shape) -> np.ndarray:
-    if case.dataset is not None:
-        return case.dataset()[0][:64]
-    return np.random.default_rng(0).normal(size=(16, *shape[1:])).astype(np.float32)
-
-
-ZOO = [("digits_cnn", None), ("residual_block", None), ("mobilenet_block", None), ("resnet18", 32)]
-
-
-@pytest.fixture(scope="module", params=ZOO, ids=[name for name, _ in ZOO])
-def zoo(request, tmp_path_factory):
-    import torch
-
-    name, size = request.param
-    case = get_case(name)
-    x0 = case.example_inputs()[0]
-    if size:  # ResNet-18 at a small resolution keeps CI fast; the layers are the same
-        x0 = torch.randn(1, int(x0.shape[1]), size, size)
-    shape = tuple(x0.shape)
-    art = compiler.compile(
-        case.build(),
-        target="zcu104",
-        example_inputs=(x0,),
-        calibration_data=_calibration(case, shape),
-        output_dir=tmp_path_factory.mktemp(name) / "engine",
-        fpga_arch="engine",
-        engine="B1024",
-        tb_samples=2,
-    )
-    return name, shape, art
-
-
-def test_zoo_csim_equals_interpreter_on_every_output_element(zoo) -> None:
-    name, shape, art = zoo
-    x = (np.random.default_rng(1).normal(size=(6, *shape[1:])) * 1.5).astype(np.float32)
-    got = art.run(x)[0]
-    want = np.concatenate([interpret(art.graph, x[i : i + 1])[0] for i in range(len(x))])
-    mismatches = int(np.count_nonzero(got.view(np.uint8) != want.view(np.uint8)))
-    assert got.shape == want.shape and mismatches == 0, f"{name}: {mismatches} bytes differ"
-    assert art.summary["fpga_arch"] == "engine" and art.summary["engine"] == "B1024"
+@pytest.fixture(scope="module", params=list(ENGINE_ZOO))
+def zoo(request):
+    name = request.param
+    return name, engine_shape(name), compiled_engine(name)
 
 
 def test_zoo_testbench_and_reload(zoo) -> None:
