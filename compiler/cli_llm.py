@@ -83,6 +83,7 @@ def cmd_compile_llm(args: argparse.Namespace) -> dict[str, Any]:
         output_dir=args.output,
         tokenizer=tokenizer,
         rewrite=_rewrite(args, tokenizer, gguf),
+        **({"pipeline_stages": args.stages} if args.stages else {}),
     )
     if not args.json:
         print(art.report())
@@ -172,6 +173,7 @@ def _args_compile_llm(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm-head", default="int8", choices=("int8", "same", "f32"))
     p.add_argument("--awq", action="store_true", help="activation-aware scale search")
     p.add_argument("--calib-text", help="text file of calibration prompts for --awq")
+    p.add_argument("--stages", type=int, help="cut each graph's decoder layers into N stages")
 
 
 def _args_generate(p: argparse.ArgumentParser) -> None:

@@ -141,6 +141,18 @@ class TvmArtifact(Artifact):
             return tensor
         return tvm.runtime.tensor(arr)
 
+    def remote(self, device: str) -> Any:
+        """This artifact loaded on the RPC server ``device`` names (``rpc://HOST:PORT`` or
+        ``rpc://HOST:PORT/KEY`` through a tracker): an object whose ``run`` moves the inputs
+        there and the outputs back (``backends.tvm.remote``)."""
+        from backends.tvm.remote import RemoteStage, parse_address
+
+        address = parse_address(device)
+        if self.path is None:
+            raise BackendError("the artifact has no folder to upload model.so from")
+        require_tvm()
+        return RemoteStage(self.graph, self.path / self.meta["library"], address)
+
     def profile(self, *inputs: np.ndarray, repeat: int = 10) -> list[dict[str, Any]]:
         """Where the time goes: milliseconds per call of each kernel (and VM builtin),
         averaged over ``repeat`` runs, most expensive first."""
