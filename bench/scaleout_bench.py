@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def bench_pipeline(model_name: str, target: str, batches: int, rounds: int) -> l
             outs = art.run_pipelined(data, stage_cores=pin)  # type: ignore[attr-defined]
             stats = art.summary["pipeline"]
             rates[label].append(stats["batches_per_s"])
-            busy[label] = stats["stage_busy_s"]
+            busy[label] = [stats["stage_ms_per_batch"], stats["latency_ms"].get("median")]
             if label.startswith("2 stages") and reference is None:
                 reference = [one.run(*b)[0] for b in data[:8]]
                 for got, want in zip(outs[:8], reference, strict=True):
@@ -76,7 +77,8 @@ def bench_pipeline(model_name: str, target: str, batches: int, rounds: int) -> l
             "model": model_name, "config": label, "batches/s (median)": round(med, 1),
             "spread": f"{min(values):.1f}-{max(values):.1f}",
             "vs 1 core": f"{med / base:.2f}x",
-            "stage busy s": ", ".join(f"{b:.2f}" for b in busy[label]),
+            "ms/batch per stage": ", ".join(f"{b:.2f}" for b in busy[label][0]),
+            "latency ms (median)": busy[label][1],
         })
     return rows
 
@@ -123,8 +125,12 @@ def bench_rpc(model_name: str, target: str, trials: int) -> list[dict]:
                               tune_progress=False, rpc_tracker=f"127.0.0.1:{port}", rpc_key=key)
             wall = time.perf_counter() - t0
         finally:
-            for p in procs:
-                p.terminate()
+            for p in procs:  # each server forks a listener: stop the whole group
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                p.wait(10)
         base = base or wall
         rows.append({
             "model": model_name, "servers": servers, "trials": art.summary.get("tune_trials"),

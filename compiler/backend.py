@@ -93,6 +93,8 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
 MULTI_OPTIONS: dict[str, str] = {
     "pipeline_stages": "cut the graph into N pipeline stages (one worker process each)",
     "stage_cores": "the CPU cores of each stage's worker, e.g. [[0], [1]]",
+    "stage_devices": "where each stage runs: \"local\", rpc://HOST:PORT (a server) or "
+    "rpc://HOST:PORT/KEY (a tracker and its servers' key)",
 }
 
 

@@ -141,7 +141,7 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         options["tune_minutes"] = args.tune_minutes
     if args.no_engine:
         options["engine"] = False
-    for flag in ("rpc_tracker", "rpc_key", "stages"):
+    for flag in ("rpc_tracker", "rpc_key", "stages", "stage_devices"):
         if getattr(args, flag, None) is not None:
             options["pipeline_stages" if flag == "stages" else flag] = getattr(args, flag)
     for item in args.option or []:
@@ -370,6 +370,8 @@ def _args_compile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rpc-tracker", metavar="HOST:PORT", help="TVM: tune on this RPC tracker")
     p.add_argument("--rpc-key", help="TVM: the RPC servers' key on the tracker")
     p.add_argument("--stages", type=int, help="cut into N pipeline stages (compiler.multi)")
+    p.add_argument("--stage-devices", metavar="D0,D1,...",
+                   help="where each stage runs: local, rpc://HOST:PORT or rpc://HOST:PORT/KEY")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help=f"backend option ({options_help()})")
     p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")

@@ -9,12 +9,71 @@ from typing import Any
 
 from compiler.errors import FrontendError, InputError
 
+#: ``--weights`` -> ``quantize-llm`` options (None: float; "gguf": a GGUF file's own blocks).
+WEIGHTS: dict[str, dict[str, Any] | str | None] = {
+    "f32": None,
+    "gguf": "gguf",
+    "int8": {"weights": "int8"},
+    "int4": {"weights": "int4"},
+}
 
-def cmd_compile_llm(args: argparse.Namespace) -> dict[str, Any]:
+
+def _load_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, GGUF file or None) from an HF folder or a ``.gguf`` file."""
+    if str(args.model).endswith(".gguf"):
+        from compiler.frontends.gguf import read_gguf, to_transformers
+
+        gguf = read_gguf(args.model)
+        return to_transformers(gguf), gguf.tokenizer(), gguf
     from compiler.frontends.torch_llm import load_hf_causal_lm
-    from compiler.llm import compile_llm
 
     model, tokenizer = load_hf_causal_lm(args.model)
+    return model, tokenizer, None
+
+
+def _calib_prompts(args: argparse.Namespace, tokenizer: Any) -> list[list[int]]:
+    """``--calib-text``'s tokens in windows of ``--max-context`` (at most 8)."""
+    if args.calib_text is None:
+        raise InputError("--awq needs --calib-text FILE (a few paragraphs of typical text)")
+    if tokenizer is None:
+        raise InputError("--calib-text needs the model's tokenizer, and this model has none")
+    try:
+        text = open(args.calib_text, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--calib-text {args.calib_text}: {e}") from None
+    ids = [int(t) for t in tokenizer.encode(text)]
+    step = args.max_context
+    return [ids[i : i + step] for i in range(0, len(ids), step)][:8]
+
+
+def _rewrite(args: argparse.Namespace, tokenizer: Any, gguf: Any) -> Any:
+    """The ``compile_llm(rewrite=)`` of ``--weights`` (None for float weights)."""
+    from passes.quantize_llm import quantize_llm_graphs
+
+    weights = args.weights or ("gguf" if gguf is not None else "f32")
+    option = WEIGHTS[weights]
+    if option is None:
+        return None
+    if option == "gguf":
+        if gguf is None:
+            raise InputError("--weights gguf keeps a GGUF file's blocks: the model is no .gguf")
+        from compiler.frontends.gguf import hf_blocks
+
+        blocks = hf_blocks(gguf)
+        # A dense the file stores as F16/F32 has no blocks to keep: it gets int8 ones.
+        return lambda graphs: quantize_llm_graphs(
+            graphs, blocks=blocks, weights="int8", group=args.group, lm_head=args.lm_head
+        )
+    assert isinstance(option, dict)
+    calib = _calib_prompts(args, tokenizer) if args.awq else []
+    opts = dict(option, group=args.group, sym=not args.asym, lm_head=args.lm_head)
+    return lambda graphs: quantize_llm_graphs(graphs, awq=args.awq, calib=calib, **opts)
+
+
+def cmd_compile_llm(args: argparse.Namespace) -> dict[str, Any]:
+    from compiler.llm import compile_llm
+
+    model, tokenizer, gguf = _load_model(args)
     art = compile_llm(
         model,
         target=args.target,
@@ -23,6 +82,8 @@ def cmd_compile_llm(args: argparse.Namespace) -> dict[str, Any]:
         batch_size=args.batch_size,
         output_dir=args.output,
         tokenizer=tokenizer,
+        rewrite=_rewrite(args, tokenizer, gguf),
+        **({"pipeline_stages": args.stages} if args.stages else {}),
     )
     if not args.json:
         print(art.report())
@@ -95,12 +156,24 @@ def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _args_compile_llm(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a Hugging Face model folder (config.json + weights)")
+    p.add_argument("model", help="a Hugging Face model folder, or a llama GGUF file (.gguf)")
     p.add_argument("--target", "-t", default="cpu")
     p.add_argument("-o", "--output", required=True, help="artifact folder to write")
     p.add_argument("--max-context", type=int, default=256, help="tokens of prompt + output")
     p.add_argument("--prefill-len", type=int, default=32, help="tokens per prefill chunk")
     p.add_argument("--batch-size", type=int, default=1, help="prompts generated together")
+    p.add_argument(
+        "--weights",
+        choices=sorted(WEIGHTS),
+        help="dense weights: f32, gguf (a .gguf file's own blocks: the default for one), "
+        "or int8/int4 blocks quantized by tapeout (W8A8/W4A8); default f32",
+    )
+    p.add_argument("--group", type=int, default=32, help="int8/int4 block size (32..128)")
+    p.add_argument("--asym", action="store_true", help="int8/int4 with a per-block minimum")
+    p.add_argument("--lm-head", default="int8", choices=("int8", "same", "f32"))
+    p.add_argument("--awq", action="store_true", help="activation-aware scale search")
+    p.add_argument("--calib-text", help="text file of calibration prompts for --awq")
+    p.add_argument("--stages", type=int, help="cut each graph's decoder layers into N stages")
 
 
 def _args_generate(p: argparse.ArgumentParser) -> None:

@@ -134,3 +134,8 @@ class UnsupportedOpsError(TapeoutError):
             lines.append(f"  {op} x{count}{why}: at {locs}{more}")
         super().__init__("\n".join(lines))
         self.counts = dict(counts)
+
+
+class DeviceMemoryError(TapeoutError):
+    """A model does not fit the memory of the devices it is cut across: the message names
+    the stage, the device, what the stage needs and what the device has."""

@@ -76,6 +76,12 @@ def check_inputs(graph: Graph, inputs: Sequence[Any], batch: bool = False) -> li
                                                                        strict=True)]
 
 
+def check_input(value: Any, x: Any) -> np.ndarray:
+    """``check_inputs`` for one input of a graph with static shapes (``value``: the graph
+    input it is given for)."""
+    return _check_input(value, x, {}, False)
+
+
 def _as_array(value: Any, x: Any) -> np.ndarray:
     try:
         arr = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)

@@ -30,7 +30,16 @@ import numpy as np
 from compiler.backend import MULTI_OPTIONS, Artifact, get_backend, write_manifest
 from compiler.errors import BackendError, Unsupported
 from compiler.ir.graph import Graph
-from compiler.partition import Part, cut_stages, group_by_device, lift, place, value_bytes
+from compiler.partition import (
+    Part,
+    check_fits,
+    cut_stages,
+    group_by_device,
+    lift,
+    place,
+    stage_bytes,
+    value_bytes,
+)
 from compiler.report import layer_rows
 
 if TYPE_CHECKING:
@@ -39,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 META_FILE = "multi.json"
+#: The stage device that means "in this process (or its pipeline worker), on this machine".
+LOCAL = "local"
 
 #: Backend options this backend takes itself; every other option goes to the parts' backends.
 OWN_OPTIONS = MULTI_OPTIONS
@@ -59,7 +70,18 @@ class MultiArtifact(Artifact):
     ):
         self.parts = parts  # {"dir", "target", "inputs", "outputs"} per part
         self.artifacts = artifacts
+        self._remote: dict[tuple[int, str], Any] = {}  # open RPC stages, by part and address
         super().__init__(graph, target, path, layers, summary)
+
+    @property
+    def stage_devices(self) -> list[str]:
+        """Where each part runs: ``"local"`` or an RPC address (``backends.tvm.remote``);
+        set from the ``stage_devices`` option, and may be changed before a run."""
+        return list(self.summary.get("stage_devices") or ["local"] * len(self.parts))
+
+    @stage_devices.setter
+    def stage_devices(self, devices: list[str]) -> None:
+        self.summary["stage_devices"] = check_stage_devices(devices, len(self.parts))
 
     @property
     def backend(self) -> str:
@@ -79,10 +101,16 @@ class MultiArtifact(Artifact):
 
     def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         env = dict(zip((v.name for v in self.graph.inputs), arrays, strict=True))
-        for part, art in zip(self.parts, self.artifacts, strict=True):
-            outs = art.run(*(env[name] for name in part["inputs"]))
+        for i, (part, device) in enumerate(zip(self.parts, self.stage_devices, strict=True)):
+            stage = self.artifacts[i] if device == LOCAL else self._remote_stage(i, device)
+            outs = stage.run(*(env[name] for name in part["inputs"]))
             env.update(zip(part["outputs"], outs, strict=True))
         return [env[v.name] for v in self.graph.outputs]
+
+    def _remote_stage(self, index: int, device: str) -> Any:
+        if (index, device) not in self._remote:
+            self._remote[(index, device)] = open_stage(self.artifacts[index], index, device)
+        return self._remote[(index, device)]
 
     def run_pipelined(self, batches: list[tuple[np.ndarray, ...]], **kwargs: Any) -> list[list]:
         """Stream ``batches`` (one tuple of inputs each) through one worker process per part;
@@ -93,6 +121,18 @@ class MultiArtifact(Artifact):
             raise BackendError("save the artifact first: pipeline workers load it from disk")
         outputs, stats = run_pipelined(self, batches, **kwargs)
         self.summary["pipeline"] = stats
+        self.summary["pipeline_stages"] = [
+            f"stage {i} ({part['target']}, {device}): {ms} ms/batch, {rate} batches/s"
+            for i, (part, device, ms, rate) in enumerate(
+                zip(
+                    self.parts,
+                    stats["stage_devices"],
+                    stats["stage_ms_per_batch"],
+                    stats["stage_batches_per_s"],
+                    strict=True,
+                )
+            )
+        ]
         return outputs
 
 
@@ -112,18 +152,18 @@ class MultiBackend:
     def compile(
         self, graph: Graph, target: Target, out_dir: Path, options: dict[str, Any]
     ) -> MultiArtifact:
-        from compiler.target import load_target
-
-        stages = options.get("pipeline_stages")
-        if target.devices:
-            devices = [load_target(d) for d in target.devices]
-            refused = _refusals(graph, target)
-            parts = group_by_device(graph, place(graph, [set(r) for r in refused.values()]))
-        elif stages:
-            devices = [target]
-            parts = cut_stages(graph, int(stages))
-        else:
-            raise BackendError(f"target {target.name} names no devices and no pipeline_stages")
+        devices, parts = _cut(graph, target, options.get("pipeline_stages"))
+        # Before any part is compiled: a malformed address, or a remote stage no RPC server
+        # can load, should not cost the compile.
+        placed = check_stage_devices(
+            options.get("stage_devices") or [LOCAL] * len(parts), len(parts)
+        )
+        for part, where in zip(parts, placed, strict=True):
+            if where != LOCAL and devices[part.device].backend != "tvm":
+                raise BackendError(
+                    f"stage {part.index} is for {devices[part.device].name}; "
+                    f"only TVM stages run on an RPC server ({where})"
+                )
         backend_options = {k: v for k, v in options.items() if k not in OWN_OPTIONS}
         records, artifacts = [], []
         for part in parts:
@@ -133,6 +173,8 @@ class MultiBackend:
         layers, summary = _report(graph, parts, [devices[p.device].name for p in parts])
         if options.get("stage_cores"):
             summary["stage_cores"] = options["stage_cores"]
+        if options.get("stage_devices"):
+            summary["stage_devices"] = placed
         (Path(out_dir) / META_FILE).write_text(json.dumps({"parts": records}, indent=2))
         return MultiArtifact(graph, target, Path(out_dir), layers, summary, records, artifacts)
 
@@ -156,6 +198,62 @@ class MultiBackend:
             records,
             artifacts,
         )
+
+
+def _cut(graph: Graph, target: Target, stages: Any) -> tuple[list[Target], list[Part]]:
+    """The devices and the parts: placed across ``target.devices``, or ``stages`` stages of
+    ``target``; either way each part must fit its device's memory (checked here, before any
+    part is compiled)."""
+    from compiler.target import load_target
+
+    if target.devices:
+        devices = [load_target(d) for d in target.devices]
+        refused = _refusals(graph, target)
+        parts = group_by_device(graph, place(graph, [set(r) for r in refused.values()]))
+        check_fits(graph, parts, devices)
+        return devices, parts
+    if not stages:
+        raise BackendError(f"target {target.name} names no devices and no pipeline_stages")
+    count = int(stages)
+    # Every stage runs on its own device of this target (its own process, core set or
+    # server), so each must fit the memory the target file states.
+    parts = cut_stages(
+        graph,
+        count,
+        memory=[target.memory_bytes()] * count,
+        devices=[f"{target.name} #{k}" for k in range(count)],
+    )
+    return [target], parts
+
+
+def check_stage_devices(devices: Any, stages: int) -> list[str]:
+    """One ``"local"`` or RPC address per stage; a wrong count or a malformed address is a
+    typed error before any stage runs."""
+    from backends.tvm.remote import parse_address
+
+    if isinstance(devices, str):
+        devices = devices.split(",")
+    devices = [str(d).strip() for d in devices]
+    if len(devices) != stages:
+        raise BackendError(f"stage_devices lists {len(devices)} devices for {stages} stages")
+    for device in devices:
+        if device != LOCAL:
+            parse_address(device)
+    return devices
+
+
+def open_stage(art: Artifact, index: int, device: str) -> Any:
+    """Part ``index`` loaded where ``device`` says: the artifact itself, or on an RPC server
+    (only artifacts with ``remote``, the TVM ones, can move)."""
+    if device == LOCAL:
+        return art
+    remote = getattr(art, "remote", None)
+    if remote is None:
+        raise BackendError(
+            f"stage {index} is a {art.backend} artifact for {art.target.name}; only TVM "
+            f"stages run on an RPC server ({device})"
+        )
+    return remote(device)
 
 
 def _refusals(graph: Graph, target: Target) -> dict[str, dict[str, Unsupported]]:
@@ -207,6 +305,7 @@ def _compile_part(
         "outputs": [v.name for v in part.outputs],
         "nodes": len(part.nodes),
         "cost_macs": int(part.cost),
+        "memory_bytes": stage_bytes(graph, part.nodes),
     }
     return art, record
 
@@ -233,7 +332,8 @@ def _report(
     ]
     summary = {
         "parts": [
-            f"part{p.index}: {names[i]}, {len(p.nodes)} nodes, {int(p.cost)} MACs"
+            f"part{p.index}: {names[i]}, {len(p.nodes)} nodes, {int(p.cost)} MACs, "
+            f"{stage_bytes(graph, p.nodes) / 2**20:.2f} MiB"
             for i, p in enumerate(parts)
         ],
         "boundaries": boundaries,

@@ -20,10 +20,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from compiler.errors import TapeoutError
+from compiler.errors import DeviceMemoryError, TapeoutError
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.op_facts import node_macs
+
+if TYPE_CHECKING:
+    from compiler.target import Target
 
 #: Cost of a node that does no MACs, in MAC-equivalents per output element: such ops are
 #: memory-bound, and a stage of nothing but them is not free.
@@ -125,11 +129,20 @@ def _set(nodes: Sequence[Node]) -> set[Node]:
 # ---- pipeline stages -------------------------------------------------------------------------
 
 
-def cut_stages(graph: Graph, stages: int, cost: Callable[[Node], float] = node_cost) -> list[Part]:
+def cut_stages(
+    graph: Graph,
+    stages: int,
+    cost: Callable[[Node], float] = node_cost,
+    memory: Sequence[int | None] | None = None,
+    devices: Sequence[str] | None = None,
+) -> list[Part]:
     """``stages`` contiguous runs of the topological order with balanced cost.
 
     Each cut is placed near the balanced point (within a tenth of a stage's share of the cost),
-    at the position where the fewest bytes cross it.
+    at the position where the fewest bytes cross it. ``memory[k]`` (bytes, None: unknown) is
+    what stage k's device holds: a cut that would overfill a stage moves, and a model that
+    cannot fit at all is a ``DeviceMemoryError`` naming the stage and ``devices[k]``, raised
+    before anything is compiled.
     """
     nodes = graph.compute_nodes()
     if stages < 1:
@@ -138,6 +151,12 @@ def cut_stages(graph: Graph, stages: int, cost: Callable[[Node], float] = node_c
         raise TapeoutError(
             f"pipeline_stages={stages} but @{graph.name} has only {len(nodes)} compute nodes"
         )
+    caps: list[int | None] = list(memory) if memory is not None else [None] * stages
+    if len(caps) != stages:
+        raise TapeoutError(f"{len(caps)} memory sizes for {stages} stages")
+    names = list(devices) if devices is not None else [f"device {k}" for k in range(stages)]
+    fit = _Fit(graph, nodes, caps, names)
+    earliest = fit.earliest_starts()
     prefix = [0.0]
     for node in nodes:
         prefix.append(prefix[-1] + cost(node))
@@ -145,8 +164,10 @@ def cut_stages(graph: Graph, stages: int, cost: Callable[[Node], float] = node_c
     cuts: list[int] = []
     for k in range(1, stages):
         goal, slack = total * k / stages, total / stages / 10
-        low = (cuts[-1] + 1) if cuts else 1
-        high = len(nodes) - (stages - k)
+        low = max((cuts[-1] + 1) if cuts else 1, earliest[k])
+        high = min(len(nodes) - (stages - k), fit.latest_end(cuts[-1] if cuts else 0, k - 1))
+        if low > high:
+            raise fit.refusal(k - 1, cuts[-1] if cuts else 0, low)
         candidates = [i for i in range(low, high + 1) if abs(prefix[i] - goal) <= slack]
         if not candidates:
             candidates = [min(range(low, high + 1), key=lambda i: abs(prefix[i] - goal))]
@@ -156,6 +177,107 @@ def cut_stages(graph: Graph, stages: int, cost: Callable[[Node], float] = node_c
     bounds = [0, *cuts, len(nodes)]
     runs = [nodes[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     return _parts(graph, runs, [0] * len(runs))
+
+
+def stage_bytes(graph: Graph, nodes: Sequence[Node]) -> int:
+    """Estimated memory of a stage: the constants it reads (once each), the tensors it
+    receives, and every tensor it produces (an upper bound: no buffer is reused)."""
+    return _Fit(graph, list(nodes), [None], ["-"]).span_bytes(0, len(nodes))
+
+
+class _Fit:
+    """Memory of runs of ``nodes`` against per-stage capacities (None: unchecked)."""
+
+    def __init__(self, graph: Graph, nodes: list[Node], caps: list[int | None], names: list[str]):
+        self.graph, self.nodes, self.caps, self.names = graph, nodes, caps, names
+
+    @staticmethod
+    def _growth(node: Node, seen: set[int]) -> int:
+        """Bytes ``node`` adds to a run that has touched ``seen``: a run holds every distinct
+        tensor it reads or writes (constants, received tensors, its own results) once."""
+        added = 0
+        for v in (*node.inputs, *node.outputs):
+            if id(v) not in seen:
+                seen.add(id(v))
+                added += value_bytes(v)
+        return added
+
+    def span_bytes(self, start: int, end: int) -> int:
+        seen: set[int] = set()
+        return sum(self._growth(n, seen) for n in self.nodes[start:end])
+
+    def latest_end(self, start: int, stage: int) -> int:
+        """The furthest cut after ``start`` that keeps ``stage`` within its memory."""
+        cap = self.caps[stage]
+        if cap is None:
+            return len(self.nodes)
+        seen: set[int] = set()
+        used = 0
+        for i in range(start, len(self.nodes)):
+            used += self._growth(self.nodes[i], seen)
+            if used > cap:
+                return i
+        return len(self.nodes)
+
+    def earliest_start(self, end: int, stage: int) -> int:
+        """The earliest start before ``end`` that keeps ``stage`` within its memory (at least
+        one node per earlier stage left)."""
+        cap = self.caps[stage]
+        if cap is None:
+            return stage
+        seen: set[int] = set()
+        used = 0
+        for i in range(end - 1, stage - 1, -1):
+            used += self._growth(self.nodes[i], seen)
+            if used > cap:
+                return i + 1
+        return stage
+
+    def earliest_starts(self) -> list[int]:
+        """Per stage k: the earliest index stage k may start at so that stages k.. can still
+        hold the rest (each packed as full as its memory allows, from the end)."""
+        starts = [0] * len(self.caps)
+        end = len(self.nodes)
+        for k in range(len(self.caps) - 1, 0, -1):
+            start = self.earliest_start(end, k)
+            if start == end:
+                raise self.refusal(k, end - 1, end)
+            starts[k] = start
+            end = start
+        if self.caps[0] is not None and self.span_bytes(0, end) > self.caps[0]:
+            raise self.refusal(0, 0, end)
+        return starts
+
+    def refusal(self, stage: int, start: int, end: int) -> DeviceMemoryError:
+        need = self.span_bytes(start, max(end, start + 1))
+        cap = self.caps[stage] or 0
+        first, last = self.nodes[start], self.nodes[max(end, start + 1) - 1]
+        return DeviceMemoryError(
+            f"@{self.graph.name} does not fit {len(self.caps)} stage(s): stage {stage} on "
+            f"{self.names[stage]} needs at least {_mib(need)} MiB (weights and activations of "
+            f"{first.name} .. {last.name}) but the device has {_mib(cap)} MiB; add stages or "
+            "devices with more memory"
+        )
+
+
+def check_fits(graph: Graph, parts: Sequence[Part], devices: Sequence[Target]) -> None:
+    """Placement cannot move a node to make room: a part its device cannot hold is refused
+    (``DeviceMemoryError``) before anything is compiled. Parts on one device share it."""
+    need: dict[int, int] = {}
+    for part in parts:
+        need[part.device] = need.get(part.device, 0) + stage_bytes(graph, part.nodes)
+    for index, used in need.items():
+        device = devices[index]
+        cap = device.memory_bytes()
+        if cap is not None and used > cap:
+            raise DeviceMemoryError(
+                f"@{graph.name}: the parts placed on {device.name} need {_mib(used)} MiB "
+                f"(weights and activations) but its target file gives {_mib(cap)} MiB"
+            )
+
+
+def _mib(count: int) -> str:
+    return f"{count / 2**20:.1f}"
 
 
 def _crossing_bytes(nodes: Sequence[Node], cut: int) -> int:

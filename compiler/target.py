@@ -36,6 +36,13 @@ Layout = Literal["NCHW", "NHWC"]
 #: The limits table each backend cannot work without.
 BACKEND_TABLE: dict[str, str] = {"hls": "fpga", "tvm": "cpu", "tensorrt": "gpu", "asic": "asic"}
 MAX_ALIAS_DEPTH = 8
+#: Where a target file states the memory a model's weights and activations live in: (limits
+#: table, key, bytes per unit). Checked in this order; the first one given counts.
+MEMORY_KEYS: tuple[tuple[str, str, int], ...] = (
+    ("cpu", "memory_mb", 2**20),
+    ("gpu", "memory_gb", 2**30),
+    ("fpga", "ddr_mb", 2**20),
+)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _PASS_SPEC = re.compile(r"^[a-z][a-z0-9-]*(\{[^{}]*\})?$")
 _ALIAS_KEYS = ("alias", "description", "name")
@@ -118,6 +125,8 @@ class CpuLimits:
     has_vnni: bool = False
     kind: Literal["llvm"] = "llvm"
     peak_gflops_fp32: float | None = None
+    #: Main memory in MiB (0: unknown, not checked); pipeline stages are cut to fit it.
+    memory_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,14 @@ class Target:
     #: For ``backend = "multi"``: the targets a model is partitioned across, in order of
     #: preference (each node goes to the first one whose backend takes it).
     devices: tuple[str, ...] = ()
+
+    def memory_bytes(self) -> int | None:
+        """The device's memory as its target file states it (``MEMORY_KEYS``), or None."""
+        for table, key, unit in MEMORY_KEYS:
+            amount = getattr(getattr(self, table), key, 0) or 0
+            if amount:
+                return int(amount * unit)
+        return None
 
     def tvm_target(self) -> dict[str, Any]:
         """The TVM target as a dict (TVM 0.27 takes dicts): the CPU, or an ASIC's host."""

@@ -28,7 +28,7 @@ are declined with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,6 +40,7 @@ from compiler.frontends.gguf_blocks import BlockWeight
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.rewrite import Reject, RewritePass
+from passes.quant.llm_smooth import smooth_llm
 from passes.quant.llm_weights import FORMATS, quantize_blocks
 from passes.quant.plan import matches
 
@@ -156,13 +157,30 @@ def _scale_const(graph: Graph, hint: str, data: np.ndarray, loc: str | None) -> 
     return graph.add_const(hint, store, TensorType(dtype, tuple(store.shape)), loc)
 
 
-def quantize_llm_graphs(graphs: Any, **options: Any) -> None:
+def quantize_llm_graphs(
+    graphs: Any,
+    awq: bool = False,
+    calib: Sequence[Sequence[int]] = (),
+    **options: Any,
+) -> dict[str, float | None]:
     """Run ``quantize-llm`` over an LLM's prefill and decode graphs and their shared weights.
 
     ``graphs``: ``compiler.llm.LLMGraphs`` (``prefill``, ``decode``, ``weights``), as
     ``compile_llm(..., rewrite=...)`` hands it over; ``options`` are ``QuantizeLLM`` fields.
     Each weight is quantized once; the new constants replace the old ones in ``weights``.
+    ``awq=True`` first searches activation-aware channel scales on the token-id prompts
+    ``calib`` and folds them into the float weights (``passes.quant.llm_smooth``); the
+    alpha it chose per smoothed value is returned (empty without ``awq``).
     """
+    chosen: dict[str, float | None] = {}
+    if awq:
+        if not calib:
+            raise TapeoutError("quantize-llm: awq=true needs calibration prompts (calib=)")
+        if options.get("blocks"):
+            raise TapeoutError("quantize-llm: awq cannot change weights taken as blocks")
+        probe = QuantizeLLM(**options)
+        fmt = FORMATS[(4 if probe.weights == "int4" else 8, probe.sym)]
+        chosen = smooth_llm(graphs, calib, fmt, probe.group)
     cache: dict[str, BlockWeight] = {}
     quantize = QuantizeLLM(**options, cache=cache)
     for graph in (graphs.prefill, graphs.decode):
@@ -176,3 +194,4 @@ def quantize_llm_graphs(graphs: Any, **options: Any) -> None:
     for name in list(graphs.weights):
         if name not in used:
             del graphs.weights[name]
+    return chosen

@@ -465,39 +465,80 @@ def _zero_dead_rows(ctx: LowerContext, node: Node, probs: Any, dt: str) -> Any:
     return ctx.emit(R.where(dead, _R_const(0.0, dt), probs))
 
 
+def _grouped_kv(node: Node) -> tuple[Value, Value, int] | None:
+    """Grouped-query attention: the keys and values ``[B, n_kv, S, D]`` that the graph repeats
+    to every query head (``reshape(expand(unsqueeze(x, 2)))``, how Hugging Face's
+    ``repeat_kv`` exports), and the group size; None for other attention."""
+    sources = []
+    for value in node.inputs[1:3]:
+        reshape = value.producer
+        expand = reshape.inputs[0].producer if reshape and reshape.op == "tensor.reshape" else None
+        unsq = expand.inputs[0].producer if expand and expand.op == "tensor.expand" else None
+        if unsq is None or unsq.op != "tensor.unsqueeze" or list(unsq.attrs["axes"]) != [2]:
+            return None
+        x = unsq.inputs[0]
+        sx, se = static_shape(x), static_shape(expand.outputs[0])  # type: ignore[union-attr]
+        if len(sx) != 4 or se != (sx[0], sx[1], se[2], sx[2], sx[3]):
+            return None
+        if static_shape(value) != (sx[0], sx[1] * se[2], sx[2], sx[3]):
+            return None
+        sources.append((x, int(se[2])))
+    (k, group), (v, group_v) = sources
+    return (k, v, group) if group == group_v and group > 1 else None
+
+
 def _attention(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    """Scores, mask, softmax, weighted values. Grouped-query attention reads the cache as it
+    is: the query heads of one KV head become rows of one matrix (``[B, n_kv, g*C, D]``, a
+    free reshape), so the keys and values are never copied ``g`` times per step."""
     q, k, v = node.inputs[:3]
     sq, sk, sv = static_shape(q), static_shape(k), static_shape(v)
     a = ctx.attrs(node)
     dt = tvm_dtype(q)
     R = _R()
+    grouped = _grouped_kv(node)
+    qe, ke, ve, group = ctx.arg(q), ctx.arg(k), ctx.arg(v), 1
+    if grouped is not None and len(sq) == 4:
+        k, v, group = grouped
+        sk, sv = static_shape(k), static_shape(v)
+        sq = (sq[0], sq[1] // group, group * sq[2], sq[3])
+        qe, ke, ve = ctx.emit(R.reshape(qe, sq)), ctx.arg(k), ctx.arg(v)
     scale = a["scale"] if a["scale"] is not None else 1 / np.sqrt(sq[-1])
     perm = list(range(len(sk) - 2)) + [len(sk) - 1, len(sk) - 2]
-    kt = ctx.emit(R.permute_dims(ctx.arg(k), perm))
+    kt = ctx.emit(R.permute_dims(ke, perm))
     skt = sk[:-2] + (sk[-1], sk[-2])
-    scores = batch_matmul(ctx, ctx.arg(q), kt, sq, skt, dt)
+    scores = batch_matmul(ctx, qe, kt, sq, skt, dt)
     scale = float(np.float32(scale)) if dt == "float32" else float(scale)
     scores = ctx.emit(R.multiply(scores, _R_const(scale, dt)))
-    length, src = sq[-2], sk[-2]
+    length, src = sq[-2] // group, sk[-2]
     neg_inf = _R_const(float("-inf"), dt)
     if a["causal"]:
-        keep = np.tril(np.ones((length, src), dtype=bool), k=src - length)
+        keep = np.tile(np.tril(np.ones((length, src), dtype=bool), k=src - length), (group, 1))
         scores = ctx.emit(R.where(_const(keep, "bool"), scores, neg_inf))
     if len(node.inputs) > 3:
-        mask = node.inputs[3]
-        if mask.dtype == "bool":
-            scores = ctx.emit(R.where(ctx.arg(mask), scores, neg_inf))
+        mask = ctx.arg(node.inputs[3])
+        if group > 1:  # per query head and row, then the heads of a group as rows
+            heads = static_shape(node.inputs[0])
+            mask = ctx.emit(R.broadcast_to(mask, heads[:-1] + (src,)))
+            mask = ctx.emit(R.reshape(mask, sq[:-1] + (src,)))
+        if node.inputs[3].dtype == "bool":
+            scores = ctx.emit(R.where(mask, scores, neg_inf))
         else:
-            scores = ctx.emit(R.add(scores, ctx.arg(mask)))
+            scores = ctx.emit(R.add(scores, mask))
     lanes = row_lanes(src, dt, ctx.params)
     if lanes:
         probs = ctx.emit_te(softmax_rows, scores, lanes)
     else:
         probs = ctx.emit(R.nn.softmax(scores, -1))
-    if len(node.inputs) > 3:
+    if len(node.inputs) > 3 and group == 1:
         probs = _zero_dead_rows(ctx, node, probs, dt)
-    ss = tuple(np.broadcast_shapes(sq[:-2], sk[:-2])) + (length, src)
-    return [batch_matmul(ctx, probs, ctx.arg(v), ss, sv, dt)]
+    ss = tuple(np.broadcast_shapes(sq[:-2], sk[:-2])) + (sq[-2], src)
+    out = batch_matmul(ctx, probs, ve, ss, sv, dt)
+    if group > 1:
+        out = ctx.emit(R.reshape(out, static_shape(node.outputs[0])))
+        if len(node.inputs) > 3:  # zero rows of probabilities give zero rows out
+            out = _zero_dead_rows(ctx, node, out, dt)
+    return [out]
 
 
 NN_RULES: dict[str, Rule] = {

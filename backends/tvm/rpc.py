@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 #: Seconds a server may take for one candidate batch before its session is given up. A
 #: candidate that runs longer than this is recorded as failed, never waited on forever.
 SESSION_TIMEOUT_S = 60
+#: Seconds one candidate's build may take in the builder pool. MetaSchedule's 30 s default
+#: fails every build on a loaded 2-core machine (a fresh worker imports TVM first), and a
+#: failed build never reaches a server.
+BUILD_TIMEOUT_S = 180
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,6 @@ def builder_and_runner(tracker: Tracker, servers: int) -> tuple[Any, Any]:
     # remote run and a local one are comparable in one database.
     evaluator = ms.runner.EvaluatorConfig(number=3, repeat=2, min_repeat_ms=40)
     runner = ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=servers)
-    builder = ms.builder.LocalBuilder(max_workers=max(servers, 1))
+    builder = ms.builder.LocalBuilder(max_workers=max(servers, 1), timeout_sec=BUILD_TIMEOUT_S)
     log.info("tuning through the RPC tracker at %s with %d server(s)", tracker, servers)
     return builder, runner

@@ -12,8 +12,21 @@ and row reductions (softmax, layer norm). The rules here cover the rest:
   written back once, with the epilogue (bias, residual, activation) inlined into the write.
 * ``RowRule``: layer norm and softmax over the last axis (``backends.tvm.kernels_row``): rows
   in parallel, each row's sums as vector partial sums.
+* ``ReduceRowsRule``: a plain reduction over the last axis whose result an elementwise
+  epilogue reads back per element (RMS norm as ``x * rsqrt(mean(x^2) + eps)``, TVM's own
+  softmax): each row's reduction runs once, before the row's epilogue.
 * ``FallbackRule``: everything else (elementwise chains, layout transforms, pooling, small
   reductions): inline producers, then a parallel outer loop and a vectorized inner loop.
+
+A kernel that touches fewer than ``SERIAL_WORK`` elements (or multiply-adds) runs on the
+calling thread: a parallel loop is a fork and a join of the thread pool, a few microseconds
+on an idle machine and a whole time slice when another process holds a core, while copying
+or normalizing a token's 576 floats takes well under a microsecond, and a decode step's
+attention over 160 cached tokens (3 KV heads x 3 query rows x 160 x 64, ~90k multiply-adds)
+about as long as one barrier. An LLM decode step runs ~25 such kernels per layer; only its
+matrix-vector products (SmolLM2: 0.1-1 M multiply-adds each) are worth a barrier. Measured
+under load (SmolLM2 Q4_1, 2 threads, 25 processes): these kernels took 60% of a step before,
+0.5% after.
 
 DLight's GEMV and Reduction rules run between the two. The tile sizes come from the target
 file (vector width, register count), not from measurements; ``--tune`` searches further.
@@ -52,6 +65,10 @@ def cpu_params(target: Any) -> CpuParams:
         return CpuParams()
     vnni = bool(cpu.has_vnni) and "+avx512vnni" in cpu.mattr and cpu.vector_bits >= 512
     return CpuParams(cpu.vector_bits, int(cpu.vector_regs), vnni)
+
+
+#: Below this many elements (or multiply-adds), a kernel runs serially (see the docstring).
+SERIAL_WORK = 1 << 17
 
 
 def _schedule_error() -> type[Exception]:
@@ -105,10 +122,23 @@ def inline_all(sch: Any, keep: set[str]) -> None:
                 continue
 
 
+def _work(sch: Any, block: Any) -> int:
+    """The iterations of a block's loop nest (elements written, or multiply-adds)."""
+    total = 1
+    for loop in sch.get_loops(block):
+        total *= max(_extent(sch, loop), 1)
+    return total
+
+
 def parallel_vectorize(sch: Any, block: Any, lanes: int, min_parallel: int = 2) -> None:
-    """Fuse a spatial block's loops; vectorize ``lanes`` of them and parallelize the rest."""
+    """Fuse a spatial block's loops; vectorize ``lanes`` of them and parallelize the rest.
+    A small block keeps its loop nest (plain indices, no div/mod of a fused loop) and runs
+    serially with its last loop vectorized."""
     loops = sch.get_loops(block)
     if not loops:
+        return
+    if _work(sch, block) < SERIAL_WORK:
+        _vectorize_last(sch, block, lanes)
         return
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     extent = _extent(sch, fused)
@@ -140,8 +170,9 @@ def parallel_reduction(sch: Any, block: Any, lanes: int) -> None:
         so, inner = sch.split(last, [None, lanes])
         spatial = [*spatial[:-1], so]
     sch.reorder(*spatial, *reduce, *([inner] if inner is not None else []))
+    small = _work(sch, block) < SERIAL_WORK
     fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
-    if _extent(sch, fused) > 1:
+    if _extent(sch, fused) > 1 and not small:
         sch.parallel(fused)
     if inner is not None:
         sch.vectorize(inner)
@@ -291,7 +322,8 @@ class KernelRule:
             sch.reverse_compute_at(consumer, tile)
             _vectorize_last(sch, consumer, self.params.lanes())
         par = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-        sch.parallel(par)
+        if _work(sch, block) >= SERIAL_WORK and _extent(sch, par) > 1:
+            sch.parallel(par)
         if not tensorize:
             sch.vectorize(vec)
         sch.unroll(unroll)
@@ -367,7 +399,8 @@ class RowRule:
             part = next(b for b in _blocks(sch) if _name(sch, b).startswith(ROW_PART))
             lanes = self.params.lanes(_bits(sch, part))  # the float type the row computes in
             _vectorize_last(sch, sink, lanes)
-            sch.parallel(row)  # before the reductions move in: they leave it non-compact
+            if _extent(sch, row) > 1 and _work(sch, sink) >= SERIAL_WORK:
+                sch.parallel(row)  # before the reductions move in: they leave it non-compact
             producers = [b for b in _blocks(sch) if _name(sch, b) != _name(sch, sink)]
             for block in reversed(producers):
                 sch.compute_at(block, row, preserve_unit_loops=False)
@@ -377,6 +410,52 @@ class RowRule:
                     sch.reorder(inner[1], inner[0])
                     sch.vectorize(inner[0])
                     sch.decompose_reduction(block, inner[1])
+        except _schedule_error():
+            return None
+        return sch
+
+
+class ReduceRowsRule:
+    """A reduction over the last axis with an elementwise epilogue that reads its result
+    back (RMS norm lowered from plain ops, TVM's softmax when a row's length is not a
+    multiple of the vector): rows (all but the last axis) in one loop, in parallel when the
+    kernel is large; in it, the row's reductions and what they read, then the row's output,
+    vectorized. DLight's CPU reduction rule put the reduction under the epilogue's loop over
+    *elements*, so it ran once per element (576 times per RMS norm of SmolLM2). The sums
+    keep their serial order."""
+
+    def __init__(self, params: CpuParams):
+        self.params = params
+
+    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
+        from tvm import s_tir
+
+        sch = s_tir.Schedule(func)
+        try:
+            if all(_is_spatial(sch, b) for b in _blocks(sch)):
+                return None
+            inline_all(sch, keep=set())
+            sinks = [b for b in _blocks(sch) if not sch.get_consumers(b)]
+            if len(sinks) != 1 or not _is_spatial(sch, sinks[0]):
+                return None
+            (sink,) = sinks
+            loops = sch.get_loops(sink)
+            if len(loops) < 2 or len(loops) != len(_write_shape(sch, sink)):
+                return None
+            producers = [b for b in _blocks(sch) if _name(sch, b) != _name(sch, sink)]
+            before = {_name(sch, b): _work(sch, b) for b in producers}
+            row = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+            _vectorize_last(sch, sink, self.params.lanes(_bits(sch, sink)))
+            if _extent(sch, row) > 1 and _work(sch, sink) >= SERIAL_WORK:
+                sch.parallel(row)
+            for block in reversed(producers):
+                sch.compute_at(block, row, preserve_unit_loops=False)
+            for block in _blocks(sch):
+                name = _name(sch, block)
+                if name in before and _work(sch, block) > before[name]:
+                    return None  # a row would recompute part of it: not a row reduction
+                if name in before and _is_spatial(sch, block):
+                    _vectorize_last(sch, block, self.params.lanes(_bits(sch, block)))
         except _schedule_error():
             return None
         return sch
@@ -444,6 +523,7 @@ def default_rules(params: CpuParams) -> list[Any]:
         _as_dlight(KernelRule(params)),
         _as_dlight(RowRule(params)),
         dlight.cpu.GEMV(),
+        _as_dlight(ReduceRowsRule(params)),
         dlight.cpu.Reduction(),
         _as_dlight(FallbackRule(params)),
     ]

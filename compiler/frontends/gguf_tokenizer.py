@@ -14,6 +14,7 @@ matched whole. ``decode(encode(text)) == text`` for any text.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -207,3 +208,29 @@ def tokenizer_from_metadata(metadata: dict[str, Any], where: str = "GGUF") -> To
         bos_id=metadata.get("tokenizer.ggml.bos_token_id"),
         eos_id=metadata.get("tokenizer.ggml.eos_token_id"),
     )
+
+
+def save_json(tok: Tokenizer, path: str) -> None:
+    """Write ``tok`` as one JSON file (an artifact keeps a GGUF file's tokenizer this way)."""
+    merges = [" ".join(pair) for pair, _ in sorted(tok.merges.items(), key=lambda kv: kv[1])]
+    fields = {
+        "model": tok.model,
+        "tokens": tok.tokens,
+        "merges": merges,
+        "scores": tok.scores,
+        "control": tok.control,
+        "pre": list(tok.pre),
+        "bos_id": tok.bos_id,
+        "eos_id": tok.eos_id,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(fields, f, ensure_ascii=False)
+
+
+def load_json(path: str) -> Tokenizer:
+    """The tokenizer ``save_json`` wrote."""
+    with open(path, encoding="utf-8") as f:
+        fields = json.load(f)
+    fields["merges"] = {_pair(m): r for r, m in enumerate(fields["merges"])}
+    fields["pre"] = tuple(fields["pre"])
+    return Tokenizer(**fields)

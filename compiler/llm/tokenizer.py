@@ -1,7 +1,7 @@
 """Pluggable tokenizers: anything with ``encode(text) -> ids`` and ``decode(ids) -> text``.
 
-An artifact saves its tokenizer when a kind in ``TOKENIZER_KINDS`` recognizes it (the GGUF
-tokenizer of part B adds its kind here); otherwise the user passes one to ``load_llm``.
+An artifact saves its tokenizer when a kind in ``TOKENIZER_KINDS`` recognizes it (a Hugging Face
+tokenizer, or a GGUF file's); otherwise the user passes one to ``load_llm``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,29 @@ def _load_hf(folder: Path) -> Tokenizer:
     return tok
 
 
+def _is_gguf(tok: Any) -> bool:
+    return type(tok).__module__ == "compiler.frontends.gguf_tokenizer"
+
+
+def _save_gguf(tok: Any, folder: Path) -> None:
+    from compiler.frontends.gguf_tokenizer import save_json
+
+    save_json(tok, str(folder / "gguf_tokenizer.json"))
+
+
+def _load_gguf(folder: Path) -> Tokenizer:
+    from compiler.frontends.gguf_tokenizer import load_json
+
+    tok: Any = load_json(str(folder / "gguf_tokenizer.json"))
+    return tok
+
+
 #: kind -> (recognize, save into a folder, load from it).
 TOKENIZER_KINDS: dict[
     str, tuple[Callable[[Any], bool], Callable[[Any, Path], None], Callable[[Path], Tokenizer]]
 ] = {
     "hf": (_is_hf, _save_hf, _load_hf),
+    "gguf": (_is_gguf, _save_gguf, _load_gguf),
 }
 
 

@@ -98,6 +98,38 @@ def test_fully_masked_attention_rows_are_zero_on_cpu(mask_dtype: str, causal: bo
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+GQA = """graph @g(%q: f32[1,4,3,8], %k: f32[1,2,5,8], %v: f32[1,2,5,8], \
+%m: MASK[1,1,3,5]) -> (f32[1,4,3,8]) {
+  %k1: f32[1,2,1,5,8] = tensor.unsqueeze(%k) {axes=[2]}
+  %k2: f32[1,2,2,5,8] = tensor.expand(%k1) {shape=[1, 2, 2, 5, 8]}
+  %k3: f32[1,4,5,8] = tensor.reshape(%k2) {shape=[1, 4, 5, 8]}
+  %v1: f32[1,2,1,5,8] = tensor.unsqueeze(%v) {axes=[2]}
+  %v2: f32[1,2,2,5,8] = tensor.expand(%v1) {shape=[1, 2, 2, 5, 8]}
+  %v3: f32[1,4,5,8] = tensor.reshape(%v2) {shape=[1, 4, 5, 8]}
+  %y: f32[1,4,3,8] = nn.attention(%q, %k3, %v3, %m) {causal=CAUSAL}
+  return %y
+}"""
+
+
+@pytest.mark.tvm
+@pytest.mark.parametrize(("mask_dtype", "causal"), [("bool", True), ("f32", False)])
+def test_grouped_query_attention_on_cpu(mask_dtype: str, causal: bool) -> None:
+    """The cpu target reads the 2 KV heads as they are (no copy per query head): the same
+    result as the interpreter's repeated heads, fully masked rows 0."""
+    graph = parse(GQA.replace("MASK", mask_dtype).replace("CAUSAL", str(causal).lower()))
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((1, 4, 3, 8)).astype(np.float32)
+    k, v = (rng.standard_normal((1, 2, 5, 8)).astype(np.float32) for _ in range(2))
+    keep = np.ones((1, 1, 3, 5), bool)
+    keep[..., 0, :] = False  # a left-padded query
+    keep[..., 1:, :1] = False
+    mask = keep if mask_dtype == "bool" else np.where(keep, 0.0, -np.inf).astype(np.float32)
+    (want,) = compiler.interpret(graph, q, k, v, mask)
+    (got,) = compiler.compile(graph, target="cpu").run(q, k, v, mask)
+    np.testing.assert_array_equal(got[:, :, 0], 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_fully_masked_attention_rows_are_zero_in_onnx() -> None:
     pytest.importorskip("onnxruntime")
     graph, args, _ = _attention_case("bool", causal=True)
