@@ -170,6 +170,10 @@ def _gather(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     if idx.dtype not in ("i64", "i32"):
         raise ShapeError(f"gather indices must be i32 or i64, got {idx.dtype}")
     axis = norm_axis(attrs["axis"], x.rank)
+    if x.shape[axis] == 0 and all(isinstance(d, int) and d > 0 for d in idx.shape):
+        # every index would be out of range (a kernel would divide by the axis length)
+        raise ShapeError(f"gather of {math.prod(idx.shape)} index(es) from the empty axis "
+                         f"{axis} of {x}")
     return _keep(types, x.shape[:axis] + idx.shape + x.shape[axis + 1 :])
 
 

@@ -139,3 +139,15 @@ def test_float16_ops_without_an_llvm_kernel_are_refused(op: str) -> None:
     x = g.add_input("x", TensorType("f16", (4,)))
     g.outputs = [g.add_node(op, [x]).output]
     assert [item.op for item in _unsupported(g)] == [op]  # type: ignore[attr-defined]
+
+
+def test_gather_from_an_empty_axis_is_a_shape_error() -> None:
+    """Fuzz case 7482 (a weight of length 0 gathered by class ids): every index is out of
+    range, and TVM's take would divide by the empty axis while building; refused at once."""
+    from compiler.errors import ShapeError
+
+    g = Graph("g")
+    w = g.add_input("w", TensorType("f32", (0,)))
+    idx = g.add_input("idx", TensorType("i64", (3, 6)))
+    with pytest.raises(ShapeError, match="empty axis 0"):
+        g.add_node("tensor.gather", [w, idx], {"axis": 0})
