@@ -36,13 +36,6 @@ Layout = Literal["NCHW", "NHWC"]
 #: The limits table each backend cannot work without.
 BACKEND_TABLE: dict[str, str] = {"hls": "fpga", "tvm": "cpu", "tensorrt": "gpu", "asic": "asic"}
 MAX_ALIAS_DEPTH = 8
-#: Where a target file states the memory a model's weights and activations live in: (limits
-#: table, key, bytes per unit). Checked in this order; the first one given counts.
-MEMORY_KEYS: tuple[tuple[str, str, int], ...] = (
-    ("cpu", "memory_mb", 2**20),
-    ("gpu", "memory_gb", 2**30),
-    ("fpga", "ddr_mb", 2**20),
-)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _PASS_SPEC = re.compile(r"^[a-z][a-z0-9-]*(\{[^{}]*\})?$")
 _ALIAS_KEYS = ("alias", "description", "name")
@@ -175,12 +168,15 @@ class Target:
     devices: tuple[str, ...] = ()
 
     def memory_bytes(self) -> int | None:
-        """The device's memory as its target file states it (``MEMORY_KEYS``), or None."""
-        for table, key, unit in MEMORY_KEYS:
-            amount = getattr(getattr(self, table), key, 0) or 0
-            if amount:
-                return int(amount * unit)
-        return None
+        """The memory a model's weights and activations live in, as the target file states
+        it (``[cpu] memory_mb``, ``[gpu] memory_gb`` or ``[fpga] ddr_mb``: the first one
+        given counts), or None."""
+        stated = (
+            (self.cpu.memory_mb if self.cpu is not None else 0) * 2**20,
+            (self.gpu.memory_gb if self.gpu is not None else 0) * 2**30,
+            (self.fpga.ddr_mb if self.fpga is not None else 0) * 2**20,
+        )
+        return next((int(amount) for amount in stated if amount), None)
 
     def tvm_target(self) -> dict[str, Any]:
         """The TVM target as a dict (TVM 0.27 takes dicts): the CPU, or an ASIC's host."""

@@ -61,12 +61,16 @@ def _tvm_skip_reason() -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis keeps a cache of its own (``.hypothesis/constants``) beside the tests even
-    without an example database: give it a temporary home, removed at the end."""
+    without an example database, and matplotlib one in the home folder: give them a temporary
+    home, removed at the end."""
     from hypothesis.configuration import set_hypothesis_home_dir
 
     home = tempfile.mkdtemp(prefix="tapeout-hypothesis-")
     config.stash[_HYPOTHESIS_HOME] = home
     set_hypothesis_home_dir(home)
+    # matplotlib (imported by some libraries) writes a font cache under ~/.cache and a config
+    # folder under ~/.config unless told otherwise: give it the same temporary home.
+    os.environ.setdefault("MPLCONFIGDIR", os.path.join(home, "matplotlib"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

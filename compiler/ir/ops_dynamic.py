@@ -19,7 +19,7 @@ from typing import Any
 
 from compiler.errors import ShapeError
 from compiler.ir.ops import _op, norm_axis
-from compiler.ir.types import Dim, TensorType
+from compiler.ir.types import Dim, TensorType, is_int
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
 
@@ -34,10 +34,12 @@ def derived(dim: Dim) -> str:
     return f"{dim}'" if not str(dim).endswith("'") else str(dim)
 
 
-def vector_length(t: TensorType, what: str) -> int:
-    """The static length of a 1-D integer operand (how many dims or axes it gives)."""
-    if t.dtype == "bool":
-        raise ShapeError(f"{what} must be a number tensor, got {t.dtype}")
+def vector_length(t: TensorType, what: str, integer: bool = True) -> int:
+    """The static length of a 1-D operand (how many dims or axes it gives); shapes, axes,
+    pads and the like must be integers (``integer=False``: resize scales may be float)."""
+    if t.dtype == "bool" or (integer and not is_int(t.dtype)):
+        kind = "an integer" if integer else "a number"
+        raise ShapeError(f"{what} must be {kind} tensor, got {t.dtype}")
     if t.rank == 0:
         return 1
     if t.rank != 1 or not isinstance(t.shape[0], int):
@@ -124,7 +126,10 @@ def _pad_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     x = types[0]
     if attrs["mode"] not in PAD_MODES:
         raise ShapeError(f"unknown pad mode {attrs['mode']!r}; expected one of {PAD_MODES}")
-    vector_length(types[1], "pads")
+    pads = vector_length(types[1], "pads")
+    axes = vector_length(types[3], "pad axes") if len(types) > 3 else x.rank
+    if pads != 2 * axes:
+        raise ShapeError(f"{pads} pads for {axes} axes (a begin and an end for each)")
     if len(types) > 2 and types[2].dtype != x.dtype:
         raise ShapeError(f"pad value {types[2]} is not of the input's dtype {x.dtype}")
     return [_all_derived(x)]
@@ -174,7 +179,7 @@ def _resize_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
             raise ShapeError(f"resize {key}={attrs[key]!r}; expected one of {allowed}")
     axes = attrs["axes"]
     changed = set(range(x.rank)) if axes is None else {norm_axis(a, x.rank) for a in axes}
-    if vector_length(types[1], "resize scales or sizes") != len(changed):
+    if vector_length(types[1], "resize scales or sizes", integer=False) != len(changed):
         raise ShapeError(f"resize {attrs['given']} {types[1]} for {len(changed)} axes")
     shape = tuple(derived(d) if i in changed else d for i, d in enumerate(x.shape))
     return [TensorType(x.dtype, shape)]

@@ -129,6 +129,10 @@ def _trilu(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     (operand, default 0); zero the rest."""
     if types[0].rank < 2:
         raise ShapeError(f"trilu needs rank >= 2, got {types[0].rank}")
+    if len(types) > 1:
+        k = types[1]
+        if k.dtype not in ("i32", "i64") or any(isinstance(d, int) and d != 1 for d in k.shape):
+            raise ShapeError(f"trilu k must be one i32/i64 value, got {k}")
     return [types[0]]
 
 

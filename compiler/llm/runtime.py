@@ -54,7 +54,7 @@ def aligned_zeros(shape: tuple[int, ...], dtype: type = np.float32, align: int =
 
 
 @dataclass
-class _Batch:
+class Batch:
     """The state of one batch of prompts while it generates."""
 
     spec: LLMSpec
@@ -131,7 +131,7 @@ def generate_batch(
     lengths = np.array([len(p) for p in prompts] + [1] * (batch - rows))
     filler = [[spec.pad_token_id]] * (batch - rows)
     ids, positions, valid = _left_pad(spec, batch, [*prompts, *filler])
-    state = _Batch(spec, batch)
+    state = Batch(spec, batch)
     chunk = spec.prefill_len
     started = time.perf_counter()
     for c in range(0, ids.shape[1], chunk):

@@ -120,7 +120,7 @@ def collect_inputs(
     graphs: Any, prompts: Sequence[Sequence[int]], groups: list[SmoothGroup]
 ) -> list[np.ndarray]:
     """The float prefill graph run on ``prompts``: each group's ``x`` rows [R, K]."""
-    from compiler.llm.runtime import _Batch
+    from compiler.llm.runtime import Batch
 
     index = {id(g.x): i for i, g in enumerate(groups)}
     seen: list[list[np.ndarray]] = [[] for _ in groups]
@@ -136,7 +136,7 @@ def collect_inputs(
     spec, chunk = graphs.spec, graphs.spec.prefill_len
     batch = graphs.batch
     for prompt in prompts:
-        state = _Batch(spec, batch)
+        state = Batch(spec, batch)
         usable = list(prompt)[: spec.max_context // chunk * chunk]
         for start in range(0, len(usable) - chunk + 1, chunk):
             ids = np.tile(np.asarray(usable[start : start + chunk], np.int64), (batch, 1))

@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 from compiler.interpreter import interpret  # noqa: E402
 from compiler.ir.parser import parse  # noqa: E402
 from compiler.llm.graphs import LLMGraphs  # noqa: E402
-from compiler.llm.runtime import _Batch  # noqa: E402
+from compiler.llm.runtime import Batch  # noqa: E402
 from passes.quant.llm_smooth import smooth_groups  # noqa: E402
 from passes.quantize_llm import quantize_llm_graphs  # noqa: E402
 from tests.llm import hf_models  # noqa: E402
@@ -47,7 +47,7 @@ def _copy(graphs: LLMGraphs) -> LLMGraphs:
 
 def _log_probs(graphs: LLMGraphs, ids: list[int]) -> np.ndarray:
     """Teacher-forced next-token log-probabilities: prefill chunks, then decode steps."""
-    state = _Batch(graphs.spec, 1)
+    state = Batch(graphs.spec, 1)
     rows = []
     for start in range(0, CHUNK * 2, CHUNK):
         chunk = np.array([ids[start : start + CHUNK]])
