@@ -129,6 +129,10 @@ def test_calib_where_nothing_quantizes(tmp_path: Path,
     assert code == 2 and "nothing quantizes" in json.loads(out)["error"]["message"]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_is_one_line(tmp_path: Path, sig: signal.Signals, code: int) -> None:
     script = textwrap.dedent(f"""
@@ -145,7 +149,10 @@ def test_interrupt_is_one_line(tmp_path: Path, sig: signal.Signals, code: int) -
         cli.COMMANDS["targets"] = (help_text, add, slow)
         sys.exit(cli.main(["targets"]))
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    # A shell's background job starts with SIGINT ignored, and a child inherits that (then
+    # Python installs no KeyboardInterrupt handler): start it as a terminal would.
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     assert proc.stderr is not None and proc.stderr.readline().strip() == "ready"
     time.sleep(0.2)
     proc.send_signal(sig)
