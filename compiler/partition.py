@@ -10,7 +10,8 @@ lookup by name and every boundary is visible in the IR text of both sides.
   pre-flight ``unsupported`` rules decide); a topological order that stays on one device while
   it can keeps the parts few and large.
 - ``cut_stages``: contiguous stages of balanced estimated cost (MACs, plus a small cost per
-  node for the memory-bound ones), each cut placed where the fewest bytes cross.
+  node for the memory-bound ones), each cut placed where the slowest stage plus the bytes that
+  cross it costs least.
 
 Pure IR: no toolchain is imported here; ``compiler.multi`` compiles and runs the parts.
 """
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
 #: Cost of a node that does no MACs, in MAC-equivalents per output element: such ops are
 #: memory-bound, and a stage of nothing but them is not free.
 MOVE_COST_PER_ELEMENT = 1.0
+
+#: Cost of moving one byte across a pipeline cut, in MAC-equivalents: a stage sends its results
+#: through a pipe (pickle, copy, unpickle), about a byte per nanosecond, on a core that does some
+#: fifty MACs per nanosecond. A cut that crosses twice the bytes must buy that much balance.
+TRANSFER_COST_PER_BYTE = 50.0
 
 
 @dataclass
@@ -138,8 +144,8 @@ def cut_stages(
 ) -> list[Part]:
     """``stages`` contiguous runs of the topological order with balanced cost.
 
-    Each cut is placed near the balanced point (within a tenth of a stage's share of the cost),
-    at the position where the fewest bytes cross it. ``memory[k]`` (bytes, None: unknown) is
+    Cuts are placed one at a time: each where the slower of this stage and the mean of the
+    stages left, plus ``TRANSFER_COST_PER_BYTE`` for every byte that crosses, is least. ``memory[k]`` (bytes, None: unknown) is
     what stage k's device holds: a cut that would overfill a stage moves, and a model that
     cannot fit at all is a ``DeviceMemoryError`` naming the stage and ``devices[k]``, raised
     before anything is compiled.
@@ -163,17 +169,18 @@ def cut_stages(
     total = prefix[-1] or 1.0
     cuts: list[int] = []
     for k in range(1, stages):
-        goal, slack = total * k / stages, total / stages / 10
-        low = max((cuts[-1] + 1) if cuts else 1, earliest[k])
-        high = min(len(nodes) - (stages - k), fit.latest_end(cuts[-1] if cuts else 0, k - 1))
+        start = cuts[-1] if cuts else 0
+        low = max(start + 1, earliest[k])
+        high = min(len(nodes) - (stages - k), fit.latest_end(start, k - 1))
         if low > high:
-            raise fit.refusal(k - 1, cuts[-1] if cuts else 0, low)
-        candidates = [i for i in range(low, high + 1) if abs(prefix[i] - goal) <= slack]
-        if not candidates:
-            candidates = [min(range(low, high + 1), key=lambda i: abs(prefix[i] - goal))]
-        cuts.append(
-            min(candidates, key=lambda i: (_crossing_bytes(nodes, i), abs(prefix[i] - goal)))
-        )
+            raise fit.refusal(k - 1, start, low)
+
+        def score(i: int, start: int = start, k: int = k) -> tuple[float, int]:
+            # The pipeline runs at its slowest stage: this stage, or the mean of the ones left.
+            slowest = max(prefix[i] - prefix[start], (total - prefix[i]) / (stages - k))
+            return slowest + TRANSFER_COST_PER_BYTE * _crossing_bytes(nodes, i), i
+
+        cuts.append(min(range(low, high + 1), key=score))
     bounds = [0, *cuts, len(nodes)]
     runs = [nodes[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     return _parts(graph, runs, [0] * len(runs))
