@@ -127,11 +127,26 @@ def settle(graph: Graph) -> None:
             _concretize(graph, node)
         else:
             _reinfer(node)
-        if all(v.is_const for v in node.inputs) and fold_node(graph, node, _FOLD_LIMIT) is True:
+        if _foldable(node) and fold_node(graph, node, _FOLD_LIMIT) is True:
             continue
         form = STATIC_FORMS.get(node.op)
-        if form is not None and _known_shape_operands(graph, node) and _static(node):
+        if form is not None and _known_shape_operands(graph, node) and _static(node) and not (
+            _empty(node)
+        ):
             form(graph, node)
+
+
+def _foldable(node: Node) -> bool:
+    """Constant operands, or the shape of a static tensor (``tensor.shape``)."""
+    if node.op == "tensor.shape":
+        return node.inputs[0].type.is_static
+    return all(v.is_const for v in node.inputs)
+
+
+def _empty(node: Node) -> bool:
+    """An output of no elements: left to the backend's rules (TVM refuses zero-size
+    constants and reshapes), as the dynamic op it was."""
+    return any(v.type.numel == 0 for v in node.outputs)
 
 
 def _static(node: Node) -> bool:
@@ -234,7 +249,7 @@ def _gather_form(graph: Graph, node: Node) -> None:
     constant padding becomes a ``where`` on the map's zeros (the pad positions)."""
     x, out = node.inputs[0], node.outputs[0]
     numel = x.type.numel
-    if numel == 0 or numel >= _GATHER_LIMIT or out.type.numel == 0:
+    if numel == 0 or numel >= _GATHER_LIMIT:
         return
 
     known = set(shape_operands(node.op))
@@ -250,6 +265,10 @@ def _gather_form(graph: Graph, node: Node) -> None:
     from compiler.interpreter import IMPLS, Context
 
     where = np.asarray(IMPLS[node.op](Context(graph), node, operands)[0]).astype(np.int64)
+    if where.shape == x.type.shape and np.array_equal(where.reshape(-1), np.arange(1, numel + 1)):
+        graph.replace_all_uses(out, x)  # nothing moves (pads of 0, a slice of everything)
+        graph.remove(node)
+        return
     flat = graph.add_node("tensor.reshape", [x], {"shape": [numel]},
                           names=[f"{out.name}_flat"], before=node)  # fmt: skip
     index = graph.add_const(f"{out.name}_index", np.maximum(where - 1, 0))
