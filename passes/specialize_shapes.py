@@ -57,8 +57,9 @@ class SpecializeShapes:
     Then every node is re-typed in order: shape operands that became constants give their
     ops static shapes (read off the interpreter on zeros: these ops' shapes depend on
     operand shapes and the shape operands only), constant arithmetic is folded, and the
-    dynamic ops take their static forms (``STATIC_FORMS``). Does nothing without example
-    inputs (``ctx.example_inputs``).
+    dynamic ops take their static forms (``STATIC_FORMS``). Without example inputs
+    (``ctx.example_inputs``) only that last step runs, for the dynamic ops whose shape
+    operands are constants already (an ONNX function's pads computed from static shapes).
     """
 
     name: ClassVar[str] = "specialize-shapes"
@@ -67,11 +68,11 @@ class SpecializeShapes:
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         examples = ctx.example_inputs
         if examples is None or len(examples) != len(graph.inputs):
-            return False
+            examples = [None] * len(graph.inputs)
         chosen = [
             (value, np.asarray(array))
             for value, array in zip(graph.inputs, examples, strict=True)
-            if self.qualifies(value, np.asarray(array))
+            if array is not None and self.qualifies(value, np.asarray(array))
         ]
         for value, array in chosen:
             data = np.array(array, dtype=NUMPY_DTYPES[value.dtype])  # a 0-d input stays 0-d
@@ -80,9 +81,9 @@ class SpecializeShapes:
             ctx.specialized[value.name] = {
                 "dtype": value.dtype, "shape": list(data.shape), "value": data.tolist(),
             }  # fmt: skip
-        if chosen:
-            settle(graph)
-        return bool(chosen)
+        # Dynamic ops whose shape operands were constants already (computed from static
+        # shapes inside an ONNX function) take their static forms too.
+        return settle(graph) or bool(chosen)
 
     def qualifies(self, value: Value, array: np.ndarray) -> bool:
         """Whether graph input ``value`` (example ``array``) decides shapes only."""
@@ -117,23 +118,30 @@ def _shape_uses(value: Value, limit: int) -> set[tuple[str, int]]:
 
 
 # ---- re-typing, folding and the static forms ------------------------------------------------
-def settle(graph: Graph) -> None:
+def settle(graph: Graph) -> bool:
     """Re-type every node in order after inputs became constants, fold what is constant,
-    and give the dynamic ops whose shape operands are now known their static forms."""
+    and give the dynamic ops whose shape operands are now known their static forms.
+    Returns whether anything changed."""
+    changed = False
     for node in list(graph.nodes):
         if node.op == "const" or node.dead:
             continue
+        before = [v.type for v in node.outputs]
         if _known_shape_operands(graph, node):
             _concretize(graph, node)
         else:
             _reinfer(node)
+        changed |= before != [v.type for v in node.outputs]
         if _foldable(node) and fold_node(graph, node, _FOLD_LIMIT) is True:
+            changed = True
             continue
         form = STATIC_FORMS.get(node.op)
         if form is not None and _known_shape_operands(graph, node) and _static(node) and not (
             _empty(node)
         ):
             form(graph, node)
+            changed |= node.dead  # a form that declines leaves the node in place
+    return changed
 
 
 def _foldable(node: Node) -> bool:
