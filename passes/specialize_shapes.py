@@ -66,7 +66,7 @@ class SpecializeShapes:
     max_elements: int = 64
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
-        examples = ctx.example_inputs
+        examples: Sequence[np.ndarray | None] | None = ctx.example_inputs
         if examples is None or len(examples) != len(graph.inputs):
             examples = [None] * len(graph.inputs)
         chosen = [
@@ -136,8 +136,11 @@ def settle(graph: Graph) -> bool:
             changed = True
             continue
         form = STATIC_FORMS.get(node.op)
-        if form is not None and _known_shape_operands(graph, node) and _static(node) and not (
-            _empty(node)
+        if (
+            form is not None
+            and _known_shape_operands(graph, node)
+            and _static(node)
+            and not (_empty(node))
         ):
             form(graph, node)
             changed |= node.dead  # a form that declines leaves the node in place
@@ -176,8 +179,12 @@ def _operands(graph: Graph, node: Node, data: Callable[[Value], np.ndarray]) -> 
     return out
 
 
+def _dims(value: Value) -> tuple[int, ...]:
+    return tuple(int(d) for d in value.type.shape)  # static here
+
+
 def _zeros(value: Value) -> np.ndarray:
-    return np.zeros(value.type.shape, NUMPY_DTYPES[value.dtype])
+    return np.zeros(_dims(value), NUMPY_DTYPES[value.dtype])
 
 
 def _concretize(graph: Graph, node: Node) -> None:
@@ -201,8 +208,9 @@ def _reinfer(node: Node) -> None:
             out.type = TensorType(t.dtype, t.shape, out.type.quant)
 
 
-def _replace(graph: Graph, node: Node, op: str, inputs: Sequence[Value],
-             attrs: dict[str, Any]) -> None:
+def _replace(
+    graph: Graph, node: Node, op: str, inputs: Sequence[Value], attrs: dict[str, Any]
+) -> None:
     """Put ``op`` where ``node`` was, with ``node``'s output types, names and location."""
     new = graph.create_node(op, inputs, attrs, [v.type for v in node.outputs],
                             [v.name for v in node.outputs], node.loc)  # fmt: skip
@@ -245,8 +253,9 @@ def _split(graph: Graph, node: Node) -> None:
 def _constant_of_shape(graph: Graph, node: Node) -> None:
     """A scalar constant broadcast to the known shape (not a folded weight of that size)."""
     out = node.outputs[0]
-    fill = graph.add_const(f"{out.name}_value", np.asarray(node.attrs["value"],
-                                                           NUMPY_DTYPES[out.dtype]))
+    fill = graph.add_const(
+        f"{out.name}_value", np.asarray(node.attrs["value"], NUMPY_DTYPES[out.dtype])
+    )
     _replace(graph, node, "tensor.expand", [fill], {"shape": [int(d) for d in out.type.shape]})
 
 
@@ -267,9 +276,9 @@ def _gather_form(graph: Graph, node: Node) -> None:
         if i in known and data is not None:
             operands.append(data)
         elif value is x:
-            operands.append(np.arange(1, numel + 1, dtype=np.float32).reshape(x.type.shape))
+            operands.append(np.arange(1, numel + 1, dtype=np.float32).reshape(_dims(x)))
         else:  # the fill value: position 0
-            operands.append(np.zeros(value.type.shape, np.float32))
+            operands.append(np.zeros(_dims(value), np.float32))
     from compiler.interpreter import IMPLS, Context
 
     where = np.asarray(IMPLS[node.op](Context(graph), node, operands)[0]).astype(np.int64)

@@ -106,16 +106,16 @@ def test_window_length_through_arithmetic() -> None:
 @pytest.mark.parametrize(
     ("op_line", "operands"),
     [
-        ('%y: f32[a0\',a1\'] = tensor.reshape_dyn(%x, %s)', [np.array([4, -1])]),
-        ('%y: f32[a0\',a1\',a2\'] = tensor.unsqueeze_dyn(%x, %s)', [np.array([0])]),
-        ('%y: f32[a0\',a1\',a2\'] = tensor.expand_dyn(%x, %s)', [np.array([2, 1, 1])]),
-        ('%y: f32[a0\',a1\'] = tensor.slice_dyn(%x, %s, %e)', [np.array([1, -2]),
-                                                              np.array([3, 3])]),
-        ('%y: f32[a0\',a1\'] = tensor.tile_dyn(%x, %s)', [np.array([2, 3])]),
-        ('%y: f32[a0\',a1\'] = tensor.pad_dyn(%x, %s) {mode="reflect"}',
-         [np.array([1, 2, 0, 1])]),
-        ('%y: f32[a0\',a1\'] = tensor.pad_dyn(%x, %s, %v, %e)',
-         [np.array([1, 2]), np.float32(-7.5), np.array([1])]),
+        ("%y: f32[a0',a1'] = tensor.reshape_dyn(%x, %s)", [np.array([4, -1])]),
+        ("%y: f32[a0',a1',a2'] = tensor.unsqueeze_dyn(%x, %s)", [np.array([0])]),
+        ("%y: f32[a0',a1',a2'] = tensor.expand_dyn(%x, %s)", [np.array([2, 1, 1])]),
+        ("%y: f32[a0',a1'] = tensor.slice_dyn(%x, %s, %e)", [np.array([1, -2]), np.array([3, 3])]),
+        ("%y: f32[a0',a1'] = tensor.tile_dyn(%x, %s)", [np.array([2, 3])]),
+        ("%y: f32[a0',a1'] = tensor.pad_dyn(%x, %s) {mode=\"reflect\"}", [np.array([1, 2, 0, 1])]),
+        (
+            "%y: f32[a0',a1'] = tensor.pad_dyn(%x, %s, %v, %e)",
+            [np.array([1, 2]), np.float32(-7.5), np.array([1])],
+        ),
     ],
 )
 def test_dynamic_layout_ops_take_static_forms(op_line: str, operands: list[Any]) -> None:
