@@ -21,6 +21,7 @@ from compiler.ir.op_facts import FLOAT_SHAPE_OPERANDS, shape_operands
 from compiler.ir.ops import infer_types
 from compiler.ir.types import NUMPY_DTYPES, TensorType, is_int
 from passes._match import evaluate
+from passes._resize_form import resize_form
 from passes.fold_constants import fold_node
 
 if TYPE_CHECKING:
@@ -304,8 +305,8 @@ def _gather_form(graph: Graph, node: Node) -> None:
 
 
 #: op -> its rewrite into static ops once its shape operands are constants and its types
-#: static. The ops not listed keep their form with static types (cumsum, topk, one_hot,
-#: resize_dyn: backends lower them with constant operands); range_dyn is folded.
+#: static. The ops not listed keep their form with static types (cumsum, topk, one_hot:
+#: backends lower them with constant operands); range_dyn is folded.
 STATIC_FORMS: dict[str, Callable[[Graph, Node], None]] = {
     "math.reduce": _reduce,
     "tensor.reshape_dyn": _reshape,
@@ -317,4 +318,5 @@ STATIC_FORMS: dict[str, Callable[[Graph, Node], None]] = {
     "tensor.slice_dyn": _gather_form,
     "tensor.pad_dyn": _gather_form,
     "tensor.tile_dyn": _gather_form,
+    "nn.resize_dyn": resize_form,
 }

@@ -185,3 +185,34 @@ def test_cpu_option_turns_specialization_off() -> None:
 def test_option_is_declared_for_the_cpu_backend_only() -> None:
     with pytest.raises(UsageError, match="specialize_shapes"):
         compiler.compile(parse(REDUCE), "reference", specialize_shapes=False)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        'mode="nearest", nearest_mode="round_prefer_ceil", transform="asymmetric"',
+        'mode="linear", transform="align_corners"',
+        'mode="cubic", cubic_coeff_a=-0.5, exclude_outside=true',
+    ],
+)
+def test_resize_with_runtime_scales_becomes_separable_static_ops(attrs: str) -> None:
+    """Nearest: gathers of constant indices; linear/cubic: float64 matmuls along each axis
+    with the interpreter's own weights, equal to it on the example (to f64 rounding)."""
+    text = f"""
+    graph @r(%x: f32[1,2,3,4], %scales: f32[4]) -> (f32[1,2,3',4']) {{
+      %y: f32[1,2,3',4'] = nn.resize_dyn(%x, %scales) {{{attrs}}}
+      return %y
+    }}
+    """
+    x = np.random.default_rng(2).normal(size=(1, 2, 3, 4)).astype(np.float32)
+    scales = np.array([1, 1, 2, 0.75], np.float32)
+    before = parse(text)
+    graph = before.copy()
+    ctx = PassContext(example_inputs=[x, scales])
+    assert SpecializeShapes().run(graph, ctx)
+    verify(graph)
+    assert "nn.resize_dyn" not in _ops(graph) and is_static(graph)
+    assert graph.outputs[0].type.shape == (1, 2, 6, 3)
+    want = interpret(before, x, scales)[0]
+    np.testing.assert_allclose(interpret(graph, x, scales)[0], want, rtol=1e-6, atol=1e-6)
+    assert ctx.specialized["scales"]["value"] == [1.0, 1.0, 2.0, 0.75]
