@@ -98,9 +98,8 @@ class SpecializeShapes:
 
 
 def _shape_uses(value: Value, limit: int) -> set[tuple[str, int]]:
-    """The (op, operand) shape operands ``value`` reaches, directly or through values of at
-    most ``limit`` elements (a statically small computation on it); its direct uses only
-    count for the float check, so they are what is returned when it is used directly."""
+    """The (op, operand index) shape operands ``value`` reaches, directly or through values
+    of at most ``limit`` elements (a small computation on it: a cast, a split, a sum)."""
     reached: set[tuple[str, int]] = set()
     seen: set[int] = set()
     todo = [value]

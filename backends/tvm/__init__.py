@@ -29,7 +29,7 @@ from compiler.errors import BackendError, ToolchainUnavailable, Unsupported
 from compiler.interpreter import check_input, check_inputs
 from compiler.ir.graph import Graph
 from compiler.report import layer_rows
-from compiler.specialize import is_static
+from compiler.specialize import check_guards, is_static
 
 if TYPE_CHECKING:
     from compiler.target import Target
@@ -123,6 +123,7 @@ class TvmArtifact(Artifact):
         vm = self._machine()
         if len(inputs) != len(self.graph.inputs):
             check_inputs(self.graph, inputs)  # raises the InputError that names them
+        check_guards(self.graph, self.summary.get("specialized"), inputs)
         args = [self._lend(value, a) for value, a in zip(self.graph.inputs, inputs,
                                                          strict=True)]  # fmt: skip
         return [np.from_dlpack(o) for o in vm["main"](*args)]
