@@ -239,9 +239,10 @@ def compile(
         printer=printer,
     )
     # Shape-deciding inputs are fixed to the example's values (and guarded) unless the
-    # backend option says no; the option is declared for the backends that need it.
+    # backend's option says no (a backend without the option leaves it to the pipeline).
+    specializes = getattr(get_backend(tgt.backend), "specializes", None)
     examples = None
-    if example_inputs is not None and options.get("specialize_shapes", True) is not False:
+    if example_inputs is not None and (specializes is None or specializes(options)):
         examples = [to_numpy(x) for x in example_inputs]
     ctx = pass_context(tgt, calibration_data, whole, examples)
     result = manager.run(graph, ctx)

@@ -189,6 +189,12 @@ class TvmBackend:
 
     name = "tvm"
 
+    def specializes(self, options: dict[str, Any]) -> bool:
+        """Whether ``compile()`` gives the example inputs to ``specialize-shapes`` (the cpu
+        pipelines' first pass): on unless ``specialize_shapes=False``, which keeps the
+        shape-deciding inputs runtime data (and their ops refused, with the reason)."""
+        return options.get("specialize_shapes", True) is not False
+
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
         from backends.tvm.lower import check_graph
 
