@@ -252,17 +252,19 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
     "tensor.range_dyn": (0, 1, 2),
     "tensor.constant_of_shape": (0,),
     "tensor.one_hot": (1,),
-    "nn.resize_dyn": (1,),  # scales (float) or sizes; roi (2) moves values, not the shape
+    # scales (float) or sizes, and tf_crop_and_resize's roi: the sampling grid, which the
+    # static form needs as numbers (it is a box of 2 numbers per axis, never tensor data)
+    "nn.resize_dyn": (1, 2),
     "math.reduce": (1,),
     "math.cumsum": (1,),
     "math.topk": (1,),
 }
 
-#: The shape operands that may be floats: Resize's scales, a float Range's bounds and step
-#: (its length is ``ceil((limit - start) / delta)``).
+#: The shape operands that may be floats: Resize's scales and roi, a float Range's bounds
+#: and step (its length is ``ceil((limit - start) / delta)``).
 FLOAT_SHAPE_OPERANDS: frozenset[tuple[str, int]] = frozenset(
-    {("nn.resize_dyn", 1), ("tensor.range_dyn", 0), ("tensor.range_dyn", 1),
-     ("tensor.range_dyn", 2)}
+    {("nn.resize_dyn", 1), ("nn.resize_dyn", 2), ("tensor.range_dyn", 0),
+     ("tensor.range_dyn", 1), ("tensor.range_dyn", 2)}
 )
 
 
