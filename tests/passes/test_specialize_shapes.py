@@ -216,3 +216,17 @@ def test_resize_with_runtime_scales_becomes_separable_static_ops(attrs: str) -> 
     want = interpret(before, x, scales)[0]
     np.testing.assert_allclose(interpret(graph, x, scales)[0], want, rtol=1e-6, atol=1e-6)
     assert ctx.specialized["scales"]["value"] == [1.0, 1.0, 2.0, 0.75]
+
+
+def test_crop_and_resize_roi_is_specialized_and_outside_is_filled() -> None:
+    text = """
+    graph @r(%x: f32[1,1,4,4], %roi: f32[4], %scales: f32[2]) -> (f32[1,1,3',3']) {
+      %y: f32[1,1,3',3'] = nn.resize_dyn(%x, %scales, %roi) {mode="linear", axes=[2, 3], transform="tf_crop_and_resize", extrapolation_value=9.0}
+      return %y
+    }
+    """  # noqa: E501
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    roi = np.array([0.4, -0.2, 1.3, 0.8], np.float32)  # partly outside the input
+    graph, ctx = _specialize(text, x, roi, np.array([0.75, 0.75], np.float32))
+    assert set(ctx.specialized) == {"roi", "scales"} and is_static(graph)
+    assert "tensor.where" in _ops(graph) and "nn.resize_dyn" not in _ops(graph)
