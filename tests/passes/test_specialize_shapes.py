@@ -230,3 +230,21 @@ def test_crop_and_resize_roi_is_specialized_and_outside_is_filled() -> None:
     graph, ctx = _specialize(text, x, roi, np.array([0.75, 0.75], np.float32))
     assert set(ctx.specialized) == {"roi", "scales"} and is_static(graph)
     assert "tensor.where" in _ops(graph) and "nn.resize_dyn" not in _ops(graph)
+
+
+@pytest.mark.tvm
+def test_cpu_max_and_min_of_bool_over_specialized_axes() -> None:
+    """ONNX ReduceMax/ReduceMin of bool (any/all): TVM has no bool max, the cpu rule
+    reduces bytes; equal to the interpreter."""
+    text = """
+    graph @b(%x: bool[3,4], %axes: i64[1]) -> (bool[3',4'], bool[3',4']) {
+      %hi: bool[3',4'] = math.reduce(%x, %axes) {kind="max"}
+      %lo: bool[3',4'] = math.reduce(%x, %axes) {kind="min"}
+      return %hi, %lo
+    }
+    """
+    x = np.random.default_rng(3).random((3, 4)) > 0.5
+    axes = np.array([1], np.int64)
+    art = compiler.compile(parse(text), "cpu", example_inputs=[x, axes])
+    for got, want in zip(art.run(x, axes), interpret(parse(text), x, axes), strict=True):
+        np.testing.assert_array_equal(got, want)
