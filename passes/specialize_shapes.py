@@ -192,6 +192,8 @@ def _concretize(graph: Graph, node: Node) -> None:
     operands must be static; the interpreter on zeros of their shapes gives the sizes."""
     if not all(v.type.is_static for v in node.inputs):
         return
+    if all(v.type.is_static for v in node.outputs):
+        return  # typed already (a torch trace's topk, a cumsum): no need to run it
     results = evaluate(graph, node, _operands(graph, node, _zeros))
     for out, data in zip(node.outputs, results, strict=True):
         out.type = TensorType(out.dtype, tuple(int(d) for d in data.shape), out.type.quant)
