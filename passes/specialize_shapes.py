@@ -87,7 +87,10 @@ class SpecializeShapes:
         return settle(graph) or bool(chosen)
 
     def qualifies(self, value: Value, array: np.ndarray) -> bool:
-        """Whether graph input ``value`` (example ``array``) decides shapes only."""
+        """Whether graph input ``value`` (example ``array``) decides a shape: static, small,
+        reaching a shape operand, and an integer tensor unless every shape operand it reaches
+        takes floats. Its other uses (a window's length divides its angles) read the same
+        constant, which the guard keeps true at run time."""
         t = value.type
         if not t.is_static or t.numel > self.max_elements or tuple(array.shape) != t.shape:
             return False
