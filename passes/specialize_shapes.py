@@ -138,12 +138,16 @@ def settle(graph: Graph) -> bool:
         if _foldable(node) and fold_node(graph, node, _FOLD_LIMIT) is True:
             changed = True
             continue
+        if _reads_nothing(node):
+            _fold_empty_reads(graph, node)
+            changed = True
+            continue
         form = STATIC_FORMS.get(node.op)
         if (
             form is not None
             and _known_shape_operands(graph, node)
             and _static(node)
-            and not (_empty(node))
+            and (node.op == "math.reduce" or not _empty(node))
         ):
             form(graph, node)
             changed |= node.dead  # a form that declines leaves the node in place
@@ -155,6 +159,25 @@ def _foldable(node: Node) -> bool:
     if node.op == "tensor.shape":
         return node.inputs[0].type.is_static
     return all(v.is_const for v in node.inputs)
+
+
+def _reads_nothing(node: Node) -> bool:
+    """Every runtime operand is empty and every result is not: the results are constants
+    (a max over an empty set is its identity, -inf), which TVM cannot reduce to."""
+    runtime = [v for v in node.inputs if not v.is_const]
+    return (
+        bool(runtime)
+        and all(v.type.is_static and v.type.numel == 0 for v in runtime)
+        and all(v.type.is_static and 0 < v.type.numel <= _FOLD_LIMIT for v in node.outputs)
+    )
+
+
+def _fold_empty_reads(graph: Graph, node: Node) -> None:
+    """Replace ``node`` by constants: the interpreter on its (empty) operands."""
+    results = evaluate(graph, node, _operands(graph, node, _zeros))
+    for out, data in zip(node.outputs, results, strict=True):
+        graph.replace_all_uses(out, graph.add_const(out.name, data, type=out.type, loc=node.loc))
+    graph.remove(node)
 
 
 def _empty(node: Node) -> bool:

@@ -248,3 +248,18 @@ def test_cpu_max_and_min_of_bool_over_specialized_axes() -> None:
     art = compiler.compile(parse(text), "cpu", example_inputs=[x, axes])
     for got, want in zip(art.run(x, axes), interpret(parse(text), x, axes), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_reduction_of_an_empty_set_is_its_identity_constant() -> None:
+    """ONNX ReduceMax over an empty axis is -inf (ReduceProd 1): the operand holds no data,
+    so the result is a constant (TVM cannot reduce an empty axis)."""
+    text = """
+    graph @e(%x: f32[2,0,3], %axes: i64[1]) -> (f32[2',0',3'], f32[2',0',3']) {
+      %hi: f32[2',0',3'] = math.reduce(%x, %axes) {kind="max"}
+      %p: f32[2',0',3'] = math.reduce(%x, %axes) {kind="prod"}
+      return %hi, %p
+    }
+    """
+    graph, _ = _specialize(text, np.zeros((2, 0, 3), np.float32), np.array([1], np.int64))
+    assert not _ops(graph) and graph.outputs[0].type.shape == (2, 1, 3)
+    np.testing.assert_array_equal(graph.const_value(graph.outputs[0]), np.full((2, 1, 3), -np.inf))
