@@ -65,10 +65,23 @@ def _pool_te(x: Any, kind: str, kernel: Sequence[int], strides: Sequence[int],
         if kind == "max":
             return te.max(tirx.Select(inside, v, tirx.const(-np.inf, "float64")), axis=red)
         if kind == "lp":
-            v = v * v if p == 2 else tirx.power(tirx.abs(v), tirx.const(p, "float64"))
+            v = _power(tirx.abs(v), p)
         return te.sum(tirx.Select(inside, v, tirx.const(0.0, "float64")), axis=red)
 
     return te.compute(tuple(shape), body, name=f"{kind}_pool_nd")
+
+
+def _power(v: Any, p: float) -> Any:
+    """``v ** p`` for ``v >= 0``: repeated products for a small whole ``p`` (exact where
+    the interpreter's is), LLVM's pow otherwise."""
+    from tvm import tirx
+
+    if float(p).is_integer() and 1 <= p <= 8:
+        out = v
+        for _ in range(int(p) - 1):
+            out = out * v
+        return out
+    return tirx.power(v, tirx.const(p, "float64"))
 
 
 def _pool_count(node: Node) -> np.ndarray:
@@ -116,6 +129,8 @@ _GRID_METHODS = {"linear": "bilinear", "nearest": "nearest", "cubic": "bicubic"}
 def _grid_sample(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     x, grid = (ctx.arg(v) for v in node.inputs)
+    # Relax infers the output shape from a channels-first grid [N, 2, H, W].
+    grid = ctx.emit(_R().permute_dims(grid, [0, 3, 1, 2]))
     y = _R().image.grid_sample(x, grid, _GRID_METHODS[a["mode"]], "NCHW", a["padding"],
                                bool(a["align_corners"]))  # fmt: skip
     return [ctx.emit(y)]
@@ -159,10 +174,14 @@ def _conv_dynamic(node: Node, ctx: LowerContext) -> Sequence[Any]:
     name, data_layout, kernel_layout = _CONV[n]
     dtype = tvm_dtype(x)
     acc = "float32" if dtype == "float16" else dtype
-    y = ctx.emit(getattr(R.nn, name)(
-        ctx.arg(x), ctx.arg(w), strides, pads, dils, int(node.attrs.get("groups", 1)),
-        data_layout, kernel_layout, out_dtype=acc,
-    ))  # fmt: skip
+    if _single_tap(node):  # each output is one product: an elementwise multiply
+        y = ctx.emit(R.multiply(R.astype(ctx.arg(x), acc),
+                                R.astype(R.reshape(ctx.arg(w), [1, -1] + [1] * n), acc)))
+    else:
+        y = ctx.emit(getattr(R.nn, name)(
+            ctx.arg(x), ctx.arg(w), strides, pads, dils, int(node.attrs.get("groups", 1)),
+            data_layout, kernel_layout, out_dtype=acc,
+        ))  # fmt: skip
     if acc != dtype:
         y = ctx.emit(R.astype(y, dtype))
     if len(node.inputs) > 2:
@@ -173,7 +192,23 @@ def _conv_dynamic(node: Node, ctx: LowerContext) -> Sequence[Any]:
     return [y]
 
 
+def _taps(node: Node) -> int:
+    """How many products each output sums: input channels per group times kernel taps."""
+    return int(np.prod(static_shape(node.inputs[1])[1:]))
+
+
+def _single_tap(node: Node) -> bool:
+    """A depthwise 1-tap convolution with unit strides and no padding (a per-channel
+    scale): DLight's schedules assume a reduction loop, which TVM drops at extent 1."""
+    strides, pads, _ = spatial_params(node.attrs, node.inputs[1].type.rank - 2)
+    channels = static_shape(node.inputs[0])[1]
+    return (_taps(node) == 1 and max(strides) == 1 and max(pads, default=0) == 0
+            and static_shape(node.inputs[1])[0] == channels)  # fmt: skip
+
+
 def _conv_dynamic_check(node: Node, graph: Graph) -> str | None:
+    if _taps(node) == 1 and not _single_tap(node):
+        return f"{node.op} of one tap per output with strides, padding or a channel multiplier"
     if not is_float(node.inputs[0].dtype):
         return f"{node.op} of {node.inputs[0].dtype} with a non-constant weight"
     if len(node.inputs) > 3:
