@@ -127,18 +127,25 @@ _GRID_METHODS = {"linear": "bilinear", "nearest": "nearest", "cubic": "bicubic"}
 
 
 def _grid_sample(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    from tvm import topi
+
     a = ctx.attrs(node)
-    x, grid = (ctx.arg(v) for v in node.inputs)
-    # Relax infers the output shape from a channels-first grid [N, 2, H, W].
-    grid = ctx.emit(_R().permute_dims(grid, [0, 3, 1, 2]))
-    y = _R().image.grid_sample(x, grid, _GRID_METHODS[a["mode"]], "NCHW", a["padding"],
-                               bool(a["align_corners"]))  # fmt: skip
-    return [ctx.emit(y)]
+    x, grid = node.inputs
+    rank = x.type.rank
+    # TOPI reads a channels-first grid: [N, n, *out] instead of ONNX's [N, *out, n].
+    moved = ctx.emit(_R().permute_dims(ctx.arg(grid), [0, rank - 1, *range(1, rank - 1)]))
+    layout = "NCHW" if rank == 4 else "NCDHW"
+    return [ctx.emit_te(topi.image.grid_sample, ctx.arg(x), moved, _GRID_METHODS[a["mode"]],
+                        layout, a["padding"], bool(a["align_corners"]),
+                        name="grid_sample")]  # fmt: skip
 
 
 def _grid_sample_check(node: Node, graph: Graph) -> str | None:
-    if node.inputs[0].type.rank != 4:
-        return f"grid_sample of rank {node.inputs[0].type.rank} (TVM samples 2-D images)"
+    rank = node.inputs[0].type.rank
+    if rank not in (4, 5):
+        return f"grid_sample of rank {rank} (TOPI samples 2-D and 3-D images)"
+    if rank == 5 and node.attrs.get("mode") == "cubic":
+        return "cubic grid_sample of a volume (TOPI has it for 2-D images only)"
     return None
 
 
