@@ -299,24 +299,35 @@ def _hardmax(node: Node, ctx: LowerContext) -> Sequence[Any]:
     return [ctx.emit(R.where(hot, _const(1, dtype), _const(0, dtype)))]
 
 
-def _cumprod(node: Node, ctx: LowerContext) -> Sequence[Any]:
+def _cumprod_along(ctx: LowerContext, node: Node, axis: int) -> Any:
     R = _R()
     a = ctx.attrs(node)
     x = node.inputs[0]
-    data = ctx.const(node.inputs[1])
-    assert data is not None  # the check guarantees a constant axis
-    axis = int(np.asarray(data).reshape(-1)[0]) % x.type.rank
     y = ctx.arg(x)
     if a["reverse"]:
         y = ctx.emit(R.flip(y, axis))
     y = ctx.emit(R.cumprod(y, axis, tvm_dtype(x), bool(a["exclusive"])))
-    return [ctx.emit(R.flip(y, axis)) if a["reverse"] else y]
+    return ctx.emit(R.flip(y, axis)) if a["reverse"] else y
 
 
-def _known_axis(node: Node, graph: Graph) -> str | None:
-    if graph.const_value(node.inputs[1]) is None:
-        return "the cumprod axis is computed at runtime; TVM needs it at compile time"
-    return None
+def _cumprod(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    """Along a constant axis; an axis given at runtime (ONNX CumProd's is an input) picks
+    one of the products along every axis, as TVM takes the axis only at compile time."""
+    R = _R()
+    x, axis_value = node.inputs
+    rank = x.type.rank
+    data = ctx.const(axis_value)
+    if data is not None or rank == 1:
+        axis = int(np.asarray(data).reshape(-1)[0]) % rank if data is not None else 0
+        return [_cumprod_along(ctx, node, axis)]
+    axis_dtype = tvm_dtype(axis_value)
+    axis_expr = ctx.emit(R.floor_mod(R.reshape(ctx.arg(axis_value), []),
+                                     _const(rank, axis_dtype)))  # fmt: skip
+    y = _cumprod_along(ctx, node, 0)
+    for d in range(1, rank):
+        chosen = R.equal(axis_expr, _const(d, axis_dtype))
+        y = ctx.emit(R.where(chosen, _cumprod_along(ctx, node, d), y))
+    return [y]
 
 
 def _lp_norm(node: Node, ctx: LowerContext) -> Sequence[Any]:
@@ -447,7 +458,7 @@ OPS_A_RULES: dict[str, Rule] = {
     "nn.roi_align": Rule(_roi_align),
     "q.linear_matmul": Rule(_qlinear_matmul),
     "math.hardmax": Rule(_hardmax),
-    "math.cumprod": Rule(_cumprod, _known_axis),
+    "math.cumprod": Rule(_cumprod),
     "nn.lp_norm": Rule(_lp_norm),
     "math.isinf": Rule(_isinf),
     "tensor.one_hot": Rule(_one_hot),
