@@ -150,20 +150,32 @@ def _grid_sample_check(node: Node, graph: Graph) -> str | None:
 
 
 def _roi_align(node: Node, ctx: LowerContext) -> Sequence[Any]:
-    """TOPI's RoiAlign takes each region as (batch index, x1, y1, x2, y2)."""
+    """TOPI's RoiAlign on regions given as (batch index, x1, y1, x2, y2), scaled and shifted
+    here: TOPI's ``aligned`` drops the minimum size of one pixel but not the half-pixel
+    shift that ONNX's ``half_pixel`` also means."""
     from tvm import relax, topi
 
     R = _R()
     a = ctx.attrs(node)
     x, rois, idx = node.inputs
     dtype = tvm_dtype(x)
+    shift = 0.5 if a["half_pixel"] else 0.0
+    boxes = R.subtract(R.multiply(ctx.arg(rois), _const(float(a["spatial_scale"]), dtype)),
+                       _const(shift, dtype))  # fmt: skip
     index = ctx.emit(R.expand_dims(R.astype(ctx.arg(idx), dtype), [1]))
-    boxes = ctx.emit(R.concat(relax.Tuple([index, ctx.arg(rois)]), 1))
+    boxes = ctx.emit(R.concat(relax.Tuple([index, ctx.emit(boxes)]), 1))
     return [ctx.emit_te(
         topi.vision.roi_align, ctx.arg(x), boxes, [int(a["out_h"]), int(a["out_w"])],
-        float(a["spatial_scale"]), a["mode"], int(a["sampling_ratio"]) or -1,
-        bool(a["half_pixel"]), name="roi_align",
+        1.0, a["mode"], int(a["sampling_ratio"]) or -1, bool(a["half_pixel"]),
+        name="roi_align",
     )]  # fmt: skip
+
+
+def _roi_align_check(node: Node, graph: Graph) -> str | None:
+    if node.attrs.get("mode", "avg") == "max":
+        return ("roi_align max mode (ONNX takes the largest weighted tap of a sample, TOPI "
+                "the largest interpolated sample)")
+    return None
 
 
 # ---- convolution with a computed weight ------------------------------------------------------
@@ -455,7 +467,7 @@ def _trilu_any(core: Rule | None) -> Rule:
 OPS_A_RULES: dict[str, Rule] = {
     "nn.pool_nd": Rule(_pool_nd),
     "nn.grid_sample": Rule(_grid_sample, _grid_sample_check),
-    "nn.roi_align": Rule(_roi_align),
+    "nn.roi_align": Rule(_roi_align, _roi_align_check),
     "q.linear_matmul": Rule(_qlinear_matmul),
     "math.hardmax": Rule(_hardmax),
     "math.cumprod": Rule(_cumprod),
