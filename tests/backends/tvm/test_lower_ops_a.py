@@ -42,14 +42,18 @@ GRAPH = """graph @ops_a(%x3: f32[1,2,5,6,5], %x2: f32[2,3,7,6], %halves: f32[12]
   %qzy: i8[] = const @qzy
   %depth: i64[] = const @depth
   %onoff: f32[2] = const @onoff
-  %lp: f32[1,2,3,3,3] = nn.pool_nd(%x3) {kind="lp", kernel=[2,2,2], strides=[2,2,2], pads=[1,0,1,1,1,0], ceil_mode=true, p=3}
-  %avg: f32[2,3,4,4] = nn.pool_nd(%x2) {kind="avg", kernel=[2,3], strides=[2,2], pads=[1,1,1,1], dilations=[2,1], ceil_mode=true, count_include_pad=true}
-  %mx: f32[1,2,3,3,2] = nn.pool_nd(%x3) {kind="max", kernel=[2,2,2], strides=[1,2,2], dilations=[2,1,2]}
+  %lp: f32[1,2,3,3,3] = nn.pool_nd(%x3) {kind="lp", kernel=[2,2,2], strides=[2,2,2],
+      pads=[1,0,1,1,1,0], ceil_mode=true, p=3}
+  %avg: f32[2,3,4,4] = nn.pool_nd(%x2) {kind="avg", kernel=[2,3], strides=[2,2], pads=[1,1,1,1],
+      dilations=[2,1], ceil_mode=true, count_include_pad=true}
+  %mx: f32[1,2,3,3,2] = nn.pool_nd(%x3) {kind="max", kernel=[2,2,2], strides=[1,2,2],
+      dilations=[2,1,2]}
   %rounded: f32[12] = math.round(%halves)
   %conv: f32[2,4,7] = nn.conv1d(%seq, %w) {groups=4}
   %tap: f32[2,4,9] = nn.conv1d(%seq, %w1) {groups=4}
   %gs: f32[2,3,4,5] = nn.grid_sample(%x2, %grid) {mode="cubic", padding="reflection"}
-  %gs3: f32[1,2,1,3,2] = nn.grid_sample(%x3, %grid3) {mode="nearest", padding="border", align_corners=true}
+  %gs3: f32[1,2,1,3,2] = nn.grid_sample(%x3, %grid3) {mode="nearest",
+      padding="border", align_corners=true}
   %qy: i8[2,3,5] = q.linear_matmul(%qa, %qsa, %qza, %qb, %qsb, %qzb, %qsy, %qzy)
   %hard: f32[3,4] = math.hardmax(%ties) {axis=-1}
   %prod: f32[3,4] = math.cumprod(%cp, %axis) {exclusive=true, reverse=true}
@@ -59,10 +63,11 @@ GRAPH = """graph @ops_a(%x3: f32[1,2,5,6,5], %x2: f32[2,3,7,6], %halves: f32[12]
   %det: f32[2] = math.det(%mats)
   %tri: f32[2,0,3] = tensor.trilu(%empty) {upper=true}
   %roi: f32[3,3,2,2] = nn.roi_align(%x2, %rois, %batch) {out_h=2, out_w=2, spatial_scale=0.5}
-  return %lp, %avg, %mx, %rounded, %conv, %tap, %gs, %gs3, %qy, %hard, %prod, %l1, %pinf, %hot, %det, %tri, %roi
+  return %lp, %avg, %mx, %rounded, %conv, %tap, %gs, %gs3, %qy, %hard,
+    %prod, %l1, %pinf, %hot, %det, %tri, %roi
 }"""
 
-CONSTANTS = {
+CONSTANTS: dict[str, np.ndarray] = {
     "qsa": np.array([0.02, 0.05, 0.1], np.float32),
     "qza": np.array(3, np.int8),
     "qsb": np.array(0.03, np.float32),
@@ -75,7 +80,7 @@ CONSTANTS = {
 
 
 def _graph() -> Graph:
-    graph = parse(GRAPH.replace("\n    ", " "), CONSTANTS)  # the header is one line
+    graph = parse(GRAPH.replace("\n    ", " "), CONSTANTS)  # continued lines join
     verify(graph)
     return graph
 
