@@ -178,6 +178,69 @@ def _roi_align_check(node: Node, graph: Graph) -> str | None:
     return None
 
 
+def _deform_cols(x: Any, off: Any, mask: Any, kernel: Sequence[int], strides: Sequence[int],
+                 pads: Sequence[int], dils: Sequence[int], og: int, out: Sequence[int],
+                 ) -> Any:  # fmt: skip
+    """[N, C, KH, KW, OH, OW]: each input channel bilinearly sampled (zeros outside) at
+    its tap's offset position, times the tap's mask, in float64 (the interpreter's cols)."""
+    from tvm import te, tirx
+
+    n, c, height, width = (int(d) for d in x.shape)
+    kh, kw = kernel
+    per_group = c // og
+    f64 = "float64"
+
+    def body(b: Any, ch: Any, i: Any, j: Any, oy: Any, ox: Any) -> Any:
+        g = tirx.floordiv(ch, per_group)
+        tap = (g * kh + i) * kw + j
+        h = (oy * strides[0] - pads[0] + i * dils[0]).astype(f64) + off[b, tap * 2, oy, ox
+                                                                        ].astype(f64)
+        w = (ox * strides[1] - pads[1] + j * dils[1]).astype(f64) + off[b, tap * 2 + 1, oy, ox
+                                                                        ].astype(f64)
+        h0, w0 = tirx.floor(h), tirx.floor(w)
+        total = tirx.const(0.0, f64)
+        for dh, dw in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            hi, wi = h0 + float(dh), w0 + float(dw)
+            weight = (1.0 - tirx.abs(h - hi)) * (1.0 - tirx.abs(w - wi))
+            inside = tirx.all(hi >= 0.0, hi < float(height), wi >= 0.0, wi < float(width))
+            hc = tirx.max(tirx.min(hi, float(height - 1)), 0.0).astype("int64")
+            wc = tirx.max(tirx.min(wi, float(width - 1)), 0.0).astype("int64")
+            value = x[b, ch, hc, wc].astype(f64) * weight
+            total = total + tirx.Select(inside, value, tirx.const(0.0, f64))
+        return total * mask[b, tap, oy, ox].astype(f64)
+
+    return te.compute((n, c, kh, kw, *out), body, name="deform_cols")
+
+
+def _deform_conv(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    """The sampled columns (``_deform_cols``), then a grouped product with the weight in
+    float64 as the interpreter's einsum, plus the bias."""
+    from tvm import te
+
+    R = _R()
+    a = ctx.attrs(node)
+    x, w, off, b, mask = node.inputs
+    oc, icg, kh, kw = static_shape(w)
+    out = static_shape(node.outputs[0])
+    strides = [int(v) for v in a["strides"] or [1, 1]]
+    pads = [int(v) for v in a["pads"] or [0, 0, 0, 0]]
+    dils = [int(v) for v in a["dilations"] or [1, 1]]
+    cols = ctx.emit_te(_deform_cols, ctx.arg(x), ctx.arg(off), ctx.arg(mask), (kh, kw),
+                       strides, pads, dils, int(a["offset_group"]), out[2:], name="deform_cols")
+    ocg = oc // int(a["group"])
+
+    def product(cols: Any, weight: Any) -> Any:
+        rc, ri, rj = (te.reduce_axis((0, e), name) for e, name in ((icg, "rc"), (kh, "ri"),
+                                                                    (kw, "rj")))  # fmt: skip
+        return te.compute(tuple(out), lambda n, o, y, z: te.sum(
+            cols[n, (o // ocg) * icg + rc, ri, rj, y, z] * weight[o, rc, ri, rj].astype(
+                "float64"), axis=[rc, ri, rj]), name="deform_conv")  # fmt: skip
+
+    y = ctx.emit_te(product, cols, ctx.arg(w), name="deform_conv")
+    bias = R.astype(R.reshape(ctx.arg(b), [1, oc, 1, 1]), "float64")
+    return [ctx.emit(R.astype(R.add(y, bias), tvm_dtype(node.outputs[0])))]
+
+
 # ---- convolution with a computed weight ------------------------------------------------------
 _CONV = {1: ("conv1d", "NCW", "OIW"), 2: ("conv2d", "NCHW", "OIHW"), 3: ("conv3d", "NCDHW",
                                                                         "OIDHW")}  # fmt: skip
@@ -468,6 +531,7 @@ OPS_A_RULES: dict[str, Rule] = {
     "nn.pool_nd": Rule(_pool_nd),
     "nn.grid_sample": Rule(_grid_sample, _grid_sample_check),
     "nn.roi_align": Rule(_roi_align, _roi_align_check),
+    "nn.deform_conv": Rule(_deform_conv),
     "q.linear_matmul": Rule(_qlinear_matmul),
     "math.hardmax": Rule(_hardmax),
     "math.cumprod": Rule(_cumprod),
