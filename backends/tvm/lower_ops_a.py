@@ -10,12 +10,12 @@ cannot match the interpreter, the rule's check refuses it and says why.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from backends.tvm import te_ops_a
 from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_dtype
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops_nn import spatial_params
@@ -46,44 +46,6 @@ def _along(axis: int, rank: int, size: int) -> list[int]:
 
 
 # ---- N-D pooling -----------------------------------------------------------------------------
-def _pool_te(x: Any, kind: str, kernel: Sequence[int], strides: Sequence[int],
-             pads: Sequence[int], dils: Sequence[int], shape: Sequence[int], p: float,
-             ) -> Any:  # fmt: skip
-    """``nn.pool_nd`` before the average's division: the window max, sum or sum of
-    ``|x|^p`` in float64 over the taps inside the input (padding takes no part)."""
-    from tvm import te, tirx
-
-    n = len(kernel)
-    sizes = [int(d) for d in x.shape[2:]]
-    red = [te.reduce_axis((0, k), f"k{d}") for d, k in enumerate(kernel)]
-
-    def body(*i: Any) -> Any:
-        pos = [i[2 + d] * strides[d] - pads[d] + red[d] * dils[d] for d in range(n)]
-        inside = tirx.all(*(tirx.all(q >= 0, q < s) for q, s in zip(pos, sizes, strict=True)))
-        safe = [tirx.max(tirx.min(q, s - 1), 0) for q, s in zip(pos, sizes, strict=True)]
-        v = x(i[0], i[1], *safe).astype("float64")
-        if kind == "max":
-            return te.max(tirx.Select(inside, v, tirx.const(-np.inf, "float64")), axis=red)
-        if kind == "lp":
-            v = _power(tirx.abs(v), p)
-        return te.sum(tirx.Select(inside, v, tirx.const(0.0, "float64")), axis=red)
-
-    return te.compute(tuple(shape), body, name=f"{kind}_pool_nd")
-
-
-def _power(v: Any, p: float) -> Any:
-    """``v ** p`` for ``v >= 0``: repeated products for a small whole ``p`` (exact where
-    the interpreter's is), LLVM's pow otherwise."""
-    from tvm import tirx
-
-    if float(p).is_integer() and 1 <= p <= 8:
-        out = v
-        for _ in range(int(p) - 1):
-            out = out * v
-        return out
-    return tirx.power(v, tirx.const(p, "float64"))
-
-
 def _pool_count(node: Node) -> np.ndarray:
     """How many taps each average window divides by: those inside the input, or inside
     input-or-padding with ``count_include_pad`` (a ceil-mode window may pass both)."""
@@ -113,7 +75,7 @@ def _pool_nd(node: Node, ctx: LowerContext) -> Sequence[Any]:
     strides = [int(s) for s in a["strides"] or [1] * n]
     pads = [int(v) for v in a["pads"] or [0] * (2 * n)]
     dils = [int(d) for d in a["dilations"] or [1] * n]
-    acc = ctx.emit_te(_pool_te, ctx.arg(x), a["kind"], kernel, strides, pads, dils,
+    acc = ctx.emit_te(te_ops_a.pool_window, ctx.arg(x), a["kind"], kernel, strides, pads, dils,
                       static_shape(out), float(a["p"]), name="pool_nd")  # fmt: skip
     if a["kind"] == "avg":
         acc = ctx.emit(R.divide(acc, _const(_pool_count(node), "float64")))
@@ -178,65 +140,21 @@ def _roi_align_check(node: Node, graph: Graph) -> str | None:
     return None
 
 
-def _deform_cols(x: Any, off: Any, mask: Any, kernel: Sequence[int], strides: Sequence[int],
-                 pads: Sequence[int], dils: Sequence[int], og: int, out: Sequence[int],
-                 ) -> Any:  # fmt: skip
-    """[N, C, KH, KW, OH, OW]: each input channel bilinearly sampled (zeros outside) at
-    its tap's offset position, times the tap's mask, in float64 (the interpreter's cols)."""
-    from tvm import te, tirx
-
-    n, c, height, width = (int(d) for d in x.shape)
-    kh, kw = kernel
-    per_group = c // og
-    f64 = "float64"
-
-    def body(b: Any, ch: Any, i: Any, j: Any, oy: Any, ox: Any) -> Any:
-        g = tirx.floordiv(ch, per_group)
-        tap = (g * kh + i) * kw + j
-        h = (oy * strides[0] - pads[0] + i * dils[0]).astype(f64) + off[b, tap * 2, oy, ox
-                                                                        ].astype(f64)
-        w = (ox * strides[1] - pads[1] + j * dils[1]).astype(f64) + off[b, tap * 2 + 1, oy, ox
-                                                                        ].astype(f64)
-        h0, w0 = tirx.floor(h), tirx.floor(w)
-        total = tirx.const(0.0, f64)
-        for dh, dw in ((0, 0), (0, 1), (1, 0), (1, 1)):
-            hi, wi = h0 + float(dh), w0 + float(dw)
-            weight = (1.0 - tirx.abs(h - hi)) * (1.0 - tirx.abs(w - wi))
-            inside = tirx.all(hi >= 0.0, hi < float(height), wi >= 0.0, wi < float(width))
-            hc = tirx.max(tirx.min(hi, float(height - 1)), 0.0).astype("int64")
-            wc = tirx.max(tirx.min(wi, float(width - 1)), 0.0).astype("int64")
-            value = x[b, ch, hc, wc].astype(f64) * weight
-            total = total + tirx.Select(inside, value, tirx.const(0.0, f64))
-        return total * mask[b, tap, oy, ox].astype(f64)
-
-    return te.compute((n, c, kh, kw, *out), body, name="deform_cols")
-
-
 def _deform_conv(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """The sampled columns (``_deform_cols``), then a grouped product with the weight in
     float64 as the interpreter's einsum, plus the bias."""
-    from tvm import te
-
     R = _R()
     a = ctx.attrs(node)
     x, w, off, b, mask = node.inputs
-    oc, icg, kh, kw = static_shape(w)
+    oc, _, kh, kw = static_shape(w)
     out = static_shape(node.outputs[0])
     strides = [int(v) for v in a["strides"] or [1, 1]]
     pads = [int(v) for v in a["pads"] or [0, 0, 0, 0]]
     dils = [int(v) for v in a["dilations"] or [1, 1]]
-    cols = ctx.emit_te(_deform_cols, ctx.arg(x), ctx.arg(off), ctx.arg(mask), (kh, kw),
+    cols = ctx.emit_te(te_ops_a.deform_columns, ctx.arg(x), ctx.arg(off), ctx.arg(mask), (kh, kw),
                        strides, pads, dils, int(a["offset_group"]), out[2:], name="deform_cols")
-    ocg = oc // int(a["group"])
-
-    def product(cols: Any, weight: Any) -> Any:
-        rc, ri, rj = (te.reduce_axis((0, e), name) for e, name in ((icg, "rc"), (kh, "ri"),
-                                                                    (kw, "rj")))  # fmt: skip
-        return te.compute(tuple(out), lambda n, o, y, z: te.sum(
-            cols[n, (o // ocg) * icg + rc, ri, rj, y, z] * weight[o, rc, ri, rj].astype(
-                "float64"), axis=[rc, ri, rj]), name="deform_conv")  # fmt: skip
-
-    y = ctx.emit_te(product, cols, ctx.arg(w), name="deform_conv")
+    y = ctx.emit_te(te_ops_a.deform_product, cols, ctx.arg(w), out, oc // int(a["group"]),
+                    name="deform_conv")
     bias = R.astype(R.reshape(ctx.arg(b), [1, oc, 1, 1]), "float64")
     return [ctx.emit(R.astype(R.add(y, bias), tvm_dtype(node.outputs[0])))]
 
@@ -461,45 +379,18 @@ def _round(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 
 # ---- determinant -------------------------------------------------------------------------------
-#: The largest matrix whose determinant is expanded term by term (n! products).
-DET_MAX = 4
-
-
-def _det_te(x: Any, n: int) -> Any:
-    """Leibniz's sum over permutations in float64, for each matrix of the batch."""
-    from tvm import te, tirx
-
-    batch = tuple(x.shape[:-2])
-
-    def body(*i: Any) -> Any:
-        total = tirx.const(0.0, "float64")
-        for perm in itertools.permutations(range(n)):
-            term = tirx.const(float(_parity(perm)), "float64")
-            for r, c in enumerate(perm):
-                term = term * x(*i, r, c).astype("float64")
-            total = total + term
-        return total
-
-    return te.compute(batch, body, name="det")
-
-
-def _parity(perm: Sequence[int]) -> int:
-    inversions = sum(1 for i, j in itertools.combinations(range(len(perm)), 2)
-                     if perm[i] > perm[j])  # fmt: skip
-    return -1 if inversions % 2 else 1
-
-
 def _det(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x = node.inputs[0]
     n = static_shape(x)[-1]
-    y = ctx.emit_te(_det_te, ctx.arg(x), n, name="det")
+    y = ctx.emit_te(te_ops_a.det_leibniz, ctx.arg(x), n, name="det")
     return [ctx.emit(_R().astype(y, tvm_dtype(x)))]
 
 
 def _det_check(node: Node, graph: Graph) -> str | None:
     n = static_shape(node.inputs[0])[-1]
-    if n > DET_MAX:
-        return f"det of {n}x{n} matrices (expanded only up to {DET_MAX}x{DET_MAX})"
+    if n > te_ops_a.DET_MAX:
+        top = te_ops_a.DET_MAX
+        return f"det of {n}x{n} matrices (expanded only up to {top}x{top})"
     return None
 
 
