@@ -112,15 +112,21 @@ def _grid_sample_check(node: Node, graph: Graph) -> str | None:
 
 
 def _roi_align(node: Node, ctx: LowerContext) -> Sequence[Any]:
-    """TOPI's RoiAlign on regions given as (batch index, x1, y1, x2, y2), scaled and shifted
-    here: TOPI's ``aligned`` drops the minimum size of one pixel but not the half-pixel
-    shift that ONNX's ``half_pixel`` also means."""
+    """The average: TOPI's RoiAlign on regions given as (batch index, x1, y1, x2, y2),
+    scaled and shifted here (TOPI's ``aligned`` drops the minimum size of one pixel but not
+    the half-pixel shift that ONNX's ``half_pixel`` also means). The max: ``te_ops_a``'s,
+    as TOPI's takes the largest interpolated sample, ONNX the largest weighted tap."""
     from tvm import relax, topi
 
     R = _R()
     a = ctx.attrs(node)
     x, rois, idx = node.inputs
     dtype = tvm_dtype(x)
+    if a["mode"] == "max":
+        y = ctx.emit_te(te_ops_a.roi_align_max, ctx.arg(x), ctx.arg(rois), ctx.arg(idx),
+                        int(a["out_h"]), int(a["out_w"]), int(a["sampling_ratio"]),
+                        float(a["spatial_scale"]), bool(a["half_pixel"]), name="roi_align")
+        return [ctx.emit(R.astype(y, dtype))]
     shift = 0.5 if a["half_pixel"] else 0.0
     boxes = R.subtract(R.multiply(ctx.arg(rois), _const(float(a["spatial_scale"]), dtype)),
                        _const(shift, dtype))  # fmt: skip
@@ -131,13 +137,6 @@ def _roi_align(node: Node, ctx: LowerContext) -> Sequence[Any]:
         1.0, a["mode"], int(a["sampling_ratio"]) or -1, bool(a["half_pixel"]),
         name="roi_align",
     )]  # fmt: skip
-
-
-def _roi_align_check(node: Node, graph: Graph) -> str | None:
-    if node.attrs.get("mode", "avg") == "max":
-        return ("roi_align max mode (ONNX takes the largest weighted tap of a sample, TOPI "
-                "the largest interpolated sample)")
-    return None
 
 
 def _deform_conv(node: Node, ctx: LowerContext) -> Sequence[Any]:
@@ -421,7 +420,7 @@ def _trilu_any(core: Rule | None) -> Rule:
 OPS_A_RULES: dict[str, Rule] = {
     "nn.pool_nd": Rule(_pool_nd),
     "nn.grid_sample": Rule(_grid_sample, _grid_sample_check),
-    "nn.roi_align": Rule(_roi_align, _roi_align_check),
+    "nn.roi_align": Rule(_roi_align),
     "nn.deform_conv": Rule(_deform_conv),
     "q.linear_matmul": Rule(_qlinear_matmul),
     "math.hardmax": Rule(_hardmax),

@@ -121,3 +121,60 @@ def parity(perm: Sequence[int]) -> int:
     inversions = sum(1 for i, j in itertools.combinations(range(len(perm)), 2)
                      if perm[i] > perm[j])  # fmt: skip
     return -1 if inversions % 2 else 1
+
+
+def _roi_axis(start: Any, size: Any, bin_index: Any, bins: int, grid: Any, sample: Any,
+              limit: int) -> tuple[Any, Any, Any, Any, Any]:  # fmt: skip
+    """One axis of a RoiAlign sample: low and high taps, their weights, and whether the
+    sample lies within a pixel of the map (``_roi_axis`` in the interpreter)."""
+    from tvm import tirx
+
+    f64 = "float64"
+    step = size / float(bins)
+    pos = start + bin_index.astype(f64) * step + (sample.astype(f64) + 0.5) * (
+        step / grid.astype(f64))  # fmt: skip
+    valid = tirx.all(pos >= -1.0, pos <= float(limit))
+    pos = tirx.max(pos, 0.0)
+    low = tirx.floor(pos).astype("int64")
+    edge = low >= limit - 1
+    low = tirx.Select(edge, tirx.const(limit - 1, "int64"), low)
+    high = tirx.Select(edge, low, low + 1)
+    pos = tirx.Select(edge, low.astype(f64), pos)
+    frac = pos - low.astype(f64)
+    return low, high, 1.0 - frac, frac, valid
+
+
+def roi_align_max(x: Any, rois: Any, index: Any, out_h: int, out_w: int, ratio: int,
+                  scale: float, half_pixel: bool) -> Any:  # fmt: skip
+    """ONNX RoiAlign's max mode, as the interpreter: per bin, the largest of the four
+    weighted taps of every sample (not of the interpolated samples, as TOPI's)."""
+    from tvm import te, tirx
+
+    f64 = "float64"
+    height, width = int(x.shape[2]), int(x.shape[3])
+    shift = 0.5 if half_pixel else 0.0
+
+    def body(r: Any, c: Any, ph: Any, pw: Any) -> Any:
+        x1, y1, x2, y2 = (rois[r, k].astype(f64) * scale - shift for k in range(4))
+        rw, rh = x2 - x1, y2 - y1
+        if not half_pixel:  # the legacy mode forces regions of at least one pixel
+            rw, rh = tirx.max(rw, 1.0), tirx.max(rh, 1.0)
+        grid_h = tirx.const(ratio, "int32") if ratio else tirx.ceil(rh / float(out_h)).astype(
+            "int32")  # fmt: skip
+        grid_w = tirx.const(ratio, "int32") if ratio else tirx.ceil(rw / float(out_w)).astype(
+            "int32")  # fmt: skip
+        iy, ix = te.reduce_axis((0, grid_h), "iy"), te.reduce_axis((0, grid_w), "ix")
+        yl, yh, wyl, wyh, vy = _roi_axis(y1, rh, ph, out_h, grid_h, iy, height)
+        xl, xh, wxl, wxh, vx = _roi_axis(x1, rw, pw, out_w, grid_w, ix, width)
+        b = index[r].astype("int64")
+        valid = tirx.all(vy, vx)
+        taps = [
+            x[b, c, ya, xa].astype(f64)
+            * tirx.Select(valid, wy * wx, tirx.const(0.0, f64))
+            for ya, wy in ((yl, wyl), (yh, wyh)) for xa, wx in ((xl, wxl), (xh, wxh))
+        ]  # fmt: skip
+        best = tirx.max(tirx.max(taps[0], taps[1]), tirx.max(taps[2], taps[3]))
+        return te.max(best, axis=[iy, ix])
+
+    shape = (int(rois.shape[0]), int(x.shape[1]), out_h, out_w)
+    return te.compute(shape, body, name="roi_align_max")

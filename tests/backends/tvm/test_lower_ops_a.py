@@ -35,7 +35,8 @@ GRAPH = """graph @ops_a(%x3: f32[1,2,5,6,5], %x2: f32[2,3,7,6], %halves: f32[12]
     %dw: f32[2,4,2,2], %doff: f32[1,16,4,2], %dmask: f32[1,8,4,2]) -> (
     f32[1,2,3,3,3], f32[2,3,4,4], f32[1,2,3,3,2], f32[12], f32[2,4,7], f32[2,4,9],
     f32[2,3,4,5], f32[1,2,1,3,2], i8[2,3,5], f32[3,4], f32[3,4], f32[3,4], bool[8],
-    f32[2,4,3], f32[2], f32[2,0,3], f32[3,3,2,2], f32[1,2,4,2]) {
+    f32[2,4,3], f32[2], f32[2,0,3], f32[3,3,2,2], f32[1,2,4,2],
+    f32[3,3,2,3]) {
   %qsa: f32[3] = const @qsa
   %qza: i8[] = const @qza
   %qsb: f32[] = const @qsb
@@ -68,8 +69,10 @@ GRAPH = """graph @ops_a(%x3: f32[1,2,5,6,5], %x2: f32[2,3,7,6], %halves: f32[12]
   %roi: f32[3,3,2,2] = nn.roi_align(%x2, %rois, %batch) {out_h=2, out_w=2, spatial_scale=0.5}
   %deform: f32[1,2,4,2] = nn.deform_conv(%dx, %dw, %doff, %db, %dmask) {group=1,
       offset_group=2, pads=[1,0,0,1], strides=[1,2]}
+  %roimax: f32[3,3,2,3] = nn.roi_align(%x2, %rois, %batch) {mode="max", out_h=2, out_w=3,
+      sampling_ratio=0, half_pixel=false}
   return %lp, %avg, %mx, %rounded, %conv, %tap, %gs, %gs3, %qy, %hard,
-    %prod, %l1, %pinf, %hot, %det, %tri, %roi, %deform
+    %prod, %l1, %pinf, %hot, %det, %tri, %roi, %deform, %roimax
 }"""
 
 CONSTANTS: dict[str, np.ndarray] = {
@@ -153,9 +156,6 @@ def test_the_runtime_cumprod_axis_is_read_at_runtime() -> None:
 
 
 REFUSED = {
-    "roi_align max mode": (
-        "%y: f32[1,1,2,2] = nn.roi_align(%x, %r, %b) {mode=\"max\", out_h=2, out_w=2}",
-        "%x: f32[1,1,4,4], %r: f32[1,4], %b: i64[1]", "f32[1,1,2,2]"),
     "cubic grid_sample of a volume": (
         "%y: f32[1,1,2,2,2] = nn.grid_sample(%x, %g) {mode=\"cubic\"}",
         "%x: f32[1,1,3,3,3], %g: f32[1,2,2,2,3]", "f32[1,1,2,2,2]"),
