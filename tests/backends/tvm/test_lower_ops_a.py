@@ -2,8 +2,8 @@
 
 One IR graph holds every op of the group (compiled once: a TVM build is the slow part), with
 the edge cases each rule exists for: rounding half to even, ties in hardmax, a zero vector's
-Lp norm, a cumprod axis given at runtime, a depthwise convolution whose weight is a graph
-input (and its one-tap form), ceil-mode windows past the padding, grid samples outside the
+Lp norm, a cumprod axis given at runtime, depthwise and grouped convolutions whose weight is
+a graph input (and the one-tap form), ceil-mode windows past the padding, grid samples outside the
 image, deformable taps outside the input. The sub-cases a rule refuses are listed by
 ``unsupported`` with their reason.
 """
@@ -32,11 +32,12 @@ GRAPH = """graph @ops_a(%x3: f32[1,2,5,6,5], %x2: f32[2,3,7,6], %halves: f32[12]
     %grid3: f32[1,1,3,2,3], %qa: i8[2,3,4], %qb: u8[4,5], %ties: f32[3,4], %cp: f32[3,4],
     %axis: i64[], %norm: f32[3,4], %inf: f32[8], %idx: i64[2,3], %mats: f32[2,3,3],
     %empty: f32[2,0,3], %rois: f32[3,4], %batch: i64[3], %dx: f32[1,4,4,4],
-    %dw: f32[2,4,2,2], %doff: f32[1,16,4,2], %dmask: f32[1,8,4,2]) -> (
+    %dw: f32[2,4,2,2], %doff: f32[1,16,4,2], %dmask: f32[1,8,4,2],
+    %cx: f32[1,4,4,5], %cw: f32[4,2,3,3]) -> (
     f32[1,2,3,3,3], f32[2,3,4,4], f32[1,2,3,3,2], f32[12], f32[2,4,7], f32[2,4,9],
     f32[2,3,4,5], f32[1,2,1,3,2], i8[2,3,5], f32[3,4], f32[3,4], f32[3,4], bool[8],
     f32[2,4,3], f32[2], f32[2,0,3], f32[3,3,2,2], f32[1,2,4,2],
-    f32[3,3,2,3]) {
+    f32[3,3,2,3], f32[1,4,4,3]) {
   %qsa: f32[3] = const @qsa
   %qza: i8[] = const @qza
   %qsb: f32[] = const @qsb
@@ -46,6 +47,7 @@ GRAPH = """graph @ops_a(%x3: f32[1,2,5,6,5], %x2: f32[2,3,7,6], %halves: f32[12]
   %depth: i64[] = const @depth
   %onoff: f32[2] = const @onoff
   %db: f32[2] = const @db
+  %db4: f32[4] = const @db4
   %lp: f32[1,2,3,3,3] = nn.pool_nd(%x3) {kind="lp", kernel=[2,2,2], strides=[2,2,2],
       pads=[1,0,1,1,1,0], ceil_mode=true, p=3}
   %avg: f32[2,3,4,4] = nn.pool_nd(%x2) {kind="avg", kernel=[2,3], strides=[2,2], pads=[1,1,1,1],
@@ -71,8 +73,10 @@ GRAPH = """graph @ops_a(%x3: f32[1,2,5,6,5], %x2: f32[2,3,7,6], %halves: f32[12]
       offset_group=2, pads=[1,0,0,1], strides=[1,2]}
   %roimax: f32[3,3,2,3] = nn.roi_align(%x2, %rois, %batch) {mode="max", out_h=2, out_w=3,
       sampling_ratio=0, half_pixel=false}
+  %c2: f32[1,4,4,3] = nn.conv2d(%cx, %cw, %db4) {groups=2, strides=[1,2], pads=[1,1,1,1],
+      act="relu"}
   return %lp, %avg, %mx, %rounded, %conv, %tap, %gs, %gs3, %qy, %hard,
-    %prod, %l1, %pinf, %hot, %det, %tri, %roi, %deform, %roimax
+    %prod, %l1, %pinf, %hot, %det, %tri, %roi, %deform, %roimax, %c2
 }"""
 
 CONSTANTS: dict[str, np.ndarray] = {
@@ -85,6 +89,7 @@ CONSTANTS: dict[str, np.ndarray] = {
     "depth": np.array(4, np.int64),
     "onoff": np.array([-1.0, 2.0], np.float32),
     "db": np.array([0.5, -1.0], np.float32),
+    "db4": np.array([0.5, -1.0, 0.0, 2.0], np.float32),
 }
 
 
@@ -117,7 +122,7 @@ def _inputs() -> list[np.ndarray]:
         np.array([[0, -1, 5], [3, -4, 2]], np.int64), normal(2, 3, 3),
         np.zeros((2, 0, 3), np.float32), rois, np.array([1, 0, 1], np.int64),
         normal(1, 4, 4, 4), normal(2, 4, 2, 2), 1.5 * normal(1, 16, 4, 2),
-        RNG.uniform(0, 1, (1, 8, 4, 2)).astype(np.float32),
+        RNG.uniform(0, 1, (1, 8, 4, 2)).astype(np.float32), normal(1, 4, 4, 5), normal(4, 2, 3, 3),
     ]  # fmt: skip
 
 
