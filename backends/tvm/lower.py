@@ -5,8 +5,8 @@
 be lowered, so ``unsupported`` can list every bad node before any work) and
 ``lower(node, ctx)``, which emits Relax bindings and returns one expression per output. The
 rules live in tables merged here: elementwise and data movement (``lower_tensor``),
-neural-network ops (``lower_nn``), quantized integer ops (``lower_quant``), ``lower_llm`` and
-``lower_more``.
+neural-network ops (``lower_nn``), quantized integer ops (``lower_quant``), ``lower_llm``,
+``lower_more`` and ``lower_ops_a``.
 
 Layouts. The graph is NCHW; the conv kernels are NHWC (channels contiguous, so the output
 channel block is one vector load). ``LowerContext`` records each value's layout and converts
@@ -191,10 +191,11 @@ def merged_rules() -> dict[str, Rule]:
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
+    from backends.tvm.lower_ops_a import extend as extend_ops_a
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES})
+    return extend_ops_a(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
 
 
 _INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})
