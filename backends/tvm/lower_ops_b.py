@@ -188,6 +188,140 @@ def _dft(node: Node, ctx: LowerContext) -> Sequence[Any]:
     return [ctx.emit(R.astype(y, tvm_dtype(node.outputs[0])))]
 
 
+# ---- TfIdfVectorizer -------------------------------------------------------------------------
+def _tfidf_windows(length: int, attrs: dict[str, Any]) -> dict[int, np.ndarray]:
+    """n -> the token positions [windows, n] of every n-gram window the interpreter counts:
+    each start and skip distance; single tokens once, not once per skip distance."""
+    min_n, max_n = int(attrs["min_n"]), int(attrs["max_n"])
+    windows: dict[int, list[list[int]]] = {}
+    for skip in range(1, int(attrs["max_skip"]) + 2):
+        first = min_n if skip == 1 else max(min_n, 2)
+        for n in range(first, max_n + 1):
+            for start in range(length - skip * (n - 1)):
+                windows.setdefault(n, []).append([start + skip * j for j in range(n)])
+    return {n: np.asarray(w, np.int64) for n, w in windows.items()}
+
+
+def _tfidf(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    """Per n: the windows' tokens gathered (constant positions), compared with every pool
+    n-gram, matches summed per gram and routed to its output index by a 0/1 matrix."""
+    from compiler.interpreter_extra import _ngram_ids
+
+    R = _R()
+    x = node.inputs[0]
+    a = ctx.attrs(node)
+    shape = static_shape(x)
+    rows = ctx.arg(x) if len(shape) == 2 else ctx.emit(R.reshape(ctx.arg(x), (1, shape[0])))
+    size = max(int(i) for i in a["indexes"]) + 1
+    grams = _ngram_ids(a)
+    counts = None
+    for n, positions in _tfidf_windows(shape[-1], a).items():
+        mine = [(g, at) for g, at in grams.items() if len(g) == n]
+        if not mine:
+            continue
+        pool = np.asarray([g for g, _ in mine], np.dtype(tvm_dtype(x)))[None, None]
+        route = np.zeros((len(mine), size), np.float32)
+        route[np.arange(len(mine)), [at for _, at in mine]] = 1
+        tokens = ctx.emit(R.expand_dims(R.take(rows, _const(positions, "int64"), 1), 2))
+        same = ctx.emit(R.astype(R.equal(tokens, _const(pool, tvm_dtype(x))), "int32"))
+        hits = ctx.emit(R.astype(R.min(same, 3), "float32"))  # [B, windows, grams]
+        part = ctx.emit(R.matmul(R.sum(hits, 1), _const(route, "float32")))
+        counts = part if counts is None else ctx.emit(R.add(counts, part))
+    if counts is None:
+        counts = ctx.emit(R.zeros((shape[0] if len(shape) == 2 else 1, size), "float32"))
+    weights = np.asarray(a["weights"] or [], np.float32)
+    if a["mode"] == "IDF":
+        scale = _const(weights, "float32") if weights.size else _const(1.0, "float32")
+        counts = ctx.emit(R.multiply(R.astype(R.greater(counts, _const(0.0, "float32")),
+                                              "float32"), scale))  # fmt: skip
+    elif a["mode"] == "TFIDF" and weights.size:
+        counts = ctx.emit(R.multiply(counts, _const(weights, "float32")))
+    return [ctx.emit(R.reshape(counts, static_shape(node.outputs[0])))]
+
+
+# ---- max pooling with indices ------------------------------------------------------------------
+def _pool_argmax_te(
+    x: Any, given_best: Any, attrs: dict[str, Any], out: Sequence[int]
+) -> Any:
+    """The window maxima (from -inf) and, per window, the flat input index of the first
+    tap (row-major over the kernel) holding it; 0 where no tap beats -inf, as the
+    interpreter's strict ``v > best`` leaves it."""
+    from tvm import te, tirx
+
+    kernel = [int(k) for k in attrs["kernel"]]
+    n = len(kernel)
+    strides = attrs["strides"] or [1] * n
+    pads = attrs["pads"] or [0] * (2 * n)
+    dils = attrs["dilations"] or [1] * n
+    sizes = [int(d) for d in x.shape[2:]]
+    channels = int(x.shape[1])
+    taps = int(np.prod(kernel))
+    neg = tirx.const(float("-inf"), x.dtype)
+
+    def window(i: Sequence[Any], k: Sequence[Any]) -> tuple[list[Any], Any]:
+        pos = [i[2 + d] * strides[d] - pads[d] + k[d] * dils[d] for d in range(n)]
+        inside = tirx.all(*(p >= 0 for p in pos), *(p < sizes[d] for d, p in enumerate(pos)))
+        safe = [tirx.min(tirx.max(p, 0), sizes[d] - 1) for d, p in enumerate(pos)]
+        return safe, inside
+
+    def value(i: Sequence[Any], k: Sequence[Any]) -> Any:
+        safe, inside = window(i, k)
+        return tirx.Select(inside, x(i[0], i[1], *safe), neg)
+
+    top = te.comm_reducer(lambda a, b: tirx.max(a, b), lambda t: tirx.const(float("-inf"), t))
+    first = te.comm_reducer(lambda a, b: tirx.min(a, b), lambda t: tirx.const(taps, t))
+    shape = (*(int(d) for d in x.shape[:2]), *out)
+
+    def best_body(*i: Any) -> Any:
+        k = [te.reduce_axis((0, kk), f"k{d}") for d, kk in enumerate(kernel)]
+        return top(value(i, k), axis=k)
+
+    if given_best is None:  # the first kernel: the maxima
+        return te.compute(shape, best_body, name="pool_max")
+    best = given_best
+
+    def ordinal_body(*i: Any) -> Any:
+        k = [te.reduce_axis((0, kk), f"t{d}") for d, kk in enumerate(kernel)]
+        ordinal = tirx.const(0, "int64")
+        for d in range(n):
+            ordinal = ordinal * kernel[d] + k[d].var.astype("int64")
+        hit = tirx.all(value(i, k) == best(*i), best(*i) > neg)
+        return first(tirx.Select(hit, ordinal, tirx.const(taps, "int64")), axis=k)
+
+    ordinal = te.compute(shape, ordinal_body, name="pool_first")
+    column_major = bool(attrs["storage_order"])
+
+    def index_body(*i: Any) -> Any:
+        o = ordinal(*i)
+        k, rest = [], o
+        for d in reversed(range(n)):
+            k.insert(0, tirx.floormod(rest, kernel[d]))
+            rest = tirx.floordiv(rest, kernel[d])
+        pos, _ = window([v.astype("int64") for v in i], k)
+        order = list(reversed(range(n))) if column_major else list(range(n))
+        flat = (i[0].astype("int64") * channels + i[1].astype("int64"))
+        for d in order:
+            flat = flat * sizes[d] + pos[d]
+        return tirx.Select(o < taps, flat, tirx.const(0, "int64"))
+
+    return te.compute(shape, index_body, name="pool_argmax")
+
+
+def _max_pool_argmax(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    out = static_shape(node.outputs[0])[2:]
+    x, a = ctx.arg(node.inputs[0]), ctx.attrs(node)
+    # Two kernels: TVM's schedules take one reduction block per function.
+    best = ctx.emit_te(_pool_argmax_te, x, None, a, out, name="pool_max", opaque=True)
+    index = ctx.emit_te(_pool_argmax_te, x, best, a, out, name="pool_argmax", opaque=True)
+    return [best, index]
+
+
+def _float_only(node: Node, graph: Graph) -> str | None:
+    if node.inputs[0].dtype not in ("f32", "f64"):
+        return f"max pooling with indices of {node.inputs[0].dtype} (float32/float64 only)"
+    return None
+
+
 # ---- registration ----------------------------------------------------------------------------
 def _rules() -> dict[str, Rule]:
     from backends.tvm.lower_recurrent import RECURRENT_RULES
@@ -197,6 +331,8 @@ def _rules() -> dict[str, Rule]:
         "tensor.reverse_sequence": Rule(_reverse_sequence),
         "tensor.tensor_scatter": Rule(_tensor_scatter),
         "math.dft": Rule(_dft),
+        "nn.tfidf": Rule(_tfidf),
+        "nn.max_pool_argmax": Rule(_max_pool_argmax, _float_only),
         **RECURRENT_RULES,
     }
 
