@@ -188,8 +188,8 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
-    from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm import lower_ops_b
+    from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
     from backends.tvm.lower_quant import QUANT_RULES

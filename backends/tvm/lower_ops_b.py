@@ -142,8 +142,14 @@ def _pad_rows(m: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([m, np.zeros((rows - m.shape[0], m.shape[1]))]) if rows > len(m) else m
 
 
-def _dft_along(ctx: LowerContext, data: Any, shape: tuple[int, ...], axis: int,
-               attrs: dict[str, Any], real_only: bool) -> Any:
+def _dft_along(
+    ctx: LowerContext,
+    data: Any,
+    shape: tuple[int, ...],
+    axis: int,
+    attrs: dict[str, Any],
+    real_only: bool,
+) -> Any:
     """Move ``axis`` last, multiply by the constant matrices in float64, move it back."""
     from tvm import relax
 
@@ -240,9 +246,7 @@ def _tfidf(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 
 # ---- max pooling with indices ------------------------------------------------------------------
-def _pool_argmax_te(
-    x: Any, given_best: Any, attrs: dict[str, Any], out: Sequence[int]
-) -> Any:
+def _pool_argmax_te(x: Any, given_best: Any, attrs: dict[str, Any], out: Sequence[int]) -> Any:
     """The window maxima (from -inf) and, per window, the flat input index of the first
     tap (row-major over the kernel) holding it; 0 where no tap beats -inf, as the
     interpreter's strict ``v > best`` leaves it."""
@@ -293,13 +297,14 @@ def _pool_argmax_te(
 
     def index_body(*i: Any) -> Any:
         o = ordinal(*i)
-        k, rest = [], o
+        k: list[Any] = []
+        rest = o
         for d in reversed(range(n)):
             k.insert(0, tirx.floormod(rest, kernel[d]))
             rest = tirx.floordiv(rest, kernel[d])
         pos, _ = window([v.astype("int64") for v in i], k)
         order = list(reversed(range(n))) if column_major else list(range(n))
-        flat = (i[0].astype("int64") * channels + i[1].astype("int64"))
+        flat = i[0].astype("int64") * channels + i[1].astype("int64")
         for d in order:
             flat = flat * sizes[d] + pos[d]
         return tirx.Select(o < taps, flat, tirx.const(0, "int64"))

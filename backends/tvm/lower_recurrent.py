@@ -71,9 +71,13 @@ def _activations(attrs: dict[str, Any], dirs: int, dtype: str) -> list[list[Act]
         _, alpha, beta = ACTS[name]
         alpha = float(alphas.pop(0)) if name in _TAKES_ALPHA and alphas else alpha
         beta = float(betas.pop(0)) if name in _TAKES_BETA and betas else beta
-        fn = RELAX_ACTS[name]
-        bound.append(lambda x, f=fn, al=alpha, be=beta: f(x, al, be, lambda v: _c(v, dtype)))
+        bound.append(_bind(RELAX_ACTS[name], float(alpha), float(beta), dtype))
     return [bound[d * per_dir : (d + 1) * per_dir] for d in range(dirs)]
+
+
+def _bind(fn: Callable[..., Any], alpha: float, beta: float, dtype: str) -> Act:
+    """``fn`` with its alpha, beta and constants of ``dtype`` bound."""
+    return lambda x: fn(x, alpha, beta, lambda v: _c(v, dtype))
 
 
 class _Cell:
@@ -172,8 +176,11 @@ def _run_direction(
     hs = emit(R.stack(relax.Tuple(outs), 0))  # [seq, batch, H]: the state after each step
     times = _c(np.arange(seq, dtype=np.int64)[:, None], "int64")
     # Y[t, b] is the state after step t (forward) or lens[b] - 1 - t (backward), 0 past lens.
-    step_at = R.subtract(R.subtract(R.expand_dims(lens, [0]), times), _c(1, "int64")) \
-        if backward else R.add(times, R.zeros((1, batch), "int64"))
+    step_at = (
+        R.subtract(R.subtract(R.expand_dims(lens, [0]), times), _c(1, "int64"))
+        if backward
+        else R.add(times, R.zeros((1, batch), "int64"))
+    )
     step_at = emit(R.clip(step_at, 0, seq - 1))
     flat = emit(R.reshape(R.add(R.multiply(step_at, _c(batch, "int64")), rows), (seq * batch,)))
     y = emit(R.take(R.reshape(hs, (seq * batch, hidden)), flat, 0))
