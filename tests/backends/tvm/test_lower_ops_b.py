@@ -45,7 +45,7 @@ def _compare(text: str, *inputs: np.ndarray) -> None:
 
 
 OPS_B = """
-graph @ops_b(%s: f32[3,4], %f: f32[2,3], %seq: f32[4,2,3], %lens: i64[2], %cache: f32[2,5,3], %upd: f32[2,2,3], %at: i64[2], %sig: f32[2,6,2], %tok: i32[2,7], %img: f32[1,2,5,5]) -> (f32[3,1], f32[3], i32[2,3], f32[4,2,3], f32[2,5,3], f32[2,6,2], f32[2,10,1], f32[2,5], f32[1,2,3,3], i64[1,2,3,3]) {
+graph @ops_b(%s: f32[3,4], %f: f32[2,3], %seq: f32[4,2,3], %lens: i64[2], %cache: f32[2,5,3], %upd: f32[2,2,3], %at: i64[2], %sig: f32[2,6,2], %tok: i32[2,7], %img: f32[1,2,5,5], %d: f64[8,64]) -> (f32[3,1], f32[3], i32[2,3], f32[4,2,3], f32[2,5,3], f32[2,6,2], f32[2,10,1], f32[2,5], f32[1,2,3,3], i64[1,2,3,3], f64[8,64]) {
   %mx: f32[3,1] = math.reduce_max(%s) {axes=[-1], keepdims=true}
   %mn: f32[3] = math.reduce_min(%s) {axes=[1], keepdims=false}
   %bits: i32[2,3] = tensor.bitcast(%f) {to="i32"}
@@ -55,7 +55,8 @@ graph @ops_b(%s: f32[3,4], %f: f32[2,3], %seq: f32[4,2,3], %lens: i64[2], %cache
   %ir: f32[2,10,1] = math.dft(%sig) {axis=1, inverse=true, onesided=true}
   %tf: f32[2,5] = nn.tfidf(%tok) {min_n=1, max_n=2, max_skip=2, mode="TFIDF", counts=[0, 3], indexes=[0, 1, 2, 3, 4], pool=[2, 3, 5, 2, 3, 5, 4], weights=[1.0, 2.0, 3.0, 4.0, 5.0]}
   %mp: f32[1,2,3,3], %mi: i64[1,2,3,3] = nn.max_pool_argmax(%img) {kernel=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], storage_order=1}
-  return %mx, %mn, %bits, %rev, %sc, %ft, %ir, %tf, %mp, %mi
+  %th: f64[8,64] = math.tanh(%d)
+  return %mx, %mn, %bits, %rev, %sc, %ft, %ir, %tf, %mp, %mi, %th
 }
 """  # noqa: E501
 
@@ -78,6 +79,7 @@ def test_sequence_signal_and_bit_ops() -> None:
         RNG.standard_normal((2, 6, 2)).astype(np.float32),
         np.asarray([[2, 3, 5, 4, 2, 3, 3], [5, 4, 5, 1, 2, 9, 3]], np.int32),
         img,
+        np.linspace(-3, 3, 512).reshape(8, 64),  # vectorized float64 tanh: libm lane by lane
     )
 
 
