@@ -188,6 +188,7 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm import lower_ops_b
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
@@ -195,7 +196,9 @@ def merged_rules() -> dict[str, Rule]:
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return extend_ops_a(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
+    return extend_ops_a(
+        lower_ops_b.extend(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
+    )
 
 
 _INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})
@@ -253,8 +256,11 @@ def check_graph(graph: Graph) -> list[Unsupported]:
         for value in values
         if value.dtype not in TVM_DTYPES and not value.is_const
     ]
+    from backends.tvm.lower_ops_b import DATA_DEPENDENT
+
     return items + unsupported_nodes(
-        graph, graph, merged_rules(), "no TVM lowering", guard=_guard
+        graph, graph, merged_rules(), lambda n: DATA_DEPENDENT.get(n.op, "no TVM lowering"),
+        guard=_guard,
     )
 
 

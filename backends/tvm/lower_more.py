@@ -71,6 +71,9 @@ def _reduce(node: Node, ctx: LowerContext) -> Sequence[Any]:
     if a["kind"] in pre:
         data = ctx.emit(pre[a["kind"]](data))
     name = {"mean": "mean", "max": "max", "min": "min", "prod": "prod"}.get(a["kind"], "sum")
+    if name in ("max", "min") and is_float(x.dtype):  # from -inf/+inf, as NumPy
+        every = list(range(rank)) if axes is None else axes
+        return [ctx.emit_te(te_ops.float_extreme, data, every, keep, name)]
     y = ctx.emit(getattr(R, name)(data, axes, keep))
     post = {"l2": R.sqrt, "log_sum": R.log, "log_sum_exp": R.log}
     return [ctx.emit(post[a["kind"]](y)) if a["kind"] in post else y]

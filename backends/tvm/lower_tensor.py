@@ -184,7 +184,11 @@ def reduce(name: str) -> Rule:
     def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         a = ctx.attrs(node)
         x = ctx.arg(node.inputs[0])
-        axes = None if a["axes"] is None else [int(v) % node.inputs[0].type.rank for v in a["axes"]]
+        rank = node.inputs[0].type.rank
+        axes = None if a["axes"] is None else [int(v) % rank for v in a["axes"]]
+        if name in ("max", "min") and is_float(node.inputs[0].dtype):  # from -inf/+inf
+            every = list(range(rank)) if axes is None else axes
+            return [ctx.emit_te(te_ops.float_extreme, x, every, bool(a["keepdims"]), name)]
         return [ctx.emit(getattr(_R(), name)(x, axes, bool(a["keepdims"])))]
 
     return Rule(lower)
