@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 
 from compiler.errors import InputError
-from compiler.interpreter import Context, impl
+from compiler.interpreter_context import Context, impl
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS
 from compiler.ir.types import NUMPY_DTYPES
