@@ -208,7 +208,7 @@ for _name, _fn2 in {"math.bitwise_and": np.bitwise_and, "math.bitwise_or": np.bi
     IMPLS[_name] = array_impl(lambda a, b, _f=_fn2: np.asarray(_f(a, b)).astype(a.dtype))
 
 
-def _source(
+def resize_source(
     out_idx: np.ndarray, size_in: int, size_out: int, scale: float, mode: str
 ) -> np.ndarray:
     """ONNX Resize's coordinate transformation: output index -> input coordinate."""
@@ -229,7 +229,7 @@ def _resize_linear(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.nd
         size_in = y.shape[axis]
         if size_out == size_in and scale == 1:
             continue
-        coord = _source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale,
+        coord = resize_source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale,
                         attrs["mode"])  # fmt: skip
         coord = np.clip(coord, 0, size_in - 1)
         low = np.floor(coord).astype(np.int64)
