@@ -201,30 +201,9 @@ def merged_rules() -> dict[str, Rule]:
     )
 
 
-_INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})
-_EXP_OPS = ("math.exp", "nn.sigmoid", "nn.softmax", "nn.log_softmax", "nn.silu")
-#: Operand dtypes TVM's CPU code generation fails on (raw TVM errors found by the fuzzer):
-#: op -> (refused first-operand dtypes, why).
-OPERAND_LIMITS: dict[str, tuple[frozenset[str], str]] = {
-    "math.argmax": (frozenset({"bool"}), "argmax of bool (TVM has no minimum of bool)"),
-    "math.reduce_max": (frozenset({"bool"}), "max of bool (TVM has no minimum of bool)"),
-    "math.reduce_min": (frozenset({"bool"}), "min of bool (TVM has no maximum of bool)"),
-    "math.pow": (_INTS, "integer power (TVM's power takes floats only)"),
-    **{op: (frozenset({"f16"}), "f16 exp (LLVM has no f16 exp intrinsic here); use fp32")
-       for op in _EXP_OPS},
-}
-
-
-def _operand_reason(node: Node) -> str | None:
-    limit = OPERAND_LIMITS.get(node.op)
-    if limit is not None and node.inputs and node.inputs[0].dtype in limit[0]:
-        return limit[1]
-    return None
-
-
 def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:
-    """What no CPU rule can take: a dtype without a TVM type, symbolic output shapes, the
-    operand dtypes TVM's code generation fails on."""
+    """What no CPU rule can take: a dtype without a TVM type, symbolic output shapes. (The
+    operand dtypes TVM's code generation fails on for one op are that op's rule's check.)"""
     packs = isinstance(rule, Rule) and rule.packs_constants
     bad = [
         v for v in [*node.inputs, *node.outputs]
@@ -234,7 +213,7 @@ def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:
         return f"dtype {bad[0].dtype} has no TVM type"
     if any(not v.type.is_static for v in node.outputs):
         return "symbolic output shape"
-    return _operand_reason(node)
+    return None
 
 
 def check_graph(graph: Graph) -> list[Unsupported]:

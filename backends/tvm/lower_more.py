@@ -300,7 +300,7 @@ ELEMENTWISE_MORE: dict[str, str] = {
 def _resize_linear(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """One axis at a time, as the interpreter: the two neighbours of each output position
     (constant indices) blended by constant weights."""
-    from compiler.interpreter_more import _source
+    from compiler.interpreter_more import resize_source
 
     R = _R()
     a = ctx.attrs(node)
@@ -312,7 +312,8 @@ def _resize_linear(node: Node, ctx: LowerContext) -> Sequence[Any]:
         size_in = shape[axis]
         if size_out == size_in and scale == 1:
             continue
-        coord = _source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale, a["mode"])
+        coord = resize_source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale,
+                              a["mode"])
         coord = np.clip(coord, 0, size_in - 1)
         low = np.floor(coord).astype(np.int64)
         high = np.minimum(low + 1, size_in - 1)
