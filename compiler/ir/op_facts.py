@@ -284,10 +284,10 @@ SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
 }
 
 #: The shape operands that may be floats: Resize's scales and roi, a float Range's bounds
-#: and step (its length is ``ceil((limit - start) / delta)``).
+#: and step (its length is ``ceil((limit - start) / delta)``), OneHot's depth (truncated).
 FLOAT_SHAPE_OPERANDS: frozenset[tuple[str, int]] = frozenset(
     {("nn.resize_dyn", 1), ("nn.resize_dyn", 2), ("tensor.range_dyn", 0),
-     ("tensor.range_dyn", 1), ("tensor.range_dyn", 2)}
+     ("tensor.range_dyn", 1), ("tensor.range_dyn", 2), ("tensor.one_hot", 1)}
 )
 
 
