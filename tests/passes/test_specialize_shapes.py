@@ -263,3 +263,15 @@ def test_a_reduction_of_an_empty_set_is_its_identity_constant() -> None:
     graph, _ = _specialize(text, np.zeros((2, 0, 3), np.float32), np.array([1], np.int64))
     assert not _ops(graph) and graph.outputs[0].type.shape == (2, 1, 3)
     np.testing.assert_array_equal(graph.const_value(graph.outputs[0]), np.full((2, 1, 3), -np.inf))
+
+
+def test_one_hot_depth_given_as_a_float_input() -> None:
+    text = """
+    graph @h(%i: i64[3], %depth: f32[], %values: f32[2]) -> (f32[3,onehot0']) {
+      %y: f32[3,onehot0'] = tensor.one_hot(%i, %depth, %values)
+      return %y
+    }
+    """
+    args = (np.array([0, 4, -1]), np.float32(5.0), np.array([0, 1], np.float32))
+    graph, ctx = _specialize(text, *args)
+    assert set(ctx.specialized) == {"depth"} and graph.outputs[0].type.shape == (3, 5)
