@@ -129,7 +129,7 @@ def _compress(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray
     return [np.compress(cond, x, axis=int(axis) % x.ndim)]
 
 
-def _window_index(size: int, out: int, k: int, s: int, lo: int, hi: int, d: int) -> tuple:
+def window_index(size: int, out: int, k: int, s: int, lo: int, hi: int, d: int) -> tuple:
     """Per output position and kernel tap: the input index, whether it is inside the input,
     and whether it is inside input-or-padding (a ceil-mode window may reach past both)."""
     idx = np.arange(out)[:, None] * s - lo + np.arange(k)[None, :] * d
@@ -154,7 +154,7 @@ def _pool_taps(node: Node, x: np.ndarray, attrs: dict[str, Any]) -> tuple[list[i
     if out is None:
         out = [int(conv_out_dim(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[n + i],
                                 dils[i], bool(attrs["ceil_mode"]))) for i in range(n)]
-    wins = [_window_index(x.shape[2 + i], out[i], kernel[i], strides[i], pads[i], pads[n + i],
+    wins = [window_index(x.shape[2 + i], out[i], kernel[i], strides[i], pads[i], pads[n + i],
                           dils[i]) for i in range(n)]  # fmt: skip
     return out, _taps(wins, out)
 
@@ -239,7 +239,7 @@ def _integer_matmul(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.n
 
 
 
-def _ngram_ids(attrs: dict) -> dict[tuple[int, ...], int]:
+def ngram_ids(attrs: dict) -> dict[tuple[int, ...], int]:
     """Pool n-gram -> output index, for the lengths counted (ids run over every length)."""
     pool, counts = [int(v) for v in attrs["pool"]], [int(c) for c in attrs["counts"]]
     grams: dict[tuple[int, ...], int] = {}
@@ -257,7 +257,7 @@ def _ngram_ids(attrs: dict) -> dict[tuple[int, ...], int]:
 @impl("nn.tfidf")
 def _tfidf(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     attrs = _attrs(node)
-    grams = _ngram_ids(attrs)
+    grams = ngram_ids(attrs)
     rows = xs[0].reshape(1, -1) if xs[0].ndim == 1 else xs[0]
     size = max(int(i) for i in attrs["indexes"]) + 1
     counts: np.ndarray = np.zeros((rows.shape[0], size), np.float64)

@@ -49,7 +49,7 @@ def _along(axis: int, rank: int, size: int) -> list[int]:
 def _pool_count(node: Node) -> np.ndarray:
     """How many taps each average window divides by: those inside the input, or inside
     input-or-padding with ``count_include_pad`` (a ceil-mode window may pass both)."""
-    from compiler.interpreter_extra import _window_index
+    from compiler.interpreter_extra import window_index
 
     a = LowerContext.attrs(node)
     kernel = [int(k) for k in a["kernel"]]
@@ -59,7 +59,7 @@ def _pool_count(node: Node) -> np.ndarray:
     sizes, out = static_shape(node.inputs[0])[2:], static_shape(node.outputs[0])[2:]
     count = np.ones(out, np.float64)
     for d in range(n):
-        _, inside, padded = _window_index(sizes[d], out[d], kernel[d], int(strides[d]),
+        _, inside, padded = window_index(sizes[d], out[d], kernel[d], int(strides[d]),
                                           int(pads[d]), int(pads[n + d]), int(dils[d]))
         taps = (padded if a["count_include_pad"] else inside).sum(axis=1)
         count = count * np.asarray(taps, np.float64).reshape(_along(d, n, out[d]))

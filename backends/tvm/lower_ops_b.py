@@ -211,7 +211,7 @@ def _tfidf_windows(length: int, attrs: dict[str, Any]) -> dict[int, np.ndarray]:
 def _tfidf(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """Per n: the windows' tokens gathered (constant positions), compared with every pool
     n-gram, matches summed per gram and routed to its output index by a 0/1 matrix."""
-    from compiler.interpreter_extra import _ngram_ids
+    from compiler.interpreter_extra import ngram_ids
 
     R = _R()
     x = node.inputs[0]
@@ -219,7 +219,7 @@ def _tfidf(node: Node, ctx: LowerContext) -> Sequence[Any]:
     shape = static_shape(x)
     rows = ctx.arg(x) if len(shape) == 2 else ctx.emit(R.reshape(ctx.arg(x), (1, shape[0])))
     size = max(int(i) for i in a["indexes"]) + 1
-    grams = _ngram_ids(a)
+    grams = ngram_ids(a)
     counts = None
     for n, positions in _tfidf_windows(shape[-1], a).items():
         mine = [(g, at) for g, at in grams.items() if len(g) == n]
