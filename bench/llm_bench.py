@@ -183,7 +183,7 @@ def tapeout_engine(
     import compiler
     from compiler.frontends.gguf import hf_blocks
     from compiler.ir.parser import parse
-    from compiler.llm.runtime import _Batch
+    from compiler.llm.runtime import Batch
     from passes.quantize_llm import quantize_llm_graphs
 
     option = TAPEOUT_ROWS[row]
@@ -225,7 +225,7 @@ def tapeout_engine(
         return getattr(part, "run_shared", part.run)
 
     def logits(window: list[int]) -> np.ndarray:
-        state = _Batch(art.spec, 1)
+        state = Batch(art.spec, 1)
         one = np.ones((1, PROMPT), np.int64)
         first = state.step(
             run(art.prefill), np.array([window[:PROMPT]]), np.arange(PROMPT)[None], one

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from backends.tvm.kernels_attention import decode_attention_func
 from backends.tvm.kernels_blocks import LANES, block_dense_func, layout_for, pack
 from backends.tvm.lower import LowerContext, Rule, static_shape
-from compiler.ir.graph import Graph, Node
+from compiler.ir.graph import Graph, Node, Value
 
 _SCALE_DTYPES = {"f16": "float16", "f32": "float32"}
 
@@ -66,6 +67,60 @@ def _lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         node.outputs[0].name,
     )
     return [ctx.emit(relax.op.reshape(y, static_shape(node.outputs[0])))]
+
+
+def _cache_concat(value: Value) -> tuple[Value, Value] | None:
+    """``(past, new)`` when ``value`` is ``concat(past, new)`` along the slots (axis 2 of
+    ``[B, heads, slots, D]``) with one new slot: a decode step's keys or values."""
+    node = value.producer
+    if node is None or node.op != "tensor.concat" or len(node.inputs) != 2:
+        return None
+    if int(node.attrs["axis"]) % 4 != 2 or value.type.rank != 4:
+        return None
+    past, new = node.inputs
+    if static_shape(new)[2] != 1 or past.dtype != "f32" or new.dtype != "f32":
+        return None
+    return past, new
+
+
+def decode_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
+    """A decode step's attention as one kernel that reads the cache in place and skips the
+    masked slots (``backends.tvm.kernels_attention``); None when ``node`` is not one: one
+    query token, keys and values ``concat(past, new)`` (repeated per query head by
+    ``repeat_kv`` or not), a boolean mask ``[1 or B, 1, 1, slots]``, float32."""
+    from tvm import relax
+
+    from backends.tvm.lower_nn import _grouped_kv
+
+    q = node.inputs[0]
+    if len(node.inputs) != 4 or q.dtype != "f32" or q.type.rank != 4:
+        return None
+    grouped = _grouped_kv(node)
+    k, v, group = grouped if grouped is not None else (node.inputs[1], node.inputs[2], 1)
+    kc, vc, mask = _cache_concat(k), _cache_concat(v), node.inputs[3]
+    b, hq, c, d = static_shape(q)
+    if kc is None or vc is None or c != 1 or mask.dtype != "bool" or mask.type.rank != 4:
+        return None
+    slots = static_shape(kc[0])[2]
+    mb = static_shape(mask)[0]
+    if static_shape(mask) != (mb, 1, 1, slots + 1) or mb not in (1, b):
+        return None
+    heads = hq // group
+    if static_shape(kc[0]) != (b, heads, slots, d) or static_shape(vc[0]) != (b, heads, slots, d):
+        return None
+    scale = ctx.attrs(node)["scale"]
+    scale = float(np.float32(1 / np.sqrt(d) if scale is None else scale))
+    name = f"tapeout_decode_attention_b{b}_h{heads}_g{group}_s{slots}_d{d}_m{mb}"
+    func = decode_attention_func(b, heads, group, slots, d, mb, scale)
+    gv = ctx.bb.add_func(func.with_attr("global_symbol", name), name)
+    ctx.kernels["decode_attention"] = ctx.kernels.get("decode_attention", 0) + 1
+    qe = ctx.emit(relax.op.reshape(ctx.arg(q), (b, heads, group, d)))
+    args = [qe, ctx.arg(kc[0]), ctx.arg(kc[1]), ctx.arg(vc[0]), ctx.arg(vc[1]), ctx.arg(mask)]
+    out = ctx.emit(
+        relax.call_tir(gv, relax.Tuple(args), relax.TensorType((b, heads, group, d), "float32")),
+        node.outputs[0].name,
+    )
+    return [ctx.emit(relax.op.reshape(out, static_shape(node.outputs[0])))]
 
 
 LLM_RULES: dict[str, Rule] = {"q.block_dense": Rule(_lower, _check, packs_constants=True)}
