@@ -175,7 +175,7 @@ def llama_engine(threads: int, context: int, ftype: str | None = None) -> Engine
 # ---- tapeout -----------------------------------------------------------------------------
 def tapeout_engine(
     row: str, graphs: Any, model: Any, tok: Any, target: str, context: int,
-    calib: list[list[int]],
+    calib: list[list[int]], exec_mode: str = "bytecode",
 ) -> tuple[Engine, int]:  # fmt: skip
     """A tapeout row compiled from a copy of the imported ``graphs`` (exported once)."""
     import dataclasses
@@ -214,6 +214,7 @@ def tapeout_engine(
         prefill_len=PROMPT,
         tokenizer=tok,
         rewrite=rewrite,
+        **({} if row in ROW_TARGETS else {"exec_mode": exec_mode}),
     )
     built = time.perf_counter() - t0
 
@@ -309,6 +310,10 @@ def main() -> None:
         "(TVM's default 300000 is best alone; on a loaded machine 0 avoids spinning workers "
         "taking the cores the work needs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--exec-mode", default="compiled", choices=("bytecode", "compiled"),
+        help="the TVM rows' Relax VM code: compiled (default) or interpreted bytecode",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ALL_ROWS))
@@ -345,7 +350,7 @@ def main() -> None:
                 engines.append(engine)
         else:
             engine, nbytes = tapeout_engine(
-                row, graphs, model, tok, args.target, args.context, calib
+                row, graphs, model, tok, args.target, args.context, calib, args.exec_mode
             )
             weight_bytes[engine.name] = nbytes
             engines.append(engine)

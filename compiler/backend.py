@@ -73,6 +73,8 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
         "tune_progress": "log tuning progress (default true)",
         "rpc_tracker": "HOST:PORT of TVM's RPC tracker to measure candidates on",
         "rpc_key": "the RPC servers' key on the tracker",
+        "exec_mode": "how the Relax VM runs the model's main function: \"bytecode\" "
+        "(default, interpreted) or \"compiled\" (to machine code: no interpreter per kernel call)",
     },
     "asic": {},
     "onnx": {"opset": "ONNX opset to write (17..the installed onnx's newest)"},

@@ -29,7 +29,7 @@ def decode_attention_func(
     batch: int, heads: int, group: int, slots: int, dim: int, mask_batch: int, scale: float
 ) -> Any:
     """The PrimFunc ``(Q [B,H,G,D], PK, PV [B,H,S,D], NK, NV [B,H,1,D], M bool[MB,1,1,S+1],
-    O [B,H,G,D])``: ``H`` KV heads, ``G`` query heads per KV head, ``S`` cache slots, the
+    Y [B,H,G,D])``: ``H`` KV heads, ``G`` query heads per KV head, ``S`` cache slots, the
     mask's batch ``MB`` 1 or ``B`` (already scheduled)."""
     from tvm.script import tirx as T
 
@@ -37,6 +37,10 @@ def decode_attention_func(
     L = LANES if dim % LANES == 0 else 1
     J = D // L
     one_mask = mask_batch == 1
+
+    def last(s: Any) -> Any:
+        # Slot S is the new row; the select still loads the cache row, so keep it in bounds.
+        return T.min(s, S - 1)
 
     @T.prim_func(s_tir=True)
     def func(
@@ -46,7 +50,7 @@ def decode_attention_func(
         PV: T.Buffer((B, H, S, D), "float32"),
         NV: T.Buffer((B, H, 1, D), "float32"),
         M: T.Buffer((mask_batch, 1, 1, S + 1), "bool"),
-        O: T.Buffer((B, H, G, D), "float32"),
+        Y: T.Buffer((B, H, G, D), "float32"),
     ) -> None:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
         for b, h in T.grid(B, H):
@@ -55,7 +59,7 @@ def decode_attention_func(
                     Q[b, h, 0:G, 0:D], PK[b, h, 0:S, 0:D], NK[b, h, 0, 0:D],
                     PV[b, h, 0:S, 0:D], NV[b, h, 0, 0:D], M[0:mask_batch, 0, 0, 0:S + 1],
                 )  # fmt: skip
-                T.writes(O[b, h, 0:G, 0:D])
+                T.writes(Y[b, h, 0:G, 0:D])
                 score = T.alloc_buffer((G, S + 1), "float32", scope="local")
                 part = T.alloc_buffer((L,), "float32", scope="local")
                 peak = T.alloc_buffer((G,), "float32", scope="local")
@@ -75,10 +79,11 @@ def decode_attention_func(
                                 part[lane] = T.float32(0)
                             for j in range(J):
                                 for lane in T.vectorized(L):
-                                    part[lane] = part[lane] + Q[b, h, g, j * L + lane] * T.if_then_else(
-                                        s < S, PK[b, h, T.min(s, S - 1), j * L + lane],
-                                        NK[b, h, 0, j * L + lane],
-                                    )  # fmt: skip
+                                    i = T.meta_var(j * L + lane)
+                                    key = T.meta_var(
+                                        T.if_then_else(s < S, PK[b, h, last(s), i], NK[b, h, 0, i])
+                                    )
+                                    part[lane] = part[lane] + Q[b, h, g, i] * key
                             score[g, s] = T.float32(0)
                             for lane in range(L):
                                 score[g, s] = score[g, s] + part[lane]
@@ -90,12 +95,13 @@ def decode_attention_func(
                             score[g, s] = T.exp(score[g, s] - peak[g])
                             total[g] = total[g] + score[g, s]
                             for d in T.vectorized(D):
-                                acc[g, d] = acc[g, d] + score[g, s] * T.if_then_else(
-                                    s < S, PV[b, h, T.min(s, S - 1), d], NV[b, h, 0, d]
+                                value = T.meta_var(
+                                    T.if_then_else(s < S, PV[b, h, last(s), d], NV[b, h, 0, d])
                                 )
+                                acc[g, d] = acc[g, d] + score[g, s] * value
                 for g in range(G):
                     for d in T.vectorized(D):
-                        O[b, h, g, d] = T.if_then_else(
+                        Y[b, h, g, d] = T.if_then_else(
                             total[g] > T.float32(0), acc[g, d] / total[g], T.float32(0)
                         )
 
