@@ -5,7 +5,13 @@ The weight, its scales and offsets are packed once at compile time
 written for its shape, already scheduled (rows of 16 outputs in parallel, VNNI where the
 target has it), so the default schedules leave it alone. Leading dimensions of the input
 (batch, tokens) are flattened into the kernel's rows: a prefill runs every token through
-each weight block while the block is in L1.
+each weight block while the block is in L1. Nodes that read the same input with the same
+kernel variant (a layer's q/k/v projections, its gate and up projections) become one kernel
+over their rows together, sliced after.
+
+A decode step's attention over ``concat(past_cache, new)`` is one kernel too
+(``decode_attention``, ``backends.tvm.kernels_attention``), called from the
+``nn.attention`` rule.
 """
 
 from __future__ import annotations
@@ -36,15 +42,63 @@ def _check(node: Node, graph: Graph) -> str | None:
     return None
 
 
+def _variant(node: Node) -> tuple:
+    """What must agree for two ``q.block_dense`` nodes to share one kernel: operand dtypes,
+    the reduction length, the block size, offsets or not."""
+    return (
+        tuple(v.dtype for v in node.inputs),
+        static_shape(node.inputs[1])[1],
+        int(node.attrs["group"]),
+    )
+
+
+def _siblings(node: Node, ctx: LowerContext) -> list[Node]:
+    """The ``q.block_dense`` nodes that read ``node``'s input with the same kernel variant,
+    in graph order (``node`` included): the q/k/v projections of a layer, its gate and up
+    projections. One kernel computes their rows together, so a decode step pays one thread
+    barrier and one activation quantization for each group instead of one per weight (the
+    rows are computed independently, so every result keeps its bits)."""
+    key = _variant(node)
+    found = {
+        id(user): user
+        for user, index in node.inputs[0].uses
+        if user.op == "q.block_dense" and index == 0 and _check(user, ctx.graph) is None
+        and _variant(user) == key
+    }  # fmt: skip
+    if len(found) < 2:
+        return [node]
+    order = {id(n): i for i, n in enumerate(ctx.graph.nodes)}
+    return sorted(found.values(), key=lambda n: order[id(n)])
+
+
 def _lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    if id(node) in ctx.ahead:
+        return ctx.ahead.pop(id(node))
+    from tvm import relax
+
+    nodes = _siblings(node, ctx)
+    parts = [[ctx.const(v) for v in n.inputs[1:]] for n in nodes]
+    consts = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+    y = _block_dense_call(node, ctx, consts)
+    sizes = [static_shape(n.inputs[1])[0] for n in nodes]
+    starts = np.cumsum([0, *sizes])
+    for n, start, size in zip(nodes, starts, sizes, strict=False):
+        part = y
+        if len(nodes) > 1:
+            part = ctx.emit(relax.op.strided_slice(y, [1], [int(start)], [int(start + size)]))
+        ctx.ahead[id(n)] = [ctx.emit(relax.op.reshape(part, static_shape(n.outputs[0])))]
+    return ctx.ahead.pop(id(node))
+
+
+def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
+    """One kernel call ``[rows, N]`` for ``node``'s input and the weight rows ``consts``
+    (quantized weight, scales, offsets if any)."""
     from tvm import relax
 
     x, qv = node.inputs[0], node.inputs[1]
-    n, k = static_shape(qv)
-    consts = [ctx.const(v) for v in node.inputs[1:]]
     q, d = consts[0], consts[1]
     m = consts[2] if len(consts) > 2 else None
-    assert q is not None and d is not None
+    n, k = q.shape
     scale = _SCALE_DTYPES[node.inputs[2].dtype]
     layout = layout_for(qv.dtype, n, k, int(node.attrs["group"]), m is not None, scale)
     packed = pack(layout, q, d, m)
@@ -62,11 +116,10 @@ def _lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x2 = ctx.emit(relax.op.reshape(ctx.arg(x), (rows, k)))
     args = [x2, relax.const(packed[0], "uint8"), relax.const(packed[1], scale)]
     args += [relax.const(mins, scale), relax.const(sums, "int32")]
-    y = ctx.emit(
+    return ctx.emit(
         relax.call_tir(gv, relax.Tuple(args), relax.TensorType((rows, n), "float32")),
         node.outputs[0].name,
     )
-    return [ctx.emit(relax.op.reshape(y, static_shape(node.outputs[0])))]
 
 
 def _cache_concat(value: Value) -> tuple[Value, Value] | None:
