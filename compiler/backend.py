@@ -76,6 +76,8 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
         "specialize_shapes": "fix graph inputs that decide shapes (reshape shapes, reduction "
         "axes, top-k's k, ...) to the example inputs' values, checked at run (default true; "
         "false: such inputs stay runtime data and their ops are refused)",
+        "exec_mode": "how the Relax VM runs the model's main function: \"bytecode\" "
+        "(default, interpreted) or \"compiled\" (to machine code: no interpreter per kernel call)",
     },
     "asic": {},
     "onnx": {"opset": "ONNX opset to write (17..the installed onnx's newest)"},

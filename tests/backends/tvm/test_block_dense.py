@@ -64,3 +64,26 @@ def test_vnni_decode_matches_the_interpreter_bit_for_bit() -> None:
     if not ok:
         pytest.skip(f"needs an AVX-512 VNNI host: {why}")
     _compile_and_compare("x86-64-avx512", tokens=1, group=32)
+
+
+def test_projections_of_one_input_share_a_kernel_bit_for_bit() -> None:
+    """Three asymmetric int4 weights that read one input (a layer's q/k/v) become one kernel
+    over their rows, sliced after (a partial row tile in the middle); the int8 weight on the
+    same input is another variant and keeps its own kernel."""
+    from backends.tvm import TvmBackend
+
+    rng = np.random.default_rng(7)
+    g = Graph("qkv")
+    x_in = g.add_input("x", TensorType("f32", (1, 2, 64)))
+    blocks, outs = {}, []
+    for i, (fmt, n) in enumerate([("int4a", 96), ("int4a", 40), ("int8", 32), ("int4a", 48)]):
+        w = rng.standard_normal((n, 64)).astype(np.float32)
+        blocks[f"w{i}"] = quantize_blocks(w, fmt, 32)
+        outs.append(g.add_node("nn.dense", [x_in, g.add_const(f"w{i}", w)]).output)
+    g.outputs = outs
+    QuantizeLLM(blocks=blocks).run(g, PassContext())
+    art = TvmBackend().compile(g, load_target("cpu"), Path(tempfile.mkdtemp()), {})
+    assert "block_dense x2" in art.summary["tapeout_kernels"]
+    x = (rng.standard_normal((1, 2, 64)) * 3).astype(np.float32)
+    for got, want in zip(art.run(x), interpret(g, x), strict=True):
+        np.testing.assert_array_equal(got, want)
