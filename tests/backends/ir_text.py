@@ -48,10 +48,12 @@ _RANDOM: dict[str, Callable[[np.random.Generator, TensorType], np.ndarray]] = {
 
 
 def substitute(text: str, values: Mapping[str, Any]) -> str:
-    """Fill ``$name`` placeholders; a string goes in as written (a dimension such as
-    ``batch``), anything else as an attribute value (``[1, 2]``, ``0.5``, ``"b"``)."""
-    return string.Template(text).substitute(
-        {k: v if isinstance(v, str) else format_attr(v) for k, v in values.items()}
+    """Fill ``$name`` placeholders outside ``//`` comments; a string goes in as written (a
+    dimension such as ``batch``), anything else as an attribute value (``[1, 2]``, ``0.5``)."""
+    texts = {k: v if isinstance(v, str) else format_attr(v) for k, v in values.items()}
+    return "\n".join(
+        line if line.lstrip().startswith("//") else string.Template(line).substitute(texts)
+        for line in text.splitlines()
     )
 
 
