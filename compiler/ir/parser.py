@@ -18,12 +18,11 @@ import numpy as np
 
 from compiler.errors import ParseError
 from compiler.ir.graph import Graph, Value
-from compiler.ir.types import QuantParams, TensorType, parse_scale
+from compiler.ir.types import DIM_NAME, QuantParams, TensorType, parse_scale
 
 _NAME = re.compile(r"[A-Za-z0-9_.]+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _NUMBER = re.compile(r"-?(?:inf|nan|2\^-?\d+|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)")
-_DIM = re.compile(r"[A-Za-z0-9_'*+]+")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
@@ -75,7 +74,7 @@ def _parse_type(line: _Line) -> TensorType:
     dims: list[int | str] = []
     if not line.accept("]"):
         while True:
-            d = line.match(_DIM, "a dimension")
+            d = line.match(DIM_NAME, "a dimension")
             dims.append(int(d) if d.isdigit() else d)
             if line.accept("]"):
                 break
@@ -184,7 +183,9 @@ def parse(
         if returned:
             raise line.error("nothing may follow the return line but '}'")
         if line.accept("return"):
-            graph.outputs = _parse_operands(line, env, end=None)
+            # a bare `return` is how the printer shows a graph without outputs; the verifier
+            # names that error, the parser only reads the text back
+            graph.outputs = [] if line.at_end() else _parse_operands(line, env, end=None)
             returned = True
             continue
         _parse_node(line, graph, env, constants, allow_missing_constants)

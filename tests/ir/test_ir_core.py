@@ -65,6 +65,31 @@ def test_quantized_types_round_trip() -> None:
     assert parse(print_graph(g), g.constants) == g
 
 
+@pytest.mark.parametrize("dim", ["s0-1", "s//2", "a b", "3", ""])
+def test_a_symbolic_dim_is_one_the_text_can_hold(dim: str) -> None:
+    # "s0-1" printed as f32[s0-1,2] would not parse back
+    with pytest.raises(ValueError, match="IR text cannot hold"):
+        TensorType("f32", (dim, 2))
+
+
+def test_derived_symbolic_dims_round_trip() -> None:
+    g = Graph("dims")
+    x = g.add_input("x", TensorType("f32", ("b*seq", "s+1", "seq'")))
+    g.outputs = [g.add_node("nn.relu", [x]).output]
+    assert parse(print_graph(g)) == g
+
+
+def test_a_graph_without_outputs_prints_and_parses_back_for_the_verifier() -> None:
+    g = Graph("none")
+    g.add_input("x", f32(2))
+    text = print_graph(g)
+    assert "  return\n}" in text
+    parsed = parse(text)
+    assert print_graph(parsed) == text
+    with pytest.raises(VerifyError, match="no outputs"):
+        verify(parsed)
+
+
 def test_copy_is_structural_and_independent() -> None:
     from compiler.frontends import load_model
     from tests.cases import CASES
