@@ -176,12 +176,23 @@ def test_cycle_is_reported() -> None:
             "  return %y\n}",
             "unknown quantization key.*did you mean 'scale'",
         ),
+        (
+            "graph @g(%x: f32[2]) -> (f32[3]) {\n  %y: f32[2] = nn.relu(%x)\n  return %y\n}",
+            r"line 1.*header returns \(f32\[3\]\) but the return line gives \(f32\[2\]\)",
+        ),
+        ("graph @g(%x: f32[2]) -> (f32[2], f32[2]) {\n  return %x\n}", "header returns"),
+        ("graph @g(%x: i8[2]{scale=0.5}) -> (i8[2]{scale=0.25}) {\n  return %x\n}", "header"),
         ("", "empty"),
     ],
 )
 def test_parse_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(ParseError, match=message):
         parse(text)
+
+
+def test_a_header_type_may_leave_quantization_to_the_value() -> None:
+    g = parse("graph @g(%x: i8[2]{scale=0.5}) -> (i8[2]) {\n  return %x\n}")
+    assert g.outputs[0].type.quant is not None
 
 
 @pytest.mark.parametrize(
@@ -194,7 +205,8 @@ def test_parse_errors_name_the_line(text: str, message: str) -> None:
     ],
 )
 def test_verifier_names_the_node(body: str, error: type, message: str) -> None:
-    g = parse(f"graph @g(%x: f32[2]) -> (f32[2]) {{\n  {body}\n  return %y\n}}")
+    result = body.split(": ")[1].split(" = ")[0]
+    g = parse(f"graph @g(%x: f32[2]) -> ({result}) {{\n  {body}\n  return %y\n}}")
     with pytest.raises(error, match=message) as info:
         verify(g)
     assert "%y" in str(info.value)
