@@ -167,6 +167,8 @@ def main() -> None:
     parser.add_argument("--rpc-rounds", type=int, default=1,
                         help="tuning runs per server count, alternating 1 and 2 servers")
     args = parser.parse_args()
+    # A bench stopped by `timeout` or Ctrl-C still stops its tracker and servers (``finally``).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.part in ("pipeline", "both"):
         print(format_table(bench_pipeline(args.model, args.target, args.batches, args.rounds)))
     if args.part in ("rpc", "both"):
