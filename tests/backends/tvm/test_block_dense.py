@@ -10,29 +10,30 @@ import pytest
 
 from compiler.context import PassContext
 from compiler.interpreter import interpret
-from compiler.ir import Graph, TensorType
+from compiler.ir import Graph
 from compiler.target import load_target
 from passes.quant.llm_weights import quantize_blocks
 from passes.quantize_llm import QuantizeLLM
+from tests.backends.ir_text import load_graph
 
 pytestmark = pytest.mark.tvm
 
 #: One dense per format, chained: (format, in, out features); 40 outputs: a partial row tile.
 FORMATS = [("int4", 64, 96), ("int4a", 96, 64), ("int8", 64, 128), ("int8a", 128, 40)]
+GRAPH = Path(__file__).parent / "graphs" / "blocks.ir"
 
 
 def _graph(rng: np.random.Generator, tokens: int, group: int) -> tuple[Graph, dict]:
-    g = Graph("blocks")
-    h = g.add_input("x", TensorType("f32", (1, tokens, FORMATS[0][1])))
-    blocks, outs = {}, []
-    for i, (fmt, k, n) in enumerate(FORMATS):
-        w = rng.standard_normal((n, k)).astype(np.float32)
-        ref = f"layer{i}.weight"
-        blocks[ref] = quantize_blocks(w, fmt, group)
-        h = g.add_node("nn.dense", [h, g.add_const(ref, w)]).output
-        outs.append(h)
-    g.outputs = outs
-    return g, blocks
+    """``graphs/blocks.ir`` with random weights, and their blocks in each layer's format."""
+    weights = {
+        f"layer{i}.weight": rng.standard_normal((n, k)).astype(np.float32)
+        for i, (_, k, n) in enumerate(FORMATS)
+    }
+    blocks = {
+        ref: quantize_blocks(w, fmt, group)
+        for (ref, w), (fmt, _, _) in zip(weights.items(), FORMATS, strict=True)
+    }
+    return load_graph(GRAPH, weights, tokens=str(tokens)), blocks
 
 
 def _compile_and_compare(target_name: str, tokens: int, group: int) -> None:
