@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from compiler import numerics
+from compiler.errors import InputError
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
 
@@ -54,3 +55,14 @@ def array_impl(fn: Callable[..., np.ndarray]) -> Impl:
         return [fn(*xs, **OPS[node.op].with_defaults(node.attrs))]
 
     return run
+
+
+def scan_axis(node: Node, x: np.ndarray, axis: np.ndarray) -> int:
+    """The axis a scan (cumsum, cumprod) runs along, from its runtime operand: exactly one
+    value within ``x``'s rank, else an ``InputError`` naming the node."""
+    if axis.size != 1:
+        raise InputError(f"{node.where()}: the axis operand holds {axis.size} values, not one")
+    value = int(axis.reshape(-1)[0])
+    if not -x.ndim <= value < x.ndim:
+        raise InputError(f"{node.where()}: axis {value} is outside rank {x.ndim}")
+    return value % x.ndim

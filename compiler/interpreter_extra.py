@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from compiler.errors import InputError
-from compiler.interpreter_context import Context, impl
+from compiler.interpreter_context import Context, impl, scan_axis
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS, conv_out_dim
 from compiler.ir.types import NUMPY_DTYPES
@@ -37,7 +37,7 @@ def _hardmax(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]
 def _cumprod(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, axis_arr = xs
     attrs = _attrs(node)
-    axis = int(axis_arr.reshape(-1)[0]) % x.ndim
+    axis = scan_axis(node, x, axis_arr)
     y = np.flip(x, axis) if attrs["reverse"] else x
     if attrs["exclusive"]:  # shift by one, starting from the product's identity
         ones = np.ones_like(np.take(y, [0], axis=axis))

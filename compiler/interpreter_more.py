@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.interpreter_context import IMPLS, Context, array_impl, impl
+from compiler.interpreter_context import IMPLS, Context, array_impl, impl, scan_axis
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS
 
@@ -115,7 +115,7 @@ def _scatter_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarr
 def _cumsum(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, axis_arr = xs
     attrs = OPS[node.op].with_defaults(node.attrs)
-    axis = int(axis_arr.reshape(-1)[0]) % x.ndim
+    axis = scan_axis(node, x, axis_arr)
     y = np.flip(x, axis) if attrs["reverse"] else x
     total = np.cumsum(y, axis=axis, dtype=x.dtype)
     if attrs["exclusive"]:

@@ -232,3 +232,13 @@ def layout_aware(infer: InferFn, moved: tuple[int, ...] = (0,)) -> InferFn:
 
     run.__doc__ = infer.__doc__
     return run
+
+
+def scan_operands(types: Sequence[TensorType], what: str) -> None:
+    """A scan (cumsum, cumprod) needs rank >= 1 and an axis operand of one value (when its
+    size is known)."""
+    numel = 1
+    for d in types[1].shape:
+        numel = numel * d if isinstance(d, int) else numel
+    if types[0].rank == 0 or numel != 1:
+        raise ShapeError(f"{what} of {types[0]} along an axis operand {types[1]}")

@@ -22,6 +22,7 @@ from compiler.ir.ops import (
     norm_axis,
     register_op,
     require_float,
+    scan_operands,
 )  # fmt: skip
 from compiler.ir.types import BITS, DTYPES, Dim, TensorType, is_float
 
@@ -48,7 +49,10 @@ def _cumprod(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     """Running product along the axis given by scalar operand ``axis`` (ONNX CumProd);
     ``exclusive`` starts from 1, ``reverse`` runs from the end."""
     _index(types[1], "cumprod axis")
-    if types[0].rank == 0 or types[0].dtype == "bool":
+    if types[0].dtype == "bool":
+        raise ShapeError(f"cumprod of {types[0]}")
+    scan_operands(types, "cumprod")
+    if types[0].rank == 0:
         raise ShapeError(f"cumprod of {types[0]}")
     return [types[0].with_quant(None)]
 

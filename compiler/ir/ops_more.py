@@ -22,6 +22,7 @@ from compiler.ir.ops import (
     register_op,
     require_float,
     same_dtype,
+    scan_operands,
 )
 from compiler.ir.types import Dim, TensorType, is_float, is_int
 
@@ -129,7 +130,9 @@ def _cumsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     """Running sum along the axis given by scalar operand ``axis`` (possibly runtime data);
     ``exclusive`` leaves out the element itself, ``reverse`` runs from the end."""
     _index_dtype(types[1], "cumsum axis")
+    scan_operands(types, "cumsum")
     return [types[0].with_quant(None)]
+
 
 
 @register_op("tensor.trilu", "x k?", {"upper": True})

@@ -10,7 +10,7 @@ import pytest
 
 from compiler.context import PassContext
 from compiler.interpreter import interpret
-from compiler.ir import Graph
+from compiler.ir import Graph, TensorType
 from compiler.target import load_target
 from passes.quant.llm_weights import quantize_blocks
 from passes.quantize_llm import QuantizeLLM
