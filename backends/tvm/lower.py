@@ -34,7 +34,9 @@ from compiler.rules import unsupported_nodes
 NCHW, NHWC = "NCHW", "NHWC"
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
-#: IR dtype -> TVM dtype string. i4/u4 are held unpacked in 8 bits, as the interpreter does.
+#: IR dtype -> TVM dtype string. The types TVM cannot compute in on a CPU travel in the type
+#: the interpreter holds them in (``backends.tvm.dtypes_narrow``): bf16, float8 and float4 in
+#: float32, 2- and 4-bit integers unpacked in 8 bits.
 TVM_DTYPES: dict[str, str] = {
     "f32": "float32",
     "f16": "float16",
@@ -48,6 +50,16 @@ TVM_DTYPES: dict[str, str] = {
     "u32": "uint32",
     "u64": "uint64",
     "bool": "bool",
+    "bf16": "float32",
+    "f8e4m3fn": "float32",
+    "f8e4m3fnuz": "float32",
+    "f8e5m2": "float32",
+    "f8e5m2fnuz": "float32",
+    "f4e2m1": "float32",
+    "i4": "int8",
+    "i2": "int8",
+    "u4": "uint8",
+    "u2": "uint8",
 }
 
 LowerFn = Callable[[Node, "LowerContext"], Sequence[Any]]
@@ -188,17 +200,17 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm.dtypes_narrow import narrow_rules
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES})
+    return narrow_rules(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
 
 
 _INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})
-_EXP_OPS = ("math.exp", "nn.sigmoid", "nn.softmax", "nn.log_softmax", "nn.silu")
 #: Operand dtypes TVM's CPU code generation fails on (raw TVM errors found by the fuzzer):
 #: op -> (refused first-operand dtypes, why).
 OPERAND_LIMITS: dict[str, tuple[frozenset[str], str]] = {
@@ -206,8 +218,6 @@ OPERAND_LIMITS: dict[str, tuple[frozenset[str], str]] = {
     "math.reduce_max": (frozenset({"bool"}), "max of bool (TVM has no minimum of bool)"),
     "math.reduce_min": (frozenset({"bool"}), "min of bool (TVM has no maximum of bool)"),
     "math.pow": (_INTS, "integer power (TVM's power takes floats only)"),
-    **{op: (frozenset({"f16"}), "f16 exp (LLVM has no f16 exp intrinsic here); use fp32")
-       for op in _EXP_OPS},
 }
 
 
