@@ -76,6 +76,9 @@ WIDEN_F16 = frozenset({
     "math.exp", "math.log", "math.erf", "math.pow", "math.tanh", "nn.sigmoid", "nn.silu",
     "nn.gelu", "nn.softmax", "nn.log_softmax", "math.asin", "math.acos", "math.atan",
     "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh", "math.mod",
+    # NumPy's float16 matmul accumulates in float32 and rounds once; TVM's would round
+    # every partial sum to float16.
+    "nn.matmul",
 })  # fmt: skip
 
 #: Ops whose meaning depends on the bits of the narrow type, not its value.
@@ -169,6 +172,8 @@ def narrow_rules(rules: dict[str, Rule]) -> dict[str, Rule]:
     out = {op: widened(rule) for op, rule in rules.items()}
     if "tensor.cast" in out:
         out["tensor.cast"] = _narrow_cast(out["tensor.cast"])
+    if "nn.softmax" in out:
+        out["nn.softmax"] = _stepwise_softmax(out["nn.softmax"])
     return out
 
 
@@ -184,6 +189,49 @@ def _narrow_cast(rule: Rule) -> Rule:
             return [ctx.emit_te(fn, x, to, tvm_dtype(node.outputs[0]), name=f"cast_{to}")]
         saturate = bool(node.attrs.get("saturate", True))
         return [ctx.emit_te(cast_to_float, x, to, saturate, name=f"cast_{to}")]
+
+    return dataclasses.replace(rule, lower=lower)
+
+
+# ---- softmax, rounded at every step -----------------------------------------------------------
+def _stepwise_softmax(rule: Rule) -> Rule:
+    """Softmax in float16 and the narrow floats as the interpreter computes it (NumPy on
+    float16 or ml_dtypes arrays): the difference, the exponentials, their sum and the
+    quotient are each rounded to the type. Rounding only the result would differ from it
+    by a step of the type on some probabilities, which the conformance tolerance (1e-3 for
+    float16) does not allow."""
+
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
+        from tvm import relax
+
+        dtype = node.outputs[0].dtype
+        if dtype != "f16" and dtype not in FORMATS and dtype != "bf16":
+            return rule.lower(node, ctx)
+        R = relax.op
+        rank = node.inputs[0].type.rank
+        axis = int(ctx.attrs(node)["axis"]) % rank
+
+        def step(expr: Any) -> Any:
+            if dtype == "f16":
+                return _astype(ctx, _astype(ctx, expr, "float16"), "float32")
+            return ctx.emit_te(round_to, expr, dtype, name=f"round_{dtype}")
+
+        x = ctx.arg(node.inputs[0])
+        if dtype == "f16":
+            x = _astype(ctx, x, "float32")
+        top = ctx.emit(R.max(x, [axis], True))
+        top = ctx.emit(R.where(R.isfinite(top), top, relax.const(0.0, "float32")))
+        e = step(ctx.emit(R.exp(step(ctx.emit(R.subtract(x, top))))))
+        if dtype == "f16":  # NumPy sums float16 in float32 (pairwise), rounding once
+            total = step(ctx.emit(R.sum(e, [axis], True)))
+        else:  # ml_dtypes adds one element at a time, rounding each partial sum
+            # Opaque: fused with its producer, the exponentials inlined into the chain made
+            # LLVM's build run for minutes.
+            total = ctx.emit_te(sequential_sum, e, axis, dtype, name=f"sum_{dtype}", opaque=True)
+        y = ctx.emit(R.divide(e, total))
+        if dtype == "f16":
+            return [_astype(ctx, y, "float16")]
+        return [ctx.emit_te(round_to, y, dtype, name=f"round_{dtype}")]
 
     return dataclasses.replace(rule, lower=lower)
 
@@ -216,9 +264,11 @@ def _float32_bits(value: float) -> int:
 def round_bf16(x: Any) -> Any:
     """The float32 value ``x`` rounded to bfloat16 as the interpreter's ``as_type`` does:
     ``(bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000`` in wrapping uint32 arithmetic."""
-    bits = _bits(x)
+    from tvm import tirx
+
+    bits = tirx.Var("bits", "uint32")  # bound once: a chain of roundings stays linear
     lsb = (bits >> _u32(16)) & _u32(1)
-    return _float((bits + _u32(0x7FFF) + lsb) & _u32(0xFFFF0000))
+    return _float(tirx.Let(bits, _bits(x), (bits + _u32(0x7FFF) + lsb) & _u32(0xFFFF0000)))
 
 
 def round_format(x: Any, fmt: FloatFormat) -> Any:
@@ -226,7 +276,7 @@ def round_format(x: Any, fmt: FloatFormat) -> Any:
     float32 -> narrow -> float32, bit for bit)."""
     from tvm import tirx
 
-    bits = _bits(x)
+    bits = tirx.Var("bits", "uint32")  # bound once (a Let) around the body below
     sign = bits & _u32(0x80000000)
     mag = bits & _u32(0x7FFFFFFF)
     shift = 23 - fmt.mantissa_bits
@@ -255,7 +305,7 @@ def round_format(x: Any, fmt: FloatFormat) -> Any:
     nan = _u32(fmt.nan) | nan_sign
     if fmt.overflow == "nan":  # an overflow is the format's NaN
         signed = tirx.Select(rounded == _u32(_QNAN), nan, signed)
-    return _float(tirx.Select(mag > _u32(0x7F800000), nan, signed))
+    return _float(tirx.Let(bits, _bits(x), tirx.Select(mag > _u32(0x7F800000), nan, signed)))
 
 
 def round_to(x: Any, dtype: str) -> Any:
@@ -266,6 +316,40 @@ def round_to(x: Any, dtype: str) -> Any:
         return te.compute(x.shape, lambda *i: round_bf16(x(*i)), name="round_bf16")
     fmt = FORMATS[dtype]
     return te.compute(x.shape, lambda *i: round_format(x(*i), fmt), name=f"round_{dtype}")
+
+
+def sequential_sum(x: Any, axis: int, dtype: str, unroll: int = 64) -> Any:
+    """The sum along ``axis`` (kept, length 1) of float32 ``x`` in narrow float ``dtype``:
+    ``((x0 + x1) + x2) + ...``, each partial sum rounded, as NumPy reduces an ml_dtypes
+    array. Up to ``unroll`` terms the chain is written out, so no schedule can reorder it;
+    a longer axis is a reduction whose combiner rounds (in order unless a schedule splits
+    it, which then differs by rounding steps only)."""
+    from tvm import te, tirx
+
+    n = int(x.shape[axis])
+    shape = tuple(1 if d == axis else x.shape[d] for d in range(len(x.shape)))
+
+    def rnd(v: Any) -> Any:
+        return round_bf16(v) if dtype == "bf16" else round_format(v, FORMATS[dtype])
+
+    def at(i: Sequence[Any], k: Any) -> Any:
+        return x(*(k if d == axis else v for d, v in enumerate(i)))
+
+    if n <= unroll:
+
+        def body(*i: Any) -> Any:
+            # Let(t1, rnd(x0 + x1), Let(t2, rnd(t1 + x2), ... t_n-1)): each partial sum is
+            # bound once, so the expression grows linearly with the axis.
+            partials = [tirx.Var(f"t{k}", "float32") for k in range(n)]
+            total: Any = partials[-1]
+            for k in range(n - 1, 0, -1):
+                total = tirx.Let(partials[k], rnd(partials[k - 1] + at(i, k)), total)
+            return tirx.Let(partials[0], at(i, 0), total)
+
+        return te.compute(shape, body, name=f"sum_{dtype}")
+    adder = te.comm_reducer(lambda a, b: rnd(a + b), lambda t: tirx.const(0.0, t), name="add_r")
+    k = te.reduce_axis((0, n), name="k")
+    return te.compute(shape, lambda *i: adder(at(i, k), axis=k), name=f"sum_{dtype}")
 
 
 def cast_to_float(x: Any, dtype: str, saturate: bool) -> Any:
