@@ -217,8 +217,9 @@ def _stepwise_softmax(rule: Rule) -> Rule:
             return ctx.emit_te(round_to, expr, dtype, name=f"round_{dtype}")
 
         x = ctx.arg(node.inputs[0])
-        if dtype == "f16":
-            x = _astype(ctx, x, "float32")
+        # float16 widened; a bf16 graph input is held unrounded, and the interpreter reads
+        # it into an ml_dtypes array first
+        x = _astype(ctx, x, "float32") if dtype == "f16" else step(x)
         top = ctx.emit(R.max(x, [axis], True))
         top = ctx.emit(R.where(R.isfinite(top), top, relax.const(0.0, "float32")))
         e = step(ctx.emit(R.exp(step(ctx.emit(R.subtract(x, top))))))
