@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.tvm.lower import LowerContext, Rule, tvm_dtype
-from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.graph import Graph, Node
 from compiler.ir.types import INT_RANGES, NARROW_FLOAT_DTYPES, SUB_BYTE_INTS, is_float
 
 #: Narrow IR dtype -> the IR dtype it is computed in (its NumPy storage type).
@@ -112,8 +112,8 @@ def wide_view(node: Node, ctx: LowerContext | None = None) -> Iterator[dict[str,
                 if v.dtype == "f16" and "f16" in wide and not v.is_const:
                     saved_exprs.setdefault(id(v), ctx.exprs[id(v)])
                     ctx.exprs[id(v)] = _astype(ctx, ctx.exprs[id(v)], "float32")
-                    for key in [k for k in ctx.converted if k[0] == id(v)]:
-                        saved_converted[key] = ctx.converted.pop(key)
+                    for pair in [k for k in ctx.converted if k[0] == id(v)]:
+                        saved_converted[pair] = ctx.converted.pop(pair)
         for v in values.values():
             v.type = v.type.with_dtype(wide[v.dtype], v.type.quant)
         yield wide
@@ -122,8 +122,8 @@ def wide_view(node: Node, ctx: LowerContext | None = None) -> Iterator[dict[str,
             v.type = saved_types[key]
         if ctx is not None:
             ctx.exprs.update(saved_exprs)
-            for key in [k for k in ctx.converted if k[0] in saved_exprs]:
-                del ctx.converted[key]
+            for pair in [k for k in ctx.converted if k[0] in saved_exprs]:
+                del ctx.converted[pair]
             ctx.converted.update(saved_converted)
 
 
@@ -185,7 +185,9 @@ def _narrow_cast(rule: Rule) -> Rule:
             return rule.lower(node, ctx)
         x = ctx.arg(node.inputs[0])
         if to in SUB_BYTE_INTS:
-            fn: Callable[..., Any] = float_to_sub_byte if is_float(node.inputs[0].dtype) else wrap_int
+            fn: Callable[..., Any] = (
+                float_to_sub_byte if is_float(node.inputs[0].dtype) else wrap_int
+            )
             return [ctx.emit_te(fn, x, to, tvm_dtype(node.outputs[0]), name=f"cast_{to}")]
         saturate = bool(node.attrs.get("saturate", True))
         return [ctx.emit_te(cast_to_float, x, to, saturate, name=f"cast_{to}")]

@@ -97,7 +97,7 @@ graph @narrow(%x: f32[4,6], %h: f16[4,6], %b: bf16[4,6], %f8: f8e4m3fn[4,6], %i4
   %s2: u2[4,6] = math.add(%u2, %u2)
   return %c1, %c2, %c3, %c4, %c5, %c6, %c7, %c8, %c9, %c10, %c11, %d1, %d2, %e1, %e2, %e3, %h1, %h2, %h3, %h4, %h5, %s1, %s2
 }
-"""
+"""  # noqa: E501
 
 
 def _inputs() -> list[np.ndarray]:
@@ -109,7 +109,7 @@ def _inputs() -> list[np.ndarray]:
     f8 = numerics.round_narrow(rng.standard_normal((4, 6)) * 20, "f8e4m3fn")
     i4 = rng.integers(-8, 8, (4, 6)).astype(np.int8)
     u2 = rng.integers(0, 4, (4, 6)).astype(np.uint8)
-    k = rng.integers(-2**31, 2**31 - 1, (4, 6)).astype(np.int32)
+    k = rng.integers(-(2**31), 2**31 - 1, (4, 6)).astype(np.int32)
     return [x, h, b, f8, i4, u2, k]
 
 
