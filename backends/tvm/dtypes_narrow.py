@@ -76,6 +76,7 @@ WIDEN_F16 = frozenset({
     "math.exp", "math.log", "math.erf", "math.pow", "math.tanh", "nn.sigmoid", "nn.silu",
     "nn.gelu", "nn.softmax", "nn.log_softmax", "math.asin", "math.acos", "math.atan",
     "math.sinh", "math.cosh", "math.asinh", "math.acosh", "math.atanh", "math.mod",
+    "math.floor_mod",
     # NumPy's float16 matmul accumulates in float32 and rounds once; TVM's would round
     # every partial sum to float16.
     "nn.matmul",

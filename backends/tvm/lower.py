@@ -200,6 +200,7 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm.dtype_ops import dtype_rules
     from backends.tvm.dtypes_narrow import narrow_rules
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
@@ -207,17 +208,16 @@ def merged_rules() -> dict[str, Rule]:
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return narrow_rules(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
+    rules = extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES})
+    return narrow_rules(dtype_rules(rules))
 
 
-_INTS = frozenset({"i8", "i16", "i32", "i64", "u8", "i4", "u4"})
 #: Operand dtypes TVM's CPU code generation fails on (raw TVM errors found by the fuzzer):
 #: op -> (refused first-operand dtypes, why).
 OPERAND_LIMITS: dict[str, tuple[frozenset[str], str]] = {
     "math.argmax": (frozenset({"bool"}), "argmax of bool (TVM has no minimum of bool)"),
     "math.reduce_max": (frozenset({"bool"}), "max of bool (TVM has no minimum of bool)"),
     "math.reduce_min": (frozenset({"bool"}), "min of bool (TVM has no maximum of bool)"),
-    "math.pow": (_INTS, "integer power (TVM's power takes floats only)"),
 }
 
 
