@@ -1,11 +1,13 @@
 """The dtypes TVM cannot compute in on a CPU (bf16, float8, float4, 2- and 4-bit integers),
-lowered on their carrier types, and the float16 ops computed in float32
-(``backends.tvm.dtypes_narrow``), checked against the reference interpreter bit for bit.
+lowered on their carrier types, the float16 ops computed in float32
+(``backends.tvm.dtypes_narrow``) and float floor modulo (``backends.tvm.dtype_ops``),
+checked against the reference interpreter bit for bit.
 
 The rounding kernels are built alone (a TE function each, a fraction of a second) and run on
 every edge of each format plus random float32 bit patterns; one IR graph then covers the
-casts, arithmetic and softmax in these types through the whole backend (one compile); its
-float16 results are held to the conformance tolerance (rtol 1e-3), everything else is exact.
+casts, arithmetic, softmax and floor modulo in these types through the whole backend (one
+compile); its float16 results are held to the conformance tolerance (rtol 1e-3), everything
+else is exact.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def test_rounding_kernel_equals_the_interpreter_bit_for_bit(dtype: str) -> None:
 
 
 NARROW_GRAPH = """
-graph @narrow(%x: f32[4,6], %h: f16[4,6], %b: bf16[4,6], %f8: f8e4m3fn[4,6], %i4: i4[4,6], %u2: u2[4,6], %k: i32[4,6]) -> (f8e4m3fn[4,6], f8e4m3fnuz[4,6], f8e5m2[4,6], f8e5m2fnuz[4,6], f4e2m1[4,6], f8e5m2[4,6], bf16[4,6], i4[4,6], u4[4,6], i2[4,6], u2[4,6], f32[4,6], f32[4,6], bf16[4,6], bf16[4,6], f8e4m3fn[4,6], f16[4,6], f16[4,6], f16[4,6], f16[4,6], f16[4,4], i8[4,6], u2[4,6]) {
+graph @narrow(%x: f32[4,6], %h: f16[4,6], %b: bf16[4,6], %f8: f8e4m3fn[4,6], %i4: i4[4,6], %u2: u2[4,6], %k: i32[4,6], %y: f32[4,6]) -> (f8e4m3fn[4,6], f8e4m3fnuz[4,6], f8e5m2[4,6], f8e5m2fnuz[4,6], f4e2m1[4,6], f8e5m2[4,6], bf16[4,6], i4[4,6], u4[4,6], i2[4,6], u2[4,6], f32[4,6], f32[4,6], bf16[4,6], bf16[4,6], f8e4m3fn[4,6], f16[4,6], f16[4,6], f16[4,6], f16[4,6], f16[4,4], i8[4,6], u2[4,6], f32[4,6], f16[4,6]) {
   %c1: f8e4m3fn[4,6] = tensor.cast(%x) {to="f8e4m3fn"}
   %c2: f8e4m3fnuz[4,6] = tensor.cast(%x) {to="f8e4m3fnuz"}
   %c3: f8e5m2[4,6] = tensor.cast(%x) {to="f8e5m2"}
@@ -95,7 +97,10 @@ graph @narrow(%x: f32[4,6], %h: f16[4,6], %b: bf16[4,6], %f8: f8e4m3fn[4,6], %i4
   %h5: f16[4,4] = nn.matmul(%h, %ht)
   %s1: i8[4,6] = tensor.cast(%i4) {to="i8"}
   %s2: u2[4,6] = math.add(%u2, %u2)
-  return %c1, %c2, %c3, %c4, %c5, %c6, %c7, %c8, %c9, %c10, %c11, %d1, %d2, %e1, %e2, %e3, %h1, %h2, %h3, %h4, %h5, %s1, %s2
+  %m1: f32[4,6] = math.floor_mod(%x, %y)
+  %yh: f16[4,6] = tensor.cast(%y) {to="f16"}
+  %m2: f16[4,6] = math.floor_mod(%h, %yh)
+  return %c1, %c2, %c3, %c4, %c5, %c6, %c7, %c8, %c9, %c10, %c11, %d1, %d2, %e1, %e2, %e3, %h1, %h2, %h3, %h4, %h5, %s1, %s2, %m1, %m2
 }
 """  # noqa: E501
 
@@ -110,7 +115,10 @@ def _inputs() -> list[np.ndarray]:
     i4 = rng.integers(-8, 8, (4, 6)).astype(np.int8)
     u2 = rng.integers(0, 4, (4, 6)).astype(np.uint8)
     k = rng.integers(-(2**31), 2**31 - 1, (4, 6)).astype(np.int32)
-    return [x, h, b, f8, i4, u2, k]
+    y = (rng.standard_normal((4, 6)) * 30).astype(np.float32)
+    y[1] = [0.0, -0.0, np.inf, -np.inf, -3.0, 3.0]  # floor modulo's edges (x[1] is random)
+    y[0, 4:] = [1.0, -1.0]  # -0.0 % 1 and 7.5 % -1
+    return [x, h, b, f8, i4, u2, k, y]
 
 
 def test_narrow_graph_equals_the_interpreter() -> None:
@@ -132,16 +140,3 @@ def test_narrow_graph_equals_the_interpreter() -> None:
             assert compare(w, g, rtol=1e-3, atol=1e-7) is None, (value.name, g, w)
         else:
             assert np.array_equal(g, w, equal_nan=True), (value.name, g, w)
-
-
-def test_bitcast_of_a_narrow_type_is_refused_with_the_reason() -> None:
-    from backends.tvm import TvmBackend
-
-    graph = parse("""
-graph @bits(%b: bf16[4]) -> (i16[4]) {
-  %y: i16[4] = tensor.bitcast(%b) {to="i16"}
-  return %y
-}
-""")
-    items = TvmBackend().unsupported(graph, load_target("cpu"))
-    assert len(items) == 1 and "narrow type" in items[0].reason
