@@ -10,8 +10,9 @@ worker start-up excluded from the clock), in interleaved rounds; the table gives
 throughput, its spread over the rounds and the ratio to the one-core row. Outputs of the
 two-stage run are checked equal to the single-device artifact's.
 
-RPC tuning: a TVM tracker and N servers on loopback (N = 1, then 2), the same trial budget
-each time with a fresh database; wall time of the compile, and the ratio to one server. On a
+RPC tuning: a TVM tracker and N servers on loopback (N = 1, then 2, alternating for
+``--rpc-rounds`` rounds), the same trial budget each time with a fresh database; the median wall
+time of the compile, its spread, and the ratio to one server. On a
 2-core machine two servers share the cores with the builders and the tuner itself: the figure
 says what this machine gives, not what two machines would.
 """
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,53 +93,67 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bench_rpc(model_name: str, target: str, trials: int) -> list[dict]:
-    from tvm import rpc
-
+def bench_rpc(model_name: str, target: str, trials: int, rounds: int = 1) -> list[dict]:
+    """Compile with tuning through 1 and 2 servers, alternating, ``rounds`` times each; the
+    median wall time per server count, its spread, and the ratio to one server."""
     case = get_case(model_name)
     model, example = case.build(), case.example_inputs()
-    rows, base = [], None
-    for servers in (1, 2):
-        port, key = _free_port(), "bench"
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
-             str(port), "--port-end", str(port + 1)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
-        for _ in range(servers):
-            first = _free_port()
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}",
-                 "--key", key, "--host", "127.0.0.1", "--port", str(first), "--port-end",
-                 str(first + 50)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-        try:
-            for _ in range(120):
-                try:
-                    info = rpc.connect_tracker("127.0.0.1", port).summary()
-                    if len(info["server_info"]) >= servers:
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.5)
-            t0 = time.perf_counter()
-            art = api.compile(model, target, example_inputs=example, tune=trials,
-                              cache_dir=tempfile.mkdtemp(prefix="tapeout-rpc-"),
-                              tune_progress=False, rpc_tracker=f"127.0.0.1:{port}", rpc_key=key)
-            wall = time.perf_counter() - t0
-        finally:
-            for p in procs:  # each server forks a listener: stop the whole group
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                p.wait(10)
-        base = base or wall
-        rows.append({
-            "model": model_name, "servers": servers, "trials": art.summary.get("tune_trials"),
-            "compile s": round(wall, 1), "vs 1 server": f"{wall / base:.2f}x",
-            "cores here": len(os.sched_getaffinity(0)),
-        })
-    return rows
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    got: dict[int, Any] = {}
+    for _ in range(rounds):
+        for servers in (1, 2):
+            wall, got[servers] = _tune_once(model, example, target, trials, servers)
+            walls[servers].append(wall)
+    base = statistics.median(walls[1])
+    return [{
+        "model": model_name, "servers": n, "trials": got[n],
+        "compile s (median)": round(statistics.median(w), 1),
+        "spread": f"{min(w):.1f}-{max(w):.1f}",
+        "vs 1 server": f"{statistics.median(w) / base:.2f}x",
+        "cores here": len(os.sched_getaffinity(0)),
+    } for n, w in walls.items()]
+
+
+def _tune_once(
+    model: Any, example: Any, target: str, trials: int, servers: int
+) -> tuple[float, Any]:
+    """One compile with ``tune=trials`` through a fresh tracker and ``servers`` servers on
+    loopback, with a fresh database: its wall time in seconds and the trials it ran."""
+    from tvm import rpc
+
+    port, key = _free_port(), "bench"
+    procs = [_start(["tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port),
+                     "--port-end", str(port + 1)])]
+    for _ in range(servers):
+        first = _free_port()
+        procs.append(_start(["tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key",
+                             key, "--host", "127.0.0.1", "--port", str(first), "--port-end",
+                             str(first + 50)]))
+    try:
+        for _ in range(120):
+            try:
+                if len(rpc.connect_tracker("127.0.0.1", port).summary()["server_info"]) >= servers:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.5)
+        t0 = time.perf_counter()
+        art = api.compile(model, target, example_inputs=example, tune=trials,
+                          cache_dir=tempfile.mkdtemp(prefix="tapeout-rpc-"),
+                          tune_progress=False, rpc_tracker=f"127.0.0.1:{port}", rpc_key=key)
+        return time.perf_counter() - t0, art.summary.get("tune_trials")
+    finally:
+        for p in procs:  # each server forks a listener: stop the whole group
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            p.wait(10)
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def main() -> None:
@@ -148,11 +164,15 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--rpc-rounds", type=int, default=1,
+                        help="tuning runs per server count, alternating 1 and 2 servers")
     args = parser.parse_args()
+    # A bench stopped by `timeout` or Ctrl-C still stops its tracker and servers (``finally``).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.part in ("pipeline", "both"):
         print(format_table(bench_pipeline(args.model, args.target, args.batches, args.rounds)))
     if args.part in ("rpc", "both"):
-        print(format_table(bench_rpc(args.model, args.target, args.trials)))
+        print(format_table(bench_rpc(args.model, args.target, args.trials, args.rpc_rounds)))
 
 
 if __name__ == "__main__":

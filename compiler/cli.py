@@ -47,7 +47,7 @@ def _exit_code(e: BaseException) -> int:
     return 1
 
 
-def _load_npz_or_npy(path: str) -> Any:
+def load_npz_or_npy(path: str) -> Any:
     p = Path(path)
     if not p.is_file():
         raise errors.InputError(f"input file {path} does not exist")
@@ -61,10 +61,10 @@ def _load_npz_or_npy(path: str) -> Any:
         return {k: data[k] for k in data.files}
 
 
-def _inputs(paths: Sequence[str] | None) -> list[np.ndarray]:
+def load_inputs(paths: Sequence[str] | None) -> list[np.ndarray]:
     arrays: list[np.ndarray] = []
     for path in paths or []:
-        data = _load_npz_or_npy(path)
+        data = load_npz_or_npy(path)
         arrays.extend(data.values() if isinstance(data, dict) else [data])
     return arrays
 
@@ -79,7 +79,7 @@ def _named_inputs(graph: Any, paths: Sequence[str] | None) -> list[np.ndarray]:
     named: dict[str, np.ndarray] = {}
     positional: list[np.ndarray] = []
     for path in paths or []:
-        data = _load_npz_or_npy(path)
+        data = load_npz_or_npy(path)
         for key, array in (data.items() if isinstance(data, dict) else [("", data)]):
             name = key if key in names else clean_name(key.strip("/") or key) if key else ""
             if name in names:
@@ -153,10 +153,10 @@ def cmd_compile(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             options[key] = value
     _check_print_after(args)
-    calib = _load_npz_or_npy(args.calib) if args.calib else None
+    calib = load_npz_or_npy(args.calib) if args.calib else None
     if calib is not None:
         _check_calibrated(args)
-    example = _inputs(args.input) or None
+    example = load_inputs(args.input) or None
     art = compiler.compile(
         args.model,
         target=args.target,
@@ -330,7 +330,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
         args.output,
         args.target,
         pipeline=args.pipeline,
-        calibration_data=_load_npz_or_npy(args.calib) if args.calib else None,
+        calibration_data=load_npz_or_npy(args.calib) if args.calib else None,
         fmt=args.format,
     )
     if not args.json:
@@ -344,10 +344,10 @@ def cmd_debug(args: argparse.Namespace) -> dict[str, Any]:
     report = debug(
         args.artifact,
         args.model,
-        _inputs(args.input),
+        load_inputs(args.input),
         threshold_db=args.threshold_db,
         fix=args.fix,
-        calibration_data=_load_npz_or_npy(args.calib) if args.calib else None,
+        calibration_data=load_npz_or_npy(args.calib) if args.calib else None,
         fix_output=args.fix_output,
     )
     if not args.json:

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from compiler.cli import Handler, _inputs, _load_npz_or_npy
+from compiler.cli import Handler, load_inputs, load_npz_or_npy
 from compiler.errors import TapeoutError
 
 #: Exit code of a gate that failed (diff over a threshold, verify under a minimum).
@@ -32,7 +32,7 @@ def cmd_check(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.tools.check import check
 
     names = args.target or [t.name for t in list_targets() if t.alias_of is None]
-    report = check(args.model, names, _inputs(args.input) or None)
+    report = check(args.model, names, load_inputs(args.input) or None)
     if not args.json:
         print(report.format())
     result = report.to_json()
@@ -51,8 +51,8 @@ def cmd_stage(args: argparse.Namespace) -> dict[str, Any]:
         args.target,
         args.output,
         args.stop_after,
-        calibration_data=_load_npz_or_npy(args.calib) if args.calib else None,
-        example_inputs=_inputs(args.input) or None,
+        calibration_data=load_npz_or_npy(args.calib) if args.calib else None,
+        example_inputs=load_inputs(args.input) or None,
         pipeline=args.pipeline,
         quant=quant_changes(args),
     )
@@ -78,8 +78,8 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
 
     from compiler.tools.verify import format_verify, verify
 
-    labels = np.asarray(_load_npz_or_npy(args.labels)) if args.labels else None
-    result = verify(args.artifact, _load_npz_or_npy(args.data), labels, args.model)
+    labels = np.asarray(load_npz_or_npy(args.labels)) if args.labels else None
+    result = verify(args.artifact, load_npz_or_npy(args.data), labels, args.model)
     if not args.json:
         print(format_verify(result))
     low = [

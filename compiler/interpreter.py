@@ -4,6 +4,11 @@
 BLAS); integer ops compute exactly (see ``compiler.numerics``) and wrap to their stated
 accumulator type. ``observe`` is called with every node and its outputs, which is how the
 divergence finder and calibration look inside a run.
+
+The table itself (``IMPLS``, the ``impl`` decorator, ``Context``) is the leaf module
+``compiler.interpreter_context``; each ``interpreter_*`` module fills it and imports nothing
+but the leaf, and this module imports them all once, so ``interpret`` always sees the whole
+table.
 """
 
 from __future__ import annotations
@@ -14,52 +19,25 @@ from typing import Any
 
 import numpy as np
 
-from compiler import numerics
+from compiler import (  # noqa: F401  (each registers its implementations into IMPLS)
+    interpreter_dynamic,
+    interpreter_extra,
+    interpreter_llm,
+    interpreter_more,
+    interpreter_nn,
+    interpreter_ops,
+    interpreter_quant,
+    interpreter_signal,
+    interpreter_vision,
+    numerics,
+)
 from compiler.errors import InputError, TapeoutError, VerifyError
+from compiler.interpreter_context import IMPLS, Context
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops import OPS
 from compiler.ir.types import INT_RANGES, NARROW_FLOAT_DTYPES, NUMPY_DTYPES, TensorType, is_int
 
 log = logging.getLogger(__name__)
-
-Impl = Callable[["Context", Node, list[np.ndarray]], list[np.ndarray]]
-IMPLS: dict[str, Impl] = {}
-
-
-class Context:
-    """What an op implementation may need besides its operands: constants and counters."""
-
-    def __init__(self, graph: Graph, count_saturation: bool = False):
-        self.graph = graph
-        #: Symbolic dim name -> its size in this run (bound from the graph inputs).
-        self.symbols: dict[str, int] = {}
-        self.saturation: dict[str, numerics.SaturationCounter] | None = (
-            {} if count_saturation else None
-        )
-
-    def counter(self, node: Node) -> numerics.SaturationCounter | None:
-        if self.saturation is None:
-            return None
-        return self.saturation.setdefault(node.outputs[0].name, numerics.SaturationCounter())
-
-
-def impl(*ops: str) -> Callable[[Impl], Impl]:
-    def register(fn: Impl) -> Impl:
-        for op in ops:
-            IMPLS[op] = fn
-        return fn
-
-    return register
-
-
-def _one(fn: Callable[..., np.ndarray]) -> Impl:
-    """Adapt ``fn(*arrays, **attrs) -> array`` to the implementation signature."""
-
-    def run(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-        return [fn(*xs, **OPS[node.op].with_defaults(node.attrs))]
-
-    return run
-
 
 def check_inputs(graph: Graph, inputs: Sequence[Any], batch: bool = False) -> list[np.ndarray]:
     """Convert and check user inputs against the graph's input types; InputError if wrong.
@@ -211,16 +189,3 @@ def unimplemented_ops() -> set[str]:
 
 def is_integer_node(node: Node) -> bool:
     return bool(node.inputs) and is_int(node.inputs[0].dtype)
-
-
-from compiler import (  # noqa: E402,F401  (fill IMPLS)
-    interpreter_dynamic,
-    interpreter_extra,
-    interpreter_llm,
-    interpreter_more,
-    interpreter_nn,
-    interpreter_ops,
-    interpreter_quant,
-    interpreter_signal,
-    interpreter_vision,
-)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 
 from compiler.errors import InputError
-from compiler.interpreter import Context, impl
+from compiler.interpreter_context import Context, impl
 from compiler.ir.graph import Node
 
 

@@ -6,13 +6,15 @@ Float results compute in the operand's dtype unless noted; integer results are e
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from compiler.errors import InputError
-from compiler.interpreter import Context, impl
+from compiler.interpreter_context import Context, impl
 from compiler.ir.graph import Node
-from compiler.ir.ops import OPS
+from compiler.ir.ops import OPS, conv_out_dim
 from compiler.ir.types import NUMPY_DTYPES
 
 
@@ -127,7 +129,7 @@ def _compress(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray
     return [np.compress(cond, x, axis=int(axis) % x.ndim)]
 
 
-def _window_index(size: int, out: int, k: int, s: int, lo: int, hi: int, d: int) -> tuple:
+def window_index(size: int, out: int, k: int, s: int, lo: int, hi: int, d: int) -> tuple:
     """Per output position and kernel tap: the input index, whether it is inside the input,
     and whether it is inside input-or-padding (a ceil-mode window may reach past both)."""
     idx = np.arange(out)[:, None] * s - lo + np.arange(k)[None, :] * d
@@ -136,9 +138,12 @@ def _window_index(size: int, out: int, k: int, s: int, lo: int, hi: int, d: int)
     return np.clip(idx, 0, max(size - 1, 0)), inside, padded
 
 
-@impl("nn.pool_nd")
-def _pool_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
-    x, attrs = xs[0], _attrs(node)
+def _pool_taps(node: Node, x: np.ndarray, attrs: dict[str, Any]) -> tuple[list[int], Iterator]:
+    """The output's spatial sizes, and for each kernel tap of an N-D pool (nn.pool_nd,
+    nn.max_pool_argmax): the input index along each spatial axis, and the masks (of the
+    output's spatial shape) of where the tap falls inside the input and inside
+    input-or-padding. Sizes come from the result type, or from the input where it is
+    symbolic."""
     kernel = [int(k) for k in attrs["kernel"]]
     n = len(kernel)
     strides = attrs["strides"] or [1] * n
@@ -147,25 +152,34 @@ def _pool_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]
     out = [int(d) for d in node.outputs[0].type.shape[2:]] if all(
         isinstance(d, int) for d in node.outputs[0].type.shape[2:]) else None  # fmt: skip
     if out is None:
-        from compiler.ir.ops import conv_out_dim
-
         out = [int(conv_out_dim(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[n + i],
                                 dils[i], bool(attrs["ceil_mode"]))) for i in range(n)]
-    wins = [_window_index(x.shape[2 + i], out[i], kernel[i], strides[i], pads[i], pads[n + i],
+    wins = [window_index(x.shape[2 + i], out[i], kernel[i], strides[i], pads[i], pads[n + i],
                           dils[i]) for i in range(n)]  # fmt: skip
-    kind, p = attrs["kind"], float(attrs["p"])
-    acc = np.full((*x.shape[:2], *out), -np.inf if kind == "max" else 0.0, np.float64)
-    count = np.zeros(out, np.float64)
-    for taps in itertools.product(*(range(k) for k in kernel)):
-        grids = np.ix_(*(w[0][:, t] for w, t in zip(wins, taps, strict=True)))
+    return out, _taps(wins, out)
+
+
+def _taps(wins: list[tuple], out: list[int]) -> Iterator:
+    for taps in itertools.product(*(range(w[0].shape[1]) for w in wins)):
         inside = np.ones(out, bool)
         padded = np.ones(out, bool)
         for axis, (w, t) in enumerate(zip(wins, taps, strict=True)):
-            shape = [1] * n
+            shape = [1] * len(out)
             shape[axis] = out[axis]
             inside = inside & w[1][:, t].reshape(shape)
             padded = padded & w[2][:, t].reshape(shape)
-        v = x[(slice(None), slice(None), *grids)].astype(np.float64)
+        yield [w[0][:, t] for w, t in zip(wins, taps, strict=True)], inside, padded
+
+
+@impl("nn.pool_nd")
+def _pool_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x, attrs = xs[0], _attrs(node)
+    out, taps = _pool_taps(node, x, attrs)
+    kind, p = attrs["kind"], float(attrs["p"])
+    acc = np.full((*x.shape[:2], *out), -np.inf if kind == "max" else 0.0, np.float64)
+    count = np.zeros(out, np.float64)
+    for pos, inside, padded in taps:
+        v = x[(slice(None), slice(None), *np.ix_(*pos))].astype(np.float64)
         if kind == "max":
             acc = np.where(inside, np.maximum(acc, v), acc)
         elif kind == "avg":
@@ -225,7 +239,7 @@ def _integer_matmul(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.n
 
 
 
-def _ngram_ids(attrs: dict) -> dict[tuple[int, ...], int]:
+def ngram_ids(attrs: dict) -> dict[tuple[int, ...], int]:
     """Pool n-gram -> output index, for the lengths counted (ids run over every length)."""
     pool, counts = [int(v) for v in attrs["pool"]], [int(c) for c in attrs["counts"]]
     grams: dict[tuple[int, ...], int] = {}
@@ -243,7 +257,7 @@ def _ngram_ids(attrs: dict) -> dict[tuple[int, ...], int]:
 @impl("nn.tfidf")
 def _tfidf(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     attrs = _attrs(node)
-    grams = _ngram_ids(attrs)
+    grams = ngram_ids(attrs)
     rows = xs[0].reshape(1, -1) if xs[0].ndim == 1 else xs[0]
     size = max(int(i) for i in attrs["indexes"]) + 1
     counts: np.ndarray = np.zeros((rows.shape[0], size), np.float64)
@@ -294,14 +308,8 @@ def _tensor_scatter(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.n
 @impl("nn.max_pool_argmax")
 def _max_pool_argmax(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, attrs = xs[0], _attrs(node)
-    kernel = [int(k) for k in attrs["kernel"]]
-    n = len(kernel)
-    strides = attrs["strides"] or [1] * n
-    pads = attrs["pads"] or [0] * (2 * n)
-    dils = attrs["dilations"] or [1] * n
-    out = [int(d) for d in node.outputs[0].type.shape[2:]]
-    wins = [_window_index(x.shape[2 + i], out[i], kernel[i], strides[i], pads[i], pads[n + i],
-                          dils[i]) for i in range(n)]  # fmt: skip
+    out, taps = _pool_taps(node, x, attrs)
+    n = len(out)
     best = np.full((*x.shape[:2], *out), -np.inf)
     where = np.zeros(best.shape, np.int64)
     spatial = x.shape[2:]
@@ -309,13 +317,7 @@ def _max_pool_argmax(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.
     order = spatial[::-1] if attrs["storage_order"] else spatial
     lead = np.arange(x.shape[0] * x.shape[1]).reshape(x.shape[:2] + (1,) * n) * int(
         np.prod(spatial))  # fmt: skip
-    for taps in itertools.product(*(range(k) for k in kernel)):
-        pos = [w[0][:, t] for w, t in zip(wins, taps, strict=True)]
-        inside = np.ones(out, bool)
-        for axis, (w, t) in enumerate(zip(wins, taps, strict=True)):
-            shape = [1] * n
-            shape[axis] = out[axis]
-            inside = inside & w[1][:, t].reshape(shape)
+    for pos, inside, _ in taps:
         grids = np.ix_(*pos)
         v = x[(slice(None), slice(None), *grids)].astype(np.float64)
         coords = grids[::-1] if attrs["storage_order"] else grids

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from compiler import numerics
-from compiler.interpreter import Context, impl
+from compiler.interpreter_context import Context, impl
 from compiler.ir.graph import Node
 
 

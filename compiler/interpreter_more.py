@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.interpreter import IMPLS, Context, _one, impl
+from compiler.interpreter_context import IMPLS, Context, array_impl, impl
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS
 
@@ -168,7 +168,7 @@ def _bitshift(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray
     return [shift(a, b.astype(a.dtype)).astype(a.dtype)]
 
 
-IMPLS["math.floor_mod"] = _one(lambda a, b: np.asarray(np.mod(a, b)).astype(a.dtype))
+IMPLS["math.floor_mod"] = array_impl(lambda a, b: np.asarray(np.mod(a, b)).astype(a.dtype))
 
 
 @impl("nn.nll_loss")
@@ -202,13 +202,13 @@ _UNARY_MORE: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "math.bitwise_not": np.invert,
 }  # fmt: skip
 for _name, _fn in _UNARY_MORE.items():
-    IMPLS[_name] = _one(lambda x, _f=_fn: np.asarray(_f(x)).astype(x.dtype))
+    IMPLS[_name] = array_impl(lambda x, _f=_fn: np.asarray(_f(x)).astype(x.dtype))
 for _name, _fn2 in {"math.bitwise_and": np.bitwise_and, "math.bitwise_or": np.bitwise_or,
                     "math.bitwise_xor": np.bitwise_xor}.items():  # fmt: skip
-    IMPLS[_name] = _one(lambda a, b, _f=_fn2: np.asarray(_f(a, b)).astype(a.dtype))
+    IMPLS[_name] = array_impl(lambda a, b, _f=_fn2: np.asarray(_f(a, b)).astype(a.dtype))
 
 
-def _source(
+def resize_source(
     out_idx: np.ndarray, size_in: int, size_out: int, scale: float, mode: str
 ) -> np.ndarray:
     """ONNX Resize's coordinate transformation: output index -> input coordinate."""
@@ -229,7 +229,7 @@ def _resize_linear(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.nd
         size_in = y.shape[axis]
         if size_out == size_in and scale == 1:
             continue
-        coord = _source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale,
+        coord = resize_source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale,
                         attrs["mode"])  # fmt: skip
         coord = np.clip(coord, 0, size_in - 1)
         low = np.floor(coord).astype(np.int64)

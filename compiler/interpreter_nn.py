@@ -13,7 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from compiler import numerics
-from compiler.interpreter import IMPLS, Context, Impl, impl
+from compiler.interpreter_context import IMPLS, Context, Impl, impl
 from compiler.interpreter_ops import softmax
 from compiler.ir.graph import Node
 from compiler.ir.op_facts import standalone_activation, zero_point
@@ -72,13 +72,13 @@ def _finish(
     return y
 
 
-def _pad_spatial(x: np.ndarray, pads: list[int], value: float | int = 0) -> np.ndarray:
+def pad_spatial(x: np.ndarray, pads: list[int], value: float | int = 0) -> np.ndarray:
     n = x.ndim - 2
     width = [(0, 0), (0, 0)] + [(pads[i], pads[n + i]) for i in range(n)]
     return np.pad(x, width, mode="constant", constant_values=value)
 
 
-def _windows(
+def windows(
     x: np.ndarray, kernel: list[int], strides: list[int], dilations: list[int]
 ) -> np.ndarray:
     """[N, C, *out, *kernel] views of the (already padded) input."""
@@ -100,12 +100,12 @@ def conv_nd(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     groups = node.attrs.get("groups", 1)
     is_int = np.issubdtype(x.dtype, np.integer)
     # Integer inputs are padded with their zero point, so padding means real 0.
-    xp = _pad_spatial(
+    xp = pad_spatial(
         x.astype(np.int64) if is_int else x, pads, zero_point(node.inputs[0]) if is_int else 0
     )
     if is_int:
         xp = xp - zero_point(node.inputs[0])
-    win = _windows(xp, list(w.shape[2:]), strides, dil)  # N, C, *out, *k
+    win = windows(xp, list(w.shape[2:]), strides, dil)  # N, C, *out, *k
     batch, out_sp = win.shape[0], win.shape[2 : 2 + n]
     cin_g, cout_g = w.shape[1], w.shape[0] // groups
     outs = []
@@ -215,10 +215,10 @@ def _pool(ctx: Context, node: Node, xs: list[np.ndarray], reduce: str) -> np.nda
     full_pads = [pads[0], pads[1], pads[2] + extra_h, pads[3] + extra_w]
     if reduce == "max":
         fill = -np.inf if np.issubdtype(x.dtype, np.floating) else np.iinfo(x.dtype).min
-        win = _windows(_pad_spatial(x, full_pads, fill), kernel, strides, dil)
+        win = windows(pad_spatial(x, full_pads, fill), kernel, strides, dil)
         return win.max(axis=(-2, -1))[:, :, :out_h, :out_w]
     xf = x.astype(np.float64)
-    win = _windows(_pad_spatial(xf, full_pads, 0), kernel, strides, dil)
+    win = windows(pad_spatial(xf, full_pads, 0), kernel, strides, dil)
     sums = win.sum(axis=(-2, -1))[:, :, :out_h, :out_w]
     if a.get("count_include_pad", True):
         ones = np.pad(
@@ -229,7 +229,7 @@ def _pool(ctx: Context, node: Node, xs: list[np.ndarray], reduce: str) -> np.nda
         ones = np.pad(
             np.ones(x.shape[2:]), [(pads[0], pads[2] + extra_h), (pads[1], pads[3] + extra_w)]
         )
-    counts = _windows(ones[None, None], kernel, strides, dil).sum(axis=(-2, -1))[
+    counts = windows(ones[None, None], kernel, strides, dil).sum(axis=(-2, -1))[
         :, :, :out_h, :out_w
     ]
     return (sums / counts).astype(x.dtype)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from compiler import numerics
-from compiler.interpreter import IMPLS, Context, _one, impl
+from compiler.interpreter_context import IMPLS, Context, array_impl, impl
 from compiler.ir.graph import Node
 from compiler.ir.op_facts import clamps, output_clamp
 from compiler.ir.ops import OPS
@@ -68,7 +68,7 @@ _BINARY = {
     "math.xor": np.logical_xor,
 }
 for _name, _fn in _BINARY.items():
-    IMPLS[_name] = _one(lambda a, b, _f=_fn: _f(a, b))
+    IMPLS[_name] = array_impl(lambda a, b, _f=_fn: _f(a, b))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -125,18 +125,18 @@ _UNARY = {
     "tensor.identity": lambda x: x,
 }
 for _name, _fn in _UNARY.items():
-    IMPLS[_name] = _one(lambda x, _f=_fn: _f(x))
+    IMPLS[_name] = array_impl(lambda x, _f=_fn: _f(x))
 
-IMPLS["nn.leaky_relu"] = _one(leaky_relu)
-IMPLS["nn.hardsigmoid"] = _one(
+IMPLS["nn.leaky_relu"] = array_impl(leaky_relu)
+IMPLS["nn.hardsigmoid"] = array_impl(
     lambda x, alpha, beta: np.clip(
         x * np.asarray(alpha, x.dtype) + np.asarray(beta, x.dtype), 0, 1
     ).astype(x.dtype)
 )
-IMPLS["nn.gelu"] = _one(gelu)
-IMPLS["nn.clip"] = _one(clip)
-IMPLS["nn.dropout"] = _one(lambda x, p=0.0: x)  # inference: dropout is the identity
-IMPLS["tensor.where"] = _one(lambda c, x, y: np.asarray(np.where(c, x, y)))
+IMPLS["nn.gelu"] = array_impl(gelu)
+IMPLS["nn.clip"] = array_impl(clip)
+IMPLS["nn.dropout"] = array_impl(lambda x, p=0.0: x)  # inference: dropout is the identity
+IMPLS["tensor.where"] = array_impl(lambda c, x, y: np.asarray(np.where(c, x, y)))
 
 
 @impl("tensor.cast")
@@ -168,12 +168,12 @@ _REDUCE = {
     "math.reduce_prod": np.prod,
 }
 for _name, _fn in _REDUCE.items():
-    IMPLS[_name] = _one(
+    IMPLS[_name] = array_impl(
         lambda x, axes=None, keepdims=False, _f=_fn: np.asarray(
             _f(x, axis=_axes(axes), keepdims=keepdims)
         ).astype(x.dtype)
     )
-IMPLS["math.argmax"] = _one(
+IMPLS["math.argmax"] = array_impl(
     lambda x, axis=-1, keepdims=False: np.asarray(
         np.argmax(x, axis=axis, keepdims=keepdims), np.int64
     )
@@ -211,7 +211,7 @@ def _softmax(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]
 
 
 
-IMPLS["nn.log_softmax"] = _one(log_softmax)
+IMPLS["nn.log_softmax"] = array_impl(log_softmax)
 
 
 # ---- data movement --------------------------------------------------------------------------
@@ -226,12 +226,12 @@ def _reshape(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]
 
 
 # Both sizes explicit: a -1 is ambiguous when the tensor has no elements.
-IMPLS["tensor.flatten"] = _one(
+IMPLS["tensor.flatten"] = array_impl(
     lambda x, axis=1: x.reshape((int(np.prod(x.shape[:axis], dtype=np.int64)),
                                  int(np.prod(x.shape[axis:], dtype=np.int64))))
 )
-IMPLS["tensor.transpose"] = _one(lambda x, perm: np.transpose(x, perm))
-IMPLS["tensor.squeeze"] = _one(lambda x, axes: np.asarray(np.squeeze(x, axis=tuple(axes))))
+IMPLS["tensor.transpose"] = array_impl(lambda x, perm: np.transpose(x, perm))
+IMPLS["tensor.squeeze"] = array_impl(lambda x, axes: np.asarray(np.squeeze(x, axis=tuple(axes))))
 
 
 @impl("tensor.expand")
@@ -243,7 +243,7 @@ def _expand(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 # Indices wrap around (negative ones as in torch/ONNX; out-of-range ones as TVM's take with
 # mode="wrap", which the cpu backend uses) rather than failing on data.
-IMPLS["tensor.gather"] = _one(lambda x, i, axis=0: np.take(x, i, axis=axis, mode="wrap"))
+IMPLS["tensor.gather"] = array_impl(lambda x, i, axis=0: np.take(x, i, axis=axis, mode="wrap"))
 
 
 @impl("tensor.unsqueeze")
@@ -298,7 +298,7 @@ def _pad(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.pad(x, width, mode="reflect" if mode == "reflect" else "edge")]
 
 
-IMPLS["tensor.shape"] = _one(lambda x: np.asarray(x.shape, dtype=np.int64))
+IMPLS["tensor.shape"] = array_impl(lambda x: np.asarray(x.shape, dtype=np.int64))
 
 
 @impl("tensor.range")

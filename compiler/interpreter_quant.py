@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from compiler import numerics
-from compiler.interpreter import Context, impl
-from compiler.interpreter_nn import _pad_spatial, _windows
+from compiler.interpreter_context import Context, impl
+from compiler.interpreter_nn import pad_spatial, windows
 from compiler.ir.graph import Node
 from compiler.ir.op_facts import clamps, output_clamp, zero_point
 from compiler.ir.ops_nn import spatial_params
@@ -43,7 +43,7 @@ def _qavg_pool2d(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndar
     kernel = list(a["kernel"])
     strides, pads, dil = spatial_params({**a, "strides": a.get("strides") or kernel}, 2)
     x = xs[0].astype(np.int64) - zero_point(node.inputs[0])  # padding below is then real 0
-    sums = _windows(_pad_spatial(x, pads, 0), kernel, strides, dil).sum(axis=(-2, -1))
+    sums = windows(pad_spatial(x, pads, 0), kernel, strides, dil).sum(axis=(-2, -1))
     out_h, out_w = node.outputs[0].type.shape[2:]
     acc = sums[:, :, :out_h, :out_w]
     return [_requantize(ctx, node, acc)]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from compiler.interpreter import Context, impl
+from compiler.interpreter_context import Context, impl
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS
 from compiler.ir.ops_signal import CELLS

@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from compiler.interpreter import Context, impl
+from compiler.interpreter_context import Context, impl
 from compiler.ir.graph import Node
 from compiler.ir.ops import OPS
 

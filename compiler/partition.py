@@ -145,10 +145,10 @@ def cut_stages(
     """``stages`` contiguous runs of the topological order with balanced cost.
 
     Cuts are placed one at a time: each where the slower of this stage and the mean of the
-    stages left, plus ``TRANSFER_COST_PER_BYTE`` for every byte that crosses, is least. ``memory[k]`` (bytes, None: unknown) is
-    what stage k's device holds: a cut that would overfill a stage moves, and a model that
-    cannot fit at all is a ``DeviceMemoryError`` naming the stage and ``devices[k]``, raised
-    before anything is compiled.
+    stages left, plus ``TRANSFER_COST_PER_BYTE`` for every byte that crosses, is least.
+    ``memory[k]`` (bytes, None: unknown) is what stage k's device holds: a cut that would
+    overfill a stage moves, and a model that cannot fit at all is a ``DeviceMemoryError``
+    naming the stage and ``devices[k]``, raised before anything is compiled.
     """
     nodes = graph.compute_nodes()
     if stages < 1:

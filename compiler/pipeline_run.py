@@ -5,9 +5,9 @@ away from a slow one and memory stays bounded); each worker loads its stage from
 folder (TVM modules cannot be pickled), optionally pins itself to its cores
 (``stage_cores=[[0], [1]]``) and sets its runtime to that many threads; a stage whose device
 is an RPC address (``stage_devices``) is run on that server from its worker. Worker start-up (the
-imports, the module load and one warm-up call on zeros) happens before the clock starts, so the throughput figure is the
-steady state. A worker that fails sends its error down the pipe; the caller gets a
-``BackendError`` naming the stage, and every worker is stopped.
+imports, the module load and one warm-up call on zeros) happens before the clock starts, so the
+throughput figure is the steady state. A worker that fails sends its error down the pipe; the
+caller gets a ``BackendError`` naming the stage, and every worker is stopped.
 """
 
 from __future__ import annotations
@@ -203,8 +203,9 @@ def _worker(
         # The first call of a module pays its one-time set-up (seconds for a TVM module: the
         # constants are laid out and the memory planned); run it on zeros before the clock.
         types = [v.type for v in loaded.graph.inputs]
-        if all(isinstance(d, int) for t in types for d in t.shape):
-            stage.run(*(np.zeros(t.shape, t.np_dtype) for t in types))
+        shapes = [tuple(d for d in t.shape if isinstance(d, int)) for t in types]
+        if all(len(s) == len(t.shape) for s, t in zip(shapes, types, strict=True)):
+            stage.run(*(np.zeros(s, t.np_dtype) for s, t in zip(shapes, types, strict=True)))
     except Exception as e:
         outbox.put((_ERROR, index, f"{type(e).__name__}: {e}"))
         outbox.put(None)

@@ -38,6 +38,7 @@ from compiler.context import PassContext
 from compiler.errors import TapeoutError
 from compiler.frontends.gguf_blocks import BlockWeight
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.op_facts import view_ops
 from compiler.ir.types import TensorType
 from compiler.rewrite import Reject, RewritePass
 from passes.quant.llm_smooth import smooth_llm
@@ -45,7 +46,10 @@ from passes.quant.llm_weights import FORMATS, quantize_blocks
 from passes.quant.plan import matches
 
 #: Ops whose result only moves data: a dense feeding an output through them is the LM head.
-_MOVES = ("tensor.reshape", "tensor.identity", "tensor.cast", "tensor.squeeze", "tensor.slice")
+#: The views, and what exporters put after an LM head: the last position's slice, the cast
+#: of the logits to f32 (not transpose or concat: a K/V projection reaches the present-key
+#: output through those).
+_MOVES = (*view_ops(), "tensor.slice", "tensor.cast")
 LM_HEAD_POLICIES = ("int8", "same", "f32")
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from compiler.errors import ShapeError
 from compiler.ir.graph import Graph, Node
+from compiler.ir.op_facts import reshape_ops
 from compiler.ir.ops import infer_types
 from compiler.ir.types import is_int
 from compiler.rewrite import Reject, RewritePass
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 Result = bool | Reject | None
 
 #: Ops that only reinterpret the shape: the elements keep their row-major order.
-RESHAPES = ("tensor.reshape", "tensor.flatten", "tensor.squeeze", "tensor.unsqueeze")
+RESHAPES = reshape_ops()
 #: Shape arithmetic is small: fold it whatever the ``fold-constants`` limit says.
 _SHAPE_FOLD_LIMIT = 1 << 16
 

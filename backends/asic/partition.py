@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.ir.graph import Graph, Node
+from compiler.ir.op_facts import gemm_shape
 from compiler.ir.ops_nn import spatial_params
 
 
@@ -78,15 +79,6 @@ def fusable_requantize(graph: Graph, node: Node) -> Node | None:
     if qp is not None and (qp.axis is not None or len(qp.zero_point) != 1):
         return None
     return user
-
-
-def gemm_shape(node: Node) -> tuple[int, int, int]:
-    """(M, K, N) of the matrix product a conv2d or dense layer is."""
-    out = [int(d) for d in node.outputs[0].type.shape]
-    w = [int(d) for d in node.inputs[1].type.shape]
-    if node.op == "nn.conv2d":
-        return out[0] * out[2] * out[3], w[1] * w[2] * w[3], w[0]
-    return math.prod(out[:-1]), w[1], w[0]
 
 
 def estimate(m: int, k: int, n: int, rows: int, cols: int) -> tuple[int, int]:

@@ -151,7 +151,7 @@ class HlsArtifact(Artifact):
 
     def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run the C simulation, one top-function call per sample."""
-        counts = {_batch(value.type, arr) for value, arr in zip(self.graph.inputs, arrays,
+        counts = {batch_size(value.type, arr) for value, arr in zip(self.graph.inputs, arrays,
                                                                 strict=True)}
         if len(counts) != 1:
             raise InputError(f"inputs have different batch sizes {sorted(counts)}")
@@ -166,7 +166,7 @@ class HlsArtifact(Artifact):
         return outputs
 
 
-def _batch(t: Any, x: np.ndarray) -> int:
+def batch_size(t: Any, x: np.ndarray) -> int:
     """Samples in ``x`` (shapes were checked by ``Artifact.run``)."""
     return int(x.shape[0]) if len(t.shape) >= 2 else 1
 

@@ -19,6 +19,7 @@ from backends.hls.design import Array, Buffer, Cost, Layer
 from backends.hls.plan import FLOAT_OPERAND, Lowering
 from compiler import numerics
 from compiler.ir.graph import Node, Value
+from compiler.ir.op_facts import gemm_shape, output_clamp
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import is_int
 
@@ -97,7 +98,6 @@ def requant_of(node: Node, low: Lowering, channels: int, axis: int) -> Requant |
             return "an i64 accumulator must be requantized right away"
         one = np.ones(1, np.int64)
         req = Requant(node.outputs[0], None, acc_dtype, one, one * 0, 0, *_INT32)
-        clamps = [bounds]
     else:
         a = low.attrs(rq)
         mult = np.asarray(a["multiplier"], np.int64)
@@ -106,15 +106,13 @@ def requant_of(node: Node, low: Lowering, channels: int, axis: int) -> Requant |
             return f"requantize shift outside [0, {numerics.MAX_SHIFT}] or negative multiplier"
         qp = rq.outputs[0].type.quant
         zp = int(qp.zero_point[0]) if qp is not None else 0  # one zero point (checked)
-        dtype = a["dtype"]
-        lo, hi = numerics.INT_RANGES[dtype]
-        req = Requant(rq.outputs[0], rq, dtype, mult, shift, zp, lo, hi)
+        lo, hi = output_clamp(a, zp)  # the requantize's own clamp
+        req = Requant(rq.outputs[0], rq, a["dtype"], mult, shift, zp, lo, hi)
         act = _requantize_bounds(bounds, req, channels)
         if isinstance(act, str):
             return act
-        clamps = [act, (a.get("clip_min"), a.get("clip_max"))]
-    for clamp in clamps:
-        req.lo, req.hi = (_clamp(req.lo, clamp), _clamp(req.hi, clamp))
+        bounds = act
+    req.lo, req.hi = (_clamp(req.lo, bounds), _clamp(req.hi, bounds))
     return req
 
 
@@ -296,7 +294,7 @@ def lower_dense(node: Node, low: Lowering) -> None:
     perm = low.buffer(node.inputs[0]).perm
     if perm is not None:  # the input is an NHWC array read as flat: permute the weights
         w = np.ascontiguousarray(w[:, perm])
-    n_out, n_in = (int(d) for d in w.shape)
+    _, n_in, n_out = gemm_shape(node)
     cost = Cost(
         macs=n_in * n_out,
         nonzero=int(np.count_nonzero(w)),
@@ -338,13 +336,12 @@ def lower_conv2d(node: Node, low: Lowering) -> None:
         "dil_w": dil[1],
         "groups": groups,
     }
-    cin_g = in_c // groups
-    per_pixel = out_c * k_h * k_w * cin_g
+    _, window, _ = gemm_shape(node)  # window: k_h * k_w * in_c / groups
     cost = Cost(
-        macs=per_pixel,
+        macs=window * out_c,  # per output pixel
         nonzero=int(np.count_nonzero(w_oihw)),
         blocks=out_h * out_w,
-        fan_in=k_h * k_w * cin_g,
+        fan_in=window,
         lanes=out_c,
         weight_count=w_oihw.size,
         weight_bits=_bits(node.inputs[1].dtype),

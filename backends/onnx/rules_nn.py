@@ -154,7 +154,7 @@ def lower_matmul(node: Node, em: Emitter) -> list:
 
 
 # ---- pooling -------------------------------------------------------------------------------
-def _pool_attrs(node: Node) -> dict:
+def pool_attrs(node: Node) -> dict:
     kernel = [int(k) for k in node.attrs["kernel"]]
     strides, pads, _ = spatial_params(
         {**node.attrs, "strides": node.attrs.get("strides") or kernel}, 2
@@ -166,14 +166,14 @@ def _pool_attrs(node: Node) -> dict:
 
 
 def lower_max_pool(node: Node, em: Emitter) -> list:
-    attrs = _pool_attrs(node)
+    attrs = pool_attrs(node)
     _, _, dilations = spatial_params(node.attrs, 2)
     return [em.emit1("MaxPool", [em.arg(0)], dilations=dilations, **attrs)]
 
 
 def lower_avg_pool(node: Node, em: Emitter) -> list:
     include = int(bool(node.attrs.get("count_include_pad", True)))
-    return [em.emit1("AveragePool", [em.arg(0)], count_include_pad=include, **_pool_attrs(node))]
+    return [em.emit1("AveragePool", [em.arg(0)], count_include_pad=include, **pool_attrs(node))]
 
 
 def lower_global_pool(node: Node, em: Emitter) -> list:

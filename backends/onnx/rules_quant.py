@@ -203,9 +203,9 @@ def _pool_rescale(em: Emitter, node: Node, y: str, window: int) -> str:
 
 
 def lower_qavg_pool(node: Node, em: Emitter) -> list:
-    from backends.onnx.rules_nn import _pool_attrs
+    from backends.onnx.rules_nn import pool_attrs
 
-    attrs = _pool_attrs(node)
+    attrs = pool_attrs(node)
     attrs.pop("ceil_mode", None)
     y = em.emit1("AveragePool", [em.real(node.inputs[0])], count_include_pad=1, **attrs)
     window = int(np.prod(attrs["kernel_shape"]))

@@ -222,12 +222,18 @@ def _erf64_or_libm(dtype: str, x: Any) -> Any:
 
 
 def _libm(name: str) -> Callable[[str, Any], Any]:
+    """libm's scalar ``name`` (``namef`` for float32). A vector is done lane by lane: a
+    call of the scalar function on a vector type reads garbage (float64x4 tanh did)."""
+
     def call(dtype: str, x: Any) -> Any:
         from tvm import tirx
 
-        if dtype == "float64":
-            return tirx.call_pure_extern(dtype, name, x)
-        return tirx.call_pure_extern(dtype, name + "f", x)
+        base, _, lanes = dtype.partition("x")
+        fn = name if base == "float64" else name + "f"
+        if not lanes:
+            return tirx.call_pure_extern(dtype, fn, x)
+        parts = [tirx.call_pure_extern(base, fn, tirx.Shuffle([x], [i])) for i in range(int(lanes))]
+        return tirx.Shuffle(parts, list(range(int(lanes))))
 
     return call
 

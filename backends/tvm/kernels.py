@@ -105,7 +105,7 @@ def activation(tirx: Any, act: str, args: Sequence[float]) -> Callable[[Any], An
     return table[act]
 
 
-def _epilogue(
+def apply_epilogue(
     acc: Any,
     out_shape: Sequence[int],
     channel_axis: int,
@@ -177,7 +177,7 @@ def conv2d_nhwc(
         name=PREFIX + "conv2d",
     )
     out_c = epi.out_channels or ocb * block
-    return _epilogue(acc, (n, oh, ow, out_c), 3, bias, residual, epi)
+    return apply_epilogue(acc, (n, oh, ow, out_c), 3, bias, residual, epi)
 
 
 def grouped_conv2d_nhwc(
@@ -227,7 +227,7 @@ def grouped_conv2d_nhwc(
         lambda i, y, z, o: te.sum(operand(i, y, z, o), axis=[rh, rw, rc]),
         name=PREFIX + "gconv2d",
     )
-    return _epilogue(acc, (n, oh, ow, oc), 3, bias, residual, epi)
+    return apply_epilogue(acc, (n, oh, ow, oc), 3, bias, residual, epi)
 
 
 def dense(
@@ -257,7 +257,7 @@ def dense(
         (m, nb * block), lambda i, j: te.sum(operand(i, j), axis=rk), name=PREFIX + "dense"
     )
     out_n = epi.out_channels or nb * block
-    return _epilogue(acc, (m, out_n), 1, bias, residual, epi)
+    return apply_epilogue(acc, (m, out_n), 1, bias, residual, epi)
 
 
 def bmm(a: Any, b: Any, acc_dtype: str = "float32", zero_points: tuple[int, int] = (0, 0)) -> Any:

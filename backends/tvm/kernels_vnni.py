@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.tvm.kernels import PREFIX, Epilogue, _epilogue, ceil_div
+from backends.tvm.kernels import PREFIX, Epilogue, apply_epilogue, ceil_div
 
 VNNI_KINDS = ("vconv2d", "vdense")
 LANES = 16
@@ -120,7 +120,7 @@ def conv2d(
         ),
         name=PREFIX + "vconv2d",
     )
-    return _epilogue(acc, (n, oh, ow, epi.out_channels), 3, bias, residual, epi)
+    return apply_epilogue(acc, (n, oh, ow, epi.out_channels), 3, bias, residual, epi)
 
 
 def dense(
@@ -147,4 +147,4 @@ def dense(
         ),
         name=PREFIX + "vdense",
     )
-    return _epilogue(acc, (m, epi.out_channels), 1, bias, residual, epi)
+    return apply_epilogue(acc, (m, epi.out_channels), 1, bias, residual, epi)

@@ -5,8 +5,8 @@
 be lowered, so ``unsupported`` can list every bad node before any work) and
 ``lower(node, ctx)``, which emits Relax bindings and returns one expression per output. The
 rules live in tables merged here: elementwise and data movement (``lower_tensor``),
-neural-network ops (``lower_nn``), quantized integer ops (``lower_quant``), ``lower_llm`` and
-``lower_more``.
+neural-network ops (``lower_nn``), quantized integer ops (``lower_quant``), ``lower_llm``,
+``lower_more`` and ``lower_ops_a``.
 
 Layouts. The graph is NCHW; the conv kernels are NHWC (channels contiguous, so the output
 channel block is one vector load). ``LowerContext`` records each value's layout and converts
@@ -200,37 +200,25 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 
 def merged_rules() -> dict[str, Rule]:
+    from backends.tvm import lower_ops_b
     from backends.tvm.dtype_ops import dtype_rules
     from backends.tvm.dtypes_narrow import narrow_rules
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
+    from backends.tvm.lower_ops_a import extend as extend_ops_a
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    rules = extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES})
+    rules = extend_ops_a(
+        lower_ops_b.extend(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
+    )
     return narrow_rules(dtype_rules(rules))
 
 
-#: Operand dtypes TVM's CPU code generation fails on (raw TVM errors found by the fuzzer):
-#: op -> (refused first-operand dtypes, why).
-OPERAND_LIMITS: dict[str, tuple[frozenset[str], str]] = {
-    "math.argmax": (frozenset({"bool"}), "argmax of bool (TVM has no minimum of bool)"),
-    "math.reduce_max": (frozenset({"bool"}), "max of bool (TVM has no minimum of bool)"),
-    "math.reduce_min": (frozenset({"bool"}), "min of bool (TVM has no maximum of bool)"),
-}
-
-
-def _operand_reason(node: Node) -> str | None:
-    limit = OPERAND_LIMITS.get(node.op)
-    if limit is not None and node.inputs and node.inputs[0].dtype in limit[0]:
-        return limit[1]
-    return None
-
-
 def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:
-    """What no CPU rule can take: a dtype without a TVM type, symbolic output shapes, the
-    operand dtypes TVM's code generation fails on."""
+    """What no CPU rule can take: a dtype without a TVM type, symbolic output shapes. (The
+    operand dtypes TVM's code generation fails on for one op are that op's rule's check.)"""
     packs = isinstance(rule, Rule) and rule.packs_constants
     bad = [
         v for v in [*node.inputs, *node.outputs]
@@ -240,7 +228,7 @@ def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:
         return f"dtype {bad[0].dtype} has no TVM type"
     if any(not v.type.is_static for v in node.outputs):
         return "symbolic output shape"
-    return _operand_reason(node)
+    return None
 
 
 def check_graph(graph: Graph) -> list[Unsupported]:
@@ -262,8 +250,11 @@ def check_graph(graph: Graph) -> list[Unsupported]:
         for value in values
         if value.dtype not in TVM_DTYPES and not value.is_const
     ]
+    from backends.tvm.lower_ops_b import DATA_DEPENDENT
+
     return items + unsupported_nodes(
-        graph, graph, merged_rules(), "no TVM lowering", guard=_guard
+        graph, graph, merged_rules(), lambda n: DATA_DEPENDENT.get(n.op, "no TVM lowering"),
+        guard=_guard,
     )
 
 

@@ -71,6 +71,9 @@ def _reduce(node: Node, ctx: LowerContext) -> Sequence[Any]:
     if a["kind"] in pre:
         data = ctx.emit(pre[a["kind"]](data))
     name = {"mean": "mean", "max": "max", "min": "min", "prod": "prod"}.get(a["kind"], "sum")
+    if name in ("max", "min") and is_float(x.dtype):  # from -inf/+inf, as NumPy
+        every = list(range(rank)) if axes is None else axes
+        return [ctx.emit_te(te_ops.float_extreme, data, every, keep, name)]
     y = ctx.emit(getattr(R, name)(data, axes, keep))
     post = {"l2": R.sqrt, "log_sum": R.log, "log_sum_exp": R.log}
     return [ctx.emit(post[a["kind"]](y)) if a["kind"] in post else y]
@@ -297,7 +300,7 @@ ELEMENTWISE_MORE: dict[str, str] = {
 def _resize_linear(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """One axis at a time, as the interpreter: the two neighbours of each output position
     (constant indices) blended by constant weights."""
-    from compiler.interpreter_more import _source
+    from compiler.interpreter_more import resize_source
 
     R = _R()
     a = ctx.attrs(node)
@@ -309,7 +312,8 @@ def _resize_linear(node: Node, ctx: LowerContext) -> Sequence[Any]:
         size_in = shape[axis]
         if size_out == size_in and scale == 1:
             continue
-        coord = _source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale, a["mode"])
+        coord = resize_source(np.arange(size_out, dtype=np.float64), size_in, size_out, scale,
+                              a["mode"])
         coord = np.clip(coord, 0, size_in - 1)
         low = np.floor(coord).astype(np.int64)
         high = np.minimum(low + 1, size_in - 1)

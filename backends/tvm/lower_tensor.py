@@ -180,14 +180,28 @@ def _cast(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 
 # ---- reductions ------------------------------------------------------------------------------
-def reduce(name: str) -> Rule:
+def reduce(name: str, check: Callable[[Node, Graph], str | None] | None = None) -> Rule:
     def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         a = ctx.attrs(node)
         x = ctx.arg(node.inputs[0])
-        axes = None if a["axes"] is None else [int(v) % node.inputs[0].type.rank for v in a["axes"]]
+        rank = node.inputs[0].type.rank
+        axes = None if a["axes"] is None else [int(v) % rank for v in a["axes"]]
+        if name in ("max", "min") and is_float(node.inputs[0].dtype):  # from -inf/+inf
+            every = list(range(rank)) if axes is None else axes
+            return [ctx.emit_te(te_ops.float_extreme, x, every, bool(a["keepdims"]), name)]
         return [ctx.emit(getattr(_R(), name)(x, axes, bool(a["keepdims"])))]
 
-    return Rule(lower)
+    return Rule(lower, check)
+
+
+def _no_bool(why: str) -> Callable[[Node, Graph], str | None]:
+    """Refuse a bool operand: TVM's max/min/argmax start from the dtype's extreme value, and
+    its code generation has none for bool (a raw TVM error the fuzzer found)."""
+
+    def check(node: Node, graph: Graph) -> str | None:
+        return why if node.inputs[0].dtype == "bool" else None
+
+    return check
 
 
 def _argmax(node: Node, ctx: LowerContext) -> Sequence[Any]:
@@ -315,10 +329,10 @@ TENSOR_RULES: dict[str, Rule] = {
     "nn.dropout": Rule(_identity, layouts=True),
     "math.reduce_mean": reduce("mean"),
     "math.reduce_sum": reduce("sum"),
-    "math.reduce_max": reduce("max"),
-    "math.reduce_min": reduce("min"),
+    "math.reduce_max": reduce("max", _no_bool("max of bool (TVM has no minimum of bool)")),
+    "math.reduce_min": reduce("min", _no_bool("min of bool (TVM has no maximum of bool)")),
     "math.reduce_prod": reduce("prod"),
-    "math.argmax": Rule(_argmax),
+    "math.argmax": Rule(_argmax, _no_bool("argmax of bool (TVM has no minimum of bool)")),
     "nn.softmax": _softmax("softmax"),
     "nn.log_softmax": _softmax("log_softmax"),
     "tensor.reshape": Rule(_reshape),

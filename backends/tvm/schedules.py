@@ -369,11 +369,20 @@ def _vectorize_last(sch: Any, block: Any, lanes: int) -> None:
             sch.vectorize(loops[-1])
 
 
-class RowRule:
-    """Layer norm and softmax over the last axis (``backends.tvm.kernels_row``): one parallel
-    loop over rows; in it, each row's reductions (vector partial sums, then their total) and
-    the output row, vectorized. Whatever Relax fused around them (a quantize after, a scale
-    or mask before) is inlined."""
+def _inlined_sink(sch: Any) -> tuple[Any, list[Any]] | None:
+    """After inlining every producer that can be: the one block nothing reads (it must be
+    spatial) and its loops; None where there are several, or it reduces."""
+    inline_all(sch, keep=set())
+    sinks = [b for b in _blocks(sch) if not sch.get_consumers(b)]
+    if len(sinks) != 1 or not _is_spatial(sch, sinks[0]):
+        return None
+    return sinks[0], sch.get_loops(sinks[0])
+
+
+class _Rule:
+    """What the rules below share: the target's ``params``, and DLight's ``apply``, which
+    makes a schedule of ``func`` for ``schedule`` to fill; ``schedule`` returns it, or None
+    to decline."""
 
     def __init__(self, params: CpuParams):
         self.params = params
@@ -381,18 +390,25 @@ class RowRule:
     def apply(self, func: Any, target: Any, tunable: bool) -> Any:
         from tvm import s_tir
 
+        return self.schedule(s_tir.Schedule(func))
+
+    def schedule(self, sch: Any) -> Any:
+        raise NotImplementedError
+
+
+class RowRule(_Rule):
+    """Layer norm and softmax over the last axis (``backends.tvm.kernels_row``): one parallel
+    loop over rows; in it, each row's reductions (vector partial sums, then their total) and
+    the output row, vectorized. Whatever Relax fused around them (a quantize after, a scale
+    or mask before) is inlined."""
+
+    def schedule(self, sch: Any) -> Any:
         from backends.tvm.kernels_row import ROW_PART
 
-        sch = s_tir.Schedule(func)
         if not any(_name(sch, b).startswith(ROW_PART) for b in _blocks(sch)):
             return None
         try:
-            inline_all(sch, keep=set())
-            sinks = [b for b in _blocks(sch) if not sch.get_consumers(b)]
-            if len(sinks) != 1 or not _is_spatial(sch, sinks[0]):
-                return None
-            (sink,) = sinks
-            loops = sch.get_loops(sink)
+            sink, loops = _inlined_sink(sch) or (None, [])
             if len(loops) < 2:
                 return None
             row = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
@@ -415,7 +431,7 @@ class RowRule:
         return sch
 
 
-class ReduceRowsRule:
+class ReduceRowsRule(_Rule):
     """A reduction over the last axis with an elementwise epilogue that reads its result
     back (RMS norm lowered from plain ops, TVM's softmax when a row's length is not a
     multiple of the vector): rows (all but the last axis) in one loop, in parallel when the
@@ -424,22 +440,11 @@ class ReduceRowsRule:
     *elements*, so it ran once per element (576 times per RMS norm of SmolLM2). The sums
     keep their serial order."""
 
-    def __init__(self, params: CpuParams):
-        self.params = params
-
-    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
-        from tvm import s_tir
-
-        sch = s_tir.Schedule(func)
+    def schedule(self, sch: Any) -> Any:
         try:
             if all(_is_spatial(sch, b) for b in _blocks(sch)):
                 return None
-            inline_all(sch, keep=set())
-            sinks = [b for b in _blocks(sch) if not sch.get_consumers(b)]
-            if len(sinks) != 1 or not _is_spatial(sch, sinks[0]):
-                return None
-            (sink,) = sinks
-            loops = sch.get_loops(sink)
+            sink, loops = _inlined_sink(sch) or (None, [])
             if len(loops) < 2 or len(loops) != len(_write_shape(sch, sink)):
                 return None
             producers = [b for b in _blocks(sch) if _name(sch, b) != _name(sch, sink)]
@@ -466,16 +471,10 @@ def _bits(sch: Any, block: Any) -> int:
     return max(int(sch.get(block).writes[0].source.dtype.bits), 8)
 
 
-class FallbackRule:
+class FallbackRule(_Rule):
     """Parallel outer loop and vector inner loop for whatever no other rule took."""
 
-    def __init__(self, params: CpuParams):
-        self.params = params
-
-    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
-        from tvm import s_tir
-
-        sch = s_tir.Schedule(func)
+    def schedule(self, sch: Any) -> Any:
         try:
             inline_all(sch, keep=set())
         except _schedule_error():
@@ -492,18 +491,12 @@ class FallbackRule:
         return sch
 
 
-class ZeroSizeRule:
+class ZeroSizeRule(_Rule):
     """A kernel over a zero-size tensor (Phi-3 slices ``x[..., 16:]`` of a 16-wide head) has
     loops of extent 0: it is left as it is, since it does no work and every tiling would
     divide by its extent."""
 
-    def __init__(self, params: CpuParams):
-        self.params = params
-
-    def apply(self, func: Any, target: Any, tunable: bool) -> Any:
-        from tvm import s_tir
-
-        sch = s_tir.Schedule(func)
+    def schedule(self, sch: Any) -> Any:
         try:
             blocks = _blocks(sch)
         except _schedule_error():

@@ -275,3 +275,34 @@ def requantize_scalar(
         return rounding_shift(p, shift, zo, bounds[0], bounds[1], dtype)
 
     return te.compute(acc.shape, body, name="requantize")
+
+
+def float_extreme(x: Any, axes: Sequence[int], keepdims: bool, kind: str) -> Any:
+    """``np.max``/``np.min`` over ``axes`` of a float tensor, starting from -inf/+inf.
+
+    TVM's own max reduction starts from the lowest finite value, so a row of -inf (a fully
+    masked attention row) has the finite maximum -3.4e38 and ``max == -inf`` tests fail."""
+    from tvm import te, tirx
+
+    shape = [int(d) for d in x.shape]
+    red = {a: te.reduce_axis((0, shape[a]), f"k{a}") for a in sorted(set(axes))}
+    fn = tirx.max if kind == "max" else tirx.min
+    init = float("-inf") if kind == "max" else float("inf")
+    reducer = te.comm_reducer(
+        lambda a, b: fn(a, b), lambda t: tirx.const(init, t), name=f"{kind}_from_inf"
+    )
+    out = [1 if d in red else n for d, n in enumerate(shape) if keepdims or d not in red]
+
+    def body(*i: Any) -> Any:
+        it = iter(i)
+        idx = []
+        for d in range(len(shape)):
+            if d in red:
+                if keepdims:
+                    next(it)
+                idx.append(red[d])
+            else:
+                idx.append(next(it))
+        return reducer(x(*idx), axis=list(red.values()))
+
+    return te.compute(tuple(out), body, name=f"reduce_{kind}")

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from compiler.frontends.onnx_importer import Known, OnnxNode, Reject, is_symbolic, normalize_known
-from compiler.frontends.onnx_ops import folds
-from compiler.frontends.onnx_ops_tensor import _axes_operand, _axis, _slice_params
+from compiler.frontends.onnx_ops_tensor import axes_operand, checked_axis, slice_params
+from compiler.frontends.onnx_table import folds
 
 
 def _int_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -121,23 +121,23 @@ def _fold_cast(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray] | None:
 def _fold_gather(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
     data, indices = xs[0], xs[1]
     assert data is not None and indices is not None
-    axis = _axis(int(n.attr("axis", 0)), data.ndim)
+    axis = checked_axis(int(n.attr("axis", 0)), data.ndim)
     return [np.take(data, indices.astype(np.int64), axis=axis)]
 
 
 @folds("Concat")
 def _fold_concat(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
     arrays = [x for x in xs if x is not None]
-    return [np.concatenate(arrays, axis=_axis(int(n.attr("axis")), arrays[0].ndim))]
+    return [np.concatenate(arrays, axis=checked_axis(int(n.attr("axis")), arrays[0].ndim))]
 
 
 @folds("Unsqueeze")
 def _fold_unsqueeze(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
     x = xs[0]
     assert x is not None
-    axes = _axes_operand(n, 13) or []
+    axes = axes_operand(n, 13) or []
     rank = x.ndim + len(axes)
-    for a in sorted(_axis(a, rank) for a in axes):
+    for a in sorted(checked_axis(a, rank) for a in axes):
         x = np.expand_dims(x, a)
     return [x]
 
@@ -146,7 +146,7 @@ def _fold_unsqueeze(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
 def _fold_squeeze(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
     x = xs[0]
     assert x is not None
-    axes = _axes_operand(n, 13)
+    axes = axes_operand(n, 13)
     return [np.squeeze(x, axis=None if axes is None else tuple(axes))]
 
 
@@ -154,10 +154,10 @@ def _fold_squeeze(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
 def _fold_slice(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
     x = xs[0]
     assert x is not None
-    starts, ends, axes, steps = _slice_params(n, x.ndim)
+    starts, ends, axes, steps = slice_params(n, x.ndim)
     index = [slice(None)] * x.ndim
     for s, e, a, st in zip(starts, ends, axes, steps, strict=True):
-        index[_axis(a, x.ndim)] = slice(s, e, st)
+        index[checked_axis(a, x.ndim)] = slice(s, e, st)
     return [x[tuple(index)]]
 
 
@@ -220,7 +220,7 @@ def _fold_transpose(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
 def _fold_gather_elements(n: OnnxNode, xs: list[Known | None]) -> list[np.ndarray]:
     data, indices = xs[0], xs[1]
     assert data is not None and indices is not None
-    axis = _axis(int(n.attr("axis", 0)), data.ndim)
+    axis = checked_axis(int(n.attr("axis", 0)), data.ndim)
     indices = np.where(indices < 0, indices + data.shape[axis], indices).astype(np.int64)
     return [np.take_along_axis(data, indices, axis=axis)]
 

@@ -26,7 +26,7 @@ from compiler.frontends.onnx_importer import (
     dtype_of_numpy_or_none,
     ir_dtype,
 )
-from compiler.frontends.onnx_ops import CONVERTERS, Converter, converts
+from compiler.frontends.onnx_table import CONVERTERS, Converter, converts
 from compiler.ir import Value
 from compiler.ir.ops import norm_axis
 from compiler.ir.types import NARROW_FLOAT_DTYPES, is_float, is_int

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from compiler.frontends import onnx_ops, onnx_ops_nn
+from compiler.frontends import onnx_ops_core, onnx_ops_nn  # noqa: F401  (first: entries are wrapped)
 from compiler.frontends.onnx_importer import OnnxNode, Output, Reject, ir_dtype
-from compiler.frontends.onnx_ops import _spatial_attrs, converts, explicit_pads
+from compiler.frontends.onnx_table import CONVERTERS, converts, explicit_pads, spatial_attrs
 from compiler.ir import Value
 
 
@@ -110,7 +110,7 @@ def _compress(n: OnnxNode) -> Sequence[Output]:
                    {"axis": None if axis is None else int(axis)})]  # fmt: skip
 
 
-_core_pool = onnx_ops_nn._pool
+_core_pool = CONVERTERS["MaxPool"]  # onnx_ops_nn's, for AveragePool too
 
 
 @converts("MaxPool", "AveragePool", "LpPool")
@@ -124,7 +124,7 @@ def _pool(n: OnnxNode) -> Sequence[Output]:
             pass  # the N-D op below takes it
     x = n.value(0)
     kernel = [int(k) for k in n.attr("kernel_shape")]
-    strides, dilations = _spatial_attrs(n, len(kernel))
+    strides, dilations = spatial_attrs(n, len(kernel))
     pads = explicit_pads(n, x.shape[2:], kernel, strides, dilations)
     if n.used(1):  # MaxPool's Indices
         attrs_i = {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dilations,
@@ -200,7 +200,7 @@ def _instance_norm(n: OnnxNode) -> Sequence[Output]:
     return [n.emit("math.add", [n.emit("math.mul", [y, scale], hint="scaled"), bias])]
 
 
-_core_dropout = onnx_ops.CONVERTERS["Dropout"]
+_core_dropout = CONVERTERS["Dropout"]
 
 
 @converts("Dropout")

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from compiler.frontends import onnx_ops_core  # noqa: F401  (first: Mod is wrapped)
 from compiler.frontends.onnx_importer import OnnxNode, Output, Reject
-from compiler.frontends.onnx_ops import CONVERTERS, converts
 from compiler.frontends.onnx_ops_nn import REDUCE, order_reversed
+from compiler.frontends.onnx_table import CONVERTERS, converts
 from compiler.ir import TensorType, Value
 from compiler.ir.ops import norm_axis
 
@@ -326,7 +327,7 @@ _nearest_resize = CONVERTERS["Resize"]
 def _resize(n: OnnxNode) -> Sequence[Output]:
     """mode=linear: ``nn.resize_linear`` to the static output shape; other modes: the
     nearest-resize converter."""
-    from compiler.frontends.onnx_ops_nn import _resize_scales
+    from compiler.frontends.onnx_ops_nn import resize_scales
     from compiler.ir.ops_more import RESIZE_COORDINATES
 
     if n.attr("mode", "nearest") != "linear":
@@ -335,7 +336,7 @@ def _resize(n: OnnxNode) -> Sequence[Output]:
         raise Reject("linear resize with antialias=1")
     x = n.value(0)
     shape = n.static_shape(0, "linear Resize")
-    scales, sizes = _resize_scales(n, x.type.rank)
+    scales, sizes = resize_scales(n, x.type.rank)
     old = n.op_type == "Upsample" or n.opset < 11
     transform = "asymmetric" if old else n.attr("coordinate_transformation_mode", "half_pixel")
     if transform not in RESIZE_COORDINATES:

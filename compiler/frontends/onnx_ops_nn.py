@@ -15,7 +15,7 @@ from compiler.frontends.onnx_importer import (
     dtype_of_numpy_or_none,
     ir_dtype,
 )
-from compiler.frontends.onnx_ops import _nondefault, _spatial_attrs, converts, explicit_pads
+from compiler.frontends.onnx_table import converts, explicit_pads, nondefault, spatial_attrs
 from compiler.ir import QuantParams, TensorType, Value
 from compiler.ir.types import is_int
 
@@ -32,7 +32,7 @@ def _pool(n: OnnxNode) -> Sequence[Output]:
         raise Reject("MaxPool's Indices output")
     x = n.value(0)
     kernel = [int(k) for k in n.attr("kernel_shape")]
-    strides, dilations = _spatial_attrs(n, len(kernel))
+    strides, dilations = spatial_attrs(n, len(kernel))
     if n.op_type == "AveragePool" and any(d != 1 for d in dilations):
         raise Reject("dilated average pooling")
     pads = explicit_pads(n, x.shape[2:], kernel, strides, dilations)
@@ -54,11 +54,11 @@ def _pool2d(n: OnnxNode, x: Value, windows: Sequence[Window], hint: str | None) 
     attrs: dict[str, Any] = {
         "kernel": kernel,
         "strides": strides,
-        **_nondefault(pads=begins + ends),
+        **nondefault(pads=begins + ends),
         "ceil_mode": bool(n.attr("ceil_mode", 0)),
     }
     if n.op_type == "MaxPool":
-        attrs.update(_nondefault(dilations=dilations))
+        attrs.update(nondefault(dilations=dilations))
         return n.emit("nn.max_pool2d", [x], attrs, hint=hint)
     attrs["count_include_pad"] = bool(n.attr("count_include_pad", 0))
     return n.emit("nn.avg_pool2d", [x], attrs, hint=hint)
@@ -195,7 +195,7 @@ def _same_as_ir(size_in: int, size_out: int, scale: float, mode: str, nearest: s
     return bool(np.array_equal(np.clip(onnx_src, 0, last), np.minimum(ir_src, last)))
 
 
-def _resize_scales(n: OnnxNode, rank: int) -> tuple[list[float], list[int] | None]:
+def resize_scales(n: OnnxNode, rank: int) -> tuple[list[float], list[int] | None]:
     """Per-dimension scales, and the requested sizes when given instead."""
     if n.op_type == "Upsample" and n.opset < 9:
         return [float(s) for s in n.attr("scales")], None
@@ -227,7 +227,7 @@ def _resize(n: OnnxNode) -> Sequence[Output]:
     if mode != "nearest":
         raise Reject(f"mode={mode!r} (only nearest)")
     x = n.value(0)
-    scales, sizes = _resize_scales(n, x.type.rank)
+    scales, sizes = resize_scales(n, x.type.rank)
     old = n.op_type == "Upsample" or n.opset < 11
     transform = "asymmetric" if old else n.attr("coordinate_transformation_mode", "half_pixel")
     nearest = "floor" if old else n.attr("nearest_mode", "round_prefer_floor")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from compiler.frontends.onnx_importer import OnnxNode, Output, Reject
-from compiler.frontends.onnx_ops import converts
+from compiler.frontends.onnx_table import converts
 from compiler.ir import TensorType, Value
 from compiler.ir.ops_signal import CELLS, DIRECTIONS
 

@@ -22,17 +22,18 @@ from compiler.frontends.onnx_importer import (
     is_symbolic,
     normalize_known,
 )
-from compiler.frontends.onnx_ops import converts
+from compiler.frontends.onnx_table import converts
 from compiler.ir.ops_tensor import resolve_reshape
 
 
-def _axis(axis: int, rank: int) -> int:
+def checked_axis(axis: int, rank: int) -> int:
+    """``axis`` made non-negative; ShapeError if out of range for ``rank``."""
     if not -rank <= axis < max(rank, 1):
         raise ShapeError(f"axis {axis} out of range for rank {rank}")
     return axis + rank if axis < 0 else axis
 
 
-def _axes_operand(n: OnnxNode, since: int, index: int = 1) -> list[int] | None:
+def axes_operand(n: OnnxNode, since: int, index: int = 1) -> list[int] | None:
     """Axes given as an attribute before opset ``since`` and as input ``index`` from it."""
     if n.opset >= since:
         return n.ints(index, "the axes") if n.has(index) else None
@@ -72,7 +73,7 @@ def _transpose(n: OnnxNode) -> Sequence[Output]:
 @converts("Concat")
 def _concat(n: OnnxNode) -> Sequence[Output]:
     values = [n.value(i) for i in range(len(n.inputs)) if n.has(i)]
-    axis = _axis(int(n.attr("axis")), values[0].type.rank)
+    axis = checked_axis(int(n.attr("axis")), values[0].type.rank)
     nonempty = [v for v in values if v.shape[axis] != 0] or values[:1]
     if len(nonempty) == 1:
         return nonempty
@@ -82,7 +83,7 @@ def _concat(n: OnnxNode) -> Sequence[Output]:
 @converts("Split")
 def _split(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)
-    axis = _axis(int(n.attr("axis", 0)), x.type.rank)
+    axis = checked_axis(int(n.attr("axis", 0)), x.type.rank)
     if n.opset >= 13 and n.has(1):
         sizes = n.ints(1, "the split sizes")
     elif n.opset < 13 and n.attr("split") is not None:
@@ -101,7 +102,7 @@ def _split(n: OnnxNode) -> Sequence[Output]:
     return n.emit_multi("tensor.split", [x], {"axis": axis, "sizes": sizes}, None, names)
 
 
-def _slice_params(n: OnnxNode, rank: int) -> tuple[list[int], list[int], list[int], list[int]]:
+def slice_params(n: OnnxNode, rank: int) -> tuple[list[int], list[int], list[int], list[int]]:
     if n.opset < 10:
         starts, ends = [int(v) for v in n.attr("starts")], [int(v) for v in n.attr("ends")]
         axes = [int(v) for v in n.attr("axes", range(len(starts)))]
@@ -115,8 +116,8 @@ def _slice_params(n: OnnxNode, rank: int) -> tuple[list[int], list[int], list[in
 @converts("Slice")
 def _slice(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)
-    starts, ends, axes, steps = _slice_params(n, x.type.rank)
-    axes = [_axis(a, x.type.rank) for a in axes]
+    starts, ends, axes, steps = slice_params(n, x.type.rank)
+    axes = [checked_axis(a, x.type.rank) for a in axes]
     identity = True
     for i, (a, step) in enumerate(zip(axes, steps, strict=True)):
         size = x.shape[a]
@@ -137,20 +138,20 @@ def _slice(n: OnnxNode) -> Sequence[Output]:
 @converts("Squeeze")
 def _squeeze(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)
-    axes = _axes_operand(n, 13)
+    axes = axes_operand(n, 13)
     if axes is None:
         axes = [i for i, d in enumerate(x.shape) if d == 1]
     if not axes:
         return [x]
-    return [n.emit("tensor.squeeze", [x], {"axes": [_axis(a, x.type.rank) for a in axes]})]
+    return [n.emit("tensor.squeeze", [x], {"axes": [checked_axis(a, x.type.rank) for a in axes]})]
 
 
 @converts("Unsqueeze")
 def _unsqueeze(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)
-    axes = _axes_operand(n, 13) or []
+    axes = axes_operand(n, 13) or []
     rank = x.type.rank + len(axes)
-    return [n.emit("tensor.unsqueeze", [x], {"axes": sorted(_axis(a, rank) for a in axes)})]
+    return [n.emit("tensor.unsqueeze", [x], {"axes": sorted(checked_axis(a, rank) for a in axes)})]
 
 
 @converts("Expand")
@@ -217,7 +218,7 @@ def _gather_nd(n: OnnxNode) -> Sequence[Output]:
 def _gather(n: OnnxNode) -> Sequence[Output]:
     x = n.value(0)
     indices = n.value(1, dtype=None if n.type(1).dtype in ("i32", "i64") else "i64")
-    axis = _axis(int(n.attr("axis", 0)), x.type.rank)
+    axis = checked_axis(int(n.attr("axis", 0)), x.type.rank)
     return [n.emit("tensor.gather", [x, indices], {"axis": axis})]
 
 
@@ -236,7 +237,7 @@ def _pad(n: OnnxNode) -> Sequence[Output]:
         fill = n.need_known(2, "the pad value") if n.has(2) else np.zeros(())
         value = float(np.asarray(fill).reshape(-1)[0]) if np.size(fill) else 0.0
         if n.has(3):
-            axes = [_axis(a, rank) for a in n.ints(3, "the pad axes")]
+            axes = [checked_axis(a, rank) for a in n.ints(3, "the pad axes")]
             full = [0] * 2 * rank
             for i, a in enumerate(axes):
                 full[a], full[rank + a] = pads[i], pads[len(axes) + i]

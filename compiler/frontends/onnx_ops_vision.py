@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from compiler.frontends import onnx_ops_more
+from compiler.frontends import onnx_ops_more  # noqa: F401  (first: Resize is wrapped)
 from compiler.frontends.onnx_importer import OnnxNode, Output, Reject
-from compiler.frontends.onnx_ops import converts
-from compiler.frontends.onnx_ops_nn import _resize_scales
+from compiler.frontends.onnx_ops_nn import resize_scales
+from compiler.frontends.onnx_table import CONVERTERS, converts
 from compiler.ir import TensorType, Value
 from compiler.ir.ops_vision import CUBIC_COORDINATES, GRID_MODES
 
@@ -30,7 +30,7 @@ def _grid_sample(n: OnnxNode) -> Sequence[Output]:
     return [n.emit("nn.grid_sample", [x, n.value(1, x.dtype)], attrs)]
 
 
-_resize_before = onnx_ops_more._resize
+_resize_before = CONVERTERS["Resize"]  # onnx_ops_more's
 
 
 @converts("Resize", "Upsample")
@@ -42,7 +42,7 @@ def _resize(n: OnnxNode) -> Sequence[Output]:
         raise Reject("cubic resize with antialias=1")
     x = n.value(0)
     shape = n.static_shape(0, "cubic Resize")
-    scales, sizes = _resize_scales(n, x.type.rank)
+    scales, sizes = resize_scales(n, x.type.rank)
     transform = n.attr("coordinate_transformation_mode", "half_pixel")
     if transform not in CUBIC_COORDINATES:
         raise Reject(f"cubic resize with coordinate_transformation_mode={transform!r}")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from compiler.frontends.onnx_importer import OnnxNode, Output, Reject
-from compiler.frontends.onnx_ops import converts
+from compiler.frontends.onnx_table import converts
 from compiler.ir import Value
 
 if TYPE_CHECKING:

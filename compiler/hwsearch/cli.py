@@ -22,11 +22,11 @@ from compiler.errors import BudgetError, InputError
 
 def _array(path: str | None, what: str) -> np.ndarray | None:
     """The first array of an .npz (one array per model input, samples first) or an .npy."""
-    from compiler.cli import _load_npz_or_npy
+    from compiler.cli import load_npz_or_npy
 
     if path is None:
         return None
-    data = _load_npz_or_npy(path)
+    data = load_npz_or_npy(path)
     if isinstance(data, dict):
         if not data:
             raise InputError(f"{what} {path} holds no arrays")

@@ -12,10 +12,12 @@ verifier rejects the graphs they leave undefined (``check_node``):
 - The fused activations (``act``): ``compiler.ir.ops_nn.FUSED_ACTIVATIONS`` maps each to the
   op it stands for; ``standalone_activation`` and ``fused_activation`` convert both ways;
   an integer conv/dense carries only the clamps ``INTEGER_ACTIVATIONS``.
-- ``node_macs(node)``: multiply-accumulates, one formula per op in ``MACS``.
+- ``node_macs(node)``: multiply-accumulates, one formula per op in ``MACS``; conv and
+  dense as the matrix product ``gemm_shape(node)`` (M, K, N) they are.
 - Layout: ops tagged ``layout`` in the op table only move elements (reshape, transpose,
   slice, concat, gather, ...: an integer tensor keeps its scale through them); ``view`` ops
-  keep the row-major order too (the same bytes under a new shape: a copy or an alias).
+  keep the row-major order too (the same bytes under a new shape: a copy or an alias);
+  ``reshape_ops()`` are the views that change the shape.
 """
 
 from __future__ import annotations
@@ -175,8 +177,23 @@ def _dim(d: Dim, symbolic: int) -> int:
     return d if isinstance(d, int) else symbolic
 
 
-def _conv_macs(node: Node, s: int) -> int:
-    return _numel(node.outputs[0].type.shape, s) * _numel(node.inputs[1].type.shape[1:], s)
+#: Ops that are one matrix product each, read by ``gemm_shape``.
+GEMM_OPS = ("nn.conv1d", "nn.conv2d", "nn.dense")
+
+
+def gemm_shape(node: Node, symbolic: int = 1) -> tuple[int, int, int]:
+    """(M, K, N) of the matrix product a conv or dense node is: N output channels (the
+    weight's rows), K products per output element (one group's window: the weight's other
+    dimensions), M output elements per channel (pixels, or rows). M·K·N is its MACs."""
+    assert node.op in GEMM_OPS, node.op
+    w = node.inputs[1].type.shape
+    n = _dim(w[0], symbolic)
+    m = _numel(node.outputs[0].type.shape, symbolic) // n if n else 0  # no output channels
+    return m, _numel(w[1:], symbolic), n
+
+
+def _gemm_macs(node: Node, s: int) -> int:
+    return math.prod(gemm_shape(node, s))
 
 
 def _conv_transpose_macs(node: Node, s: int) -> int:
@@ -194,9 +211,9 @@ def _attention_macs(node: Node, s: int) -> int:
 
 #: op -> its multiply-accumulates, given the node and the size assumed for symbolic dims.
 MACS: dict[str, Callable[[Node, int], int]] = {
-    "nn.conv1d": _conv_macs,
-    "nn.conv2d": _conv_macs,
-    "nn.dense": _conv_macs,  # [..., N] outputs x K (the weight is [N, K])
+    "nn.conv1d": _gemm_macs,
+    "nn.conv2d": _gemm_macs,
+    "nn.dense": _gemm_macs,  # [..., N] outputs x K (the weight is [N, K])
     "nn.conv_transpose2d": _conv_transpose_macs,
     "nn.matmul": _matmul_macs,
     "nn.attention": _attention_macs,
@@ -227,6 +244,12 @@ def is_view(op: str) -> bool:
 def view_ops() -> tuple[str, ...]:
     """Every op tagged ``view``, sorted (for the rule tables that treat them as one)."""
     return tuple(sorted(name for name, spec in OPS.items() if "view" in spec.tags))
+
+
+def reshape_ops() -> tuple[str, ...]:
+    """The ``view`` ops that change the shape (reshape, flatten, squeeze, unsqueeze): the
+    others are elementwise and keep it (identity, dropout)."""
+    return tuple(op for op in view_ops() if "elementwise" not in OPS[op].tags)
 
 
 # ---- the verifier's part --------------------------------------------------------------------

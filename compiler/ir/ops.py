@@ -1,8 +1,15 @@
-"""The op table: every op's name, operands, attributes and type inference, in one place.
+"""The op table: the registry every op module fills, and the helpers they share.
 
-Adding an op means adding one ``OpDef`` here, one NumPy implementation in
-``compiler.interpreter`` and (where they take it) one rule per frontend and backend; a test
-checks that every table knows every op it claims.
+This is a leaf module: ``OPS``, the ``register_op`` decorator that fills it, ``get_op`` and
+``infer_types``, and the shape and layout helpers the op modules (``ops_core``, ``ops_nn``,
+``ops_tensor``, ...) use. Each op module imports only this one; ``compiler.ir`` (the
+package's ``__init__``) imports every op module once, in a fixed order, so any import of
+``compiler.ir.ops`` sees the whole table.
+
+Adding an op means adding one ``register_op`` entry in an op module, one NumPy
+implementation in the interpreter (``compiler.interpreter_context.impl``) and (where they
+take it) one rule per frontend and backend; a test checks that every table knows every op it
+claims.
 
 Operand names ending in ``?`` are optional (trailing); a name ending in ``*`` is variadic.
 Tags state what other layers may rely on: ``elementwise``, ``reduce``, ``quant``, ``layout``
@@ -66,7 +73,7 @@ class OpDef:
 OPS: dict[str, OpDef] = {}
 
 
-def _op(
+def register_op(
     name: str,
     operands: str,
     attrs: dict[str, Any] | None = None,
@@ -144,26 +151,16 @@ def norm_axis(axis: int, rank: int) -> int:
     return axis % rank if rank else 0
 
 
-def _same_dtype(types: Sequence[TensorType]) -> str:
+def same_dtype(types: Sequence[TensorType]) -> str:
     dtypes = {t.dtype for t in types}
     if len(dtypes) != 1:
         raise _fail(f"operands have different dtypes {sorted(dtypes)}")
     return dtypes.pop()
 
 
-def _float(t: TensorType, what: str = "operand") -> None:
+def require_float(t: TensorType, what: str = "operand") -> None:
     if not is_float(t.dtype):
         raise _fail(f"{what} must be float, got {t.dtype}")
-
-
-def _mul(a: Dim, b: Dim) -> Dim:
-    if isinstance(a, int) and isinstance(b, int):
-        return a * b
-    if a == 1:
-        return b
-    if b == 1:
-        return a
-    return f"{a}*{b}"
 
 
 def conv_out_dim(
@@ -181,159 +178,10 @@ def conv_out_dim(
     return out
 
 
-# ---- elementwise ----------------------------------------------------------------------------
-def _binary(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    return [TensorType(_same_dtype(types), broadcast_shapes(types[0].shape, types[1].shape))]
+def binary_types(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    return [TensorType(same_dtype(types), broadcast_shapes(types[0].shape, types[1].shape))]
 
 
-def _arithmetic(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Numbers only: NumPy has no bool subtract/divide/power, and no backend does either."""
-    if any(t.dtype == "bool" for t in types):
-        raise _fail("arithmetic on bool operands; cast them to a number type first")
-    return _binary(types, attrs)
-
-
-def _logic(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    if any(is_float(t.dtype) for t in types):
-        raise _fail(f"logic on float operands ({', '.join(t.dtype for t in types)})")
-    return _binary(types, attrs) if len(types) == 2 else [types[0].with_quant(None)]
-
-
-def _unary_number(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    if types[0].dtype == "bool":
-        raise _fail("arithmetic on a bool operand; cast it to a number type first")
-    return _unary(types, attrs)
-
-
-def _compare(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    _same_dtype(types)
-    return [TensorType("bool", broadcast_shapes(types[0].shape, types[1].shape))]
-
-
-def _unary(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    return [types[0].with_quant(None)]
-
-
-def _unary_float(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    _float(types[0])
-    return [types[0]]
-
-
-for _name in ("add", "sub", "mul", "div", "pow", "maximum", "minimum", "mod"):
-    _op(f"math.{_name}", "a b", tags="elementwise binary")(_arithmetic)
-for _name in ("equal", "less", "greater", "less_equal", "greater_equal"):
-    _op(f"math.{_name}", "a b", tags="elementwise compare")(_compare)
-for _name in ("and", "or", "xor"):
-    _op(f"math.{_name}", "a b", tags="elementwise logic")(_logic)
-_op("math.not", "x", tags="elementwise")(_logic)
-
-
-@_op("math.isnan", "x", tags="elementwise")
-def _isnan(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """True where the float input is NaN (ONNX IsNaN: torch's exporter guards a masked
-    softmax with it)."""
-    _float(types[0])
-    return [TensorType("bool", types[0].shape)]
-
-
-for _name in ("neg", "abs"):
-    _op(f"math.{_name}", "x", tags="elementwise unary")(_unary_number)
-for _name in ("exp", "log", "sqrt", "rsqrt", "reciprocal", "erf", "tanh", "sin", "cos"):
-    _op(f"math.{_name}", "x", tags="elementwise unary")(_unary_float)
-for _name in ("relu", "sigmoid", "hardswish", "silu"):
-    _op(f"nn.{_name}", "x", tags="elementwise unary activation")(_unary_number)
-_op("nn.relu6", "x", tags="elementwise unary activation")(_unary_number)
-_op("nn.leaky_relu", "x", {"alpha": 0.01}, tags="elementwise unary activation")(_unary_float)
-_op("nn.hardsigmoid", "x", {"alpha": 1 / 6, "beta": 0.5}, tags="elementwise unary activation")(
-    _unary_float
-)
-_op("nn.gelu", "x", {"approximate": "none"}, tags="elementwise unary activation")(_unary_float)
-_op("nn.clip", "x", {"min": None, "max": None}, tags="elementwise unary activation")(_unary)
-_op("nn.dropout", "x", {"p": 0.0}, tags="elementwise layout view")(_unary)
-_op("tensor.identity", "x", tags="elementwise layout view")(lambda t, a: [t[0]])
-
-
-@_op("tensor.where", "cond x y", tags="elementwise")
-def _where(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """``cond ? x : y`` with broadcasting; ``cond`` is bool."""
-    if types[0].dtype != "bool":
-        raise _fail(f"where condition must be bool, got {types[0].dtype}")
-    dtype = _same_dtype(types[1:])
-    return [TensorType(dtype, broadcast_shapes(*(t.shape for t in types)))]
-
-
-@_op("tensor.cast", "x", {"to": REQUIRED, "saturate": True}, tags="elementwise")
-def _cast(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Convert to dtype ``to`` (float to int truncates toward zero, as C and ONNX do;
-    ``saturate``: to a float8 type, out-of-range values clamp to its largest finite value)."""
-    return [TensorType(attrs["to"], types[0].shape)]
-
-
-# ---- reductions and normalizations ----------------------------------------------------------
-def _reduced_shape(shape: Shape, axes: Sequence[int] | None, keepdims: bool) -> Shape:
-    rank = len(shape)
-    axes_n = set(range(rank)) if axes is None else {norm_axis(a, rank) for a in axes}
-    if axes is not None and len(axes_n) != len(axes):
-        raise _fail(f"reduction axes {list(axes)} name an axis twice")
-    return tuple(
-        1 if i in axes_n else d for i, d in enumerate(shape) if keepdims or i not in axes_n
-    )
-
-
-def _nonempty_axes(t: TensorType, axes: Sequence[int] | None, what: str) -> None:
-    """max/min/argmax have no identity: over an empty axis they have no value at all."""
-    axes_n = range(t.rank) if axes is None else [norm_axis(a, t.rank) for a in axes]
-    if any(t.shape[a] == 0 for a in axes_n):
-        raise _fail(f"{what} over an empty axis of {t}")
-
-
-def _reduce(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    return [
-        TensorType(types[0].dtype, _reduced_shape(types[0].shape, attrs["axes"], attrs["keepdims"]))
-    ]
-
-
-def _reduce_extreme(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    _nonempty_axes(types[0], attrs["axes"], "max/min")
-    return _reduce(types, attrs)
-
-
-for _name in ("mean", "sum", "prod"):
-    _op(f"math.reduce_{_name}", "x", {"axes": None, "keepdims": False}, tags="reduce")(_reduce)
-for _name in ("max", "min"):
-    _op(f"math.reduce_{_name}", "x", {"axes": None, "keepdims": False}, tags="reduce")(
-        _reduce_extreme
-    )
-
-
-@_op("math.argmax", "x", {"axis": -1, "keepdims": False}, tags="reduce")
-def _argmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    _nonempty_axes(types[0], [attrs["axis"]], "argmax")
-    return [TensorType("i64", _reduced_shape(types[0].shape, [attrs["axis"]], attrs["keepdims"]))]
-
-
-@_op("nn.softmax", "x", {"axis": -1})
-def _softmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    _float(types[0])
-    norm_axis(attrs["axis"], types[0].rank)
-    return [types[0]]
-
-
-OPS["nn.log_softmax"] = OpDef("nn.log_softmax", ("x",), {"axis": -1}, _softmax)
-
-
-@_op("nn.layer_norm", "x gamma? beta?", {"axis": -1, "eps": 1e-5})
-def _layer_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Normalize over dimensions ``axis..rank-1``, then scale by gamma and shift by beta."""
-    _float(types[0])
-    if types[0].rank == 0:
-        raise _fail("layer_norm of a scalar: there is no axis to normalize over")
-    axis = norm_axis(attrs["axis"], types[0].rank)
-    norm_shape = types[0].shape[axis:]
-    for t in types[1:]:
-        if tuple(t.shape) != tuple(norm_shape):
-            raise _fail(f"layer_norm parameter shape {t.shape} != normalized shape {norm_shape}")
-    return [types[0]]
 
 
 #: Activation layouts of the ops with a ``layout`` attribute (conv2d, pools, batch_norm).
@@ -384,39 +232,3 @@ def layout_aware(infer: InferFn, moved: tuple[int, ...] = (0,)) -> InferFn:
 
     run.__doc__ = infer.__doc__
     return run
-
-
-@_op("nn.batch_norm", "x scale bias mean var", {"eps": 1e-5, "layout": "NCHW"})
-@layout_aware
-def _batch_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Inference batch norm over channel axis 1 (the last with ``layout="NHWC"``) with
-    running statistics."""
-    _float(types[0])
-    c = types[0].shape[1]
-    for t in types[1:]:
-        if t.rank != 1 or (isinstance(c, int) and t.shape[0] != c):
-            raise _fail(f"batch_norm parameter shape {t.shape} does not match {c} channels")
-    return [types[0]]
-
-
-@_op("nn.lrn", "x", {"size": REQUIRED, "alpha": 1e-4, "beta": 0.75, "bias": 1.0})
-def _lrn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    """Local response normalization across channels (ONNX LRN, PyTorch LocalResponseNorm)."""
-    _float(types[0])
-    if types[0].rank < 2 or int(attrs["size"]) < 1:
-        raise _fail(f"LRN needs an input with channels (rank >= 2, got {types[0].rank}) and "
-                    f"size >= 1 (got {attrs['size']})")
-    return [types[0]]
-
-
-from compiler.ir import (  # noqa: E402,F401  (register the rest of the table)
-    ops_dynamic,
-    ops_extra,
-    ops_llm,
-    ops_more,
-    ops_nn,
-    ops_quant,
-    ops_signal,
-    ops_tensor,
-    ops_vision,
-)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import _op, norm_axis
+from compiler.ir.ops import norm_axis, register_op
 from compiler.ir.types import Dim, TensorType, is_int
 
 PAD_MODES = ("constant", "reflect", "edge", "wrap")
@@ -51,7 +51,7 @@ def _all_derived(x: TensorType) -> TensorType:
     return TensorType(x.dtype, tuple(derived(d) for d in x.shape))
 
 
-@_op("tensor.reshape_dyn", "x shape", {"allowzero": False}, tags="layout")
+@register_op("tensor.reshape_dyn", "x shape", {"allowzero": False}, tags="layout")
 def _reshape_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Reshape to the shape held by runtime operand ``shape`` (ONNX Reshape: 0 copies the
     input dimension unless ``allowzero``, one -1 is inferred)."""
@@ -59,7 +59,7 @@ def _reshape_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     return [TensorType(types[0].dtype, fresh("reshape", rank))]
 
 
-@_op("tensor.expand_dyn", "x shape", tags="layout")
+@register_op("tensor.expand_dyn", "x shape", tags="layout")
 def _expand_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Broadcast ``x`` against the runtime shape ``shape`` (ONNX Expand)."""
     x = types[0]
@@ -67,7 +67,7 @@ def _expand_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
     return [TensorType(x.dtype, fresh("expand", rank))]
 
 
-@_op("tensor.slice_dyn", "x starts ends axes? steps?", tags="layout")
+@register_op("tensor.slice_dyn", "x starts ends axes? steps?", tags="layout")
 def _slice_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """ONNX Slice with runtime ``starts``/``ends`` (and optional ``axes``/``steps``): every
     dimension may change, so all are symbolic."""
@@ -78,7 +78,9 @@ def _slice_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     return [_all_derived(types[0])]
 
 
-@_op("tensor.split_dyn", "x sizes?", {"axis": 0, "count": 1}, outputs="count", tags="layout")
+@register_op(
+    "tensor.split_dyn", "x sizes?", {"axis": 0, "count": 1}, outputs="count", tags="layout"
+)
 def _split_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Split ``x`` along ``axis`` into ``count`` parts of the runtime ``sizes``; without
     them into equal parts of a dimension known only at run time (the last part smaller
@@ -93,7 +95,7 @@ def _split_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     ]
 
 
-@_op("tensor.squeeze_dyn", "x axes", tags="layout")
+@register_op("tensor.squeeze_dyn", "x axes", tags="layout")
 def _squeeze_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Drop the size-1 dimensions named by runtime ``axes``."""
     x = types[0]
@@ -103,14 +105,14 @@ def _squeeze_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     return [TensorType(x.dtype, fresh("squeeze", x.rank - count))]
 
 
-@_op("tensor.unsqueeze_dyn", "x axes", tags="layout")
+@register_op("tensor.unsqueeze_dyn", "x axes", tags="layout")
 def _unsqueeze_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Insert size-1 dimensions at the positions named by runtime ``axes``."""
     x = types[0]
     return [TensorType(x.dtype, fresh("unsqueeze", x.rank + vector_length(types[1], "axes")))]
 
 
-@_op("tensor.tile_dyn", "x repeats", tags="layout")
+@register_op("tensor.tile_dyn", "x repeats", tags="layout")
 def _tile_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Repeat ``x`` along each dimension by the runtime ``repeats`` (ONNX Tile)."""
     x = types[0]
@@ -119,7 +121,7 @@ def _tile_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tensor
     return [_all_derived(x)]
 
 
-@_op("tensor.pad_dyn", "x pads value? axes?", {"mode": "constant"}, tags="layout")
+@register_op("tensor.pad_dyn", "x pads value? axes?", {"mode": "constant"}, tags="layout")
 def _pad_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """ONNX Pad with runtime ``pads`` (begins then ends; negative crops), fill ``value`` and
     ``axes``; ``mode`` is constant, reflect, edge or wrap."""
@@ -135,7 +137,7 @@ def _pad_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return [_all_derived(x)]
 
 
-@_op("tensor.range_dyn", "start limit delta")
+@register_op("tensor.range_dyn", "start limit delta")
 def _range(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``start, start + delta, ...`` up to (not including) ``limit``: scalars of one dtype,
     whose values decide the length (ONNX Range)."""
@@ -145,7 +147,7 @@ def _range(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [TensorType(types[0].dtype, fresh("range", 1))]
 
 
-@_op("tensor.constant_of_shape", "shape", {"value": 0.0, "dtype": "f32"})
+@register_op("tensor.constant_of_shape", "shape", {"value": 0.0, "dtype": "f32"})
 def _constant_of_shape(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """A tensor of the runtime ``shape`` filled with ``value`` (ONNX ConstantOfShape)."""
     return [TensorType(attrs["dtype"], fresh("shape", vector_length(types[0], "shape")))]
@@ -160,7 +162,7 @@ NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 ASPECT_POLICIES = ("stretch", "not_larger", "not_smaller")
 
 
-@_op(
+@register_op(
     "nn.resize_dyn", "x params roi?",
     {"given": "scales", "mode": "nearest", "transform": "half_pixel",
      "nearest_mode": "round_prefer_floor", "axes": None, "extrapolation_value": 0.0,
@@ -185,7 +187,7 @@ def _resize_dyn(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
     return [TensorType(x.dtype, shape)]
 
 
-@_op("tensor.one_hot", "indices depth values", {"axis": -1})
+@register_op("tensor.one_hot", "indices depth values", {"axis": -1})
 def _one_hot(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``values[1]`` where an index (wrapped once if negative) equals the position along the
     new dimension ``axis`` of runtime size ``depth``, else ``values[0]`` (ONNX OneHot)."""

@@ -17,11 +17,11 @@ from compiler.errors import ShapeError
 from compiler.ir.ops import (
     OPS,
     REQUIRED,
-    _float,
-    _op,
     broadcast_shapes,
     conv_out_dim,
     norm_axis,
+    register_op,
+    require_float,
 )  # fmt: skip
 from compiler.ir.types import BITS, DTYPES, Dim, TensorType, is_float
 
@@ -35,15 +35,15 @@ def _unknown(dim: Dim) -> Dim:
     return f"{dim}'"
 
 
-@_op("math.hardmax", "x", {"axis": -1})
+@register_op("math.hardmax", "x", {"axis": -1})
 def _hardmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """1 at the first maximum along ``axis``, 0 elsewhere (ONNX Hardmax, opset 13)."""
-    _float(types[0])
+    require_float(types[0])
     norm_axis(int(attrs["axis"]), types[0].rank)
     return [types[0].with_quant(None)]
 
 
-@_op("math.cumprod", "x axis", {"exclusive": False, "reverse": False})
+@register_op("math.cumprod", "x axis", {"exclusive": False, "reverse": False})
 def _cumprod(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Running product along the axis given by scalar operand ``axis`` (ONNX CumProd);
     ``exclusive`` starts from 1, ``reverse`` runs from the end."""
@@ -53,20 +53,20 @@ def _cumprod(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return [types[0].with_quant(None)]
 
 
-@_op("nn.lp_norm", "x", {"axis": -1, "p": 2})
+@register_op("nn.lp_norm", "x", {"axis": -1, "p": 2})
 def _lp_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``x / ||x||_p`` along ``axis``, p 1 or 2 (ONNX LpNormalization)."""
-    _float(types[0])
+    require_float(types[0])
     norm_axis(int(attrs["axis"]), types[0].rank)
     if attrs["p"] not in (1, 2):
         raise ShapeError(f"lp_norm p must be 1 or 2, got {attrs['p']}")
     return [types[0].with_quant(None)]
 
 
-@_op("math.isinf", "x", {"positive": True, "negative": True})
+@register_op("math.isinf", "x", {"positive": True, "negative": True})
 def _isinf(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """True where the float input is +inf (``positive``) or -inf (``negative``)."""
-    _float(types[0])
+    require_float(types[0])
     return [TensorType("bool", types[0].shape)]
 
 
@@ -74,7 +74,7 @@ def _storage_bits(dtype: str) -> int:
     return 8 if dtype == "bool" else BITS[dtype]  # a bool is stored as one byte
 
 
-@_op("tensor.bitcast", "x", {"to": REQUIRED}, tags="layout")
+@register_op("tensor.bitcast", "x", {"to": REQUIRED}, tags="layout")
 def _bitcast(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The same bits read as dtype ``to`` of the same width (ONNX BitCast, little endian)."""
     x, to = types[0], attrs["to"]
@@ -83,7 +83,7 @@ def _bitcast(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return [TensorType(to, x.shape)]
 
 
-@_op("tensor.one_hot", "indices depth values", {"axis": -1})
+@register_op("tensor.one_hot", "indices depth values", {"axis": -1})
 def _one_hot(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``values[1]`` where the index (negative: from ``depth``) equals the position along a
     new ``axis`` of size ``depth`` (runtime: symbolic), ``values[0]`` elsewhere."""
@@ -98,7 +98,7 @@ def _one_hot(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return [TensorType(values.dtype, tuple(shape))]
 
 
-@_op("tensor.unique", "x", {"axis": None, "sorted": True}, outputs=4)
+@register_op("tensor.unique", "x", {"axis": None, "sorted": True}, outputs=4)
 def _unique(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The distinct elements (or slices along ``axis``), sorted or in order of first
     occurrence, with the index of each one's first occurrence, each input's position in
@@ -117,13 +117,13 @@ def _unique(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(x.dtype, shape), flat, TensorType("i64", (along,)), flat]
 
 
-@_op("tensor.nonzero", "x")
+@register_op("tensor.nonzero", "x")
 def _nonzero(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The indices of the nonzero elements, [rank, count] in row-major order (ONNX NonZero)."""
     return [TensorType("i64", (max(types[0].rank, 1), "nonzero'"))]
 
 
-@_op("tensor.compress", "x condition", {"axis": None})
+@register_op("tensor.compress", "x condition", {"axis": None})
 def _compress(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The slices along ``axis`` (None: of the flattened input) where the 1-D boolean
     ``condition`` holds; a shorter condition leaves the rest out (ONNX Compress)."""
@@ -139,7 +139,7 @@ def _compress(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tensor
 POOL_KINDS = ("max", "avg", "lp")
 
 
-@_op("nn.pool_nd", "x", {
+@register_op("nn.pool_nd", "x", {
     "kind": REQUIRED, "kernel": REQUIRED, "strides": None, "pads": None, "dilations": None,
     "ceil_mode": False, "count_include_pad": False, "p": 2,
 })  # fmt: skip
@@ -160,7 +160,7 @@ def _pool_nd(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     if min(kernel + strides + dils) < 1 or min(pads) < 0 or x.dtype == "bool":
         raise ShapeError(f"pooling window {kernel}, strides {strides}, pads {pads}")
     if attrs["kind"] != "max":
-        _float(x)
+        require_float(x)
     out = [
         conv_out_dim(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[n + i], dils[i],
                      bool(attrs["ceil_mode"]))  # fmt: skip
@@ -174,7 +174,7 @@ def _quant_operand(t: TensorType, what: str) -> None:
         raise ShapeError(f"{what} must be i8 or u8, got {t.dtype}")
 
 
-@_op("q.linear_matmul", "a a_scale a_zero b b_scale b_zero y_scale y_zero")
+@register_op("q.linear_matmul", "a a_scale a_zero b b_scale b_zero y_scale y_zero")
 def _qlinear_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """ONNX QLinearMatMul: ``(a - a_zero) @ (b - b_zero)`` exactly in integers, rescaled by
     ``a_scale * b_scale / y_scale`` (in the scales' dtype, applied in float64), rounded
@@ -195,7 +195,7 @@ def _qlinear_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[
     return [TensorType(yz.dtype, (*batch, *rows, b.shape[-1]))]
 
 
-@_op("q.integer_matmul", "a b a_zero? b_zero?")
+@register_op("q.integer_matmul", "a b a_zero? b_zero?")
 def _integer_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """ONNX MatMulInteger: ``(a - a_zero) @ (b - b_zero)`` in int32."""
     a, b = types[0], types[1]
@@ -212,7 +212,7 @@ def _integer_matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[
 TFIDF_MODES = ("TF", "IDF", "TFIDF")
 
 
-@_op("nn.tfidf", "x", {
+@register_op("nn.tfidf", "x", {
     "min_n": REQUIRED, "max_n": REQUIRED, "max_skip": REQUIRED, "mode": REQUIRED,
     "counts": REQUIRED, "indexes": REQUIRED, "pool": REQUIRED, "weights": None,
 })  # fmt: skip
@@ -233,7 +233,7 @@ def _tfidf(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [TensorType("f32", (size,) if x.rank == 1 else (x.shape[0], size))]
 
 
-@_op("tensor.tensor_scatter", "cache update write_indices", {"mode": "linear", "axis": -2},
+@register_op("tensor.tensor_scatter", "cache update write_indices", {"mode": "linear", "axis": -2},
      tags="layout")  # fmt: skip
 def _tensor_scatter(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """A copy of ``cache`` with ``update`` written along ``axis`` from position
@@ -254,7 +254,7 @@ def _tensor_scatter(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[
     return [cache]
 
 
-@_op("nn.max_pool_argmax", "x", {
+@register_op("nn.max_pool_argmax", "x", {
     "kernel": REQUIRED, "strides": None, "pads": None, "dilations": None, "ceil_mode": False,
     "storage_order": 0,
 }, outputs=2)  # fmt: skip
@@ -266,7 +266,7 @@ def _max_pool_argmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list
     return [y, TensorType("i64", y.shape)]
 
 
-@_op("nn.max_unpool", "x indices", {"kernel": REQUIRED, "strides": None, "pads": None})
+@register_op("nn.max_unpool", "x indices", {"kernel": REQUIRED, "strides": None, "pads": None})
 def _max_unpool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Zeros with each value of ``x`` written at its flat ``indices`` (ONNX MaxUnpool, the
     inverse of max pooling's Indices; an index past the end wraps around, as gather's do):
@@ -288,23 +288,23 @@ def _max_unpool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
     return [TensorType(x.dtype, (*x.shape[:2], *out))]
 
 
-@_op("math.histc", "x", {"bins": REQUIRED, "min": 0.0, "max": 0.0})
+@register_op("math.histc", "x", {"bins": REQUIRED, "min": 0.0, "max": 0.0})
 def _histc(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Counts of ``x``'s elements in ``bins`` equal bins over [min, max] (the last bin
     includes max; elements outside are left out; min == max: the data's own range), as
     float (torch.histc; mixture-of-experts routing counts tokens per expert with it)."""
-    _float(types[0])
+    require_float(types[0])
     if int(attrs["bins"]) < 1 or float(attrs["max"]) < float(attrs["min"]):
         raise ShapeError(f"histc of {attrs['bins']} bins over [{attrs['min']}, {attrs['max']}]")
     return [TensorType(types[0].dtype, (int(attrs["bins"]),))]
 
 
-@_op("nn.grouped_mm", "x w offsets")
+@register_op("nn.grouped_mm", "x w offsets")
 def _grouped_mm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Rows ``offsets[g-1]:offsets[g]`` of ``x`` [S, K] times ``w[g]`` [G, K, N] (rows past
     the last offset give zeros): a mixture-of-experts layer over tokens sorted by expert."""
     x, w, offs = types
-    _float(x)
+    require_float(x)
     if x.rank != 2 or w.rank != 3 or w.shape[1] != x.shape[1] or w.dtype != x.dtype:
         raise ShapeError(f"grouped_mm of {x} with {w}")
     if offs.rank != 1 or offs.shape[0] != w.shape[0] or offs.dtype not in ("i32", "i64"):

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import REQUIRED, _op
+from compiler.ir.ops import REQUIRED, register_op
 from compiler.ir.types import TensorType
 from compiler.numerics import MAX_BLOCK
 
@@ -29,7 +29,7 @@ BLOCK_WEIGHT_DTYPES = ("i4", "u4", "i8", "u8")
 BLOCK_SCALE_DTYPES = ("f16", "f32")
 
 
-@_op("q.block_dense", "x q d m?", {"group": REQUIRED}, tags="quant dense")
+@register_op("q.block_dense", "x q d m?", {"group": REQUIRED}, tags="quant dense")
 def _block_dense(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``x @ (d * q + m).T`` with int8 per-block activations (compiler.numerics.block_dense)."""
     x, q = types[0], types[1]

@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import REQUIRED, _binary, _float, _op, _same_dtype, norm_axis
+from compiler.ir.ops import (
+    REQUIRED,
+    binary_types,
+    norm_axis,
+    register_op,
+    require_float,
+    same_dtype,
+)
 from compiler.ir.types import Dim, TensorType, is_float, is_int
 
 #: Reductions of ``math.reduce`` (kind -> what the interpreter computes over the axes).
@@ -34,7 +41,7 @@ def _unknown(dim: Dim) -> Dim:
     return f"{dim}'"
 
 
-@_op(
+@register_op(
     "math.reduce", "x axes?",
     {"kind": REQUIRED, "axes": None, "keepdims": True, "noop_with_empty_axes": False},
     tags="reduce",
@@ -70,7 +77,7 @@ def _reduce(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(x.dtype, tuple(f"r{i}'" for i in range(out_rank)))]
 
 
-@_op("tensor.gather_elements", "x indices", {"axis": 0}, tags="layout")
+@register_op("tensor.gather_elements", "x indices", {"axis": 0}, tags="layout")
 def _gather_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``out[i][j][k] = x[index[i][j][k]][j][k]`` along ``axis`` (ONNX GatherElements,
     torch.gather); negative indices count from the end."""
@@ -85,7 +92,9 @@ def _gather_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> list
 _REDUCTIONS = ("none", "add", "mul", "max", "min")
 
 
-@_op("tensor.scatter_elements", "x indices updates", {"axis": 0, "reduction": "none"})  # fmt: skip
+@register_op(
+    "tensor.scatter_elements", "x indices updates", {"axis": 0, "reduction": "none"}
+)
 def _scatter_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """A copy of ``x`` with ``updates`` written (or combined by ``reduction``) at ``indices``
     along ``axis`` (ONNX ScatterElements, torch.scatter)."""
@@ -96,11 +105,11 @@ def _scatter_elements(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     if tuple(idx.shape) != tuple(upd.shape) or idx.rank != x.rank:
         raise ShapeError(f"indices {list(idx.shape)} and updates {list(upd.shape)} do not fit")
     norm_axis(attrs["axis"], x.rank)
-    _same_dtype([x, upd])
+    same_dtype([x, upd])
     return [x]
 
 
-@_op("tensor.scatter_nd", "x indices updates", {"reduction": "none"})
+@register_op("tensor.scatter_nd", "x indices updates", {"reduction": "none"})
 def _scatter_nd(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """A copy of ``x`` with slices ``updates`` written at index tuples ``indices`` (ONNX
     ScatterND: indices [..., k] address the first k dimensions)."""
@@ -111,11 +120,11 @@ def _scatter_nd(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
     k = idx.shape[-1]
     if isinstance(k, int) and upd.rank != idx.rank - 1 + x.rank - k:
         raise ShapeError(f"updates rank {upd.rank} does not fit indices {list(idx.shape)}")
-    _same_dtype([x, upd])
+    same_dtype([x, upd])
     return [x]
 
 
-@_op("math.cumsum", "x axis", {"exclusive": False, "reverse": False})
+@register_op("math.cumsum", "x axis", {"exclusive": False, "reverse": False})
 def _cumsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Running sum along the axis given by scalar operand ``axis`` (possibly runtime data);
     ``exclusive`` leaves out the element itself, ``reverse`` runs from the end."""
@@ -123,7 +132,7 @@ def _cumsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [types[0].with_quant(None)]
 
 
-@_op("tensor.trilu", "x k?", {"upper": True})
+@register_op("tensor.trilu", "x k?", {"upper": True})
 def _trilu(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Keep the upper (or lower) triangle of the last two dimensions from diagonal ``k``
     (operand, default 0); zero the rest."""
@@ -136,7 +145,7 @@ def _trilu(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [types[0]]
 
 
-@_op("math.topk", "x k", {"axis": -1, "largest": True, "sorted": True}, outputs=2)
+@register_op("math.topk", "x k", {"axis": -1, "largest": True, "sorted": True}, outputs=2)
 def _topk(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The ``k`` largest (or smallest) values along ``axis`` and their i64 indices; ties go to
     the lower index. ``k`` is a one-element operand, so that dimension is symbolic."""
@@ -181,10 +190,10 @@ def einsum_terms(equation: str, ranks: Sequence[int]) -> tuple[list[str], str]:
     return expanded, out
 
 
-@_op("math.einsum", "xs*", {"equation": REQUIRED})
+@register_op("math.einsum", "xs*", {"equation": REQUIRED})
 def _einsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Einstein summation (NumPy's ``einsum``) over operands of one dtype."""
-    dtype = _same_dtype(types)
+    dtype = same_dtype(types)
     terms, out = einsum_terms(attrs["equation"], [t.rank for t in types])
     sizes: dict[str, Dim] = {}
     for term, t in zip(terms, types, strict=True):
@@ -194,29 +203,29 @@ def _einsum(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(dtype, tuple(sizes[c] for c in out))]
 
 
-@_op("nn.rms_norm", "x scale", {"axis": -1, "eps": 1e-5})
+@register_op("nn.rms_norm", "x scale", {"axis": -1, "eps": 1e-5})
 def _rms_norm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``x / sqrt(mean(x^2 over axis..rank-1) + eps) * scale`` (ONNX RMSNormalization, the
     Llama RMSNorm); ``scale`` broadcasts against the normalized dimensions."""
-    _float(types[0])
+    require_float(types[0])
     norm_axis(attrs["axis"], types[0].rank)
     return [types[0]]
 
 
-@_op("math.bitshift", "a b", {"direction": REQUIRED}, tags="elementwise binary")
+@register_op("math.bitshift", "a b", {"direction": REQUIRED}, tags="elementwise binary")
 def _bitshift(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``a << b`` or ``a >> b`` (``direction`` "left"/"right") on unsigned integers."""
     if not is_int(types[0].dtype) or attrs["direction"] not in ("left", "right"):
         raise ShapeError(f"bitshift of {types[0].dtype} to the {attrs['direction']!r}")
-    return _binary(types, attrs)
+    return binary_types(types, attrs)
 
 
-_op("math.floor_mod", "a b", tags="elementwise binary",
+register_op("math.floor_mod", "a b", tags="elementwise binary",
     doc="Floor modulo: the result has the sign of the divisor (Python's %, ONNX Mod fmod=0).",
-    )(_binary)  # fmt: skip
+    )(binary_types)  # fmt: skip
 
 
-@_op("nn.nll_loss", "x target weight?", {"reduction": "mean", "ignore_index": None})
+@register_op("nn.nll_loss", "x target weight?", {"reduction": "mean", "ignore_index": None})
 def _nll_loss(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Negative log-likelihood of log-probabilities ``x`` [N, C, d...] at class indices
     ``target`` [N, d...], weighted per class; ``reduction`` none/sum/mean (mean divides by
@@ -242,7 +251,7 @@ UNARY_MORE: dict[str, bool] = {
 
 
 def _unary_more_float(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    _float(types[0])
+    require_float(types[0])
     return [types[0]]
 
 
@@ -259,7 +268,7 @@ def _bitwise_not(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
 
 def _bitwise(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     _integers(types)
-    return _binary(types, attrs)
+    return binary_types(types, attrs)
 
 
 def _sign(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -269,26 +278,26 @@ def _sign(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType
 
 
 for _name, _float_only in UNARY_MORE.items():
-    _op(f"math.{_name}", "x", tags="elementwise unary")(
+    register_op(f"math.{_name}", "x", tags="elementwise unary")(
         _unary_more_float if _float_only
         else _bitwise_not if _name == "bitwise_not" else _sign
     )
 for _name in ("bitwise_and", "bitwise_or", "bitwise_xor"):
-    _op(f"math.{_name}", "a b", tags="elementwise binary")(_bitwise)
+    register_op(f"math.{_name}", "a b", tags="elementwise binary")(_bitwise)
 
 
 #: Coordinate transformations of ``nn.resize_linear`` (ONNX Resize's names).
 RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 
 
-@_op("nn.resize_linear", "x", {"sizes": REQUIRED, "scales": REQUIRED, "mode": "half_pixel"})
+@register_op("nn.resize_linear", "x", {"sizes": REQUIRED, "scales": REQUIRED, "mode": "half_pixel"})
 def _resize_linear(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """(Multi)linear resize to the output shape ``sizes``: each output index maps to an
     input coordinate by ``mode`` with ``scales`` (output/input per dimension), clamped into
     the input, and blends its two neighbours (bilinear over two dimensions: torch's
     ``upsample_bilinear2d``, ONNX Resize mode=linear)."""
     x = types[0]
-    _float(x)
+    require_float(x)
     if attrs["mode"] not in RESIZE_COORDINATES:
         raise ShapeError(f"unknown resize coordinate mode {attrs['mode']!r}")
     if len(attrs["sizes"]) != x.rank or len(attrs["scales"]) != x.rank:

@@ -14,12 +14,12 @@ from typing import Any
 from compiler.errors import ShapeError
 from compiler.ir.ops import (
     REQUIRED,
-    _float,
-    _op,
     broadcast_shapes,
     conv_out_dim,
     layout_aware,
     norm_axis,
+    register_op,
+    require_float,
 )
 from compiler.ir.types import Dim, TensorType, is_float, is_int
 
@@ -143,8 +143,8 @@ def _conv(n: int):
     return infer
 
 
-_op("nn.conv1d", "x w b? residual?", _CONV_ATTRS, tags="conv")(_conv(1))
-_op(
+register_op("nn.conv1d", "x w b? residual?", _CONV_ATTRS, tags="conv")(_conv(1))
+register_op(
     "nn.conv2d",
     "x w b? residual?",
     {**_CONV_ATTRS, "layout": "NCHW"},
@@ -154,7 +154,7 @@ _op(
 )(layout_aware(_conv(2), moved=(0, 3)))
 
 
-@_op(
+@register_op(
     "nn.conv_transpose2d",
     "x w b?",
     {"strides": None, "pads": None, "dilations": None, "output_padding": [0, 0], "groups": 1},
@@ -162,7 +162,7 @@ _op(
 def _conv_transpose2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Transposed 2-D convolution; weight is [Cin, Cout/groups, KH, KW]."""
     x, w = types[0], types[1]
-    _float(x)
+    require_float(x)
     strides, pads, dil = spatial_params(attrs, 2)
     op = attrs["output_padding"]
     spatial: list[Dim] = []
@@ -182,7 +182,9 @@ def _conv_transpose2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     return [TensorType(x.dtype, (x.shape[0], w.shape[1] * attrs["groups"], *spatial))]
 
 
-@_op("nn.dense", "x w b? residual?", {"act": "none", "act_args": [], "acc": None}, tags="dense")
+@register_op(
+    "nn.dense", "x w b? residual?", {"act": "none", "act_args": [], "acc": None}, tags="dense"
+)
 def _dense(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``x @ w.T + b`` over the last axis of x; w is [out_features, in_features]."""
     x, w = types[0], types[1]
@@ -197,7 +199,7 @@ def _dense(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return [out]
 
 
-@_op("nn.matmul", "a b", {"acc": None})
+@register_op("nn.matmul", "a b", {"acc": None})
 def _matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """NumPy ``matmul``: batched, with broadcast batch dimensions."""
     a, b = types
@@ -210,7 +212,9 @@ def _matmul(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(_out_dtype(a, b, attrs), (*batch, a.shape[-2], b.shape[-1]))]
 
 
-def _pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+# The result type of a 2-D NCHW pool (``q.avg_pool`` reuses it). A comment, not a docstring:
+# the pools' doc in the op table would become this text.
+def pool_types(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     x = types[0]
     if x.rank != 4:
         raise ShapeError(f"2-D pooling wants NCHW input, got {x.shape}")
@@ -227,7 +231,7 @@ def _pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType
     return [TensorType(x.dtype, (x.shape[0], x.shape[1], *spatial), x.quant)]
 
 
-_op(
+register_op(
     "nn.max_pool2d",
     "x",
     {
@@ -239,8 +243,8 @@ _op(
         "layout": "NCHW",
     },
     tags="pool",
-)(layout_aware(_pool))
-_op(
+)(layout_aware(pool_types))
+register_op(
     "nn.avg_pool2d",
     "x",
     {
@@ -252,10 +256,11 @@ _op(
         "layout": "NCHW",
     },
     tags="pool",
-)(layout_aware(_pool))
+)(layout_aware(pool_types))
 
 
-def _global_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+# The result type of a global pool over every spatial axis (``q.global_avg_pool`` reuses it).
+def global_pool_types(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     x = types[0]
     if x.rank < 3:
         raise ShapeError(f"global pooling wants [N, C, ...] input, got {x.shape}")
@@ -264,15 +269,17 @@ def _global_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     return [TensorType(x.dtype, (x.shape[0], x.shape[1]) + (1,) * (x.rank - 2), x.quant)]
 
 
-_op("nn.global_avg_pool", "x", {"layout": "NCHW"}, tags="pool")(layout_aware(_global_pool))
-_op("nn.global_max_pool", "x", {"layout": "NCHW"}, tags="pool")(layout_aware(_global_pool))
+for _name in ("avg", "max"):
+    register_op(f"nn.global_{_name}_pool", "x", {"layout": "NCHW"}, tags="pool")(
+        layout_aware(global_pool_types)
+    )
 
 
-@_op("nn.adaptive_avg_pool2d", "x", {"output_size": REQUIRED}, tags="pool")
+@register_op("nn.adaptive_avg_pool2d", "x", {"output_size": REQUIRED}, tags="pool")
 def _adaptive_avg_pool2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """PyTorch's adaptive average pooling to ``output_size`` [OH, OW]."""
     x = types[0]
-    _float(x)
+    require_float(x)
     if x.rank != 4 or len(attrs["output_size"]) != 2 or min(attrs["output_size"]) < 1:
         raise ShapeError(f"adaptive pooling of {x} to {attrs['output_size']}: wants NCHW "
                          "input and two output sizes >= 1")
@@ -280,7 +287,7 @@ def _adaptive_avg_pool2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> 
     return [TensorType(x.dtype, (x.shape[0], x.shape[1], oh, ow))]
 
 
-@_op("nn.resize", "x", {"scales": REQUIRED, "mode": "nearest"})
+@register_op("nn.resize", "x", {"scales": REQUIRED, "mode": "nearest"})
 def _resize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Nearest resize, one scale per dimension: ``out[i] = in[floor(i / scale)]``."""
     x = types[0]
@@ -296,7 +303,7 @@ def _resize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(x.dtype, shape, x.quant)]
 
 
-@_op("nn.attention", "q k v mask?", {"scale": None, "causal": False})
+@register_op("nn.attention", "q k v mask?", {"scale": None, "causal": False})
 def _attention(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``softmax(q @ k^T * scale + mask) @ v``; scale defaults to 1/sqrt(head dim).
 
@@ -305,7 +312,7 @@ def _attention(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     """
     q, k, v = types[0], types[1], types[2]
     for t in (q, k, v):
-        _float(t)
+        require_float(t)
     if q.rank < 2 or k.rank != q.rank or v.rank != q.rank:
         raise ShapeError(f"attention operands must share rank >= 2: {q.shape} {k.shape} {v.shape}")
     batch = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
@@ -313,16 +320,16 @@ def _attention(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
 
 
 # ---- quantization ---------------------------------------------------------------------------
-@_op("q.quantize", "x", {"dtype": REQUIRED}, tags="quant")
+@register_op("q.quantize", "x", {"dtype": REQUIRED}, tags="quant")
 def _quantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Float to integer with the output type's scale and zero point (compiler.numerics)."""
-    _float(types[0])
+    require_float(types[0])
     if not is_int(attrs["dtype"]):
         raise ShapeError(f"quantize target dtype must be integer, got {attrs['dtype']}")
     return [TensorType(attrs["dtype"], types[0].shape)]
 
 
-@_op("q.dequantize", "x", {"dtype": "f32"}, tags="quant")
+@register_op("q.dequantize", "x", {"dtype": "f32"}, tags="quant")
 def _dequantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Integer to float: ``(q - zero_point) * scale`` with the input type's parameters."""
     if types[0].quant is None:
@@ -330,7 +337,7 @@ def _dequantize(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tens
     return [TensorType(attrs["dtype"], types[0].shape)]
 
 
-@_op(
+@register_op(
     "q.requantize",
     "x",
     {

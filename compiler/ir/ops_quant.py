@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import REQUIRED, _op, broadcast_shapes
-from compiler.ir.ops_nn import _global_pool, _pool
+from compiler.ir.ops import REQUIRED, broadcast_shapes, register_op
+from compiler.ir.ops_nn import global_pool_types, pool_types
 from compiler.ir.types import TensorType, is_int
 
 #: The activations q.add may apply after rescaling (relu: ``max(out, zo)``; relu6/clip are
@@ -54,7 +54,7 @@ def _shift(attrs: dict[str, Any]) -> None:
         raise ShapeError(f"shift {attrs['shift']} out of range [0, 62]")
 
 
-@_op(
+@register_op(
     "q.add",
     "a b",
     {
@@ -87,16 +87,16 @@ _POOL_ATTRS = {
 }
 
 
-@_op("q.avg_pool2d", "x", _POOL_ATTRS, tags="quant pool")
+@register_op("q.avg_pool2d", "x", _POOL_ATTRS, tags="quant pool")
 def _qavg_pool2d(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Integer average pooling: window sum of ``x - zx``, then one requantize."""
     _int_operands(types, "q.avg_pool2d")
     _shift(attrs)
-    (out,) = _pool(types, {**attrs, "ceil_mode": False, "dilations": None})
+    (out,) = pool_types(types, {**attrs, "ceil_mode": False, "dilations": None})
     return [TensorType(_int_dtype(attrs), out.shape)]
 
 
-@_op(
+@register_op(
     "q.global_avg_pool",
     "x",
     {"dtype": REQUIRED, "multiplier": REQUIRED, "shift": REQUIRED},
@@ -106,7 +106,7 @@ def _qglobal_avg_pool(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     """Integer global average pooling over all spatial dimensions (keeps them as 1)."""
     _int_operands(types, "q.global_avg_pool")
     _shift(attrs)
-    (out,) = _global_pool(types, attrs)
+    (out,) = global_pool_types(types, attrs)
     return [TensorType(_int_dtype(attrs), out.shape)]
 
 
@@ -119,7 +119,7 @@ def _last_axis(types: Sequence[TensorType], attrs: dict[str, Any], op: str) -> N
         raise ShapeError(f"{op} takes an 8-bit input (its tables have 256 entries), got {x.dtype}")
 
 
-@_op(
+@register_op(
     "q.softmax",
     "x",
     {"axis": -1, "dtype": REQUIRED, "multiplier": REQUIRED, "shift": REQUIRED},
@@ -133,7 +133,9 @@ def _qsoftmax(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tensor
     return [TensorType(_int_dtype(attrs), types[0].shape)]
 
 
-@_op("q.layernorm", "x gamma beta", {"axis": -1, "dtype": REQUIRED, "eps_int": 0}, tags="quant")
+@register_op(
+    "q.layernorm", "x gamma beta", {"axis": -1, "dtype": REQUIRED, "eps_int": 0}, tags="quant"
+)
 def _qlayernorm(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Integer layer norm: centred sums, an integer square root, one reciprocal per row,
     then ``gamma``/``beta`` as i32 constants in Q16 of the output scale

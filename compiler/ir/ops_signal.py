@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import REQUIRED, _float, _op, norm_axis
+from compiler.ir.ops import REQUIRED, norm_axis, register_op, require_float
 from compiler.ir.types import Dim, TensorType
 
 #: Cell -> gates per direction and the activations it applies (ONNX defaults).
@@ -33,7 +33,7 @@ def _static(t: TensorType, what: str) -> tuple[int, ...]:
     return tuple(int(d) for d in t.shape)
 
 
-@_op("nn.recurrent", "x w r b seq_lens h0 c0 p", {
+@register_op("nn.recurrent", "x w r b seq_lens h0 c0 p", {
     "cell": REQUIRED, "hidden": REQUIRED, "direction": "forward", "layout": 0,
     "activations": None, "alphas": None, "betas": None, "clip": None,
     "linear_before_reset": False, "input_forget": False,
@@ -47,7 +47,7 @@ def _recurrent(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     [seq, dirs, batch, hidden], the last hidden state and the last cell state (LSTM; zeros
     for the others) [dirs, batch, hidden] (``layout`` 1: batch first)."""
     x = types[0]
-    _float(x)
+    require_float(x)
     cell, hidden = attrs["cell"], int(attrs["hidden"])
     if cell not in CELLS or attrs["direction"] not in DIRECTIONS or hidden < 1:
         raise ShapeError(f"recurrent cell {cell!r}, direction {attrs['direction']!r}")
@@ -77,7 +77,9 @@ def _recurrent(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     return [TensorType(x.dtype, y), TensorType(x.dtype, state), TensorType(x.dtype, state)]
 
 
-@_op("math.dft", "x axis?", {"axis": 1, "inverse": False, "onesided": False, "length": None})
+@register_op(
+    "math.dft", "x axis?", {"axis": 1, "inverse": False, "onesided": False, "length": None}
+)
 def _dft(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The discrete Fourier transform of ``x`` [..., 1 (real) or 2 (complex)] along
     ``axis`` (the attribute, or a scalar operand known only at runtime; not the last
@@ -86,7 +88,7 @@ def _dft(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
     signal [..., 1] (of ``length``, default ``2 * (bins - 1)``). ``inverse`` divides by the
     length. Otherwise the result is complex, [..., 2]."""
     x = types[0]
-    _float(x)
+    require_float(x)
     if x.rank < 2 or x.shape[-1] not in (1, 2):
         raise ShapeError(f"dft input must end in a dimension of 1 or 2, got {x}")
     length = attrs["length"]

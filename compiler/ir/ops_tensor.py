@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import OPS, REQUIRED, OpDef, _op, _same_dtype, norm_axis
+from compiler.ir.ops import OPS, REQUIRED, OpDef, norm_axis, register_op, same_dtype
 from compiler.ir.types import Dim, Shape, TensorType
 
 
@@ -46,13 +46,13 @@ def resolve_reshape(in_shape: Shape, target: Sequence[Dim]) -> Shape:
     return tuple(fill if d == -1 else d for d in target)
 
 
-@_op("tensor.reshape", "x", {"shape": REQUIRED}, tags="layout view")
+@register_op("tensor.reshape", "x", {"shape": REQUIRED}, tags="layout view")
 def _reshape(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Reshape to ``shape`` (ints, one -1, or symbolic names); no zero-copy (ONNX 0) entries."""
     return _keep(types, resolve_reshape(types[0].shape, attrs["shape"]))
 
 
-@_op("tensor.flatten", "x", {"axis": 1}, tags="layout view")
+@register_op("tensor.flatten", "x", {"axis": 1}, tags="layout view")
 def _flatten(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Collapse dimensions [0, axis) and [axis, rank) into two (ONNX Flatten)."""
     shape = types[0].shape
@@ -66,7 +66,7 @@ def _flatten(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return _keep(types, (prod(shape[:axis]), prod(shape[axis:])))
 
 
-@_op("tensor.transpose", "x", {"perm": REQUIRED}, tags="layout")
+@register_op("tensor.transpose", "x", {"perm": REQUIRED}, tags="layout")
 def _transpose(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape, perm = types[0].shape, list(attrs["perm"])
     if sorted(perm) != list(range(len(shape))):
@@ -74,9 +74,9 @@ def _transpose(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     return _keep(types, tuple(shape[p] for p in perm))
 
 
-@_op("tensor.concat", "xs*", {"axis": REQUIRED}, tags="layout")
+@register_op("tensor.concat", "xs*", {"axis": REQUIRED}, tags="layout")
 def _concat(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
-    dtype = _same_dtype(types)
+    dtype = same_dtype(types)
     rank = types[0].rank
     axis = norm_axis(attrs["axis"], rank)
     total: Dim = 0
@@ -95,7 +95,9 @@ def _concat(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(dtype, tuple(shape))]
 
 
-@_op("tensor.split", "x", {"axis": REQUIRED, "sizes": REQUIRED}, outputs="sizes", tags="layout")
+@register_op(
+    "tensor.split", "x", {"axis": REQUIRED, "sizes": REQUIRED}, outputs="sizes", tags="layout"
+)
 def _split(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = types[0].shape
     axis = norm_axis(attrs["axis"], len(shape))
@@ -111,7 +113,7 @@ def slice_dim(size: int, start: int, end: int, step: int) -> int:
     return len(range(*slice(start, end, step).indices(size)))
 
 
-@_op(
+@register_op(
     "tensor.slice",
     "x",
     {"starts": REQUIRED, "ends": REQUIRED, "axes": None, "steps": None},
@@ -133,7 +135,7 @@ def _slice(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     return _keep(types, tuple(shape))
 
 
-@_op("tensor.squeeze", "x", {"axes": REQUIRED}, tags="layout view")
+@register_op("tensor.squeeze", "x", {"axes": REQUIRED}, tags="layout view")
 def _squeeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = types[0].shape
     axes = {norm_axis(a, len(shape)) for a in attrs["axes"]}
@@ -143,7 +145,7 @@ def _squeeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return _keep(types, tuple(d for i, d in enumerate(shape) if i not in axes))
 
 
-@_op("tensor.unsqueeze", "x", {"axes": REQUIRED}, tags="layout view")
+@register_op("tensor.unsqueeze", "x", {"axes": REQUIRED}, tags="layout view")
 def _unsqueeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     shape = list(types[0].shape)
     rank = len(shape) + len(attrs["axes"])
@@ -155,7 +157,7 @@ def _unsqueeze(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     return _keep(types, tuple(shape))
 
 
-@_op("tensor.expand", "x", {"shape": REQUIRED}, tags="layout")
+@register_op("tensor.expand", "x", {"shape": REQUIRED}, tags="layout")
 def _expand(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Broadcast to ``shape`` (NumPy rules; ONNX Expand)."""
     from compiler.ir.ops import broadcast_shapes
@@ -163,7 +165,7 @@ def _expand(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return _keep(types, broadcast_shapes(types[0].shape, tuple(attrs["shape"])))
 
 
-@_op("tensor.gather", "x indices", {"axis": 0}, tags="layout")
+@register_op("tensor.gather", "x indices", {"axis": 0}, tags="layout")
 def _gather(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``take(x, indices, axis)``: embedding lookup is gather on axis 0."""
     x, idx = types
@@ -177,7 +179,7 @@ def _gather(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return _keep(types, x.shape[:axis] + idx.shape + x.shape[axis + 1 :])
 
 
-@_op("tensor.pad", "x", {"pads": REQUIRED, "mode": "constant", "value": 0.0})
+@register_op("tensor.pad", "x", {"pads": REQUIRED, "mode": "constant", "value": 0.0})
 def _pad(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Pad with ``pads`` = [begin of each dim..., end of each dim...] (ONNX order)."""
     shape = types[0].shape
@@ -202,13 +204,15 @@ def _pad(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
     return _keep(types, out)
 
 
-@_op("tensor.shape", "x")
+@register_op("tensor.shape", "x")
 def _shape(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The shape of ``x`` as an i64 vector (left by frontends only for symbolic shapes)."""
     return [TensorType("i64", (types[0].rank,))]
 
 
-@_op("tensor.range", "", {"start": 0, "limit": REQUIRED, "delta": 1, "dtype": "i64"}, outputs=1)
+@register_op(
+    "tensor.range", "", {"start": 0, "limit": REQUIRED, "delta": 1, "dtype": "i64"}, outputs=1
+)
 def _range(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     n = max(0, math.ceil((attrs["limit"] - attrs["start"]) / attrs["delta"]))
     return [TensorType(attrs["dtype"], (n,))]

@@ -11,22 +11,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from compiler.errors import ShapeError
-from compiler.ir.ops import REQUIRED, _float, _op, conv_out_dim, norm_axis
+from compiler.ir.ops import REQUIRED, conv_out_dim, norm_axis, register_op, require_float
 from compiler.ir.types import TensorType
 
 GRID_MODES = ("linear", "nearest", "cubic")
 GRID_PADDINGS = ("zeros", "border", "reflection")
 
 
-@_op("nn.grid_sample", "x grid", {"mode": "linear", "padding": "zeros",
+@register_op("nn.grid_sample", "x grid", {"mode": "linear", "padding": "zeros",
                                   "align_corners": False})  # fmt: skip
 def _grid_sample(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Sample ``x`` [N, C, D1..Dn] at the normalized coordinates ``grid`` [N, H1..Hm, n]
     (in [-1, 1], the last entry indexing the last dimension) by ``mode``, with
     ``padding`` outside the input: [N, C, H1..Hm] (ONNX GridSample)."""
     x, grid = types
-    _float(x)
-    _float(grid, "grid")
+    require_float(x)
+    require_float(grid, "grid")
     n = x.rank - 2
     if n < 1 or grid.rank != x.rank or grid.shape[-1] != n or grid.shape[0] != x.shape[0]:
         raise ShapeError(f"grid_sample of {x} at {grid}")
@@ -41,14 +41,14 @@ CUBIC_COORDINATES = (
 )  # fmt: skip
 
 
-@_op("nn.resize_cubic", "x", {"sizes": REQUIRED, "scales": REQUIRED, "mode": "half_pixel",
+@register_op("nn.resize_cubic", "x", {"sizes": REQUIRED, "scales": REQUIRED, "mode": "half_pixel",
                               "a": -0.75, "exclude_outside": False})  # fmt: skip
 def _resize_cubic(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Bicubic (Keys, coefficient ``a``) resize of every dimension to ``sizes`` with the
     ``scales`` of ONNX Resize; taps outside the input repeat the edge, or with
     ``exclude_outside`` drop out and the rest are renormalized."""
     x = types[0]
-    _float(x)
+    require_float(x)
     sizes, scales = list(attrs["sizes"]), [float(s) for s in attrs["scales"]]
     if len(sizes) != x.rank or len(scales) != x.rank or attrs["mode"] not in CUBIC_COORDINATES:
         raise ShapeError(f"resize_cubic of {x} to {sizes} ({attrs['mode']!r})")
@@ -59,7 +59,7 @@ def _resize_cubic(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Te
     return [TensorType(x.dtype, tuple(int(s) for s in sizes))]
 
 
-@_op("nn.nms", "boxes scores max_per_class iou_threshold score_threshold",
+@register_op("nn.nms", "boxes scores max_per_class iou_threshold score_threshold",
      {"center_box": False, "use_score_threshold": True})  # fmt: skip
 def _nms(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Greedy non-maximum suppression per batch and class (ONNX NonMaxSuppression):
@@ -68,30 +68,30 @@ def _nms(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]
     overlapping a kept box by IoU at most ``iou_threshold``. Result: [kept, 3] rows of
     (batch, class, box)."""
     boxes, scores = types[0], types[1]
-    _float(boxes, "boxes")
-    _float(scores, "scores")
+    require_float(boxes, "boxes")
+    require_float(scores, "scores")
     if boxes.rank != 3 or boxes.shape[2] != 4 or scores.rank != 3:
         raise ShapeError(f"nms boxes {boxes} and scores {scores}")
     if scores.shape[0] != boxes.shape[0] or scores.shape[2] != boxes.shape[1]:
         raise ShapeError(f"nms boxes {boxes} do not fit scores {scores}")
     if types[2].dtype not in ("i32", "i64") or any(t.rank > 1 for t in types[2:]):
         raise ShapeError("nms limits must be scalars (max_per_class an integer)")
-    _float(types[3], "iou_threshold")
-    _float(types[4], "score_threshold")
+    require_float(types[3], "iou_threshold")
+    require_float(types[4], "score_threshold")
     return [TensorType("i64", ("kept'", 3))]
 
 
-@_op("math.det", "x")
+@register_op("math.det", "x")
 def _det(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """The determinant of each square matrix in the last two dimensions (ONNX Det)."""
     x = types[0]
-    _float(x)
+    require_float(x)
     if x.rank < 2 or x.shape[-1] != x.shape[-2]:
         raise ShapeError(f"det needs square matrices, got {x}")
     return [TensorType(x.dtype, tuple(x.shape[:-2]))]
 
 
-@_op("tensor.reverse_sequence", "x lens", {"batch_axis": 1, "time_axis": 0}, tags="layout")
+@register_op("tensor.reverse_sequence", "x lens", {"batch_axis": 1, "time_axis": 0}, tags="layout")
 def _reverse_sequence(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """Reverse the first ``lens[b]`` entries along ``time_axis`` of each batch entry ``b``
     along ``batch_axis`` (ONNX ReverseSequence)."""
@@ -105,7 +105,7 @@ def _reverse_sequence(types: Sequence[TensorType], attrs: dict[str, Any]) -> lis
     return [x]
 
 
-@_op("nn.deform_conv", "x w offset b mask", {"strides": None, "pads": None,
+@register_op("nn.deform_conv", "x w offset b mask", {"strides": None, "pads": None,
                                              "dilations": None, "group": 1,
                                              "offset_group": 1})  # fmt: skip
 def _deform_conv(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -114,7 +114,7 @@ def _deform_conv(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     oh, ow] (dy, dx per tap), scaled by ``mask`` [N, offset_group*kh*kw, oh, ow]; then
     weights ``w`` [oc, ic/group, kh, kw] and bias ``b`` [oc] as a grouped conv."""
     x, w, off, b, mask = types
-    _float(x)
+    require_float(x)
     if x.rank != 4 or w.rank != 4 or any(not isinstance(d, int) for d in (*x.shape, *w.shape)):
         raise ShapeError(f"deform_conv (2-D, static shapes) of {x} with {w}")
     strides = [int(v) for v in attrs["strides"] or [1, 1]]
@@ -137,7 +137,7 @@ def _deform_conv(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     return [TensorType(x.dtype, (x.shape[0], w.shape[0], *out))]
 
 
-@_op("nn.roi_align", "x rois batch_indices", {
+@register_op("nn.roi_align", "x rois batch_indices", {
     "mode": "avg", "out_h": 1, "out_w": 1, "sampling_ratio": 0, "spatial_scale": 1.0,
     "half_pixel": True,
 })  # fmt: skip
@@ -147,7 +147,7 @@ def _roi_align(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Tenso
     [N, C, H, W] pooled to [out_h, out_w] bins by the average (or max) of bilinear samples
     on a ``sampling_ratio`` grid per bin (0: adaptive): [R, C, out_h, out_w]."""
     x, rois, idx = types
-    _float(x)
+    require_float(x)
     if x.rank != 4 or rois.rank != 2 or rois.shape[1] != 4 or idx.shape != (rois.shape[0],):
         raise ShapeError(f"roi_align of {x} at {rois} of images {idx}")
     if idx.dtype not in ("i32", "i64") or rois.dtype != x.dtype:

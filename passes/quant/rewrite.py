@@ -30,6 +30,7 @@ from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import QuantParams, TensorType
 from compiler.numerics import int_range, quantize_multiplier
 from passes.quant.plan import Layer, Plan, node_key
+from passes.quant.rewrite_integer import KINDS as INTEGER_KINDS
 from passes.quant.weights import quantize_bias, quantize_weight
 
 #: q.add's fixed-point precision: multipliers ``round(s_a / s_o * 2^ADD_SHIFT)``.
@@ -394,12 +395,8 @@ _KINDS = {
     "anchor": QuantizedBuilder._anchor,
     "add": QuantizedBuilder._add,
     "pool": QuantizedBuilder._pool,
+    **INTEGER_KINDS,
 }
-
-
-from passes.quant.rewrite_integer import KINDS as _INTEGER_KINDS  # noqa: E402
-
-_KINDS.update(_INTEGER_KINDS)
 
 
 def quantized_graph(src: Graph, plan: Plan) -> Graph:

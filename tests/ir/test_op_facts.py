@@ -14,9 +14,11 @@ from compiler.interpreter import interpret
 from compiler.ir import OPS, Graph, f32, parse, print_graph, verify
 from compiler.ir.op_facts import (
     fused_activation,
+    gemm_shape,
     is_layout,
     node_macs,
     output_clamp,
+    reshape_ops,
     standalone_activation,
     view_ops,
     zero_point,
@@ -138,6 +140,29 @@ def test_macs_per_op() -> None:
     assert node_macs(conv) == (2 * 4 * 6 * 6) * (3 * 3 * 3)
     assert node_macs(att) == 2 * (4 * 6 * 16) * 10  # q @ k^T and the weights @ v
     assert node_macs(dense) == 7 * 5 and node_macs(dense, symbolic=128) == 128 * 7 * 5
+
+
+def test_gemm_shape_of_conv_and_dense() -> None:
+    """(M, K, N): output pixels (or rows) x one group's window x output channels, in the
+    NHWC layout and with groups too; the MACs are their product."""
+    g = parse("""graph @m(%x: f32[2,8,8,6], %t: f32[seq,5]) -> (f32[2,6,6,4], f32[seq,7]) {
+  %w: f32[4,3,3,3] = const @w
+  %wd: f32[7,5] = const @wd
+  %c: f32[2,6,6,4] = nn.conv2d(%x, %w) {groups=2, layout="NHWC"}
+  %d: f32[seq,7] = nn.dense(%t, %wd)
+  return %c, %d
+}""", {"w": np.zeros((4, 3, 3, 3), np.float32), "wd": np.zeros((7, 5), np.float32)})
+    conv, dense = (n for n in g.nodes if n.op != "const")
+    assert gemm_shape(conv) == (2 * 6 * 6, 3 * 3 * 3, 4)
+    assert gemm_shape(dense, symbolic=10) == (10, 5, 7)
+    assert node_macs(conv) == math.prod(gemm_shape(conv))
+
+
+def test_reshape_ops_are_the_views_that_change_the_shape() -> None:
+    assert set(reshape_ops()) == {
+        "tensor.reshape", "tensor.flatten", "tensor.squeeze", "tensor.unsqueeze"
+    }
+    assert set(reshape_ops()) < set(view_ops())
 
 
 @pytest.mark.parametrize("op", view_ops())

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.hls.artifact import HlsArtifact, _batch
+from backends.hls.artifact import HlsArtifact, batch_size
 from compiler import numerics
 from compiler.errors import BackendError, InputError
 
@@ -133,7 +133,7 @@ class EngineArtifact(HlsArtifact):
     def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run the C simulation (inputs checked by ``Artifact.run``), one run per sample."""
         _, io = self._load()
-        counts = {_batch(v.type, a) for v, a in zip(self.graph.inputs, arrays, strict=True)}
+        counts = {batch_size(v.type, a) for v, a in zip(self.graph.inputs, arrays, strict=True)}
         if len(counts) != 1:
             raise InputError(f"inputs have different batch sizes {sorted(counts)}")
         n = counts.pop()

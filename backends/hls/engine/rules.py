@@ -78,7 +78,7 @@ def check_mac(node: Node, low: EngineLowering) -> str | None:
     return None
 
 
-def _requant_fields(step: Step, rq: Node) -> None:
+def requant_fields(step: Step, rq: Node) -> None:
     a = rq.attrs
     mult = np.asarray(a["multiplier"], dtype=np.int64).reshape(-1)
     shift = np.asarray(a["shift"], dtype=np.int64).reshape(-1)
@@ -131,7 +131,7 @@ def _mac_step(node: Node, low: EngineLowering) -> tuple[Step, Node, Value]:
     rq = low.users(node.outputs[0])[0]
     low.covered.add(id(rq))
     step = Step(low.name(node), "conv", [node, rq])
-    _requant_fields(step, rq)
+    requant_fields(step, rq)
     final = rq.outputs[0]
     fused = _fusable_add(final, low)
     if fused is not None:

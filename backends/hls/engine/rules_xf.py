@@ -95,7 +95,7 @@ def check_matmul(node: Node, low: EngineLowering) -> str | None:
 
 
 def lower_matmul(node: Node, low: EngineLowering) -> None:
-    from backends.hls.engine.rules import _requant_fields
+    from backends.hls.engine.rules import requant_fields
 
     a = row_major(low, node.inputs[0], node)
     b = row_major(low, node.inputs[1], node)
@@ -108,7 +108,7 @@ def lower_matmul(node: Node, low: EngineLowering) -> None:
     out = low.alloc(rq.outputs[0])
     out.perm = None
     step = Step(low.name(node), "matmul", [node, rq], kind="matmul")
-    _requant_fields(step, rq)
+    requant_fields(step, rq)
     step.macs = batch * m * n * k
     step.fields.update(
         IN=a.offset, IN_ZP=a.zp, RES=b.offset, RES_ZP=b.zp, OUT=out.offset,
