@@ -175,7 +175,7 @@ def llama_engine(threads: int, context: int, ftype: str | None = None) -> Engine
 # ---- tapeout -----------------------------------------------------------------------------
 def tapeout_engine(
     row: str, graphs: Any, model: Any, tok: Any, target: str, context: int,
-    calib: list[list[int]],
+    calib: list[list[int]], exec_mode: str = "bytecode",
 ) -> tuple[Engine, int]:  # fmt: skip
     """A tapeout row compiled from a copy of the imported ``graphs`` (exported once)."""
     import dataclasses
@@ -183,7 +183,7 @@ def tapeout_engine(
     import compiler
     from compiler.frontends.gguf import hf_blocks
     from compiler.ir.parser import parse
-    from compiler.llm.runtime import _Batch
+    from compiler.llm.runtime import Batch
     from passes.quantize_llm import quantize_llm_graphs
 
     option = TAPEOUT_ROWS[row]
@@ -198,6 +198,8 @@ def tapeout_engine(
         def rewrite(graphs: Any) -> None:
             quantize_llm_graphs(graphs, calib=calib, **option)
 
+    # The Relax VM option is the TVM backend's; the onnx row has no such option.
+    options: dict[str, Any] = {} if row in ROW_TARGETS else {"exec_mode": exec_mode}
     t0 = time.perf_counter()
     # A fresh copy through the IR text (deepcopy recurses too deep on a 30-layer graph); the
     # arrays are shared, which is safe: the passes replace constants, they never write them.
@@ -214,6 +216,7 @@ def tapeout_engine(
         prefill_len=PROMPT,
         tokenizer=tok,
         rewrite=rewrite,
+        **options,
     )
     built = time.perf_counter() - t0
 
@@ -225,7 +228,7 @@ def tapeout_engine(
         return getattr(part, "run_shared", part.run)
 
     def logits(window: list[int]) -> np.ndarray:
-        state = _Batch(art.spec, 1)
+        state = Batch(art.spec, 1)
         one = np.ones((1, PROMPT), np.int64)
         first = state.step(
             run(art.prefill), np.array([window[:PROMPT]]), np.arange(PROMPT)[None], one
@@ -309,6 +312,10 @@ def main() -> None:
         "(TVM's default 300000 is best alone; on a loaded machine 0 avoids spinning workers "
         "taking the cores the work needs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--exec-mode", default="compiled", choices=("bytecode", "compiled"),
+        help="the TVM rows' Relax VM code: compiled (default) or interpreted bytecode",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ALL_ROWS))
@@ -345,7 +352,7 @@ def main() -> None:
                 engines.append(engine)
         else:
             engine, nbytes = tapeout_engine(
-                row, graphs, model, tok, args.target, args.context, calib
+                row, graphs, model, tok, args.target, args.context, calib, args.exec_mode
             )
             weight_bytes[engine.name] = nbytes
             engines.append(engine)

@@ -139,16 +139,21 @@ def calibration_executor() -> Executor:
 
 
 def pass_context(
-    target: Target, calibration_data: Any, quant: QuantConfig | None = None
+    target: Target,
+    calibration_data: Any,
+    quant: QuantConfig | None = None,
+    example_inputs: Sequence[np.ndarray] | None = None,
 ) -> PassContext:
-    """The context ``compile()`` runs its pipeline in."""
+    """The context ``compile()`` runs its pipeline in (``example_inputs``: the values
+    ``specialize-shapes`` may fix shape-deciding inputs to)."""
     if calibration_data is None:
-        return PassContext(target=target, quant=quant)
+        return PassContext(target=target, quant=quant, example_inputs=example_inputs)
     return PassContext(
         target=target,
         quant=quant,
         calibration_data=calibration_data,
         executor=calibration_executor(),
+        example_inputs=example_inputs,
     )
 
 
@@ -233,7 +238,13 @@ def compile(
         print_after=print_after,
         printer=printer,
     )
-    ctx = pass_context(tgt, calibration_data, whole)
+    # Shape-deciding inputs are fixed to the example's values (and guarded) unless the
+    # backend's option says no (a backend without the option leaves it to the pipeline).
+    specializes = getattr(get_backend(tgt.backend), "specializes", None)
+    examples = None
+    if example_inputs is not None and (specializes is None or specializes(options)):
+        examples = [to_numpy(x) for x in example_inputs]
+    ctx = pass_context(tgt, calibration_data, whole, examples)
     result = manager.run(graph, ctx)
     verify(graph)
     timings["passes_s"] = time.perf_counter() - t0
@@ -245,7 +256,8 @@ def compile(
         raise UnsupportedOpsError(missing, what=f"graph @{graph.name} for target {tgt.name}")
     say("compile")
     t0 = time.perf_counter()
-    art = _compile_into(backend, graph, tgt, output_dir, options, result, ctx.quant_reports)
+    art = _compile_into(backend, graph, tgt, output_dir, options, result, ctx.quant_reports,
+                        ctx.specialized)
     timings["backend_s"] = time.perf_counter() - t0
     art.timings.update({k: round(v, 4) for k, v in timings.items()})
     from compiler.tools.stage import pass_records, source_model
@@ -280,6 +292,7 @@ def _compile_into(
     options: dict[str, Any],
     result: PipelineResult,
     quant_reports: Sequence[Any] = (),
+    specialized: Mapping[str, Any] | None = None,
 ) -> Artifact:
     temporary = output_dir is None
     if output_dir is None:
@@ -290,6 +303,8 @@ def _compile_into(
         art.path = tmp
         art.passes = [dataclasses.asdict(r) for r in result.records]
         art.summary.setdefault("rewrites", dict(result.stats.fired))
+        if specialized:  # the run-time guard (Artifact.run) and the report read it
+            art.summary["specialized"] = dict(specialized)
         if quant_reports:
             from compiler.report import attach_sqnr
 

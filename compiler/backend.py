@@ -73,6 +73,11 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
         "tune_progress": "log tuning progress (default true)",
         "rpc_tracker": "HOST:PORT of TVM's RPC tracker to measure candidates on",
         "rpc_key": "the RPC servers' key on the tracker",
+        "specialize_shapes": "fix graph inputs that decide shapes (reshape shapes, reduction "
+        "axes, top-k's k, ...) to the example inputs' values, checked at run (default true; "
+        "false: such inputs stay runtime data and their ops are refused)",
+        "exec_mode": "how the Relax VM runs the model's main function: \"bytecode\" "
+        "(default, interpreted) or \"compiled\" (to machine code: no interpreter per kernel call)",
     },
     "asic": {},
     "onnx": {"opset": "ONNX opset to write (17..the installed onnx's newest)"},
@@ -205,8 +210,11 @@ class Artifact:
         """Run the artifact on one array per graph input; a wrong count, rank, shape or
         dtype (a 0-d array included) is an ``InputError``, checked here for every backend."""
         from compiler.interpreter import check_inputs
+        from compiler.specialize import check_guards
 
-        return self.execute(check_inputs(self.graph, inputs, batch=self.batched_inputs))
+        arrays = check_inputs(self.graph, inputs, batch=self.batched_inputs)
+        check_guards(self.graph, self.summary.get("specialized"), arrays)
+        return self.execute(arrays)
 
     def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run on inputs already checked and converted (C order, the graph's dtypes)."""

@@ -92,8 +92,12 @@ class PassContext:
       so that passes never import a backend.
     - ``importance``: layer name -> per-channel importance for
       ``prune-channels{criterion=taylor}`` (from ``compiler.torchside.prune``).
+    - ``example_inputs``: one array per graph input, the values ``specialize-shapes`` fixes
+      the shape-deciding inputs to (None: it does nothing; ``compile()`` gives them unless
+      the backend option ``specialize_shapes=False``).
     - sinks, read after the run: ``stats`` (rewrites fired/declined by reason),
-      ``prune_reports`` and ``quant_reports`` (one per pruning / quantize pass run).
+      ``prune_reports`` and ``quant_reports`` (one per pruning / quantize pass run),
+      ``specialized`` (graph input -> the value it was specialized to: the run-time guard).
     - ``quant_state``: what one quantize stage hands the next within the run (``calibrate``
       -> ``quantize-rewrite`` -> ... -> ``quant-report``: the float graph, plan, statistics;
       ``passes.quant.state``).
@@ -108,3 +112,5 @@ class PassContext:
     prune_reports: list[Any] = field(default_factory=list)  # passes._prune.PruneReport
     quant_reports: list[QuantReport] = field(default_factory=list)
     quant_state: dict[str, Any] = field(default_factory=dict)
+    example_inputs: Sequence[np.ndarray] | None = None
+    specialized: dict[str, Any] = field(default_factory=dict)

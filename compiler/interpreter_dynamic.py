@@ -7,7 +7,7 @@ where the symbolic dimensions of their types get their sizes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -317,3 +317,30 @@ def _one_hot(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]
     positions = np.arange(depth).reshape(_along(axis, index.ndim + 1, depth))
     hot = np.expand_dims(index, axis) == positions
     return [np.where(hot, values[1], values[0]).astype(values.dtype)]
+
+
+def resize_steps(
+    node: Node, shape: Sequence[int], params: np.ndarray, roi: np.ndarray | None
+) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    """``nn.resize_dyn`` as the separable steps ``_resize`` takes, for known operands: per
+    resized axis in order, (axis, the [out, in] float64 weights of ``_resample``, the
+    [out] mask of coordinates outside the input that tf_crop_and_resize fills, or None).
+    ``passes.specialize_shapes`` builds static ops from them: the same numbers as here."""
+    x = np.empty(tuple(shape), np.float64)
+    sizes, scales = _resize_plan(node, x, params)
+    roi = None if roi is None else np.asarray(roi, np.float64).reshape(-1)
+    attrs = node.attrs
+    transform, mode = attrs.get("transform", "half_pixel"), attrs.get("mode", "nearest")
+    steps: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+    for axis, (n, m, s) in enumerate(zip(x.shape, sizes, scales, strict=True)):
+        if n == m and s == 1.0 and transform != "tf_crop_and_resize":
+            continue
+        i = np.arange(m, dtype=np.float64)
+        if transform == "tf_crop_and_resize":
+            coord = _crop_coordinates(i, n, s * n, *_roi(node, roi, axis, x.ndim))
+        else:
+            coord = _TRANSFORMS[transform](i, n, s * n, s)
+        weights = _resample(np.eye(n), 0, coord, n, mode, attrs)
+        outside = (coord < 0) | (coord > n - 1) if transform == "tf_crop_and_resize" else None
+        steps.append((axis, np.asarray(weights, np.float64), outside))
+    return steps

@@ -73,3 +73,25 @@ def specialize_from_inputs(graph: Graph, inputs: Sequence[Any]) -> bool:
 
 def is_static(graph: Graph) -> bool:
     return all(v.type.is_static for v in graph.values())
+
+
+def check_guards(
+    graph: Graph, specialized: Mapping[str, Any] | None, arrays: Sequence[np.ndarray]
+) -> None:
+    """Raise ``InputError`` where an input that ``specialize-shapes`` fixed at compile time
+    (``specialized``: input -> {"value": ...}) is given another value: the artifact was
+    built for that value only, and would compute garbage for another."""
+    if not specialized:
+        return
+    names = [v.name for v in graph.inputs]
+    for name, record in specialized.items():
+        if name not in names:
+            continue
+        given = np.asarray(arrays[names.index(name)])
+        want = np.asarray(record["value"], dtype=given.dtype)
+        if given.shape != want.shape or not np.array_equal(given, want):
+            raise InputError(
+                f"input %{name} was specialized to {want.tolist()} at compile time (it decides "
+                f"a shape), but {given.tolist()} was given; compile with this value as the "
+                "example input, or with specialize_shapes=False to keep it a runtime input"
+            )

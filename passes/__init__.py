@@ -30,6 +30,7 @@ from passes.recognize_gelu import RecognizeGelu
 from passes.recognize_layernorm import RecognizeLayerNorm
 from passes.remove_identity import RemoveIdentity
 from passes.simplify_shapes import SimplifyShapes
+from passes.specialize_shapes import SpecializeShapes
 
 PASSES: dict[str, type] = {
     "bias-correct": BiasCorrect,
@@ -54,6 +55,7 @@ PASSES: dict[str, type] = {
     "recognize-layernorm": RecognizeLayerNorm,
     "remove-identity": RemoveIdentity,
     "simplify-shapes": SimplifyShapes,
+    "specialize-shapes": SpecializeShapes,
 }
 """Pass name -> pass class (a frozen dataclass whose fields are its options)."""
 

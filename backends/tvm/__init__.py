@@ -11,7 +11,8 @@ Options (``compile(..., options)``): ``tune`` (int, MetaSchedule trials), ``tune
 ``$TAPEOUT_CACHE/tvm`` or ``~/.cache/tapeout/tvm``), ``tune_progress`` (bool, the progress
 bar; default True), ``rpc_tracker`` ("host:port") and ``rpc_key``: measure the tuning
 candidates on the RPC servers registered with TVM's tracker under that key
-(``backends.tvm.rpc``).
+(``backends.tvm.rpc``); ``exec_mode`` ("bytecode", the default, or "compiled": the VM code
+of ``main`` compiled rather than interpreted, ``backends.tvm.build.EXEC_MODES``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from compiler.errors import BackendError, ToolchainUnavailable, Unsupported
 from compiler.interpreter import check_input, check_inputs
 from compiler.ir.graph import Graph
 from compiler.report import layer_rows
-from compiler.specialize import is_static
+from compiler.specialize import check_guards, is_static
 
 if TYPE_CHECKING:
     from compiler.target import Target
@@ -123,6 +124,7 @@ class TvmArtifact(Artifact):
         vm = self._machine()
         if len(inputs) != len(self.graph.inputs):
             check_inputs(self.graph, inputs)  # raises the InputError that names them
+        check_guards(self.graph, self.summary.get("specialized"), inputs)
         args = [self._lend(value, a) for value, a in zip(self.graph.inputs, inputs,
                                                          strict=True)]  # fmt: skip
         return [np.from_dlpack(o) for o in vm["main"](*args)]
@@ -188,6 +190,12 @@ class TvmBackend:
 
     name = "tvm"
 
+    def specializes(self, options: dict[str, Any]) -> bool:
+        """Whether ``compile()`` gives the example inputs to ``specialize-shapes`` (the cpu
+        pipelines' first pass): on unless ``specialize_shapes=False``, which keeps the
+        shape-deciding inputs runtime data (and their ops refused, with the reason)."""
+        return options.get("specialize_shapes", True) is not False
+
     def unsupported(self, graph: Graph, target: Target) -> list[Unsupported]:
         from backends.tvm.lower import check_graph
 
@@ -210,6 +218,11 @@ class TvmBackend:
                 f"graph @{graph.name} has symbolic shapes; compile it with "
                 "example inputs so that they can be specialized"
             )
+        exec_mode = str(options.get("exec_mode", "bytecode"))
+        if exec_mode not in build.EXEC_MODES:
+            raise BackendError(
+                f"option exec_mode={exec_mode!r}: expected one of {', '.join(build.EXEC_MODES)}"
+            )
         started = time.perf_counter()
         params = cpu_params(target)
         mod, kernels = lower_graph(graph, params)
@@ -220,13 +233,14 @@ class TvmBackend:
             free_servers(tuning.rpc)  # a dead tracker or no server is an error before any work
         database, tune_info = tuned_database(mod, tgt, target, tuning) if tuning else (None, {})
         mod = build.schedule(mod, tgt, params, database)
-        executable = build.compile_module(mod, tgt)
+        executable = build.compile_module(mod, tgt, exec_mode)
         exported = build.export(executable, target, Path(out_dir))
         meta = {
             "library": exported.library,
             "runnable": exported.runnable,
             "note": exported.note,
             "tvm_target": str(tgt),
+            "exec_mode": exec_mode,
         }
         (Path(out_dir) / META_FILE).write_text(json.dumps(meta, indent=2))
         if exported.note:

@@ -152,11 +152,18 @@ def schedule(mod: Any, target: Any, params: Any, database: Any = None) -> Any:
         return dlight.ApplyDefaultSchedule(*default_rules(params))(mod)
 
 
-def compile_module(mod: Any, target: Any) -> Any:
+#: ``exec_mode`` option -> what Relax's VM code generator emits for ``main``: bytecode that the
+#: VM interprets instruction by instruction, or a compiled function (each kernel call and
+#: allocation a direct call: an LLM decode step makes about two thousand of them).
+EXEC_MODES = ("bytecode", "compiled")
+
+
+def compile_module(mod: Any, target: Any, exec_mode: str = "bytecode") -> Any:
     import tvm
+    from tvm import relax
 
     with tvm.transform.PassContext(opt_level=3):
-        return tvm.compile(mod, target=target)
+        return relax.build(mod, target=target, exec_mode=exec_mode)
 
 
 def export(executable: Any, target: Any, out_dir: Path) -> Exported:

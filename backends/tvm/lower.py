@@ -93,6 +93,9 @@ class LowerContext:
     converted: dict[tuple[int, str], Any] = field(default_factory=dict)
     kernels: dict[str, int] = field(default_factory=dict)
     out_layout: str = NCHW
+    #: Results a rule emitted ahead for other nodes (node id -> its outputs): one kernel for
+    #: several nodes, e.g. the q/k/v projections that read the same input.
+    ahead: dict[int, Sequence[Any]] = field(default_factory=dict)
 
     # ---- reading operands ----------------------------------------------------------------
     def const(self, value: Value) -> np.ndarray | None:

@@ -5,7 +5,13 @@ The weight, its scales and offsets are packed once at compile time
 written for its shape, already scheduled (rows of 16 outputs in parallel, VNNI where the
 target has it), so the default schedules leave it alone. Leading dimensions of the input
 (batch, tokens) are flattened into the kernel's rows: a prefill runs every token through
-each weight block while the block is in L1.
+each weight block while the block is in L1. Nodes that read the same input with the same
+kernel variant (a layer's q/k/v projections, its gate and up projections) become one kernel
+over their rows together, sliced after.
+
+A decode step's attention over ``concat(past_cache, new)`` is one kernel too
+(``decode_attention``, ``backends.tvm.kernels_attention``), called from the
+``nn.attention`` rule.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from backends.tvm.kernels_attention import decode_attention_func
 from backends.tvm.kernels_blocks import LANES, block_dense_func, layout_for, pack
 from backends.tvm.lower import LowerContext, Rule, static_shape
-from compiler.ir.graph import Graph, Node
+from compiler.ir.graph import Graph, Node, Value
 
 _SCALE_DTYPES = {"f16": "float16", "f32": "float32"}
 
@@ -35,15 +42,63 @@ def _check(node: Node, graph: Graph) -> str | None:
     return None
 
 
+def _variant(node: Node) -> tuple:
+    """What must agree for two ``q.block_dense`` nodes to share one kernel: operand dtypes,
+    the reduction length, the block size, offsets or not."""
+    return (
+        tuple(v.dtype for v in node.inputs),
+        static_shape(node.inputs[1])[1],
+        int(node.attrs["group"]),
+    )
+
+
+def _siblings(node: Node, ctx: LowerContext) -> list[Node]:
+    """The ``q.block_dense`` nodes that read ``node``'s input with the same kernel variant,
+    in graph order (``node`` included): the q/k/v projections of a layer, its gate and up
+    projections. One kernel computes their rows together, so a decode step pays one thread
+    barrier and one activation quantization for each group instead of one per weight (the
+    rows are computed independently, so every result keeps its bits)."""
+    key = _variant(node)
+    found = {
+        id(user): user
+        for user, index in node.inputs[0].uses
+        if user.op == "q.block_dense" and index == 0 and _check(user, ctx.graph) is None
+        and _variant(user) == key
+    }  # fmt: skip
+    if len(found) < 2:
+        return [node]
+    order = {id(n): i for i, n in enumerate(ctx.graph.nodes)}
+    return sorted(found.values(), key=lambda n: order[id(n)])
+
+
 def _lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    if id(node) in ctx.ahead:
+        return ctx.ahead.pop(id(node))
+    from tvm import relax
+
+    nodes = _siblings(node, ctx)
+    parts = [[ctx.const(v) for v in n.inputs[1:]] for n in nodes]
+    consts = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+    y = _block_dense_call(node, ctx, consts)
+    sizes = [static_shape(n.inputs[1])[0] for n in nodes]
+    starts = np.cumsum([0, *sizes])
+    for n, start, size in zip(nodes, starts, sizes, strict=False):
+        part = y
+        if len(nodes) > 1:
+            part = ctx.emit(relax.op.strided_slice(y, [1], [int(start)], [int(start + size)]))
+        ctx.ahead[id(n)] = [ctx.emit(relax.op.reshape(part, static_shape(n.outputs[0])))]
+    return ctx.ahead.pop(id(node))
+
+
+def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
+    """One kernel call ``[rows, N]`` for ``node``'s input and the weight rows ``consts``
+    (quantized weight, scales, offsets if any)."""
     from tvm import relax
 
     x, qv = node.inputs[0], node.inputs[1]
-    n, k = static_shape(qv)
-    consts = [ctx.const(v) for v in node.inputs[1:]]
     q, d = consts[0], consts[1]
     m = consts[2] if len(consts) > 2 else None
-    assert q is not None and d is not None
+    n, k = q.shape
     scale = _SCALE_DTYPES[node.inputs[2].dtype]
     layout = layout_for(qv.dtype, n, k, int(node.attrs["group"]), m is not None, scale)
     packed = pack(layout, q, d, m)
@@ -61,11 +116,64 @@ def _lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x2 = ctx.emit(relax.op.reshape(ctx.arg(x), (rows, k)))
     args = [x2, relax.const(packed[0], "uint8"), relax.const(packed[1], scale)]
     args += [relax.const(mins, scale), relax.const(sums, "int32")]
-    y = ctx.emit(
+    return ctx.emit(
         relax.call_tir(gv, relax.Tuple(args), relax.TensorType((rows, n), "float32")),
         node.outputs[0].name,
     )
-    return [ctx.emit(relax.op.reshape(y, static_shape(node.outputs[0])))]
+
+
+def _cache_concat(value: Value) -> tuple[Value, Value] | None:
+    """``(past, new)`` when ``value`` is ``concat(past, new)`` along the slots (axis 2 of
+    ``[B, heads, slots, D]``) with one new slot: a decode step's keys or values."""
+    node = value.producer
+    if node is None or node.op != "tensor.concat" or len(node.inputs) != 2:
+        return None
+    if int(node.attrs["axis"]) % 4 != 2 or value.type.rank != 4:
+        return None
+    past, new = node.inputs
+    if static_shape(new)[2] != 1 or past.dtype != "f32" or new.dtype != "f32":
+        return None
+    return past, new
+
+
+def decode_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
+    """A decode step's attention as one kernel that reads the cache in place and skips the
+    masked slots (``backends.tvm.kernels_attention``); None when ``node`` is not one: one
+    query token, keys and values ``concat(past, new)`` (repeated per query head by
+    ``repeat_kv`` or not), a boolean mask ``[1 or B, 1, 1, slots]``, float32."""
+    from tvm import relax
+
+    from backends.tvm.lower_nn import _grouped_kv
+
+    q = node.inputs[0]
+    if len(node.inputs) != 4 or q.dtype != "f32" or q.type.rank != 4:
+        return None
+    grouped = _grouped_kv(node)
+    k, v, group = grouped if grouped is not None else (node.inputs[1], node.inputs[2], 1)
+    kc, vc, mask = _cache_concat(k), _cache_concat(v), node.inputs[3]
+    b, hq, c, d = static_shape(q)
+    if kc is None or vc is None or c != 1 or mask.dtype != "bool" or mask.type.rank != 4:
+        return None
+    slots = static_shape(kc[0])[2]
+    mb = static_shape(mask)[0]
+    if static_shape(mask) != (mb, 1, 1, slots + 1) or mb not in (1, b):
+        return None
+    heads = hq // group
+    if static_shape(kc[0]) != (b, heads, slots, d) or static_shape(vc[0]) != (b, heads, slots, d):
+        return None
+    scale = ctx.attrs(node)["scale"]
+    scale = float(np.float32(1 / np.sqrt(d) if scale is None else scale))
+    name = f"tapeout_decode_attention_b{b}_h{heads}_g{group}_s{slots}_d{d}_m{mb}"
+    func = decode_attention_func(b, heads, group, slots, d, mb, scale)
+    gv = ctx.bb.add_func(func.with_attr("global_symbol", name), name)
+    ctx.kernels["decode_attention"] = ctx.kernels.get("decode_attention", 0) + 1
+    qe = ctx.emit(relax.op.reshape(ctx.arg(q), (b, heads, group, d)))
+    args = [qe, ctx.arg(kc[0]), ctx.arg(kc[1]), ctx.arg(vc[0]), ctx.arg(vc[1]), ctx.arg(mask)]
+    out = ctx.emit(
+        relax.call_tir(gv, relax.Tuple(args), relax.TensorType((b, heads, group, d), "float32")),
+        node.outputs[0].name,
+    )
+    return [ctx.emit(relax.op.reshape(out, static_shape(node.outputs[0])))]
 
 
 LLM_RULES: dict[str, Rule] = {"q.block_dense": Rule(_lower, _check, packs_constants=True)}

@@ -67,6 +67,10 @@ def _reduce(node: Node, ctx: LowerContext) -> Sequence[Any]:
     axes = None if not a["axes"] else [int(v) % rank for v in a["axes"]]
     keep = bool(a["keepdims"])
     data = ctx.arg(x)
+    if x.dtype == "bool" and a["kind"] in ("max", "min"):
+        # TVM has no max/min of bool: any/all are the max/min of 0/1 bytes
+        y = ctx.emit(getattr(R, a["kind"])(ctx.emit(R.astype(data, "int8")), axes, keep))
+        return [ctx.emit(R.astype(y, "bool"))]
     pre = {"l1": R.abs, "l2": R.square, "sum_square": R.square, "log_sum_exp": R.exp}
     if a["kind"] in pre:
         data = ctx.emit(pre[a["kind"]](data))

@@ -256,3 +256,41 @@ def reshape_ops() -> tuple[str, ...]:
 def check_node(node: Node) -> str | None:
     """Why ``node`` leaves one of these facts undefined (None if it does not)."""
     return _single_zero_point_error(node) or _integer_act_error(node)
+
+
+# ---- shape operands -------------------------------------------------------------------------
+#: Operands whose *values* (not only shapes) decide an op's output shape, or that a
+#: static-shape backend must know as numbers (a reduction's or cumsum's axis, top-k's k):
+#: op -> operand indices. The other operands are data. ``passes.specialize_shapes`` replaces
+#: graph inputs that reach only these by the example's values (with a run-time guard).
+SHAPE_OPERANDS: dict[str, tuple[int, ...]] = {
+    "tensor.reshape_dyn": (1,),
+    "tensor.expand_dyn": (1,),
+    "tensor.slice_dyn": (1, 2, 3, 4),
+    "tensor.split_dyn": (1,),
+    "tensor.squeeze_dyn": (1,),
+    "tensor.unsqueeze_dyn": (1,),
+    "tensor.tile_dyn": (1,),
+    "tensor.pad_dyn": (1, 3),  # pads and axes; the fill value (2) is data
+    "tensor.range_dyn": (0, 1, 2),
+    "tensor.constant_of_shape": (0,),
+    "tensor.one_hot": (1,),
+    # scales (float) or sizes, and tf_crop_and_resize's roi: the sampling grid, which the
+    # static form needs as numbers (it is a box of 2 numbers per axis, never tensor data)
+    "nn.resize_dyn": (1, 2),
+    "math.reduce": (1,),
+    "math.cumsum": (1,),
+    "math.topk": (1,),
+}
+
+#: The shape operands that may be floats: Resize's scales and roi, a float Range's bounds
+#: and step (its length is ``ceil((limit - start) / delta)``), OneHot's depth (truncated).
+FLOAT_SHAPE_OPERANDS: frozenset[tuple[str, int]] = frozenset(
+    {("nn.resize_dyn", 1), ("nn.resize_dyn", 2), ("tensor.range_dyn", 0),
+     ("tensor.range_dyn", 1), ("tensor.range_dyn", 2), ("tensor.one_hot", 1)}
+)
+
+
+def shape_operands(op: str) -> tuple[int, ...]:
+    """The operand indices of ``op`` whose values decide its output shape (see above)."""
+    return SHAPE_OPERANDS.get(op, ())

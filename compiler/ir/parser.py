@@ -18,12 +18,11 @@ import numpy as np
 
 from compiler.errors import ParseError
 from compiler.ir.graph import Graph, Value
-from compiler.ir.types import QuantParams, TensorType, parse_scale
+from compiler.ir.types import DIM_NAME, QuantParams, TensorType, parse_scale
 
 _NAME = re.compile(r"[A-Za-z0-9_.]+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _NUMBER = re.compile(r"-?(?:inf|nan|2\^-?\d+|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)")
-_DIM = re.compile(r"[A-Za-z0-9_'*+]+")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
@@ -75,7 +74,7 @@ def _parse_type(line: _Line) -> TensorType:
     dims: list[int | str] = []
     if not line.accept("]"):
         while True:
-            d = line.match(_DIM, "a dimension")
+            d = line.match(DIM_NAME, "a dimension")
             dims.append(int(d) if d.isdigit() else d)
             if line.accept("]"):
                 break
@@ -172,7 +171,8 @@ def parse(
     ]
     if not lines:
         raise ParseError("empty IR text")
-    graph = _parse_header(_Line(lines[0][1], lines[0][0]))
+    header = _Line(lines[0][1], lines[0][0])
+    graph, results = _parse_header(header)
     env: dict[str, Value] = {v.name: v for v in graph.inputs}
     returned = False
     for lineno, raw in lines[1:]:
@@ -184,14 +184,18 @@ def parse(
         if returned:
             raise line.error("nothing may follow the return line but '}'")
         if line.accept("return"):
-            graph.outputs = _parse_operands(line, env, end=None)
+            # a bare `return` is how the printer shows a graph without outputs; the verifier
+            # names that error, the parser only reads the text back
+            graph.outputs = [] if line.at_end() else _parse_operands(line, env, end=None)
+            _check_results(header, results, graph.outputs)
             returned = True
             continue
         _parse_node(line, graph, env, constants, allow_missing_constants)
     raise ParseError("graph is missing its closing '}'", lines[-1][0])
 
 
-def _parse_header(line: _Line) -> Graph:
+def _parse_header(line: _Line) -> tuple[Graph, list[TensorType]]:
+    """The graph with its inputs, and the result types the header states."""
     line.expect("graph")
     line.expect("@")
     graph = Graph(line.match(_NAME, "a graph name"))
@@ -205,14 +209,31 @@ def _parse_header(line: _Line) -> Graph:
             line.expect(",")
     line.expect("->")
     line.expect("(")
+    results: list[TensorType] = []
     if not line.accept(")"):
         while True:
-            _parse_type(line)  # informative; the return line says which values
+            results.append(_parse_type(line))
             if line.accept(")"):
                 break
             line.expect(",")
     line.expect("{")
-    return graph
+    return graph, results
+
+
+def _check_results(header: _Line, results: list[TensorType], outputs: list[Value]) -> None:
+    """The header's result types are those of the returned values: text a person wrote
+    must not say one thing in the signature and return another. A header type without
+    quantization parameters leaves them to the value's line."""
+    returned = [v.type for v in outputs]
+    if len(results) != len(returned) or any(
+        r != t if r.quant is not None else r != t.with_quant(None)
+        for r, t in zip(results, returned, strict=False)
+    ):
+        header.pos = len(header.text)
+        raise header.error(
+            f"the header returns ({', '.join(map(str, results))}) but the return line gives "
+            f"({', '.join(map(str, returned))})"
+        )
 
 
 def _parse_operands(line: _Line, env: dict[str, Value], end: str | None) -> list[Value]:

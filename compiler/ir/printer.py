@@ -69,6 +69,6 @@ def print_graph(graph: Graph, show_consts: bool = True) -> str:
     for node in graph.nodes:
         if show_consts or node.op != "const":
             lines.append("  " + format_node(node))
-    lines.append("  return " + ", ".join(f"%{v.name}" for v in graph.outputs))
+    lines.append(" ".join(["  return", *(f"%{v.name}," for v in graph.outputs)]).rstrip(","))
     lines.append("}")
     return "\n".join(lines) + "\n"

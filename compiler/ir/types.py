@@ -8,6 +8,7 @@ tensors, the scale and zero point (per tensor, or per channel along ``axis``).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +81,12 @@ _FROM_ML: dict[str, str] = {v: k for k, v in ML_DTYPES.items()}
 
 Dim = int | str
 Shape = tuple[Dim, ...]
+
+#: A symbolic dimension as the IR text writes it, and so the only ones a type may hold: a
+#: name (``batch``), a product or sum the shape rules derive (``b*seq``, ``s+1``) or a derived
+#: size they cannot name (``seq'``). The parser reads exactly these; anything else would print
+#: as text that does not parse back.
+DIM_NAME = re.compile(r"[A-Za-z0-9_'*+]+")
 
 
 def is_float(dtype: str) -> bool:
@@ -228,6 +235,11 @@ class TensorType:
                 raise ValueError(f"shape {self.shape} has a dimension that is neither int nor name")
             if isinstance(d, int) and d < 0:
                 raise ValueError(f"shape {self.shape} has a negative dimension")
+            if isinstance(d, str) and (not DIM_NAME.fullmatch(d) or d.isdigit()):
+                raise ValueError(
+                    f"shape {self.shape} has a symbolic dimension {d!r} that IR text cannot "
+                    f"hold; a name takes [A-Za-z0-9_'*+] and is not all digits"
+                )
         if self.quant is not None:
             if not is_int(self.dtype):
                 raise ValueError(f"quantization parameters on non-integer dtype {self.dtype}")

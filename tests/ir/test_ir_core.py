@@ -65,6 +65,31 @@ def test_quantized_types_round_trip() -> None:
     assert parse(print_graph(g), g.constants) == g
 
 
+@pytest.mark.parametrize("dim", ["s0-1", "s//2", "a b", "3", ""])
+def test_a_symbolic_dim_is_one_the_text_can_hold(dim: str) -> None:
+    # "s0-1" printed as f32[s0-1,2] would not parse back
+    with pytest.raises(ValueError, match="IR text cannot hold"):
+        TensorType("f32", (dim, 2))
+
+
+def test_derived_symbolic_dims_round_trip() -> None:
+    g = Graph("dims")
+    x = g.add_input("x", TensorType("f32", ("b*seq", "s+1", "seq'")))
+    g.outputs = [g.add_node("nn.relu", [x]).output]
+    assert parse(print_graph(g)) == g
+
+
+def test_a_graph_without_outputs_prints_and_parses_back_for_the_verifier() -> None:
+    g = Graph("none")
+    g.add_input("x", f32(2))
+    text = print_graph(g)
+    assert "  return\n}" in text
+    parsed = parse(text)
+    assert print_graph(parsed) == text
+    with pytest.raises(VerifyError, match="no outputs"):
+        verify(parsed)
+
+
 def test_copy_is_structural_and_independent() -> None:
     from compiler.frontends import load_model
     from tests.cases import CASES
@@ -151,12 +176,23 @@ def test_cycle_is_reported() -> None:
             "  return %y\n}",
             "unknown quantization key.*did you mean 'scale'",
         ),
+        (
+            "graph @g(%x: f32[2]) -> (f32[3]) {\n  %y: f32[2] = nn.relu(%x)\n  return %y\n}",
+            r"line 1.*header returns \(f32\[3\]\) but the return line gives \(f32\[2\]\)",
+        ),
+        ("graph @g(%x: f32[2]) -> (f32[2], f32[2]) {\n  return %x\n}", "header returns"),
+        ("graph @g(%x: i8[2]{scale=0.5}) -> (i8[2]{scale=0.25}) {\n  return %x\n}", "header"),
         ("", "empty"),
     ],
 )
 def test_parse_errors_name_the_line(text: str, message: str) -> None:
     with pytest.raises(ParseError, match=message):
         parse(text)
+
+
+def test_a_header_type_may_leave_quantization_to_the_value() -> None:
+    g = parse("graph @g(%x: i8[2]{scale=0.5}) -> (i8[2]) {\n  return %x\n}")
+    assert g.outputs[0].type.quant is not None
 
 
 @pytest.mark.parametrize(
@@ -169,7 +205,8 @@ def test_parse_errors_name_the_line(text: str, message: str) -> None:
     ],
 )
 def test_verifier_names_the_node(body: str, error: type, message: str) -> None:
-    g = parse(f"graph @g(%x: f32[2]) -> (f32[2]) {{\n  {body}\n  return %y\n}}")
+    result = body.split(": ")[1].split(" = ")[0]
+    g = parse(f"graph @g(%x: f32[2]) -> ({result}) {{\n  {body}\n  return %y\n}}")
     with pytest.raises(error, match=message) as info:
         verify(g)
     assert "%y" in str(info.value)

@@ -24,8 +24,8 @@ from backends.hls.engine.schedule import FIELDS, OPS, Step, pack, split64
 from backends.hls.engine.tiling import Tiling, choose_tiles, needs, traffic
 from compiler.errors import BackendError
 from compiler.ir.graph import Graph
-from compiler.ir.types import TensorType
 from compiler.target import load_target
+from tests.backends.ir_text import graph_from_text
 
 HEADER = Path(__file__).resolve().parents[3] / "backends/hls/include/tapeout/engine_desc.h"
 
@@ -241,11 +241,16 @@ def test_resources_scale_with_the_array() -> None:
 # ---- the board ---------------------------------------------------------------------------
 def test_a_model_over_the_boards_ddr_is_refused_up_front() -> None:
     target = load_target("pynq-z2")
-    graph = Graph("huge")
-    x = graph.add_input("x", TensorType("i8", (1, 8)))
-    big_w = graph.add_const("w", np.zeros((2**20 * 600 // 8, 8), np.int8))  # 600 MiB
-    graph.outputs = [graph.add_node("tensor.identity", [x]).outputs[0]]
-    del big_w
+    graph = graph_from_text(
+        """
+        graph @huge(%x: i8[1,8]) -> (i8[1,8]) {
+          %w: i8[78643200,8] = const @w
+          %y: i8[1,8] = tensor.identity(%x)
+          return %y
+        }
+        """,
+        {"w": np.zeros((2**20 * 600 // 8, 8), np.int8)},  # 600 MiB
+    )
     with pytest.raises(BackendError, match=r"needs 600\.0 MiB .* pynq-z2 has 512 MiB"):
         check_board(graph, target)
 
@@ -275,11 +280,15 @@ def test_the_default_engine_is_the_largest_that_fits(target: str, size: str) -> 
 def test_unsupported_lists_every_node_and_edge_with_its_reason() -> None:
     from backends.hls.engine.lower import unsupported
 
-    graph = Graph("tokens")
-    ids = graph.add_input("ids", TensorType("i64", (1, 8)))
-    x = graph.add_input("x", TensorType("f32", (1, 4, 4, 4)))
-    soft = graph.add_node("nn.softmax", [x], {"axis": 1}).outputs[0]
-    graph.outputs = [soft, graph.add_node("tensor.identity", [ids]).outputs[0]]
+    graph = graph_from_text(
+        """
+        graph @tokens(%ids: i64[1,8], %x: f32[1,4,4,4]) -> (f32[1,4,4,4], i64[1,8]) {
+          %soft: f32[1,4,4,4] = nn.softmax(%x) {axis=1}
+          %ids_out: i64[1,8] = tensor.identity(%ids)
+          return %soft, %ids_out
+        }
+        """
+    )
     items = {(u.op, u.reason.split(":")[0]) for u in unsupported(graph, load_target("zcu104"))}
     assert ("nn.softmax", "float softmax has no engine unit") in items  # + the integer_ops hint
     assert ("input", "i64 input") in items  # token ids

@@ -12,7 +12,8 @@ import pytest
 from backends.onnx import ExportError, export_onnx, ort_session, run_onnx, unsupported_nodes
 from compiler.errors import UnsupportedOpsError
 from compiler.interpreter import interpret
-from compiler.ir import Graph, QuantParams, TensorType, verify
+from compiler.ir import Graph
+from tests.backends.ir_text import graph_from_text
 from tests.backends.onnx.graphs import (
     float_cnn,
     float_transformer,
@@ -155,13 +156,15 @@ def test_gelu_layer_norm_attention_forms() -> None:
 
 
 def test_unsupported_nodes_are_all_listed() -> None:
-    g = Graph("bad")
-    x = g.add_input("x", TensorType("f32", (2, 4)))
-    casts = [
-        g.add_node("tensor.cast", [x], {"to": "bf16"}, loc=f"cast{i}").output for i in range(2)
-    ]
-    g.outputs = casts
-    verify(g)
+    g = graph_from_text(
+        """
+        graph @bad(%x: f32[2,4]) -> (bf16[2,4], bf16[2,4]) {
+          %cast: bf16[2,4] = tensor.cast(%x) {to="bf16"} loc("cast0")
+          %cast_1: bf16[2,4] = tensor.cast(%x) {to="bf16"} loc("cast1")
+          return %cast, %cast_1
+        }
+        """
+    )
     items = unsupported_nodes(g)
     assert [i.location for i in items] == ["cast0", "cast1"]
     with pytest.raises(UnsupportedOpsError, match="2 unsupported node"):
@@ -169,16 +172,15 @@ def test_unsupported_nodes_are_all_listed() -> None:
 
 
 def test_int16_needs_opset_21() -> None:
-    g = Graph("q16")
-    x = g.add_input("x", TensorType("f32", (4,)))
-    q = g.add_node(
-        "q.quantize",
-        [x],
-        {"dtype": "i16"},
-        out_types=[TensorType("i16", (4,), QuantParams.per_tensor(1e-3))],
-    ).output
-    g.outputs = [g.add_node("q.dequantize", [q]).output]
-    verify(g)
+    g = graph_from_text(
+        """
+        graph @q16(%x: f32[4]) -> (f32[4]) {
+          %q: i16[4]{scale=0.001} = q.quantize(%x) {dtype="i16"}
+          %real: f32[4] = q.dequantize(%q)
+          return %real
+        }
+        """
+    )
     assert "opset 21" in unsupported_nodes(g, 17)[0].reason
     xs = (np.asarray([0.5, -1.0, 3e-3, 40.0], np.float32),)
     got = run_onnx(ort_session(export_onnx(g, opset=21)), g, xs)
@@ -220,26 +222,20 @@ def test_round_trip_through_the_onnx_frontend(rng: np.random.Generator) -> None:
 def test_accumulator_as_output_is_materialized(rng: np.random.Generator) -> None:
     """An i32 accumulator that leaves the graph is rebuilt from its real value (Div, Round,
     Cast): exact while it fits float32's 24-bit mantissa."""
-    g = Graph("acc_out")
-    x = g.add_input("x", TensorType("f32", (2, 8)))
-    xq = g.add_node(
-        "q.quantize",
-        [x],
-        {"dtype": "i8"},
-        out_types=[TensorType("i8", (2, 8), QuantParams.per_tensor(0.05))],
-    ).output
-    w = rng.integers(-127, 128, (4, 8)).astype(np.int8)
-    wq = g.add_const(
-        "w", w, TensorType("i8", (4, 8), QuantParams.per_channel([0.01, 0.02, 0.03, 0.04], 0))
+    # the accumulator's scales are the input's (0.05) times the weight's, channel by channel
+    g = graph_from_text(
+        """
+        graph @acc_out(%x: f32[2,8]) -> (i32[2,4], f32[2,4]) {
+          %w: i8[4,8]{scale=[0.01,0.02,0.03,0.04], axis=0} = const @w
+          %xq: i8[2,8]{scale=0.05} = q.quantize(%x) {dtype="i8"}
+          %acc: i32[2,4]{scale=$acc_scale, axis=1} = nn.dense(%xq, %w) {acc="i32"}
+          %real: f32[2,4] = q.dequantize(%acc)
+          return %acc, %real
+        }
+        """,
+        {"w": rng.integers(-127, 128, (4, 8)).astype(np.int8)},
+        acc_scale=[0.05 * s for s in (0.01, 0.02, 0.03, 0.04)],
     )
-    acc_type = TensorType(
-        "i32", (2, 4), QuantParams.per_channel([0.05 * s for s in (0.01, 0.02, 0.03, 0.04)], 1)
-    )
-    acc = g.add_node(
-        "nn.dense", [xq, wq], {"acc": "i32"}, out_types=[acc_type], names=["acc"]
-    ).output
-    g.outputs = [acc, g.add_node("q.dequantize", [acc], names=["real"]).output]
-    verify(g)
     xs = (rng.standard_normal((2, 8)).astype(np.float32),)
     model = export_onnx(g)
     assert [_producer(model, o.name).op_type for o in model.graph.output] == ["Cast", "Identity"]

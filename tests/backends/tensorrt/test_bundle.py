@@ -16,8 +16,9 @@ from backends.tensorrt.layers import engine_layers, layer_report
 from backends.tensorrt.plan import is_2to4_sparse, sparse_layers
 from backends.tensorrt.runtime import missing_toolchain
 from compiler.errors import BackendError, ToolchainUnavailable, UnsupportedOpsError
-from compiler.ir import Graph, TensorType, verify
+from compiler.ir import Graph
 from compiler.target import load_target
+from tests.backends.ir_text import graph_from_text
 from tests.backends.onnx.graphs import float_cnn, float_transformer, quantized_cnn, quantized_mlp
 
 BUNDLE = {"model.onnx", "build_config.json", "build_engine.py", "trtexec.sh"}
@@ -100,15 +101,19 @@ def _pruned_mlp() -> Graph:
     rng = np.random.default_rng(0)
     w = rng.standard_normal((16, 32)).astype(np.float32)
     w.reshape(16, 8, 4)[:, :, :2] = 0.0  # two zeros in every group of four along K
-    g = Graph("pruned")
-    x = g.add_input("x", TensorType("f32", (2, 32)))
-    h = g.add_node(
-        "nn.dense", [x, g.add_const("fc1.weight", w)], {"act": "relu"}, names=["h"]
-    ).output
     dense = rng.standard_normal((4, 16)).astype(np.float32)
-    g.outputs = [g.add_node("nn.dense", [h, g.add_const("fc2.weight", dense)], names=["y"]).output]
-    verify(g)
-    return g
+    return graph_from_text(
+        """
+        graph @pruned(%x: f32[2,32]) -> (f32[2,4]) {
+          %fc1.weight: f32[16,32] = const @fc1.weight
+          %fc2.weight: f32[4,16] = const @fc2.weight
+          %h: f32[2,16] = nn.dense(%x, %fc1.weight) {act="relu"}
+          %y: f32[2,4] = nn.dense(%h, %fc2.weight)
+          return %y
+        }
+        """,
+        {"fc1.weight": w, "fc2.weight": dense},
+    )
 
 
 def test_2to4_detection() -> None:

@@ -14,19 +14,25 @@ import pytest
 from compiler import api
 from compiler.errors import BackendError
 from compiler.interpreter import interpret
-from compiler.ir import Graph, TensorType
+from compiler.ir import Graph
+from tests.backends.ir_text import graph_from_text
 
 pytestmark = pytest.mark.tvm
 
 
 def _graph() -> Graph:
     rng = np.random.default_rng(5)
-    g = Graph("small")
-    x = g.add_input("x", TensorType("f32", (1, 4, 6, 6)))
-    w = g.add_const("w", rng.standard_normal((8, 4, 3, 3)).astype(np.float32))
-    c = g.add_node("nn.conv2d", [x, w], {"pads": [1, 1, 1, 1], "act": "relu"}).output
-    g.outputs = [g.add_node("nn.global_avg_pool", [c]).output]
-    return g
+    return graph_from_text(
+        """
+        graph @small(%x: f32[1,4,6,6]) -> (f32[1,8,1,1]) {
+          %w: f32[8,4,3,3] = const @w
+          %conv2d: f32[1,8,6,6] = nn.conv2d(%x, %w) {pads=[1, 1, 1, 1], act="relu"}
+          %pool: f32[1,8,1,1] = nn.global_avg_pool(%conv2d)
+          return %pool
+        }
+        """,
+        {"w": rng.standard_normal((8, 4, 3, 3)).astype(np.float32)},
+    )
 
 
 def test_saved_artifact_reloads_and_runs(tmp_path: Path) -> None:

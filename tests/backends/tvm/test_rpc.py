@@ -23,7 +23,8 @@ import pytest
 from compiler import api
 from compiler.errors import BackendError
 from compiler.interpreter import interpret
-from compiler.ir import Graph, TensorType
+from compiler.ir import Graph
+from tests.backends.ir_text import graph_from_text
 
 pytestmark = [pytest.mark.tvm, pytest.mark.slow]
 
@@ -115,12 +116,19 @@ def tracker() -> Iterator[tuple[int, list[subprocess.Popen]]]:
 
 def _graph() -> Graph:
     rng = np.random.default_rng(5)
-    g = Graph("rpc_dense")
-    x = g.add_input("x", TensorType("f32", (4, 32)))
-    w = g.add_const("w", rng.standard_normal((24, 32)).astype(np.float32))
-    b = g.add_const("b", rng.standard_normal(24).astype(np.float32))
-    g.outputs = [g.add_node("nn.dense", [x, w, b], {"act": "relu"}).output]
-    return g
+    w = rng.standard_normal((24, 32)).astype(np.float32)
+    b = rng.standard_normal(24).astype(np.float32)
+    return graph_from_text(
+        """
+        graph @rpc_dense(%x: f32[4,32]) -> (f32[4,24]) {
+          %w: f32[24,32] = const @w
+          %b: f32[24] = const @b
+          %dense: f32[4,24] = nn.dense(%x, %w, %b) {act="relu"}
+          return %dense
+        }
+        """,
+        {"w": w, "b": b},
+    )
 
 
 def _records(folder: Path) -> list[list]:

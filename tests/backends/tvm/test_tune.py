@@ -10,19 +10,27 @@ import pytest
 
 from compiler import api
 from compiler.interpreter import interpret
-from compiler.ir import Graph, TensorType
+from compiler.ir import Graph
+from tests.backends.ir_text import graph_from_text
 
 pytestmark = pytest.mark.tvm
 
 
 def _dense_graph() -> Graph:
     rng = np.random.default_rng(3)
-    g = Graph("one_dense")
-    x = g.add_input("x", TensorType("f32", (8, 64)))
-    w = g.add_const("w", rng.standard_normal((48, 64)).astype(np.float32))
-    b = g.add_const("b", rng.standard_normal(48).astype(np.float32))
-    g.outputs = [g.add_node("nn.dense", [x, w, b], {"act": "relu"}).output]
-    return g
+    w = rng.standard_normal((48, 64)).astype(np.float32)
+    b = rng.standard_normal(48).astype(np.float32)
+    return graph_from_text(
+        """
+        graph @one_dense(%x: f32[8,64]) -> (f32[8,48]) {
+          %w: f32[48,64] = const @w
+          %b: f32[48] = const @b
+          %dense: f32[8,48] = nn.dense(%x, %w, %b) {act="relu"}
+          return %dense
+        }
+        """,
+        {"w": w, "b": b},
+    )
 
 
 def _compile(tmp_path: Path, trials: int) -> api.Artifact:
@@ -71,15 +79,21 @@ def test_kernels_whose_weights_stream_from_memory_are_not_tuned() -> None:
     from compiler.target import load_target
 
     rng = np.random.default_rng(0)
-    g = Graph("two_convs")
-    x = g.add_input("x", TensorType("f32", (1, 512, 7, 7)))
-    small = g.add_const("small", rng.standard_normal((64, 512, 1, 1)).astype(np.float32))
-    big = g.add_const("big", rng.standard_normal((512, 512, 3, 3)).astype(np.float32))
-    assert 512 * 512 * 9 * 4 > STREAMED_OPERAND_BYTES
-    g.outputs = [
-        g.add_node("nn.conv2d", [x, small]).output,
-        g.add_node("nn.conv2d", [x, big], {"pads": [1, 1, 1, 1]}).output,
-    ]
+    small = rng.standard_normal((64, 512, 1, 1)).astype(np.float32)
+    big = rng.standard_normal((512, 512, 3, 3)).astype(np.float32)
+    assert big.nbytes > STREAMED_OPERAND_BYTES
+    g = graph_from_text(
+        """
+        graph @two_convs(%x: f32[1,512,7,7]) -> (f32[1,64,7,7], f32[1,512,7,7]) {
+          %small: f32[64,512,1,1] = const @small
+          %big: f32[512,512,3,3] = const @big
+          %conv2d: f32[1,64,7,7] = nn.conv2d(%x, %small)
+          %conv2d_1: f32[1,512,7,7] = nn.conv2d(%x, %big) {pads=[1, 1, 1, 1]}
+          return %conv2d, %conv2d_1
+        }
+        """,
+        {"small": small, "big": big},
+    )
     target = load_target("x86-64-avx512")
     mod, _ = lower_graph(g, cpu_params(target))
     mod = build.fuse(mod, build.tvm_target(target))
