@@ -34,7 +34,9 @@ from compiler.rules import unsupported_nodes
 NCHW, NHWC = "NCHW", "NHWC"
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
-#: IR dtype -> TVM dtype string. i4/u4 are held unpacked in 8 bits, as the interpreter does.
+#: IR dtype -> TVM dtype string. The types TVM cannot compute in on a CPU travel in the type
+#: the interpreter holds them in (``backends.tvm.dtypes_narrow``): bf16, float8 and float4 in
+#: float32, 2- and 4-bit integers unpacked in 8 bits.
 TVM_DTYPES: dict[str, str] = {
     "f32": "float32",
     "f16": "float16",
@@ -48,6 +50,16 @@ TVM_DTYPES: dict[str, str] = {
     "u32": "uint32",
     "u64": "uint64",
     "bool": "bool",
+    "bf16": "float32",
+    "f8e4m3fn": "float32",
+    "f8e4m3fnuz": "float32",
+    "f8e5m2": "float32",
+    "f8e5m2fnuz": "float32",
+    "f4e2m1": "float32",
+    "i4": "int8",
+    "i2": "int8",
+    "u4": "uint8",
+    "u2": "uint8",
 }
 
 LowerFn = Callable[[Node, "LowerContext"], Sequence[Any]]
@@ -192,6 +204,8 @@ def static_shape(value: Value) -> tuple[int, ...]:
 
 def merged_rules() -> dict[str, Rule]:
     from backends.tvm import lower_ops_b
+    from backends.tvm.dtype_ops import dtype_rules
+    from backends.tvm.dtypes_narrow import narrow_rules
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
@@ -199,9 +213,10 @@ def merged_rules() -> dict[str, Rule]:
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
 
-    return extend_ops_a(
+    rules = extend_ops_a(
         lower_ops_b.extend(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
     )
+    return narrow_rules(dtype_rules(rules))
 
 
 def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:
