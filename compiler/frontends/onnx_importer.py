@@ -74,6 +74,24 @@ NO_FOLD: frozenset[str] = frozenset(
 _FOLD_LIMIT = 1 << 24  # elements; folding a bigger result would bloat the constant table
 
 
+def _check_required_inputs(proto: onnx.NodeProto, opset: int, loc: str) -> None:
+    """A FrontendError when an input the op's schema requires is missing ('' or absent): no
+    converter or folder has to guess what a model without its data operand means."""
+    import onnx.defs
+
+    try:
+        schema = onnx.defs.get_schema(proto.op_type, opset, proto.domain or "")
+    except onnx.defs.SchemaError:
+        return  # an op onnx does not know: its converter (or the unsupported list) decides
+    single = onnx.defs.OpSchema.FormalParameterOption.Single
+    for i, formal in enumerate(schema.inputs):
+        if formal.option == single and (i >= len(proto.input) or not proto.input[i]):
+            raise FrontendError(
+                f"ONNX {proto.op_type} node {loc!r}: required input {i} ({formal.name!r}) "
+                "is missing"
+            )
+
+
 class Reject(Exception):
     """A converter declines a node (an attribute or form it cannot express); says why."""
 
@@ -360,6 +378,7 @@ class Importer:
                 self.unsupported.append(Unsupported(op, loc, why))
             self.poisoned.update(proto.output)
             return
+        _check_required_inputs(proto, self.opset, loc)
         node = OnnxNode(self, proto, loc)
         try:
             folded = self._fold(node) if proto.domain in ("", "ai.onnx") else None

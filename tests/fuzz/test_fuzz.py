@@ -46,6 +46,26 @@ def test_mutated_models_give_only_typed_errors(
         >= count * 0.9
 
 
+#: (target, seed, case index): cases the full runs of ``scripts/fuzz.py`` found raw, fixed since.
+FOUND = [
+    ("reference", 0, 7973),  # a body node left without its required data input: an assert
+    ("fpga", 0, 2996),  # an engine matmul check read a symbolic dimension with int()
+]
+
+
+@pytest.mark.parametrize(("target", "seed", "index"), FOUND)
+def test_cases_the_long_runs_found_are_typed(
+    target: str, seed: int, index: int, tmp_path: Path
+) -> None:
+    (case,) = generate(1, seed, _seeds(), tmp_path / "cases", start=index)
+    runner = Runner(target, timeout=120, env={"TAPEOUT_CACHE": str(tmp_path / "cache")})
+    try:
+        result = runner.run(case)
+    finally:
+        runner.close()
+    assert result.outcome not in BUGS, summarize([result])
+
+
 def test_fuzz_logs_are_summarized_once_per_case(tmp_path: Path) -> None:
     """``scripts/fuzz.py --summarize`` counts pieces of a long run together; a case logged
     by two pieces counts once, and a raw error makes the exit status 1."""

@@ -81,7 +81,18 @@ def same_perm(a: np.ndarray | None, b: np.ndarray | None) -> bool:
 
 
 def shape_of(value: Value) -> tuple[int, ...]:
+    """The static shape of ``value``; the engine sizes every buffer at compile time, so a
+    symbolic dimension is a BackendError naming the value."""
+    if not is_static(value):
+        raise BackendError(
+            f"{value.name} has the symbolic shape {list(value.type.shape)}; "
+            "the FPGA engine needs every dimension at compile time"
+        )
     return tuple(int(d) for d in value.type.shape)
+
+
+def is_static(value: Value) -> bool:
+    return all(isinstance(d, int) for d in value.type.shape)
 
 
 class EngineLowering:

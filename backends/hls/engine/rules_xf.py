@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from backends.hls.engine.lower import EngineLowering, Tensor, int8, shape_of
+from backends.hls.engine.lower import EngineLowering, Tensor, int8, is_static, shape_of
 from backends.hls.engine.schedule import Step
 from compiler.ir.graph import Node, Value
 
@@ -79,6 +79,8 @@ def check_matmul(node: Node, low: EngineLowering) -> str | None:
         return f"a float matmul of two activations: {INTEGER_OPS_HINT}"
     if low.const(b) is not None or low.const(a) is not None:
         return "a matmul with a constant operand (the engine runs it as nn.dense)"
+    if not (is_static(a) and is_static(b)):
+        return "a matmul of symbolic shapes (the engine sizes its buffers at compile time)"
     if a.type.rank < 2 or b.type.rank != a.type.rank:
         return "matmul operands of different ranks (broadcast) have no engine unit"
     if shape_of(a)[:-2] != shape_of(b)[:-2] and math.prod(shape_of(b)[:-2]) != 1:
