@@ -456,10 +456,12 @@ def _zero_dead_rows(ctx: LowerContext, node: Node, probs: Any, dt: str) -> Any:
     keep = ctx.arg(mask)
     if mask.dtype != "bool":
         keep = ctx.emit(R.not_equal(keep, _R_const(float("-inf"), tvm_dtype(mask))))
+    length, src = static_shape(node.inputs[0])[-2], static_shape(node.inputs[1])[-2]
     if node.attrs.get("causal"):
-        length, src = static_shape(node.inputs[0])[-2], static_shape(node.inputs[1])[-2]
         causal = np.tril(np.ones((length, src), dtype=bool), k=src - length)
         keep = ctx.emit(R.logical_and(keep, _const(causal, "bool")))
+    elif mask.type.rank < 2:  # a scalar or per-key mask: broadcast it to the rows first
+        keep = ctx.emit(R.logical_and(keep, _const(np.ones((length, src), dtype=bool), "bool")))
     alive = ctx.emit(R.max(R.astype(keep, "int32"), axis=-1, keepdims=True))
     dead = ctx.emit(R.equal(alive, _R_const(0, "int32")))
     return ctx.emit(R.where(dead, _R_const(0.0, dt), probs))

@@ -121,3 +121,15 @@ graph @dd(%x: f32[6], %keep: bool[6]) -> (f32[unique'], f32[kept']) {
     reasons = {u.op: u.reason for u in TvmBackend().unsupported(graph, load_target("cpu"))}
     assert set(reasons) == {"tensor.unique", "tensor.compress"}
     assert all("depends on the input values" in why for why in reasons.values())
+
+
+def test_attention_with_a_scalar_or_per_key_mask() -> None:
+    """A 0-d or 1-d mask (what constant folding leaves of a flex-attention score mod) is
+    broadcast over the rows before the dead-row check (it reduced a 0-d tensor over axis -1)."""
+    q = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+    _compare("""
+graph @scalar_mask(%q: f32[2,3,4], %m: bool[], %k: bool[3]) -> (f32[2,3,4], f32[2,3,4]) {
+  %a: f32[2,3,4] = nn.attention(%q, %q, %q, %m)
+  %b: f32[2,3,4] = nn.attention(%q, %q, %q, %k)
+  return %a, %b
+}""", q, np.array(True), np.array([True, False, True]))
