@@ -1,5 +1,6 @@
 """Lowering rules for the integer ops whose C meaning is undefined at the edges: bit shifts
-of any integer type (negative and over-wide counts) and integer powers (wrapping products).
+of any integer type (negative and over-wide counts) and integer powers (wrapping products);
+and top-k of every integer type (ties in index order).
 
 Each kernel mirrors ``compiler.interpreter_more._bitshift`` / ``interpreter_ops._pow``,
 which follow NumPy:
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from backends.tvm.kernels import expr_dtype
 from backends.tvm.lower import LowerContext, Rule, static_shape
@@ -182,9 +185,45 @@ def _int_check(node: Node, graph: Graph) -> str | None:
     return None
 
 
+# ---- top-k of integers -----------------------------------------------------------------------
+#: The key dtypes TVM's CPU top-k (``tvm.contrib.sort.topk``, a stable sort: equal values
+#: keep index order, as ONNX wants) takes; other integers are sorted by an int64 key.
+TOPK_KEYS = ("i32", "i64")
+_SIGN_BIT = -(2**63)
+
+
+def _topk_rule(rule: Rule) -> Rule:
+    """``math.topk`` of an integer type the runtime sort lacks: the indices of the top-k of
+    an int64 key that orders as the values do (a plain widening, or for u64 its bits with
+    the top one flipped), and the values gathered at them."""
+    import dataclasses
+
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
+        x = node.inputs[0]
+        if is_float(x.dtype) or x.dtype in TOPK_KEYS:
+            return rule.lower(node, ctx)
+        from tvm import relax
+
+        R = relax.op
+        a = ctx.attrs(node)
+        axis = int(a["axis"]) % x.type.rank
+        k = int(np.asarray(ctx.const(node.inputs[1])).reshape(-1)[0])
+        data = ctx.arg(x)
+        key = ctx.emit(R.astype(data, "int64"))
+        if x.dtype == "u64":
+            key = ctx.emit(R.bitwise_xor(key, relax.const(_SIGN_BIT, "int64")))
+        idx = ctx.emit(R.topk(key, k, axis, "indices", bool(a["largest"]), "int64"))
+        return [ctx.emit(R.gather_elements(data, idx, axis)), idx]
+
+    return dataclasses.replace(rule, lower=lower)
+
+
 def extend(rules: dict[str, Rule]) -> dict[str, Rule]:
-    """The merged table with exact bit shifts of every integer type and integer powers."""
+    """The merged table with exact bit shifts of every integer type, integer powers and
+    top-k of every integer type."""
     out = {**rules, "math.bitshift": Rule(_bitshift, _int_check)}
     if "math.pow" in out:
         out["math.pow"] = _pow_rule(out["math.pow"])
+    if "math.topk" in out:
+        out["math.topk"] = _topk_rule(out["math.topk"])
     return out

@@ -173,13 +173,8 @@ def _topk(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 
 def _topk_check(node: Node, graph: Graph) -> str | None:
-    if (why := _known_operand(1, "top-k's k")(node, graph)) is not None:
-        return why
-    # TVM's sort does not promise the lower index first among equal values, as ONNX does:
-    # take only float inputs, where ties are rare, and integers never.
-    if not is_float(node.inputs[0].dtype):
-        return f"top-k of {node.inputs[0].dtype} values (ties would not keep index order)"
-    return None
+    # Integer top-k is ``lower_int_ops`` (TVM's CPU top-k sorts int32/int64 keys stably).
+    return _known_operand(1, "top-k's k")(node, graph)
 
 
 def _einsum(node: Node, ctx: LowerContext) -> Sequence[Any]:

@@ -92,3 +92,39 @@ def test_shifts_and_powers_match_the_interpreter_bit_for_bit() -> None:
         assert g.dtype == w.dtype and g.shape == w.shape, value.name
         bad = np.flatnonzero(g != w)
         assert bad.size == 0, (value.name, bad[:5], g.reshape(-1)[bad[:5]], w.reshape(-1)[bad[:5]])
+
+
+TOPK = """
+graph @topk(%a: i64[6,40], %b: u64[6,40], %c: i8[40,6]) -> (i64[6,9], i64[6,9], i64[6,9], i64[6,9], u64[6,9], i64[6,9], u64[6,9], i64[6,9], i8[9,6], i64[9,6]) {
+  %k: i64[1] = const @k
+  %av: i64[6,9], %ai: i64[6,9] = math.topk(%a, %k) {axis=1, largest=true}
+  %sv: i64[6,9], %si: i64[6,9] = math.topk(%a, %k) {axis=-1, largest=false}
+  %bv: u64[6,9], %bi: i64[6,9] = math.topk(%b, %k) {axis=1, largest=true}
+  %tv: u64[6,9], %ti: i64[6,9] = math.topk(%b, %k) {axis=1, largest=false}
+  %cv: i8[9,6], %ci: i64[9,6] = math.topk(%c, %k) {axis=0, largest=true}
+  return %av, %ai, %sv, %si, %bv, %bi, %tv, %ti, %cv, %ci
+}
+"""  # noqa: E501
+
+
+def test_integer_topk_keeps_ties_in_index_order() -> None:
+    """Many ties and the extremes of each type (INT64_MIN, u64 values >= 2^63)."""
+    from backends.tvm import TvmBackend
+
+    graph = parse(TOPK, {"k": np.array([9], np.int64)})
+    verify(graph)
+    backend = TvmBackend()
+    target = load_target("cpu")
+    assert backend.unsupported(graph, target) == []
+    rng = np.random.default_rng(5)
+    inputs = []
+    for dtype, shape in ((np.int64, (6, 40)), (np.uint64, (6, 40)), (np.int8, (40, 6))):
+        info = np.iinfo(dtype)
+        x = rng.integers(0, 3, shape).astype(dtype).reshape(-1)
+        x[::7], x[3::11], x[5::13] = info.max, info.min, info.max // 2 + 1
+        inputs.append(x.reshape(shape))
+    art = backend.compile(graph, target, Path(tempfile.mkdtemp()), {})
+    got, want = art.run(*inputs), interpret(graph, *inputs)
+    for value, g, w in zip(graph.outputs, got, want, strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape, value.name
+        assert np.array_equal(g, w), value.name
