@@ -105,3 +105,17 @@ def _assert_imports_on_top(path: Path, tree: ast.Module) -> None:
             or isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
         )
         seen_code = seen_code or not top
+
+
+def test_no_library_module_imports_a_private_name_from_another() -> None:
+    """Across compiler/, passes/ and backends/, no module imports a ``_private`` name from
+    another of ours, at any depth (a helper two files share is public, in a leaf module)."""
+    found = []
+    ours = ("compiler", "passes", "backends")
+    for path in sorted(p for d in ours for p in (ROOT / d).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ours:
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if private:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module} {private}")
+    assert not found, "\n".join(found)

@@ -17,7 +17,7 @@ from typing import Any
 
 from backends.tvm.kernels import expr_dtype
 from backends.tvm.lower import LowerContext, Rule, static_shape
-from backends.tvm.te_ops import _bcast
+from backends.tvm.te_ops import bcast
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import is_float
 
@@ -29,7 +29,7 @@ def float_floor_mod(a: Any, b: Any, shape: Sequence[int]) -> Any:
     from tvm import te, tirx
 
     def body(*i: Any) -> Any:
-        av, bv = _bcast(a, i, shape), _bcast(b, i, shape)
+        av, bv = bcast(a, i, shape), bcast(b, i, shape)
         dtype = expr_dtype(av)
         name = {"float32": "fmodf", "float64": "fmod"}[dtype]
         m = tirx.call_pure_extern(dtype, name, av, bv)

@@ -143,12 +143,12 @@ def decode_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
     ``repeat_kv`` or not), a boolean mask ``[1 or B, 1, 1, slots]``, float32."""
     from tvm import relax
 
-    from backends.tvm.lower_nn import _grouped_kv
+    from backends.tvm.lower_nn import grouped_kv
 
     q = node.inputs[0]
     if len(node.inputs) != 4 or q.dtype != "f32" or q.type.rank != 4:
         return None
-    grouped = _grouped_kv(node)
+    grouped = grouped_kv(node)
     k, v, group = grouped if grouped is not None else (node.inputs[1], node.inputs[2], 1)
     kc, vc, mask = _cache_concat(k), _cache_concat(v), node.inputs[3]
     b, hq, c, d = static_shape(q)

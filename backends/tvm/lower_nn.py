@@ -465,7 +465,7 @@ def _zero_dead_rows(ctx: LowerContext, node: Node, probs: Any, dt: str) -> Any:
     return ctx.emit(R.where(dead, _R_const(0.0, dt), probs))
 
 
-def _grouped_kv(node: Node) -> tuple[Value, Value, int] | None:
+def grouped_kv(node: Node) -> tuple[Value, Value, int] | None:
     """Grouped-query attention: the keys and values ``[B, n_kv, S, D]`` that the graph repeats
     to every query head (``reshape(expand(unsqueeze(x, 2)))``, how Hugging Face's
     ``repeat_kv`` exports), and the group size; None for other attention."""
@@ -501,7 +501,7 @@ def _attention(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     dt = tvm_dtype(q)
     R = _R()
-    grouped = _grouped_kv(node)
+    grouped = grouped_kv(node)
     qe, ke, ve, group = ctx.arg(q), ctx.arg(k), ctx.arg(v), 1
     if grouped is not None and len(sq) == 4:
         k, v, group = grouped

@@ -119,7 +119,7 @@ def int_div(a: Any, b: Any, shape: Sequence[int]) -> Any:
     from tvm import te
 
     def body(*i: Any) -> Any:
-        return _safe_int("truncdiv", _bcast(a, i, shape), _bcast(b, i, shape))
+        return _safe_int("truncdiv", bcast(a, i, shape), bcast(b, i, shape))
 
     return te.compute(tuple(shape), body, name="int_div")
 
@@ -129,7 +129,7 @@ def int_floor_mod(a: Any, b: Any, shape: Sequence[int]) -> Any:
     from tvm import te
 
     def body(*i: Any) -> Any:
-        return _safe_int("floormod", _bcast(a, i, shape), _bcast(b, i, shape))
+        return _safe_int("floormod", bcast(a, i, shape), bcast(b, i, shape))
 
     return te.compute(tuple(shape), body, name="floor_mod")
 
@@ -139,7 +139,7 @@ def fmod(a: Any, b: Any, shape: Sequence[int]) -> Any:
     from tvm import te, tirx
 
     def body(*i: Any) -> Any:
-        av, bv = _bcast(a, i, shape), _bcast(b, i, shape)
+        av, bv = bcast(a, i, shape), bcast(b, i, shape)
         if "int" in expr_dtype(av):
             return _safe_int("truncmod", av, bv)
         # libm's fmod is exact, as NumPy's (LLVM has no fmod intrinsic for TVM to use).
@@ -150,7 +150,7 @@ def fmod(a: Any, b: Any, shape: Sequence[int]) -> Any:
     return te.compute(tuple(shape), body, name="fmod")
 
 
-def _bcast(t: Any, idx: Sequence[Any], shape: Sequence[int]) -> Any:
+def bcast(t: Any, idx: Sequence[Any], shape: Sequence[int]) -> Any:
     """``t`` read at output index ``idx`` under NumPy broadcasting."""
     rank = len(t.shape)
     off = len(shape) - rank
@@ -228,8 +228,8 @@ def qadd(
     za, zb, zo = zps
 
     def body(*i: Any) -> Any:
-        av = _bcast(a, i, shape).astype("int64") - tirx.const(za, "int64")
-        bv = _bcast(b, i, shape).astype("int64") - tirx.const(zb, "int64")
+        av = bcast(a, i, shape).astype("int64") - tirx.const(za, "int64")
+        bv = bcast(b, i, shape).astype("int64") - tirx.const(zb, "int64")
         acc = av * tirx.const(multipliers[0], "int64") + bv * tirx.const(multipliers[1], "int64")
         return rounding_shift(acc, shift, zo, bounds[0], bounds[1], dtype)
 
