@@ -131,16 +131,26 @@ def _trilu(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [np.triu(x, k) if upper else np.tril(x, k)]
 
 
+def _topk_key(x: np.ndarray, largest: bool) -> np.ndarray:
+    """A key that sorts ascending in the order top-k wants."""
+    if x.dtype.kind == "f":
+        key = x.astype(np.float64)
+        return -key if largest else key
+    flip = np.uint64(1 << 63)
+    ints = (x ^ flip).view(np.int64) if x.dtype == np.uint64 else x.astype(np.int64)
+    return np.invert(ints) if largest else ints
+
+
 @impl("math.topk")
 def _topk(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x, k_arr = xs
     attrs = OPS[node.op].with_defaults(node.attrs)
     axis = int(attrs["axis"]) % x.ndim
     k = int(k_arr.reshape(-1)[0])
-    # A stable sort keeps equal values in index order; for the largest, sort the negation
-    # (in float64, or int64 for integers, so that negating never overflows small types).
-    key = x.astype(np.float64) if x.dtype.kind == "f" else x.astype(np.int64)
-    order = np.argsort(-key if attrs["largest"] else key, axis=axis, kind="stable")
+    # A stable sort keeps equal values in index order; for the largest, sort a key in the
+    # opposite order: the negation of floats (in float64), the bitwise not of integers
+    # (never overflows, unlike -INT64_MIN) as int64, u64 with its top bit flipped.
+    order = np.argsort(_topk_key(x, bool(attrs["largest"])), axis=axis, kind="stable")
     indices = np.take(order, np.arange(k), axis=axis)
     return [np.take_along_axis(x, indices, axis=axis), indices.astype(np.int64)]
 

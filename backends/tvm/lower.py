@@ -206,6 +206,7 @@ def merged_rules() -> dict[str, Rule]:
     from backends.tvm import lower_ops_b
     from backends.tvm.dtype_ops import dtype_rules
     from backends.tvm.dtypes_narrow import narrow_rules
+    from backends.tvm.lower_int_ops import extend as extend_int_ops
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
@@ -216,7 +217,7 @@ def merged_rules() -> dict[str, Rule]:
     rules = extend_ops_a(
         lower_ops_b.extend(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
     )
-    return narrow_rules(dtype_rules(rules))
+    return narrow_rules(dtype_rules(extend_int_ops(rules)))
 
 
 def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:

@@ -1,5 +1,5 @@
 """Lowering rules, part 4: the ops of ``compiler.ir.ops_more`` (indexing with data, scans,
-selection, einsum, RMS norm, bit shifts, floor modulo, the loss, generic reductions).
+selection, einsum, RMS norm, floor modulo, the loss, generic reductions).
 
 Each rule mirrors ``compiler.interpreter_more``. Operands that Relax wants as compile-time
 numbers (cumsum's axis, top-k's k, reduction axes) must be constants; where one is runtime
@@ -173,13 +173,8 @@ def _topk(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 
 def _topk_check(node: Node, graph: Graph) -> str | None:
-    if (why := _known_operand(1, "top-k's k")(node, graph)) is not None:
-        return why
-    # TVM's sort does not promise the lower index first among equal values, as ONNX does:
-    # take only float inputs, where ties are rare, and integers never.
-    if not is_float(node.inputs[0].dtype):
-        return f"top-k of {node.inputs[0].dtype} values (ties would not keep index order)"
-    return None
+    # Integer top-k is ``lower_int_ops`` (TVM's CPU top-k sorts int32/int64 keys stably).
+    return _known_operand(1, "top-k's k")(node, graph)
 
 
 def _einsum(node: Node, ctx: LowerContext) -> Sequence[Any]:
@@ -216,13 +211,6 @@ def _rms_norm(node: Node, ctx: LowerContext) -> Sequence[Any]:
     return [ctx.emit(R.multiply(y, ctx.arg(scale)))]
 
 
-def _bitshift(node: Node, ctx: LowerContext) -> Sequence[Any]:
-    R = _R()
-    a, b = (ctx.arg(v) for v in node.inputs)
-    shift = R.left_shift if node.attrs["direction"] == "left" else R.right_shift
-    return [ctx.emit(shift(a, b))]
-
-
 def _floor_mod(node: Node, ctx: LowerContext) -> Sequence[Any]:
     # Integers only (_float_floor_mod_check): a guarded kernel, never a native x % 0.
     a, b = (ctx.arg(v) for v in node.inputs)
@@ -253,15 +241,6 @@ def _nll_loss(node: Node, ctx: LowerContext) -> Sequence[Any]:
         return [loss]
     total = ctx.emit(R.sum(loss))
     return [ctx.emit(R.divide(total, R.sum(w))) if a["reduction"] == "mean" else total]
-
-
-def _signed_shift_check(node: Node, graph: Graph) -> str | None:
-    if not node.inputs[0].dtype.startswith("u"):
-        return (
-            f"bit shift of signed {node.inputs[0].dtype} (negative or over-wide shift "
-            "counts are undefined in the C TVM emits)"
-        )
-    return None
 
 
 def _float_floor_mod_check(node: Node, graph: Graph) -> str | None:
@@ -347,7 +326,6 @@ MORE_RULES: dict[str, Rule] = {
     "math.topk": Rule(_topk, _topk_check),
     "math.einsum": Rule(_einsum, _einsum_check),
     "nn.rms_norm": Rule(_rms_norm),
-    "math.bitshift": Rule(_bitshift, _signed_shift_check),
     "math.floor_mod": Rule(_floor_mod, _float_floor_mod_check),
     "nn.nll_loss": Rule(_nll_loss),
 }
@@ -383,6 +361,4 @@ NO_F16_KERNEL = (
 def _f16_check(node: Node, graph: Graph) -> str | None:
     if node.inputs[0].dtype == "f16":
         return f"{node.op} on float16 (LLVM has no x86 kernel for it)"
-    if node.op == "math.pow" and not is_float(node.inputs[0].dtype):
-        return f"integer power of {node.inputs[0].dtype} (TVM's power takes floats)"
     return None
