@@ -97,7 +97,16 @@ class TvmArtifact(Artifact):
             tvm = require_tvm()
             from tvm import relax
 
-            lib = tvm.runtime.load_module(str(self.path / self.meta["library"]))
+            try:
+                lib = tvm.runtime.load_module(str(self.path / self.meta["library"]))
+            except Exception as e:  # noqa: BLE001  (TVM raises its own untyped errors)
+                if "DLTensor file format" not in str(e):
+                    raise
+                raise BackendError(
+                    f"{self.path / self.meta['library']}: TVM saved a zero-size constant that "
+                    "its own loader refuses; the graph has an empty tensor that TVM folded "
+                    "into a constant (give the op a non-empty size)"
+                ) from None
             self._vm = (self.path, relax.VirtualMachine(lib, tvm.cpu()))
             self._lib = lib
         return self._vm[1]
@@ -262,6 +271,8 @@ class TvmBackend:
             **{k: tune_info[k] for k in ("tune_trials", "tune_workload") if k in tune_info},
         }
         art = TvmArtifact(graph, target, Path(out_dir), rows, summary, meta)
+        if exported.runnable and _has_empty_value(graph):
+            art._machine()  # TVM may have saved a zero-size constant it cannot load: say so now
         art.timings.update(
             {
                 k: float(v)
@@ -283,3 +294,12 @@ class TvmBackend:
         return TvmArtifact(
             graph, target, Path(path), report.get("layers") or [], report.get("summary") or {}, meta
         )
+
+
+def _has_empty_value(graph: Graph) -> bool:
+    """Whether some value of ``graph`` has a zero-size static shape."""
+    return any(
+        any(d == 0 for d in v.type.shape)
+        for node in graph.nodes
+        for v in (*node.inputs, *node.outputs)
+    )

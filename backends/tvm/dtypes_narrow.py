@@ -139,7 +139,10 @@ def _finish(node: Node, ctx: LowerContext, outs: Sequence[Any], wide: dict[str, 
     done = []
     for value, expr in zip(node.outputs, outs, strict=True):
         if value.dtype in FORMATS or value.dtype == "bf16":
-            expr = ctx.emit_te(round_to, expr, value.dtype, name=f"round_{value.dtype}")
+            # Opaque: a chain of fused rounding kernels grows LLVM's input exponentially.
+            expr = ctx.emit_te(
+                round_to, expr, value.dtype, name=f"round_{value.dtype}", opaque=True
+            )
         elif value.dtype == "f16" and "f16" in wide:
             expr = _astype(ctx, expr, "float16")
         done.append(expr)
@@ -189,9 +192,10 @@ def _narrow_cast(rule: Rule) -> Rule:
             fn: Callable[..., Any] = (
                 float_to_sub_byte if is_float(node.inputs[0].dtype) else wrap_int
             )
-            return [ctx.emit_te(fn, x, to, tvm_dtype(node.outputs[0]), name=f"cast_{to}")]
+            out = tvm_dtype(node.outputs[0])
+            return [ctx.emit_te(fn, x, to, out, name=f"cast_{to}", opaque=True)]
         saturate = bool(node.attrs.get("saturate", True))
-        return [ctx.emit_te(cast_to_float, x, to, saturate, name=f"cast_{to}")]
+        return [ctx.emit_te(cast_to_float, x, to, saturate, name=f"cast_{to}", opaque=True)]
 
     return dataclasses.replace(rule, lower=lower)
 
@@ -217,7 +221,7 @@ def _stepwise_softmax(rule: Rule) -> Rule:
         def step(expr: Any) -> Any:
             if dtype == "f16":
                 return _astype(ctx, _astype(ctx, expr, "float16"), "float32")
-            return ctx.emit_te(round_to, expr, dtype, name=f"round_{dtype}")
+            return ctx.emit_te(round_to, expr, dtype, name=f"round_{dtype}", opaque=True)
 
         x = ctx.arg(node.inputs[0])
         # float16 widened; a bf16 graph input is held unrounded, and the interpreter reads
@@ -235,7 +239,7 @@ def _stepwise_softmax(rule: Rule) -> Rule:
         y = ctx.emit(R.divide(e, total))
         if dtype == "f16":
             return [_astype(ctx, y, "float16")]
-        return [ctx.emit_te(round_to, y, dtype, name=f"round_{dtype}")]
+        return [ctx.emit_te(round_to, y, dtype, name=f"round_{dtype}", opaque=True)]
 
     return dataclasses.replace(rule, lower=lower)
 

@@ -112,7 +112,7 @@ class LowerContext:
         if data is not None:
             if layout == NHWC:
                 data = np.ascontiguousarray(data.transpose(TO_NHWC))
-            return relax.const(data, TVM_DTYPES[value.dtype])
+            return tvm_const(data, TVM_DTYPES[value.dtype])
         if id(value) not in self.exprs:
             raise BackendError(f"%{value.name} is used before it is lowered")
         have = self.layout(value)
@@ -150,7 +150,7 @@ class LowerContext:
         shape = (1,) * (rank - value.type.rank) + tuple(int(d) for d in value.type.shape)
         data = self.const(value)
         if data is not None:
-            return relax.const(
+            return tvm_const(
                 np.ascontiguousarray(data.reshape(shape).transpose(TO_NHWC)),
                 TVM_DTYPES[value.dtype],
             )
@@ -196,6 +196,17 @@ class LowerContext:
 
 def tvm_dtype(value: Value) -> str:
     return TVM_DTYPES[value.dtype]
+
+
+def tvm_const(value: Any, dtype: str) -> Any:
+    """A Relax constant; a zero-size one is ``zeros`` of its shape instead, because TVM saves
+    a zero-size constant in a form its loader refuses ("Invalid DLTensor file format")."""
+    from tvm import relax
+
+    data = np.asarray(value)
+    if data.ndim and data.size == 0:
+        return relax.op.zeros(data.shape, dtype)
+    return relax.const(value, dtype)
 
 
 def static_shape(value: Value) -> tuple[int, ...]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends.tvm import te_ops
-from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_dtype
+from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_const, tvm_dtype
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import is_float
 
@@ -27,9 +27,7 @@ def _R() -> Any:
 
 
 def _const(value: Any, dtype: str) -> Any:
-    from tvm import relax
-
-    return relax.const(value, dtype)
+    return tvm_const(value, dtype)
 
 
 def _known_operand(index: int, what: str) -> Any:
@@ -86,8 +84,11 @@ def _reduce(node: Node, ctx: LowerContext) -> Sequence[Any]:
 def _reduce_check(node: Node, graph: Graph) -> str | None:
     if len(node.inputs) > 1:
         return "reduction axes computed at runtime (a data-dependent shape)"
+    kind = node.attrs.get("kind")
+    if node.inputs[0].dtype == "bool" and kind not in ("max", "min"):
+        return f"a {kind} reduction of bool values (TVM's arithmetic has no bool kernels)"
     empty = any(d == 0 for d in node.inputs[0].type.shape)
-    if empty and node.attrs.get("kind") in ("max", "min", "prod"):
+    if empty and kind in ("max", "min", "prod"):
         return "a max/min/prod over an empty tensor"
     return None
 

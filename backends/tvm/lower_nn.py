@@ -16,7 +16,7 @@ import numpy as np
 
 from backends.tvm import kernels, kernels_vnni, te_ops
 from backends.tvm.kernels_row import layer_norm_rows, row_lanes, softmax_rows
-from backends.tvm.lower import NCHW, NHWC, LowerContext, Rule, static_shape, tvm_dtype
+from backends.tvm.lower import NCHW, NHWC, LowerContext, Rule, static_shape, tvm_const, tvm_dtype
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.op_facts import zero_point
 from compiler.ir.ops_nn import spatial_params
@@ -30,9 +30,7 @@ def _R() -> Any:
 
 
 def _const(data: np.ndarray, dtype: str) -> Any:
-    from tvm import relax
-
-    return relax.const(np.ascontiguousarray(data), dtype)
+    return tvm_const(np.ascontiguousarray(data), dtype)
 
 
 def acc_dtype(node: Node) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from backends.tvm import te_ops_a
-from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_dtype
+from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_const, tvm_dtype
 from compiler.ir.graph import Graph, Node
 from compiler.ir.ops_nn import spatial_params
 from compiler.ir.types import is_float
@@ -29,9 +29,7 @@ def _R() -> Any:
 
 
 def _const(value: Any, dtype: str) -> Any:
-    from tvm import relax
-
-    return relax.const(value, dtype)
+    return tvm_const(value, dtype)
 
 
 def _axis(node: Node, rank: int, key: str = "axis") -> int:

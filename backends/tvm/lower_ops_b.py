@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from backends.tvm.kernels import expr_dtype
-from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_dtype
+from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_const, tvm_dtype
 from compiler.ir.graph import Graph, Node
 
 #: Ops refused because their output size depends on the input values.
@@ -38,9 +38,7 @@ def _R() -> Any:
 
 
 def _const(value: Any, dtype: str) -> Any:
-    from tvm import relax
-
-    return relax.const(value, dtype)
+    return tvm_const(value, dtype)
 
 
 def _known(index: int, what: str) -> Callable[[Node, Graph], str | None]:

@@ -19,6 +19,7 @@ from backends.tvm.lower import (
     LowerContext,
     Rule,
     static_shape,
+    tvm_const,
     tvm_dtype,
 )
 from compiler.ir.graph import Graph, Node
@@ -33,9 +34,7 @@ def _R() -> Any:
 
 
 def _const(value: Any, dtype: str) -> Any:
-    from tvm import relax
-
-    return relax.const(value, dtype)
+    return tvm_const(value, dtype)
 
 
 # ---- elementwise -----------------------------------------------------------------------------

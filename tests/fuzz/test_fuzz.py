@@ -50,6 +50,9 @@ def test_mutated_models_give_only_typed_errors(
 FOUND = [
     ("reference", 0, 7973),  # a body node left without its required data input: an assert
     ("fpga", 0, 2996),  # an engine matmul check read a symbolic dimension with int()
+    ("cpu", 0, 3492),  # a zero-depth one-hot: TVM saved a zero-size constant it cannot load
+    ("cpu", 0, 4230),  # an l1 reduction of bool values reached TVM's abs
+    ("cpu", 0, 4780),  # an f8 selu: fused rounding kernels took LLVM past the 120 s limit
 ]
 
 
@@ -57,6 +60,8 @@ FOUND = [
 def test_cases_the_long_runs_found_are_typed(
     target: str, seed: int, index: int, tmp_path: Path
 ) -> None:
+    if target == "cpu":
+        pytest.importorskip("tvm", reason="the cpu target needs apache-tvm")
     (case,) = generate(1, seed, _seeds(), tmp_path / "cases", start=index)
     runner = Runner(target, timeout=120, env={"TAPEOUT_CACHE": str(tmp_path / "cache")})
     try:
