@@ -196,9 +196,10 @@ def _dft(node: Node, ctx: LowerContext) -> Sequence[Any]:
 def _tfidf_windows(length: int, attrs: dict[str, Any]) -> dict[int, np.ndarray]:
     """n -> the token positions [windows, n] of every n-gram window the interpreter counts:
     each start and skip distance; single tokens once, not once per skip distance."""
-    min_n, max_n = int(attrs["min_n"]), int(attrs["max_n"])
+    # No window is longer than the row, nor skips further: clamp what a model may set to 2^31.
+    min_n, max_n = int(attrs["min_n"]), min(int(attrs["max_n"]), length)
     windows: dict[int, list[list[int]]] = {}
-    for skip in range(1, int(attrs["max_skip"]) + 2):
+    for skip in range(1, min(int(attrs["max_skip"]) + 1, max(length, 1)) + 1):
         first = min_n if skip == 1 else max(min_n, 2)
         for n in range(first, max_n + 1):
             for start in range(length - skip * (n - 1)):
