@@ -101,8 +101,8 @@ def tapeout_engine(
     q = case.q.reshape(1, KV_HEADS, GROUP, c, DIM)
     arrays = [q, case.pk, case.nk, case.pv, case.nv, case.mask, np.zeros_like(q)]
     args = [tvm.runtime.tensor(a) for a in arrays]
-    lib[shape.name](*args)
-    timer = lib.time_evaluator(shape.name, tvm.cpu(), number=number, repeat=1)
+    lib.mod[shape.name](*args)
+    timer = lib.mod.time_evaluator(shape.name, tvm.cpu(), number=number, repeat=1)
     return (lambda: timer(*args).mean), args[-1].numpy().reshape(case.q.shape)
 
 
@@ -136,24 +136,20 @@ def onnxruntime_engine(case: Case, number: int, threads: int) -> tuple[Timer, np
     from onnx import TensorProto, helper
 
     f32 = TensorProto.FLOAT
-    names = ["q", "k", "v"] + (["mask"] if case.chunk > 1 else [])
-    inputs = [
-        helper.make_tensor_value_info(n, TensorProto.BOOL if n == "mask" else f32, None)
-        for n in names
-    ]
-    node = helper.make_node("Attention", names, ["y"], scale=SCALE)
-    graph = helper.make_graph(
-        [node], "attention", inputs, [helper.make_tensor_value_info("y", f32, None)]
-    )
+    feed = {"q": case.q, "k": case.k, "v": case.v}
+    if case.chunk > 1:
+        feed["mask"] = case.keep
+    kinds = {np.dtype(np.float32): f32, np.dtype(bool): TensorProto.BOOL}
+    inputs = [helper.make_tensor_value_info(n, kinds[a.dtype], a.shape) for n, a in feed.items()]
+    node = helper.make_node("Attention", list(feed), ["y"], scale=SCALE)
+    output = helper.make_tensor_value_info("y", f32, case.q.shape)
+    graph = helper.make_graph([node], "attention", inputs, [output])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    feed = {"q": case.q, "k": case.k, "v": case.v}
-    if case.chunk > 1:
-        feed["mask"] = case.keep
     onnx.checker.check_model(model)
     return _python_timer(lambda: session.run(None, feed), number), session.run(None, feed)[0]
 

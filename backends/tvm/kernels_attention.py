@@ -75,6 +75,30 @@ def _lanes(dim: int) -> int:
     return lanes
 
 
+def _dot(Q: Any, qi: tuple, K: Any, ki: tuple, lanes: int, parts: int) -> Any:
+    """``lanes`` partial sums of ``Q[qi] . K[ki]`` over ``lanes * parts`` elements, one
+    vector expression (LLVM fuses the multiply-adds)."""
+    vec = f"float32x{lanes}" if lanes > 1 else "float32"
+    terms = [Q.vload([*qi, j * lanes], vec) * K.vload([*ki, j * lanes], vec) for j in range(parts)]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
+
+
+def _hsum(vector: Any, lanes: int) -> Any:
+    """The sum of a vector's lanes as a tree of halves: log2(lanes) shuffles and adds in
+    registers (a loop over the lanes would be a serial chain of scalar adds)."""
+    from tvm import tirx
+
+    while lanes > 1:
+        half = lanes // 2
+        low = tirx.Shuffle([vector], list(range(half)))
+        high = tirx.Shuffle([vector], list(range(half, lanes)))
+        vector, lanes = low + high, half
+    return vector
+
+
 def attention_func(shape: AttentionShape) -> Any:
     """The PrimFunc ``(Q [B,H,G,C,D], PK [B,H,S,D], NK [B,H,C,D], PV, NV, M bool[MB,1,MR,S+C],
     Y [B,H,G,C,D])``, already scheduled."""
@@ -90,38 +114,14 @@ def attention_func(shape: AttentionShape) -> Any:
 
     # Macros are expanded where they are called: one body for the cache's rows and the chunk's.
     @T.macro
-    def tree_sum(buf: Any, g: Any, width: int) -> None:
-        # Halve the partial sums until buf[g, 0] holds their total (a vector add
-        # per step; LLVM keeps a serial float chain serial).
-        if width >= 16:
-            for lane in T.vectorized(8):
-                buf[g, lane] = buf[g, lane] + buf[g, lane + 8]
-        if width >= 8:
-            for lane in T.vectorized(4):
-                buf[g, lane] = buf[g, lane] + buf[g, lane + 4]
-        if width >= 4:
-            for lane in T.vectorized(2):
-                buf[g, lane] = buf[g, lane] + buf[g, lane + 2]
-        if width >= 2:
-            buf[g, 0] = buf[g, 0] + buf[g, 1]
-
-    @T.macro
     def scores(
         Q: Any, K: Any, b: Any, h: Any, c: Any, lo: Any, hi: Any,
-        keep: Any, part: Any, score: Any, peak: Any,
+        keep: Any, score: Any, peak: Any,
     ) -> None:  # fmt: skip
         for i in range(lo, hi):
             for g in T.unroll(G):
-                for lane in T.vectorized(L):
-                    part[g, lane] = T.float32(0)
-                for j in T.unroll(J):
-                    for lane in T.vectorized(L):
-                        part[g, lane] = (
-                            part[g, lane]
-                            + Q[b, h, g, c, j * L + lane] * K[b, h, keep[i], j * L + lane]
-                        )  # fmt: skip
-                tree_sum(part, g, L)
-                score[g, i] = part[g, 0] * T.float32(scale)
+                dot = T.meta_var(_dot(Q, (b, h, g, c), K, (b, h, keep[i]), L, J))
+                score[g, i] = _hsum(dot, L) * T.float32(scale)
                 peak[g] = T.max(peak[g], score[g, i])
 
     @T.macro
@@ -157,9 +157,9 @@ def attention_func(shape: AttentionShape) -> Any:
                 keep = T.alloc_buffer((N,), "int32", scope="local")
                 count = T.alloc_buffer((2,), "int32", scope="local")
                 score = T.alloc_buffer((G, NP), "float32", scope="local")
-                part = T.alloc_buffer((G, L), "float32", scope="local")
                 sums = T.alloc_buffer((G, LANES), "float32", scope="local")
                 peak = T.alloc_buffer((G,), "float32", scope="local")
+                total = T.alloc_buffer((G,), "float32", scope="local")
                 acc = T.alloc_buffer((G, D), "float32", scope="local")
 
                 # 1. The kept slots: cache slots, then the chunk's (count[0], count[1]).
@@ -178,8 +178,8 @@ def attention_func(shape: AttentionShape) -> Any:
                 # 2. Scores and their maximum.
                 for g in range(G):
                     peak[g] = T.float32(float("-inf"))
-                scores(Q, PK, b, h, c, 0, count[0], keep, part, score, peak)
-                scores(Q, NK, b, h, c, count[0], count[1], keep, part, score, peak)
+                scores(Q, PK, b, h, c, 0, count[0], keep, score, peak)
+                scores(Q, NK, b, h, c, count[0], count[1], keep, score, peak)
                 # 3. exp(score - max), a vector at a time; the padding lanes give 0.
                 for g in range(G):
                     for lane in T.vectorized(LANES):
@@ -192,7 +192,7 @@ def attention_func(shape: AttentionShape) -> Any:
                             )
                             score[g, i] = e
                             sums[g, lane] = sums[g, lane] + score[g, i]
-                    tree_sum(sums, g, LANES)
+                    total[g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
                 # 4. Weighted values, divided by the sum (0 for a row that sees nothing).
                 for g in range(G):
                     for d in T.vectorized(D):
@@ -202,7 +202,7 @@ def attention_func(shape: AttentionShape) -> Any:
                 for g in range(G):
                     for d in T.vectorized(D):
                         Y[b, h, g, c, d] = T.Select(
-                            sums[g, 0] > T.float32(0), acc[g, d] / sums[g, 0], T.float32(0)
+                            total[g] > T.float32(0), acc[g, d] / total[g], T.float32(0)
                         )
 
     return func
