@@ -20,7 +20,8 @@ call's overhead (a few microseconds), which they cannot avoid either. Each round
 engine once (interleaved, so a shared machine's slow spells hit all of them); the table
 gives the median over rounds with the min-max spread, and the peers as ratios to tapeout
 (> 1: tapeout is faster). The caches are hot (they fit in L2): in a real decode step they
-come from L3 or memory.
+come from L3 or memory. Idle torch and onnxruntime workers sleep rather than spin, so that
+they leave the cores to the engine timed after them.
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ def onnxruntime_engine(case: Case, number: int, threads: int) -> tuple[Timer, np
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)])
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Idle workers that spin would take the cores from the engines timed after this one.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
@@ -193,8 +196,18 @@ def main() -> None:
     parser.add_argument(
         "--parallel-decode", action="store_true", help="also time the decode kernel in parallel"
     )
+    parser.add_argument(
+        "--spin-count", type=int, default=None,
+        help="TVM_THREAD_POOL_SPIN_COUNT (TVM's default 300000 is best alone; 0 on a loaded "
+        "machine)",
+    )  # fmt: skip
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    if args.spin_count is not None:
+        os.environ["TVM_THREAD_POOL_SPIN_COUNT"] = str(args.spin_count)
+    # torch's OpenMP workers spin for a while after each call by default, taking the cores
+    # from the engine timed next (TVM's workers); set before torch starts them.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -209,21 +222,23 @@ def main() -> None:
                 times.setdefault((case_name, name), []).append(timer())
     peers = sorted({name for engines in timers.values() for name in engines} - {"tapeout"})
     print(f"\n{args.rounds} rounds, {args.threads} threads, us per call: median [min-max]")
-    print(f"{'case':<18}{'tapeout':>22}" + "".join(f"{p:>30}" for p in peers))
+    print("(peers: their median / tapeout's; > 1 means tapeout is faster)")
+    names = ["tapeout", *peers]
+    print(f"{'case':<16}" + "".join(f"  {n:<30}" for n in names))
     for case_name, engines in timers.items():
-        line = f"{case_name:<18}"
         base = statistics.median(times[(case_name, "tapeout")]) if "tapeout" in engines else None
-        for name in ["tapeout", *peers]:
-            runs = times.get((case_name, name))
-            if not runs:
-                line += f"{'-':>30}"
-                continue
-            mid = statistics.median(runs)
-            cell = f"{1e6 * mid:.2f} [{1e6 * min(runs):.2f}-{1e6 * max(runs):.2f}]"
-            if name != "tapeout" and base:
-                cell += f" x{mid / base:.1f}"
-            line += f"{cell:>{22 if name == 'tapeout' else 30}}"
-        print(line)
+        cells = [
+            _cell(times.get((case_name, n), []), None if n == "tapeout" else base) for n in names
+        ]
+        print(f"{case_name:<16}" + "".join(f"  {c:<30}" for c in cells))
+
+
+def _cell(runs: list[float], base: float | None) -> str:
+    if not runs:
+        return "-"
+    mid = statistics.median(runs)
+    cell = f"{1e6 * mid:.2f} [{1e6 * min(runs):.2f}-{1e6 * max(runs):.2f}]"
+    return cell + (f" x{mid / base:.1f}" if base else "")
 
 
 if __name__ == "__main__":
