@@ -111,6 +111,10 @@ def attention_func(shape: AttentionShape) -> Any:
     NP = (N + LANES - 1) // LANES * LANES  # scores padded to whole vectors
     scale, causal = shape.scale, shape.causal
     rows = T.parallel if shape.parallel else T.serial
+    ROWS = B * H * C
+    # Local buffers come from TVM's workspace pool (a call each to take and give back): once
+    # per task, not per row. 16 tasks split evenly over 1, 2, 4, 8 or 16 threads.
+    TASKS = min(ROWS, 16) if shape.parallel else 1
 
     # Macros are expanded where they are called: one body for the cache's rows and the chunk's.
     @T.macro
@@ -142,18 +146,13 @@ def attention_func(shape: AttentionShape) -> Any:
         Y: T.Buffer((B, H, G, C, D), "float32"),
     ) -> None:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-        for bhc in rows(B * H * C):
-            with T.sblock("row"):
-                b = T.meta_var(bhc // (H * C))
-                h = T.meta_var(bhc // C % H)
-                c = T.meta_var(bhc % C)
-                mb = T.meta_var(0 if MB == 1 else b)
-                mr = T.meta_var(0 if MR == 1 else c)
+        for task in rows(TASKS):
+            with T.sblock("rows"):
                 T.reads(
-                    Q[b, h, 0:G, c, 0:D], PK[b, h, 0:S, 0:D], NK[b, h, 0:C, 0:D],
-                    PV[b, h, 0:S, 0:D], NV[b, h, 0:C, 0:D], M[mb, 0, mr, 0:N],
+                    Q[0:B, 0:H, 0:G, 0:C, 0:D], PK[0:B, 0:H, 0:S, 0:D], NK[0:B, 0:H, 0:C, 0:D],
+                    PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D], M[0:MB, 0, 0:MR, 0:N],
                 )  # fmt: skip
-                T.writes(Y[b, h, 0:G, c, 0:D])
+                T.writes(Y[0:B, 0:H, 0:G, 0:C, 0:D])
                 keep = T.alloc_buffer((N,), "int32", scope="local")
                 count = T.alloc_buffer((2,), "int32", scope="local")
                 score = T.alloc_buffer((G, NP), "float32", scope="local")
@@ -162,47 +161,58 @@ def attention_func(shape: AttentionShape) -> Any:
                 total = T.alloc_buffer((G,), "float32", scope="local")
                 acc = T.alloc_buffer((G, D), "float32", scope="local")
 
-                # 1. The kept slots: cache slots, then the chunk's (count[0], count[1]).
-                count[0] = 0
-                for s in range(S):
-                    keep[count[0]] = s
-                    count[0] = count[0] + T.Cast("int32", M[mb, 0, mr, s])
-                count[1] = count[0]
-                for j in range(C):
-                    keep[count[1]] = j
-                    seen = T.meta_var(
-                        T.Cast("int32", M[mb, 0, mr, S + j])
-                        * (T.Cast("int32", j <= c) if causal else 1)
-                    )
-                    count[1] = count[1] + seen
-                # 2. Scores and their maximum.
-                for g in range(G):
-                    peak[g] = T.float32(float("-inf"))
-                scores(Q, PK, b, h, c, 0, count[0], keep, score, peak)
-                scores(Q, NK, b, h, c, count[0], count[1], keep, score, peak)
-                # 3. exp(score - max), a vector at a time; the padding lanes give 0.
-                for g in range(G):
-                    for lane in T.vectorized(LANES):
-                        sums[g, lane] = T.float32(0)
-                    for i0 in range((count[1] + LANES - 1) // LANES):
-                        for lane in T.vectorized(LANES):
-                            i = T.meta_var(i0 * LANES + lane)
-                            e = T.meta_var(
-                                T.Select(i < count[1], T.exp(score[g, i] - peak[g]), T.float32(0))
+                # Rows task, task + TASKS, ...: a causal chunk's short and long rows alternate.
+                for r in range((ROWS + TASKS - 1) // TASKS):
+                    if r * TASKS + task < ROWS:
+                        bhc = T.meta_var(r * TASKS + task)
+                        b = T.meta_var(bhc // (H * C))
+                        h = T.meta_var(bhc // C % H)
+                        c = T.meta_var(bhc % C)
+                        mb = T.meta_var(0 if MB == 1 else b)
+                        mr = T.meta_var(0 if MR == 1 else c)
+                        # 1. The kept slots: cache slots, then the chunk's (count[0], count[1]).
+                        count[0] = 0
+                        for s in range(S):
+                            keep[count[0]] = s
+                            count[0] = count[0] + T.Cast("int32", M[mb, 0, mr, s])
+                        count[1] = count[0]
+                        for j in range(C):
+                            keep[count[1]] = j
+                            seen = T.meta_var(
+                                T.Cast("int32", M[mb, 0, mr, S + j])
+                                * (T.Cast("int32", j <= c) if causal else 1)
                             )
-                            score[g, i] = e
-                            sums[g, lane] = sums[g, lane] + score[g, i]
-                    total[g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
-                # 4. Weighted values, divided by the sum (0 for a row that sees nothing).
-                for g in range(G):
-                    for d in T.vectorized(D):
-                        acc[g, d] = T.float32(0)
-                weigh(PV, b, h, 0, count[0], keep, score, acc)
-                weigh(NV, b, h, count[0], count[1], keep, score, acc)
-                for g in range(G):
-                    for d in T.vectorized(D):
-                        Y[b, h, g, c, d] = T.Select(
-                            total[g] > T.float32(0), acc[g, d] / total[g], T.float32(0)
-                        )
+                            count[1] = count[1] + seen
+                        # 2. Scores and their maximum.
+                        for g in range(G):
+                            peak[g] = T.float32(float("-inf"))
+                        scores(Q, PK, b, h, c, 0, count[0], keep, score, peak)
+                        scores(Q, NK, b, h, c, count[0], count[1], keep, score, peak)
+                        # 3. exp(score - max), a vector at a time; the padding lanes give 0.
+                        for g in range(G):
+                            for lane in T.vectorized(LANES):
+                                sums[g, lane] = T.float32(0)
+                            for i0 in range((count[1] + LANES - 1) // LANES):
+                                for lane in T.vectorized(LANES):
+                                    i = T.meta_var(i0 * LANES + lane)
+                                    e = T.meta_var(
+                                        T.Select(
+                                            i < count[1], T.exp(score[g, i] - peak[g]), T.float32(0)
+                                        )
+                                    )
+                                    score[g, i] = e
+                                    sums[g, lane] = sums[g, lane] + score[g, i]
+                            total[g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
+                        # 4. Weighted values, divided by the sum (0 for a row that sees nothing).
+                        for g in range(G):
+                            for d in T.vectorized(D):
+                                acc[g, d] = T.float32(0)
+                        weigh(PV, b, h, 0, count[0], keep, score, acc)
+                        weigh(NV, b, h, count[0], count[1], keep, score, acc)
+                        for g in range(G):
+                            for d in T.vectorized(D):
+                                Y[b, h, g, c, d] = T.Select(
+                                    total[g] > T.float32(0), acc[g, d] / total[g], T.float32(0)
+                                )
 
     return func
