@@ -24,8 +24,10 @@ Per (batch row, KV head, query row), for the ``G`` query heads that share the KV
 
 A query that sees no slot gives 0, as the interpreter does. A decode step (``C = 1``) runs
 serially: its few thousand multiply-adds per head cost less than a thread barrier. A prefill
-chunk runs its (batch, KV head, query row) triples in parallel. The summation order differs
-from the interpreter's (float32 rounding only), as TVM's own attention kernels do.
+chunk runs its (batch, KV head, query row) triples in parallel, as 16 tasks of strided rows
+(the local buffers come from TVM's workspace pool, a call to take and one to give back each:
+once per task, not per row). The summation order differs from the interpreter's (float32
+rounding only), as TVM's own attention kernels do.
 """
 
 from __future__ import annotations
