@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.tvm.fft_plan import CfftPlan, Cx, Stage, butterfly, cfft_plan, special_mul
+from backends.tvm.fft_plan import CfftPlan, Cx, Mul, Stage, butterfly, cfft_plan, special_mul
 from backends.tvm.lower import LowerContext, tvm_const
 
 #: IR dtypes computed in their own precision, as NumPy's FFT does.
@@ -41,13 +41,16 @@ def fft_covers(dtype: str, attrs: dict[str, Any], n_in: int) -> CfftPlan | None:
     return cfft_plan(size, work)
 
 
-def _fenced_mul(a: Any, b: Any) -> Any:
+def _fenced_mul(dtype: str) -> Mul:
     """``a * b`` that LLVM cannot fuse into a following add (see the module docstring)."""
     from tvm import tirx
 
-    dtype = a.dtype if isinstance(a, tirx.PrimExpr) else b.dtype
-    a, b = (v if isinstance(v, tirx.PrimExpr) else tirx.const(float(v), dtype) for v in (a, b))
-    return tirx.call_llvm_pure_intrin(dtype, "llvm.arithmetic.fence", a * b)
+    def mul(a: Any, b: Any) -> Any:
+        # The butterflies' constants are NumPy scalars; the data are TIR expressions.
+        a, b = (tirx.const(float(v), dtype) if isinstance(v, np.generic) else v for v in (a, b))
+        return tirx.call_llvm_pure_intrin(dtype, "llvm.arithmetic.fence", a * b)
+
+    return mul
 
 
 def _pick(m: Any, values: list[Any]) -> Any:
@@ -71,10 +74,11 @@ def _stage_te(data: Any, st: Stage, tw: Any, fwd: bool, dt: np.dtype) -> Any:
         i, k, m = j % ido, (j // ido) % l1, j // (ido * l1)
         at = [i + ido * (q + ip * k) for q in range(ip)]
         xs: list[Cx] = [(data(b, a, 0), data(b, a, 1)) for a in at]
-        ys = butterfly(st, xs, fwd, _fenced_mul, dt)
+        mul = _fenced_mul(str(dt))
+        ys = butterfly(st, xs, fwd, mul, dt)
         y = (_pick(m, [v[0] for v in ys]), _pick(m, [v[1] for v in ys]))
         if tw is not None:  # ido > 1: outputs past the first, elements past the first
-            turned = special_mul(y, (tw(m, i, 0), tw(m, i, 1)), fwd, _fenced_mul)
+            turned = special_mul(y, (tw(m, i, 0), tw(m, i, 1)), fwd, mul)
             plain = tirx.any(i == 0, m == 0)
             y = (tirx.if_then_else(plain, y[0], turned[0]),
                  tirx.if_then_else(plain, y[1], turned[1]))  # fmt: skip
@@ -83,33 +87,21 @@ def _stage_te(data: Any, st: Stage, tw: Any, fwd: bool, dt: np.dtype) -> Any:
     return te.compute(data.shape, body, name=f"fft_pass{ip}")
 
 
-def fft_te(x: Any, *tws: Any, plan: CfftPlan, fwd: bool, fct: float) -> Any:
-    """``x`` [batch, n_in, 1 or 2] -> its transform [batch, plan.length, 2]: the input cut or
-    zero-padded (an imaginary part of zeros for a real signal), the passes, the scale."""
+def _input_te(x: Any, n: int, dtype: str) -> Any:
+    """``x`` [batch, n_in, 1 or 2] cut or zero-padded to [batch, n, 2] (a real signal gets an
+    imaginary part of zeros): a buffer, so that no constant zero reaches the butterflies."""
     from tvm import te, tirx
 
     batch, n_in, parts = (int(d) for d in x.shape)
-    n, dt = plan.length, plan.dtype
-    zero = tirx.const(0, str(dt))
+    zero = tirx.const(0, dtype)
 
     def load(b: Any, j: Any, c: Any) -> Any:
         value = x(b, tirx.min(j, n_in - 1), tirx.min(c, parts - 1))
-        inside = tirx.all(j < n_in, c < parts) if n > n_in or parts == 1 else None
-        return value if inside is None else tirx.if_then_else(inside, value, zero)
+        if n <= n_in and parts == 2:
+            return value
+        return tirx.if_then_else(tirx.all(j < n_in, c < parts), value, zero)
 
-    data = te.compute((batch, n, 2), load, name="fft_in")
-    for st, tw in zip(plan.stages, _stage_twiddles(plan, tws), strict=True):
-        data = _stage_te(data, st, tw, fwd, dt)
-    if fct != 1:
-        scale = tirx.const(float(dt.type(fct)), str(dt))
-        data = te.compute(data.shape, lambda *i: data(*i) * scale, name="fft_scale")
-    return data
-
-
-def _stage_twiddles(plan: CfftPlan, tws: tuple[Any, ...]) -> list[Any]:
-    """The twiddle tensors in stage order, None where a stage has none (ido == 1)."""
-    it = iter(tws)
-    return [next(it) if st.ido > 1 else None for st in plan.stages]
+    return te.compute((batch, n, 2), load, name="fft_in")
 
 
 def fft_along(
@@ -127,10 +119,16 @@ def fft_along(
     batch = int(np.prod(outer, dtype=np.int64))
     dtype = str(plan.dtype)
     flat = ctx.emit(R.astype(R.reshape(moved, (batch, shape[axis], shape[-1])), dtype))
-    tws = [tvm_const(st.tw, dtype) for st in plan.stages if st.ido > 1]
     fwd = not attrs["inverse"]
     fct = 1.0 if fwd else float(plan.dtype.type(1) / plan.dtype.type(plan.length))
-    y = ctx.emit_te(fft_te, flat, *tws, plan=plan, fwd=fwd, fct=fct, name="fft", opaque=True)
+    # One opaque kernel a pass: inlined into the next, each pass would carry all of the
+    # previous one's butterflies once per operand (exponential in the number of passes).
+    y = ctx.emit_te(_input_te, flat, plan.length, dtype, opaque=True)
+    for st in plan.stages:
+        tw = tvm_const(st.tw, dtype) if st.ido > 1 else None
+        y = ctx.emit_te(_stage_te, y, st, tw, fwd, plan.dtype, name=f"fft{st.ip}", opaque=True)
+    if fct != 1:
+        y = ctx.emit(R.multiply(y, tvm_const(plan.dtype.type(fct), dtype)))
     y = ctx.emit(R.astype(R.reshape(y, (*outer, plan.length, 2)), out_dtype))
     return ctx.emit(R.permute_dims(y, [perm.index(d) for d in range(rank)]))
 
