@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from backends.tvm.kernels import expr_dtype
-from backends.tvm.lower_fft import fft_along, fft_covers
 from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_const, tvm_dtype
+from backends.tvm.lower_fft import fft_along, fft_covers
 from compiler.ir.graph import Graph, Node
 
 #: Ops refused because their output size depends on the input values.
