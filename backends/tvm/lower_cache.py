@@ -65,7 +65,7 @@ def cache_write_func(cache: tuple[int, ...], chunk: int, dtype: str) -> Any:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
         for b, h in T.grid(B, H):
             with T.sblock("rows"):
-                T.reads(N[b, h, 0:C, 0:D], Slot[0])
+                T.reads(N[b, h, 0:C, 0:D], Slot[0:1])
                 T.writes(K[b, h, 0:S, 0:D])
                 if Slot[0] >= T.int64(0) and Slot[0] + T.int64(C) <= T.int64(S):
                     for c in range(C):

@@ -1,12 +1,10 @@
-"""The decode loop around the kernels: in-place KV-cache writes (cpu) and the copy path."""
+"""The decode loop around the kernels: the cache written in place or copied, the thread count."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from compiler.llm.runtime import Batch, CacheWriter, step_runner
 from compiler.llm.spec import LLMSpec
@@ -53,44 +51,6 @@ def test_in_place_step_fills_the_same_slots_as_the_copy_path() -> None:
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(states[0].filled, states[1].filled)
     assert states[0].used == states[1].used == 4
-
-
-@pytest.mark.tvm
-def test_cpu_in_place_decode_equals_the_copy_path_and_the_interpreter(tmp_path: Path) -> None:
-    pytest.importorskip("tvm")
-    pytest.importorskip("transformers")
-    import compiler
-    from compiler.llm.artifact import LLMArtifact
-    from tests.llm.hf_models import build
-
-    model = build("llama")
-    kwargs = dict(max_context=24, prefill_len=4, batch_size=2)
-    art = compiler.compile_llm(model, "cpu", output_dir=tmp_path / "cpu", **kwargs)
-    ref = compiler.compile_llm(model, "reference", output_dir=tmp_path / "ref", **kwargs)
-    assert art.decode.cache_writes and art.prefill.cache_writes
-    prompts = [[5, 9, 17, 3, 60], [11, 2]]
-    tokens = art.generate(prompts, max_new_tokens=12, stop=[]).tokens
-    assert tokens == ref.generate(prompts, max_new_tokens=12, stop=[]).tokens
-    # The same kernels through the copy path (``run``: caches copied, new rows returned).
-    copy = LLMArtifact(art.spec, 2, _Plain(art.prefill), _Plain(art.decode), art.path)
-    assert copy.generate(prompts, max_new_tokens=12, stop=[]).tokens == tokens
-    # run() of an in-place artifact still returns every output of the graph.
-    rng = np.random.default_rng(0)
-    inputs = [np.array([[4], [7]]), np.array([[5], [2]]), rng.integers(0, 2, (2, 29))]
-    inputs += [rng.standard_normal(art.spec.cache_shape(2)).astype(np.float32) for _ in range(4)]
-    inputs[2][:, -1] = 1
-    got = art.decode.run(*inputs)
-    want = compiler.interpret(art.decode.graph, *inputs)
-    assert len(got) == len(want) == 5
-    for g, w in zip(got, want, strict=True):
-        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
-
-
-class _Plain:
-    """An artifact's ``run`` alone: what a backend without in-place writes offers."""
-
-    def __init__(self, art: Any):
-        self.run = art.run
 
 
 def test_thread_chooser_follows_a_core_taken_and_given_back() -> None:
