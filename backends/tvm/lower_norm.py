@@ -62,7 +62,7 @@ def rms_chain(pow_node: Node, graph: Graph) -> tuple[Node, float, Value] | None:
     eps = None if add is None else _scalar(graph, _other(add, mean.outputs[0]))
     rsqrt = None if add is None else _only_user(add.outputs[0], "math.rsqrt")
     scale = None if rsqrt is None else _only_user(rsqrt.outputs[0], "math.mul")
-    if eps is None or scale is None or _other(scale, rsqrt.outputs[0]) is not x:
+    if eps is None or rsqrt is None or scale is None or _other(scale, rsqrt.outputs[0]) is not x:
         return None
     final = _only_user(scale.outputs[0], "math.mul")
     if final is None:

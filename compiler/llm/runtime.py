@@ -72,8 +72,8 @@ def step_runner(art: Any, spec: LLMSpec, decode: bool = False) -> StepFn | Cache
     per token, so the backend may choose its thread count from the step's measured time."""
     want = [(1 + j, 3 + j) for j in range(2 * spec.num_layers)]
     if getattr(art, "cache_writes", None) == want and hasattr(art, "run_inplace"):
-        run = art.run_inplace
-        return CacheWriter(functools.partial(run, adapt_threads=True) if decode else run)
+        inplace = art.run_inplace
+        return CacheWriter(functools.partial(inplace, adapt_threads=True) if decode else inplace)
     run: StepFn = getattr(art, "run_shared", art.run)
     return run
 

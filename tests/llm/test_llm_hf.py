@@ -102,8 +102,9 @@ def test_cpu_target_greedy_decode_equals_torch(tmp_path: Path) -> None:
     assert res.tokens == [torch_greedy(model, p, NEW_TOKENS) for p in prompts]
     # The steps write their keys/values into the cache in place; the same kernels through
     # the copy path (run: the caches copied, the new rows returned) give the same tokens.
-    assert art.decode.cache_writes and art.prefill.cache_writes
-    copy = LLMArtifact(art.spec, 1, _RunOnly(art.prefill), _RunOnly(art.decode), art.path)
+    assert art.decode.cache_writes and art.prefill.cache_writes  # type: ignore[attr-defined]
+    plain = (_RunOnly(art.prefill), _RunOnly(art.decode))
+    copy = LLMArtifact(art.spec, 1, *plain, art.path)  # type: ignore[arg-type]
     assert copy.generate(prompts, max_new_tokens=NEW_TOKENS, stop=[]).tokens == res.tokens
     rng = np.random.default_rng(0)
     slots = art.spec.cache_slots
