@@ -9,13 +9,12 @@ A decoder imported through torch.export holds its RMS norms as the ops of the Py
     %n = math.mul(%x, %r)
     %y = math.mul(%w, %n)             # or mul(%n, %w); %w a constant [d]
 
-Lowered op by op, Relax fuses the mean with everything after it but leaves ``power`` a
-kernel of its own (its post-dominator is the reduction, and FuseOps puts no elementwise
-producer in front of a reduction whose group already took an epilogue): 2 kernel calls per
-norm, 61 norms per SmolLM2 decode step. The ``math.pow`` rule here recognises the chain
+Lowered op by op, Relax's FuseOps (TVM 0.27) fuses the mean with everything after it but
+leaves ``power`` a kernel of its own (a SmolLM2 decode step profiles 61 ``power`` calls and 61
+``fused_mean_add_sqrt_divide_multiply``): 2 kernel calls per norm. The ``math.pow`` rule here recognises the chain
 (every intermediate with that one use) and emits ``rms_norm_rows`` for ``%y`` ahead
-(``LowerContext.ahead``): the sum of squares as vector partial sums, then ``x * w /
-sqrt(mean + eps)`` per element, one kernel. The intermediate nodes still lower, unused, and
+(``LowerContext.ahead``): the sum of squares as vector partial sums, then ``w * (x * (1 /
+sqrt(mean + eps)))`` per element, one kernel. The intermediate nodes still lower, unused, and
 Relax drops them. The summation order differs from NumPy's (float32 rounding only, as the
 layer norm rows of ``backends.tvm.kernels_row``).
 """
@@ -77,7 +76,8 @@ def rms_chain(pow_node: Node, graph: Graph) -> tuple[Node, float, Value] | None:
 
 
 def rms_norm_rows(x: Any, weight: Any, eps: float, lanes: int) -> Any:
-    """``x * w / sqrt(mean(x^2) + eps)`` over the last axis, the sum as ``lanes`` partials."""
+    """``w * (x * (1 / sqrt(mean(x^2) + eps)))`` over the last axis, the sum of squares as
+    ``lanes`` partial sums."""
     from tvm import te, tirx
 
     shape = tuple(x.shape)
@@ -93,8 +93,10 @@ def rms_norm_rows(x: Any, weight: Any, eps: float, lanes: int) -> Any:
     count, e = tirx.const(float(n), "float32"), tirx.const(eps, "float32")
 
     def out(*i: Any) -> Any:
-        root = tirx.sqrt(total(*i[:-1]) / count + e)
-        return x(*i) / root * weight[i[-1]]
+        # The graph's order of operations (x * (1 / sqrt(mean + eps)), then the weight): a
+        # quantized decoder quantizes this result, so a last-bit difference can flip a code.
+        inv = tirx.const(1.0, "float32") / tirx.sqrt(total(*i[:-1]) / count + e)
+        return weight[i[-1]] * (x(*i) * inv)
 
     return te.compute(shape, out, name=PREFIX + "rms_norm")
 

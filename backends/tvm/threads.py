@@ -36,11 +36,14 @@ _MOST: list[int] = []
 
 def candidate_threads() -> tuple[int, ...]:
     """1 and the thread count the process started with (``TVM_NUM_THREADS``, which
-    ``backends.tvm.build.configure_threads`` defaults to the cores this process may use)."""
+    ``backends.tvm.build.configure_threads`` defaults to the cores this process may use);
+    that count alone when ``TAPEOUT_ADAPT_THREADS=0``."""
     if not _MOST:
         from backends.tvm.build import host_cores
 
         _MOST.append(max(1, int(os.environ.get("TVM_NUM_THREADS") or host_cores())))
+    if os.environ.get("TAPEOUT_ADAPT_THREADS") == "0":
+        return (_MOST[0],)
     return tuple(sorted({1, _MOST[0]}))
 
 
