@@ -10,13 +10,13 @@ A decoder imported through torch.export holds its RMS norms as the ops of the Py
     %y = math.mul(%w, %n)             # or mul(%n, %w); %w a constant [d]
 
 Lowered op by op, Relax's FuseOps (TVM 0.27) fuses the mean with everything after it but
-leaves ``power`` a kernel of its own (a SmolLM2 decode step profiles 61 ``power`` calls and 61
-``fused_mean_add_sqrt_divide_multiply``): 2 kernel calls per norm. The ``math.pow`` rule
+leaves ``power`` a kernel of its own (a SmolLM2 decode step profiles 61 ``power`` calls and
+61 ``fused_mean_add_sqrt_divide_multiply``): 2 kernel calls per norm. The ``math.pow`` rule
 here recognises the chain (every intermediate with that one use) and emits
-``rms_norm_rows`` for ``%y`` ahead (``LowerContext.ahead``): the sum of squares as vector partial sums, then ``w * (x * (1 /
-sqrt(mean + eps)))`` per element, one kernel. The intermediate nodes still lower, unused, and
-Relax drops them. The summation order differs from NumPy's (float32 rounding only, as the
-layer norm rows of ``backends.tvm.kernels_row``).
+``rms_norm_rows`` for ``%y`` ahead (``LowerContext.ahead``): the sum of squares as vector
+partial sums, then ``w * (x * (1 / sqrt(mean + eps)))`` per element, one kernel. The
+intermediate nodes still lower, unused, and Relax drops them. The summation order differs
+from NumPy's (float32 rounding only, as the layer norm rows of ``backends.tvm.kernels_row``).
 """
 
 from __future__ import annotations
