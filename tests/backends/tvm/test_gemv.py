@@ -76,3 +76,26 @@ def test_layout_blocks_rows_and_splits_single_rows() -> None:
     assert p.shape == (2, 3, 32)
     np.testing.assert_array_equal(p[1, :, 16], w[48])  # output 48: tile 1, column 16
     assert not p[1, :, 17:].any()  # padded outputs are zero
+
+
+@pytest.mark.slow
+def test_llama_decode_on_gemv_kernels_equals_torch_greedy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The small Llama of the LLM tests with every projection on ``kernels_gemv`` (its
+    weights are below the size limit, lowered to 0 here): q/k/v and gate/up merged, prefill
+    rows and decode rows, the same greedy tokens as transformers."""
+    pytest.importorskip("transformers")
+    import compiler
+    from backends.tvm import kernels_gemv
+    from compiler.llm import load_llm
+    from tests.llm.hf_models import VOCAB, build, torch_greedy
+
+    monkeypatch.setattr(kernels_gemv, "MIN_WEIGHTS", 0)
+    model = build("llama")
+    compiler.compile_llm(model, "cpu", max_context=32, prefill_len=8, output_dir=tmp_path / "llm")
+    art = load_llm(tmp_path / "llm")
+    assert "gemv x" in art.decode.summary["tapeout_kernels"], art.decode.summary
+    prompt = np.random.default_rng(3).integers(3, VOCAB, 6).tolist()
+    res = art.generate([prompt], max_new_tokens=16, stop=[])
+    assert res.tokens == [torch_greedy(model, prompt, 16)]
