@@ -35,6 +35,10 @@ spread), prefill ms of the 32-token prompt, how many of the 64 greedy tokens equ
 and teacher-forced over windows of ``--context`` tokens of the text: top-1 agreement and mean
 KL(torch || row) of the next-token distributions and the perplexity. tapeout's weight bytes
 per token read are printed with the GB/s the decode rate implies.
+
+Memory (tapeout rows, after the table): the artifact's size on disk, and the peak resident
+memory (``VmHWM``) of a child process that only loads the saved artifact and generates the
+same 64 tokens (no torch imported there), with its cold start: load and the first token.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class Engine:
     logits: Callable[[list[int]], np.ndarray]  # window -> logits [len - PROMPT, vocab]
     note: str = ""
     runs: list[tuple[float, float]] = field(default_factory=list)
+    artifact: Path | None = None  # a tapeout row's saved artifact, for the memory probe
 
 
 def gguf_path() -> str:
@@ -250,7 +255,7 @@ def tapeout_engine(
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
-    return Engine(label[row], generate, logits, note), _weight_bytes(art)
+    return Engine(label[row], generate, logits, note, artifact=art.path), _weight_bytes(art)
 
 
 def _weight_bytes(art: Any) -> int:
@@ -269,6 +274,59 @@ def _weight_bytes(art: Any) -> int:
             nbytes //= data.shape[0]
         total += nbytes
     return total
+
+
+# ---- memory ------------------------------------------------------------------------------
+#: The child process of the memory probe: load the artifact, generate, report VmHWM.
+PROBE = """
+import json, sys, time
+t0 = time.perf_counter()
+from compiler.llm.artifact import load_llm
+art = load_llm(sys.argv[1])
+ids = [int(t) for t in sys.argv[2].split(",")]
+art.generate([ids], max_new_tokens=1, stop=[])
+cold = time.perf_counter() - t0
+art.generate([ids], max_new_tokens=int(sys.argv[3]), stop=[])
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(json.dumps({"peak_kb": int(status["VmHWM"].split()[0]), "cold_s": cold,
+                  "torch": "torch" in sys.modules}))
+"""
+
+
+def memory_probe(folder: Path, prompt: list[int]) -> dict[str, Any]:
+    """Disk MB of the artifact at ``folder``; peak RSS MB and cold start of a fresh process
+    that loads it and generates ``NEW`` tokens after ``prompt``."""
+    import json
+    import subprocess
+
+    disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(folder), ",".join(map(str, prompt)), str(NEW)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    if out.returncode:
+        return {"disk_mb": disk / 1e6, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"disk_mb": disk / 1e6, "peak_mb": got["peak_kb"] / 1024, "cold_s": got["cold_s"],
+            "torch": got["torch"]}  # fmt: skip
+
+
+def _print_memory(engines: list[Engine], prompt: list[int]) -> None:
+    rows = [(e, memory_probe(e.artifact, prompt)) for e in engines if e.artifact is not None]
+    if not rows:
+        return
+    print(f"\n{'tapeout artifact':44} {'disk MB':>8} {'peak RSS MB':>11} {'load+1st token s':>16}")
+    for engine, m in rows:
+        if "error" in m:
+            print(f"{engine.name:44} {m['disk_mb']:8.1f} probe failed: {m['error']}")
+            continue
+        torch = "  (torch was imported!)" if m["torch"] else ""
+        print(f"{engine.name:44} {m['disk_mb']:8.1f} {m['peak_mb']:11.1f} {m['cold_s']:16.2f}"
+              + torch)
+    print("peak RSS: VmHWM of a child process that loads the saved artifact and generates")
+    print(f"{NEW} tokens (Python, NumPy and TVM's runtime included; no torch).")
 
 
 # ---- measuring ---------------------------------------------------------------------------
@@ -372,6 +430,7 @@ def main() -> None:
             engine.runs.append((ms, tps))
             time.sleep(0.3)
     _print(table, weight_bytes, args, len(texts))
+    _print_memory(engines, prompt)
 
 
 def _print(table: list, weight_bytes: dict[str, int], args: Any, nwin: int) -> None:

@@ -78,6 +78,8 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
         "false: such inputs stay runtime data and their ops are refused)",
         "exec_mode": "how the Relax VM runs the model's main function: \"bytecode\" "
         "(default, interpreted) or \"compiled\" (to machine code: no interpreter per kernel call)",
+        "weights_file": "true: constants of 1 KiB or more go into params.bin (memory-mapped "
+        "at load) instead of model.so (compile_llm sets it: one weights.bin for both graphs)",
     },
     "asic": {},
     "onnx": {"opset": "ONNX opset to write (17..the installed onnx's newest)"},

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,31 @@ class TvmArtifact(Artifact):
         self._lib: Any = None
         # input name -> (the array lent, its shape and dtype then, its TVM tensor)
         self._lent: dict[str, tuple[np.ndarray, tuple, Any]] = {}
+        #: The weights file the lifted constants of ``main`` come from (``weights_file``
+        #: option): opened from ``meta["params"]`` unless ``use_weights`` gave one.
+        self.weights: Mapping[str, np.ndarray] | None = None
+        self._params: list[Any] | None = None
+
+    def use_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Take the lifted constants from ``weights`` (an LLM artifact's one mapped file,
+        which its prefill and decode modules share) instead of opening ``meta["params"]``."""
+        self.weights, self._params, self._vm = weights, None, None
+
+    def _bind(self, vm: Any) -> Any:
+        """``vm``, with the lifted constants appended to each call of ``main``."""
+        params = self.meta.get("params")
+        if not params:
+            return vm
+        from backends.tvm.weights import BoundVM, lend
+
+        if self._params is None:
+            if self.weights is None:
+                from compiler.llm.weights import WeightFile
+
+                self.weights = WeightFile(Path(self.path or "") / params["file"])
+            where = str(getattr(self.weights, "path", "the weights"))
+            self._params = lend(self.weights, list(params["keys"]), where)
+        return BoundVM(vm, self._params)
 
     def _machine(self) -> Any:
         if not self.meta.get("runnable"):
@@ -107,7 +133,7 @@ class TvmArtifact(Artifact):
                     "its own loader refuses; the graph has an empty tensor that TVM folded "
                     "into a constant (give the op a non-empty size)"
                 ) from None
-            self._vm = (self.path, relax.VirtualMachine(lib, tvm.cpu()))
+            self._vm = (self.path, self._bind(relax.VirtualMachine(lib, tvm.cpu())))
             self._lib = lib
         return self._vm[1]
 
@@ -161,6 +187,9 @@ class TvmArtifact(Artifact):
         address = parse_address(device)
         if self.path is None:
             raise BackendError("the artifact has no folder to upload model.so from")
+        if self.meta.get("params"):
+            raise BackendError("a remote run needs the weights inside model.so: compile "
+                               "without the weights_file option")
         require_tvm()
         return RemoteStage(self.graph, self.path / self.meta["library"], address)
 
@@ -171,7 +200,7 @@ class TvmArtifact(Artifact):
         from tvm import relax
 
         self._machine()
-        vm = relax.VirtualMachine(self._lib, tvm.cpu())  # a second VM: instrumented
+        vm = self._bind(relax.VirtualMachine(self._lib, tvm.cpu()))  # a second VM: instrumented
         args = self._arguments(inputs)
         vm["main"](*args)
         totals: dict[str, list[float]] = {}
@@ -242,6 +271,11 @@ class TvmBackend:
             free_servers(tuning.rpc)  # a dead tracker or no server is an error before any work
         database, tune_info = tuned_database(mod, tgt, target, tuning) if tuning else (None, {})
         mod = build.schedule(mod, tgt, params, database)
+        lifted = None
+        if options.get("weights_file"):
+            from backends.tvm.weights import lift_constants
+
+            mod, lifted = lift_constants(mod)
         executable = build.compile_module(mod, tgt, exec_mode)
         exported = build.export(executable, target, Path(out_dir))
         meta = {
@@ -251,6 +285,10 @@ class TvmBackend:
             "tvm_target": str(tgt),
             "exec_mode": exec_mode,
         }
+        if lifted is not None:
+            from backends.tvm.weights import write_params
+
+            meta["params"] = write_params(out_dir, lifted)
         (Path(out_dir) / META_FILE).write_text(json.dumps(meta, indent=2))
         if exported.note:
             log.warning("%s", exported.note)
