@@ -37,8 +37,8 @@ KL(torch || row) of the next-token distributions and the perplexity. tapeout's w
 per token read are printed with the GB/s the decode rate implies.
 
 Memory (tapeout rows, after the table): the artifact's size on disk, and the peak resident
-memory (``VmHWM``) of a child process that only loads the saved artifact and generates the
-same 64 tokens (no torch imported there), with its cold start: load and the first token.
+memory (``VmHWM``) of a child process that only runs ``tapeout generate`` on the saved
+artifact for the same prompt and 64 tokens (no torch imported there), with its wall time.
 """
 
 from __future__ import annotations
@@ -277,25 +277,24 @@ def _weight_bytes(art: Any) -> int:
 
 
 # ---- memory ------------------------------------------------------------------------------
-#: The child process of the memory probe: load the artifact, generate, report VmHWM.
+#: The child process of the memory probe: ``tapeout generate`` (its CLI entry, in-process),
+#: then this process's peak resident memory (VmHWM) and the wall time of the command.
 PROBE = """
 import json, sys, time
+from compiler.cli import main
 t0 = time.perf_counter()
-from compiler.llm.artifact import load_llm
-art = load_llm(sys.argv[1])
-ids = [int(t) for t in sys.argv[2].split(",")]
-art.generate([ids], max_new_tokens=1, stop=[])
-cold = time.perf_counter() - t0
-art.generate([ids], max_new_tokens=int(sys.argv[3]), stop=[])
+code = main(["generate", sys.argv[1], "--prompt-ids", sys.argv[2], "--max-new-tokens", sys.argv[3],
+             "--stop", "", "--json"])
+wall = time.perf_counter() - t0
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-print(json.dumps({"peak_kb": int(status["VmHWM"].split()[0]), "cold_s": cold,
+print(json.dumps({"code": code, "peak_kb": int(status["VmHWM"].split()[0]), "wall_s": wall,
                   "torch": "torch" in sys.modules}))
 """
 
 
 def memory_probe(folder: Path, prompt: list[int]) -> dict[str, Any]:
-    """Disk MB of the artifact at ``folder``; peak RSS MB and cold start of a fresh process
-    that loads it and generates ``NEW`` tokens after ``prompt``."""
+    """Disk MB of the artifact at ``folder``; peak RSS MB and wall time of a fresh process
+    that runs ``tapeout generate`` on it: load, prefill ``prompt``, ``NEW`` tokens."""
     import json
     import subprocess
 
@@ -306,10 +305,11 @@ def memory_probe(folder: Path, prompt: list[int]) -> dict[str, Any]:
         [sys.executable, "-c", PROBE, str(folder), ",".join(map(str, prompt)), str(NEW)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
-    if out.returncode:
-        return {"disk_mb": disk / 1e6, "error": (out.stderr.strip().splitlines() or ["?"])[-1]}
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"disk_mb": disk / 1e6, "peak_mb": got["peak_kb"] / 1024, "cold_s": got["cold_s"],
+    got = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
+    if got.get("code") != 0:
+        why = (out.stderr.strip().splitlines() or out.stdout.strip().splitlines() or ["?"])[-1]
+        return {"disk_mb": disk / 1e6, "error": why}
+    return {"disk_mb": disk / 1e6, "peak_mb": got["peak_kb"] / 1024, "cold_s": got["wall_s"],
             "torch": got["torch"]}  # fmt: skip
 
 
@@ -317,7 +317,7 @@ def _print_memory(engines: list[Engine], prompt: list[int]) -> None:
     rows = [(e, memory_probe(e.artifact, prompt)) for e in engines if e.artifact is not None]
     if not rows:
         return
-    print(f"\n{'tapeout artifact':44} {'disk MB':>8} {'peak RSS MB':>11} {'load+1st token s':>16}")
+    print(f"\n{'tapeout artifact':44} {'disk MB':>8} {'peak RSS MB':>11} {'generate s':>16}")
     for engine, m in rows:
         if "error" in m:
             print(f"{engine.name:44} {m['disk_mb']:8.1f} probe failed: {m['error']}")
@@ -325,8 +325,9 @@ def _print_memory(engines: list[Engine], prompt: list[int]) -> None:
         torch = "  (torch was imported!)" if m["torch"] else ""
         print(f"{engine.name:44} {m['disk_mb']:8.1f} {m['peak_mb']:11.1f} {m['cold_s']:16.2f}"
               + torch)
-    print("peak RSS: VmHWM of a child process that loads the saved artifact and generates")
-    print(f"{NEW} tokens (Python, NumPy and TVM's runtime included; no torch).")
+    print("peak RSS: VmHWM of a child process that runs `tapeout generate` on the saved artifact")
+    print(f"({NEW} tokens; Python, NumPy and TVM's runtime included, no torch); generate s: its")
+    print("wall time, cold: load, prefill, decode.")
 
 
 # ---- measuring ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -126,6 +127,10 @@ class _Stream:
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.llm import load_llm
 
+    if "tvm" not in sys.modules:
+        # This process only runs a built model: TVM's runtime library is enough (loading
+        # its compiler library as well costs about 110 MB of resident memory).
+        os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
     art = load_llm(args.artifact)
     prompt = _prompt(args)
     if isinstance(prompt, str) and art.tokenizer is None:

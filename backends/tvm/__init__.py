@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,13 +51,44 @@ def _tensor(array: np.ndarray) -> Any:
     return tvm.runtime.tensor(np.ascontiguousarray(array).reshape(array.shape))
 
 
+def _import_tvm() -> Any:
+    """``import tvm``, without the ``import torch`` that tvm_ffi makes on its way in when
+    torch is not loaded yet (its workaround of a symbol clash seen on Windows): here it
+    only costs a process that runs a model about 200 MB of resident memory. TVM never
+    sees a torch tensor from tapeout."""
+    if "tvm" in sys.modules or "torch" in sys.modules:
+        import tvm
+
+        return tvm
+    sys.modules["torch"] = None  # type: ignore[assignment]  # ``import torch`` fails
+    try:
+        import tvm
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    return tvm
+
+
+def require_runtime() -> Any:
+    """What running a built ``model.so`` needs: TVM's runtime only when the process loaded
+    it so (``TVM_USE_RUNTIME_LIB=1``, which ``tapeout generate`` sets), else ``require_tvm``."""
+    from backends.tvm.build import configure_threads
+
+    configure_threads()
+    try:
+        tvm = _import_tvm()
+    except ImportError as e:
+        raise ToolchainUnavailable("TVM (apache-tvm)", INSTALL_HINT, str(e)) from None
+    return tvm if getattr(tvm, "_RUNTIME_ONLY", False) else require_tvm()
+
+
 def require_tvm() -> Any:
     """Import tvm, or raise ToolchainUnavailable saying what to install."""
     from backends.tvm.build import configure_threads
 
     configure_threads()
     try:
-        import tvm
+        tvm = _import_tvm()
         from tvm import relax  # noqa: F401
     except ImportError as e:
         raise ToolchainUnavailable("TVM (apache-tvm)", INSTALL_HINT, str(e)) from None
@@ -120,8 +152,8 @@ class TvmArtifact(Artifact):
         if self.path is None:
             raise BackendError("the artifact has no folder to load model.so from")
         if self._vm is None or self._vm[0] != self.path:
-            tvm = require_tvm()
-            from tvm import relax
+            tvm = require_runtime()
+            from tvm.runtime.vm import VirtualMachine
 
             try:
                 lib = tvm.runtime.load_module(str(self.path / self.meta["library"]))
@@ -133,7 +165,7 @@ class TvmArtifact(Artifact):
                     "its own loader refuses; the graph has an empty tensor that TVM folded "
                     "into a constant (give the op a non-empty size)"
                 ) from None
-            self._vm = (self.path, self._bind(relax.VirtualMachine(lib, tvm.cpu())))
+            self._vm = (self.path, self._bind(VirtualMachine(lib, tvm.cpu())))
             self._lib = lib
         return self._vm[1]
 
