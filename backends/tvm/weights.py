@@ -37,7 +37,7 @@ def lift_constants(mod: Any, min_bytes: int = MIN_BYTES) -> tuple[Any, list[tupl
     lifted: dict[str, tuple[Any, np.ndarray]] = {}
 
     @relax.expr_functor.mutator
-    class Lift(relax.PyExprMutator):  # type: ignore[misc, name-defined]
+    class Lift(relax.PyExprMutator):
         def visit_generic_const_(self, op: Any) -> Any:
             data = op.value
             if not isinstance(data, tvm.runtime.Tensor):
@@ -88,7 +88,7 @@ class BoundVM:
     def __getitem__(self, name: str) -> Callable[..., Any]:
         func = self.vm[name]
         if name != "main" or not self.params:
-            return func  # type: ignore[no-any-return]
+            return func
         params = self.params
         return lambda *args: func(*args, *params)
 

@@ -84,10 +84,11 @@ def write_weights(path: Path, arrays: Mapping[str, np.ndarray]) -> int:
     # start until the index fits before it.
     start = 0
     while True:
+        placed = [[a + start, n] for a, n in spans]
         index = {
             "version": VERSION,
             "size": start + offset,
-            "blobs": [[a + start, n] for a, n in spans],
+            "blobs": placed,
             "arrays": entries,
         }
         text = json.dumps(index, separators=(",", ":")).encode()
@@ -97,7 +98,7 @@ def write_weights(path: Path, arrays: Mapping[str, np.ndarray]) -> int:
         start = need
     with open(path, "wb") as f:
         f.write(_HEAD.pack(MAGIC, len(text)) + text)
-        for data, (at, nbytes) in zip(order, index["blobs"], strict=True):
+        for data, (at, nbytes) in zip(order, placed, strict=True):
             f.seek(at)
             f.write(data.reshape(-1).view(np.uint8).data if nbytes else b"")
         f.truncate(start + offset)

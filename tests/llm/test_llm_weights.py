@@ -16,7 +16,7 @@ def test_weight_file_round_trip_stores_equal_arrays_once(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
     a = rng.standard_normal((3, 5)).astype(np.float32)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "a": a,
         "a_again": a.copy(),  # equal bytes, another object: one blob
         "b": rng.integers(-8, 8, (7,), dtype=np.int8),
