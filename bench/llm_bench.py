@@ -39,8 +39,8 @@ KL(torch || row) of the next-token distributions and the perplexity. tapeout's w
 per token read are printed with the GB/s the decode rate implies.
 
 Memory (tapeout rows, after the table): the artifact's size on disk, and the peak resident
-memory (``VmHWM``) of a child process that only runs ``tapeout generate`` on the saved
-artifact for the same prompt and 64 tokens (no torch imported there), with its wall time.
+memory of a child process that only runs ``tapeout generate`` on the saved artifact for the
+same prompt and 64 tokens (``ru_maxrss``), with its wall time.
 """
 
 from __future__ import annotations
@@ -282,18 +282,17 @@ def _weight_bytes(art: Any) -> int:
 
 
 # ---- memory ------------------------------------------------------------------------------
-#: The child process of the memory probe: ``tapeout generate`` (its CLI entry, in-process),
-#: then this process's peak resident memory (VmHWM) and the wall time of the command.
+#: The memory probe: a process whose one child is ``tapeout generate`` (``python -m
+#: compiler.cli``); it prints the child's peak resident memory (``RUSAGE_CHILDREN``, KiB on
+#: Linux), exit code and wall time.
 PROBE = """
-import json, sys, time
-from compiler.cli import main
+import json, resource, subprocess, sys, time
 t0 = time.perf_counter()
-code = main(["generate", sys.argv[1], "--prompt-ids", sys.argv[2], "--max-new-tokens", sys.argv[3],
-             "--stop", "", "--json"])
+run = subprocess.run([sys.executable, "-m", "compiler.cli", *sys.argv[1:]], capture_output=True)
 wall = time.perf_counter() - t0
-status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-print(json.dumps({"code": code, "peak_kb": int(status["VmHWM"].split()[0]), "wall_s": wall,
-                  "torch": "torch" in sys.modules}))
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"code": run.returncode, "peak_kb": peak, "wall_s": wall,
+                  "error": run.stderr.decode()[-300:] if run.returncode else ""}))
 """
 
 
@@ -306,16 +305,16 @@ def memory_probe(folder: Path, prompt: list[int]) -> dict[str, Any]:
     disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
+    argv = ["generate", str(folder), "--prompt-ids", ",".join(map(str, prompt)),
+            "--max-new-tokens", str(NEW), "--stop", "", "--json"]  # fmt: skip
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(folder), ",".join(map(str, prompt)), str(NEW)],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env, check=False
+    )
     got = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
     if got.get("code") != 0:
-        why = (out.stderr.strip().splitlines() or out.stdout.strip().splitlines() or ["?"])[-1]
-        return {"disk_mb": disk / 1e6, "error": why}
-    return {"disk_mb": disk / 1e6, "peak_mb": got["peak_kb"] / 1024, "cold_s": got["wall_s"],
-            "torch": got["torch"]}  # fmt: skip
+        why = got.get("error") or (out.stderr.strip().splitlines() or ["?"])[-1]
+        return {"disk_mb": disk / 1e6, "error": (why.strip().splitlines() or ["?"])[-1]}
+    return {"disk_mb": disk / 1e6, "peak_mb": got["peak_kb"] / 1024, "cold_s": got["wall_s"]}
 
 
 def _print_memory(engines: list[Engine], prompt: list[int]) -> None:
@@ -327,12 +326,10 @@ def _print_memory(engines: list[Engine], prompt: list[int]) -> None:
         if "error" in m:
             print(f"{engine.name:44} {m['disk_mb']:8.1f} probe failed: {m['error']}")
             continue
-        torch = "  (torch was imported!)" if m["torch"] else ""
-        print(f"{engine.name:44} {m['disk_mb']:8.1f} {m['peak_mb']:11.1f} {m['cold_s']:16.2f}"
-              + torch)
-    print("peak RSS: VmHWM of a child process that runs `tapeout generate` on the saved artifact")
-    print(f"({NEW} tokens; Python, NumPy and TVM's runtime included, no torch); generate s: its")
-    print("wall time, cold: load, prefill, decode.")
+        print(f"{engine.name:44} {m['disk_mb']:8.1f} {m['peak_mb']:11.1f} {m['cold_s']:16.2f}")
+    print("peak RSS: of a child process running `tapeout generate` on the saved artifact")
+    print(f"({NEW} tokens; Python, NumPy and TVM's runtime included); generate s: its wall")
+    print("time, cold: start, load, prefill, decode.")
 
 
 # ---- measuring ---------------------------------------------------------------------------

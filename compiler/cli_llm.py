@@ -127,9 +127,10 @@ class _Stream:
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.llm import load_llm
 
-    if "tvm" not in sys.modules:
-        # This process only runs a built model: TVM's runtime library is enough (loading
-        # its compiler library as well costs about 110 MB of resident memory).
+    if "tvm" not in sys.modules and sys.argv[1:2] == ["generate"]:
+        # A `tapeout generate` process only runs a built model: TVM's runtime library is
+        # enough (its compiler library costs about 110 MB of resident memory more). Not when
+        # main() is called in a process that may compile later (a test, a notebook).
         os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
     art = load_llm(args.artifact)
     prompt = _prompt(args)
