@@ -491,9 +491,9 @@ def _attention(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """Scores, mask, softmax, weighted values. Grouped-query attention reads the cache as it
     is: the query heads of one KV head become rows of one matrix (``[B, n_kv, g*C, D]``, a
     free reshape), so the keys and values are never copied ``g`` times per step."""
-    from backends.tvm.lower_llm import decode_attention
+    from backends.tvm.lower_llm import cache_attention
 
-    fused = decode_attention(node, ctx)
+    fused = cache_attention(node, ctx)
     if fused is not None:
         return fused
     q, k, v = node.inputs[:3]
