@@ -37,6 +37,10 @@ spread), prefill ms of the 32-token prompt, how many of the 64 greedy tokens equ
 and teacher-forced over windows of ``--context`` tokens of the text: top-1 agreement and mean
 KL(torch || row) of the next-token distributions and the perplexity. tapeout's weight bytes
 per token read are printed with the GB/s the decode rate implies.
+
+Memory (tapeout rows, after the table): the artifact's size on disk, and the peak resident
+memory of a child process that only runs ``tapeout generate`` on the saved artifact for the
+same prompt and 64 tokens (``ru_maxrss``), with its wall time.
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ class Engine:
     logits: Callable[[list[int]], np.ndarray]  # window -> logits [len - PROMPT, vocab]
     note: str = ""
     runs: list[tuple[float, float]] = field(default_factory=list)
+    artifact: Path | None = None  # a tapeout row's saved artifact, for the memory probe
 
 
 def gguf_path() -> str:
@@ -256,7 +261,7 @@ def tapeout_engine(
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
-    return Engine(label[row], generate, logits, note), _weight_bytes(art)
+    return Engine(label[row], generate, logits, note, artifact=art.path), _weight_bytes(art)
 
 
 def _weight_bytes(art: Any) -> int:
@@ -275,6 +280,57 @@ def _weight_bytes(art: Any) -> int:
             nbytes //= data.shape[0]
         total += nbytes
     return total
+
+
+# ---- memory ------------------------------------------------------------------------------
+#: The memory probe: a process whose one child is ``tapeout generate`` (``python -m
+#: compiler.cli``); it prints the child's peak resident memory (``RUSAGE_CHILDREN``, KiB on
+#: Linux), exit code and wall time.
+PROBE = """
+import json, resource, subprocess, sys, time
+t0 = time.perf_counter()
+run = subprocess.run([sys.executable, "-m", "compiler.cli", *sys.argv[1:]], capture_output=True)
+wall = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"code": run.returncode, "peak_kb": peak, "wall_s": wall,
+                  "error": run.stderr.decode()[-300:] if run.returncode else ""}))
+"""
+
+
+def memory_probe(folder: Path, prompt: list[int]) -> dict[str, Any]:
+    """Disk MB of the artifact at ``folder``; peak RSS MB and wall time of a fresh process
+    that runs ``tapeout generate`` on it: load, prefill ``prompt``, ``NEW`` tokens."""
+    import json
+    import subprocess
+
+    disk = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    argv = ["generate", str(folder), "--prompt-ids", ",".join(map(str, prompt)),
+            "--max-new-tokens", str(NEW), "--stop", "", "--json"]  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env, check=False
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
+    if got.get("code") != 0:
+        why = got.get("error") or (out.stderr.strip().splitlines() or ["?"])[-1]
+        return {"disk_mb": disk / 1e6, "error": (why.strip().splitlines() or ["?"])[-1]}
+    return {"disk_mb": disk / 1e6, "peak_mb": got["peak_kb"] / 1024, "cold_s": got["wall_s"]}
+
+
+def _print_memory(engines: list[Engine], prompt: list[int]) -> None:
+    rows = [(e, memory_probe(e.artifact, prompt)) for e in engines if e.artifact is not None]
+    if not rows:
+        return
+    print(f"\n{'tapeout artifact':44} {'disk MB':>8} {'peak RSS MB':>11} {'generate s':>16}")
+    for engine, m in rows:
+        if "error" in m:
+            print(f"{engine.name:44} {m['disk_mb']:8.1f} probe failed: {m['error']}")
+            continue
+        print(f"{engine.name:44} {m['disk_mb']:8.1f} {m['peak_mb']:11.1f} {m['cold_s']:16.2f}")
+    print("peak RSS: of a child process running `tapeout generate` on the saved artifact")
+    print(f"({NEW} tokens; Python, NumPy and TVM's runtime included); generate s: its wall")
+    print("time, cold: start, load, prefill, decode.")
 
 
 # ---- measuring ---------------------------------------------------------------------------
@@ -395,6 +451,7 @@ def main() -> None:
             spinner.kill()
             spinner.wait()
     _print(table, weight_bytes, args, len(texts))
+    _print_memory(engines, prompt)
 
 
 def busy_core() -> subprocess.Popen:

@@ -78,6 +78,8 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
         "false: such inputs stay runtime data and their ops are refused)",
         "exec_mode": "how the Relax VM runs the model's main function: \"bytecode\" "
         "(default, interpreted) or \"compiled\" (to machine code: no interpreter per kernel call)",
+        "weights_file": "true: constants of 1 KiB or more go into params.bin (memory-mapped "
+        "at load) instead of model.so (compile_llm sets it: one weights.bin for both graphs)",
         "cache_writes": "an LLM step graph writes its new keys/values into its KV-cache inputs "
         "in place (compile_llm sets it; default false)",
     },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -126,6 +127,11 @@ class _Stream:
 def cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     from compiler.llm import load_llm
 
+    if "tvm" not in sys.modules and sys.argv[1:2] == ["generate"]:
+        # A `tapeout generate` process only runs a built model: TVM's runtime library is
+        # enough (its compiler library costs about 110 MB of resident memory more). Not when
+        # main() is called in a process that may compile later (a test, a notebook).
+        os.environ.setdefault("TVM_USE_RUNTIME_LIB", "1")
     art = load_llm(args.artifact)
     prompt = _prompt(args)
     if isinstance(prompt, str) and art.tokenizer is None:

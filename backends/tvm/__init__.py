@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
+from collections.abc import Mapping
 from operator import is_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,13 +55,44 @@ def _tensor(array: np.ndarray) -> Any:
     return tvm.runtime.tensor(np.ascontiguousarray(array).reshape(array.shape))
 
 
+def _import_tvm() -> Any:
+    """``import tvm``, without the ``import torch`` that tvm_ffi makes on its way in when
+    torch is not loaded yet (its workaround of a symbol clash seen on Windows): here it
+    only costs a process that runs a model about 200 MB of resident memory. TVM never
+    sees a torch tensor from tapeout."""
+    if "tvm" in sys.modules or "torch" in sys.modules:
+        import tvm
+
+        return tvm
+    sys.modules["torch"] = None  # type: ignore[assignment]  # ``import torch`` fails
+    try:
+        import tvm
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    return tvm
+
+
+def require_runtime() -> Any:
+    """What running a built ``model.so`` needs: TVM's runtime only when the process loaded
+    it so (``TVM_USE_RUNTIME_LIB=1``, which ``tapeout generate`` sets), else ``require_tvm``."""
+    from backends.tvm.build import configure_threads
+
+    configure_threads()
+    try:
+        tvm = _import_tvm()
+    except ImportError as e:
+        raise ToolchainUnavailable("TVM (apache-tvm)", INSTALL_HINT, str(e)) from None
+    return tvm if getattr(tvm, "_RUNTIME_ONLY", False) else require_tvm()
+
+
 def require_tvm() -> Any:
     """Import tvm, or raise ToolchainUnavailable saying what to install."""
     from backends.tvm.build import configure_threads
 
     configure_threads()
     try:
-        import tvm
+        tvm = _import_tvm()
         from tvm import relax  # noqa: F401
     except ImportError as e:
         raise ToolchainUnavailable("TVM (apache-tvm)", INSTALL_HINT, str(e)) from None
@@ -88,10 +121,35 @@ class TvmArtifact(Artifact):
         self._lib: Any = None
         # input name -> (the array lent, its shape and dtype then, its TVM tensor)
         self._lent: dict[str, tuple[np.ndarray, tuple, Any]] = {}
+        #: The weights file the lifted constants of ``main`` come from (``weights_file``
+        #: option): opened from ``meta["params"]`` unless ``use_weights`` gave one.
+        self.weights: Mapping[str, np.ndarray] | None = None
+        self._params: list[Any] | None = None
         self._main: Any = None  # vm["main"], looked up once
         self._threads: ThreadChooser | None = None
         # (the arrays of the last lent call, their TVM tensors)
         self._last_call: tuple[tuple, list] | None = None
+
+    def use_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Take the lifted constants from ``weights`` (an LLM artifact's one mapped file,
+        which its prefill and decode modules share) instead of opening ``meta["params"]``."""
+        self.weights, self._params, self._vm, self._main = weights, None, None, None
+
+    def _bind(self, vm: Any) -> Any:
+        """``vm``, with the lifted constants appended to each call of ``main``."""
+        params = self.meta.get("params")
+        if not params:
+            return vm
+        from backends.tvm.weights import BoundVM, lend
+
+        if self._params is None:
+            if self.weights is None:
+                from compiler.llm.weights import WeightFile
+
+                self.weights = WeightFile(Path(self.path or "") / params["file"])
+            where = str(getattr(self.weights, "path", "the weights"))
+            self._params = lend(self.weights, list(params["keys"]), where)
+        return BoundVM(vm, self._params)
 
     def _machine(self) -> Any:
         if not self.meta.get("runnable"):
@@ -102,8 +160,8 @@ class TvmArtifact(Artifact):
         if self.path is None:
             raise BackendError("the artifact has no folder to load model.so from")
         if self._vm is None or self._vm[0] != self.path:
-            tvm = require_tvm()
-            from tvm import relax
+            tvm = require_runtime()
+            from tvm.runtime.vm import VirtualMachine
 
             try:
                 lib = tvm.runtime.load_module(str(self.path / self.meta["library"]))
@@ -115,7 +173,7 @@ class TvmArtifact(Artifact):
                     "its own loader refuses; the graph has an empty tensor that TVM folded "
                     "into a constant (give the op a non-empty size)"
                 ) from None
-            self._vm = (self.path, relax.VirtualMachine(lib, tvm.cpu()))
+            self._vm = (self.path, self._bind(VirtualMachine(lib, tvm.cpu())))
             self._lib = lib
             self._main = None
         return self._vm[1]
@@ -248,6 +306,9 @@ class TvmArtifact(Artifact):
             raise BackendError("an artifact built with cache_writes runs here only (run_inplace)")
         if self.path is None:
             raise BackendError("the artifact has no folder to upload model.so from")
+        if self.meta.get("params"):
+            raise BackendError("a remote run needs the weights inside model.so: compile "
+                               "without the weights_file option")
         require_tvm()
         return RemoteStage(self.graph, self.path / self.meta["library"], address)
 
@@ -258,7 +319,7 @@ class TvmArtifact(Artifact):
         from tvm import relax
 
         self._machine()
-        vm = relax.VirtualMachine(self._lib, tvm.cpu())  # a second VM: instrumented
+        vm = self._bind(relax.VirtualMachine(self._lib, tvm.cpu()))  # a second VM: instrumented
         args = self._arguments(inputs)
         if self.cache_writes:
             args.append(_tensor(np.zeros(1, np.int64)))
@@ -333,6 +394,11 @@ class TvmBackend:
             free_servers(tuning.rpc)  # a dead tracker or no server is an error before any work
         database, tune_info = tuned_database(mod, tgt, target, tuning) if tuning else (None, {})
         mod = build.schedule(mod, tgt, params, database)
+        lifted = None
+        if options.get("weights_file"):
+            from backends.tvm.weights import lift_constants
+
+            mod, lifted = lift_constants(mod)
         executable = build.compile_module(mod, tgt, exec_mode)
         exported = build.export(executable, target, Path(out_dir))
         meta = {
@@ -343,6 +409,10 @@ class TvmBackend:
             "exec_mode": exec_mode,
             "cache_writes": [list(p) for p in pairs],
         }
+        if lifted is not None:
+            from backends.tvm.weights import write_params
+
+            meta["params"] = write_params(out_dir, lifted)
         (Path(out_dir) / META_FILE).write_text(json.dumps(meta, indent=2))
         if exported.note:
             log.warning("%s", exported.note)

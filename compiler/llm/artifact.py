@@ -3,10 +3,15 @@
 On disk::
 
     ARTIFACT/llm.json        the LLMSpec, batch size, target, tokenizer kind
-    ARTIFACT/weights.npz     every constant of both graphs, once
+    ARTIFACT/weights.bin     every constant of both graphs and, on the cpu targets, every
+                             array the two TVM modules take as a parameter, each once
+                             (``compiler.llm.weights``; memory-mapped at load)
     ARTIFACT/prefill/        graph.ir, manifest.json, and the backend's files (model.so, ...)
     ARTIFACT/decode/         the same for the decode-step graph
     ARTIFACT/tokenizer/      when the tokenizer can be saved (see compiler.llm.tokenizer)
+
+Artifacts written before ``weights.bin`` hold ``weights.npz`` and TVM libraries with their
+constants inside; they still load.
 """
 
 from __future__ import annotations
@@ -35,9 +40,14 @@ from compiler.llm.runtime import (
 from compiler.llm.sampling import Sampler
 from compiler.llm.spec import LLMSpec
 from compiler.llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
+from compiler.llm.weights import WeightFile, write_weights
 from compiler.target import load_target
 
 PARTS = ("prefill", "decode")
+WEIGHTS = "weights.bin"
+#: The TVM backend's file of a module's lifted constants (``backends.tvm.weights``), and
+#: where it finds them once ``compile_llm`` has moved them into the artifact's one file.
+TVM_META, SHARED = "tvm.json", "../" + WEIGHTS
 Rewrite = Callable[[LLMGraphs], None]
 
 
@@ -198,16 +208,18 @@ def _compile_parts(
 ) -> LLMArtifact:
     from compiler.api import compile as compile_graph
 
-    if load_target(target).backend == "tvm":  # the step writes its keys/values in place
-        options = {"cache_writes": True, **options}
+    if load_target(target).backend == "tvm":
+        # One weights file for both steps; each step writes its keys/values in place.
+        options = {"weights_file": True, "cache_writes": True, **options}
     with staged_dir(dest) as tmp:
         parts = {
             name: compile_graph(graph, target, output_dir=tmp / name, **options)
             for name, graph in zip(PARTS, graphs.graphs, strict=True)
         }
         # The passes may have folded or renamed constants: share what is equal once more.
-        weights = share_constants([parts[name].graph for name in PARTS])
-        np.savez(tmp / "weights.npz", **weights)  # type: ignore[arg-type]
+        weights: dict[str, np.ndarray] = share_constants([parts[name].graph for name in PARTS])
+        lifted = [_lifted(tmp / name, parts[name]) for name in PARTS]
+        write_weights(tmp / WEIGHTS, {**weights, **{k: a for d in lifted for k, a in d.items()}})
         for name in PARTS:
             (tmp / name / "graph.ir").write_text(str(parts[name].graph))
             (tmp / name / "constants.npz").unlink(missing_ok=True)
@@ -218,29 +230,69 @@ def _compile_parts(
             "tokenizer": save_tokenizer(tokenizer, tmp / "tokenizer"),
         }
         (tmp / "llm.json").write_text(json.dumps(meta, indent=2))
+    shared = WeightFile(dest / WEIGHTS)
     for art in parts.values():
         art.path = dest / Path(art.path or "").name
+        _share(art, shared)
     return LLMArtifact(graphs.spec, batch_size, parts["prefill"], parts["decode"], dest, tokenizer)
 
 
+def _lifted(folder: Path, art: Artifact) -> dict[str, np.ndarray]:
+    """The constants the backend kept out of ``art``'s library (TVM's ``params.bin``), read
+    into memory; the part's ``tvm.json`` is pointed at the artifact's one weights file."""
+    meta_file = folder / TVM_META
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    params = meta.get("params")
+    if not params or params["file"] == SHARED:
+        return {}
+    own = folder / params["file"]
+    arrays = {k: np.array(a) for k, a in WeightFile(own).items()}  # copied: removed below
+    own.unlink()
+    params["file"] = SHARED
+    meta_file.write_text(json.dumps(meta, indent=2))
+    getattr(art, "meta", {}).update(params=params)
+    return arrays
+
+
+def _share(art: Artifact, weights: WeightFile) -> None:
+    """Let a backend artifact that takes weights from a file (TVM's ``use_weights``) use
+    the LLM artifact's one mapping of it, so both graphs' modules read the same pages."""
+    use = getattr(art, "use_weights", None)
+    if use is not None:
+        use(weights)
+
+
 def load_llm(path: str | Path, tokenizer: Tokenizer | None = None) -> LLMArtifact:
-    """Reopen an LLM artifact folder; both graphs share the weights of ``weights.npz``."""
+    """Reopen an LLM artifact folder; both graphs (and both compiled modules) share the
+    arrays of ``weights.bin``, memory-mapped (``weights.npz`` of older artifacts: read)."""
     folder = Path(path)
     try:
         meta = json.loads((folder / "llm.json").read_text())
-        with np.load(folder / "weights.npz", allow_pickle=False) as npz:
-            weights = {k: npz[k] for k in npz.files}
+        shared, weights = _load_weights(folder)
         parts = {name: _load_part(folder / name, weights) for name in PARTS}
     except (OSError, ValueError, KeyError) as e:
         raise BackendError(
             f"{folder} is not a readable LLM artifact: {type(e).__name__}: {e}"
         ) from None
+    if shared is not None:
+        for art in parts.values():
+            _share(art, shared)
     spec = LLMSpec.from_json(meta["spec"])
     if tokenizer is None and meta.get("tokenizer"):
         tokenizer = load_tokenizer(meta["tokenizer"], folder / "tokenizer")
     return LLMArtifact(
         spec, int(meta["batch_size"]), parts["prefill"], parts["decode"], folder, tokenizer
     )
+
+
+def _load_weights(folder: Path) -> tuple[WeightFile | None, dict[str, np.ndarray]]:
+    """The artifact's weights file (None for an older artifact) and its graph constants."""
+    if not (folder / WEIGHTS).exists() and (folder / "weights.npz").exists():
+        with np.load(folder / "weights.npz", allow_pickle=False) as npz:
+            return None, {k: npz[k] for k in npz.files}
+    shared = WeightFile(folder / WEIGHTS)  # missing or damaged: IntegrityError naming it
+    # Views, not reads: the graphs take the names they use (the modules' arrays are there too).
+    return shared, dict(shared.items())
 
 
 def _load_part(folder: Path, weights: dict[str, np.ndarray]) -> Artifact:

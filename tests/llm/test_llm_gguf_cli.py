@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 
 from compiler.cli import main  # noqa: E402
 from compiler.frontends.gguf import read_gguf  # noqa: E402
+from compiler.llm.weights import WeightFile  # noqa: E402
 from tests.frontends.test_gguf import _write  # noqa: E402
 
 
@@ -27,19 +28,19 @@ def test_compile_llm_keeps_the_files_blocks(
     assert main(argv) == 0
     capsys.readouterr()
     model = read_gguf(path)
-    with np.load(out / "weights.npz") as npz:
-        # Q4_1 gate, Q4_0 up, Q8_0 down: the integers exactly as the file stores them.
-        for gguf_name, hf_name in [
-            ("blk.1.ffn_gate.weight", "model.layers.1.mlp.gate_proj.weight"),
-            ("blk.0.ffn_up.weight", "model.layers.0.mlp.up_proj.weight"),
-            ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"),
-            ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
-        ]:
-            block = model.block_weight(gguf_name)
-            assert block is not None
-            stored = [k for k in npz.files if k == hf_name + "_q"]
-            assert stored, (hf_name, npz.files[:8])
-            np.testing.assert_array_equal(npz[stored[0]], block.q)
+    weights = WeightFile(out / "weights.bin")
+    # Q4_1 gate, Q4_0 up, Q8_0 down: the integers exactly as the file stores them.
+    for gguf_name, hf_name in [
+        ("blk.1.ffn_gate.weight", "model.layers.1.mlp.gate_proj.weight"),
+        ("blk.0.ffn_up.weight", "model.layers.0.mlp.up_proj.weight"),
+        ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"),
+        ("blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"),
+    ]:
+        block = model.block_weight(gguf_name)
+        assert block is not None
+        stored = [k for k in list(weights) if k == hf_name + "_q"]
+        assert stored, (hf_name, list(weights)[:8])
+        np.testing.assert_array_equal(weights[stored[0]], block.q)
     assert main(["generate", str(out), "--prompt", "hello world", "--max-new-tokens", "3",
                  "--stop", "", "--json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,10 @@ pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
 import compiler  # noqa: E402
+from compiler.errors import IntegrityError  # noqa: E402
 from compiler.llm import load_llm  # noqa: E402
 from compiler.llm.artifact import LLMArtifact  # noqa: E402
+from compiler.llm.weights import WeightFile  # noqa: E402
 from tests.llm.hf_models import DECODERS, VOCAB, build, torch_greedy  # noqa: E402
 
 NEW_TOKENS = 32
@@ -93,11 +96,12 @@ def test_saved_artifact_stores_weights_once_and_decodes_the_same(decoder: tuple)
 @pytest.mark.slow
 def test_cpu_target_greedy_decode_equals_torch(tmp_path: Path) -> None:
     model = build("llama")
-    compiler.compile_llm(
-        model, "cpu", max_context=MAX_CONTEXT, prefill_len=PREFILL, output_dir=tmp_path / "llm"
-    )
+    out = tmp_path / "llm"
+    compiler.compile_llm(model, "cpu", max_context=MAX_CONTEXT, prefill_len=PREFILL, output_dir=out)
+    _weights_stored_once(out)
     prompts = [_prompt(7, 11), _prompt(8, 3)]
-    art = load_llm(tmp_path / "llm")
+    art = load_llm(out)
+    assert art.prefill.weights is art.decode.weights  # type: ignore[attr-defined]
     res = art.generate(prompts, max_new_tokens=NEW_TOKENS, stop=[])
     assert res.tokens == [torch_greedy(model, p, NEW_TOKENS) for p in prompts]
     # The steps write their keys/values into the cache in place; the same kernels through
@@ -117,6 +121,37 @@ def test_cpu_target_greedy_decode_equals_torch(tmp_path: Path) -> None:
     assert len(got) == len(want) == 1 + 2 * art.spec.num_layers
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+    weights = out / "weights.bin"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(IntegrityError, match="weights.bin"):
+        load_llm(out)
+    weights.unlink()
+    with pytest.raises(IntegrityError, match="weights.bin"):
+        load_llm(out)
+
+
+def _weights_stored_once(out: Path) -> None:
+    """The two TVM modules take their arrays from the artifact's one weights.bin, where each
+    array is one blob: the file is smaller than the graph constants plus both modules'."""
+    weights = WeightFile(out / "weights.bin")
+    assert not (out / "weights.npz").exists()
+    keys = {}
+    for part in ("prefill", "decode"):
+        params = json.loads((out / part / "tvm.json").read_text())["params"]
+        assert params["file"] == "../weights.bin" and not (out / part / "params.bin").exists()
+        keys[part] = params["keys"]
+        assert set(keys[part]) <= set(weights)
+    size = {part: sum(weights[k].nbytes for k in keys[part]) for part in keys}
+    shared = set(keys["prefill"]) & set(keys["decode"])
+    assert sum(weights[k].nbytes for k in shared) > 0.9 * size["decode"]
+    graph = sum(a.nbytes for n, a in weights.items() if not n.startswith("tvm:"))
+    distinct = {id(a): a.nbytes for a in (weights[n] for n in weights)}
+    assert weights.blobs == len(distinct)
+    assert weights.size <= sum(distinct.values()) + 64 * (len(distinct) + 1) + 65536
+    assert weights.size < graph + size["prefill"] + size["decode"]
+    largest = max(keys["decode"], key=lambda k: weights[k].nbytes)
+    for part in ("prefill", "decode"):
+        assert weights[largest].tobytes()[:256] not in (out / part / "model.so").read_bytes()
 
 
 class _RunOnly:
