@@ -60,6 +60,7 @@ def load_kernels(path: str | None) -> ModuleType:
     spec = importlib.util.spec_from_file_location("baseline_kernels_blocks", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -100,15 +101,14 @@ def tapeout_timer(kernels: ModuleType, fmt: str, weight: tuple, rows: int, copie
 
     layout, arrays, read = kernel_operands(kernels, fmt, *weight)
     func = kernels.block_dense_func(layout, rows, True).with_attr("global_symbol", "kernel")
-    names = [func.buffer_map[p].name for p in func.params[1:-1]]
-    shapes = {name: tuple(int(s) for s in func.buffer_map[p].shape)
-              for name, p in zip(names, func.params[1:-1], strict=True)}  # fmt: skip
+    names = [str(p.name) for p in func.params[1:-1]]
+    shapes = {str(p.name): tuple(int(s) for s in p.ty.shape) for p in func.params[1:-1]}
     consts = [np.ascontiguousarray(np.resize(arrays[name], shapes[name])) for name in names]
     n, k = layout.n, layout.k
     bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorStructInfo((rows, k), "float32"))
+    x = relax.Var("x", relax.TensorType((rows, k), "float32"))
     params = [
-        relax.Var(f"{name}{i}", relax.TensorStructInfo(c.shape, str(c.dtype)))
+        relax.Var(f"{name}{i}", relax.TensorType(c.shape, str(c.dtype)))
         for i in range(copies)
         for name, c in zip(names, consts, strict=True)
     ]
@@ -119,7 +119,7 @@ def tapeout_timer(kernels: ModuleType, fmt: str, weight: tuple, rows: int, copie
             for i in range(copies):
                 args = relax.Tuple([x, *params[i * len(names) : (i + 1) * len(names)]])
                 outs.append(
-                    bb.emit(relax.call_tir(gv, args, relax.TensorStructInfo((rows, n), "float32")))
+                    bb.emit(relax.call_tir(gv, args, relax.TensorType((rows, n), "float32")))
                 )
             out = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(out)

@@ -43,6 +43,9 @@ LANES = 16
 #: ``ROW_BLOCK`` int32 accumulators of 16 lanes stay in registers next to the weights.
 ROW_BLOCK = 4
 
+#: Parallel chunks of row tiles: divisible by 1, 2, 3, 4, 6, 8 and 12 threads.
+CHUNKS = 24
+
 #: What makes each weight dtype unsigned for ``vpdpbusd``.
 OFFSETS = {"i4": 8, "i8": 128, "u4": 0, "u8": 0}
 
@@ -133,6 +136,10 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
     S = 2  # accumulators per row: two break the serial chain of a decode step's products
     # Without offsets ``MN`` is a placeholder of one vector, never read.
     MT, MB = (NT, B) if has_min else (1, 1)
+    # Tiles run in CHUNKS parallel chunks of TP: the kernel's local buffers are allocated
+    # once per chunk (TVM allocates them from its workspace pool, a call each, per iteration).
+    TP = -(-NT // CHUNKS)
+    NP = -(-NT // TP)
     vdpb = T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512") if vnni else 0
 
     def bcast(x4: Any) -> Any:
@@ -197,11 +204,11 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                     DX[M + m, b] = T.float32(0)
                     XF[M + m, b] = 0
                     CX[M + m, b] = T.float64(0)
-        for nt in T.parallel(NT):
-            with T.sblock("tile"):
+        for p in T.parallel(NP):
+            with T.sblock("tiles"):
                 T.reads(
-                    W[nt, 0:B, 0:C, 0:64],
-                    D[nt, 0:B, 0:16],
+                    W[0:NT, 0:B, 0:C, 0:64],
+                    D[0:NT, 0:B, 0:16],
                     MN[0:MT, 0:MB, 0:16],
                     QX[0:MP, 0:K],
                     DX[0:MP, 0:B],
@@ -211,102 +218,118 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                 T.writes(Y[0:M, 0:N])
                 acc = T.alloc_buffer((MP, 16), "float64", scope="local")
                 isum = T.alloc_buffer((R * S, 16), "int32", scope="local")
-                for m in range(MP):
-                    for i in T.vectorized(16):
-                        acc[m, i] = T.float64(0)
-                for b in range(B):
-                    for mb in range(MP // R):
-                        for a in T.unroll(R * S):
+                for t in range(TP):
+                    nt = T.meta_var(p * TP + t)
+                    if nt < NT:
+                        for m in range(MP):
                             for i in T.vectorized(16):
-                                isum[a, i] = 0
-                        for c in T.unroll(C):
-                            if vnni:
-                                wv = T.meta_var(W.vload([nt, b, c, 0], "uint8x64"))
-                                if four:
-                                    lo = T.meta_var(
-                                        T.reinterpret(
-                                            wv & T.broadcast(T.uint8(15), 64), dtype="int8x64"
-                                        )
-                                    )
-                                    hi = T.meta_var(
-                                        T.reinterpret(
-                                            wv >> T.broadcast(T.uint8(4), 64), dtype="int8x64"
-                                        )
-                                    )
-                                    for r in T.unroll(R):
-                                        row = T.meta_var(mb * R + r)
-                                        xa = T.meta_var(
-                                            bcast(QX.vload([row, b * G + c * 8], "int8x4"))
-                                        )
-                                        xb = T.meta_var(
-                                            bcast(QX.vload([row, b * G + c * 8 + 4], "int8x4"))
-                                        )
-                                        isum[r * S, T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
-                                            vdpb,
-                                            isum.vload([r * S, 0], "int32x16"),
-                                            lo,
-                                            xa,
-                                            dtype="int32x16",
-                                        )
-                                        isum[r * S + S - 1, T.ramp(0, 1, 16)] = (
-                                            T.call_llvm_pure_intrin(
-                                                vdpb,
-                                                isum.vload([r * S + S - 1, 0], "int32x16"),
-                                                hi,
-                                                xb,
-                                                dtype="int32x16",
+                                acc[m, i] = T.float64(0)
+                        for b in range(B):
+                            for mb in range(MP // R):
+                                for a in T.unroll(R * S):
+                                    for i in T.vectorized(16):
+                                        isum[a, i] = 0
+                                for c in T.unroll(C):
+                                    if vnni:
+                                        wv = T.meta_var(W.vload([nt, b, c, 0], "uint8x64"))
+                                        if four:
+                                            lo = T.meta_var(
+                                                T.reinterpret(
+                                                    wv & T.broadcast(T.uint8(15), 64),
+                                                    dtype="int8x64",
+                                                )
                                             )
-                                        )
-                                else:
-                                    w8 = T.meta_var(T.reinterpret(wv, dtype="int8x64"))
-                                    for r in T.unroll(R):
-                                        row = T.meta_var(mb * R + r)
-                                        x4 = T.meta_var(
-                                            bcast(QX.vload([row, b * G + c * 4], "int8x4"))
-                                        )
-                                        slot = T.meta_var(r * S + c % S)
-                                        isum[slot, T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
-                                            vdpb,
-                                            isum.vload([slot, 0], "int32x16"),
-                                            w8,
-                                            x4,
-                                            dtype="int32x16",
-                                        )
-                            else:
+                                            hi = T.meta_var(
+                                                T.reinterpret(
+                                                    wv >> T.broadcast(T.uint8(4), 64),
+                                                    dtype="int8x64",
+                                                )
+                                            )
+                                            for r in T.unroll(R):
+                                                row = T.meta_var(mb * R + r)
+                                                xa = T.meta_var(
+                                                    bcast(QX.vload([row, b * G + c * 8], "int8x4"))
+                                                )
+                                                xb = T.meta_var(
+                                                    bcast(
+                                                        QX.vload([row, b * G + c * 8 + 4], "int8x4")
+                                                    )
+                                                )
+                                                isum[r * S, T.ramp(0, 1, 16)] = (
+                                                    T.call_llvm_pure_intrin(
+                                                        vdpb,
+                                                        isum.vload([r * S, 0], "int32x16"),
+                                                        lo,
+                                                        xa,
+                                                        dtype="int32x16",
+                                                    )
+                                                )
+                                                isum[r * S + S - 1, T.ramp(0, 1, 16)] = (
+                                                    T.call_llvm_pure_intrin(
+                                                        vdpb,
+                                                        isum.vload([r * S + S - 1, 0], "int32x16"),
+                                                        hi,
+                                                        xb,
+                                                        dtype="int32x16",
+                                                    )
+                                                )
+                                        else:
+                                            w8 = T.meta_var(T.reinterpret(wv, dtype="int8x64"))
+                                            for r in T.unroll(R):
+                                                row = T.meta_var(mb * R + r)
+                                                x4 = T.meta_var(
+                                                    bcast(QX.vload([row, b * G + c * 4], "int8x4"))
+                                                )
+                                                slot = T.meta_var(r * S + c % S)
+                                                isum[slot, T.ramp(0, 1, 16)] = (
+                                                    T.call_llvm_pure_intrin(
+                                                        vdpb,
+                                                        isum.vload([slot, 0], "int32x16"),
+                                                        w8,
+                                                        x4,
+                                                        dtype="int32x16",
+                                                    )
+                                                )
+                                    else:
+                                        for r in T.unroll(R):
+                                            row = T.meta_var(mb * R + r)
+                                            for i in T.vectorized(16):
+                                                for j in T.unroll(4):
+                                                    wb = T.meta_var(W[nt, b, c, i * 4 + j])
+                                                    if four:
+                                                        isum[r * S, i] = (
+                                                            isum[r * S, i]
+                                                            + T.Cast("int32", wb & T.uint8(15))
+                                                            * T.Cast(
+                                                                "int32", QX[row, b * G + c * 8 + j]
+                                                            )
+                                                            + T.Cast("int32", wb >> T.uint8(4))
+                                                            * T.Cast(
+                                                                "int32",
+                                                                QX[row, b * G + c * 8 + 4 + j],
+                                                            )
+                                                        )
+                                                    else:
+                                                        isum[r * S, i] = isum[r * S, i] + T.Cast(
+                                                            "int32", wb
+                                                        ) * T.Cast(
+                                                            "int32", QX[row, b * G + c * 4 + j]
+                                                        )
                                 for r in T.unroll(R):
                                     row = T.meta_var(mb * R + r)
                                     for i in T.vectorized(16):
-                                        for j in T.unroll(4):
-                                            wb = T.meta_var(W[nt, b, c, i * 4 + j])
-                                            if four:
-                                                isum[r * S, i] = (
-                                                    isum[r * S, i]
-                                                    + T.Cast("int32", wb & T.uint8(15))
-                                                    * T.Cast("int32", QX[row, b * G + c * 8 + j])
-                                                    + T.Cast("int32", wb >> T.uint8(4))
-                                                    * T.Cast(
-                                                        "int32", QX[row, b * G + c * 8 + 4 + j]
-                                                    )
-                                                )
-                                            else:
-                                                isum[r * S, i] = isum[r * S, i] + T.Cast(
-                                                    "int32", wb
-                                                ) * T.Cast("int32", QX[row, b * G + c * 4 + j])
-                        for r in T.unroll(R):
-                            row = T.meta_var(mb * R + r)
-                            for i in T.vectorized(16):
-                                total = T.meta_var(isum[r * S, i] + isum[r * S + 1, i])
-                                ds = T.meta_var(T.Cast("float32", D[nt, b, i]) * DX[row, b])
-                                acc[row, i] = acc[row, i] + T.Cast("float64", ds) * T.Cast(
-                                    "float64", total - XF[row, b]
-                                )
-                            if has_min:
-                                for i in T.vectorized(16):
-                                    mn = T.meta_var(T.Cast("float64", MN[nt, b, i]))
-                                    acc[row, i] = acc[row, i] + mn * CX[row, b]
-                for m in range(M):
-                    for i in range(16):
-                        if nt * 16 + i < N:
-                            Y[m, nt * 16 + i] = T.Cast("float32", acc[m, i])
+                                        total = T.meta_var(isum[r * S, i] + isum[r * S + 1, i])
+                                        ds = T.meta_var(T.Cast("float32", D[nt, b, i]) * DX[row, b])
+                                        acc[row, i] = acc[row, i] + T.Cast("float64", ds) * T.Cast(
+                                            "float64", total - XF[row, b]
+                                        )
+                                    if has_min:
+                                        for i in T.vectorized(16):
+                                            mn = T.meta_var(T.Cast("float64", MN[nt, b, i]))
+                                            acc[row, i] = acc[row, i] + mn * CX[row, b]
+                        for m in range(M):
+                            for i in range(16):
+                                if nt * 16 + i < N:
+                                    Y[m, nt * 16 + i] = T.Cast("float32", acc[m, i])
 
     return func
