@@ -158,7 +158,7 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
         QX = T.alloc_buffer((MP, K), "int8")
         DX = T.alloc_buffer((MP, B), "float32")
         XF = T.alloc_buffer((MP, B), "int32")  # offset * sum(qx)
-        CX = T.alloc_buffer((MP, B), "float64")  # f64(f32(dx * f32(sum(qx)))): the min term
+        CX = T.alloc_buffer((MP, B), "float32")  # f32(dx * f32(sum(qx))): the min term
         for m, b in T.grid(M, B):
             with T.sblock("quantize"):
                 T.reads(X[m, b * G : b * G + G])
@@ -193,7 +193,7 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                 for j in range(G):
                     tot[0] = tot[0] + T.Cast("int32", QX[m, b * G + j])
                 XF[m, b] = off * tot[0]
-                CX[m, b] = T.Cast("float64", DX[m, b] * T.Cast("float32", tot[0]))
+                CX[m, b] = DX[m, b] * T.Cast("float32", tot[0])
         if MP > M:
             for m, b in T.grid(MP - M, B):
                 with T.sblock("pad"):
@@ -203,7 +203,7 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                         QX[M + m, b * G + j] = T.int8(0)
                     DX[M + m, b] = T.float32(0)
                     XF[M + m, b] = 0
-                    CX[M + m, b] = T.float64(0)
+                    CX[M + m, b] = T.float32(0)
         for p in T.parallel(NP):
             with T.sblock("tiles"):
                 T.reads(
@@ -216,14 +216,14 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                     CX[0:MP, 0:B],
                 )
                 T.writes(Y[0:M, 0:N])
-                acc = T.alloc_buffer((MP, 16), "float64", scope="local")
+                acc = T.alloc_buffer((MP, 16), "float32", scope="local")
                 isum = T.alloc_buffer((R * S, 16), "int32", scope="local")
                 for t in range(TP):
                     nt = T.meta_var(p * TP + t)
                     if nt < NT:
                         for m in range(MP):
                             for i in T.vectorized(16):
-                                acc[m, i] = T.float64(0)
+                                acc[m, i] = T.float32(0)
                         for b in range(B):
                             for mb in range(MP // R):
                                 for a in T.unroll(R * S):
@@ -320,16 +320,16 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                                     for i in T.vectorized(16):
                                         total = T.meta_var(isum[r * S, i] + isum[r * S + 1, i])
                                         ds = T.meta_var(T.Cast("float32", D[nt, b, i]) * DX[row, b])
-                                        acc[row, i] = acc[row, i] + T.Cast("float64", ds) * T.Cast(
-                                            "float64", total - XF[row, b]
+                                        acc[row, i] = T.fma(
+                                            ds, T.Cast("float32", total - XF[row, b]), acc[row, i]
                                         )
                                     if has_min:
                                         for i in T.vectorized(16):
-                                            mn = T.meta_var(T.Cast("float64", MN[nt, b, i]))
-                                            acc[row, i] = acc[row, i] + mn * CX[row, b]
+                                            mn = T.meta_var(T.Cast("float32", MN[nt, b, i]))
+                                            acc[row, i] = T.fma(mn, CX[row, b], acc[row, i])
                         for m in range(M):
                             for i in range(16):
                                 if nt * 16 + i < N:
-                                    Y[m, nt * 16 + i] = T.Cast("float32", acc[m, i])
+                                    Y[m, nt * 16 + i] = acc[m, i]
 
     return func
