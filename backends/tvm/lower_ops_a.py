@@ -28,10 +28,6 @@ def _R() -> Any:
     return relax.op
 
 
-def _const(value: Any, dtype: str) -> Any:
-    return tvm_const(value, dtype)
-
-
 def _axis(node: Node, rank: int, key: str = "axis") -> int:
     return int(LowerContext.attrs(node)[key]) % rank
 
@@ -76,9 +72,9 @@ def _pool_nd(node: Node, ctx: LowerContext) -> Sequence[Any]:
     acc = ctx.emit_te(te_ops_a.pool_window, ctx.arg(x), a["kind"], kernel, strides, pads, dils,
                       static_shape(out), float(a["p"]), name="pool_nd")  # fmt: skip
     if a["kind"] == "avg":
-        acc = ctx.emit(R.divide(acc, _const(_pool_count(node), "float64")))
+        acc = ctx.emit(R.divide(acc, tvm_const(_pool_count(node), "float64")))
     elif a["kind"] == "lp":
-        acc = ctx.emit(R.power(acc, _const(1.0 / float(a["p"]), "float64")))
+        acc = ctx.emit(R.power(acc, tvm_const(1.0 / float(a["p"]), "float64")))
     return [ctx.emit(R.astype(acc, tvm_dtype(out)))]
 
 
@@ -126,8 +122,8 @@ def _roi_align(node: Node, ctx: LowerContext) -> Sequence[Any]:
                         float(a["spatial_scale"]), bool(a["half_pixel"]), name="roi_align")
         return [ctx.emit(R.astype(y, dtype))]
     shift = 0.5 if a["half_pixel"] else 0.0
-    boxes = R.subtract(R.multiply(ctx.arg(rois), _const(float(a["spatial_scale"]), dtype)),
-                       _const(shift, dtype))  # fmt: skip
+    boxes = R.subtract(R.multiply(ctx.arg(rois), tvm_const(float(a["spatial_scale"]), dtype)),
+                       tvm_const(shift, dtype))  # fmt: skip
     index = ctx.emit(R.expand_dims(R.astype(ctx.arg(idx), dtype), [1]))
     boxes = ctx.emit(R.concat(relax.Tuple([index, ctx.emit(boxes)]), 1))
     return [ctx.emit_te(
@@ -284,9 +280,9 @@ def _hardmax(node: Node, ctx: LowerContext) -> Sequence[Any]:
     first = ctx.emit(R.argmax(ctx.arg(x), axis, True))
     positions = np.arange(shape[axis], dtype=np.int64).reshape(_along(axis, len(shape),
                                                                       shape[axis]))  # fmt: skip
-    hot = R.equal(first, _const(positions, "int64"))
+    hot = R.equal(first, tvm_const(positions, "int64"))
     dtype = tvm_dtype(x)
-    return [ctx.emit(R.where(hot, _const(1, dtype), _const(0, dtype)))]
+    return [ctx.emit(R.where(hot, tvm_const(1, dtype), tvm_const(0, dtype)))]
 
 
 def _cumprod_along(ctx: LowerContext, node: Node, axis: int) -> Any:
@@ -312,10 +308,10 @@ def _cumprod(node: Node, ctx: LowerContext) -> Sequence[Any]:
         return [_cumprod_along(ctx, node, axis)]
     axis_dtype = tvm_dtype(axis_value)
     axis_expr = ctx.emit(R.floor_mod(R.reshape(ctx.arg(axis_value), []),
-                                     _const(rank, axis_dtype)))  # fmt: skip
+                                     tvm_const(rank, axis_dtype)))  # fmt: skip
     y = _cumprod_along(ctx, node, 0)
     for d in range(1, rank):
-        chosen = R.equal(axis_expr, _const(d, axis_dtype))
+        chosen = R.equal(axis_expr, tvm_const(d, axis_dtype))
         y = ctx.emit(R.where(chosen, _cumprod_along(ctx, node, d), y))
     return [y]
 
@@ -331,9 +327,9 @@ def _lp_norm(node: Node, ctx: LowerContext) -> Sequence[Any]:
     else:
         norm = ctx.emit(R.sqrt(R.sum(R.square(data), [axis], True)))
     dtype = tvm_dtype(x)
-    zero = ctx.emit(R.equal(norm, _const(0, dtype)))
-    safe = R.where(zero, _const(1, dtype), norm)
-    return [ctx.emit(R.where(zero, _const(0, dtype), R.divide(data, safe)))]
+    zero = ctx.emit(R.equal(norm, tvm_const(0, dtype)))
+    safe = R.where(zero, tvm_const(1, dtype), norm)
+    return [ctx.emit(R.where(zero, tvm_const(0, dtype), R.divide(data, safe)))]
 
 
 def _isinf(node: Node, ctx: LowerContext) -> Sequence[Any]:
@@ -342,7 +338,7 @@ def _isinf(node: Node, ctx: LowerContext) -> Sequence[Any]:
     x = node.inputs[0]
     data = ctx.arg(x)
     inf = R.isinf(data)
-    zero = _const(0, tvm_dtype(x))
+    zero = tvm_const(0, tvm_dtype(x))
     if a["positive"] and a["negative"]:
         return [ctx.emit(inf)]
     if not a["positive"] and not a["negative"]:
@@ -360,13 +356,13 @@ def _one_hot(node: Node, ctx: LowerContext) -> Sequence[Any]:
     axis = _axis(node, len(out))
     depth = out[axis]
     idx = ctx.emit(R.astype(ctx.arg(indices), "int64"))
-    idx = ctx.emit(R.where(R.less(idx, _const(0, "int64")),
-                           R.add(idx, _const(depth, "int64")), idx))  # fmt: skip
+    idx = ctx.emit(R.where(R.less(idx, tvm_const(0, "int64")),
+                           R.add(idx, tvm_const(depth, "int64")), idx))  # fmt: skip
     positions = np.arange(depth, dtype=np.int64).reshape(_along(axis, len(out), depth))
-    hot = R.equal(R.expand_dims(idx, [axis]), _const(positions, "int64"))
+    hot = R.equal(R.expand_dims(idx, [axis]), tvm_const(positions, "int64"))
     vals = ctx.arg(values)
-    on = R.take(vals, _const(1, "int64"), 0)
-    off = R.take(vals, _const(0, "int64"), 0)
+    on = R.take(vals, tvm_const(1, "int64"), 0)
+    off = R.take(vals, tvm_const(0, "int64"), 0)
     return [ctx.emit(R.where(hot, on, off))]
 
 

@@ -37,10 +37,6 @@ def _R() -> Any:
     return relax.op
 
 
-def _const(value: Any, dtype: str) -> Any:
-    return tvm_const(value, dtype)
-
-
 def _known(index: int, what: str) -> Callable[[Node, Graph], str | None]:
     def check(node: Node, graph: Graph) -> str | None:
         if index < len(node.inputs) and graph.const_value(node.inputs[index]) is None:
@@ -156,12 +152,12 @@ def _dft_along(
     cos, sin, _ = _dft_matrices(shape[axis], attrs)
     perm = [d for d in range(rank - 1) if d != axis] + [axis, rank - 1]
     moved = ctx.emit(R.permute_dims(data, perm))  # [..., n, 1 or 2]
-    re = ctx.emit(R.take(moved, _const(0, "int64"), rank - 1))
-    c, s = _const(cos, "float64"), _const(sin, "float64")
+    re = ctx.emit(R.take(moved, tvm_const(0, "int64"), rank - 1))
+    c, s = tvm_const(cos, "float64"), tvm_const(sin, "float64")
     out_re = ctx.emit(R.matmul(re, c))
     out_im = ctx.emit(R.matmul(re, s))
     if shape[-1] == 2:
-        im = ctx.emit(R.take(moved, _const(1, "int64"), rank - 1))
+        im = ctx.emit(R.take(moved, tvm_const(1, "int64"), rank - 1))
         out_re = ctx.emit(R.subtract(out_re, R.matmul(im, s)))
         out_im = ctx.emit(R.add(out_im, R.matmul(im, c)))
     parts = [out_re] if real_only else [out_re, out_im]
@@ -184,10 +180,10 @@ def _dft(node: Node, ctx: LowerContext) -> Sequence[Any]:
         y = _dft_along(ctx, data, shape, int(a["axis"]) % rank, a, real_only)
     else:
         axis = ctx.emit(R.reshape(R.astype(ctx.arg(node.inputs[1]), "int64"), ()))
-        axis = ctx.emit(R.floor_mod(axis, _const(rank, "int64")))
+        axis = ctx.emit(R.floor_mod(axis, tvm_const(rank, "int64")))
         y = _dft_along(ctx, data, shape, 0, a, real_only)
         for d in range(1, rank - 1):
-            pick = R.equal(axis, _const(d, "int64"))
+            pick = R.equal(axis, tvm_const(d, "int64"))
             y = ctx.emit(R.where(pick, _dft_along(ctx, data, shape, d, a, real_only), y))
     return [ctx.emit(R.astype(y, tvm_dtype(node.outputs[0])))]
 
@@ -227,20 +223,20 @@ def _tfidf(node: Node, ctx: LowerContext) -> Sequence[Any]:
         pool = np.asarray([g for g, _ in mine], np.dtype(tvm_dtype(x)))[None, None]
         route = np.zeros((len(mine), size), np.float32)
         route[np.arange(len(mine)), [at for _, at in mine]] = 1
-        tokens = ctx.emit(R.expand_dims(R.take(rows, _const(positions, "int64"), 1), 2))
-        same = ctx.emit(R.astype(R.equal(tokens, _const(pool, tvm_dtype(x))), "int32"))
+        tokens = ctx.emit(R.expand_dims(R.take(rows, tvm_const(positions, "int64"), 1), 2))
+        same = ctx.emit(R.astype(R.equal(tokens, tvm_const(pool, tvm_dtype(x))), "int32"))
         hits = ctx.emit(R.astype(R.min(same, 3), "float32"))  # [B, windows, grams]
-        part = ctx.emit(R.matmul(R.sum(hits, 1), _const(route, "float32")))
+        part = ctx.emit(R.matmul(R.sum(hits, 1), tvm_const(route, "float32")))
         counts = part if counts is None else ctx.emit(R.add(counts, part))
     if counts is None:
         counts = ctx.emit(R.zeros((shape[0] if len(shape) == 2 else 1, size), "float32"))
     weights = np.asarray(a["weights"] or [], np.float32)
     if a["mode"] == "IDF":
-        scale = _const(weights, "float32") if weights.size else _const(1.0, "float32")
-        counts = ctx.emit(R.multiply(R.astype(R.greater(counts, _const(0.0, "float32")),
+        scale = tvm_const(weights, "float32") if weights.size else tvm_const(1.0, "float32")
+        counts = ctx.emit(R.multiply(R.astype(R.greater(counts, tvm_const(0.0, "float32")),
                                               "float32"), scale))  # fmt: skip
     elif a["mode"] == "TFIDF" and weights.size:
-        counts = ctx.emit(R.multiply(counts, _const(weights, "float32")))
+        counts = ctx.emit(R.multiply(counts, tvm_const(weights, "float32")))
     return [ctx.emit(R.reshape(counts, static_shape(node.outputs[0])))]
 
 

@@ -33,10 +33,6 @@ def _R() -> Any:
     return relax.op
 
 
-def _const(value: Any, dtype: str) -> Any:
-    return tvm_const(value, dtype)
-
-
 # ---- elementwise -----------------------------------------------------------------------------
 def unary(make: Callable[[Any, Node], Any]) -> Rule:
     """A one-operand elementwise op: keeps the operand's layout."""
@@ -50,7 +46,7 @@ def unary(make: Callable[[Any, Node], Any]) -> Rule:
 
 
 def _float_const(node: Node, v: float) -> Any:
-    return _const(v, tvm_dtype(node.inputs[0]))
+    return tvm_const(v, tvm_dtype(node.inputs[0]))
 
 
 def _clip(x: Any, lo: float | None, hi: float | None, node: Node) -> Any:
@@ -82,7 +78,7 @@ def _gelu(x: Any, node: Node) -> Any:
 
 UNARY: dict[str, Callable[[Any, Node], Any]] = {
     # TVM's negative multiplies by a -1 it cannot make for unsigned types: 0 - x wraps alike.
-    "math.neg": lambda x, n: _R().subtract(_const(0, tvm_dtype(n.inputs[0])), x),
+    "math.neg": lambda x, n: _R().subtract(tvm_const(0, tvm_dtype(n.inputs[0])), x),
     "math.abs": lambda x, n: _R().abs(x),
     "math.exp": lambda x, n: _R().exp(x),
     "math.log": lambda x, n: _R().log(x),
@@ -295,14 +291,14 @@ def _pad(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 
 def _shape(node: Node, ctx: LowerContext) -> Sequence[Any]:
-    return [_const(np.asarray(static_shape(node.inputs[0]), dtype=np.int64), "int64")]
+    return [tvm_const(np.asarray(static_shape(node.inputs[0]), dtype=np.int64), "int64")]
 
 
 def _range(node: Node, ctx: LowerContext) -> Sequence[Any]:
     a = ctx.attrs(node)
     out = node.outputs[0]
     data = np.arange(a["start"], a["limit"], a["delta"]).astype(np.dtype(tvm_dtype(out)))
-    return [_const(data, tvm_dtype(out))]
+    return [tvm_const(data, tvm_dtype(out))]
 
 
 def _no_negative_pads(node: Node, graph: Graph) -> str | None:
