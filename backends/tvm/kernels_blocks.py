@@ -15,9 +15,10 @@ block, for ``R`` activation rows at a time (register blocking: each unpacked wei
 feeds ``R`` rows' dot products; each row's block sum is split over two accumulators, so a
 decode step's dot products do not form one serial chain):
 
-* ``isum`` (16 output rows, int32) is converted and added into float64 accumulators in the
-  order ``compiler.numerics.block_dense`` fixes (block by block; vectors run across output
-  rows), so the result equals the interpreter's bit for bit.
+* ``isum`` (16 output rows, int32) is converted to float32 and added into float32
+  accumulators with one FMA per term (``T.fma``: fused whatever LLVM's contraction setting)
+  in the order ``compiler.numerics.block_dense`` fixes (block by block; vectors run across
+  output rows), so the result equals the interpreter's bit for bit.
 
 With AVX-512 VNNI four byte products per lane are one ``vpdpbusd``; without it the same
 loop is written with scalar products that LLVM vectorizes (``pmaddubsw``-free: exact).
@@ -100,7 +101,7 @@ def pack(layout: BlockLayout, q: np.ndarray, d: np.ndarray, m: np.ndarray | None
     full[: layout.n] = q.astype(np.int16) + layout.offset
     blocked = full.reshape(layout.tiles, LANES, layout.blocks, layout.chunks, -1).astype(np.uint8)
     if layout.bits == 4:  # [..., 8] -> low nibbles the first 4, high nibbles the next 4
-        blocked = blocked[..., :4] | (blocked[..., 4:] << 4)
+        blocked = (blocked[..., :4] | (blocked[..., 4:] << 4)).astype(np.uint8)
     packed = np.ascontiguousarray(blocked.transpose(0, 2, 3, 1, 4)).reshape(
         layout.tiles, layout.blocks, layout.chunks, 4 * LANES
     )
