@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -188,7 +189,7 @@ def tapeout_engine(
     import compiler
     from compiler.frontends.gguf import hf_blocks
     from compiler.ir.parser import parse
-    from compiler.llm.runtime import Batch
+    from compiler.llm.runtime import Batch, step_runner
     from passes.quantize_llm import quantize_llm_graphs
 
     option = TAPEOUT_ROWS[row]
@@ -230,7 +231,7 @@ def tapeout_engine(
         return res.prefill_ms, res.decode_tokens_per_s, res.tokens[0]
 
     def run(part: Any) -> Any:
-        return getattr(part, "run_shared", part.run)
+        return step_runner(part, art.spec)
 
     def logits(window: list[int]) -> np.ndarray:
         state = Batch(art.spec, 1)
@@ -321,6 +322,11 @@ def main() -> None:
         "--exec-mode", default="compiled", choices=("bytecode", "compiled"),
         help="the TVM rows' Relax VM code: compiled (default) or interpreted bytecode",
     )  # fmt: skip
+    parser.add_argument(
+        "--busy-core", action="store_true",
+        help="during the timed rounds, a process spinning on one core (the last this process "
+        "may use): how decode degrades when another program takes a core",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = [r for r in args.rows.split(",") if r]
     unknown = sorted(set(rows) - set(ALL_ROWS))
@@ -377,18 +383,34 @@ def main() -> None:
         same = next((i for i, (a, b) in enumerate(zip(tokens, ref_tokens, strict=True))
                      if a != b), NEW)  # fmt: skip
         table.append((engine, acc, same))
-    for _ in range(args.rounds):  # interleaved, so a slow spell of the machine hits every row
-        for engine in engines:
-            ms, tps, _ = engine.generate(prompt)
-            engine.runs.append((ms, tps))
-            time.sleep(0.3)
+    spinner = busy_core() if args.busy_core else None
+    try:
+        for _ in range(args.rounds):  # interleaved: a slow spell of the machine hits every row
+            for engine in engines:
+                ms, tps, _ = engine.generate(prompt)
+                engine.runs.append((ms, tps))
+                time.sleep(0.3)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
     _print(table, weight_bytes, args, len(texts))
+
+
+def busy_core() -> subprocess.Popen:
+    """A process that spins on the last core this one may use (another program's load)."""
+    core = max(os.sched_getaffinity(0))
+    code = f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
+    spinner = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.5)  # started and pinned before the first timed round
+    return spinner
 
 
 def _print(table: list, weight_bytes: dict[str, int], args: Any, nwin: int) -> None:
     base = statistics.median(t for _, t in table[0][0].runs) if table else 1.0
     print(
-        f"\nSmolLM2-135M, batch 1, prompt {PROMPT}, {NEW} new tokens, {args.threads} thread(s), "
+        f"\nSmolLM2-135M, batch 1, prompt {PROMPT}, {NEW} new tokens, {args.threads} thread(s)"
+        f"{', one core busy (--busy-core)' if args.busy_core else ''}, "
         f"target {args.target}; accuracy over {nwin} windows of {args.context} tokens "
         f"vs torch fp32; medians of {args.rounds} rounds [min-max]"
     )

@@ -78,6 +78,8 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
         "false: such inputs stay runtime data and their ops are refused)",
         "exec_mode": "how the Relax VM runs the model's main function: \"bytecode\" "
         "(default, interpreted) or \"compiled\" (to machine code: no interpreter per kernel call)",
+        "cache_writes": "an LLM step graph writes its new keys/values into its KV-cache inputs "
+        "in place (compile_llm sets it; default false)",
     },
     "asic": {},
     "onnx": {"opset": "ONNX opset to write (17..the installed onnx's newest)"},

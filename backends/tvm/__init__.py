@@ -12,7 +12,9 @@ Options (``compile(..., options)``): ``tune`` (int, MetaSchedule trials), ``tune
 bar; default True), ``rpc_tracker`` ("host:port") and ``rpc_key``: measure the tuning
 candidates on the RPC servers registered with TVM's tracker under that key
 (``backends.tvm.rpc``); ``exec_mode`` ("bytecode", the default, or "compiled": the VM code
-of ``main`` compiled rather than interpreted, ``backends.tvm.build.EXEC_MODES``).
+of ``main`` compiled rather than interpreted, ``backends.tvm.build.EXEC_MODES``);
+``cache_writes`` (bool, ``compiler.llm`` sets it): the step graph writes its new keys/values
+into the KV-cache inputs in place (``backends.tvm.lower_cache``, ``run_inplace``).
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from operator import is_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from backends.tvm.threads import ThreadChooser, candidate_threads, set_threads
 from compiler.backend import Artifact
-from compiler.errors import BackendError, ToolchainUnavailable, Unsupported
+from compiler.errors import BackendError, InputError, ToolchainUnavailable, Unsupported
 from compiler.interpreter import check_input, check_inputs
 from compiler.ir.graph import Graph
 from compiler.report import layer_rows
@@ -84,6 +88,10 @@ class TvmArtifact(Artifact):
         self._lib: Any = None
         # input name -> (the array lent, its shape and dtype then, its TVM tensor)
         self._lent: dict[str, tuple[np.ndarray, tuple, Any]] = {}
+        self._main: Any = None  # vm["main"], looked up once
+        self._threads: ThreadChooser | None = None
+        # (the arrays of the last lent call, their TVM tensors)
+        self._last_call: tuple[tuple, list] | None = None
 
     def _machine(self) -> Any:
         if not self.meta.get("runnable"):
@@ -109,16 +117,34 @@ class TvmArtifact(Artifact):
                 ) from None
             self._vm = (self.path, relax.VirtualMachine(lib, tvm.cpu()))
             self._lib = lib
+            self._main = None
         return self._vm[1]
 
     def _arguments(self, inputs: tuple[np.ndarray, ...]) -> list[Any]:
         arrays = check_inputs(self.graph, inputs)
         return [_tensor(a) for a in arrays]
 
+    @property
+    def cache_writes(self) -> list[tuple[int, int]]:
+        """``(output, input)`` pairs that ``main`` writes in place (``run_inplace``)."""
+        return [(int(o), int(i)) for o, i in self.meta.get("cache_writes") or []]
+
     def execute(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         vm = self._machine()
-        outs = vm["main"](*[_tensor(a) for a in arrays])
-        return [np.asarray(o.numpy()) for o in outs]
+        args = [_tensor(a) for a in arrays]
+        pairs = dict(self.cache_writes)
+        if not pairs:
+            return [np.asarray(o.numpy()) for o in vm["main"](*args)]
+        # main writes those outputs into copies of their inputs at slot 0: read them there.
+        outs = iter(vm["main"](*args, _tensor(np.zeros(1, np.int64))))
+        results = []
+        for index, value in enumerate(self.graph.outputs):
+            if index in pairs:
+                chunk = int(value.type.shape[2])
+                results.append(np.ascontiguousarray(args[pairs[index]].numpy()[:, :, :chunk]))
+            else:
+                results.append(np.asarray(next(outs).numpy()))
+        return results
 
     def run_shared(self, *inputs: np.ndarray) -> list[np.ndarray]:
         """``run``, but inputs that are C-contiguous and 64-byte aligned are lent to TVM
@@ -130,13 +156,72 @@ class TvmArtifact(Artifact):
         checked and wrapped once and its TVM tensor reused while the caller passes the same
         array object again (``_lent``); the copies ``Tensor.numpy`` made cost more than the
         small kernels of a step."""
+        if self.cache_writes:  # main would write into the caller's inputs: copy them
+            return self.run(*inputs)
+        return [np.from_dlpack(o) for o in self._call_lent(inputs)]
+
+    def run_inplace(
+        self, slot: np.ndarray, *inputs: np.ndarray, adapt_threads: bool = False
+    ) -> list[np.ndarray]:
+        """``run_shared`` for an artifact built with ``cache_writes``: the outputs of its
+        ``cache_writes`` pairs are written into their (lent) input arrays at slots
+        ``slot[0] .. slot[0] + chunk`` instead of returned; the other outputs come back, as
+        views. ``slot``: an ``int64[1]`` array (lent too, so keep and update the same one).
+        ``adapt_threads``: choose the thread count from the measured call times
+        (``backends.tvm.threads``; for a call repeated many times, a decode step)."""
+        if not self.cache_writes:
+            raise BackendError("this artifact was not built with cache_writes")
+        if not adapt_threads:
+            outs = self._call_lent(inputs, slot)
+        else:
+            if self._threads is None:
+                self._threads = ThreadChooser(candidate_threads())
+            set_threads(self._threads.current)
+            started = time.perf_counter()
+            outs = self._call_lent(inputs, slot)
+            self._threads.observe(time.perf_counter() - started)
+        count = len(self.graph.outputs) - len(self.cache_writes)
+        return [np.from_dlpack(outs[i]) for i in range(count)]
+
+    def _call_lent(self, inputs: tuple[np.ndarray, ...], *extra: np.ndarray) -> Any:
         vm = self._machine()
-        if len(inputs) != len(self.graph.inputs):
-            check_inputs(self.graph, inputs)  # raises the InputError that names them
+        given = (*inputs, *extra)
+        last = self._last_call
+        if last is not None and len(last[0]) == len(given) and all(map(is_, given, last[0])):
+            # The same arrays as the last call (a decode loop's): the same lent tensors (an
+            # array reshaped in place keeps its size, so its old tensor still fits it).
+            args = last[1]
+        else:
+            if len(inputs) != len(self.graph.inputs):
+                check_inputs(self.graph, inputs)  # raises the InputError that names them
+            args = [self._lend(value, a) for value, a in zip(self.graph.inputs, inputs,
+                                                             strict=True)]  # fmt: skip
+            args += [self._lend_extra(f"#{i}", a) for i, a in enumerate(extra)]
+            keys = [v.name for v in self.graph.inputs] + [f"#{i}" for i in range(len(extra))]
+            # Reused only when every array was lent: a copied one would go stale.
+            lent = all(self._lent.get(k, (None,))[0] is a for k, a in zip(keys, given, strict=True))
+            self._last_call = (given, args) if lent else None
         check_guards(self.graph, self.summary.get("specialized"), inputs)
-        args = [self._lend(value, a) for value, a in zip(self.graph.inputs, inputs,
-                                                         strict=True)]  # fmt: skip
-        return [np.from_dlpack(o) for o in vm["main"](*args)]
+        if self._main is None:
+            self._main = vm["main"]
+        return self._main(*args)
+
+    def _lend_extra(self, key: str, a: np.ndarray) -> Any:
+        """A lent int64[1] argument that is no graph input (``cache_writes``' slot)."""
+        import tvm
+
+        known = self._lent.get(key)
+        if known is not None and known[0] is a:
+            return known[2]
+        if a.shape != (1,) or a.dtype != np.int64:
+            raise InputError(
+                f"the cache slot must be an int64 array of shape [1], got {a.dtype}{list(a.shape)}"
+            )
+        if a.flags.c_contiguous and a.ctypes.data % 64 == 0:
+            tensor = tvm.runtime.from_dlpack(a)
+            self._lent[key] = (a, (a.shape, a.dtype), tensor)
+            return tensor
+        return tvm.runtime.tensor(a)
 
     def _lend(self, value: Any, a: Any) -> Any:
         """The TVM tensor for input ``value`` given as ``a``: reused, lent or copied."""
@@ -159,6 +244,8 @@ class TvmArtifact(Artifact):
         from backends.tvm.remote import RemoteStage, parse_address
 
         address = parse_address(device)
+        if self.cache_writes:
+            raise BackendError("an artifact built with cache_writes runs here only (run_inplace)")
         if self.path is None:
             raise BackendError("the artifact has no folder to upload model.so from")
         require_tvm()
@@ -173,6 +260,8 @@ class TvmArtifact(Artifact):
         self._machine()
         vm = relax.VirtualMachine(self._lib, tvm.cpu())  # a second VM: instrumented
         args = self._arguments(inputs)
+        if self.cache_writes:
+            args.append(_tensor(np.zeros(1, np.int64)))
         vm["main"](*args)
         totals: dict[str, list[float]] = {}
         started: dict[str, float] = {}
@@ -216,6 +305,7 @@ class TvmBackend:
         require_tvm()
         from backends.tvm import build
         from backends.tvm.lower import lower_graph
+        from backends.tvm.lower_cache import find_cache_pairs
         from backends.tvm.rpc import free_servers
         from backends.tvm.schedules import cpu_params
         from backends.tvm.tune import tune_options, tuned_database
@@ -234,7 +324,8 @@ class TvmBackend:
             )
         started = time.perf_counter()
         params = cpu_params(target)
-        mod, kernels = lower_graph(graph, params)
+        pairs = find_cache_pairs(graph) if options.get("cache_writes") else []
+        mod, kernels = lower_graph(graph, params, pairs)
         tgt = build.tvm_target(target)
         mod = build.fuse(mod, tgt)
         tuning = tune_options(options)
@@ -250,6 +341,7 @@ class TvmBackend:
             "note": exported.note,
             "tvm_target": str(tgt),
             "exec_mode": exec_mode,
+            "cache_writes": [list(p) for p in pairs],
         }
         (Path(out_dir) / META_FILE).write_text(json.dumps(meta, indent=2))
         if exported.note:

@@ -10,8 +10,10 @@ that the schedule rule can find them after Relax has fused neighbours into the s
 
 Weights are packed by the lowering in NumPy (``pack_*``), so the inner loop reads ``block``
 consecutive output channels with one vector load: conv weights ``[OC/b, KH, KW, C, b]``,
-dense weights ``[N/b, K, b]``. Integer kernels subtract the input zero point before the
-multiply and accumulate in int32, exactly as ``compiler.interpreter_nn`` does.
+dense weights ``[N/b, K, b]`` (a float32 dense with a constant weight and few rows, an
+LLM's projections, goes to the hand-scheduled ``backends.tvm.kernels_gemv`` instead).
+Integer kernels subtract the input zero point before the multiply and accumulate in int32,
+exactly as ``compiler.interpreter_nn`` does.
 """
 
 from __future__ import annotations

@@ -221,6 +221,7 @@ def merged_rules() -> dict[str, Rule]:
     from backends.tvm.lower_llm import LLM_RULES
     from backends.tvm.lower_more import extend
     from backends.tvm.lower_nn import NN_RULES
+    from backends.tvm.lower_norm import extend as extend_norm
     from backends.tvm.lower_ops_a import extend as extend_ops_a
     from backends.tvm.lower_quant import QUANT_RULES
     from backends.tvm.lower_tensor import TENSOR_RULES
@@ -228,7 +229,7 @@ def merged_rules() -> dict[str, Rule]:
     rules = extend_ops_a(
         lower_ops_b.extend(extend({**TENSOR_RULES, **NN_RULES, **QUANT_RULES, **LLM_RULES}))
     )
-    return narrow_rules(dtype_rules(extend_int_ops(rules)))
+    return extend_norm(narrow_rules(dtype_rules(extend_int_ops(rules))))
 
 
 def _guard(node: Node, rule: SharedRule[Any, Any], graph: Graph) -> str | None:
@@ -273,17 +274,24 @@ def check_graph(graph: Graph) -> list[Unsupported]:
     )
 
 
-def lower_graph(graph: Graph, params: CpuParams) -> tuple[Any, dict[str, int]]:
-    """The Relax ``IRModule`` with one function ``main(*graph inputs) -> outputs``."""
+def lower_graph(
+    graph: Graph, params: CpuParams, cache_pairs: Sequence[tuple[int, int]] = ()
+) -> tuple[Any, dict[str, int]]:
+    """The Relax ``IRModule`` with one function ``main(*graph inputs) -> outputs``; with
+    ``cache_pairs`` (``backends.tvm.lower_cache``) ``main(*graph inputs, slot)`` writes those
+    outputs into their inputs in place and returns the others, then the written inputs."""
     from tvm import relax
+
+    from backends.tvm.lower_cache import SLOT_INPUT, emit_cache_writes
 
     rules = merged_rules()
     bb = relax.BlockBuilder()
     inputs = [
         relax.Var(v.name, relax.TensorType(static_shape(v), tvm_dtype(v))) for v in graph.inputs
     ]
+    slot = relax.Var(SLOT_INPUT, relax.TensorType((1,), "int64"))
     ctx = LowerContext(bb, graph, params)
-    with bb.function("main", inputs):
+    with bb.function("main", [*inputs, slot] if cache_pairs else inputs):
         with bb.dataflow():
             for value, var in zip(graph.inputs, inputs, strict=True):
                 ctx.exprs[id(value)] = var
@@ -291,7 +299,9 @@ def lower_graph(graph: Graph, params: CpuParams) -> tuple[Any, dict[str, int]]:
                 if node.op == "const":
                     continue
                 try:
-                    outs = rules[node.op].lower(node, ctx)
+                    # A rule may have emitted this node's results with an earlier one's.
+                    ahead = ctx.ahead.pop(id(node), None)
+                    outs = ahead if ahead is not None else rules[node.op].lower(node, ctx)
                 except BackendError:
                     raise
                 except Exception as e:
@@ -300,7 +310,10 @@ def lower_graph(graph: Graph, params: CpuParams) -> tuple[Any, dict[str, int]]:
                     ) from e
                 for value, expr in zip(node.outputs, outs, strict=True):
                     ctx.exprs[id(value)] = expr
-            results = [ctx.arg(v) for v in graph.outputs]
+            written = {o for o, _ in cache_pairs}
+            results = [ctx.arg(v) for i, v in enumerate(graph.outputs) if i not in written]
+            if cache_pairs:
+                results += emit_cache_writes(ctx, graph, list(cache_pairs), slot, inputs)
             out = bb.emit_output(relax.Tuple(results))
         bb.emit_func_output(out)
     return bb.finalize(), ctx.kernels

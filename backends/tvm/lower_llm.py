@@ -9,8 +9,8 @@ each weight block while the block is in L1. Nodes that read the same input with 
 kernel variant (a layer's q/k/v projections, its gate and up projections) become one kernel
 over their rows together, sliced after.
 
-A decode step's attention over ``concat(past_cache, new)`` is one kernel too
-(``decode_attention``, ``backends.tvm.kernels_attention``), called from the
+A decode step's or a prefill chunk's attention over ``concat(past_cache, new)`` is one
+kernel too (``cache_attention``, ``backends.tvm.kernels_attention``), called from the
 ``nn.attention`` rule.
 """
 
@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from backends.tvm.kernels_attention import decode_attention_func
+from backends.tvm.kernels_attention import AttentionShape, attention_func
 from backends.tvm.kernels_blocks import block_dense_func, layout_for, min_operand, pack
 from backends.tvm.lower import LowerContext, Rule, static_shape
+from backends.tvm.lower_nn import grouped_kv
 from compiler.ir.graph import Graph, Node, Value
 
 _SCALE_DTYPES = {"f16": "float16", "f32": "float32"}
@@ -120,55 +121,68 @@ def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
     )
 
 
-def _cache_concat(value: Value) -> tuple[Value, Value] | None:
+def _cache_concat(value: Value, chunk: int) -> tuple[Value, Value] | None:
     """``(past, new)`` when ``value`` is ``concat(past, new)`` along the slots (axis 2 of
-    ``[B, heads, slots, D]``) with one new slot: a decode step's keys or values."""
+    ``[B, heads, slots, D]``) with ``chunk`` new slots: a step's keys or values."""
     node = value.producer
     if node is None or node.op != "tensor.concat" or len(node.inputs) != 2:
         return None
     if int(node.attrs["axis"]) % 4 != 2 or value.type.rank != 4:
         return None
     past, new = node.inputs
-    if static_shape(new)[2] != 1 or past.dtype != "f32" or new.dtype != "f32":
+    if static_shape(new)[2] != chunk or past.dtype != "f32" or new.dtype != "f32":
         return None
     return past, new
 
 
-def decode_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
-    """A decode step's attention as one kernel that reads the cache in place and skips the
-    masked slots (``backends.tvm.kernels_attention``); None when ``node`` is not one: one
-    query token, keys and values ``concat(past, new)`` (repeated per query head by
-    ``repeat_kv`` or not), a boolean mask ``[1 or B, 1, 1, slots]``, float32."""
-    from tvm import relax
-
-    from backends.tvm.lower_nn import grouped_kv
-
+def _cache_shape(node: Node, ctx: LowerContext) -> tuple[AttentionShape, list[Value]] | None:
+    """The kernel's shape and operands ``(q, past k, new k, past v, new v, mask)`` when
+    ``node`` attends over ``concat(past, new)`` with a boolean mask; None otherwise."""
     q = node.inputs[0]
     if len(node.inputs) != 4 or q.dtype != "f32" or q.type.rank != 4:
         return None
     grouped = grouped_kv(node)
     k, v, group = grouped if grouped is not None else (node.inputs[1], node.inputs[2], 1)
-    kc, vc, mask = _cache_concat(k), _cache_concat(v), node.inputs[3]
     b, hq, c, d = static_shape(q)
-    if kc is None or vc is None or c != 1 or mask.dtype != "bool" or mask.type.rank != 4:
+    kc, vc, mask = _cache_concat(k, c), _cache_concat(v, c), node.inputs[3]
+    if kc is None or vc is None or mask.dtype != "bool" or mask.type.rank != 4:
         return None
-    slots = static_shape(kc[0])[2]
-    mb = static_shape(mask)[0]
-    if static_shape(mask) != (mb, 1, 1, slots + 1) or mb not in (1, b):
+    slots, heads = static_shape(kc[0])[2], hq // group
+    mb, _, mr, _ = static_shape(mask)
+    if static_shape(mask) != (mb, 1, mr, slots + c) or mb not in (1, b) or mr not in (1, c):
         return None
-    heads = hq // group
-    if static_shape(kc[0]) != (b, heads, slots, d) or static_shape(vc[0]) != (b, heads, slots, d):
+    cache, new = (b, heads, slots, d), (b, heads, c, d)
+    if [static_shape(x) for x in (*kc, *vc)] != [cache, new, cache, new]:
         return None
-    scale = ctx.attrs(node)["scale"]
-    scale = float(np.float32(1 / np.sqrt(d) if scale is None else scale))
-    name = f"tapeout_decode_attention_b{b}_h{heads}_g{group}_s{slots}_d{d}_m{mb}"
-    func = decode_attention_func(b, heads, group, slots, d, mb, scale)
-    gv = ctx.bb.add_func(func.with_attr("global_symbol", name), name)
-    ctx.kernels["decode_attention"] = ctx.kernels.get("decode_attention", 0) + 1
-    qe = ctx.emit(relax.op.reshape(ctx.arg(q), (b, heads, group, d)))
-    args = [qe, ctx.arg(kc[0]), ctx.arg(kc[1]), ctx.arg(vc[0]), ctx.arg(vc[1]), ctx.arg(mask)]
+    attrs = ctx.attrs(node)
+    scale = float(np.float32(1 / np.sqrt(d) if attrs["scale"] is None else attrs["scale"]))
+    # A decode step is serial (its work costs less than a thread barrier); a chunk is not.
+    shape = AttentionShape(
+        b, heads, group, slots, c, d, mb, mr, scale, bool(attrs["causal"]), c > 1
+    )
+    return shape, [q, kc[0], kc[1], vc[0], vc[1], mask]
+
+
+def cache_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
+    """A decode step's or a prefill chunk's attention over ``concat(past, new)`` (repeated
+    per query head by ``repeat_kv`` or not) with a boolean mask ``[1 or B, 1, 1 or C,
+    slots]``, float32, as one kernel that reads the cache in place and skips the masked
+    slots (``backends.tvm.kernels_attention``); None when ``node`` is not one."""
+    from tvm import relax
+
+    found = _cache_shape(node, ctx)
+    if found is None:
+        return None
+    shape, (q, pk, nk, pv, nv, mask) = found
+    func = attention_func(shape).with_attr("global_symbol", shape.name)
+    gv = ctx.bb.add_func(func, shape.name)
+    kind = "decode_attention" if shape.chunk == 1 else "prefill_attention"
+    ctx.kernels[kind] = ctx.kernels.get(kind, 0) + 1
+    rows = (shape.batch, shape.heads, shape.group, shape.chunk, shape.dim)
+    qe = ctx.emit(relax.op.reshape(ctx.arg(q), rows))
+    args = [qe, *(ctx.arg(x) for x in (pk, nk, pv, nv, mask))]
     out = ctx.emit(
-        relax.call_tir(gv, relax.Tuple(args), relax.TensorType((b, heads, group, d), "float32")),
+        relax.call_tir(gv, relax.Tuple(args), relax.TensorType(rows, "float32")),
         node.outputs[0].name,
     )
     return [ctx.emit(relax.op.reshape(out, static_shape(node.outputs[0])))]

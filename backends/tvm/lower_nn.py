@@ -17,6 +17,7 @@ import numpy as np
 from backends.tvm import kernels, kernels_vnni, te_ops
 from backends.tvm.kernels_row import layer_norm_rows, row_lanes, softmax_rows
 from backends.tvm.lower import NCHW, NHWC, LowerContext, Rule, static_shape, tvm_const, tvm_dtype
+from backends.tvm.lower_gemv import lower_gemv
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.op_facts import zero_point
 from compiler.ir.ops_nn import spatial_params
@@ -248,6 +249,9 @@ def _conv_transpose2d(node: Node, ctx: LowerContext) -> Sequence[Any]:
 
 # ---- dense and matmul ------------------------------------------------------------------------
 def _dense(node: Node, ctx: LowerContext) -> Sequence[Any]:
+    gemv = lower_gemv(node, ctx)  # float32, constant weight, few rows: an LLM's GEMVs
+    if gemv is not None:
+        return gemv
     x, wv = node.inputs[0], node.inputs[1]
     out = static_shape(node.outputs[0])
     n_out, k = static_shape(wv)
@@ -491,9 +495,9 @@ def _attention(node: Node, ctx: LowerContext) -> Sequence[Any]:
     """Scores, mask, softmax, weighted values. Grouped-query attention reads the cache as it
     is: the query heads of one KV head become rows of one matrix (``[B, n_kv, g*C, D]``, a
     free reshape), so the keys and values are never copied ``g`` times per step."""
-    from backends.tvm.lower_llm import decode_attention
+    from backends.tvm.lower_llm import cache_attention
 
-    fused = decode_attention(node, ctx)
+    fused = cache_attention(node, ctx)
     if fused is not None:
         return fused
     q, k, v = node.inputs[:3]

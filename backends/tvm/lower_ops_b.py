@@ -1,7 +1,8 @@
 """Lowering rules, part 5: sequence, signal and reinterpreting ops of the ONNX standard.
 
-Recurrent cells (``nn.recurrent``) unrolled over the static sequence, the DFT as products
-with constant cosine/sine matrices, bit casts, reversed sequences, KV-cache scatters and max
+Recurrent cells (``nn.recurrent``) unrolled over the static sequence, the DFT (pocketfft's
+FFT from ``lower_fft`` where it covers the length, else products with constant cosine/sine
+matrices), bit casts, reversed sequences, KV-cache scatters and max
 pooling with indices. Each rule mirrors ``compiler.interpreter_signal`` /
 ``interpreter_extra`` / ``interpreter_vision``. Ops whose result size depends on the data
 (``tensor.unique``, ``tensor.compress``, ``nn.nms``) have no rule: a TVM build needs every
@@ -17,6 +18,7 @@ import numpy as np
 
 from backends.tvm.kernels import expr_dtype
 from backends.tvm.lower import LowerContext, Rule, static_shape, tvm_const, tvm_dtype
+from backends.tvm.lower_fft import fft_along, fft_covers
 from compiler.ir.graph import Graph, Node
 
 #: Ops refused because their output size depends on the input values.
@@ -166,26 +168,35 @@ def _dft_along(
 
 
 def _dft(node: Node, ctx: LowerContext) -> Sequence[Any]:
-    """In float64. An axis given at runtime (ONNX opset 20's input) is allowed where every
-    choice gives the same shape (the guard refuses a symbolic result): the transform along
-    each candidate axis, the one asked for selected."""
+    """pocketfft's FFT in the signal's precision where ``lower_fft`` covers the transform
+    (then it agrees with ``np.fft``), else the float64 DFT matrix. An axis given at runtime
+    (ONNX opset 20's input) is allowed where every choice gives the same shape (the guard
+    refuses a symbolic result): the transform along each candidate axis, the one asked for
+    selected."""
     R = _R()
     x = node.inputs[0]
     a = ctx.attrs(node)
     shape = static_shape(x)
     rank = len(shape)
     real_only = node.outputs[0].type.shape[-1] == 1
-    data = ctx.emit(R.astype(ctx.arg(x), "float64"))
+    out_dtype = tvm_dtype(node.outputs[0])
+    arg = ctx.arg(x)
+
+    def along(axis: int) -> Any:
+        plan = fft_covers(x.dtype, a, shape[axis])
+        if plan is not None:
+            return fft_along(ctx, arg, shape, axis, a, plan, out_dtype)
+        data = ctx.emit(R.astype(arg, "float64"))
+        return ctx.emit(R.astype(_dft_along(ctx, data, shape, axis, a, real_only), out_dtype))
+
     if len(node.inputs) == 1:
-        y = _dft_along(ctx, data, shape, int(a["axis"]) % rank, a, real_only)
-    else:
-        axis = ctx.emit(R.reshape(R.astype(ctx.arg(node.inputs[1]), "int64"), ()))
-        axis = ctx.emit(R.floor_mod(axis, tvm_const(rank, "int64")))
-        y = _dft_along(ctx, data, shape, 0, a, real_only)
-        for d in range(1, rank - 1):
-            pick = R.equal(axis, tvm_const(d, "int64"))
-            y = ctx.emit(R.where(pick, _dft_along(ctx, data, shape, d, a, real_only), y))
-    return [ctx.emit(R.astype(y, tvm_dtype(node.outputs[0])))]
+        return [along(int(a["axis"]) % rank)]
+    axis = ctx.emit(R.reshape(R.astype(ctx.arg(node.inputs[1]), "int64"), ()))
+    axis = ctx.emit(R.floor_mod(axis, tvm_const(rank, "int64")))
+    y = along(0)
+    for d in range(1, rank - 1):
+        y = ctx.emit(R.where(R.equal(axis, tvm_const(d, "int64")), along(d), y))
+    return [y]
 
 
 # ---- TfIdfVectorizer -------------------------------------------------------------------------

@@ -25,7 +25,13 @@ from compiler.errors import BackendError, InputError
 from compiler.ir import Graph
 from compiler.ir.parser import parse
 from compiler.llm.graphs import LLMGraphs, share_constants
-from compiler.llm.runtime import GenerateResult, TokenCallback, check_prompts, generate_batch
+from compiler.llm.runtime import (
+    GenerateResult,
+    TokenCallback,
+    check_prompts,
+    generate_batch,
+    step_runner,
+)
 from compiler.llm.sampling import Sampler
 from compiler.llm.spec import LLMSpec
 from compiler.llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
@@ -102,7 +108,8 @@ class LLMArtifact:
             group = prompts[first : first + self.batch_size]
             stream = None if on_token is None else _offset(on_token, first)
             part = generate_batch(
-                self.spec, self.batch_size, _runner(self.prefill), _runner(self.decode), group,
+                self.spec, self.batch_size, step_runner(self.prefill, self.spec),
+                step_runner(self.decode, self.spec, decode=True), group,
                 max_new_tokens, sampler, stops, stream, rng,
             )  # fmt: skip
             total.tokens += part.tokens
@@ -131,12 +138,6 @@ class LLMArtifact:
             f"prefill chunk {spec.prefill_len}, batch {self.batch_size}\n"
             f"prefill: {self.prefill.report()}\ndecode: {self.decode.report()}"
         )
-
-
-def _runner(art: Artifact) -> Callable[..., list[np.ndarray]]:
-    """The artifact's run that takes the KV cache in place where the backend has one."""
-    run: Callable[..., list[np.ndarray]] = getattr(art, "run_shared", art.run)
-    return run
 
 
 def _offset(on_token: TokenCallback, first: int) -> TokenCallback:
@@ -197,6 +198,8 @@ def _compile_parts(
 ) -> LLMArtifact:
     from compiler.api import compile as compile_graph
 
+    if load_target(target).backend == "tvm":  # the step writes its keys/values in place
+        options = {"cache_writes": True, **options}
     with staged_dir(dest) as tmp:
         parts = {
             name: compile_graph(graph, target, output_dir=tmp / name, **options)

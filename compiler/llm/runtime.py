@@ -7,11 +7,13 @@ validity mask ``[B, S]`` says which slots hold real tokens.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +55,36 @@ def aligned_zeros(shape: tuple[int, ...], dtype: type = np.float32, align: int =
     return raw[start : start + size].view(dtype).reshape(shape)
 
 
+@dataclass(frozen=True)
+class CacheWriter:
+    """A step that writes its new keys/values into the cache arrays itself (the cpu target's
+    ``run_inplace``): ``run(slot, ids, pos, mask, *caches) -> [logits]``, ``slot`` an
+    ``int64[1]`` array holding the first slot to write."""
+
+    run: Callable[..., list[np.ndarray]]
+
+
+def step_runner(art: Any, spec: LLMSpec, decode: bool = False) -> StepFn | CacheWriter:
+    """How to run one step of ``art``: in place when the artifact declares that it writes
+    every new key/value output into its cache input (``cache_writes``: output ``1 + j``
+    into input ``3 + j``), else ``run_shared`` (the cache lent, outputs copied in by
+    :class:`Batch`) where the backend has it, else ``run``. ``decode``: the step runs once
+    per token, so the backend may choose its thread count from the step's measured time."""
+    want = [(1 + j, 3 + j) for j in range(2 * spec.num_layers)]
+    if getattr(art, "cache_writes", None) == want and hasattr(art, "run_inplace"):
+        inplace = art.run_inplace
+        return CacheWriter(functools.partial(inplace, adapt_threads=True) if decode else inplace)
+    run: StepFn = getattr(art, "run_shared", art.run)
+    return run
+
+
 @dataclass
 class Batch:
-    """The state of one batch of prompts while it generates."""
+    """The state of one batch of prompts while it generates.
+
+    A decode step allocates nothing here: its token ids, positions, mask and cache slot live
+    in arrays kept from step to step (64-byte aligned, so the cpu target lends them to TVM
+    instead of copying them), and ``filled`` is a view of the decode mask."""
 
     spec: LLMSpec
     batch: int
@@ -65,17 +94,34 @@ class Batch:
 
     def __post_init__(self) -> None:
         shape = self.spec.cache_shape(self.batch)
+        slots = self.spec.cache_slots
         self.caches = [aligned_zeros(shape) for _ in range(2 * self.spec.num_layers)]
-        self.filled = np.zeros((self.batch, self.spec.cache_slots), np.int64)
+        self._mask = aligned_zeros((self.batch, slots + 1), np.int64)  # [filled | new token]
+        self.filled = self._mask[:, :slots]
+        self._ids = aligned_zeros((self.batch, 1), np.int64)
+        self._pos = aligned_zeros((self.batch, 1), np.int64)
+        self._slot = aligned_zeros((1,), np.int64)
 
-    def step(self, run: StepFn, ids: np.ndarray, pos: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def step(
+        self, run: StepFn | CacheWriter, ids: np.ndarray, pos: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
         """Run one chunk, write its keys/values into the next slots; the last logits."""
         chunk = ids.shape[1]
-        mask = np.concatenate([self.filled, valid], axis=1)
-        logits, *news = run(ids, pos, mask, *self.caches)
+        if chunk == 1:
+            self._ids[...] = ids
+            self._pos[...] = pos
+            self._mask[:, -1:] = valid
+            ids, pos, mask = self._ids, self._pos, self._mask
+        else:
+            mask = np.concatenate([self.filled, valid], axis=1)
         end = self.used + chunk
-        for cache, new in zip(self.caches, news, strict=True):
-            cache[:, :, self.used : end] = new
+        if isinstance(run, CacheWriter):
+            self._slot[0] = self.used
+            logits = run.run(self._slot, ids, pos, mask, *self.caches)[0]
+        else:
+            logits, *news = run(ids, pos, mask, *self.caches)
+            for cache, new in zip(self.caches, news, strict=True):
+                cache[:, :, self.used : end] = new
         self.filled[:, self.used : end] = valid
         self.used = end
         return logits
@@ -115,8 +161,8 @@ def check_prompts(spec: LLMSpec, prompts: Sequence[Sequence[int]]) -> None:
 def generate_batch(
     spec: LLMSpec,
     batch: int,
-    prefill: StepFn,
-    decode: StepFn,
+    prefill: StepFn | CacheWriter,
+    decode: StepFn | CacheWriter,
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
     sampler: Sampler,
@@ -144,6 +190,7 @@ def generate_batch(
         log.info("generation stops at max_context=%d after %d tokens", spec.max_context, budget)
     done = np.zeros(batch, bool)
     done[rows:] = True
+    one = np.ones((batch, 1), np.int64)
     started = time.perf_counter()
     for step in range(budget):
         tokens = sampler(logits, rng)
@@ -154,7 +201,6 @@ def generate_batch(
             done[row] = int(tokens[row]) in stop
         if done.all() or step == budget - 1:
             break
-        one = np.ones((batch, 1), np.int64)
         logits = state.step(decode, tokens[:, None], (lengths + step)[:, None], one)
         result.decode_tokens += rows
     result.decode_s = time.perf_counter() - started

@@ -40,7 +40,8 @@ def _step(grouped: bool, mask_batch: int) -> tuple:
     pk, pv = (rng.standard_normal((2, 2, 6, 16)).astype(np.float32) for _ in range(2))
     nk, nv = (rng.standard_normal((2, 2, 1, 16)).astype(np.float32) for _ in range(2))
     mask = np.zeros((mask_batch, 1, 1, 7), bool)
-    mask[0, ..., 2:5] = True  # used slots in the middle of the cache, the new slot masked
+    mask[0, ..., 2:5] = True  # used slots in the middle of the cache
+    mask[0, ..., 6] = mask_batch == 1  # the new token's slot: seen in one case, masked in the other
     if mask_batch > 1:
         mask[1] = False  # a padding row: sees no slot at all
     # Masked slots hold garbage the kernel must never let through (a stale or unused slot).
