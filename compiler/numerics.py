@@ -260,15 +260,17 @@ def round_shift(x: np.ndarray, shift: int) -> np.ndarray:
 #     dx[b]  = float32(max|x[b*g:(b+1)*g]| / 127);   qx = saturate_i8(rint(x / dx))  (0 where dx=0)
 #     isum[n, b] = sum_k q[n, k] * qx[k]                               (exact, |isum| < 2^21)
 #     xsum[b]    = sum_k qx[k]
-#     t[n, b]  = f64(float32(d[n, b] * dx[b])) * f64(isum[n, b])        (exact in float64)
-#     u[n, b]  = f64(m[n, b]) * f64(float32(dx[b] * float32(xsum[b])))   (exact in float64)
-#     acc = 0.0 (f64);  for b in 0..B-1:  acc = acc + t[n, b];  acc = acc + u[n, b]
-#     y[n] = float32(acc)
+#     ds[n, b] = float32(d[n, b] * dx[b]);   c[b] = float32(dx[b] * float32(xsum[b]))
+#     acc = 0.0 (f32);  for b in 0..B-1:
+#         acc = fma(ds[n, b], float32(isum[n, b]), acc)
+#         acc = fma(m[n, b], c[b], acc)                                    (with offsets)
+#     y[n] = acc
 #
-# Each product is exact in float64 (24 + 21 and 24 + 24 significant bits), so a kernel may
-# fuse a multiply into its add (FMA) without changing a bit; only the order of the additions
-# is fixed: block by block, in order. A backend that keeps that order (vectors run across
-# output rows) matches this definition bit for bit.
+# ``fma`` is float32's fused multiply-add (one rounding), what llama.cpp's kernels do per
+# block and what a CPU's FMA instruction computes; the order of the additions is part of the
+# definition: block by block, in order. A backend that keeps that order (vectors run across
+# output rows) matches this definition bit for bit. (Until the block kernels' epilogue
+# became their bottleneck, the sums were float64: exact products, twice the conversions.)
 
 #: Largest block (group) a block-quantized weight may use: keeps ``|isum| < 2^21``.
 MAX_BLOCK = 128
@@ -298,16 +300,31 @@ def block_dense(
     isum = np.einsum("mbg,nbg->mnb", qx3, q3)
     dx2 = dx.reshape(-1, nblocks)
     ds = (np.asarray(d, np.float32)[None] * dx2[:, None, :]).astype(np.float32)
-    terms = [ds.astype(np.float64) * isum.astype(np.float64)]
-    if m is not None:
-        xsum = qx3.sum(axis=-1).astype(np.float32)
-        c = (dx2 * xsum).astype(np.float32)
-        terms.append(np.asarray(m, np.float32)[None].astype(np.float64) * c[:, None, :])
-    acc = np.zeros(isum.shape[:2], dtype=np.float64)
+    isum32 = isum.astype(np.float32)
+    mins = None if m is None else np.asarray(m, np.float32)
+    c = (dx2 * qx3.sum(axis=-1).astype(np.float32)).astype(np.float32)
+    acc = np.zeros(isum.shape[:2], dtype=np.float32)
     for b in range(nblocks):  # the order of the additions is part of the definition
-        for t in terms:
-            acc = acc + t[:, :, b]
-    return acc.astype(np.float32).reshape(*lead, n)
+        acc = fma32(ds[:, :, b], isum32[:, :, b], acc)
+        if mins is not None:
+            acc = fma32(mins[None, :, b], c[:, None, b], acc)
+    return acc.reshape(*lead, n)
+
+
+def fma32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 ``a * b + c`` rounded once (an FMA instruction), for float32 ``a``, ``b`` whose
+    product is exact in float64 (at most 53 significant bits together, as in block_dense).
+
+    The float64 sum is rounded to odd (an inexact sum moves to its neighbour with an odd last
+    bit), so rounding it to float32 afterwards rounds the exact value once: 53 >= 24 + 2."""
+    p = np.asarray(a, np.float64) * np.asarray(b, np.float64)
+    c64 = np.broadcast_to(np.asarray(c, np.float64), p.shape)
+    s = p + c64
+    back = s - p
+    err = (p - (s - back)) + (c64 - back)  # TwoSum: s + err is the exact sum
+    even = (s.view(np.int64) & 1) == 0
+    toward = np.nextafter(s, np.where(err > 0, np.inf, -np.inf))
+    return np.where((err != 0) & even, toward, s).astype(np.float32)
 
 
 def dequantize_blocks(q: np.ndarray, d: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:

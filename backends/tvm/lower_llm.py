@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from backends.tvm.kernels_attention import AttentionShape, attention_func
-from backends.tvm.kernels_blocks import LANES, block_dense_func, layout_for, pack
+from backends.tvm.kernels_blocks import block_dense_func, layout_for, min_operand, pack
 from backends.tvm.lower import LowerContext, Rule, static_shape
 from backends.tvm.lower_nn import grouped_kv
 from compiler.ir.graph import Graph, Node, Value
@@ -103,9 +103,7 @@ def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
     scale = _SCALE_DTYPES[node.inputs[2].dtype]
     layout = layout_for(qv.dtype, n, k, int(node.attrs["group"]), m is not None, scale)
     packed = pack(layout, q, d, m)
-    tiles = (layout.tiles, layout.blocks, LANES)
-    mins = packed[2] if layout.has_min else np.zeros(tiles, packed[1].dtype)
-    sums = packed[-1] if layout.signed8 else np.zeros(tiles, np.int32)
+    mins = min_operand(layout, packed)
     shape = static_shape(x)
     rows = math.prod(shape[:-1])
     # One kernel per shape: the symbol names it, and identical kernels are added once.
@@ -116,7 +114,7 @@ def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
     ctx.kernels["block_dense"] = ctx.kernels.get("block_dense", 0) + 1
     x2 = ctx.emit(relax.op.reshape(ctx.arg(x), (rows, k)))
     args = [x2, relax.const(packed[0], "uint8"), relax.const(packed[1], scale)]
-    args += [relax.const(mins, scale), relax.const(sums, "int32")]
+    args += [relax.const(mins, scale)]
     return ctx.emit(
         relax.call_tir(gv, relax.Tuple(args), relax.TensorType((rows, n), "float32")),
         node.outputs[0].name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -17,8 +19,27 @@ from passes.quant.llm_weights import quantize_blocks
 from passes.quantize_llm import QuantizeLLM
 
 
+def _round_f32(value: Fraction) -> float:
+    """The float32 nearest to an exact rational (ties to even), by integer arithmetic."""
+    if value == 0:
+        return 0.0
+    mag = abs(value)
+    exp = mag.numerator.bit_length() - mag.denominator.bit_length()
+    exp += 1 if Fraction(2) ** (exp + 1) <= mag else 0
+    exp -= 1 if Fraction(2) ** exp > mag else 0
+    quantum = Fraction(2) ** (max(exp, -126) - 23)  # 24 significant bits; subnormals fixed
+    whole, rest = divmod(mag / quantum, 1)
+    up = rest > Fraction(1, 2) or (rest == Fraction(1, 2) and whole % 2 == 1)
+    out = float((whole + up) * quantum)
+    return out if value > 0 else -out
+
+
+def _fma(a: float, b: float, c: float) -> float:
+    return _round_f32(Fraction(a) * Fraction(b) + Fraction(c))
+
+
 def _reference(x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None) -> np.ndarray:
-    """block_dense written out with Python integers and one loop per sum (no NumPy tricks)."""
+    """block_dense written out with Python integers, exact rationals and one loop per sum."""
     n, k = q.shape
     g = k // d.shape[1]
     out = np.zeros((x.shape[0], n), np.float32)
@@ -31,12 +52,30 @@ def _reference(x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None
                 qx = [int(np.rint(v / dx)) if dx > 0 else 0 for v in xb]
                 isum = sum(int(q[i, b * g + j]) * qx[j] for j in range(g))
                 ds = np.float32(np.float32(d[i, b]) * dx)
-                acc = acc + float(ds) * float(isum)
+                acc = _fma(float(ds), float(isum), acc)
                 if m is not None:
                     c = np.float32(dx * np.float32(sum(qx)))
-                    acc = acc + float(np.float32(m[i, b])) * float(c)
+                    acc = _fma(float(np.float32(m[i, b])), float(c), acc)
             out[r, i] = np.float32(acc)
     return out
+
+
+def test_fma32_rounds_once() -> None:
+    """Random sums, and ones that rounding to float64 and then to float32 rounds twice:
+    (1 + 2^-12) * (2^24 - 2^12 + 1) * 2^-48 = 2^-24 + 2^-60, plus 1, is just above a float32
+    tie that float64 cannot see."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(4000).astype(np.float32)
+    b = rng.integers(-(2**21), 2**21, 4000).astype(np.float32)
+    c = (rng.standard_normal(4000) * 1e5).astype(np.float32)
+    a[:2] = np.float32((1 + 2.0**-12) * 2.0**-24) * np.float32([1, -1])
+    b[:2] = np.float32((2**24 - 2**12 + 1) * 2.0**-24)
+    c[:2] = np.float32([1, -1])
+    got = numerics.fma32(a, b, c)
+    want = np.float32([_fma(float(x), float(y), float(z)) for x, y, z in zip(a, b, c, strict=True)])
+    np.testing.assert_array_equal(got, want)
+    twice = (a.astype(np.float64) * b + c).astype(np.float32)
+    assert (twice[:2] != want[:2]).all()  # the hard cases are hard
 
 
 @pytest.mark.parametrize("fmt", ["int8", "int8a", "int4", "int4a"])
