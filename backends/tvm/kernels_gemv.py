@@ -45,6 +45,11 @@ MAX_ROWS = 64
 #: Weights below this many elements (64 K = 256 KB) keep the TE kernel, which Relax can fuse
 #: with its neighbours: they are not bound by memory bandwidth.
 MIN_WEIGHTS = 1 << 16
+#: Outputs above this many columns keep the TE kernel: on SmolLM2's tied LM head (576 ->
+#: 49152, one row) the TE kernel measured 3.7 ms against this kernel's 4.7 ms on a quiet
+#: machine (``python bench/gemv_bench.py --shapes lm_head``, 2 threads); the layer shapes
+#: (<= 3072 columns) measured within 10% of it either way.
+MAX_COLUMNS = 8192
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class GemvLayout:
 
 def applies(rows: int, k: int, n: int) -> bool:
     """Whether a float32 dense of this shape goes to this kernel."""
-    return rows <= MAX_ROWS and k * n >= MIN_WEIGHTS
+    return rows <= MAX_ROWS and k * n >= MIN_WEIGHTS and n <= MAX_COLUMNS
 
 
 def pack(w: np.ndarray) -> np.ndarray:
