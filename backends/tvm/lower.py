@@ -213,6 +213,31 @@ def static_shape(value: Value) -> tuple[int, ...]:
     return tuple(int(d) for d in value.type.shape)
 
 
+def split_siblings(
+    y: Any,
+    nodes: Sequence[Node],
+    ctx: LowerContext,
+    finish: Callable[[Node, Any, int], Any] | None = None,
+) -> Sequence[Any]:
+    """Hand each of ``nodes`` its columns of ``y``, the ``[rows, N]`` result of one kernel
+    over their weights' rows concatenated in order (``N`` = the sum of their weights' first
+    dimensions), reshaped to its output and parked in ``ctx.ahead``; ``finish(node, part,
+    columns)`` may add to a part first. Returns the first node's result."""
+    from tvm import relax
+
+    start = 0
+    for n in nodes:
+        size = static_shape(n.inputs[1])[0]
+        part = y
+        if len(nodes) > 1:
+            part = ctx.emit(relax.op.strided_slice(y, [1], [start], [start + size]))
+        if finish is not None:
+            part = finish(n, part, size)
+        ctx.ahead[id(n)] = [ctx.emit(relax.op.reshape(part, static_shape(n.outputs[0])))]
+        start += size
+    return ctx.ahead.pop(id(nodes[0]))
+
+
 def merged_rules() -> dict[str, Rule]:
     from backends.tvm import lower_ops_b
     from backends.tvm.dtype_ops import dtype_rules

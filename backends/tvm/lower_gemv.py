@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from backends.tvm import kernels_gemv
-from backends.tvm.lower import LowerContext, static_shape
+from backends.tvm.lower import LowerContext, split_siblings, static_shape
 from backends.tvm.schedules import SERIAL_WORK
 from compiler.ir.graph import Node
 
@@ -71,18 +71,14 @@ def lower_gemv(node: Node, ctx: LowerContext) -> Sequence[Any] | None:
     from tvm import relax
 
     nodes = _siblings(node, ctx, key)
-    y = _call(node, nodes, ctx, key)
-    sizes = [static_shape(n.inputs[1])[0] for n in nodes]
-    starts = np.cumsum([0, *sizes])
-    for n, start, size in zip(nodes, starts, sizes, strict=False):
-        part = y
-        if len(nodes) > 1:
-            part = ctx.emit(relax.op.strided_slice(y, [1], [int(start)], [int(start + size)]))
-        if len(n.inputs) > 3:
-            residual = ctx.emit(relax.op.reshape(ctx.arg(n.inputs[3]), (key[0], size)))
-            part = ctx.emit(relax.op.add(part, residual))
-        ctx.ahead[id(n)] = [ctx.emit(relax.op.reshape(part, static_shape(n.outputs[0])))]
-    return ctx.ahead.pop(id(node))
+
+    def residual(n: Node, part: Any, columns: int) -> Any:
+        if len(n.inputs) <= 3:
+            return part
+        r = ctx.emit(relax.op.reshape(ctx.arg(n.inputs[3]), (key[0], columns)))
+        return ctx.emit(relax.op.add(part, r))
+
+    return split_siblings(_call(node, nodes, ctx, key), nodes, ctx, residual)
 
 
 def _call(node: Node, nodes: list[Node], ctx: LowerContext, key: Key) -> Any:

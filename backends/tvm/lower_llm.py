@@ -24,7 +24,7 @@ import numpy as np
 
 from backends.tvm.kernels_attention import AttentionShape, attention_func
 from backends.tvm.kernels_blocks import block_dense_func, layout_for, min_operand, pack
-from backends.tvm.lower import LowerContext, Rule, static_shape
+from backends.tvm.lower import LowerContext, Rule, split_siblings, static_shape
 from backends.tvm.lower_nn import grouped_kv
 from compiler.ir.graph import Graph, Node, Value
 
@@ -75,20 +75,11 @@ def _siblings(node: Node, ctx: LowerContext) -> list[Node]:
 def _lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
     if id(node) in ctx.ahead:
         return ctx.ahead.pop(id(node))
-    from tvm import relax
 
     nodes = _siblings(node, ctx)
     parts = [[ctx.const(v) for v in n.inputs[1:]] for n in nodes]
     consts = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
-    y = _block_dense_call(node, ctx, consts)
-    sizes = [static_shape(n.inputs[1])[0] for n in nodes]
-    starts = np.cumsum([0, *sizes])
-    for n, start, size in zip(nodes, starts, sizes, strict=False):
-        part = y
-        if len(nodes) > 1:
-            part = ctx.emit(relax.op.strided_slice(y, [1], [int(start)], [int(start + size)]))
-        ctx.ahead[id(n)] = [ctx.emit(relax.op.reshape(part, static_shape(n.outputs[0])))]
-    return ctx.ahead.pop(id(node))
+    return split_siblings(_block_dense_call(node, ctx, consts), nodes, ctx)
 
 
 def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
