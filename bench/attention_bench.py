@@ -2,6 +2,7 @@
 
     python bench/attention_bench.py                          # SmolLM2-135M shapes, 2 threads
     python bench/attention_bench.py --valid 40,100,160 --prefill-past 0,64 --rounds 7
+    python bench/attention_bench.py --baseline old_kernels_attention.py  # a "tapeout old" column
 
 One layer of SmolLM2-135M (9 query heads, 3 KV heads, head size 64) with the cache of
 ``compile_llm(max_context=128, prefill_len=32)``: 160 slots. Cases:
@@ -27,12 +28,14 @@ they leave the cores to the engine timed after them.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -84,14 +87,30 @@ class Case:
         return reference(self.q[0], self.k[0], self.v[0], self.keep)[None]
 
 
+def load_kernels(path: str | None) -> ModuleType:
+    """``backends/tvm/kernels_attention.py`` of this tree, or another version of it."""
+    if path is None:
+        from backends.tvm import kernels_attention
+
+        return kernels_attention
+    spec = importlib.util.spec_from_file_location("baseline_kernels_attention", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def tapeout_engine(
-    case: Case, target: str, number: int, parallel: bool
+    case: Case, target: str, number: int, parallel: bool, kernels: ModuleType | None = None
 ) -> tuple[Timer, np.ndarray]:
     """The kernel built alone for ``target``, timed by TVM's C loop; its result."""
     from backends.tvm import require_tvm
     from backends.tvm.build import tvm_target
-    from backends.tvm.kernels_attention import AttentionShape, attention_func
     from compiler.target import load_target
+
+    kernels = kernels or load_kernels(None)
+    AttentionShape, attention_func = kernels.AttentionShape, kernels.attention_func
 
     tvm = require_tvm()
     c = case.chunk
@@ -165,6 +184,11 @@ def _engines(case: Case, args: argparse.Namespace) -> dict[str, Timer]:
         "torch sdpa": lambda: torch_engine(case, args.number),
         "onnxruntime": lambda: onnxruntime_engine(case, args.number, args.threads),
     }
+    if args.baseline:  # the other version of the kernel, interleaved in the same rounds
+        old = load_kernels(args.baseline)
+        makers["tapeout old"] = lambda: tapeout_engine(
+            case, args.target, args.number, case.chunk > 1, old
+        )
     if case.chunk == 1 and args.parallel_decode:  # the KV heads split over the threads
         makers["tapeout parallel"] = lambda: tapeout_engine(case, args.target, args.number, True)
     engines = {}
@@ -193,6 +217,7 @@ def main() -> None:
     parser.add_argument("--number", type=int, default=200, help="calls per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--target", default="x86-64-avx512")
+    parser.add_argument("--baseline", help="another kernels_attention.py, timed as 'tapeout old'")
     parser.add_argument(
         "--parallel-decode", action="store_true", help="also time the decode kernel in parallel"
     )

@@ -17,7 +17,8 @@ W4A8/W8A8 scheme) on the same shape and working set, with the ratio ort / tapeou
 tapeout is faster). The ``f32`` format is onnxruntime's float ``MatMul``: the bandwidth a
 float GEMV reaches. ``--baseline FILE`` loads another version of
 ``backends/tvm/kernels_blocks.py`` (e.g. ``git show main:backends/tvm/kernels_blocks.py``)
-and times it interleaved in the same rounds.
+and times it interleaved in the same rounds; this tree's rows > 1 run
+``backends/tvm/kernels_blocks_gemm.py`` as a compiled model does.
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ def load_kernels(path: str | None) -> ModuleType:
     return module
 
 
+def kernel_builder(kernels: ModuleType) -> Callable[..., Any]:
+    """``(layout, rows, vnni) -> PrimFunc`` as the model compiles it: this tree sends a chunk
+    of rows to ``kernels_blocks_gemm``; a ``--baseline`` file is timed as it is."""
+    if kernels.__name__ == "backends.tvm.kernels_blocks":
+        from backends.tvm.kernels_blocks_gemm import block_kernel_func
+
+        return block_kernel_func
+    return kernels.block_dense_func
+
+
 def random_weight(fmt: str, n: int, k: int, rng: np.random.Generator) -> tuple:
     dtype, has_min, _ = FORMATS[fmt]
     lo, hi = {"u4": (0, 15), "i4": (-8, 7), "i8": (-127, 127)}[dtype]
@@ -104,7 +115,7 @@ def tapeout_timer(kernels: ModuleType, fmt: str, weight: tuple, rows: int, copie
     from compiler.target import load_target
 
     layout, arrays, read = kernel_operands(kernels, fmt, *weight)
-    func = kernels.block_dense_func(layout, rows, True).with_attr("global_symbol", "kernel")
+    func = kernel_builder(kernels)(layout, rows, True).with_attr("global_symbol", "kernel")
     names = [str(p.name) for p in func.params[1:-1]]
     shapes = {str(p.name): tuple(int(s) for s in p.ty.shape) for p in func.params[1:-1]}
     consts = [np.ascontiguousarray(np.resize(arrays[name], shapes[name])) for name in names]

@@ -10,11 +10,14 @@ chunk's own keys/values as the slots after it, and loads only the rows of unmask
 the bytes read per step grow with the tokens written, not with the compiled context (the
 runtime valid length that static shapes otherwise lack).
 
-Per (batch row, KV head, query row), for the ``G`` query heads that share the KV head:
+Per (batch row, query row):
 
 1. the mask row is compacted into a list of the slots it keeps (branch-free: each slot is
    written at the current count, and the count grows by the mask bit), cache slots first,
-   then the chunk's;
+   then the chunk's; once for all KV heads (it walks every cache slot, used or not);
+
+then per KV head, for the ``G`` query heads that share it:
+
 2. scores ``q . k * scale``: one key row loaded once for all ``G`` heads, ``LANES`` partial
    sums per head, summed as a tree (log2 LANES vector adds, not a serial chain); the row
    maximum on the way;
@@ -24,7 +27,7 @@ Per (batch row, KV head, query row), for the ``G`` query heads that share the KV
 
 A query that sees no slot gives 0, as the interpreter does. A decode step (``C = 1``) runs
 serially: its few thousand multiply-adds per head cost less than a thread barrier. A prefill
-chunk runs its (batch, KV head, query row) triples in parallel, as 16 tasks of strided rows
+chunk runs its (batch, query row) pairs in parallel, as 16 tasks of strided rows
 (the local buffers come from TVM's workspace pool, a call to take and one to give back each:
 once per task, not per row). The summation order differs from the interpreter's (float32
 rounding only), as TVM's own attention kernels do.
@@ -113,7 +116,7 @@ def attention_func(shape: AttentionShape) -> Any:
     NP = (N + LANES - 1) // LANES * LANES  # scores padded to whole vectors
     scale, causal = shape.scale, shape.causal
     rows = T.parallel if shape.parallel else T.serial
-    ROWS = B * H * C
+    ROWS = B * C
     # Local buffers come from TVM's workspace pool (a call each to take and give back): once
     # per task, not per row. 16 tasks split evenly over 1, 2, 4, 8 or 16 threads.
     TASKS = min(ROWS, 16) if shape.parallel else 1
@@ -136,6 +139,41 @@ def attention_func(shape: AttentionShape) -> Any:
             for g in T.unroll(G):
                 for d in T.vectorized(D):
                     acc[g, d] = acc[g, d] + score[g, i] * V[b, h, keep[i], d]
+
+    @T.macro
+    def head(
+        Q: Any, PK: Any, NK: Any, PV: Any, NV: Any, Y: Any, b: Any, h: Any, c: Any, keep: Any,
+        count: Any, score: Any, sums: Any, peak: Any, total: Any, acc: Any,
+    ) -> None:  # fmt: skip
+        # 2. Scores and their maximum.
+        for g in range(G):
+            peak[g] = T.float32(float("-inf"))
+        scores(Q, PK, b, h, c, 0, count[0], keep, score, peak)
+        scores(Q, NK, b, h, c, count[0], count[1], keep, score, peak)
+        # 3. exp(score - max), a vector at a time; the padding lanes give 0.
+        for g in range(G):
+            for lane in T.vectorized(LANES):
+                sums[g, lane] = T.float32(0)
+            for i0 in range((count[1] + LANES - 1) // LANES):
+                for lane in T.vectorized(LANES):
+                    i = T.meta_var(i0 * LANES + lane)
+                    e = T.meta_var(
+                        T.Select(i < count[1], T.exp(score[g, i] - peak[g]), T.float32(0))
+                    )
+                    score[g, i] = e
+                    sums[g, lane] = sums[g, lane] + score[g, i]
+            total[g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
+        # 4. Weighted values, divided by the sum (0 for a row that sees nothing).
+        for g in range(G):
+            for d in T.vectorized(D):
+                acc[g, d] = T.float32(0)
+        weigh(PV, b, h, 0, count[0], keep, score, acc)
+        weigh(NV, b, h, count[0], count[1], keep, score, acc)
+        for g in range(G):
+            for d in T.vectorized(D):
+                Y[b, h, g, c, d] = T.Select(
+                    total[g] > T.float32(0), acc[g, d] / total[g], T.float32(0)
+                )
 
     @T.prim_func(s_tir=True)
     def func(
@@ -164,12 +202,13 @@ def attention_func(shape: AttentionShape) -> Any:
                 acc = T.alloc_buffer((G, D), "float32", scope="local")
 
                 # Rows task, task + TASKS, ...: a causal chunk's short and long rows alternate.
+                # A row is a (batch row, query row): its mask row is compacted once for all
+                # its KV heads.
                 for r in range((ROWS + TASKS - 1) // TASKS):
                     if r * TASKS + task < ROWS:
-                        bhc = T.meta_var(r * TASKS + task)
-                        b = T.meta_var(bhc // (H * C))
-                        h = T.meta_var(bhc // C % H)
-                        c = T.meta_var(bhc % C)
+                        bc = T.meta_var(r * TASKS + task)
+                        b = T.meta_var(bc // C)
+                        c = T.meta_var(bc % C)
                         mb = T.meta_var(0 if MB == 1 else b)
                         mr = T.meta_var(0 if MR == 1 else c)
                         # 1. The kept slots: cache slots, then the chunk's (count[0], count[1]).
@@ -185,36 +224,8 @@ def attention_func(shape: AttentionShape) -> Any:
                                 * (T.Cast("int32", j <= c) if causal else 1)
                             )
                             count[1] = count[1] + seen
-                        # 2. Scores and their maximum.
-                        for g in range(G):
-                            peak[g] = T.float32(float("-inf"))
-                        scores(Q, PK, b, h, c, 0, count[0], keep, score, peak)
-                        scores(Q, NK, b, h, c, count[0], count[1], keep, score, peak)
-                        # 3. exp(score - max), a vector at a time; the padding lanes give 0.
-                        for g in range(G):
-                            for lane in T.vectorized(LANES):
-                                sums[g, lane] = T.float32(0)
-                            for i0 in range((count[1] + LANES - 1) // LANES):
-                                for lane in T.vectorized(LANES):
-                                    i = T.meta_var(i0 * LANES + lane)
-                                    e = T.meta_var(
-                                        T.Select(
-                                            i < count[1], T.exp(score[g, i] - peak[g]), T.float32(0)
-                                        )
-                                    )
-                                    score[g, i] = e
-                                    sums[g, lane] = sums[g, lane] + score[g, i]
-                            total[g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
-                        # 4. Weighted values, divided by the sum (0 for a row that sees nothing).
-                        for g in range(G):
-                            for d in T.vectorized(D):
-                                acc[g, d] = T.float32(0)
-                        weigh(PV, b, h, 0, count[0], keep, score, acc)
-                        weigh(NV, b, h, count[0], count[1], keep, score, acc)
-                        for g in range(G):
-                            for d in T.vectorized(D):
-                                Y[b, h, g, c, d] = T.Select(
-                                    total[g] > T.float32(0), acc[g, d] / total[g], T.float32(0)
-                                )
+                        for h in range(H):
+                            head(Q, PK, NK, PV, NV, Y, b, h, c, keep, count, score, sums, peak,
+                                 total, acc)  # fmt: skip
 
     return func

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from backends.tvm.kernels_attention import AttentionShape, attention_func
-from backends.tvm.kernels_blocks import block_dense_func, layout_for, min_operand, pack
+from backends.tvm.kernels_blocks import layout_for, min_operand, pack
+from backends.tvm.kernels_blocks_gemm import block_kernel_func
 from backends.tvm.lower import LowerContext, Rule, split_siblings, static_shape
 from backends.tvm.lower_nn import grouped_kv
 from compiler.ir.graph import Graph, Node, Value
@@ -100,7 +101,7 @@ def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
     # One kernel per shape: the symbol names it, and identical kernels are added once.
     name = f"tapeout_block_dense_{layout.bits}b_{n}x{k}_g{layout.group}_r{rows}"
     name += ("_min" if layout.has_min else "") + ("_vnni" if ctx.params.vnni else "")
-    func = block_dense_func(layout, rows, ctx.params.vnni).with_attr("global_symbol", name)
+    func = block_kernel_func(layout, rows, ctx.params.vnni).with_attr("global_symbol", name)
     gv = ctx.bb.add_func(func, name)
     ctx.kernels["block_dense"] = ctx.kernels.get("block_dense", 0) + 1
     x2 = ctx.emit(relax.op.reshape(ctx.arg(x), (rows, k)))

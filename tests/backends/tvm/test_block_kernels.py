@@ -1,8 +1,10 @@
-"""The ``q.block_dense`` kernel alone (``backends/tvm/kernels_blocks.py``) against
-``compiler.numerics.block_dense``, bit for bit, on the shapes its blocking must handle: rows
-that are not a multiple of the register block (padded rows), a partial tile of output rows,
-weights at both ends of their range (the stored ``q + offset`` reaches 0 and 255), blocks of
-64 with float32 scales, a zero activation block and a tiny one whose scale underflows."""
+"""The ``q.block_dense`` kernels alone (``backends/tvm/kernels_blocks.py``, the GEMV, and
+``backends/tvm/kernels_blocks_gemm.py``, a prefill chunk's GEMM) against
+``compiler.numerics.block_dense``, bit for bit, on the shapes their blocking must handle:
+rows that are not a multiple of the register block (padded rows), a partial tile of output
+rows, weights at both ends of their range (the stored ``q + offset`` reaches 0 and 255),
+blocks of 64 with float32 scales, a zero activation block and a tiny one whose scale
+underflows."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from backends.tvm.kernels_blocks import ROW_BLOCK, block_dense_func, layout_for, min_operand, pack
+from backends.tvm.kernels_blocks_gemm import GEMM_ROWS, block_gemm_func
 from compiler.numerics import block_dense
 from compiler.target import load_target
 
@@ -33,7 +36,7 @@ def _case(dtype: str, n: int, k: int, group: int, rows: int, has_min: bool) -> t
 
 
 def _run(target_name: str, dtype: str, n: int, k: int, group: int, rows: int, has_min: bool,
-         scale: str) -> None:  # fmt: skip
+         scale: str, gemm: bool = False) -> None:  # fmt: skip
     import tvm
 
     from backends.tvm.build import host_can_run, tvm_target
@@ -48,7 +51,8 @@ def _run(target_name: str, dtype: str, n: int, k: int, group: int, rows: int, ha
     layout = layout_for(dtype, n, k, group, has_min, scale)
     packed = pack(layout, q, d, m)
     vnni = "+avx512vnni" in target.cpu.mattr
-    lib = tvm.compile(block_dense_func(layout, rows, vnni), tvm_target(target))
+    func = block_gemm_func(layout, rows) if gemm else block_dense_func(layout, rows, vnni)
+    lib = tvm.compile(func, tvm_target(target))
     y = tvm.runtime.tensor(np.zeros((rows, n), np.float32))
     args = [x, packed[0], packed[1], min_operand(layout, packed)]
     lib.mod["main"](*(tvm.runtime.tensor(a) for a in args), y)
@@ -76,3 +80,18 @@ def test_vnni_kernel_matches_numerics(
 )
 def test_portable_kernel_matches_numerics(dtype: str, rows: int, has_min: bool) -> None:
     _run("cpu", dtype, 40, 64, 32, rows, has_min, "float16")
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "rows", "has_min", "scale"),
+    [
+        ("u4", 40, 96, 32, 2 * GEMM_ROWS + 3, True, "float16"),  # Q4_1, padded rows/tile
+        ("i8", 32, 64, 32, GEMM_ROWS, False, "float16"),  # Q8_0, whole tiles: vector stores
+        ("i4", 16, 128, 64, 3, False, "float32"),  # fewer rows than a register block
+        ("u8", 24, 64, 16, GEMM_ROWS + 1, True, "float32"),
+    ],
+)
+def test_gemm_kernel_matches_numerics(
+    dtype: str, n: int, k: int, group: int, rows: int, has_min: bool, scale: str
+) -> None:
+    _run("x86-64-avx512", dtype, n, k, group, rows, has_min, scale, gemm=True)

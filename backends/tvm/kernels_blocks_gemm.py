@@ -1,0 +1,198 @@
+# mypy: disable-error-code="valid-type,name-defined"
+"""``q.block_dense`` over many activation rows (a prefill chunk) with AVX-512 VNNI.
+
+The same packed operands and the same numbers as ``backends.tvm.kernels_blocks`` (whose
+docstring defines the layout and the order of the float32 additions), scheduled for a
+GEMM instead of a GEMV:
+
+* the activations are quantized once per row and block, the rows in parallel (a chunk's
+  ``32 x K`` values took a serial pass before every GEMM);
+* per tile of 16 output rows, ``GEMM_ROWS`` activation rows at a time run over *all*
+  blocks: their float32 accumulators stay in registers for the whole reduction (the decode
+  kernel walks the blocks outermost and keeps every row's accumulator in memory), and the
+  tile's packed weights (a few KB) are re-read from L1 for each group of rows;
+* each row's block sum is one chain of ``vpdpbusd`` started at ``-offset * sum(qx)``:
+  ``GEMM_ROWS`` independent chains already cover the instruction's latency, so the decode
+  kernel's second accumulator, the add that joins the two and the subtraction go.
+
+The integer block sums are exact whatever their order, and every float32 operation
+(``f32(d) * dx``, the FMA into the accumulator, the minimum's FMA) happens in the order
+``compiler.numerics.block_dense`` fixes, so the result is bit for bit the interpreter's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends.tvm.kernels_blocks import CHUNKS, LANES, BlockLayout
+
+#: Activation rows per register block: 8 int32 sums and 8 float32 accumulators of 16 lanes,
+#: 16 of the 32 AVX-512 registers, and 8 independent ``vpdpbusd`` chains.
+GEMM_ROWS = 8
+
+
+def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
+    """The PrimFunc ``(X f32[rows, K], W, D, MN, Y f32[rows, N])`` (already scheduled), for
+    targets with AVX-512 VNNI; same operands as ``kernels_blocks.block_dense_func``."""
+    from tvm.script import tirx as T
+
+    M, K, N, G = rows, layout.k, layout.n, layout.group
+    NT, B, C = layout.tiles, layout.blocks, layout.chunks
+    four, has_min, off, sdt = layout.bits == 4, layout.has_min, layout.offset, layout.scale_dtype
+    R = min(M, GEMM_ROWS)
+    MP = -(-M // R) * R  # rows padded to whole register blocks (zero activations)
+    MT, MB = (NT, B) if has_min else (1, 1)
+    TP = -(-NT // CHUNKS)
+    NP = -(-NT // TP)
+    whole = N % LANES == 0  # every tile full: vector stores
+    vdpb = T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512")
+
+    def bcast(x4: Any) -> Any:
+        """Four activation bytes repeated over the 16 lanes: the signed operand."""
+        return T.reinterpret(T.broadcast(T.reinterpret(x4, dtype="int32"), 16), dtype="int8x64")
+
+    def dot(acc: Any, w: Any, x4: Any) -> Any:
+        return T.call_llvm_pure_intrin(vdpb, acc, w, bcast(x4), dtype="int32x16")
+
+    @T.prim_func(s_tir=True)
+    def func(
+        X: T.Buffer((M, K), "float32"),
+        W: T.Buffer((NT, B, C, 64), "uint8"),
+        D: T.Buffer((NT, B, 16), sdt),
+        MN: T.Buffer((MT, MB, 16), sdt),
+        Y: T.Buffer((M, N), "float32"),
+    ) -> None:
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        QX = T.alloc_buffer((MP, K), "int8")
+        DX = T.alloc_buffer((MP, B), "float32")
+        XF = T.alloc_buffer((MP, B), "int32")  # -offset * sum(qx): where a block sum starts
+        CX = T.alloc_buffer((MP, B), "float32")  # f32(dx * f32(sum(qx))): the min term
+        for m in T.parallel(M):
+            with T.sblock("quantize"):
+                T.reads(X[m, 0:K])
+                T.writes(QX[m, 0:K], DX[m, 0:B], XF[m, 0:B], CX[m, 0:B])
+                amax = T.alloc_buffer((1,), "int32", scope="local")
+                tot = T.alloc_buffer((1,), "int32", scope="local")
+                for b in range(B):
+                    # max |x| on the float bits (non-negative floats order as integers).
+                    amax[0] = 0
+                    for j in range(G):
+                        amax[0] = T.max(
+                            amax[0], T.reinterpret(X[m, b * G + j], dtype="int32") & 0x7FFFFFFF
+                        )
+                    DX[m, b] = T.reinterpret(amax[0], dtype="float32") / T.float32(127)
+                    # dx == 0 only when every |x| / 127 is below float32's range: x / 1
+                    # rounds to 0 there, as the definition's "0 where dx = 0" says.
+                    for j in T.vectorized(G):
+                        QX[m, b * G + j] = T.Cast(
+                            "int8",
+                            T.max(
+                                T.min(
+                                    T.nearbyint(
+                                        X[m, b * G + j]
+                                        / T.Select(DX[m, b] > 0, DX[m, b], T.float32(1))
+                                    ),
+                                    T.float32(127),
+                                ),
+                                T.float32(-128),
+                            ),
+                        )
+                    tot[0] = 0
+                    for j in range(G):
+                        tot[0] = tot[0] + T.Cast("int32", QX[m, b * G + j])
+                    XF[m, b] = -off * tot[0]
+                    CX[m, b] = DX[m, b] * T.Cast("float32", tot[0])
+        for m, b in T.grid(MP - M, B):
+            with T.sblock("pad"):
+                T.reads()
+                T.writes(QX[M + m, b * G : b * G + G], DX[M + m, b], XF[M + m, b], CX[M + m, b])
+                for j in range(G):
+                    QX[M + m, b * G + j] = T.int8(0)
+                DX[M + m, b] = T.float32(0)
+                XF[M + m, b] = 0
+                CX[M + m, b] = T.float32(0)
+        for p in T.parallel(NP):
+            with T.sblock("tiles"):
+                T.reads(
+                    W[0:NT, 0:B, 0:C, 0:64], D[0:NT, 0:B, 0:16], MN[0:MT, 0:MB, 0:16],
+                    QX[0:MP, 0:K], DX[0:MP, 0:B], XF[0:MP, 0:B], CX[0:MP, 0:B],
+                )  # fmt: skip
+                T.writes(Y[0:M, 0:N])
+                # R x 16 lanes each: small enough to live on the stack, so in registers.
+                acc = T.alloc_buffer((R, 16), "float32", scope="local")
+                isum = T.alloc_buffer((R, 16), "int32", scope="local")
+                for t in range(TP):
+                    nt = T.meta_var(p * TP + t)
+                    if nt < NT:
+                        for mb in range(MP // R):
+                            for r in T.unroll(R):
+                                for i in T.vectorized(16):
+                                    acc[r, i] = T.float32(0)
+                            for b in range(B):
+                                for r in T.unroll(R):
+                                    for i in T.vectorized(16):
+                                        isum[r, i] = XF[mb * R + r, b]
+                                for c in T.unroll(C):
+                                    wv = T.meta_var(W.vload([nt, b, c, 0], "uint8x64"))
+                                    if four:
+                                        lo = T.meta_var(
+                                            T.reinterpret(
+                                                wv & T.broadcast(T.uint8(15), 64), dtype="int8x64"
+                                            )
+                                        )
+                                        hi = T.meta_var(
+                                            T.reinterpret(
+                                                wv >> T.broadcast(T.uint8(4), 64), dtype="int8x64"
+                                            )
+                                        )
+                                        for r in T.unroll(R):
+                                            row = T.meta_var(mb * R + r)
+                                            at = T.meta_var(b * G + c * 8)
+                                            xa = T.meta_var(QX.vload([row, at], "int8x4"))
+                                            xb = T.meta_var(QX.vload([row, at + 4], "int8x4"))
+                                            isum[r, T.ramp(0, 1, 16)] = dot(
+                                                dot(isum.vload([r, 0], "int32x16"), lo, xa), hi, xb
+                                            )
+                                    else:
+                                        w8 = T.meta_var(T.reinterpret(wv, dtype="int8x64"))
+                                        for r in T.unroll(R):
+                                            row = T.meta_var(mb * R + r)
+                                            x4 = T.meta_var(
+                                                QX.vload([row, b * G + c * 4], "int8x4")
+                                            )
+                                            isum[r, T.ramp(0, 1, 16)] = dot(
+                                                isum.vload([r, 0], "int32x16"), w8, x4
+                                            )
+                                for r in T.unroll(R):
+                                    row = T.meta_var(mb * R + r)
+                                    for i in T.vectorized(16):
+                                        ds = T.meta_var(T.Cast("float32", D[nt, b, i]) * DX[row, b])
+                                        acc[r, i] = T.fma(
+                                            ds, T.Cast("float32", isum[r, i]), acc[r, i]
+                                        )
+                                    if has_min:
+                                        for i in T.vectorized(16):
+                                            mn = T.meta_var(T.Cast("float32", MN[nt, b, i]))
+                                            acc[r, i] = T.fma(mn, CX[row, b], acc[r, i])
+                            for r in T.unroll(R):
+                                row = T.meta_var(mb * R + r)
+                                if row < M:
+                                    if whole:
+                                        for i in T.vectorized(16):
+                                            Y[row, nt * 16 + i] = acc[r, i]
+                                    else:
+                                        for i in range(16):
+                                            if nt * 16 + i < N:
+                                                Y[row, nt * 16 + i] = acc[r, i]
+
+    return func
+
+
+def block_kernel_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
+    """The kernel for ``rows`` activation rows: this GEMM for a chunk of rows with VNNI, the
+    GEMV kernel of ``kernels_blocks`` for a decode step (or without VNNI)."""
+    from backends.tvm.kernels_blocks import block_dense_func
+
+    if vnni and rows > 1:
+        return block_gemm_func(layout, rows)
+    return block_dense_func(layout, rows, vnni)
