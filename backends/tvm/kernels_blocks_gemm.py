@@ -5,8 +5,9 @@ The same packed operands and the same numbers as ``backends.tvm.kernels_blocks``
 docstring defines the layout and the order of the float32 additions), scheduled for a
 GEMM instead of a GEMV:
 
-* the activations are quantized once per row and block, the rows in parallel (a chunk's
-  ``32 x K`` values took a serial pass before every GEMM);
+* the activations are quantized once per row and block with vector maxima and sums (a
+  tree of halves at the end; the decode kernel's scalar loops cost a chunk's GEMM
+  ~15 us of 32 x 576 values before the parallel part);
 * per tile of 16 output rows, ``GEMM_ROWS`` activation rows at a time run over *all*
   blocks: their float32 accumulators stay in registers for the whole reduction (the decode
   kernel walks the blocks outermost and keeps every row's accumulator in memory), and the
@@ -22,6 +23,7 @@ The integer block sums are exact whatever their order, and every float32 operati
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from backends.tvm.kernels_blocks import CHUNKS, LANES, BlockLayout
@@ -29,6 +31,33 @@ from backends.tvm.kernels_blocks import CHUNKS, LANES, BlockLayout
 #: Activation rows per register block: 8 int32 sums and 8 float32 accumulators of 16 lanes,
 #: 16 of the 32 AVX-512 registers, and 8 independent ``vpdpbusd`` chains.
 GEMM_ROWS = 8
+
+#: Quantize the rows in parallel (a second fork and join of the thread pool per call).
+PARALLEL_QUANTIZE = True
+
+
+def _lanes(group: int) -> int:
+    """The widest power of two up to ``LANES`` that divides the block size."""
+    lanes = LANES
+    while group % lanes:
+        lanes //= 2
+    return lanes
+
+
+def _fold(op: Any, parts: list, lanes: int) -> Any:
+    """``op`` over every lane of ``parts`` (vectors of ``lanes``): the vectors elementwise,
+    then a tree of halves in registers."""
+    from tvm import tirx
+
+    vector = parts[0]
+    for part in parts[1:]:
+        vector = op(vector, part)
+    while lanes > 1:
+        half = lanes // 2
+        low = tirx.Shuffle([vector], list(range(half)))
+        high = tirx.Shuffle([vector], list(range(half, lanes)))
+        vector, lanes = op(low, high), half
+    return vector
 
 
 def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
@@ -46,10 +75,27 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
     NP = -(-NT // TP)
     whole = N % LANES == 0  # every tile full: vector stores
     vdpb = T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512")
+    QL = _lanes(G)
+    quant_rows = T.parallel if PARALLEL_QUANTIZE else T.serial
 
     def bcast(x4: Any) -> Any:
         """Four activation bytes repeated over the 16 lanes: the signed operand."""
         return T.reinterpret(T.broadcast(T.reinterpret(x4, dtype="int32"), 16), dtype="int8x64")
+
+    def amax_parts(X: Any, m: Any, b: Any) -> list:
+        """|x| of the block's floats as int32 vectors of ``QL`` lanes (the sign bit cleared)."""
+        mask = T.broadcast(T.int32(0x7FFFFFFF), QL)
+        return [
+            T.reinterpret(X.vload([m, b * G + j * QL], f"float32x{QL}"), dtype=f"int32x{QL}") & mask
+            for j in range(G // QL)
+        ]
+
+    def sum_parts(QX: Any, m: Any, b: Any) -> list:
+        """The block's int8 codes as int32 vectors of ``QL`` lanes."""
+        return [
+            T.Cast(f"int32x{QL}", QX.vload([m, b * G + j * QL], f"int8x{QL}"))
+            for j in range(G // QL)
+        ]
 
     def dot(acc: Any, w: Any, x4: Any) -> Any:
         return T.call_llvm_pure_intrin(vdpb, acc, w, bcast(x4), dtype="int32x16")
@@ -67,22 +113,17 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
         DX = T.alloc_buffer((MP, B), "float32")
         XF = T.alloc_buffer((MP, B), "int32")  # -offset * sum(qx): where a block sum starts
         CX = T.alloc_buffer((MP, B), "float32")  # f32(dx * f32(sum(qx))): the min term
-        for m in T.parallel(M):
-            with T.sblock("quantize"):
-                T.reads(X[m, 0:K])
-                T.writes(QX[m, 0:K], DX[m, 0:B], XF[m, 0:B], CX[m, 0:B])
-                amax = T.alloc_buffer((1,), "int32", scope="local")
-                tot = T.alloc_buffer((1,), "int32", scope="local")
-                for b in range(B):
-                    # max |x| on the float bits (non-negative floats order as integers).
-                    amax[0] = 0
-                    for j in range(G):
-                        amax[0] = T.max(
-                            amax[0], T.reinterpret(X[m, b * G + j], dtype="int32") & 0x7FFFFFFF
-                        )
-                    DX[m, b] = T.reinterpret(amax[0], dtype="float32") / T.float32(127)
-                    # dx == 0 only when every |x| / 127 is below float32's range: x / 1
-                    # rounds to 0 there, as the definition's "0 where dx = 0" says.
+        for m in quant_rows(M):
+            for b in range(B):
+                with T.sblock("quantize"):
+                    T.reads(X[m, b * G : b * G + G])
+                    T.writes(QX[m, b * G : b * G + G], DX[m, b], XF[m, b], CX[m, b])
+                    # max |x| on the float bits (non-negative floats order as integers), as
+                    # vectors and a tree: exact in any order.
+                    DX[m, b] = T.reinterpret(_fold(T.max, amax_parts(X, m, b), QL), dtype="float32")
+                    DX[m, b] = DX[m, b] / T.float32(127)
+                    # dx == 0 only when every |x| / 127 is below float32's range: x / 1 rounds
+                    # to 0 there, as the definition's "0 where dx = 0" says.
                     for j in T.vectorized(G):
                         QX[m, b * G + j] = T.Cast(
                             "int8",
@@ -97,11 +138,9 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
                                 T.float32(-128),
                             ),
                         )
-                    tot[0] = 0
-                    for j in range(G):
-                        tot[0] = tot[0] + T.Cast("int32", QX[m, b * G + j])
-                    XF[m, b] = -off * tot[0]
-                    CX[m, b] = DX[m, b] * T.Cast("float32", tot[0])
+                    tot = T.meta_var(_fold(operator.add, sum_parts(QX, m, b), QL))
+                    XF[m, b] = -off * tot
+                    CX[m, b] = DX[m, b] * T.Cast("float32", tot)
         for m, b in T.grid(MP - M, B):
             with T.sblock("pad"):
                 T.reads()
