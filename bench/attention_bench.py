@@ -63,22 +63,22 @@ class Case:
     """One shape: a chunk of ``chunk`` queries over ``past`` valid cache slots (the first ones)
     plus the chunk's own keys; the data, the valid keys, and the mask tapeout reads."""
 
-    def __init__(self, chunk: int, past: int, rng: np.random.Generator):
-        self.chunk, self.past = chunk, past
+    def __init__(self, chunk: int, past: int, rng: np.random.Generator, slots: int = SLOTS):
+        self.chunk, self.past, self.slots = chunk, past, slots
         self.name = f"decode {past + 1}" if chunk == 1 else f"prefill {chunk} + {past}"
         f32 = np.float32
         self.q = rng.standard_normal((1, HEADS, chunk, DIM)).astype(f32)
         self.pk, self.pv = (
-            rng.standard_normal((1, KV_HEADS, SLOTS, DIM)).astype(f32) for _ in "kv"
+            rng.standard_normal((1, KV_HEADS, slots, DIM)).astype(f32) for _ in "kv"
         )
         self.nk, self.nv = (
             rng.standard_normal((1, KV_HEADS, chunk, DIM)).astype(f32) for _ in "kv"
         )
         self.pk[:, :, past:] = self.pv[:, :, past:] = np.nan  # unused slots: never read
         causal = np.tril(np.ones((chunk, chunk), bool))
-        self.mask = np.zeros((1, 1, chunk, SLOTS + chunk), bool)
+        self.mask = np.zeros((1, 1, chunk, slots + chunk), bool)
         self.mask[..., :past] = True
-        self.mask[0, 0, :, SLOTS:] = causal
+        self.mask[0, 0, :, slots:] = causal
         self.k = np.concatenate([self.pk[:, :, :past], self.nk], axis=2)
         self.v = np.concatenate([self.pv[:, :, :past], self.nv], axis=2)
         self.keep = np.concatenate([np.ones((chunk, past), bool), causal], axis=1)
@@ -114,7 +114,7 @@ def tapeout_engine(
 
     tvm = require_tvm()
     c = case.chunk
-    shape = AttentionShape(1, KV_HEADS, GROUP, SLOTS, c, DIM, 1, c, float(np.float32(SCALE)),
+    shape = AttentionShape(1, KV_HEADS, GROUP, case.slots, c, DIM, 1, c, float(np.float32(SCALE)),
                            parallel=parallel)  # fmt: skip
     func = attention_func(shape).with_attr("global_symbol", shape.name)
     lib = tvm.compile(tvm.IRModule({shape.name: func}), target=tvm_target(load_target(target)))
@@ -214,6 +214,9 @@ def main() -> None:
     )
     parser.add_argument("--prefill-past", default="0,64", help="prefill: valid cache slots")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--slots", type=int, default=SLOTS, help="cache slots (max_context + prefill_len)"
+    )
     parser.add_argument("--number", type=int, default=200, help="calls per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--target", default="x86-64-avx512")
@@ -237,8 +240,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    cases = [Case(1, int(n) - 1, rng) for n in args.valid.split(",") if n]
-    cases += [Case(CHUNK, int(p), rng) for p in args.prefill_past.split(",") if p]
+    cases = [Case(1, int(n) - 1, rng, args.slots) for n in args.valid.split(",") if n]
+    cases += [Case(CHUNK, int(p), rng, args.slots) for p in args.prefill_past.split(",") if p]
     timers = {case.name: _engines(case, args) for case in cases}
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(args.rounds):

@@ -71,6 +71,16 @@ class AttentionShape:
             + ("_par" if self.parallel else "")
         )
 
+    @property
+    def slots_name(self) -> str:
+        """The symbol of ``slots_func`` for this shape (shared by every layer of a step)."""
+        return (
+            f"tapeout_attention_slots_b{self.batch}_s{self.slots}_c{self.chunk}"
+            f"_m{self.mask_batch}x{self.mask_rows}"
+            + ("_causal" if self.causal else "")
+            + ("_par" if self.parallel else "")
+        )
+
 
 def _lanes(dim: int) -> int:
     """The widest power of two up to ``LANES`` that divides the head size."""
@@ -105,16 +115,17 @@ def _hsum(vector: Any, lanes: int) -> Any:
 
 
 def attention_func(shape: AttentionShape) -> Any:
-    """The PrimFunc ``(Q [B,H,G,C,D], PK [B,H,S,D], NK [B,H,C,D], PV, NV, M bool[MB,1,MR,S+C],
-    Y [B,H,G,C,D])``, already scheduled."""
+    """The PrimFunc ``(Q [B,H,G,C,D], PK [B,H,S,D], NK [B,H,C,D], PV, NV, KEEP int32[B,C,S+C],
+    COUNT int32[B,C,2], Y [B,H,G,C,D])``, already scheduled; ``KEEP``/``COUNT`` come from
+    ``slots_func``."""
     from tvm.script import tirx as T
 
     B, H, G, S, C, D = shape.batch, shape.heads, shape.group, shape.slots, shape.chunk, shape.dim
-    MB, MR, N = shape.mask_batch, shape.mask_rows, shape.slots + shape.chunk
+    N = shape.slots + shape.chunk
     L = _lanes(D)
     J = D // L
     NP = (N + LANES - 1) // LANES * LANES  # scores padded to whole vectors
-    scale, causal = shape.scale, shape.causal
+    scale = shape.scale
     rows = T.parallel if shape.parallel else T.serial
     ROWS = B * C
     # Local buffers come from TVM's workspace pool (a call each to take and give back): once
@@ -129,16 +140,18 @@ def attention_func(shape: AttentionShape) -> Any:
     ) -> None:  # fmt: skip
         for i in range(lo, hi):
             for g in T.unroll(G):
-                dot = T.meta_var(_dot(Q, (b, h, g, c), K, (b, h, keep[i]), L, J))
+                dot = T.meta_var(_dot(Q, (b, h, g, c), K, (b, h, keep[b, c, i]), L, J))
                 score[g, i] = _hsum(dot, L) * T.float32(scale)
                 peak[g] = T.max(peak[g], score[g, i])
 
     @T.macro
-    def weigh(V: Any, b: Any, h: Any, lo: Any, hi: Any, keep: Any, score: Any, acc: Any) -> None:
+    def weigh(
+        V: Any, b: Any, h: Any, c: Any, lo: Any, hi: Any, keep: Any, score: Any, acc: Any
+    ) -> None:
         for i in range(lo, hi):
             for g in T.unroll(G):
                 for d in T.vectorized(D):
-                    acc[g, d] = acc[g, d] + score[g, i] * V[b, h, keep[i], d]
+                    acc[g, d] = acc[g, d] + score[g, i] * V[b, h, keep[b, c, i], d]
 
     @T.macro
     def head(
@@ -167,8 +180,8 @@ def attention_func(shape: AttentionShape) -> Any:
         for g in range(G):
             for d in T.vectorized(D):
                 acc[g, d] = T.float32(0)
-        weigh(PV, b, h, 0, count[0], keep, score, acc)
-        weigh(NV, b, h, count[0], count[1], keep, score, acc)
+        weigh(PV, b, h, c, 0, count[0], keep, score, acc)
+        weigh(NV, b, h, c, count[0], count[1], keep, score, acc)
         for g in range(G):
             for d in T.vectorized(D):
                 Y[b, h, g, c, d] = T.Select(
@@ -182,7 +195,8 @@ def attention_func(shape: AttentionShape) -> Any:
         NK: T.Buffer((B, H, C, D), "float32"),
         PV: T.Buffer((B, H, S, D), "float32"),
         NV: T.Buffer((B, H, C, D), "float32"),
-        M: T.Buffer((MB, 1, MR, N), "bool"),
+        KEEP: T.Buffer((B, C, N), "int32"),
+        COUNT: T.Buffer((B, C, 2), "int32"),
         Y: T.Buffer((B, H, G, C, D), "float32"),
     ) -> None:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
@@ -190,10 +204,10 @@ def attention_func(shape: AttentionShape) -> Any:
             with T.sblock("rows"):
                 T.reads(
                     Q[0:B, 0:H, 0:G, 0:C, 0:D], PK[0:B, 0:H, 0:S, 0:D], NK[0:B, 0:H, 0:C, 0:D],
-                    PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D], M[0:MB, 0, 0:MR, 0:N],
+                    PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D], KEEP[0:B, 0:C, 0:N],
+                    COUNT[0:B, 0:C, 0:2],
                 )  # fmt: skip
                 T.writes(Y[0:B, 0:H, 0:G, 0:C, 0:D])
-                keep = T.alloc_buffer((N,), "int32", scope="local")
                 count = T.alloc_buffer((2,), "int32", scope="local")
                 score = T.alloc_buffer((G, NP), "float32", scope="local")
                 sums = T.alloc_buffer((G, LANES), "float32", scope="local")
@@ -202,30 +216,61 @@ def attention_func(shape: AttentionShape) -> Any:
                 acc = T.alloc_buffer((G, D), "float32", scope="local")
 
                 # Rows task, task + TASKS, ...: a causal chunk's short and long rows alternate.
-                # A row is a (batch row, query row): its mask row is compacted once for all
-                # its KV heads.
                 for r in range((ROWS + TASKS - 1) // TASKS):
                     if r * TASKS + task < ROWS:
                         bc = T.meta_var(r * TASKS + task)
                         b = T.meta_var(bc // C)
                         c = T.meta_var(bc % C)
-                        mb = T.meta_var(0 if MB == 1 else b)
-                        mr = T.meta_var(0 if MR == 1 else c)
-                        # 1. The kept slots: cache slots, then the chunk's (count[0], count[1]).
-                        count[0] = 0
-                        for s in range(S):
-                            keep[count[0]] = s
-                            count[0] = count[0] + T.Cast("int32", M[mb, 0, mr, s])
-                        count[1] = count[0]
-                        for j in range(C):
-                            keep[count[1]] = j
-                            seen = T.meta_var(
-                                T.Cast("int32", M[mb, 0, mr, S + j])
-                                * (T.Cast("int32", j <= c) if causal else 1)
-                            )
-                            count[1] = count[1] + seen
+                        count[0] = COUNT[b, c, 0]
+                        count[1] = COUNT[b, c, 1]
                         for h in range(H):
-                            head(Q, PK, NK, PV, NV, Y, b, h, c, keep, count, score, sums, peak,
+                            head(Q, PK, NK, PV, NV, Y, b, h, c, KEEP, count, score, sums, peak,
                                  total, acc)  # fmt: skip
+
+    return func
+
+
+def slots_func(shape: AttentionShape) -> Any:
+    """The PrimFunc ``(M bool[MB,1,MR,S+C], KEEP int32[B,C,S+C], COUNT int32[B,C,2])``,
+    already scheduled: per (batch row, query row) the slots its mask keeps (cache slots, then
+    the chunk's with the causal rule) and how many (cache, all). Every layer of a step reads
+    the same mask: this runs once per step and each layer's ``attention_func`` reads it."""
+    from tvm.script import tirx as T
+
+    B, S, C, N = shape.batch, shape.slots, shape.chunk, shape.slots + shape.chunk
+    MB, MR, causal = shape.mask_batch, shape.mask_rows, shape.causal
+    rows = T.parallel if shape.parallel else T.serial
+
+    @T.prim_func(s_tir=True)
+    def func(
+        M: T.Buffer((MB, 1, MR, N), "bool"),
+        KEEP: T.Buffer((B, C, N), "int32"),
+        COUNT: T.Buffer((B, C, 2), "int32"),
+    ) -> None:
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        for bc in rows(B * C):
+            with T.sblock("slots"):
+                T.reads(M[0:MB, 0, 0:MR, 0:N])
+                T.writes(KEEP[bc // C, bc % C, 0:N], COUNT[bc // C, bc % C, 0:2])
+                n = T.alloc_buffer((1,), "int32", scope="local")
+                b = T.meta_var(bc // C)
+                c = T.meta_var(bc % C)
+                mb = T.meta_var(0 if MB == 1 else b)
+                mr = T.meta_var(0 if MR == 1 else c)
+                # Branch-free: each slot is written at the current count, which grows by the
+                # mask bit (a kept slot stays, a dropped one is overwritten).
+                n[0] = 0
+                for s in range(S):
+                    KEEP[b, c, n[0]] = s
+                    n[0] = n[0] + T.Cast("int32", M[mb, 0, mr, s])
+                COUNT[b, c, 0] = n[0]
+                for j in range(C):
+                    KEEP[b, c, n[0]] = j
+                    seen = T.meta_var(
+                        T.Cast("int32", M[mb, 0, mr, S + j])
+                        * (T.Cast("int32", j <= c) if causal else 1)
+                    )
+                    n[0] = n[0] + seen
+                COUNT[b, c, 1] = n[0]
 
     return func

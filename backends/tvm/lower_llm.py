@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.tvm.kernels_attention import AttentionShape, attention_func
+from backends.tvm.kernels_attention import AttentionShape, attention_func, slots_func
 from backends.tvm.kernels_blocks import layout_for, min_operand, pack
 from backends.tvm.kernels_blocks_gemm import block_kernel_func
 from backends.tvm.lower import LowerContext, Rule, split_siblings, static_shape
@@ -155,6 +155,27 @@ def _cache_shape(node: Node, ctx: LowerContext) -> tuple[AttentionShape, list[Va
     return shape, [q, kc[0], kc[1], vc[0], vc[1], mask]
 
 
+def _kept_slots(shape: AttentionShape, mask: Value, ctx: LowerContext) -> tuple[Any, Any]:
+    """The slot lists and counts of ``mask`` (``kernels_attention.slots_func``): emitted at the
+    first layer that attends with this mask and shape, reused by the others (every layer of
+    a step reads the same mask; walking its slots per layer cost more than the attention of
+    a short prompt). Cached in ``ctx.converted``: another form of the same value."""
+    from tvm import relax
+
+    key = (id(mask), shape.slots_name)
+    if key not in ctx.converted:
+        func = slots_func(shape).with_attr("global_symbol", shape.slots_name)
+        gv = ctx.bb.add_func(func, shape.slots_name)
+        n = shape.slots + shape.chunk
+        out = [
+            relax.TensorType((shape.batch, shape.chunk, n), "int32"),
+            relax.TensorType((shape.batch, shape.chunk, 2), "int32"),
+        ]
+        ctx.converted[key] = ctx.emit(relax.call_tir(gv, relax.Tuple([ctx.arg(mask)]), out))
+    slots = ctx.converted[key]
+    return ctx.emit(relax.TupleGetItem(slots, 0)), ctx.emit(relax.TupleGetItem(slots, 1))
+
+
 def cache_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
     """A decode step's or a prefill chunk's attention over ``concat(past, new)`` (repeated
     per query head by ``repeat_kv`` or not) with a boolean mask ``[1 or B, 1, 1 or C,
@@ -172,7 +193,8 @@ def cache_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
     ctx.kernels[kind] = ctx.kernels.get(kind, 0) + 1
     rows = (shape.batch, shape.heads, shape.group, shape.chunk, shape.dim)
     qe = ctx.emit(relax.op.reshape(ctx.arg(q), rows))
-    args = [qe, *(ctx.arg(x) for x in (pk, nk, pv, nv, mask))]
+    keep, count = _kept_slots(shape, mask, ctx)
+    args = [qe, *(ctx.arg(x) for x in (pk, nk, pv, nv)), keep, count]
     out = ctx.emit(
         relax.call_tir(gv, relax.Tuple(args), relax.TensorType(rows, "float32")),
         node.outputs[0].name,
