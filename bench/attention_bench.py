@@ -119,11 +119,31 @@ def tapeout_engine(
     func = attention_func(shape).with_attr("global_symbol", shape.name)
     lib = tvm.compile(tvm.IRModule({shape.name: func}), target=tvm_target(load_target(target)))
     q = case.q.reshape(1, KV_HEADS, GROUP, c, DIM)
-    arrays = [q, case.pk, case.nk, case.pv, case.nv, case.mask, np.zeros_like(q)]
+    arrays = [q, case.pk, case.nk, case.pv, case.nv, *_mask_operands(kernels, shape, case, target)]
+    arrays.append(np.zeros_like(q))
     args = [tvm.runtime.tensor(a) for a in arrays]
     lib.mod[shape.name](*args)
     timer = lib.mod.time_evaluator(shape.name, tvm.cpu(), number=number, repeat=1)
     return (lambda: timer(*args).mean), args[-1].numpy().reshape(case.q.shape)
+
+
+def _mask_operands(kernels: ModuleType, shape: Any, case: Case, target: str) -> list:
+    """The kernel's mask operands: the slot lists and counts of ``slots_func`` (made once per
+    step for every layer in a model, so not timed here), or an older kernel's bool mask."""
+    if not hasattr(kernels, "slots_func"):
+        return [case.mask]
+    import tvm
+
+    from backends.tvm.build import tvm_target
+    from compiler.target import load_target
+
+    func = kernels.slots_func(shape).with_attr("global_symbol", "slots")
+    lib = tvm.compile(tvm.IRModule({"slots": func}), target=tvm_target(load_target(target)))
+    n = shape.slots + shape.chunk
+    keep = tvm.runtime.tensor(np.zeros((1, shape.chunk, n), np.int32))
+    count = tvm.runtime.tensor(np.zeros((1, shape.chunk, 2), np.int32))
+    lib.mod["slots"](tvm.runtime.tensor(case.mask), keep, count)
+    return [keep.numpy(), count.numpy()]
 
 
 def _python_timer(fn: Callable[[], Any], number: int) -> Timer:

@@ -10,13 +10,14 @@ chunk's own keys/values as the slots after it, and loads only the rows of unmask
 the bytes read per step grow with the tokens written, not with the compiled context (the
 runtime valid length that static shapes otherwise lack).
 
-Per (batch row, query row):
-
-1. the mask row is compacted into a list of the slots it keeps (branch-free: each slot is
+1. ``slots_func``, once per step (every layer reads the same mask): each (batch row, query
+   row)'s mask row compacted into a list of the slots it keeps (branch-free: each slot is
    written at the current count, and the count grows by the mask bit), cache slots first,
-   then the chunk's; once for all KV heads (it walks every cache slot, used or not);
+   then the chunk's. It walks every cache slot, used or not: done per layer and KV head,
+   as before, it cost more than the attention of a short prompt.
 
-then per KV head, for the ``G`` query heads that share it:
+Then ``attention_func`` per (batch row, query row) and KV head, for the ``G`` query heads
+that share it:
 
 2. scores ``q . k * scale``: one key row loaded once for all ``G`` heads, ``LANES`` partial
    sums per head, summed as a tree (log2 LANES vector adds, not a serial chain); the row

@@ -11,7 +11,9 @@ over their rows together, sliced after.
 
 A decode step's or a prefill chunk's attention over ``concat(past_cache, new)`` is one
 kernel too (``cache_attention``, ``backends.tvm.kernels_attention``), called from the
-``nn.attention`` rule.
+``nn.attention`` rule; the slots each query keeps are listed once per step, from the mask
+every layer shares. A chunk of rows (a prefill) runs ``backends.tvm.kernels_blocks_gemm``'s
+GEMM, a decode step ``backends.tvm.kernels_blocks``' GEMV.
 """
 
 from __future__ import annotations
