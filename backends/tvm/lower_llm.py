@@ -174,6 +174,7 @@ def _kept_slots(shape: AttentionShape, mask: Value, ctx: LowerContext) -> tuple[
             relax.TensorType((shape.batch, shape.chunk, 2), "int32"),
         ]
         ctx.converted[key] = ctx.emit(relax.call_tir(gv, relax.Tuple([ctx.arg(mask)]), out))
+        ctx.kernels["attention_slots"] = ctx.kernels.get("attention_slots", 0) + 1
     slots = ctx.converted[key]
     return ctx.emit(relax.TupleGetItem(slots, 0)), ctx.emit(relax.TupleGetItem(slots, 1))
 
