@@ -45,6 +45,8 @@ from compiler.target import load_target
 
 PARTS = ("prefill", "decode")
 WEIGHTS = "weights.bin"
+#: Backends that compile step graphs with a symbolic cache length (``dynamic_cache``).
+DYNAMIC_CACHE_BACKENDS = frozenset({"tensorrt", "onnx", "reference"})
 #: The TVM backend's file of a module's lifted constants (``backends.tvm.weights``), and
 #: where it finds them once ``compile_llm`` has moved them into the artifact's one file.
 TVM_META, SHARED = "tvm.json", "../" + WEIGHTS
@@ -163,6 +165,7 @@ def compile_llm(
     output_dir: str | Path | None = None,
     tokenizer: Tokenizer | None = None,
     rewrite: Rewrite | None = None,
+    dynamic_cache: bool | None = None,
     **options: Any,
 ) -> LLMArtifact:
     """Compile a causal LM for generation with a KV cache bounded by ``max_context`` tokens.
@@ -173,17 +176,40 @@ def compile_llm(
     together (left-padded); ready graphs bring their own sizes. ``rewrite(graphs)`` edits
     both graphs before the backend (weight quantization); ``options`` go to
     ``compiler.compile`` (``pipeline``, ``tune``, ...).
+
+    ``dynamic_cache``: the steps' cache length is the symbol ``past`` (1 to
+    ``max_context + prefill_len``) instead of every slot; the default for the gpu target,
+    whose TensorRT bundle then carries one optimization profile over that length (min 1, opt
+    ``max_context // 2``, max every slot; ``shape_ranges={"past": ...}`` overrides it). The cpu
+    target keeps the static cache: its attention kernel reads only the slots written.
     """
     if not 1 <= prefill_len <= max_context or batch_size < 1:
         raise InputError(
             f"need 1 <= prefill_len <= max_context and batch_size >= 1; got prefill_len="
             f"{prefill_len}, max_context={max_context}, batch_size={batch_size}"
         )
+    backend = load_target(target).backend
+    if dynamic_cache is None:
+        dynamic_cache = backend == "tensorrt" and not isinstance(model, LLMGraphs)
+    if dynamic_cache and backend not in DYNAMIC_CACHE_BACKENDS:
+        raise InputError(
+            f"dynamic_cache=True: target {target!r} ({backend}) compiles a static cache length "
+            f"only; the backends with a symbolic one are {sorted(DYNAMIC_CACHE_BACKENDS)}"
+        )
+    if dynamic_cache and isinstance(model, LLMGraphs) and not model.spec.dynamic_cache:
+        raise InputError(
+            "dynamic_cache=True: these LLMGraphs were imported with a static cache length; "
+            "import them with dynamic_cache=True"
+        )
     graphs = (
         model
         if isinstance(model, LLMGraphs)
-        else _import(model, max_context, prefill_len, batch_size)
+        else _import(model, max_context, prefill_len, batch_size, dynamic_cache)
     )
+    if graphs.spec.dynamic_cache and backend == "tensorrt":
+        slots = graphs.spec.cache_slots
+        past = (1, max(1, min(slots, graphs.spec.max_context // 2)), slots)
+        options = {**options, "shape_ranges": {"past": past, **options.get("shape_ranges", {})}}
     if rewrite is not None:
         rewrite(graphs)
     graphs.check()
@@ -192,10 +218,12 @@ def compile_llm(
     return _compile_parts(graphs, target, dest, batch_size, tokenizer, options)
 
 
-def _import(model: Any, max_context: int, prefill_len: int, batch_size: int) -> LLMGraphs:
+def _import(
+    model: Any, max_context: int, prefill_len: int, batch_size: int, dynamic_cache: bool
+) -> LLMGraphs:
     from compiler.frontends.torch_llm import import_causal_lm
 
-    return import_causal_lm(model, max_context, prefill_len, batch_size)
+    return import_causal_lm(model, max_context, prefill_len, batch_size, dynamic_cache)
 
 
 def _compile_parts(
