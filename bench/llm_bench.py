@@ -440,17 +440,19 @@ def main() -> None:
                      if a != b), NEW)  # fmt: skip
         table.append((engine, acc, same))
     spinner = busy_core() if args.busy_core else None
+    stream: list[float] = []
     try:
         for _ in range(args.rounds):  # interleaved: a slow spell of the machine hits every row
             for engine in engines:
                 ms, tps, _ = engine.generate(prompt)
                 engine.runs.append((ms, tps))
                 time.sleep(0.3)
+            stream.append(stream_read_gbps(args.threads))
     finally:
         if spinner is not None:
             spinner.kill()
             spinner.wait()
-    _print(table, weight_bytes, args, len(texts))
+    _print(table, weight_bytes, args, len(texts), stream)
     _print_memory(engines, prompt)
 
 
@@ -463,7 +465,29 @@ def busy_core() -> subprocess.Popen:
     return spinner
 
 
-def _print(table: list, weight_bytes: dict[str, int], args: Any, nwin: int) -> None:
+def stream_read_gbps(threads: int, mb: int = 512) -> float:
+    """The memory bandwidth a plain streaming read reaches now (``torch.amax`` over ``mb``
+    MB of float32 on ``threads`` threads, best of 5): the ceiling of a decode step, measured
+    in the same rounds as the rows (this machine's bandwidth varies by 2x over a day)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.ones((mb << 20) // 4)
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            x.amax()
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return x.numel() * 4 / best / 1e9
+
+
+def _print(
+    table: list, weight_bytes: dict[str, int], args: Any, nwin: int, stream: list[float]
+) -> None:
     base = statistics.median(t for _, t in table[0][0].runs) if table else 1.0
     print(
         f"\nSmolLM2-135M, batch 1, prompt {PROMPT}, {NEW} new tokens, {args.threads} thread(s)"
@@ -485,7 +509,12 @@ def _print(table: list, weight_bytes: dict[str, int], args: Any, nwin: int) -> N
             + (f"{gbs:6.1f}" if gbs else f"{'-':>6}")
         )
     print("greedy=: leading tokens equal to torch's greedy output; GB/s: weight bytes read per")
-    print("decode step x tokens/s (tapeout rows). The machine's read bandwidth is ~56 GB/s.")
+    print("decode step x tokens/s (tapeout rows).")
+    if stream:
+        print(
+            f"Streaming read now (torch.amax over 512 MB, {args.threads} thread(s), once per "
+            f"round): {statistics.median(stream):.1f} GB/s [{min(stream):.1f}-{max(stream):.1f}]"
+        )
 
 
 if __name__ == "__main__":
