@@ -5,9 +5,9 @@ The same packed operands and the same numbers as ``backends.tvm.kernels_blocks``
 docstring defines the layout and the order of the float32 additions), scheduled for a
 GEMM instead of a GEMV:
 
-* the activations are quantized once per row and block with vector maxima and sums (a
-  tree of halves at the end; the decode kernel's scalar loops cost a chunk's GEMM
-  ~15 us of 32 x 576 values before the parallel part);
+* the activations are quantized once per row and block (vector maxima and sums, a tree of
+  halves at the end), the rows in parallel: a chunk's 32 x K values took one thread
+  ~15 us (K = 576) to ~40 us (K = 1536) per call while the others waited;
 * per tile of 16 output rows, ``GEMM_ROWS`` activation rows at a time run over *all*
   blocks: their float32 accumulators stay in registers for the whole reduction (the decode
   kernel walks the blocks outermost and keeps every row's accumulator in memory), and the
@@ -15,6 +15,11 @@ GEMM instead of a GEMV:
 * each row's block sum is one chain of ``vpdpbusd`` started at ``-offset * sum(qx)``:
   ``GEMM_ROWS`` independent chains already cover the instruction's latency, so the decode
   kernel's second accumulator, the add that joins the two and the subtraction go.
+
+On one thread the tile loop measured no faster than the decode kernel's 4-row blocking:
+both are bound by the vector pipes, and per block and row the numerics need 4 float
+operations (convert, ``d * dx``, two FMAs with a minimum) next to the 8 ``vpdpbusd`` of a
+32-block (about 60% of the pipes' issue slots do integer products).
 
 The integer block sums are exact whatever their order, and every float32 operation
 (``f32(d) * dx``, the FMA into the accumulator, the minimum's FMA) happens in the order
