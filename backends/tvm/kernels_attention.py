@@ -141,7 +141,7 @@ def attention_func(shape: AttentionShape) -> Any:
     ) -> None:  # fmt: skip
         for i in range(lo, hi):
             for g in T.unroll(G):
-                dot = T.meta_var(_dot(Q, (b, h, g, c), K, (b, h, keep[b, c, i]), L, J))
+                dot = T.meta_var(_dot(Q, (b, h, g, c), K, (b, h, keep[i]), L, J))
                 score[g, i] = _hsum(dot, L) * T.float32(scale)
                 peak[g] = T.max(peak[g], score[g, i])
 
@@ -152,7 +152,7 @@ def attention_func(shape: AttentionShape) -> Any:
         for i in range(lo, hi):
             for g in T.unroll(G):
                 for d in T.vectorized(D):
-                    acc[g, d] = acc[g, d] + score[g, i] * V[b, h, keep[b, c, i], d]
+                    acc[g, d] = acc[g, d] + score[g, i] * V[b, h, keep[i], d]
 
     @T.macro
     def head(
@@ -209,6 +209,7 @@ def attention_func(shape: AttentionShape) -> Any:
                     COUNT[0:B, 0:C, 0:2],
                 )  # fmt: skip
                 T.writes(Y[0:B, 0:H, 0:G, 0:C, 0:D])
+                keep = T.alloc_buffer((N,), "int32", scope="local")
                 count = T.alloc_buffer((2,), "int32", scope="local")
                 score = T.alloc_buffer((G, NP), "float32", scope="local")
                 sums = T.alloc_buffer((G, LANES), "float32", scope="local")
@@ -224,8 +225,12 @@ def attention_func(shape: AttentionShape) -> Any:
                         c = T.meta_var(bc % C)
                         count[0] = COUNT[b, c, 0]
                         count[1] = COUNT[b, c, 1]
+                        # The row's list copied next to the scores (read from the shared
+                        # list inside the loops, a decode step ran at half the speed).
+                        for i in range(count[1]):
+                            keep[i] = KEEP[b, c, i]
                         for h in range(H):
-                            head(Q, PK, NK, PV, NV, Y, b, h, c, KEEP, count, score, sums, peak,
+                            head(Q, PK, NK, PV, NV, Y, b, h, c, keep, count, score, sums, peak,
                                  total, acc)  # fmt: skip
 
     return func
