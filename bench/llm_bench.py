@@ -73,10 +73,6 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int8-awq": {"weights": "int8", "group": 32, "awq": True},
     "int4-awq": {"weights": "int4", "group": 32, "awq": True},
     "int4a": {"weights": "int4", "group": 32, "sym": False},
-    # The LM head in the same 4-bit blocks as the layers (policy ``lm_head="same"``): the
-    # tied 49152 x 576 head is a third of the int8-headed model's bytes per token.
-    "int4a-h4": {"weights": "int4", "group": 32, "sym": False, "lm_head": "same"},
-    "int4a-g64-h4": {"weights": "int4", "group": 64, "sym": False, "lm_head": "same"},
     "onnx": None,
 }
 #: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
@@ -262,8 +258,6 @@ def tapeout_engine(
         "int8-awq": "tapeout int8 W8A8 g32, awq",
         "int4-awq": "tapeout int4 g32, W4A8, awq",
         "int4a": "tapeout int4 asym g32 (Q4_1-like), W4A8",
-        "int4a-h4": "tapeout int4 asym g32, 4-bit LM head, W4A8",
-        "int4a-g64-h4": "tapeout int4 asym g64, 4-bit LM head, W4A8",
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
