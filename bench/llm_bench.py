@@ -82,7 +82,9 @@ ROW_TARGETS = {"onnx": "onnx"}
 CALIB_WINDOWS = 4
 #: llama.cpp rows: the shipped file, or the file re-quantized by llama.cpp itself (same float
 #: reference as tapeout's re-quantized rows, so their KL columns compare like for like).
-LLAMA_ROWS = {"llama.cpp": None, "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0"}
+LLAMA_ROWS = {
+    "llama.cpp": None, "llama.cpp-f32": "F32", "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0",
+}  # fmt: skip
 #: onnxruntime-genai rows (``bench/llm_peers.py``): the builder's precision.
 GENAI_ROWS = {"ort-genai": "fp32", "ort-genai-int4": "int4"}
 ALL_ROWS = ("torch", *LLAMA_ROWS, *GENAI_ROWS, *TAPEOUT_ROWS)
@@ -137,16 +139,23 @@ def torch_engine(hf: Any) -> Engine:
 def requantized(ftype: str) -> str:
     """The shipped file re-quantized to ``ftype`` by llama.cpp (``llama_model_quantize``)."""
     import ctypes
-    import tempfile
 
     import llama_cpp
 
-    out = os.path.join(tempfile.mkdtemp(prefix="llm-bench-"), f"smollm2-{ftype}.gguf")
+    from llm_peers import CACHE
+
+    out = str(CACHE / f"smollm2-{ftype}.gguf")  # made once, kept for the next runs
+    if os.path.exists(out):
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    name = "ALL_F32" if ftype == "F32" else f"MOSTLY_{ftype}"
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{name}")
     params.allow_requantize = True
-    if llama_cpp.llama_model_quantize(gguf_path().encode(), out.encode(), ctypes.byref(params)):
+    part = out + ".part"  # renamed when whole: a crash never leaves a file to reuse
+    if llama_cpp.llama_model_quantize(gguf_path().encode(), part.encode(), ctypes.byref(params)):
         raise RuntimeError(f"llama.cpp could not re-quantize the model to {ftype}")
+    os.replace(part, out)
     return out
 
 
