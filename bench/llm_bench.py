@@ -141,7 +141,6 @@ def requantized(ftype: str) -> str:
     import ctypes
 
     import llama_cpp
-
     from llm_peers import CACHE
 
     out = str(CACHE / f"smollm2-{ftype}.gguf")  # made once, kept for the next runs
