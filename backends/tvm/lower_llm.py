@@ -11,9 +11,10 @@ over their rows together, sliced after.
 
 A decode step's or a prefill chunk's attention over ``concat(past_cache, new)`` is one
 kernel too (``cache_attention``, ``backends.tvm.kernels_attention``), called from the
-``nn.attention`` rule; the slots each query keeps are listed once per step, from the mask
-every layer shares. A chunk of rows (a prefill) runs ``backends.tvm.kernels_blocks_gemm``'s
-GEMM, a decode step ``backends.tvm.kernels_blocks``' GEMV.
+``nn.attention`` rule; for a prefill chunk the slots each query keeps are listed once per
+step, from the mask every layer shares. A chunk of rows (a prefill) runs
+``backends.tvm.kernels_blocks_gemm``'s GEMM, a decode step ``backends.tvm.kernels_blocks``'
+GEMV.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from backends.tvm.kernels_attention import AttentionShape, attention_func, slots_func
+from backends.tvm.kernels_attention import (
+    AttentionShape,
+    attention_func,
+    decode_attention_func,
+    slots_func,
+)
 from backends.tvm.kernels_blocks import layout_for, min_operand, pack
 from backends.tvm.kernels_blocks_gemm import block_kernel_func
 from backends.tvm.lower import LowerContext, Rule, split_siblings, static_shape
@@ -190,14 +196,17 @@ def cache_attention(node: Node, ctx: LowerContext) -> list[Any] | None:
     if found is None:
         return None
     shape, (q, pk, nk, pv, nv, mask) = found
-    func = attention_func(shape).with_attr("global_symbol", shape.name)
+    # A chunk reads the slot lists made once per step; a decode step compacts its mask row
+    # in the kernel (measured as fast or faster for one query row).
+    make = attention_func if shape.parallel else decode_attention_func
+    func = make(shape).with_attr("global_symbol", shape.name)
     gv = ctx.bb.add_func(func, shape.name)
     kind = "decode_attention" if shape.chunk == 1 else "prefill_attention"
     ctx.kernels[kind] = ctx.kernels.get(kind, 0) + 1
     rows = (shape.batch, shape.heads, shape.group, shape.chunk, shape.dim)
     qe = ctx.emit(relax.op.reshape(ctx.arg(q), rows))
-    keep, count = _kept_slots(shape, mask, ctx)
-    args = [qe, *(ctx.arg(x) for x in (pk, nk, pv, nv)), keep, count]
+    slots = list(_kept_slots(shape, mask, ctx)) if shape.parallel else [ctx.arg(mask)]
+    args = [qe, *(ctx.arg(x) for x in (pk, nk, pv, nv)), *slots]
     out = ctx.emit(
         relax.call_tir(gv, relax.Tuple(args), relax.TensorType(rows, "float32")),
         node.outputs[0].name,
