@@ -32,21 +32,76 @@ def _load_hf(folder: Path) -> Tokenizer:
     return tok
 
 
+GGUF_FILE = "gguf_tokenizer.json"
+
+
+class SavedGgufTokenizer:
+    """A GGUF tokenizer an artifact saved, read in two steps: decoding needs only the token
+    strings (about 4 MB of Python objects for SmolLM2's 49,152), so a process that is given
+    token ids never holds the merges and scores encoding needs (about 14 MB more): they are
+    read at the first ``encode``, or the first use of any other attribute."""
+
+    #: What decoding reads: these attributes come from the vocabulary alone.
+    VOCAB_FIELDS = frozenset({"model", "tokens", "control", "bos_id", "eos_id"})
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._full: Any = None
+        self._vocab: Any = None
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        return list(self._tokenizer().encode(text, add_bos))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._decoder().decode(list(ids)))
+
+    def _tokenizer(self) -> Any:
+        if self._full is None:
+            from compiler.frontends.gguf_tokenizer import load_json
+
+            self._full, self._vocab = load_json(str(self.path)), None
+        return self._full
+
+    def _decoder(self) -> Any:
+        if self._full is not None:
+            return self._full
+        if self._vocab is None:
+            import json
+
+            from compiler.frontends.gguf_tokenizer import Tokenizer as GgufTokenizer
+
+            with open(self.path, encoding="utf-8") as f:
+                fields = json.load(f)
+            fields.update(merges={}, scores=[], pre=tuple(fields["pre"]))
+            self._vocab = GgufTokenizer(**fields)
+            self._vocab.ids = {}  # encoding's table: encode reads the full tokenizer
+        return self._vocab
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._decoder() if name in self.VOCAB_FIELDS else self._tokenizer(), name)
+
+
 def _is_gguf(tok: Any) -> bool:
-    return type(tok).__module__ == "compiler.frontends.gguf_tokenizer"
+    return isinstance(tok, SavedGgufTokenizer) or (
+        type(tok).__module__ == "compiler.frontends.gguf_tokenizer"
+    )
 
 
 def _save_gguf(tok: Any, folder: Path) -> None:
+    if isinstance(tok, SavedGgufTokenizer):
+        import shutil
+
+        shutil.copyfile(tok.path, folder / GGUF_FILE)
+        return
     from compiler.frontends.gguf_tokenizer import save_json
 
-    save_json(tok, str(folder / "gguf_tokenizer.json"))
+    save_json(tok, str(folder / GGUF_FILE))
 
 
 def _load_gguf(folder: Path) -> Tokenizer:
-    from compiler.frontends.gguf_tokenizer import load_json
-
-    tok: Any = load_json(str(folder / "gguf_tokenizer.json"))
-    return tok
+    return SavedGgufTokenizer(folder / GGUF_FILE)
 
 
 #: kind -> (recognize, save into a folder, load from it).

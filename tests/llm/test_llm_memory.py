@@ -1,0 +1,157 @@
+"""What a loaded LLM artifact keeps: its step graphs unparsed until something looks inside
+(``compiler.llm.saved_graph``), its interpreter-form weights encoded on disk
+(``compiler.llm.weights.CODECS``)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.errors import IntegrityError
+from compiler.ir import Graph
+from compiler.ir.parser import parse
+from compiler.ir.types import TensorType
+from compiler.llm.saved_graph import SavedGraph
+from compiler.llm.weights import VERSION_CODECS, WeightFile, write_weights
+
+
+def _step_graph() -> tuple[str, dict[str, np.ndarray]]:
+    """A small graph with two inputs, a constant and two outputs, as IR text."""
+    graph = Graph("step")
+    x = graph.add_input("input_ids", TensorType("f32", (1, 4)))
+    cache = graph.add_input("past_key_0", TensorType("f32", (1, 4)))
+    w = graph.add_const("model.w", np.arange(16, dtype=np.float32).reshape(4, 4))
+    (y,) = graph.add_node("nn.dense", [x, w]).outputs
+    (z,) = graph.add_node("math.add", [y, cache]).outputs
+    graph.outputs = [y, z]
+    return str(graph), dict(graph.constants)
+
+
+def test_saved_graph_has_its_signature_without_a_parse() -> None:
+    text, constants = _step_graph()
+    want = parse(text, constants)
+    touched: list[str] = []
+
+    class Watched(dict):  # records which constants the parse reads
+        def __getitem__(self, key: str) -> np.ndarray:
+            touched.append(key)
+            return super().__getitem__(key)
+
+    saved = SavedGraph(text, Watched(constants))
+    assert not saved.parsed and not touched
+    assert saved.name == want.name
+    assert [(v.name, v.type) for v in saved.inputs] == [(v.name, v.type) for v in want.inputs]
+    assert [(v.name, v.type) for v in saved.outputs] == [(v.name, v.type) for v in want.outputs]
+    assert not saved.parsed and not touched
+    assert len(saved.nodes) == len(want.nodes)  # the first look inside parses it
+    assert saved.parsed and touched == ["model.w"]
+    assert str(saved) == text
+    assert saved.outputs[0].producer is saved.nodes[1]  # the parse's values from now on
+    assert saved.constants["model.w"] is constants["model.w"]
+
+
+def test_saved_graph_of_bad_text_is_the_parsers_error() -> None:
+    from compiler.errors import ParseError
+
+    with pytest.raises(ParseError):
+        SavedGraph("graph @g(%x: f32[1]) -> (f32[1]) {\n  return %y, %x\n}\n", {})
+    with pytest.raises(ParseError):
+        SavedGraph("", {})
+
+
+def _index(path: Path) -> dict:
+    data = path.read_bytes()
+    length = struct.unpack("<8sQ", data[:16])[1]
+    return dict(json.loads(data[16 : 16 + length]))
+
+
+def test_four_bit_arrays_no_runtime_maps_are_stored_two_per_byte(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    arrays = {
+        "nib_u": rng.integers(0, 16, (33, 7), dtype=np.uint8),  # odd count: a padded byte
+        "nib_i": rng.integers(-8, 8, (64, 32), dtype=np.int8),
+        "i8": rng.integers(-128, 128, (64, 32), dtype=np.int8),  # no codec fits
+        "mapped": rng.integers(0, 16, (64, 32), dtype=np.uint8),
+        "tvm:mapped": None,  # the same array under a name a runtime maps: stays as it is
+        "f32": rng.standard_normal((8, 8)).astype(np.float32),
+    }
+    arrays["tvm:mapped"] = arrays["mapped"].copy()
+    compact = {"nib_u", "nib_i", "i8", "mapped", "f32"}
+    path = tmp_path / "w.bin"
+    write_weights(path, arrays, compact=compact)  # type: ignore[arg-type]
+    plain = tmp_path / "plain.bin"
+    write_weights(plain, arrays)  # type: ignore[arg-type]
+    got = WeightFile(path)
+    for name, want in arrays.items():
+        assert want is not None
+        assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
+        np.testing.assert_array_equal(got[name], want)
+    assert got["mapped"] is got["tvm:mapped"]
+    index = _index(path)
+    assert index["version"] == VERSION_CODECS
+    encoded = {index["arrays"][n][0] for n in ("nib_u", "nib_i")}
+    assert {int(b) for b in index["codecs"]} == encoded
+    saved = (33 * 7 - 116) + 64 * 32 // 2
+    assert plain.stat().st_size - path.stat().st_size >= saved - 2 * 64
+    assert _index(plain)["version"] == 1  # nothing encoded: the format older readers take
+    # A codec this reader does not know is refused.
+    data = path.read_bytes().replace(b'"u4"', b'"x9"', 1)
+    path.write_bytes(data)
+    with pytest.raises(IntegrityError, match="codec"):
+        WeightFile(path)
+
+
+def _block_graph(rng: np.random.Generator, rows: list[int], k: int = 64) -> Graph:
+    """Sibling ``q.block_dense`` nodes (u4 weights, f16 scales and offsets, group 32) that
+    read one input, as a layer's q/k/v projections do."""
+    graph = Graph("blocks")
+    x = graph.add_input("x", TensorType("f32", (1, k)))
+    outs = []
+    for i, n in enumerate(rows):
+        q = graph.add_const(f"w{i}_q", rng.integers(0, 16, (n, k), dtype=np.uint8),
+                            TensorType("u4", (n, k)))  # fmt: skip
+        d = graph.add_const(f"w{i}_d", rng.random((n, k // 32)).astype(np.float16))
+        m = graph.add_const(f"w{i}_m", -rng.random((n, k // 32)).astype(np.float16))
+        outs += graph.add_node("q.block_dense", [x, q, d, m], {"group": 32}).outputs
+    graph.outputs = outs
+    return graph
+
+
+@pytest.mark.parametrize("rows", [[32, 48, 16], [20, 48]], ids=["whole-tiles", "split-tile"])
+def test_block_weights_are_recomputed_from_the_packed_kernel_operands(
+    tmp_path: Path, rng: np.random.Generator, rows: list[int]
+) -> None:
+    from backends.tvm.kernels_blocks import layout_for, pack
+    from backends.tvm.weights import derive_block_constants
+
+    graph = _block_graph(rng, rows)
+    consts = graph.constants
+    k = 64
+    # What the lowering lifts: the siblings' rows packed together (backends/tvm/lower_llm.py).
+    joined = [np.concatenate([consts[f"w{i}_{p}"] for i in range(len(rows))]) for p in "qdm"]
+    layout = layout_for("u4", sum(rows), k, 32, True, "float16")
+    lifted = dict(zip(["tvm:w", "tvm:d", "tvm:m"], pack(layout, *joined), strict=True))
+    recipes = derive_block_constants([graph], lifted)
+    # A sibling whose rows start inside a 16-row tile shares that tile: not placed, stored.
+    placed = [i for i in range(len(rows)) if sum(rows[:i]) % 16 == 0]
+    assert set(recipes) == {f"w{i}_{p}" for i in placed for p in "qdm"}
+    derived = {name: (consts[name], recipe) for name, recipe in recipes.items()}
+    path = tmp_path / "w.bin"
+    kept = {n: a for n, a in consts.items() if n not in derived}
+    write_weights(path, {**kept, **lifted}, derived=derived)
+    got = WeightFile(path)
+    assert set(got) == set(consts) | set(lifted)
+    for name, want in consts.items():
+        assert got[name].dtype == want.dtype and got[name].shape == want.shape, name
+        np.testing.assert_array_equal(got[name], want)
+    stored = sum(a.nbytes for a in lifted.values()) + sum(a.nbytes for a in kept.values())
+    assert path.stat().st_size < stored + 64 * (len(lifted) + len(kept)) + 4096
+    # A recipe that does not give its array is refused when the file is written.
+    wrong = {"w0_d": (consts["w0_d"] + 1, recipes["w0_d"])}
+    with pytest.raises(IntegrityError, match="w0_d"):
+        write_weights(tmp_path / "bad.bin", lifted, derived=wrong)
