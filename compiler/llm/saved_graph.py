@@ -48,7 +48,10 @@ class SavedGraph(Graph):
         self.name = head.name
         self.inputs = head.inputs
         if len(names) == len(results):
-            self.outputs = [Value(n, t) for n, t in zip(names, results, strict=True)]
+            # One value per name: a graph may return an input, or one value twice.
+            given = {v.name: v for v in self.inputs}
+            pairs = zip(names, results, strict=True)
+            self.outputs = [given.setdefault(n, Value(n, t)) for n, t in pairs]
         else:  # a return line this reading does not understand: the parser says why
             self._parse()
 
@@ -61,6 +64,18 @@ class SavedGraph(Graph):
         assert self._text is not None
         full = parse(self._text, self._source)  # type: ignore[arg-type]  # any Mapping
         self._text = None
+        # The signature values stay the graph's: a caller may hold them from before (the
+        # interpreter takes the inputs, then walks the nodes, whose first use parses).
+        signature = [*vars(self).get("inputs", []), *vars(self).get("outputs", [])]
+        parsed = [*full.inputs, *full.outputs]
+        if len(signature) == len(parsed):
+            done: set[int] = set()
+            for mine, theirs in zip(signature, parsed, strict=True):
+                if id(mine) not in done and mine is not theirs:
+                    done.add(id(mine))
+                    _adopt(mine, theirs)
+            full.inputs = list(signature[: len(full.inputs)])
+            full.outputs = list(signature[len(full.inputs) :])
         vars(self).update(vars(full))
 
     def __getattr__(self, name: str) -> Any:
@@ -69,3 +84,14 @@ class SavedGraph(Graph):
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         self._parse()
         return vars(self)[name]
+
+
+def _adopt(mine: Value, theirs: Value) -> None:
+    """Put ``mine`` in the place of the parsed value ``theirs`` (same name): its producer,
+    type and uses, and every node's reference to it."""
+    mine.type, mine.producer, mine.uses = theirs.type, theirs.producer, theirs.uses
+    if theirs.producer is not None:
+        outs = theirs.producer.outputs
+        outs[next(i for i, v in enumerate(outs) if v is theirs)] = mine
+    for node, index in theirs.uses:
+        node.inputs[index] = mine

@@ -155,3 +155,23 @@ def test_block_weights_are_recomputed_from_the_packed_kernel_operands(
     wrong = {"w0_d": (consts["w0_d"] + 1, recipes["w0_d"])}
     with pytest.raises(IntegrityError, match="w0_d"):
         write_weights(tmp_path / "bad.bin", lifted, derived=wrong)
+
+
+def test_saved_graph_keeps_the_signature_values_a_caller_took_before_the_parse() -> None:
+    import compiler
+
+    text, constants = _step_graph()
+    saved = SavedGraph(text, constants)
+    inputs, outputs = list(saved.inputs), list(saved.outputs)
+    x = np.ones((1, 4), np.float32)
+    (want_y, want_z) = compiler.interpret(parse(text, constants), x, x)
+    got_y, got_z = compiler.interpret(saved, x, x)  # takes the inputs, then parses
+    np.testing.assert_array_equal(got_y, want_y)
+    np.testing.assert_array_equal(got_z, want_z)
+    assert saved.inputs == inputs and saved.outputs == outputs  # the same objects
+    assert outputs[0].producer is saved.nodes[1] and saved.nodes[2].inputs[0] is outputs[0]
+    three = text.replace("return %dense, %add", "return %input_ids, %add, %add")
+    three = three.replace("-> (f32[1,4], f32[1,4])", "-> (f32[1,4], f32[1,4], f32[1,4])")
+    returned = SavedGraph(three, constants)
+    assert returned.outputs[0] is returned.inputs[0] and returned.outputs[1] is returned.outputs[2]
+    assert len(returned.nodes) == 3 and returned.outputs[0] is returned.inputs[0]
