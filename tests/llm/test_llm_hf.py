@@ -104,6 +104,8 @@ def test_cpu_target_greedy_decode_equals_torch(tmp_path: Path) -> None:
     assert art.prefill.weights is art.decode.weights  # type: ignore[attr-defined]
     res = art.generate(prompts, max_new_tokens=NEW_TOKENS, stop=[])
     assert res.tokens == [torch_greedy(model, p, NEW_TOKENS) for p in prompts]
+    # Generating needs the graphs' signatures only: neither graph was parsed.
+    assert not art.prefill.graph.parsed and not art.decode.graph.parsed  # type: ignore[attr-defined]
     # The steps write their keys/values into the cache in place; the same kernels through
     # the copy path (run: the caches copied, the new rows returned) give the same tokens.
     assert art.decode.cache_writes and art.prefill.cache_writes  # type: ignore[attr-defined]
@@ -118,6 +120,7 @@ def test_cpu_target_greedy_decode_equals_torch(tmp_path: Path) -> None:
                for _ in range(2 * art.spec.num_layers)]  # fmt: skip
     inputs[2][:, -1] = 1
     got, want = art.decode.run(*inputs), compiler.interpret(art.decode.graph, *inputs)
+    assert art.decode.graph.parsed  # type: ignore[attr-defined]  # the interpreter parsed it
     assert len(got) == len(want) == 1 + 2 * art.spec.num_layers
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
