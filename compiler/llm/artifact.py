@@ -10,9 +10,10 @@ On disk::
     ARTIFACT/decode/         the same for the decode-step graph
     ARTIFACT/tokenizer/      when the tokenizer can be saved (see compiler.llm.tokenizer)
 
-On the cpu targets the graphs' block-quantized weights are not stored as such: the TVM
-modules' packed arrays hold them, and ``weights.bin`` keeps a recipe that recomputes them
-(``backends.tvm.weights.unpack_blocks``); the graphs' other copies that no module reads are
+On the cpu targets the graphs' weights that a TVM kernel reads packed (block-quantized and
+float ``dense`` weights) are not stored as such: the modules' packed arrays hold them, and
+``weights.bin`` keeps a recipe that recomputes them (``backends.tvm.weights.unpack``); the
+graphs' other copies that no module reads are
 stored encoded where that is smaller (4-bit values two per byte). ``load_llm`` parses a
 step graph only when something looks inside it (``compiler.llm.saved_graph``): generating
 reads the modules' arrays and the graphs' signatures, nothing else.
@@ -253,13 +254,13 @@ def _compile_parts(
 def _derived(
     parts: dict[str, Artifact], weights: dict[str, np.ndarray], modules: dict[str, np.ndarray]
 ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    """The graph constants that the TVM modules' packed arrays hold bit for bit (the
-    block-quantized weights): name -> (array, recipe), stored as the recipe only."""
+    """The graph constants that the TVM modules' packed arrays hold bit for bit (the weights
+    their kernels read packed): name -> (array, recipe), stored as the recipe only."""
     if not modules:
         return {}
-    from backends.tvm.weights import derive_block_constants
+    from backends.tvm.weights import derive_constants
 
-    recipes = derive_block_constants([parts[name].graph for name in PARTS], modules)
+    recipes = derive_constants([parts[name].graph for name in PARTS], modules)
     return {name: (weights[name], recipe) for name, recipe in recipes.items() if name in weights}
 
 

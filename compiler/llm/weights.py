@@ -25,7 +25,7 @@ interpreter-form copies of weights its TVM modules read packed) may be stored en
 held one per byte in NumPy) two per byte. Such an array is decoded into memory when it is
 read, which only a parse of the graph that holds it does. An array that a backend
 recomputes exactly from arrays the file holds (``derived``: a graph's 4-bit weights from the
-TVM kernels' packed ones, ``backends.tvm.weights.unpack_blocks``) is not stored at all: its
+TVM kernels' packed ones, ``backends.tvm.weights.unpack``) is not stored at all: its
 recipe is, and reading the name follows it (``DERIVED``).
 """
 
@@ -109,7 +109,7 @@ CODECS: dict[str, tuple[np.dtype, Callable[[np.ndarray], bool], Callable[..., np
 
 #: recipe kind -> "module:function" ``(recipe, weights, dtype, shape) -> array``, imported
 #: when a derived array is first read (the backends that write such recipes own them).
-DERIVED: dict[str, str] = {"tvm-blocks": "backends.tvm.weights:unpack_blocks"}
+DERIVED: dict[str, str] = {"tvm-packed": "backends.tvm.weights:unpack"}
 
 
 def _codec(array: np.ndarray) -> str | None:

@@ -127,7 +127,7 @@ def test_block_weights_are_recomputed_from_the_packed_kernel_operands(
     tmp_path: Path, rng: np.random.Generator, rows: list[int]
 ) -> None:
     from backends.tvm.kernels_blocks import layout_for, pack
-    from backends.tvm.weights import derive_block_constants
+    from backends.tvm.weights import derive_constants
 
     graph = _block_graph(rng, rows)
     consts = graph.constants
@@ -136,7 +136,7 @@ def test_block_weights_are_recomputed_from_the_packed_kernel_operands(
     joined = [np.concatenate([consts[f"w{i}_{p}"] for i in range(len(rows))]) for p in "qdm"]
     layout = layout_for("u4", sum(rows), k, 32, True, "float16")
     lifted = dict(zip(["tvm:w", "tvm:d", "tvm:m"], pack(layout, *joined), strict=True))
-    recipes = derive_block_constants([graph], lifted)
+    recipes = derive_constants([graph], lifted)
     # A sibling whose rows start inside a 16-row tile shares that tile: not placed, stored.
     placed = [i for i in range(len(rows)) if sum(rows[:i]) % 16 == 0]
     assert set(recipes) == {f"w{i}_{p}" for i in placed for p in "qdm"}
@@ -175,3 +175,35 @@ def test_saved_graph_keeps_the_signature_values_a_caller_took_before_the_parse()
     returned = SavedGraph(three, constants)
     assert returned.outputs[0] is returned.inputs[0] and returned.outputs[1] is returned.outputs[2]
     assert len(returned.nodes) == 3 and returned.outputs[0] is returned.inputs[0]
+
+
+def test_float_dense_weights_are_recomputed_from_their_tiled_copies(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from backends.tvm.kernels import pack_dense_weight
+    from backends.tvm.weights import TVM_KEY, derive_constants
+    from compiler.llm.weights import digest
+
+    graph = Graph("dense")
+    x = graph.add_input("x", TensorType("f32", (1, 48)))
+    shapes = {"q": 64, "k": 32, "table": 40}
+    for name, n in shapes.items():
+        w = graph.add_const(name, rng.standard_normal((n, 48)).astype(np.float32))
+        graph.outputs += graph.add_node("nn.dense", [x, w]).outputs
+    consts = graph.constants
+    # q and k packed together in tiles of 32 (the GEMV kernel), k alone in tiles of 16 too
+    # (a TE dense), and the table lent as it is (a gather reads it): stored, never derived.
+    lifted = {
+        "tvm:qk": pack_dense_weight(np.concatenate([consts["q"], consts["k"]]), 32),
+        "tvm:k16": pack_dense_weight(consts["k"], 16),
+        TVM_KEY + digest(consts["table"]): consts["table"],
+    }
+    recipes = derive_constants([graph], lifted)
+    assert set(recipes) == {"q", "k"} and recipes["k"]["row"] in (0, 64)
+    derived = {name: (consts[name], recipe) for name, recipe in recipes.items()}
+    path = tmp_path / "w.bin"
+    write_weights(path, {"table": consts["table"], **lifted}, derived=derived)
+    got = WeightFile(path)
+    for name, want in consts.items():
+        np.testing.assert_array_equal(got[name], want)
+        assert got[name].dtype == want.dtype

@@ -95,9 +95,9 @@ def test_lifted_block_weights_run_bit_for_bit_from_params_bin(tmp_path: Path) ->
             np.testing.assert_array_equal(got, ref)
     # The graph's block weights, recomputed from the lifted packed arrays (an LLM artifact
     # stores the recipes instead of them): each weight placed, every recipe exact.
-    from backends.tvm.weights import derive_block_constants
+    from backends.tvm.weights import derive_constants
 
-    recipes = derive_block_constants([graph], dict(weights))
+    recipes = derive_constants([graph], dict(weights))
     quantized = [n.inputs[1].producer.attrs["ref"] for n in graph.nodes if n.op == "q.block_dense"]
     assert len(quantized) == 4 and set(quantized) <= set(recipes)
     derived = {name: (graph.constants[name], recipe) for name, recipe in recipes.items()}
