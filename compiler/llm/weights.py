@@ -289,6 +289,11 @@ class WeightFile(Mapping[str, np.ndarray]):
         return len(self._entries) + len(self._derived)
 
     @property
+    def derived(self) -> frozenset[str]:
+        """The names whose arrays are recomputed from a recipe, not stored."""
+        return frozenset(self._derived)
+
+    @property
     def blobs(self) -> int:
         """How many distinct arrays the file holds."""
         return len(self._blobs)
