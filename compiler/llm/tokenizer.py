@@ -6,7 +6,7 @@ tokenizer, or a GGUF file's); otherwise the user passes one to ``load_llm``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,32 +55,63 @@ class SavedGgufTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._decoder().decode(list(ids)))
 
+    def _read(self, full: bool) -> Any:
+        """The saved tokenizer: with the merges (kept as the file's "a b" strings: a third
+        of the memory of pairs of strings) and, for SentencePiece, the scores; or without."""
+        import json
+
+        from compiler.frontends.gguf_tokenizer import Tokenizer as GgufTokenizer
+
+        with open(self.path, encoding="utf-8") as f:
+            fields = json.load(f)
+        merges, scores = fields.pop("merges"), fields.pop("scores")
+        fields.update(
+            merges=_Merges(merges) if full else {},
+            scores=scores if full and fields["model"] != "gpt2" else [],  # SentencePiece's
+            pre=tuple(fields["pre"]),
+        )
+        tok = GgufTokenizer(**fields)
+        if not full:
+            tok.ids = {}  # encoding's table: encode reads the full tokenizer
+        return tok
+
     def _tokenizer(self) -> Any:
         if self._full is None:
-            from compiler.frontends.gguf_tokenizer import load_json
-
-            self._full, self._vocab = load_json(str(self.path)), None
+            self._full, self._vocab = self._read(full=True), None
         return self._full
 
     def _decoder(self) -> Any:
         if self._full is not None:
             return self._full
         if self._vocab is None:
-            import json
-
-            from compiler.frontends.gguf_tokenizer import Tokenizer as GgufTokenizer
-
-            with open(self.path, encoding="utf-8") as f:
-                fields = json.load(f)
-            fields.update(merges={}, scores=[], pre=tuple(fields["pre"]))
-            self._vocab = GgufTokenizer(**fields)
-            self._vocab.ids = {}  # encoding's table: encode reads the full tokenizer
+            self._vocab = self._read(full=False)
         return self._vocab
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._decoder() if name in self.VOCAB_FIELDS else self._tokenizer(), name)
+
+
+class _Merges(Mapping[tuple[str, str], int]):
+    """BPE merge ranks by pair, held as the ``"left right"`` strings the file lists them as."""
+
+    def __init__(self, merges: list[str]):
+        self._ranks = {merge: rank for rank, merge in enumerate(merges)}
+
+    def get(self, pair: tuple[str, str], default: Any = None) -> Any:
+        return self._ranks.get(f"{pair[0]} {pair[1]}", default)
+
+    def __getitem__(self, pair: tuple[str, str]) -> int:
+        return self._ranks[f"{pair[0]} {pair[1]}"]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for merge in self._ranks:
+            left, right = merge.split(" ", 1)
+            yield left, right
+
+    def __len__(self) -> int:
+        return len(self._ranks)
 
 
 def _is_gguf(tok: Any) -> bool:

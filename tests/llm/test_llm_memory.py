@@ -207,3 +207,27 @@ def test_float_dense_weights_are_recomputed_from_their_tiled_copies(
     for name, want in consts.items():
         np.testing.assert_array_equal(got[name], want)
         assert got[name].dtype == want.dtype
+
+
+def test_a_saved_gguf_tokenizer_reads_its_merges_only_to_encode(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    pytest.importorskip("gguf", reason="the tiny GGUF file needs the gguf package")
+    from compiler.frontends.gguf import read_gguf
+    from compiler.llm.tokenizer import SavedGgufTokenizer, load_tokenizer, save_tokenizer
+    from tests.frontends.test_gguf import _write
+
+    _write(tmp_path / "tiny.gguf", rng)
+    original = read_gguf(tmp_path / "tiny.gguf").tokenizer()
+    kind = save_tokenizer(original, tmp_path / "tok")
+    saved = load_tokenizer(str(kind), tmp_path / "tok")
+    assert isinstance(saved, SavedGgufTokenizer)
+    text = "hello world, hello"
+    ids = original.encode(text)
+    assert saved.decode(ids) == original.decode(ids) and saved.eos_id == original.eos_id
+    assert saved._full is None  # decoding read the vocabulary only
+    assert saved.encode(text) == ids and saved.decode(ids) == original.decode(ids)
+    assert dict(saved.merges.items()) == original.merges  # type: ignore[attr-defined]
+    again = tmp_path / "again"  # an artifact saved from a loaded one keeps the tokenizer
+    assert save_tokenizer(saved, again) == kind
+    assert load_tokenizer(str(kind), again).encode(text) == ids
