@@ -35,6 +35,7 @@ import numpy as np
 
 from compiler.backend import Artifact, get_backend, staged_dir
 from compiler.errors import BackendError, InputError, IntegrityError
+from compiler.ir import Graph
 from compiler.llm.evaluate import Accuracy, LogitsFn, accuracy, check_windows, torch_logits
 from compiler.llm.graphs import LLMGraphs, share_constants
 from compiler.llm.runtime import (
@@ -289,7 +290,8 @@ def _compile_parts(
         # parse of the graph (the interpreter check), and may be stored encoded.
         compact = set(weights) if on_tvm else set()
         kept = {k: a for k, a in weights.items() if k not in derived}
-        write_weights(tmp / WEIGHTS, {**kept, **modules}, compact=compact, derived=derived)
+        write_weights(tmp / WEIGHTS, {**kept, **modules}, compact=compact, derived=derived,
+                      sparse=_gathered([parts[name].graph for name in PARTS]))
         for name in PARTS:
             (tmp / name / "graph.ir").write_text(str(parts[name].graph))
             (tmp / name / "constants.npz").unlink(missing_ok=True)
@@ -305,6 +307,19 @@ def _compile_parts(
         art.path = dest / Path(art.path or "").name
         _share(art, shared)
     return LLMArtifact(graphs.spec, batch_size, parts["prefill"], parts["decode"], dest, tokenizer)
+
+
+def _gathered(graphs: list[Graph]) -> set[str]:
+    """The constants every graph reads only through ``tensor.gather`` (an embedding table):
+    a step reads a few rows of them."""
+    uses: dict[str, bool] = {}
+    for graph in graphs:
+        for node in graph.nodes:
+            if node.op == "const":
+                ref, value = node.attrs["ref"], node.outputs[0]
+                only = all(user.op == "tensor.gather" and i == 0 for user, i in value.uses)
+                uses[ref] = uses.get(ref, True) and only and bool(value.uses)
+    return {ref for ref, only in uses.items() if only}
 
 
 def _derived(

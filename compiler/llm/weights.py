@@ -9,7 +9,8 @@ TVM modules, whose large constants are lifted out of ``model.so`` into function 
     index        {"version": 1 or 2, "size": file bytes, "blobs": [[offset, nbytes], ...],
                   "arrays": {name: [blob, dtype, shape], ...},
                   "codecs": {blob: codec, ...},                    (version 2 only)
-                  "derived": {name: [dtype, shape, recipe], ...}}  (version 2 only)
+                  "derived": {name: [dtype, shape, recipe], ...},  (version 2 only)
+                  "sparse": [blob, ...]}                           (version 2 only)
     blobs        each at an offset that is a multiple of 64
 
 Names whose arrays are equal (dtype, shape and bytes) point at one blob, so a weight the two
@@ -27,6 +28,11 @@ read, which only a parse of the graph that holds it does. An array that a backen
 recomputes exactly from arrays the file holds (``derived``: a graph's 4-bit weights from the
 TVM kernels' packed ones, ``backends.tvm.weights.unpack``) is not stored at all: its
 recipe is, and reading the name follows it (``DERIVED``).
+
+A ``sparse`` blob is a table a kernel reads a few rows of (an embedding): its part of the
+mapping is advised ``MADV_NOHUGEPAGE``/``MADV_RANDOM``, because the page cache of a file on
+ext4 holds large folios that a fault maps 2 MB at a time, and each token's row of a
+SmolLM2 embedding then cost up to 2 MB of resident memory (33 MB for 51 distinct tokens).
 """
 
 from __future__ import annotations
@@ -125,13 +131,15 @@ def write_weights(
     arrays: Mapping[str, np.ndarray],
     compact: Collection[str] = (),
     derived: Mapping[str, tuple[np.ndarray, dict[str, Any]]] | None = None,
+    sparse: Collection[str] = (),
 ) -> int:
     """Write ``arrays`` into ``path`` (equal arrays once); returns the bytes written.
 
     ``compact``: names that no runtime maps, only a graph parse reads: an array that only
     such names hold is stored encoded where a codec fits it (``CODECS``). ``derived``:
     name -> (array, recipe) for arrays not stored but recomputed (``DERIVED``); each
-    recipe is followed here once and must give the array bit for bit.
+    recipe is followed here once and must give the array bit for bit. ``sparse``: names of
+    tables a kernel reads a few rows of (mapped without huge pages).
     The caller writes into a staging folder (``compiler.backend.staged_dir``), so a failed
     write never leaves a half-written file where an artifact expects one."""
     blobs: dict[str, int] = {}
@@ -156,6 +164,7 @@ def write_weights(
         name: [_dtype_name(array.dtype), list(array.shape), recipe]
         for name, (array, recipe) in (derived or {}).items()
     }
+    rows = sorted({entries[name][0] for name in sparse if name in entries})
     spans, offset = [], 0
     for data in order:
         spans.append([offset, int(data.nbytes)])
@@ -166,12 +175,13 @@ def write_weights(
     while True:
         placed = [[a + start, n] for a, n in spans]
         index = {
-            "version": VERSION_CODECS if codecs or made else VERSION,
+            "version": VERSION_CODECS if codecs or made or rows else VERSION,
             "size": start + offset,
             "blobs": placed,
             "arrays": entries,
             **({"codecs": codecs} if codecs else {}),
             **({"derived": made} if made else {}),
+            **({"sparse": rows} if rows else {}),
         }
         text = json.dumps(index, separators=(",", ":")).encode()
         need = -(-(_HEAD.size + len(text)) // ALIGN) * ALIGN
@@ -233,7 +243,25 @@ class WeightFile(Mapping[str, np.ndarray]):
         if self.size:
             with open(self.path, "rb") as f:  # the mapping outlives the descriptor
                 self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                self._advise_sparse([int(b) for b in index.get("sparse", [])], f.fileno())
         self._views: dict[int, np.ndarray] = {}
+
+    def _advise_sparse(self, blobs: list[int], fd: int) -> None:
+        """Map the tables read a row at a time in small pages (see the module's note): no
+        huge pages, no readahead, and the file's cached large folios of them dropped
+        (``POSIX_FADV_DONTNEED``: clean pages no process maps; a row is read again from
+        the file when a step first needs it), since a fault maps a whole cached folio."""
+        names = ("MADV_NOHUGEPAGE", "MADV_RANDOM")
+        advice = [int(getattr(mmap, name)) for name in names if hasattr(mmap, name)]
+        if self._map is None or not blobs or len(advice) < len(names):
+            return  # not Linux: nothing to advise
+        for blob in blobs:
+            at, nbytes = self._blobs[blob]
+            start = at - at % mmap.PAGESIZE
+            for option in advice:
+                self._map.madvise(option, start, at + nbytes - start)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, start, at + nbytes - start, os.POSIX_FADV_DONTNEED)
 
     def _damaged(self, why: str) -> IntegrityError:
         return IntegrityError(f"weights file {self.path} is damaged: {why}")

@@ -231,3 +231,18 @@ def test_a_saved_gguf_tokenizer_reads_its_merges_only_to_encode(
     again = tmp_path / "again"  # an artifact saved from a loaded one keeps the tokenizer
     assert save_tokenizer(saved, again) == kind
     assert load_tokenizer(str(kind), again).encode(text) == ids
+
+
+def test_a_gathered_table_is_marked_and_still_reads_back(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    table = rng.standard_normal((4096, 64)).astype(np.float32)  # 1 MB: more than a page
+    other = rng.standard_normal((64, 64)).astype(np.float32)
+    path = tmp_path / "w.bin"
+    write_weights(path, {"embed": table, "tvm:embed": table.copy(), "w": other},
+                  sparse={"embed"})  # fmt: skip
+    index = _index(path)
+    assert index["sparse"] == [index["arrays"]["embed"][0]] and index["version"] == 2
+    got = WeightFile(path)  # advised: small pages, no readahead, its cached pages dropped
+    np.testing.assert_array_equal(got["tvm:embed"][[5, 4000]], table[[5, 4000]])
+    np.testing.assert_array_equal(got["w"], other)
