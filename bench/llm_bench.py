@@ -79,6 +79,10 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int4a": {"weights": "int4", "group": 32, "sym": False},
     "int8a": {"weights": "int8", "group": 32, "sym": False},
     "int8a-awq": {"weights": "int8", "group": 32, "sym": False, "awq": True},
+    # The LM head in the same 4-bit blocks as the layers (policy ``lm_head="same"``): the
+    # tied 49152 x 576 head is a third of the int8-headed model's bytes per token.
+    "int4a-h4": {"weights": "int4", "group": 32, "sym": False, "lm_head": "same"},
+    "int4a-g64-h4": {"weights": "int4", "group": 64, "sym": False, "lm_head": "same"},
     "onnx": None,
 }
 #: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
@@ -266,6 +270,8 @@ def tapeout_engine(
         "int4a": "tapeout int4 asym g32 (Q4_1-like), W4A8",
         "int8a": "tapeout int8 asym g32, W8A8",
         "int8a-awq": "tapeout int8 asym g32, W8A8, awq",
+        "int4a-h4": "tapeout int4 asym g32, 4-bit LM head, W4A8",
+        "int4a-g64-h4": "tapeout int4 asym g64, 4-bit LM head, W4A8",
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
@@ -343,29 +349,18 @@ def _print_memory(engines: list[Engine], prompt: list[int]) -> None:
 
 # ---- measuring ---------------------------------------------------------------------------
 def windows(ids: list[int], context: int, count: int) -> list[list[int]]:
-    return [ids[i : i + context] for i in range(0, len(ids) - context + 1, context)][:count]
+    from compiler.llm.evaluate import text_windows
+
+    return text_windows(ids, context, count)
 
 
 def accuracy(ref: list[np.ndarray], got: list[np.ndarray], truth: list[list[int]]) -> dict:
-    """Top-1 agreement, mean KL(ref || got) and perplexity of ``got`` over the windows."""
-    top1, kl, nll = [], [], []
-    for r, g, window in zip(ref, got, truth, strict=True):
-        lp_r = r - _logsumexp(r)
-        lp_g = g - _logsumexp(g)
-        top1.append(r.argmax(-1) == g.argmax(-1))
-        kl.append((np.exp(lp_r) * (lp_r - lp_g)).sum(-1))
-        nxt = np.asarray(window[PROMPT:])
-        nll.append(-lp_g[np.arange(len(nxt)), nxt])
-    return {
-        "top1": float(np.concatenate(top1).mean()),
-        "kl": float(np.concatenate(kl).mean()),
-        "ppl": float(np.exp(np.concatenate(nll).mean())),
-    }
+    """Top-1 agreement, mean KL(ref || got) and perplexity of ``got`` over the windows
+    (``compiler.llm.evaluate.compare``, what ``compile_llm(accuracy_windows=)`` reports)."""
+    from compiler.llm.evaluate import compare
 
-
-def _logsumexp(x: np.ndarray) -> np.ndarray:
-    top = x.max(-1, keepdims=True)
-    return top + np.log(np.exp(x - top).sum(-1, keepdims=True))
+    acc = compare(ref, got, truth, PROMPT)
+    return {"top1": acc.top1, "kl": acc.kl, "ppl": acc.ppl}
 
 
 def main() -> None:
@@ -448,17 +443,19 @@ def main() -> None:
                      if a != b), NEW)  # fmt: skip
         table.append((engine, acc, same))
     spinner = busy_core() if args.busy_core else None
+    stream: list[float] = []
     try:
         for _ in range(args.rounds):  # interleaved: a slow spell of the machine hits every row
             for engine in engines:
                 ms, tps, _ = engine.generate(prompt)
                 engine.runs.append((ms, tps))
                 time.sleep(0.3)
+            stream.append(stream_read_gbps(args.threads))
     finally:
         if spinner is not None:
             spinner.kill()
             spinner.wait()
-    _print(table, weight_bytes, args, len(texts))
+    _print(table, weight_bytes, args, len(texts), stream)
     _print_memory(engines, prompt)
 
 
@@ -471,7 +468,29 @@ def busy_core() -> subprocess.Popen:
     return spinner
 
 
-def _print(table: list, weight_bytes: dict[str, int], args: Any, nwin: int) -> None:
+def stream_read_gbps(threads: int, mb: int = 512) -> float:
+    """The memory bandwidth a plain streaming read reaches now (``torch.amax`` over ``mb``
+    MB of float32 on ``threads`` threads, best of 5): the ceiling of a decode step, measured
+    in the same rounds as the rows (this machine's bandwidth varies by 2x over a day)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = torch.ones((mb << 20) // 4)
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            x.amax()
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(before)
+    return x.numel() * 4 / best / 1e9
+
+
+def _print(
+    table: list, weight_bytes: dict[str, int], args: Any, nwin: int, stream: list[float]
+) -> None:
     base = statistics.median(t for _, t in table[0][0].runs) if table else 1.0
     print(
         f"\nSmolLM2-135M, batch 1, prompt {PROMPT}, {NEW} new tokens, {args.threads} thread(s)"
@@ -493,7 +512,12 @@ def _print(table: list, weight_bytes: dict[str, int], args: Any, nwin: int) -> N
             + (f"{gbs:6.1f}" if gbs else f"{'-':>6}")
         )
     print("greedy=: leading tokens equal to torch's greedy output; GB/s: weight bytes read per")
-    print("decode step x tokens/s (tapeout rows). The machine's read bandwidth is ~56 GB/s.")
+    print("decode step x tokens/s (tapeout rows).")
+    if stream:
+        print(
+            f"Streaming read now (torch.amax over 512 MB, {args.threads} thread(s), once per "
+            f"round): {statistics.median(stream):.1f} GB/s [{min(stream):.1f}-{max(stream):.1f}]"
+        )
 
 
 if __name__ == "__main__":

@@ -32,19 +32,40 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return model, tokenizer, None
 
 
+def _text_ids(path: str, flag: str, tokenizer: Any) -> list[int]:
+    """The token ids of the text file given to ``flag``."""
+    if tokenizer is None:
+        raise InputError(f"{flag} needs the model's tokenizer, and this model has none")
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{flag} {path}: {e}") from None
+    return [int(t) for t in tokenizer.encode(text)]
+
+
 def _calib_prompts(args: argparse.Namespace, tokenizer: Any) -> list[list[int]]:
     """``--calib-text``'s tokens in windows of ``--max-context`` (at most 8)."""
     if args.calib_text is None:
         raise InputError("--awq needs --calib-text FILE (a few paragraphs of typical text)")
-    if tokenizer is None:
-        raise InputError("--calib-text needs the model's tokenizer, and this model has none")
-    try:
-        text = open(args.calib_text, encoding="utf-8").read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"--calib-text {args.calib_text}: {e}") from None
-    ids = [int(t) for t in tokenizer.encode(text)]
+    ids = _text_ids(args.calib_text, "--calib-text", tokenizer)
     step = args.max_context
     return [ids[i : i + step] for i in range(0, len(ids), step)][:8]
+
+
+def _eval_windows(args: argparse.Namespace, tokenizer: Any) -> list[list[int]] | None:
+    """``--eval-text``'s first ``--eval-windows`` windows of ``--max-context`` tokens."""
+    if args.eval_text is None:
+        return None
+    from compiler.llm.evaluate import text_windows
+
+    ids = _text_ids(args.eval_text, "--eval-text", tokenizer)
+    windows = text_windows(ids, args.max_context, args.eval_windows)
+    if not windows:
+        raise InputError(
+            f"--eval-text {args.eval_text}: {len(ids)} tokens, fewer than one window of "
+            f"--max-context {args.max_context}"
+        )
+    return windows
 
 
 def _rewrite(args: argparse.Namespace, tokenizer: Any, gguf: Any) -> Any:
@@ -84,12 +105,16 @@ def cmd_compile_llm(args: argparse.Namespace) -> dict[str, Any]:
         output_dir=args.output,
         tokenizer=tokenizer,
         rewrite=_rewrite(args, tokenizer, gguf),
+        accuracy_windows=_eval_windows(args, tokenizer),
         **({"pipeline_stages": args.stages} if args.stages else {}),
     )
     if not args.json:
         print(art.report())
         print(f"wrote {args.output}")
-    return {"output": args.output, "spec": art.spec.to_json()}
+    out = {"output": args.output, "spec": art.spec.to_json()}
+    if art.accuracy is not None:
+        out["accuracy"] = art.accuracy.to_json()
+    return out
 
 
 def _prompt(args: argparse.Namespace) -> Any:
@@ -180,6 +205,12 @@ def _args_compile_llm(p: argparse.ArgumentParser) -> None:
     p.add_argument("--awq", action="store_true", help="activation-aware scale search")
     p.add_argument("--calib-text", help="text file of calibration prompts for --awq")
     p.add_argument("--stages", type=int, help="cut each graph's decoder layers into N stages")
+    p.add_argument(
+        "--eval-text",
+        help="text file: run the compiled model on it teacher-forced against the float one "
+        "(top-1, KL, perplexity in the report and accuracy.json)",
+    )
+    p.add_argument("--eval-windows", type=int, default=4, help="windows of --max-context tokens")
 
 
 def _args_generate(p: argparse.ArgumentParser) -> None:

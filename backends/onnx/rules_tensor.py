@@ -52,14 +52,27 @@ def lower_slice(node: Node, em: Emitter) -> list:
     given = a.get("axes")
     axes: list[int] = list(given) if given is not None else list(range(len(a["starts"])))
     steps = a.get("steps") or [1] * len(axes)
+    shape = node.inputs[0].type.shape
+    starts = [_slice_bound(b, shape, ax, em) for b, ax in zip(a["starts"], axes, strict=True)]
+    ends = [_slice_bound(b, shape, ax, em) for b, ax in zip(a["ends"], axes, strict=True)]
     inputs = [
         em.arg(0),
-        em.i64(_clamp64(a["starts"])),
-        em.i64(_clamp64(a["ends"])),
+        em.i64(_clamp64(starts)),
+        em.i64(_clamp64(ends)),
         em.i64([int(x) for x in axes]),
         em.i64([int(s) for s in steps]),
     ]
     return [em.emit1("Slice", inputs)]
+
+
+def _slice_bound(bound: int | str, shape: tuple, axis: int, em: Emitter) -> int:
+    """A slice bound; a symbolic one must be the whole symbolic dimension (``x[..., -8:]``
+    of a ``past+8`` axis), written as "to the end"."""
+    if isinstance(bound, int):
+        return bound
+    if shape[int(axis) % len(shape)] == bound:
+        return _INT64_MAX
+    raise em.fail(f"slice bound {bound!r} is symbolic: specialize the graph first")
 
 
 def lower_squeeze(node: Node, em: Emitter) -> list:

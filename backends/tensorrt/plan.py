@@ -178,13 +178,35 @@ def profiles_for(graph: Graph, ranges: dict[str, Any] | None) -> dict[str, dict[
             continue
         dims: dict[str, list[int]] = {"min": [], "opt": [], "max": []}
         for d in value.type.shape:
-            lo, opt, hi = (d, d, d) if isinstance(d, int) else tuple(ranges.get(d, DEFAULT_RANGE))
-            if not 1 <= lo <= opt <= hi:
-                raise BackendError(f"shape range for {d!r} must be 1 <= min <= opt <= max")
-            for key, n in (("min", lo), ("opt", opt), ("max", hi)):
-                dims[key].append(int(n))
+            for key, n in zip(dims, dim_range(d, ranges), strict=True):
+                dims[key].append(n)
         profiles[value.name] = dims
     return profiles
+
+
+def _symbol_range(name: str, ranges: dict[str, Any]) -> tuple[int, int, int]:
+    lo, opt, hi = (int(n) for n in ranges.get(name, DEFAULT_RANGE))
+    if not 1 <= lo <= opt <= hi:
+        raise BackendError(f"shape range for {name!r} must be 1 <= min <= opt <= max")
+    return lo, opt, hi
+
+
+def dim_range(d: int | str, ranges: dict[str, Any]) -> tuple[int, int, int]:
+    """min/opt/max of one dimension: a size, a symbol (``ranges`` or the default), or a sum
+    of products the shape rules derived (``past+8``, ``2*seq``), evaluated at each end (all
+    sizes are positive, so the sums and products grow with their symbols)."""
+    if isinstance(d, int):
+        return d, d, d
+    if d in ranges or not any(op in d for op in "+*"):
+        return _symbol_range(d, ranges)
+    ends = [0, 0, 0]
+    for term in d.split("+"):
+        product = [1, 1, 1]
+        for factor in term.split("*"):
+            sizes = (int(factor),) * 3 if factor.isdigit() else _symbol_range(factor, ranges)
+            product = [p * n for p, n in zip(product, sizes, strict=True)]
+        ends = [e + p for e, p in zip(ends, product, strict=True)]
+    return ends[0], ends[1], ends[2]
 
 
 def make_plan(

@@ -15,6 +15,7 @@ constants by name (``compiler.llm`` stores them once).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
@@ -69,7 +70,8 @@ def check_cache_rules(model: torch.nn.Module) -> None:
 
 class StepModule(torch.nn.Module):
     """``(input_ids[B,C], position_ids[B,C], attention_mask[B,S+C], past...) -> (logits[B,V],
-    new keys/values[B,n_kv,C,hd] per layer)`` with S = ``spec.cache_slots``."""
+    new keys/values[B,n_kv,C,hd] per layer)`` with S = ``spec.cache_slots``, or S read off
+    the mask's width where the cache length is symbolic (``spec.dynamic_cache``)."""
 
     def __init__(self, model: torch.nn.Module, spec: LLMSpec):
         super().__init__()
@@ -89,8 +91,15 @@ class StepModule(torch.nn.Module):
         batch, chunk = input_ids.shape
         valid = attention_mask != 0
         causal = torch.ones(chunk, chunk, dtype=torch.bool).tril()
-        new = causal[None, None] & valid[:, None, None, self.slots :]
-        old = valid[:, None, None, : self.slots].expand(batch, 1, chunk, self.slots)
+        if self.spec.dynamic_cache:
+            # Slices from the end and a broadcast instead of an expand: no op attribute
+            # holds the symbolic cache length, so every backend takes the graph as it is.
+            new = causal[None, None] & valid[:, None, None, -chunk:]
+            rows = torch.ones(chunk, 1, dtype=torch.bool)
+            old = valid[:, None, None, :-chunk] & rows
+        else:
+            new = causal[None, None] & valid[:, None, None, self.slots :]
+            old = valid[:, None, None, : self.slots].expand(batch, 1, chunk, self.slots)
         mask = torch.cat([old, new], dim=-1)
         pairs = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
         cache = StepCache(pairs, self.spec.num_layers)
@@ -128,8 +137,13 @@ def build_step_graph(
     from compiler.frontends.torch_export import import_torch
 
     step = StepModule(model, spec).eval()
+    dynamic = None
+    if spec.dynamic_cache:  # the cache length is the symbol ``past`` in 1..cache_slots
+        past = torch.export.Dim("past", min=1, max=spec.cache_slots)
+        cache = tuple({2: past} for _ in range(2 * spec.num_layers))
+        dynamic = (None, None, {1: past + chunk}, cache)
     with torch.no_grad():
-        graph = import_torch(step, example_step_inputs(spec, chunk, batch))
+        graph = import_torch(step, example_step_inputs(spec, chunk, batch), dynamic)
     graph.name = name
     _rename_interface(graph, spec)
     _strip_prefix(graph, "model.")
@@ -173,9 +187,14 @@ def _rename_interface(graph: Graph, spec: LLMSpec) -> None:
 
 
 def import_causal_lm(
-    model: torch.nn.Module, max_context: int, prefill_len: int, batch_size: int = 1
+    model: torch.nn.Module,
+    max_context: int,
+    prefill_len: int,
+    batch_size: int = 1,
+    dynamic_cache: bool = False,
 ) -> Any:
-    """The prefill and decode graphs of a Hugging Face causal LM (``LLMGraphs``)."""
+    """The prefill and decode graphs of a Hugging Face causal LM (``LLMGraphs``); with
+    ``dynamic_cache`` their cache length is the symbol ``past`` (``LLMSpec.dynamic_cache``)."""
     from compiler.llm.graphs import LLMGraphs
     from compiler.llm.spec import spec_from_config
 
@@ -187,6 +206,8 @@ def import_causal_lm(
         )
     check_cache_rules(model)
     spec = spec_from_config(config, max_context, prefill_len)
+    if dynamic_cache:
+        spec = dataclasses.replace(spec, dynamic_cache=True)
     model = model.eval()
     prefill = build_step_graph(model, spec, prefill_len, batch_size, "prefill")
     decode = build_step_graph(model, spec, 1, batch_size, "decode")

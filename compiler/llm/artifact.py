@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from compiler.backend import Artifact, get_backend, staged_dir
-from compiler.errors import BackendError, InputError
+from compiler.errors import BackendError, InputError, IntegrityError
 from compiler.ir import Graph
 from compiler.ir.parser import parse
+from compiler.llm.evaluate import Accuracy, LogitsFn, accuracy, check_windows, torch_logits
 from compiler.llm.graphs import LLMGraphs, share_constants
 from compiler.llm.runtime import (
     GenerateResult,
@@ -45,6 +46,9 @@ from compiler.target import load_target
 
 PARTS = ("prefill", "decode")
 WEIGHTS = "weights.bin"
+ACCURACY = "accuracy.json"
+#: Backends that compile step graphs with a symbolic cache length (``dynamic_cache``).
+DYNAMIC_CACHE_BACKENDS = frozenset({"tensorrt", "onnx", "reference"})
 #: The TVM backend's file of a module's lifted constants (``backends.tvm.weights``), and
 #: where it finds them once ``compile_llm`` has moved them into the artifact's one file.
 TVM_META, SHARED = "tvm.json", "../" + WEIGHTS
@@ -69,6 +73,9 @@ class LLMArtifact:
         self.decode = decode
         self.path = path
         self.tokenizer = tokenizer
+        #: Teacher-forced agreement with the float model, when measured at compile time
+        #: (``compile_llm(..., accuracy_windows=...)``; kept in ``accuracy.json``).
+        self.accuracy: Accuracy | None = None
 
     @property
     def target(self) -> str:
@@ -146,7 +153,8 @@ class LLMArtifact:
             f"LLM artifact for {self.target}: {spec.num_layers} layers, {spec.num_kv_heads} KV "
             f"heads x {spec.head_dim}, vocab {spec.vocab_size}, max_context {spec.max_context}, "
             f"prefill chunk {spec.prefill_len}, batch {self.batch_size}\n"
-            f"prefill: {self.prefill.report()}\ndecode: {self.decode.report()}"
+            + (f"accuracy {self.accuracy.line()}\n" if self.accuracy else "")
+            + f"prefill: {self.prefill.report()}\ndecode: {self.decode.report()}"
         )
 
 
@@ -163,6 +171,9 @@ def compile_llm(
     output_dir: str | Path | None = None,
     tokenizer: Tokenizer | None = None,
     rewrite: Rewrite | None = None,
+    dynamic_cache: bool | None = None,
+    accuracy_windows: Sequence[Sequence[int]] | None = None,
+    reference: LogitsFn | None = None,
     **options: Any,
 ) -> LLMArtifact:
     """Compile a causal LM for generation with a KV cache bounded by ``max_context`` tokens.
@@ -173,29 +184,74 @@ def compile_llm(
     together (left-padded); ready graphs bring their own sizes. ``rewrite(graphs)`` edits
     both graphs before the backend (weight quantization); ``options`` go to
     ``compiler.compile`` (``pipeline``, ``tune``, ...).
+
+    ``dynamic_cache``: the steps' cache length is the symbol ``past`` (1 to
+    ``max_context + prefill_len``) instead of every slot; the default for the gpu target,
+    whose TensorRT bundle then carries one optimization profile over that length (min 1, opt
+    ``max_context // 2``, max every slot; ``shape_ranges={"past": ...}`` overrides it). The cpu
+    target keeps the static cache: its attention kernel reads only the slots written.
+
+    ``accuracy_windows``: token-id windows of a text (``compiler.llm.evaluate.text_windows``)
+    on which the compiled model is run teacher-forced against the float one (top-1, KL,
+    perplexity: ``art.accuracy``, in the report and in ``accuracy.json``); the float logits
+    come from ``reference(window)``, by default from the torch model itself.
     """
     if not 1 <= prefill_len <= max_context or batch_size < 1:
         raise InputError(
             f"need 1 <= prefill_len <= max_context and batch_size >= 1; got prefill_len="
             f"{prefill_len}, max_context={max_context}, batch_size={batch_size}"
         )
+    backend = load_target(target).backend
+    if dynamic_cache is None:
+        dynamic_cache = backend == "tensorrt" and not isinstance(model, LLMGraphs)
+    if dynamic_cache and backend not in DYNAMIC_CACHE_BACKENDS:
+        raise InputError(
+            f"dynamic_cache=True: target {target!r} ({backend}) compiles a static cache length "
+            f"only; the backends with a symbolic one are {sorted(DYNAMIC_CACHE_BACKENDS)}"
+        )
+    if dynamic_cache and isinstance(model, LLMGraphs) and not model.spec.dynamic_cache:
+        raise InputError(
+            "dynamic_cache=True: these LLMGraphs were imported with a static cache length; "
+            "import them with dynamic_cache=True"
+        )
+    if accuracy_windows is not None:
+        ready = model.spec if isinstance(model, LLMGraphs) else None
+        check_windows(
+            ready.prefill_len if ready else prefill_len,
+            ready.max_context if ready else max_context,
+            accuracy_windows,
+        )
+        if reference is None and ready is not None:
+            raise InputError("accuracy_windows: ready LLMGraphs need reference= (float logits)")
     graphs = (
         model
         if isinstance(model, LLMGraphs)
-        else _import(model, max_context, prefill_len, batch_size)
+        else _import(model, max_context, prefill_len, batch_size, dynamic_cache)
     )
+    if graphs.spec.dynamic_cache and backend == "tensorrt":
+        slots = graphs.spec.cache_slots
+        past = (1, max(1, min(slots, graphs.spec.max_context // 2)), slots)
+        options = {**options, "shape_ranges": {"past": past, **options.get("shape_ranges", {})}}
     if rewrite is not None:
         rewrite(graphs)
     graphs.check()
     batch_size = graphs.batch
+    if accuracy_windows is not None and reference is None:
+        reference = torch_logits(model, graphs.spec.prefill_len)
     dest = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="tapeout-llm-")) / "llm"
-    return _compile_parts(graphs, target, dest, batch_size, tokenizer, options)
+    art = _compile_parts(graphs, target, dest, batch_size, tokenizer, options)
+    if accuracy_windows is not None and reference is not None:
+        art.accuracy = accuracy(art, reference, accuracy_windows)
+        (dest / ACCURACY).write_text(json.dumps(art.accuracy.to_json(), indent=2))
+    return art
 
 
-def _import(model: Any, max_context: int, prefill_len: int, batch_size: int) -> LLMGraphs:
+def _import(
+    model: Any, max_context: int, prefill_len: int, batch_size: int, dynamic_cache: bool
+) -> LLMGraphs:
     from compiler.frontends.torch_llm import import_causal_lm
 
-    return import_causal_lm(model, max_context, prefill_len, batch_size)
+    return import_causal_lm(model, max_context, prefill_len, batch_size, dynamic_cache)
 
 
 def _compile_parts(
@@ -280,9 +336,15 @@ def load_llm(path: str | Path, tokenizer: Tokenizer | None = None) -> LLMArtifac
     spec = LLMSpec.from_json(meta["spec"])
     if tokenizer is None and meta.get("tokenizer"):
         tokenizer = load_tokenizer(meta["tokenizer"], folder / "tokenizer")
-    return LLMArtifact(
+    llm = LLMArtifact(
         spec, int(meta["batch_size"]), parts["prefill"], parts["decode"], folder, tokenizer
     )
+    if (folder / ACCURACY).exists():
+        try:
+            llm.accuracy = Accuracy(**json.loads((folder / ACCURACY).read_text()))
+        except (ValueError, TypeError) as e:
+            raise IntegrityError(f"{folder / ACCURACY} is damaged: {e}") from None
+    return llm
 
 
 def _load_weights(folder: Path) -> tuple[WeightFile | None, dict[str, np.ndarray]]:

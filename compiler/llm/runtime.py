@@ -107,6 +107,8 @@ class Batch:
     ) -> np.ndarray:
         """Run one chunk, write its keys/values into the next slots; the last logits."""
         chunk = ids.shape[1]
+        if self.spec.dynamic_cache:
+            return self._step_dynamic(run, ids, pos, valid)
         if chunk == 1:
             self._ids[...] = ids
             self._pos[...] = pos
@@ -125,6 +127,26 @@ class Batch:
         self.filled[:, self.used : end] = valid
         self.used = end
         return logits
+
+    def _step_dynamic(
+        self, run: StepFn | CacheWriter, ids: np.ndarray, pos: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
+        """A step of graphs whose cache length is symbolic: they get the slots written so
+        far, at least one (the ``past`` symbol starts at 1; that slot is masked until
+        written)."""
+        if isinstance(run, CacheWriter):
+            raise InputError("a step that writes its cache in place needs a static cache length")
+        chunk = ids.shape[1]
+        past = max(self.used, 1)
+        mask = np.concatenate([self.filled[:, :past], valid], axis=1)
+        caches = [np.ascontiguousarray(c[:, :, :past]) for c in self.caches]
+        logits, *news = run(ids, pos, mask, *caches)
+        end = self.used + chunk
+        for cache, new in zip(self.caches, news, strict=True):
+            cache[:, :, self.used : end] = new
+        self.filled[:, self.used : end] = valid
+        self.used = end
+        return np.asarray(logits)
 
 
 def _left_pad(spec: LLMSpec, batch: int, prompts: Sequence[Sequence[int]]) -> tuple:

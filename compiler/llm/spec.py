@@ -52,6 +52,11 @@ class LLMSpec:
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int = 0
     dtype: str = "f32"
+    #: The cache length is the symbol ``past`` (1 to ``cache_slots``) in the step graphs:
+    #: each step is handed only the slots written so far (at least one, masked while none
+    #: is), and a backend with shape profiles (TensorRT) builds one engine for all lengths.
+    #: False: every step takes all ``cache_slots`` slots, unwritten ones masked.
+    dynamic_cache: bool = False
 
     @property
     def cache_slots(self) -> int:
