@@ -79,10 +79,6 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int4a": {"weights": "int4", "group": 32, "sym": False},
     "int8a": {"weights": "int8", "group": 32, "sym": False},
     "int8a-awq": {"weights": "int8", "group": 32, "sym": False, "awq": True},
-    # The LM head in the same 4-bit blocks as the layers (policy ``lm_head="same"``): the
-    # tied 49152 x 576 head is a third of the int8-headed model's bytes per token.
-    "int4a-h4": {"weights": "int4", "group": 32, "sym": False, "lm_head": "same"},
-    "int4a-g64-h4": {"weights": "int4", "group": 64, "sym": False, "lm_head": "same"},
     "onnx": None,
 }
 #: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
@@ -92,7 +88,9 @@ ROW_TARGETS = {"onnx": "onnx"}
 CALIB_WINDOWS = 4
 #: llama.cpp rows: the shipped file, or the file re-quantized by llama.cpp itself (same float
 #: reference as tapeout's re-quantized rows, so their KL columns compare like for like).
-LLAMA_ROWS = {"llama.cpp": None, "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0"}
+LLAMA_ROWS = {
+    "llama.cpp": None, "llama.cpp-f32": "F32", "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0",
+}  # fmt: skip
 #: onnxruntime-genai rows (``bench/llm_peers.py``): the builder's precision.
 GENAI_ROWS = {"ort-genai": "fp32", "ort-genai-int4": "int4"}
 ALL_ROWS = ("torch", *LLAMA_ROWS, *GENAI_ROWS, *TAPEOUT_ROWS)
@@ -147,16 +145,22 @@ def torch_engine(hf: Any) -> Engine:
 def requantized(ftype: str) -> str:
     """The shipped file re-quantized to ``ftype`` by llama.cpp (``llama_model_quantize``)."""
     import ctypes
-    import tempfile
 
     import llama_cpp
+    from llm_peers import CACHE
 
-    out = os.path.join(tempfile.mkdtemp(prefix="llm-bench-"), f"smollm2-{ftype}.gguf")
+    out = str(CACHE / f"smollm2-{ftype}.gguf")  # made once, kept for the next runs
+    if os.path.exists(out):
+        return out
+    CACHE.mkdir(parents=True, exist_ok=True)
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}")
+    name = "ALL_F32" if ftype == "F32" else f"MOSTLY_{ftype}"
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{name}")
     params.allow_requantize = True
-    if llama_cpp.llama_model_quantize(gguf_path().encode(), out.encode(), ctypes.byref(params)):
+    part = out + ".part"  # renamed when whole: a crash never leaves a file to reuse
+    if llama_cpp.llama_model_quantize(gguf_path().encode(), part.encode(), ctypes.byref(params)):
         raise RuntimeError(f"llama.cpp could not re-quantize the model to {ftype}")
+    os.replace(part, out)
     return out
 
 
@@ -270,8 +274,6 @@ def tapeout_engine(
         "int4a": "tapeout int4 asym g32 (Q4_1-like), W4A8",
         "int8a": "tapeout int8 asym g32, W8A8",
         "int8a-awq": "tapeout int8 asym g32, W8A8, awq",
-        "int4a-h4": "tapeout int4 asym g32, 4-bit LM head, W4A8",
-        "int4a-g64-h4": "tapeout int4 asym g64, 4-bit LM head, W4A8",
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
