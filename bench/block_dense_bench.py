@@ -5,7 +5,8 @@
     python bench/block_dense_bench.py --baseline old_kernels_blocks.py   # a "before" column
     python bench/block_dense_bench.py --threads 1 --cpu-time   # on a loaded machine
 
-Each kernel (4-bit with a minimum = GGML Q4_1, symmetric 4-bit, 8-bit = Q8_0; 1 row = a
+Each kernel (4-bit with a minimum = GGML Q4_1, symmetric 4-bit, 8-bit = Q8_0, 8-bit with a
+minimum = tapeout's int8a, ``--formats u8``, no onnxruntime peer; 1 row = a
 decode step, 32 rows = a prefill) runs the way the model runs it: one ``call_tir`` after
 another in a compiled Relax VM function, over as many copies of the weight as make
 ``--working-set`` MB (a model's 30 layers do not fit the L3 cache either, so the weights
@@ -49,7 +50,12 @@ SHAPES = {
     "lm_head": (49152, 576),
 }
 #: format -> (weight dtype, has a minimum, MatMulNBits bits); group 32, f16 scales.
-FORMATS = {"q4_1": ("u4", True, 4), "i4": ("i4", False, 4), "q8_0": ("i8", False, 8)}
+FORMATS = {
+    "q4_1": ("u4", True, 4),
+    "i4": ("i4", False, 4),
+    "q8_0": ("i8", False, 8),
+    "u8": ("u8", True, 8),  # tapeout's int8a: 8-bit with a per-block minimum
+}
 GROUP = 32
 Timer = Callable[[int], float]  # runs every copy `n` times, returns seconds
 #: The clock of every timer: wall time, or with ``--cpu-time`` (one thread: the kernels run
@@ -82,8 +88,8 @@ def kernel_builder(kernels: ModuleType) -> Callable[..., Any]:
 
 def random_weight(fmt: str, n: int, k: int, rng: np.random.Generator) -> tuple:
     dtype, has_min, _ = FORMATS[fmt]
-    lo, hi = {"u4": (0, 15), "i4": (-8, 7), "i8": (-127, 127)}[dtype]
-    q = rng.integers(lo, hi + 1, size=(n, k)).astype(np.int8)
+    lo, hi = {"u4": (0, 15), "i4": (-8, 7), "i8": (-127, 127), "u8": (0, 255)}[dtype]
+    q = rng.integers(lo, hi + 1, size=(n, k)).astype(np.uint8 if dtype == "u8" else np.int8)
     d = (rng.random((n, k // GROUP)) * 0.02 + 0.001).astype(np.float16)
     m = (rng.standard_normal((n, k // GROUP)) * 0.01).astype(np.float16) if has_min else None
     return q, d, m

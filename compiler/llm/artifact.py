@@ -10,6 +10,14 @@ On disk::
     ARTIFACT/decode/         the same for the decode-step graph
     ARTIFACT/tokenizer/      when the tokenizer can be saved (see compiler.llm.tokenizer)
 
+On the cpu targets the graphs' weights that a TVM kernel reads packed (block-quantized and
+float ``dense`` weights) are not stored as such: the modules' packed arrays hold them, and
+``weights.bin`` keeps a recipe that recomputes them (``backends.tvm.weights.unpack``); the
+graphs' other copies that no module reads are
+stored encoded where that is smaller (4-bit values two per byte). ``load_llm`` parses a
+step graph only when something looks inside it (``compiler.llm.saved_graph``): generating
+reads the modules' arrays and the graphs' signatures, nothing else.
+
 Artifacts written before ``weights.bin`` hold ``weights.npz`` and TVM libraries with their
 constants inside; they still load.
 """
@@ -19,7 +27,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +36,6 @@ import numpy as np
 from compiler.backend import Artifact, get_backend, staged_dir
 from compiler.errors import BackendError, InputError, IntegrityError
 from compiler.ir import Graph
-from compiler.ir.parser import parse
 from compiler.llm.evaluate import Accuracy, LogitsFn, accuracy, check_windows, torch_logits
 from compiler.llm.graphs import LLMGraphs, share_constants
 from compiler.llm.runtime import (
@@ -39,6 +46,7 @@ from compiler.llm.runtime import (
     step_runner,
 )
 from compiler.llm.sampling import Sampler
+from compiler.llm.saved_graph import SavedGraph
 from compiler.llm.spec import LLMSpec
 from compiler.llm.tokenizer import Tokenizer, load_tokenizer, save_tokenizer
 from compiler.llm.weights import WeightFile, write_weights
@@ -264,7 +272,8 @@ def _compile_parts(
 ) -> LLMArtifact:
     from compiler.api import compile as compile_graph
 
-    if load_target(target).backend == "tvm":
+    on_tvm = load_target(target).backend == "tvm"
+    if on_tvm:
         # One weights file for both steps; each step writes its keys/values in place.
         options = {"weights_file": True, "cache_writes": True, **options}
     with staged_dir(dest) as tmp:
@@ -275,7 +284,14 @@ def _compile_parts(
         # The passes may have folded or renamed constants: share what is equal once more.
         weights: dict[str, np.ndarray] = share_constants([parts[name].graph for name in PARTS])
         lifted = [_lifted(tmp / name, parts[name]) for name in PARTS]
-        write_weights(tmp / WEIGHTS, {**weights, **{k: a for d in lifted for k, a in d.items()}})
+        modules = {k: a for d in lifted for k, a in d.items()}
+        derived = _derived(parts, weights, modules) if on_tvm else {}
+        # The TVM modules read only their own (packed) arrays: the graphs' copies are for a
+        # parse of the graph (the interpreter check), and may be stored encoded.
+        compact = set(weights) if on_tvm else set()
+        kept = {k: a for k, a in weights.items() if k not in derived}
+        write_weights(tmp / WEIGHTS, {**kept, **modules}, compact=compact, derived=derived,
+                      sparse=_gathered([parts[name].graph for name in PARTS]))
         for name in PARTS:
             (tmp / name / "graph.ir").write_text(str(parts[name].graph))
             (tmp / name / "constants.npz").unlink(missing_ok=True)
@@ -291,6 +307,32 @@ def _compile_parts(
         art.path = dest / Path(art.path or "").name
         _share(art, shared)
     return LLMArtifact(graphs.spec, batch_size, parts["prefill"], parts["decode"], dest, tokenizer)
+
+
+def _gathered(graphs: list[Graph]) -> set[str]:
+    """The constants every graph reads only through ``tensor.gather`` (an embedding table):
+    a step reads a few rows of them."""
+    uses: dict[str, bool] = {}
+    for graph in graphs:
+        for node in graph.nodes:
+            if node.op == "const":
+                ref, value = node.attrs["ref"], node.outputs[0]
+                only = all(user.op == "tensor.gather" and i == 0 for user, i in value.uses)
+                uses[ref] = uses.get(ref, True) and only and bool(value.uses)
+    return {ref for ref, only in uses.items() if only}
+
+
+def _derived(
+    parts: dict[str, Artifact], weights: dict[str, np.ndarray], modules: dict[str, np.ndarray]
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """The graph constants that the TVM modules' packed arrays hold bit for bit (the weights
+    their kernels read packed): name -> (array, recipe), stored as the recipe only."""
+    if not modules:
+        return {}
+    from backends.tvm.weights import derive_constants
+
+    recipes = derive_constants([parts[name].graph for name in PARTS], modules)
+    return {name: (weights[name], recipe) for name, recipe in recipes.items() if name in weights}
 
 
 def _lifted(folder: Path, art: Artifact) -> dict[str, np.ndarray]:
@@ -320,7 +362,8 @@ def _share(art: Artifact, weights: WeightFile) -> None:
 
 def load_llm(path: str | Path, tokenizer: Tokenizer | None = None) -> LLMArtifact:
     """Reopen an LLM artifact folder; both graphs (and both compiled modules) share the
-    arrays of ``weights.bin``, memory-mapped (``weights.npz`` of older artifacts: read)."""
+    arrays of ``weights.bin``, memory-mapped (``weights.npz`` of older artifacts: read).
+    The graphs are parsed (and their constants read) on first use of their nodes."""
     folder = Path(path)
     try:
         meta = json.loads((folder / "llm.json").read_text())
@@ -347,19 +390,20 @@ def load_llm(path: str | Path, tokenizer: Tokenizer | None = None) -> LLMArtifac
     return llm
 
 
-def _load_weights(folder: Path) -> tuple[WeightFile | None, dict[str, np.ndarray]]:
+def _load_weights(folder: Path) -> tuple[WeightFile | None, Mapping[str, np.ndarray]]:
     """The artifact's weights file (None for an older artifact) and its graph constants."""
     if not (folder / WEIGHTS).exists() and (folder / "weights.npz").exists():
         with np.load(folder / "weights.npz", allow_pickle=False) as npz:
             return None, {k: npz[k] for k in npz.files}
     shared = WeightFile(folder / WEIGHTS)  # missing or damaged: IntegrityError naming it
-    # Views, not reads: the graphs take the names they use (the modules' arrays are there too).
-    return shared, dict(shared.items())
+    # Views, not reads, and only of the names a graph takes when it is parsed.
+    return shared, shared
 
 
-def _load_part(folder: Path, weights: dict[str, np.ndarray]) -> Artifact:
+def _load_part(folder: Path, weights: Mapping[str, np.ndarray]) -> Artifact:
     manifest = json.loads((folder / "manifest.json").read_text())
-    graph: Graph = parse((folder / "graph.ir").read_text(), weights)
+    # Parsed when something reads its nodes or constants: generate needs its signature only.
+    graph = SavedGraph((folder / "graph.ir").read_text(), weights)
     target = load_target(manifest["target"])
     art = get_backend(manifest["backend"]).load(folder, graph, target, manifest)
     return art

@@ -93,6 +93,15 @@ def test_lifted_block_weights_run_bit_for_bit_from_params_bin(tmp_path: Path) ->
     for run in (art.run, again.run):
         for got, ref in zip(run(x), want, strict=True):
             np.testing.assert_array_equal(got, ref)
+    # The graph's block weights, recomputed from the lifted packed arrays (an LLM artifact
+    # stores the recipes instead of them): each weight placed, every recipe exact.
+    from backends.tvm.weights import derive_constants
+
+    recipes = derive_constants([graph], dict(weights))
+    quantized = [n.inputs[1].producer.attrs["ref"] for n in graph.nodes if n.op == "q.block_dense"]
+    assert len(quantized) == 4 and set(quantized) <= set(recipes)
+    derived = {name: (graph.constants[name], recipe) for name, recipe in recipes.items()}
+    write_weights(tmp_path / "w.bin", dict(weights), derived=derived)  # checks every recipe
     path = folder / params["file"]
     path.write_bytes(path.read_bytes()[:-64])
     with pytest.raises(IntegrityError, match="params.bin"):

@@ -101,9 +101,11 @@ def test_smoothing_keeps_the_float_model(llama_graphs: LLMGraphs) -> None:
     )
 
 
-@pytest.mark.parametrize(("weights", "bound"), [("int8", 1e-4), ("int4", 5e-3)])
+@pytest.mark.parametrize(
+    ("weights", "sym", "bound"), [("int8", True, 1e-4), ("int8", False, 1e-4), ("int4", True, 5e-3)]
+)
 def test_quantized_kl_stays_small_and_awq_lowers_it(
-    llama_graphs: LLMGraphs, weights: str, bound: float
+    llama_graphs: LLMGraphs, weights: str, sym: bool, bound: float
 ) -> None:
     """KL(float || quantized) per token under a bound; AWQ no worse than plain.
 
@@ -114,7 +116,7 @@ def test_quantized_kl_stays_small_and_awq_lowers_it(
     kls = {}
     for awq in (False, True):
         graphs = _copy(llama_graphs)
-        quantize_llm_graphs(graphs, awq=awq, calib=CALIB, weights=weights, group=32)
+        quantize_llm_graphs(graphs, awq=awq, calib=CALIB, weights=weights, group=32, sym=sym)
         kls[awq] = _kl(ref, _log_probs(graphs, IDS))
     assert kls[True] <= kls[False] * 1.05
     assert kls[True] < bound, kls

@@ -190,3 +190,21 @@ def test_pipeline_text_builds_the_pass() -> None:
     assert (built.weights, built.group, built.sym) == ("int8", 64, False)
     with pytest.raises(TapeoutError, match="int4 or int8"):
         QuantizeLLM(weights="int3")
+
+
+def test_int8a_keeps_a_q4_1_grid_to_within_its_scale_rounding(rng: np.random.Generator) -> None:
+    """Weights on an asymmetric 4-bit grid (``d * u + m`` per block: a Q4_1 file's float
+    reference) lie on asymmetric int8's 255 levels (every 17th): ``int8a`` keeps them up to
+    its float16 scale's rounding, symmetric ``int8`` falls between its levels."""
+    d = rng.uniform(0.01, 0.02, (8, 4, 1)).astype(np.float16).astype(np.float32)
+    m = (-d * rng.uniform(4, 11, (8, 4, 1))).astype(np.float16).astype(np.float32)
+    u = rng.integers(0, 16, (8, 4, 32))
+    u[..., 0], u[..., 1] = 0, 15  # each block spans its grid, as Q4_1's min/max do
+    w = (u * d + m).astype(np.float32).reshape(8, 128)
+    step = np.repeat(d.reshape(8, 4), 32, axis=1)  # the 4-bit grid's step per weight
+    errors = {
+        fmt: float((np.abs(quantize_blocks(w, fmt, 32).dequantize() - w) / step).max())
+        for fmt in ("int8a", "int8")
+    }
+    assert errors["int8a"] < 0.01, errors
+    assert errors["int8"] > 2 * errors["int8a"], errors
