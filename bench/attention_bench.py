@@ -111,6 +111,9 @@ def tapeout_engine(
 
     kernels = kernels or load_kernels(None)
     AttentionShape, attention_func = kernels.AttentionShape, kernels.attention_func
+    slots = hasattr(kernels, "slots_func") and parallel  # as lower_llm.cache_attention picks
+    if hasattr(kernels, "decode_attention_func") and not parallel:
+        attention_func = kernels.decode_attention_func
 
     tvm = require_tvm()
     c = case.chunk
@@ -119,7 +122,8 @@ def tapeout_engine(
     func = attention_func(shape).with_attr("global_symbol", shape.name)
     lib = tvm.compile(tvm.IRModule({shape.name: func}), target=tvm_target(load_target(target)))
     q = case.q.reshape(1, KV_HEADS, GROUP, c, DIM)
-    arrays = [q, case.pk, case.nk, case.pv, case.nv, *_mask_operands(kernels, shape, case, target)]
+    masks = _mask_operands(kernels, shape, case, target) if slots else [case.mask]
+    arrays = [q, case.pk, case.nk, case.pv, case.nv, *masks]
     arrays.append(np.zeros_like(q))
     args = [tvm.runtime.tensor(a) for a in arrays]
     lib.mod[shape.name](*args)
@@ -128,10 +132,8 @@ def tapeout_engine(
 
 
 def _mask_operands(kernels: ModuleType, shape: Any, case: Case, target: str) -> list:
-    """The kernel's mask operands: the slot lists and counts of ``slots_func`` (made once per
-    step for every layer in a model, so not timed here), or an older kernel's bool mask."""
-    if not hasattr(kernels, "slots_func"):
-        return [case.mask]
+    """A prefill kernel's mask operands: the slot lists and counts of ``slots_func`` (made
+    once per step for every layer in a model, so not timed here)."""
     import tvm
 
     from backends.tvm.build import tvm_target
