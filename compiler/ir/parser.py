@@ -194,6 +194,15 @@ def parse(
     raise ParseError("graph is missing its closing '}'", lines[-1][0])
 
 
+def parse_signature(text: str) -> tuple[Graph, list[TensorType]]:
+    """The header of IR ``text`` alone: the graph with its inputs (no nodes yet) and the
+    result types the header states; the body is not read."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        if raw.strip() and not raw.strip().startswith("//"):
+            return _parse_header(_Line(raw, number))
+    raise ParseError("empty IR text")
+
+
 def _parse_header(line: _Line) -> tuple[Graph, list[TensorType]]:
     """The graph with its inputs, and the result types the header states."""
     line.expect("graph")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from compiler.ir.graph import Graph, Value
-from compiler.ir.parser import _Line, _parse_header, parse
+from compiler.ir.parser import parse, parse_signature
 
 _RETURN = re.compile(r"^\s*return\b(.*)$", re.MULTILINE)
 _OPERAND = re.compile(r"%([A-Za-z0-9_.]+)")
@@ -33,14 +33,7 @@ class SavedGraph(Graph):
     until the parse replaces them)."""
 
     def __init__(self, text: str, constants: Mapping[str, np.ndarray]):
-        lines = [
-            (number, raw)
-            for number, raw in enumerate(text.splitlines(), 1)
-            if raw.strip() and not raw.strip().startswith("//")
-        ]
-        if not lines:
-            parse(text)  # the parser's error for empty text
-        head, results = _parse_header(_Line(lines[0][1], lines[0][0]))
+        head, results = parse_signature(text)
         returned = _RETURN.findall(text)
         names = _OPERAND.findall(returned[-1]) if returned else []
         self._text: str | None = text
