@@ -210,18 +210,7 @@ def compile_llm(
             f"{prefill_len}, max_context={max_context}, batch_size={batch_size}"
         )
     backend = load_target(target).backend
-    if dynamic_cache is None:
-        dynamic_cache = backend == "tensorrt" and not isinstance(model, LLMGraphs)
-    if dynamic_cache and backend not in DYNAMIC_CACHE_BACKENDS:
-        raise InputError(
-            f"dynamic_cache=True: target {target!r} ({backend}) compiles a static cache length "
-            f"only; the backends with a symbolic one are {sorted(DYNAMIC_CACHE_BACKENDS)}"
-        )
-    if dynamic_cache and isinstance(model, LLMGraphs) and not model.spec.dynamic_cache:
-        raise InputError(
-            "dynamic_cache=True: these LLMGraphs were imported with a static cache length; "
-            "import them with dynamic_cache=True"
-        )
+    dynamic_cache = _dynamic_cache(model, target, backend, dynamic_cache)
     if accuracy_windows is not None:
         ready = model.spec if isinstance(model, LLMGraphs) else None
         check_windows(
@@ -252,6 +241,24 @@ def compile_llm(
         art.accuracy = accuracy(art, reference, accuracy_windows)
         (dest / ACCURACY).write_text(json.dumps(art.accuracy.to_json(), indent=2))
     return art
+
+
+def _dynamic_cache(model: Any, target: str, backend: str, asked: bool | None) -> bool:
+    """Whether the steps get a symbolic cache length: as asked, else for TensorRT when the
+    model is imported here; a typed error where the backend or ready graphs cannot."""
+    if asked is None:
+        return backend == "tensorrt" and not isinstance(model, LLMGraphs)
+    if asked and backend not in DYNAMIC_CACHE_BACKENDS:
+        raise InputError(
+            f"dynamic_cache=True: target {target!r} ({backend}) compiles a static cache length "
+            f"only; the backends with a symbolic one are {sorted(DYNAMIC_CACHE_BACKENDS)}"
+        )
+    if asked and isinstance(model, LLMGraphs) and not model.spec.dynamic_cache:
+        raise InputError(
+            "dynamic_cache=True: these LLMGraphs were imported with a static cache length; "
+            "import them with dynamic_cache=True"
+        )
+    return asked
 
 
 def _import(
