@@ -28,7 +28,6 @@ they leave the cores to the engine timed after them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -39,6 +38,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from baseline import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -93,12 +93,7 @@ def load_kernels(path: str | None) -> ModuleType:
         from backends.tvm import kernels_attention
 
         return kernels_attention
-    spec = importlib.util.spec_from_file_location("baseline_kernels_attention", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, "baseline_kernels_attention")
 
 
 def tapeout_engine(

@@ -25,7 +25,6 @@ and times it interleaved in the same rounds; this tree's rows > 1 run
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from baseline import load_module
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,16 +64,12 @@ CLOCK: list[Callable[[], float]] = [time.perf_counter]
 
 
 def load_kernels(path: str | None) -> ModuleType:
+    """``backends/tvm/kernels_blocks.py`` of this tree, or another version of it."""
     if path is None:
         from backends.tvm import kernels_blocks
 
         return kernels_blocks
-    spec = importlib.util.spec_from_file_location("baseline_kernels_blocks", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_module(path, "baseline_kernels_blocks")
 
 
 def kernel_builder(kernels: ModuleType) -> Callable[..., Any]:
