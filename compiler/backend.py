@@ -82,6 +82,8 @@ BACKEND_OPTIONS: dict[str, dict[str, str]] = {
         "at load) instead of model.so (compile_llm sets it: one weights.bin for both graphs)",
         "cache_writes": "an LLM step graph writes its new keys/values into its KV-cache inputs "
         "in place (compile_llm sets it; default false)",
+        "workspace": "true: the intermediate tensors of main are made once per loaded model, "
+        "not per call (compile_llm sets it; default false)",
     },
     "asic": {},
     "onnx": {"opset": "ONNX opset to write (17..the installed onnx's newest)"},

@@ -136,20 +136,22 @@ class TvmArtifact(Artifact):
         self.weights, self._params, self._vm, self._main = weights, None, None, None
 
     def _bind(self, vm: Any) -> Any:
-        """``vm``, with the lifted constants appended to each call of ``main``."""
-        params = self.meta.get("params")
-        if not params:
+        """``vm``, with the lifted constants and the workspace (``backends.tvm.workspace``,
+        made once for this VM) appended to each call of ``main``."""
+        params, workspace = self.meta.get("params"), self.meta.get("workspace")
+        if not params and not workspace:
             return vm
         from backends.tvm.weights import BoundVM, lend
 
-        if self._params is None:
+        if self._params is None and params:
             if self.weights is None:
                 from compiler.llm.weights import WeightFile
 
                 self.weights = WeightFile(Path(self.path or "") / params["file"])
             where = str(getattr(self.weights, "path", "the weights"))
             self._params = lend(self.weights, list(params["keys"]), where)
-        return BoundVM(vm, self._params)
+        made = list(vm[workspace]()) if workspace else []
+        return BoundVM(vm, [*(self._params or []), *made])
 
     def _machine(self) -> Any:
         if not self.meta.get("runnable"):
@@ -302,8 +304,8 @@ class TvmArtifact(Artifact):
         from backends.tvm.remote import RemoteStage, parse_address
 
         address = parse_address(device)
-        if self.cache_writes:
-            raise BackendError("an artifact built with cache_writes runs here only (run_inplace)")
+        if self.cache_writes or self.meta.get("workspace"):
+            raise BackendError("an artifact built with cache_writes or workspace runs here only")
         if self.path is None:
             raise BackendError("the artifact has no folder to upload model.so from")
         if self.meta.get("params"):
@@ -399,7 +401,8 @@ class TvmBackend:
             from backends.tvm.weights import lift_constants
 
             mod, lifted = lift_constants(mod)
-        executable = build.compile_module(mod, tgt, exec_mode)
+        workspace = bool(options.get("workspace"))
+        executable = build.compile_module(mod, tgt, exec_mode, workspace)
         exported = build.export(executable, target, Path(out_dir))
         meta = {
             "library": exported.library,
@@ -409,6 +412,10 @@ class TvmBackend:
             "exec_mode": exec_mode,
             "cache_writes": [list(p) for p in pairs],
         }
+        if workspace:
+            from backends.tvm.workspace import WORKSPACE_FUNC
+
+            meta["workspace"] = WORKSPACE_FUNC
         if lifted is not None:
             from backends.tvm.weights import write_params
 

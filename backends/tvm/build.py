@@ -158,12 +158,46 @@ def schedule(mod: Any, target: Any, params: Any, database: Any = None) -> Any:
 EXEC_MODES = ("bytecode", "compiled")
 
 
-def compile_module(mod: Any, target: Any, exec_mode: str = "bytecode") -> Any:
+def vm_pipeline(workspace: bool) -> Any:
+    """Relax's default build pipeline (``relax.pipeline.default_build_pipeline`` of TVM 0.27),
+    with ``backends.tvm.workspace.hoist_workspace`` after the memory planner when
+    ``workspace``: the planned intermediates made once per loaded model, not per call."""
+    import tvm
+    from tvm.relax import backend, transform
+
+    from backends.tvm.workspace import hoist_workspace
+
+    passes = [
+        backend.DispatchSampling(),
+        backend.DispatchSortScan(),
+        transform.LegalizeOps(),
+        transform.RewriteDataflowReshape(),
+        transform.ToNonDataflow(),
+        transform.RemovePurityChecking(),
+        transform.CallTIRRewrite(),
+        transform.StaticPlanBlockMemory(),
+        *([hoist_workspace()] if workspace else []),
+        transform.RewriteCUDAGraph(),
+        transform.LowerAllocTensor(),
+        transform.KillAfterLastUse(),
+        transform.LowerRuntimeBuiltin(),
+        transform.ComputePrimValue(),
+        transform.VMShapeLower(),
+        transform.AttachGlobalSymbol(),
+    ]
+    return tvm.transform.Sequential(passes, name="tapeout_vm_pipeline")
+
+
+def compile_module(
+    mod: Any, target: Any, exec_mode: str = "bytecode", workspace: bool = False
+) -> Any:
     import tvm
     from tvm import relax
 
     with tvm.transform.PassContext(opt_level=3):
-        return relax.build(mod, target=target, exec_mode=exec_mode)
+        return relax.build(
+            mod, target=target, exec_mode=exec_mode, relax_pipeline=vm_pipeline(workspace)
+        )
 
 
 def export(executable: Any, target: Any, out_dir: Path) -> Exported:

@@ -225,6 +225,10 @@ def split_siblings(
     columns)`` may add to a part first. Returns the first node's result."""
     from tvm import relax
 
+    from backends.tvm.lower_heads import fuse_heads
+
+    if finish is None:  # q/k/v split into heads with RoPE: one kernel (lower_heads)
+        fuse_heads(y, nodes, ctx)
     start = 0
     for n in nodes:
         size = static_shape(n.inputs[1])[0]

@@ -78,7 +78,7 @@ def lower_gemv(node: Node, ctx: LowerContext) -> Sequence[Any] | None:
         r = ctx.emit(relax.op.reshape(ctx.arg(n.inputs[3]), (key[0], columns)))
         return ctx.emit(relax.op.add(part, r))
 
-    return split_siblings(_call(node, nodes, ctx, key), nodes, ctx, residual)
+    return split_siblings(_call(node, nodes, ctx, key), nodes, ctx, residual if key[2] else None)
 
 
 def _call(node: Node, nodes: list[Node], ctx: LowerContext, key: Key) -> Any:

@@ -17,6 +17,11 @@ here recognises the chain (every intermediate with that one use) and emits
 partial sums, then ``w * (x * (1 / sqrt(mean + eps)))`` per element, one kernel. The
 intermediate nodes still lower, unused, and Relax drops them. The summation order differs
 from NumPy's (float32 rounding only, as the layer norm rows of ``backends.tvm.kernels_row``).
+
+A residual add whose sum is normed so (every decoder layer: ``h = h + attn``, then the MLP's
+norm of ``h``; ``h = h + mlp``, then the next layer's norm) is one kernel with two outputs,
+``add_rms_norm_func``: the sum (the residual stream goes on) and the normed row, from the
+same float operations in the same order as the two kernels it replaces.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from backends.tvm.kernels import PREFIX
 from backends.tvm.kernels_row import ROW_PART, ROW_TOTAL, row_lanes
@@ -101,14 +108,104 @@ def rms_norm_rows(x: Any, weight: Any, eps: float, lanes: int) -> Any:
     return te.compute(shape, out, name=PREFIX + "rms_norm")
 
 
+def add_rms_norm_func(rows: int, n: int, lanes: int, eps: float) -> Any:
+    """The PrimFunc ``(A, B [rows, n], W [n], S, Y [rows, n])``, already scheduled:
+    ``S = A + B`` and ``Y = rms_norm_rows(S, W)``, each row's sum of squares as ``lanes``
+    vector partial sums added in the order ``rms_norm_rows`` adds them (its bits)."""
+    from tvm.script import tirx as T
+
+    from backends.tvm.schedules import SERIAL_WORK
+
+    J = n // lanes
+    loop = T.parallel if rows > 1 and rows * n >= SERIAL_WORK else T.serial
+
+    @T.prim_func(s_tir=True)
+    def func(
+        A: T.Buffer((rows, n), "float32"),
+        B: T.Buffer((rows, n), "float32"),
+        W: T.Buffer((n,), "float32"),
+        S: T.Buffer((rows, n), "float32"),
+        Y: T.Buffer((rows, n), "float32"),
+    ) -> None:
+        T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
+        for r in loop(rows):
+            with T.sblock("row"):
+                T.reads(A[r, 0:n], B[r, 0:n], W[0:n])
+                T.writes(S[r, 0:n], Y[r, 0:n])
+                part = T.alloc_buffer((lanes,), "float32", scope="local")
+                acc = T.alloc_buffer((2,), "float32", scope="local")
+                for k in T.vectorized(lanes):
+                    part[k] = T.float32(0)
+                for j in range(J):
+                    for k in T.vectorized(lanes):
+                        S[r, j * lanes + k] = A[r, j * lanes + k] + B[r, j * lanes + k]
+                        part[k] = part[k] + S[r, j * lanes + k] * S[r, j * lanes + k]
+                acc[0] = T.float32(0)
+                for k in range(lanes):
+                    acc[0] = acc[0] + part[k]
+                acc[1] = T.float32(1) / T.sqrt(acc[0] / T.float32(n) + T.float32(eps))
+                for j in range(J):
+                    for k in T.vectorized(lanes):
+                        Y[r, j * lanes + k] = W[j * lanes + k] * (S[r, j * lanes + k] * acc[1])
+
+    return func
+
+
+def _normed_sum(add: Node, graph: Graph) -> tuple[Node, Node, float, Value] | None:
+    """``(pow node, final mul, eps, weight)`` when ``add``'s sum (no broadcast, float32) is
+    RMS-normed by a chain of its users."""
+    out = add.outputs[0]
+    if out.dtype != "f32" or any(tuple(v.type.shape) != tuple(out.type.shape) or v.dtype != "f32"
+                                 or v.is_const for v in add.inputs):  # fmt: skip
+        return None
+    for user, index in out.uses:
+        if user.op == "math.pow" and index == 0:
+            found = rms_chain(user, graph)
+            if found is not None:
+                return (user, *found)
+    return None
+
+
+def _with_add(rule: Rule) -> Rule:
+    """``math.add``'s rule, emitting the add and the RMS norm of its sum as one kernel where
+    the sum is normed (``add_rms_norm_func``)."""
+
+    def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
+        found = _normed_sum(node, ctx.graph)
+        shape = tuple(int(d) for d in node.outputs[0].type.shape)
+        lanes = 0 if found is None else row_lanes(shape[-1], "float32", ctx.params)
+        if found is None or not lanes:
+            return rule.lower(node, ctx)
+        from tvm import relax
+
+        _, final, eps, weight = found
+        rows = int(np.prod(shape[:-1], dtype=np.int64))
+        name = f"{PREFIX}add_rms_norm_r{rows}_n{shape[-1]}_{np.float32(eps).view(np.uint32):08x}"
+        func = add_rms_norm_func(rows, shape[-1], lanes, eps).with_attrs(
+            {"global_symbol": name, "op_pattern": 8}  # opaque: nothing fused into it
+        )
+        gv = ctx.bb.add_func(func, name)
+        ctx.kernels["add_rms_norm"] = ctx.kernels.get("add_rms_norm", 0) + 1
+        a, b = (ctx.emit(relax.op.reshape(ctx.arg(v), (rows, shape[-1]))) for v in node.inputs)
+        flat = relax.TensorType((rows, shape[-1]), "float32")
+        both = ctx.emit(relax.call_tir(gv, relax.Tuple([a, b, ctx.arg(weight)]), [flat, flat]))
+        total, normed = (ctx.emit(relax.op.reshape(ctx.emit(relax.TupleGetItem(both, i)), shape))
+                         for i in (0, 1))  # fmt: skip
+        ctx.ahead[id(final)] = [normed]
+        return [total]
+
+    return dataclasses.replace(rule, lower=lower)
+
+
 def _with_chain(rule: Rule) -> Rule:
-    """``math.pow``'s rule, emitting the whole RMS norm ahead where the chain is there."""
+    """``math.pow``'s rule, emitting the whole RMS norm ahead where the chain is there (and
+    an add before it has not already)."""
 
     def lower(node: Node, ctx: LowerContext) -> Sequence[Any]:
         found = rms_chain(node, ctx.graph)
         lanes = 0 if found is None else row_lanes(int(node.inputs[0].type.shape[-1]),
                                                   "float32", ctx.params)  # fmt: skip
-        if found is not None and lanes:
+        if found is not None and lanes and id(found[0]) not in ctx.ahead:
             final, eps, weight = found
             y = ctx.emit_te(rms_norm_rows, ctx.arg(node.inputs[0]), ctx.arg(weight), eps, lanes)
             ctx.ahead[id(final)] = [y]
@@ -118,8 +215,11 @@ def _with_chain(rule: Rule) -> Rule:
 
 
 def extend(rules: dict[str, Rule]) -> dict[str, Rule]:
-    """The table with ``math.pow`` recognising RMS norms."""
+    """The table with ``math.pow`` recognising RMS norms and ``math.add`` the sums they
+    norm."""
     out = dict(rules)
     if "math.pow" in out:
         out["math.pow"] = _with_chain(out["math.pow"])
+    if "math.add" in out:
+        out["math.add"] = _with_add(out["math.add"])
     return out

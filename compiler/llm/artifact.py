@@ -281,8 +281,9 @@ def _compile_parts(
 
     on_tvm = load_target(target).backend == "tvm"
     if on_tvm:
-        # One weights file for both steps; each step writes its keys/values in place.
-        options = {"weights_file": True, "cache_writes": True, **options}
+        # One weights file for both steps; each step writes its keys/values in place and
+        # makes its intermediate tensors once, not per call.
+        options = {"weights_file": True, "cache_writes": True, "workspace": True, **options}
     with staged_dir(dest) as tmp:
         parts = {
             name: compile_graph(graph, target, output_dir=tmp / name, **options)
