@@ -96,6 +96,44 @@ class LowerContext:
     #: Results a rule emitted ahead for other nodes (node id -> its outputs): one kernel for
     #: several nodes, e.g. the q/k/v projections that read the same input.
     ahead: dict[int, Sequence[Any]] = field(default_factory=dict)
+    #: The rule table (``lower_node``), the nodes lowered so far and those being lowered.
+    rules: dict[str, Any] = field(default_factory=dict)
+    lowered: set[int] = field(default_factory=set)
+    busy: set[int] = field(default_factory=set)
+
+    # ---- lowering nodes --------------------------------------------------------------------
+    def lower_node(self, node: Node) -> None:
+        """Lower ``node`` (its operands already lowered) and record its outputs."""
+        self.busy.add(id(node))
+        try:
+            # A rule may have emitted this node's results with an earlier one's.
+            ahead = self.ahead.pop(id(node), None)
+            outs = ahead if ahead is not None else self.rules[node.op].lower(node, self)
+        except BackendError:
+            raise
+        except Exception as e:
+            raise BackendError(
+                f"{node.where()}: TVM lowering failed: {type(e).__name__}: {e}"
+            ) from e
+        finally:
+            self.busy.discard(id(node))
+        for value, expr in zip(node.outputs, outs, strict=True):
+            self.exprs[id(value)] = expr
+        self.lowered.add(id(node))
+
+    def ensure(self, value: Value) -> bool:
+        """Lower what ``value`` is computed from now, ahead of graph order, so that a rule
+        can read it (a RoPE table computed after the projections that it rotates); False
+        when it depends on a node being lowered."""
+        if value.is_const or id(value) in self.exprs:
+            return True
+        node = value.producer
+        if node is None or id(node) in self.busy:
+            return False
+        if not all(self.ensure(v) for v in node.inputs):
+            return False
+        self.lower_node(node)
+        return True
 
     # ---- reading operands ----------------------------------------------------------------
     def const(self, value: Value) -> np.ndarray | None:
@@ -319,26 +357,14 @@ def lower_graph(
         relax.Var(v.name, relax.TensorType(static_shape(v), tvm_dtype(v))) for v in graph.inputs
     ]
     slot = relax.Var(SLOT_INPUT, relax.TensorType((1,), "int64"))
-    ctx = LowerContext(bb, graph, params)
+    ctx = LowerContext(bb, graph, params, rules=rules)
     with bb.function("main", [*inputs, slot] if cache_pairs else inputs):
         with bb.dataflow():
             for value, var in zip(graph.inputs, inputs, strict=True):
                 ctx.exprs[id(value)] = var
             for node in graph.nodes:
-                if node.op == "const":
-                    continue
-                try:
-                    # A rule may have emitted this node's results with an earlier one's.
-                    ahead = ctx.ahead.pop(id(node), None)
-                    outs = ahead if ahead is not None else rules[node.op].lower(node, ctx)
-                except BackendError:
-                    raise
-                except Exception as e:
-                    raise BackendError(
-                        f"{node.where()}: TVM lowering failed: {type(e).__name__}: {e}"
-                    ) from e
-                for value, expr in zip(node.outputs, outs, strict=True):
-                    ctx.exprs[id(value)] = expr
+                if node.op != "const" and id(node) not in ctx.lowered:
+                    ctx.lower_node(node)
             written = {o for o, _ in cache_pairs}
             results = [ctx.arg(v) for i, v in enumerate(graph.outputs) if i not in written]
             if cache_pairs:

@@ -185,6 +185,16 @@ def fuse_heads(y: Any, nodes: Sequence[Node], ctx: Any) -> None:
         return
     parts = [p for p in found if p is not None]
     b, c, _ = _shape(nodes[0].outputs[0])
+    # The tables are computed from the positions, in the graph after the projections (not
+    # from the projections: those are busy).
+    siblings = {id(n) for n in nodes} - ctx.busy
+    ctx.busy |= siblings
+    try:
+        ready = all(ctx.ensure(t) for p in parts if p.rope is not None for t in p.rope)
+    finally:
+        ctx.busy -= siblings
+    if not ready:
+        return
     tables = [ctx.arg(t) for p in parts if p.rope is not None for t in p.rope]
     outs = ctx.emit_te(heads_compute, y, *tables, parts=parts, batch=b, chunk=c,
                        name="tapeout_rope_heads", opaque=True)  # fmt: skip

@@ -52,7 +52,17 @@ def _invariant(binding: Any, hoisted: set[Any]) -> bool:
     from tvm import relax
 
     value = binding.value
-    if not isinstance(binding, relax.VarBinding) or not isinstance(value, relax.Call):
+    if not isinstance(binding, relax.VarBinding):
+        return False
+    # A call's results as a tuple, and its fields again (CallTIRRewrite's form of a call
+    # with several results).
+    if isinstance(value, relax.Var):  # CallTIRRewrite binds a call's result to a new var
+        return value in hoisted
+    if isinstance(value, relax.Tuple):
+        return all(f in hoisted for f in value.fields)
+    if isinstance(value, relax.TupleGetItem):
+        return value.tuple_value in hoisted
+    if not isinstance(value, relax.Call):
         return False
     if not isinstance(value.op, tvm.ir.Op) or value.op.name not in _INVARIANT_OPS:
         return False
@@ -82,14 +92,7 @@ def split_main(func: Any) -> tuple[Any, Any]:
     outputs = [b.var for b in hoisted if b.var in used]
     # The workspace function defines its own vars: a var belongs to one function.
     fresh = {b.var: relax.Var(b.var.name, b.var.ty) for b in hoisted}
-    bindings = [
-        relax.VarBinding(
-            fresh[b.var],
-            relax.Call(b.value.op, [fresh.get(a, a) for a in b.value.args], b.value.attrs,
-                       b.value.ty_args),  # fmt: skip
-        )
-        for b in hoisted
-    ]
+    bindings = [relax.VarBinding(fresh[b.var], _renamed(b.value, fresh)) for b in hoisted]
     result = relax.Tuple([fresh[v] for v in outputs])
     init = relax.Function([], relax.SeqExpr([relax.BindingBlock(bindings)], result),
                           relax.TupleType([v.ty for v in outputs]), True)  # fmt: skip
@@ -98,6 +101,20 @@ def split_main(func: Any) -> tuple[Any, Any]:
     main = relax.Function([*func.params, *outputs], relax.SeqExpr(blocks, body.body),
                           func.ret_ty, func.is_pure, func.attrs)  # fmt: skip
     return main.with_attr("num_input", int(num_input)), init
+
+
+def _renamed(value: Any, fresh: dict[Any, Any]) -> Any:
+    """``value`` (an invariant binding's) reading the workspace function's vars."""
+    from tvm import relax
+
+    if isinstance(value, relax.Var):
+        return fresh[value]
+    if isinstance(value, relax.Tuple):
+        return relax.Tuple([fresh[f] for f in value.fields])
+    if isinstance(value, relax.TupleGetItem):
+        return relax.TupleGetItem(fresh[value.tuple_value], value.index)
+    args = [fresh.get(a, a) for a in value.args]
+    return relax.Call(value.op, args, value.attrs, value.ty_args)
 
 
 def _used_vars(expr: Any) -> set[Any]:
