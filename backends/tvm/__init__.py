@@ -14,7 +14,9 @@ candidates on the RPC servers registered with TVM's tracker under that key
 (``backends.tvm.rpc``); ``exec_mode`` ("bytecode", the default, or "compiled": the VM code
 of ``main`` compiled rather than interpreted, ``backends.tvm.build.EXEC_MODES``);
 ``cache_writes`` (bool, ``compiler.llm`` sets it): the step graph writes its new keys/values
-into the KV-cache inputs in place (``backends.tvm.lower_cache``, ``run_inplace``).
+into the KV-cache inputs in place (``backends.tvm.lower_cache``, ``run_inplace``);
+``workspace`` (bool, ``compiler.llm`` sets it): the intermediate tensors of ``main`` are made
+once per loaded VM instead of once per call (``backends.tvm.workspace``).
 """
 
 from __future__ import annotations
