@@ -31,20 +31,30 @@ def _inputs(c: int, rng: np.random.Generator) -> list[np.ndarray]:
     return [x, r, np.cos(angles), np.sin(angles)]
 
 
-def _compile(c: int, options: dict[str, Any]) -> Any:
+def _compile(c: int, options: dict[str, Any], blocks: str = "") -> Any:
+    """The graph for ``c`` tokens (q/k/v in ``blocks`` format when given) and its build."""
     from backends.tvm import TvmBackend
 
     consts = {"two": np.float32(2.0), "eps": np.float32(1e-5)}
     graph = load_graph(GRAPH, consts, seed=c, c=str(c))
+    if blocks:
+        from compiler.context import PassContext
+        from passes.quant.llm_weights import quantize_blocks
+        from passes.quantize_llm import QuantizeLLM
+
+        found = {f"{p}.weight": quantize_blocks(graph.constants[f"{p}.weight"], blocks, 32)
+                 for p in "qkv"}  # fmt: skip
+        QuantizeLLM(blocks=found).run(graph, PassContext())
     return graph, TvmBackend().compile(graph, load_target("cpu"), Path(tempfile.mkdtemp()),
                                        options)  # fmt: skip
 
 
-@pytest.mark.parametrize("c", [1, 3])
-def test_layer_fuses_and_matches_the_interpreter(c: int) -> None:
-    graph, art = _compile(c, {"workspace": True})
+@pytest.mark.parametrize(("c", "blocks"), [(1, ""), (3, ""), (1, "int4a")])
+def test_layer_fuses_and_matches_the_interpreter(c: int, blocks: str) -> None:
+    graph, art = _compile(c, {"workspace": True}, blocks)
     kernels = art.summary["tapeout_kernels"]
     assert "add_rms_norm x1" in kernels and "tapeout_rope_heads x1" in kernels, kernels
+    assert ("block_dense x1" if blocks else "gemv x1") in kernels, kernels
     inputs = _inputs(c, np.random.default_rng(c))
     want = interpret(graph, *inputs)
     first = art.run(*inputs)
