@@ -109,7 +109,9 @@ def rope_chain(x: Value) -> tuple[Node, Value, Value] | None:
     if [v.producer for v in cat.inputs] != [neg, lo] or _only_use(lo.outputs[0]) is not cat:
         return None
     m2 = _only_use(cat.outputs[0])
-    add = None if m2 is None or m2.op != "math.mul" else _only_use(m2.outputs[0])
+    if m2 is None or m2.op != "math.mul":
+        return None
+    add = _only_use(m2.outputs[0])
     if add is None or add.op != "math.add" or _only_use(m1.outputs[0]) is not add:
         return None
     sin = m2.inputs[1] if m2.inputs[0] is cat.outputs[0] else m2.inputs[0]
@@ -145,7 +147,8 @@ def heads_compute(y: Any, *tables: Any, parts: Sequence[Heads], batch: int, chun
     N]``; a part with RoPE reads its (cos, sin) from ``tables``, in order."""
     from tvm import te
 
-    outs, it = [], iter(tables)
+    outs: list[Any] = []
+    it = iter(tables)
     for p in parts:
         rope = (next(it), next(it)) if p.rope is not None else None
         outs.append(te.compute((batch, p.heads, chunk, p.dim), _element(y, p, rope, chunk),

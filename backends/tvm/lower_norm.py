@@ -1,3 +1,4 @@
+# mypy: disable-error-code="valid-type,name-defined"
 """RMS norm written as plain ops (Hugging Face's Llama, Qwen, Phi-3) as one row kernel.
 
 A decoder imported through torch.export holds its RMS norms as the ops of the Python code::

@@ -91,7 +91,9 @@ def split_main(func: Any) -> tuple[Any, Any]:
             else:
                 kept.append(binding)
         blocks.append(relax.BindingBlock(kept))
-    used = _used_vars(relax.SeqExpr(blocks, body.body))
+    # The planner never places a result of main in planned storage (see the docstring).
+    assert not set(relax.analysis.free_vars(body.body)) & seen, "a result is in the workspace"
+    used = set(relax.analysis.free_vars(relax.SeqExpr(blocks, body.body)))
     outputs = [b.var for b in hoisted if b.var in used]
     # The workspace function defines its own vars: a var belongs to one function.
     fresh = {b.var: relax.Var(b.var.name, b.var.ty) for b in hoisted}
@@ -122,14 +124,8 @@ def _renamed(value: Any, fresh: dict[Any, Any]) -> Any:
     return relax.Call(value.op, args, value.attrs, value.ty_args)
 
 
-def _used_vars(expr: Any) -> set[Any]:
-    from tvm import relax
-
-    return set(relax.analysis.free_vars(expr))
-
-
 def hoist_workspace() -> Any:
-    """The module pass: ``main`` split by ``split_main`` where it has something to hoist."""
+    """The module pass: ``main`` split by ``split_main``, the workspace function added."""
     import tvm
 
     @tvm.transform.module_pass(opt_level=0, name="HoistWorkspace")
