@@ -9,7 +9,8 @@ One layer of SmolLM2-135M (9 query heads, 3 KV heads, head size 64) with the cac
 
 - ``decode n``: one query token over ``n`` valid slots (``n - 1`` cache slots and the new
   token); tapeout reads the static 160-slot cache in place with its mask, as in a compiled
-  decode step (``backends/tvm/kernels_attention.py``);
+  decode step (``backends/tvm/kernels_attention.py``: the kept slots of each KV head split
+  over the threads, then merged);
 - ``prefill p``: a 32-token chunk over ``p`` valid cache slots and its own keys (causal).
 
 The peers get only the valid keys and values, contiguous ([1, 3, n, 64], GQA without a
@@ -206,8 +207,6 @@ def _engines(case: Case, args: argparse.Namespace) -> dict[str, Timer]:
         makers["tapeout old"] = lambda: tapeout_engine(
             case, args.target, args.number, case.chunk > 1, old
         )
-    if case.chunk == 1 and args.parallel_decode:  # the KV heads split over the threads
-        makers["tapeout parallel"] = lambda: tapeout_engine(case, args.target, args.number, True)
     engines = {}
     for name, make in makers.items():
         try:
@@ -238,9 +237,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--target", default="x86-64-avx512")
     parser.add_argument("--baseline", help="another kernels_attention.py, timed as 'tapeout old'")
-    parser.add_argument(
-        "--parallel-decode", action="store_true", help="also time the decode kernel in parallel"
-    )
     parser.add_argument(
         "--spin-count", type=int, default=None,
         help="TVM_THREAD_POOL_SPIN_COUNT (TVM's default 300000 is best alone; 0 on a loaded "

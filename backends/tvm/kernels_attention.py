@@ -44,6 +44,9 @@ from typing import Any
 LANES = 16
 #: A decode step's task count is a multiple of this (see ``decode_parts``).
 DECODE_SPLIT = 2
+#: Kept slots (all rows together) from which a decode step's attention runs in parallel: below,
+#: a fork and join of the threads costs more than the split saves.
+DECODE_SPLIT_FROM = 128
 
 
 @dataclass(frozen=True)
@@ -294,13 +297,15 @@ def decode_attention_func(shape: AttentionShape) -> Any:
     Y [B,H,G,C,D])``, already scheduled, for a decode step (flash-decoding):
 
     1. each (batch row, query row)'s mask row is compacted into its list of kept slots, once
-       for all KV heads, before the threads start (a walk of ``S + C`` flags);
-    2. in parallel, each task takes one (row, KV head) and one of ``decode_parts`` equal
-       shares of the kept slots: scores, their maximum, ``exp(score - max)`` and its sum,
-       the weighted value rows, all for the ``G`` query heads that share the KV head;
-    3. after the join, the parts of each (row, KV head) are merged: each part's sum and
-       values scaled by ``exp(its max - the max)``, divided by the total. A part with no
-       slot weighs 0 (its max is -inf), and a row that sees no slot at all gives 0.
+       for all KV heads, before any thread starts (a walk of ``S + C`` flags);
+    2. with at least ``DECODE_SPLIT_FROM`` kept slots in all, in parallel: each task takes
+       one (row, KV head) and one of ``decode_parts`` equal shares of its kept slots (fewer,
+       on the calling thread: one task per (row, KV head), as a fork and join of the threads
+       would cost more than it saves): scores, their maximum, ``exp(score - max)`` and its
+       sum, the weighted value rows, all for the ``G`` query heads that share the KV head;
+    3. then the parts of each (row, KV head) are merged: each part's sum and values scaled by
+       ``exp(its max - the max)``, divided by the total. A part with no slot weighs 0 (its
+       max is -inf), and a row that sees no slot at all gives 0.
     """
     from tvm.script import tirx as T
 
@@ -313,6 +318,7 @@ def decode_attention_func(shape: AttentionShape) -> Any:
     TASKS = ROWS * H * P
     PART = (N + P - 1) // P  # the most kept slots one part gets
     PP = (PART + LANES - 1) // LANES * LANES  # scores padded to whole vectors
+    NP = (N + LANES - 1) // LANES * LANES
     scale, causal = shape.scale, shape.causal
 
     # Macros are expanded where they are called: one body for the cache's rows and the chunk's.
@@ -334,6 +340,51 @@ def decode_attention_func(shape: AttentionShape) -> Any:
                 for d in T.vectorized(D):
                     acc[g, d] = acc[g, d] + score[g, i] * V[b, h, mine[i], d]
 
+    @T.macro
+    def part(
+        Q: Any, PK: Any, NK: Any, PV: Any, NV: Any, keep: Any, count: Any, bc: Any, h: Any,
+        first: Any, size: Any, task: Any, part_max: Any, part_sum: Any, part_acc: Any,
+        mine: Any, span: Any, score: Any, sums: Any, peak: Any, acc: Any,
+    ) -> None:  # fmt: skip
+        # The kept slots [first, first + size) of row bc, copied next to the scores (reading
+        # the shared list in the loops measured twice as slow), and where the cache's slots
+        # end and the chunk's begin; the results go to part ``task``.
+        b = T.meta_var(bc // C)
+        c = T.meta_var(bc % C)
+        span[0] = first
+        span[1] = size
+        span[2] = T.min(T.max(count[bc, 0] - span[0], 0), span[1])
+        for i in range(span[1]):
+            mine[i] = keep[bc, span[0] + i]
+        # Scores and their maximum.
+        for g in range(G):
+            peak[g] = T.float32(float("-inf"))
+        scores(Q, PK, b, h, c, 0, span[2], mine, score, peak)
+        scores(Q, NK, b, h, c, span[2], span[1], mine, score, peak)
+        # exp(score - max), a vector at a time; the padding lanes give 0.
+        for g in range(G):
+            for lane in T.vectorized(LANES):
+                sums[g, lane] = T.float32(0)
+            for i0 in range((span[1] + LANES - 1) // LANES):
+                for lane in T.vectorized(LANES):
+                    i = T.meta_var(i0 * LANES + lane)
+                    e = T.meta_var(
+                        T.Select(i < span[1], T.exp(score[g, i] - peak[g]), T.float32(0))
+                    )
+                    score[g, i] = e
+                    sums[g, lane] = sums[g, lane] + score[g, i]
+            part_sum[task, g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
+            part_max[task, g] = peak[g]
+        # Weighted values, not yet divided by the sum.
+        for g in range(G):
+            for d in T.vectorized(D):
+                acc[g, d] = T.float32(0)
+        weigh(PV, b, h, 0, span[2], mine, score, acc)
+        weigh(NV, b, h, span[2], span[1], mine, score, acc)
+        for g in range(G):
+            for d in T.vectorized(D):
+                part_acc[task, g, d] = acc[g, d]
+
     @T.prim_func(s_tir=True)
     def func(
         Q: T.Buffer((B, H, G, C, D), "float32"),
@@ -347,14 +398,16 @@ def decode_attention_func(shape: AttentionShape) -> Any:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
         keep = T.alloc_buffer((ROWS, N), "int32")
         count = T.alloc_buffer((ROWS, 2), "int32")
+        total = T.alloc_buffer((1,), "int32")
         part_max = T.alloc_buffer((TASKS, G), "float32")
         part_sum = T.alloc_buffer((TASKS, G), "float32")
         part_acc = T.alloc_buffer((TASKS, G, D), "float32")
         # 1. The kept slots of each row: cache slots, then the chunk's (count 0, count 1).
+        total[0] = 0
         for bc in range(ROWS):
             with T.sblock("slots"):
                 T.reads(M[0:MB, 0, 0:MR, 0:N])
-                T.writes(keep[bc, 0:N], count[bc, 0:2])
+                T.writes(keep[bc, 0:N], count[bc, 0:2], total[0])
                 n = T.alloc_buffer((1,), "int32", scope="local")
                 mb = T.meta_var(0 if MB == 1 else bc // C)
                 mr = T.meta_var(0 if MR == 1 else bc % C)
@@ -373,62 +426,54 @@ def decode_attention_func(shape: AttentionShape) -> Any:
                     )
                     n[0] = n[0] + seen
                 count[bc, 1] = n[0]
-        # 2. Each task: one part of one (row, KV head)'s kept slots.
-        for task in T.parallel(TASKS):
-            with T.sblock("parts"):
+                total[0] = total[0] + n[0]
+        # 2. Few slots: one task per (row, KV head) on this thread, the other parts empty.
+        if total[0] < DECODE_SPLIT_FROM:
+            with T.sblock("serial"):
                 T.reads(
                     Q[0:B, 0:H, 0:G, 0:C, 0:D], PK[0:B, 0:H, 0:S, 0:D], NK[0:B, 0:H, 0:C, 0:D],
                     PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D], keep[0:ROWS, 0:N],
                     count[0:ROWS, 0:2],
                 )  # fmt: skip
-                T.writes(part_max[task, 0:G], part_sum[task, 0:G], part_acc[task, 0:G, 0:D])
-                mine = T.alloc_buffer((PP,), "int32", scope="local")
+                T.writes(
+                    part_max[0:TASKS, 0:G], part_sum[0:TASKS, 0:G], part_acc[0:TASKS, 0:G, 0:D]
+                )
+                mine = T.alloc_buffer((NP,), "int32", scope="local")
                 span = T.alloc_buffer((3,), "int32", scope="local")
-                score = T.alloc_buffer((G, PP), "float32", scope="local")
+                score = T.alloc_buffer((G, NP), "float32", scope="local")
                 sums = T.alloc_buffer((G, LANES), "float32", scope="local")
                 peak = T.alloc_buffer((G,), "float32", scope="local")
                 acc = T.alloc_buffer((G, D), "float32", scope="local")
-                bc = T.meta_var(task // (H * P))
-                b = T.meta_var(bc // C)
-                c = T.meta_var(bc % C)
-                h = T.meta_var(task // P % H)
-                p = T.meta_var(task % P)
-                # This part's share [lo, hi) of the row's kept slots, copied next to its
-                # scores (reading the shared list in the loops measured twice as slow), and
-                # where its cache slots end and the chunk's begin.
-                span[0] = count[bc, 1] * p // P
-                span[1] = count[bc, 1] * (p + 1) // P - span[0]
-                span[2] = T.min(T.max(count[bc, 0] - span[0], 0), span[1])
-                for i in range(span[1]):
-                    mine[i] = keep[bc, span[0] + i]
-                # Scores and their maximum.
-                for g in range(G):
-                    peak[g] = T.float32(float("-inf"))
-                scores(Q, PK, b, h, c, 0, span[2], mine, score, peak)
-                scores(Q, NK, b, h, c, span[2], span[1], mine, score, peak)
-                # exp(score - max), a vector at a time; the padding lanes give 0.
-                for g in range(G):
-                    for lane in T.vectorized(LANES):
-                        sums[g, lane] = T.float32(0)
-                    for i0 in range((span[1] + LANES - 1) // LANES):
-                        for lane in T.vectorized(LANES):
-                            i = T.meta_var(i0 * LANES + lane)
-                            e = T.meta_var(
-                                T.Select(i < span[1], T.exp(score[g, i] - peak[g]), T.float32(0))
-                            )
-                            score[g, i] = e
-                            sums[g, lane] = sums[g, lane] + score[g, i]
-                    part_sum[task, g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
-                    part_max[task, g] = peak[g]
-                # Weighted values, not yet divided by the sum.
-                for g in range(G):
-                    for d in T.vectorized(D):
-                        acc[g, d] = T.float32(0)
-                weigh(PV, b, h, 0, span[2], mine, score, acc)
-                weigh(NV, b, h, span[2], span[1], mine, score, acc)
-                for g in range(G):
-                    for d in T.vectorized(D):
-                        part_acc[task, g, d] = acc[g, d]
+                for pair in range(ROWS * H):
+                    bc = T.meta_var(pair // H)
+                    part(Q, PK, NK, PV, NV, keep, count, bc, pair % H, 0, count[bc, 1],
+                         pair * P, part_max, part_sum, part_acc, mine, span, score, sums, peak,
+                         acc)  # fmt: skip
+                    for p in range(1, P):
+                        for g in range(G):
+                            part_sum[pair * P + p, g] = T.float32(0)
+        # Many: each task one share of one (row, KV head)'s slots, in parallel.
+        else:
+            for task in T.parallel(TASKS):
+                with T.sblock("parts"):
+                    T.reads(
+                        Q[0:B, 0:H, 0:G, 0:C, 0:D], PK[0:B, 0:H, 0:S, 0:D],
+                        NK[0:B, 0:H, 0:C, 0:D], PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D],
+                        keep[0:ROWS, 0:N], count[0:ROWS, 0:2],
+                    )  # fmt: skip
+                    T.writes(part_max[task, 0:G], part_sum[task, 0:G], part_acc[task, 0:G, 0:D])
+                    mine = T.alloc_buffer((PP,), "int32", scope="local")
+                    span = T.alloc_buffer((3,), "int32", scope="local")
+                    score = T.alloc_buffer((G, PP), "float32", scope="local")
+                    sums = T.alloc_buffer((G, LANES), "float32", scope="local")
+                    peak = T.alloc_buffer((G,), "float32", scope="local")
+                    acc = T.alloc_buffer((G, D), "float32", scope="local")
+                    bc = T.meta_var(task // (H * P))
+                    p = T.meta_var(task % P)
+                    lo = T.meta_var(count[bc, 1] * p // P)
+                    part(Q, PK, NK, PV, NV, keep, count, bc, task // P % H, lo,
+                         count[bc, 1] * (p + 1) // P - lo, task, part_max, part_sum, part_acc,
+                         mine, span, score, sums, peak, acc)  # fmt: skip
         # 3. Merge the parts of each (row, KV head, query head).
         for bc, h, g in T.grid(ROWS, H, G):
             with T.sblock("merge"):
@@ -444,17 +489,16 @@ def decode_attention_func(shape: AttentionShape) -> Any:
                 for d in T.vectorized(D):
                     out[d] = T.float32(0)
                 for p in range(P):
-                    # An empty part (max -inf, sum 0) weighs 0, not exp(-inf + inf) = NaN.
+                    # An empty part weighs 0, not exp(-inf + inf) = NaN; its values (never
+                    # written on the calling thread's path) are not read.
+                    kept = T.meta_var(part_sum[first + p, g] > T.float32(0))
                     w = T.meta_var(
-                        T.Select(
-                            part_sum[first + p, g] > T.float32(0),
-                            T.exp(part_max[first + p, g] - top[0]),
-                            T.float32(0),
-                        )
+                        T.Select(kept, T.exp(part_max[first + p, g] - top[0]), T.float32(0))
                     )
                     top[1] = top[1] + w * part_sum[first + p, g]
                     for d in T.vectorized(D):
-                        out[d] = out[d] + w * part_acc[first + p, g, d]
+                        weighed = T.meta_var(w * part_acc[first + p, g, d])
+                        out[d] = out[d] + T.Select(kept, weighed, T.float32(0))
                 for d in T.vectorized(D):
                     Y[bc // C, h, g, bc % C, d] = T.Select(
                         top[1] > T.float32(0), out[d] / top[1], T.float32(0)

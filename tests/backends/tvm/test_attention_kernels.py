@@ -19,10 +19,12 @@ SCALE = float(np.float32(DIM**-0.5))
 
 
 @functools.cache
-def _kernel(batch: int, chunk: int) -> Any:
-    """The decode (``chunk`` 1) or prefill kernel for ``batch`` rows, built for this host."""
+def _kernel(batch: int, chunk: int, split_from: int = 0) -> Any:
+    """The decode (``chunk`` 1) or prefill kernel for ``batch`` rows, built for this host; a
+    decode kernel runs in parallel from ``split_from`` kept slots (0: always)."""
     import tvm
 
+    from backends.tvm import kernels_attention
     from backends.tvm.build import tvm_target
     from backends.tvm.kernels_attention import AttentionShape, attention_func, decode_attention_func
     from compiler.target import load_target
@@ -32,7 +34,12 @@ def _kernel(batch: int, chunk: int) -> Any:
         parallel=chunk > 1,
     )  # fmt: skip
     make = decode_attention_func if chunk == 1 else attention_func
-    func = make(shape).with_attr("global_symbol", "attention")
+    default = kernels_attention.DECODE_SPLIT_FROM
+    kernels_attention.DECODE_SPLIT_FROM = split_from
+    try:
+        func = make(shape).with_attr("global_symbol", "attention")
+    finally:
+        kernels_attention.DECODE_SPLIT_FROM = default
     lib = tvm.compile(tvm.IRModule({"attention": func}), target=tvm_target(load_target("cpu")))
     return shape, lib
 
@@ -116,9 +123,10 @@ def _decode_masks() -> dict[str, np.ndarray]:
 
 
 @pytest.mark.parametrize("name", list(_decode_masks()))
-def test_decode_split_and_merge_match_the_reference(name: str) -> None:
+@pytest.mark.parametrize("split_from", [0, 10**6], ids=["parallel", "serial"])
+def test_decode_split_and_merge_match_the_reference(name: str, split_from: int) -> None:
     mask = _decode_masks()[name]
-    got, want = _run(_kernel(2, 1), mask, np.random.default_rng(2))
+    got, want = _run(_kernel(2, 1, split_from), mask, np.random.default_rng(2))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     for row in range(2):
         if not mask[row].any():  # a row that sees no slot gives 0, not NaN
