@@ -452,6 +452,7 @@ def decode_attention_func(shape: AttentionShape) -> Any:
                     for p in range(1, P):
                         for g in range(G):
                             part_sum[pair * P + p, g] = T.float32(0)
+                            part_max[pair * P + p, g] = T.float32(float("-inf"))
         # Many: each task one share of one (row, KV head)'s slots, in parallel.
         else:
             for task in T.parallel(TASKS):
@@ -482,9 +483,15 @@ def decode_attention_func(shape: AttentionShape) -> Any:
                 top = T.alloc_buffer((2,), "float32", scope="local")
                 out = T.alloc_buffer((D,), "float32", scope="local")
                 first = T.meta_var((bc * H + h) * P)
+                # The maximum over the parts that kept a slot (an empty part's max is never
+                # written on the calling thread's path).
                 top[0] = T.float32(float("-inf"))
                 for p in range(P):
-                    top[0] = T.max(top[0], part_max[first + p, g])
+                    top[0] = T.Select(
+                        part_sum[first + p, g] > T.float32(0),
+                        T.max(top[0], part_max[first + p, g]),
+                        top[0],
+                    )
                 top[1] = T.float32(0)
                 for d in T.vectorized(D):
                     out[d] = T.float32(0)
