@@ -9,6 +9,7 @@ import pytest
 
 from compiler import numerics
 from compiler.context import PassContext
+from compiler.errors import TapeoutError
 from compiler.interpreter import interpret
 from compiler.ir import Graph
 from compiler.ir.parser import parse
@@ -38,8 +39,11 @@ def _fma(a: float, b: float, c: float) -> float:
     return _round_f32(Fraction(a) * Fraction(b) + Fraction(c))
 
 
-def _reference(x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None) -> np.ndarray:
-    """block_dense written out with Python integers, exact rationals and one loop per sum."""
+def _reference(
+    x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None, levels: int = 127
+) -> np.ndarray:
+    """block_dense written out with Python integers, exact rationals and one loop per sum;
+    ``levels``: the largest activation code (127, or 32512 for 16-bit codes)."""
     n, k = q.shape
     g = k // d.shape[1]
     out = np.zeros((x.shape[0], n), np.float32)
@@ -48,11 +52,11 @@ def _reference(x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None
             acc = 0.0
             for b in range(k // g):
                 xb = x[r, b * g : (b + 1) * g].astype(np.float32)
-                dx = np.float32(np.abs(xb).max() / np.float32(127))
+                dx = np.float32(np.abs(xb).max() / np.float32(levels))
                 qx = [int(np.rint(v / dx)) if dx > 0 else 0 for v in xb]
                 isum = sum(int(q[i, b * g + j]) * qx[j] for j in range(g))
                 ds = np.float32(np.float32(d[i, b]) * dx)
-                acc = _fma(float(ds), float(isum), acc)
+                acc = _fma(float(ds), float(np.float32(isum)), acc)  # isum >= 2^24: rounds
                 if m is not None:
                     c = np.float32(dx * np.float32(sum(qx)))
                     acc = _fma(float(np.float32(m[i, b])), float(c), acc)
@@ -89,6 +93,43 @@ def test_block_dense_matches_a_scalar_reference(rng: np.random.Generator, fmt: s
     want = _reference(x, bw.q, bw.d.astype(np.float32), m)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int8a", "int4a"])
+def test_16bit_activations_match_a_scalar_reference(rng: np.random.Generator, fmt: str) -> None:
+    w = rng.standard_normal((6, 256)).astype(np.float32)
+    x = rng.standard_normal((2, 256)).astype(np.float32) * 3
+    x[0, :128] = 0
+    bw = quantize_blocks(w, fmt, 128)  # the largest block: the int32 sums' widest range
+    got = numerics.block_dense(x, bw.q, bw.d, bw.m, act_bits=16)
+    m = None if bw.m is None else bw.m.astype(np.float32)
+    want = _reference(x, bw.q, bw.d.astype(np.float32), m, levels=127 * 256)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_16bit_codes_split_into_two_int8_planes() -> None:
+    codes = np.arange(-127 * 256, 127 * 256 + 1)
+    hi, lo = numerics.split_act_planes(codes)
+    assert hi.dtype == lo.dtype == np.int8
+    np.testing.assert_array_equal(256 * hi.astype(np.int64) + lo, codes)
+
+
+def test_16bit_activations_cut_the_error_of_an_outlier_block(rng: np.random.Generator) -> None:
+    """One large activation in a block (what LLM residual streams have) costs the other 31
+    their precision at 8 bits; 16-bit codes keep the product within float rounding."""
+    w = rng.standard_normal((32, 64)).astype(np.float32)
+    bw = quantize_blocks(w, "int8a", 32)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    x[:, 3] = 60.0
+    ref = x @ bw.dequantize().T
+    err8 = np.abs(numerics.block_dense(x, bw.q, bw.d, bw.m) - ref).max()
+    err16 = np.abs(numerics.block_dense(x, bw.q, bw.d, bw.m, act_bits=16) - ref).max()
+    assert err16 < err8 / 50
+
+
+def test_act_bits_other_than_8_or_16_are_refused() -> None:
+    with pytest.raises(TapeoutError, match="act_bits"):
+        QuantizeLLM(weights="int8", act_bits=4)
 
 
 @pytest.mark.parametrize(("fmt", "tol"), [("int8", 0.02), ("int8a", 0.02), ("int4", 0.15)])
