@@ -23,6 +23,12 @@ decode step's dot products do not form one serial chain):
 With AVX-512 VNNI four byte products per lane are one ``vpdpbusd``; without it the same
 loop is written with scalar products that LLVM vectorizes (``pmaddubsw``-free: exact).
 
+16-bit activation codes (``layout.act_bits == 16``) are stored as two int8 planes,
+``qx = 256 * hi + lo`` (``compiler.numerics.split_act_planes``); every unpacked weight vector
+feeds one ``vpdpbusd`` per plane, each plane with its own pair of accumulators, and the block
+sum is ``256 * (hi sums) + (lo sums)`` in int32 (exact: below 2^30), so a decode step still
+loads each weight byte once.
+
 Packed weight: ``[N/16, B, C, 64]`` bytes: chunk ``c`` of block ``b`` holds 16 rows x 4
 bytes; for 4-bit weights byte ``[r, j]`` is ``u[r, 8c + j] | u[r, 8c + 4 + j] << 4`` (C = g/8),
 for 8-bit ones it is ``u[r, 4c + j]`` (C = g/4).

@@ -21,6 +21,10 @@ both are bound by the vector pipes, and per block and row the numerics need 4 fl
 operations (convert, ``d * dx``, two FMAs with a minimum) next to the 8 ``vpdpbusd`` of a
 32-block (about 60% of the pipes' issue slots do integer products).
 
+With 16-bit activation codes each row has two chains, one per int8 plane (the hi plane's
+from 0, the lo plane's from ``-offset * sum(qx)``), joined as ``(hi << 8) + lo``: twice the
+``vpdpbusd`` of 8-bit codes, so a prefill pays for the precision.
+
 The integer block sums are exact whatever their order, and every float32 operation
 (``f32(d) * dx``, the FMA into the accumulator, the minimum's FMA) happens in the order
 ``compiler.numerics.block_dense`` fixes, so the result is bit for bit the interpreter's.

@@ -226,9 +226,10 @@ def test_pipeline_text_builds_the_pass() -> None:
     from compiler.errors import TapeoutError
     from compiler.pass_manager import build_pass, split_pipeline
 
-    ((name, options),) = split_pipeline("quantize-llm{weights=int8,group=64,sym=false}")
+    text = "quantize-llm{weights=int8,group=64,sym=false,act_bits=16}"
+    ((name, options),) = split_pipeline(text)
     built = build_pass(name, options)
-    assert (built.weights, built.group, built.sym) == ("int8", 64, False)
+    assert (built.weights, built.group, built.sym, built.act_bits) == ("int8", 64, False, 16)
     with pytest.raises(TapeoutError, match="int4 or int8"):
         QuantizeLLM(weights="int3")
 
@@ -249,3 +250,19 @@ def test_int8a_keeps_a_q4_1_grid_to_within_its_scale_rounding(rng: np.random.Gen
     }
     assert errors["int8a"] < 0.01, errors
     assert errors["int8"] > 2 * errors["int8a"], errors
+
+
+def test_act_bits_survive_the_ir_text(rng: np.random.Generator) -> None:
+    """The printed graph names 16-bit activations, and parsing it back keeps them (its
+    results differ from the same weights' 8-bit build)."""
+    g = _mlp(np.random.default_rng(3))
+    QuantizeLLM(weights="int8", act_bits=16).run(g, PassContext())
+    text = print_graph(g)
+    assert "act_bits=16" in text
+    back = parse(text, dict(g.constants))
+    verify(back)
+    x = rng.standard_normal((1, 4, 64)).astype(np.float32)
+    np.testing.assert_array_equal(interpret(back, x)[0], interpret(g, x)[0])
+    eight = _mlp(np.random.default_rng(3))
+    QuantizeLLM(weights="int8").run(eight, PassContext())
+    assert not np.array_equal(interpret(eight, x)[0], interpret(g, x)[0])
