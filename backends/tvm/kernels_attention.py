@@ -15,7 +15,7 @@ runtime valid length that static shapes otherwise lack).
    mask bit), cache slots first, then the chunk's. It walks every cache slot, used or not:
    for a prefill chunk ``slots_func`` does it once per step for all layers and KV heads
    (done per layer and head it cost more than the attention of a short prompt); a decode
-   step's kernel (``decode_attention_func``) does it per KV head itself.
+   step's kernel (``decode_attention_func``) does it once per row itself.
 
 Then per (batch row, query row) and KV head, for the ``G`` query heads that share it:
 
@@ -27,11 +27,13 @@ Then per (batch row, query row) and KV head, for the ``G`` query heads that shar
 4. weighted value rows accumulated for all ``G`` heads, divided by the sum at the end.
 
 A query that sees no slot gives 0, as the interpreter does. A decode step (``C = 1``) runs
-serially: its few thousand multiply-adds per head cost less than a thread barrier. A prefill
-chunk runs its (batch, query row) pairs in parallel, as 16 tasks of strided rows
-(the local buffers come from TVM's workspace pool, a call to take and one to give back each:
-once per task, not per row). The summation order differs from the interpreter's (float32
-rounding only), as TVM's own attention kernels do.
+on the calling thread below ``DECODE_SPLIT_FROM`` kept slots (its few thousand multiply-adds
+per head cost less than a fork and join of the threads); from there each KV head's slots
+split into parts over the threads, merged after (flash-decoding). A prefill chunk runs its
+(batch, query row) pairs in parallel, as 16 tasks of strided rows (the local buffers come
+from TVM's workspace pool, a call to take and one to give back each: once per task, not per
+row). The summation order differs from the interpreter's (float32 rounding only), as TVM's
+own attention kernels do.
 """
 
 from __future__ import annotations

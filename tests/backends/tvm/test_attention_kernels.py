@@ -70,20 +70,20 @@ def _run(kernel: Any, mask: np.ndarray, rng: np.random.Generator, size: float = 
     keep = mask[:, 0].copy()
     if shape.causal:
         keep[..., SLOTS:] &= np.tril(np.ones((c, c), bool))
-    unused = ~keep.any(axis=1)[:, None, :SLOTS, None]
+    unused = ~np.any(keep, axis=1)[:, None, :SLOTS, None]
     for cache in (pk, pv):
         cache[np.broadcast_to(unused, cache.shape)] = np.nan
     y = np.zeros_like(q)
-    args = [q, pk, nk, pv, nv]
+    arrays = [q, pk, nk, pv, nv]
     if shape.parallel:  # a prefill chunk reads the slot lists of slots_func
-        args += _slot_lists(shape, mask)
+        arrays += _slot_lists(shape, mask)
     else:
-        args.append(mask)
-    args = [tvm.runtime.tensor(a) for a in [*args, y]]
-    lib.mod["attention"](*args)
+        arrays.append(mask)
+    tensors = [tvm.runtime.tensor(a) for a in [*arrays, y]]
+    lib.mod["attention"](*tensors)
     k, v = np.concatenate([pk, nk], axis=2), np.concatenate([pv, nv], axis=2)
     want = _reference(q, np.nan_to_num(k), np.nan_to_num(v), keep)
-    return args[-1].numpy(), want
+    return tensors[-1].numpy(), want
 
 
 def _slot_lists(shape: Any, mask: np.ndarray) -> list[np.ndarray]:
