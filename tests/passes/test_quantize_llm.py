@@ -266,3 +266,17 @@ def test_act_bits_survive_the_ir_text(rng: np.random.Generator) -> None:
     eight = _mlp(np.random.default_rng(3))
     QuantizeLLM(weights="int8").run(eight, PassContext())
     assert not np.array_equal(interpret(eight, x)[0], interpret(g, x)[0])
+
+
+def test_report_names_activation_and_weight_blocks_and_counts_macs(
+    rng: np.random.Generator,
+) -> None:
+    """A hardware engineer reads what each quantized dense multiplies, and its MACs."""
+    from compiler.report import layer_rows
+
+    g = _mlp(rng)
+    dense_macs = {r["name"]: r["macs"] for r in layer_rows(g) if r["op"] == "nn.dense"}
+    QuantizeLLM(weights="int4", group=32, act_bits=16).run(g, PassContext())
+    rows = [r for r in layer_rows(g) if r["op"] == "q.block_dense"]
+    assert [r["precision"] for r in rows] == ["a16/32 x i4/32 -> f32", "a16/32 x i8/32 -> f32"]
+    assert sorted(r["macs"] for r in rows) == sorted(dense_macs.values()) == [4 * 40 * 96, 4 * 96 * 64]
