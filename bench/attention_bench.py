@@ -9,7 +9,8 @@ One layer of SmolLM2-135M (9 query heads, 3 KV heads, head size 64) with the cac
 
 - ``decode n``: one query token over ``n`` valid slots (``n - 1`` cache slots and the new
   token); tapeout reads the static 160-slot cache in place with its mask, as in a compiled
-  decode step (``backends/tvm/kernels_attention.py``);
+  decode step (``backends/tvm/kernels_attention.py``: the kept slots of each KV head split
+  over the threads, then merged);
 - ``prefill p``: a 32-token chunk over ``p`` valid cache slots and its own keys (causal).
 
 The peers get only the valid keys and values, contiguous ([1, 3, n, 64], GQA without a
@@ -97,9 +98,11 @@ def load_kernels(path: str | None) -> ModuleType:
 
 
 def tapeout_engine(
-    case: Case, target: str, number: int, parallel: bool, kernels: ModuleType | None = None
-) -> tuple[Timer, np.ndarray]:
-    """The kernel built alone for ``target``, timed by TVM's C loop; its result."""
+    case: Case, target: str, number: int, parallel: bool, kernels: ModuleType | None = None,
+    layers: int = 1,
+) -> tuple[Timer, np.ndarray]:  # fmt: skip
+    """The kernel built alone for ``target``, timed by TVM's C loop (or over ``layers`` cache
+    copies, :func:`_layers_timer`); its result."""
     from backends.tvm import require_tvm
     from backends.tvm.build import tvm_target
     from compiler.target import load_target
@@ -122,8 +125,33 @@ def tapeout_engine(
     arrays.append(np.zeros_like(q))
     args = [tvm.runtime.tensor(a) for a in arrays]
     lib.mod[shape.name](*args)
+    result = args[-1].numpy().reshape(case.q.shape)
+    if layers > 1:
+        return _layers_timer(lib.mod[shape.name], args, layers, number), result
     timer = lib.mod.time_evaluator(shape.name, tvm.cpu(), number=number, repeat=1)
-    return (lambda: timer(*args).mean), args[-1].numpy().reshape(case.q.shape)
+    return (lambda: timer(*args).mean), result
+
+
+def _layers_timer(kernel: Any, args: list, layers: int, number: int) -> Timer:
+    """Seconds per call over ``layers`` copies of the cache called in turn, as the layers of
+    a decode step read theirs: from memory or L3, not L1/L2. A Python loop: each call's time
+    includes the same few microseconds of call overhead for every kernel version."""
+    import tvm
+
+    caches = [
+        [tvm.runtime.tensor(a.numpy()) if i in (1, 3) else a for i, a in enumerate(args)]
+        for _ in range(layers)
+    ]
+    rounds = max(1, number // layers)
+
+    def measure() -> float:
+        start = time.perf_counter()
+        for _ in range(rounds):
+            for layer in caches:
+                kernel(*layer)
+        return (time.perf_counter() - start) / (rounds * layers)
+
+    return measure
 
 
 def _mask_operands(kernels: ModuleType, shape: Any, case: Case, target: str) -> list:
@@ -197,17 +225,17 @@ def _engines(case: Case, args: argparse.Namespace) -> dict[str, Timer]:
     """Every engine that runs here, each checked against the float64 reference first."""
     want = case.want()
     makers: dict[str, Callable[[], tuple[Timer, np.ndarray]]] = {
-        "tapeout": lambda: tapeout_engine(case, args.target, args.number, case.chunk > 1),
+        "tapeout": lambda: tapeout_engine(
+            case, args.target, args.number, case.chunk > 1, layers=args.layers
+        ),
         "torch sdpa": lambda: torch_engine(case, args.number),
         "onnxruntime": lambda: onnxruntime_engine(case, args.number, args.threads),
     }
     if args.baseline:  # the other version of the kernel, interleaved in the same rounds
         old = load_kernels(args.baseline)
         makers["tapeout old"] = lambda: tapeout_engine(
-            case, args.target, args.number, case.chunk > 1, old
+            case, args.target, args.number, case.chunk > 1, old, args.layers
         )
-    if case.chunk == 1 and args.parallel_decode:  # the KV heads split over the threads
-        makers["tapeout parallel"] = lambda: tapeout_engine(case, args.target, args.number, True)
     engines = {}
     for name, make in makers.items():
         try:
@@ -236,11 +264,13 @@ def main() -> None:
     )
     parser.add_argument("--number", type=int, default=200, help="calls per measurement")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--layers", type=int, default=1,
+        help="tapeout: cycle over this many cache copies (cold caches, as in a model; timed "
+        "from Python, call overhead included)",
+    )  # fmt: skip
     parser.add_argument("--target", default="x86-64-avx512")
     parser.add_argument("--baseline", help="another kernels_attention.py, timed as 'tapeout old'")
-    parser.add_argument(
-        "--parallel-decode", action="store_true", help="also time the decode kernel in parallel"
-    )
     parser.add_argument(
         "--spin-count", type=int, default=None,
         help="TVM_THREAD_POOL_SPIN_COUNT (TVM's default 300000 is best alone; 0 on a loaded "

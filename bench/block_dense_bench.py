@@ -15,8 +15,9 @@ rounds, with the min-max spread), the GB/s of weight bytes read (packed weights,
 offsets, and the per-block sums the old 8-bit kernel read), and onnxruntime's
 ``MatMulNBits`` (com.microsoft, block 32, ``accuracy_level=4``: int8 activations, the same
 W4A8/W8A8 scheme) on the same shape and working set, with the ratio ort / tapeout (above 1:
-tapeout is faster). The ``f32`` format is onnxruntime's float ``MatMul``: the bandwidth a
-float GEMV reaches. ``--baseline FILE`` loads another version of
+tapeout is faster); ``FMT/a16`` (e.g. ``q4_1/a16``) is the same kernel with 16-bit
+activation codes (two int8 planes; the peer stays int8). The ``f32`` format is onnxruntime's
+float ``MatMul``: the bandwidth a float GEMV reaches. ``--baseline FILE`` loads another version of
 ``backends/tvm/kernels_blocks.py`` (e.g. ``git show main:backends/tvm/kernels_blocks.py``)
 and times it interleaved in the same rounds; this tree's rows > 1 run
 ``backends/tvm/kernels_blocks_gemm.py`` as a compiled model does.
@@ -82,8 +83,14 @@ def kernel_builder(kernels: ModuleType) -> Callable[..., Any]:
     return kernels.block_dense_func
 
 
+def split_format(fmt: str) -> tuple[str, int]:
+    """``q4_1`` -> (``q4_1``, 8); ``q4_1/a16`` -> (``q4_1``, 16): 16-bit activation codes."""
+    base, _, act = fmt.partition("/a")
+    return base, int(act or 8)
+
+
 def random_weight(fmt: str, n: int, k: int, rng: np.random.Generator) -> tuple:
-    dtype, has_min, _ = FORMATS[fmt]
+    dtype, has_min, _ = FORMATS[split_format(fmt)[0]]
     lo, hi = {"u4": (0, 15), "i4": (-8, 7), "i8": (-127, 127), "u8": (0, 255)}[dtype]
     q = rng.integers(lo, hi + 1, size=(n, k)).astype(np.uint8 if dtype == "u8" else np.int8)
     d = (rng.random((n, k // GROUP)) * 0.02 + 0.001).astype(np.float16)
@@ -95,7 +102,9 @@ def kernel_operands(kernels: ModuleType, fmt: str, q: Any, d: Any, m: Any) -> tu
     """(layout, {buffer name: array} of the kernel's constant operands, bytes read per call);
     works for the old layout (``WS`` sums, ``signed8``) as for the new."""
     n, k = q.shape
-    layout = kernels.layout_for(FORMATS[fmt][0], n, k, GROUP, m is not None, "float16")
+    base, act_bits = split_format(fmt)
+    extra = () if act_bits == 8 else (act_bits,)  # a baseline file may predate act_bits
+    layout = kernels.layout_for(FORMATS[base][0], n, k, GROUP, m is not None, "float16", *extra)
     packed = kernels.pack(layout, q, d, m)
     tiles = (layout.tiles, layout.blocks, kernels.LANES)
     signed8 = getattr(layout, "signed8", False)
@@ -158,7 +167,7 @@ def tapeout_timer(kernels: ModuleType, fmt: str, weight: tuple, rows: int, copie
 def _nbits_node(i: int, fmt: str, n: int, k: int, rng: np.random.Generator) -> tuple:
     from onnx import helper, numpy_helper
 
-    _, has_min, bits = FORMATS[fmt]
+    _, has_min, bits = FORMATS[split_format(fmt)[0]]
     blocks = k // GROUP
     inits = [
         numpy_helper.from_array(
@@ -258,7 +267,7 @@ def bench_group(fmt: str, shape: str, args: argparse.Namespace, kernels: dict) -
     res = {name: _stat(s) for name, s in measure(timers, args.rounds).items()}
     lines = []
     for rows in args.rows:
-        cells = [f"{fmt:5} {shape:8} {n:>5}x{k:<5} {rows:>4}"]
+        cells = [f"{fmt:9} {shape:8} {n:>5}x{k:<5} {rows:>4}"]
         for label in kernels if weight is not None else ():
             us, spread = res[f"{label}{rows}"]
             gbs = reads[f"{label}{rows}"] / us / 1e9
@@ -278,7 +287,7 @@ def run(args: argparse.Namespace) -> None:
     cols = "  ".join(f"{label + ' us':>9} spread  GB/s" for label in kernels)
     clock = "thread CPU time" if args.cpu_time else "wall time"
     print(f"\n{args.threads} thread(s), {clock}, {args.working_set} MB, {args.rounds} rounds")
-    print(f"fmt   shape    {'N x K':11} rows  {cols}  {'ort us':>9} spread  GB/s  ort/new")
+    print(f"fmt       shape    {'N x K':11} rows  {cols}  {'ort us':>9} spread  GB/s  ort/new")
     for shape in args.shapes:
         for fmt in args.formats:
             for line in bench_group(fmt, shape, args, kernels):

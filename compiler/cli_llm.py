@@ -84,11 +84,17 @@ def _rewrite(args: argparse.Namespace, tokenizer: Any, gguf: Any) -> Any:
         blocks = hf_blocks(gguf)
         # A dense the file stores as F16/F32 has no blocks to keep: it gets int8 ones.
         return lambda graphs: quantize_llm_graphs(
-            graphs, blocks=blocks, weights="int8", group=args.group, lm_head=args.lm_head
+            graphs,
+            blocks=blocks,
+            weights="int8",
+            group=args.group,
+            lm_head=args.lm_head,
+            act_bits=args.act_bits,
         )
     assert isinstance(option, dict)
     calib = _calib_prompts(args, tokenizer) if args.awq else []
     opts = dict(option, group=args.group, sym=not args.asym, lm_head=args.lm_head)
+    opts["act_bits"] = args.act_bits
     return lambda graphs: quantize_llm_graphs(graphs, awq=args.awq, calib=calib, **opts)
 
 
@@ -202,6 +208,14 @@ def _args_compile_llm(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", type=int, default=32, help="int8/int4 block size (32..128)")
     p.add_argument("--asym", action="store_true", help="int8/int4 with a per-block minimum")
     p.add_argument("--lm-head", default="int8", choices=("int8", "same", "f32"))
+    p.add_argument(
+        "--act-bits",
+        type=int,
+        default=8,
+        choices=(8, 16),
+        help="activation codes per block of the quantized denses: 8 (W8A8/W4A8, like "
+        "llama.cpp) or 16 (two int8 planes per dot product: near-float accuracy)",
+    )
     p.add_argument("--awq", action="store_true", help="activation-aware scale search")
     p.add_argument("--calib-text", help="text file of calibration prompts for --awq")
     p.add_argument("--stages", type=int, help="cut each graph's decoder layers into N stages")

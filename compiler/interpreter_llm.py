@@ -12,4 +12,4 @@ from compiler.ir.graph import Node
 @impl("q.block_dense")
 def _block_dense(ctx: Context, node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     m = xs[3] if len(xs) > 3 else None
-    return [numerics.block_dense(xs[0], xs[1], xs[2], m)]
+    return [numerics.block_dense(xs[0], xs[1], xs[2], m, int(node.attrs.get("act_bits", 8)))]

@@ -20,8 +20,13 @@ def _numel(shape: tuple) -> int:
 
 
 def precision_of(node: Node) -> str:
-    """``i8 x i8 -> i32`` style: operand dtypes (data, weight) and output dtype."""
+    """``i8 x i8 -> i32`` style: operand dtypes (data, weight) and output dtype. A
+    block-quantized dense shows what its dot products multiply: ``a8/32 x u4/32 -> f32`` is
+    int8 activation codes per block of 32 times 4-bit weights in blocks of 32."""
     ins = [v.dtype for v in node.inputs[:2]]
+    if node.op == "q.block_dense":
+        group = node.attrs["group"]
+        ins = [f"a{node.attrs.get('act_bits', 8)}/{group}", f"{ins[1]}/{group}"]
     return " x ".join(ins) + " -> " + ",".join(v.dtype for v in node.outputs)
 
 

@@ -12,7 +12,8 @@ After (``quantize-llm{weights=int4,group=32,sym=true}``)::
 
 ``q.block_dense`` quantizes its input per row and per block of ``group`` to int8 and does the
 dot products in integers (llama.cpp's Q8_0 activations: W8A8 for ``weights=int8``, W4A8 for
-``weights=int4``); ``compiler.numerics.block_dense`` defines it bit for bit.
+``weights=int4``); ``act_bits=16`` makes the codes 16-bit (two int8 planes per dot product:
+W8A16/W4A16, nearly float accuracy). ``compiler.numerics.block_dense`` defines it bit for bit.
 
 Policy. Only ``nn.dense`` (and ``nn.matmul`` by a constant ``[K, N]``) with a constant 2-D
 float weight and no fused activation or residual is rewritten; a bias becomes a ``math.add``.
@@ -40,6 +41,7 @@ from compiler.frontends.gguf_blocks import BlockWeight
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.op_facts import view_ops
 from compiler.ir.types import TensorType
+from compiler.numerics import ACT_LEVELS
 from compiler.rewrite import Reject, RewritePass
 from passes.quant.llm_smooth import smooth_llm
 from passes.quant.llm_weights import FORMATS, quantize_blocks
@@ -62,6 +64,9 @@ class QuantizeLLM(RewritePass):
     group: int = 32
     sym: bool = True
     lm_head: str = "int8"
+    #: Activation codes per block: 8 (W8A8/W4A8, llama.cpp's Q8_0) or 16 (two int8 planes per
+    #: dot product, ``compiler.numerics``: nearly float accuracy at about the same decode cost).
+    act_bits: int = 8
     exclude: tuple[str, ...] = ()
     blocks: Mapping[str, BlockWeight] = field(default_factory=dict)
     #: Filled with each weight this pass quantized (by constant name): a second graph over
@@ -73,6 +78,10 @@ class QuantizeLLM(RewritePass):
             raise TapeoutError(f"quantize-llm: weights={self.weights!r} is not int4 or int8")
         if self.lm_head not in LM_HEAD_POLICIES:
             raise TapeoutError(f"quantize-llm: lm_head={self.lm_head!r} not in {LM_HEAD_POLICIES}")
+        if self.act_bits not in ACT_LEVELS:
+            raise TapeoutError(
+                f"quantize-llm: act_bits={self.act_bits!r} not in {sorted(ACT_LEVELS)}"
+            )
 
     def rewrite(self, graph: Graph, node: Node, ctx: PassContext) -> bool | Reject | None:
         if node.op not in ("nn.dense", "nn.matmul") or matches(node, self.exclude):
@@ -90,7 +99,7 @@ class QuantizeLLM(RewritePass):
         weight = self._weight(graph, node, ref, rows)
         if isinstance(weight, Reject) or weight is None:
             return weight
-        _replace(graph, node, ref, weight)
+        _replace(graph, node, ref, weight, self.act_bits)
         return True
 
     def _weight(
@@ -124,7 +133,7 @@ def _is_lm_head(graph: Graph, node: Node) -> bool:
     return True
 
 
-def _replace(graph: Graph, node: Node, ref: str, weight: BlockWeight) -> None:
+def _replace(graph: Graph, node: Node, ref: str, weight: BlockWeight, act_bits: int) -> None:
     """``node`` -> ``q.block_dense`` (+ ``math.add`` of its bias)."""
     n, k = weight.q.shape
     loc = node.loc
@@ -136,7 +145,7 @@ def _replace(graph: Graph, node: Node, ref: str, weight: BlockWeight) -> None:
     dense = graph.add_node(
         "q.block_dense",
         [node.inputs[0], q, *scales],
-        {"group": weight.group},
+        {"group": weight.group, "act_bits": act_bits},
         names=[out.name + "_bq"],
         loc=loc,
         before=node,

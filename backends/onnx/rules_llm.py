@@ -2,7 +2,8 @@
 
 The activations are quantized per row and per block as ``compiler.numerics.block_dense``
 does (``Round`` is half to even, like ``rint``); the integer dot products run as a float
-``MatMul``, exact (|sums| < 2^21 < 2^24). The block terms are then scaled and summed in
+``MatMul``, exact (|sums| < 2^21 < 2^24; with 16-bit codes the sums round to float32).
+The block terms are then scaled and summed in
 float32 in whatever order onnxruntime picks, so the result matches the interpreter closely,
 not bit for bit (the interpreter adds exact float64 products in block order).
 """
@@ -13,6 +14,7 @@ import numpy as np
 
 from backends.onnx.emitter import Emitter
 from compiler.ir.graph import Node
+from compiler.numerics import ACT_LEVELS
 
 
 def lower_block_dense(node: Node, em: Emitter) -> list:
@@ -32,10 +34,12 @@ def lower_block_dense(node: Node, em: Emitter) -> list:
         amax = em.emit1("ReduceMax", [absx, em.i64([-1])], keepdims=1)
     else:
         amax = em.emit1("ReduceMax", [absx], keepdims=1, axes=[-1])
-    dx = em.emit1("Div", [amax, em.scalar(127.0)])
+    levels = float(ACT_LEVELS[int(node.attrs.get("act_bits", 8))])
+    dx = em.emit1("Div", [amax, em.scalar(levels)])
     safe = em.emit1("Where", [em.emit1("Greater", [dx, em.scalar(0.0)]), dx, em.scalar(1.0)])
     qx = em.emit1("Clip", [em.emit1("Round", [em.emit1("Div", [xb, safe])]),
-                           em.scalar(-128.0), em.scalar(127.0)])  # fmt: skip
+                           em.scalar(-128.0 if levels == 127 else -levels),
+                           em.scalar(levels)])  # fmt: skip
     # isum[B, R, N] = qx[B, R, g] @ q[B, g, N]
     qt = np.ascontiguousarray(q.astype(np.float32).reshape(n, blocks, group).transpose(1, 2, 0))
     isum = em.emit1("MatMul", [em.emit1("Transpose", [qx], perm=[1, 0, 2]), em.const(qt, "q")])

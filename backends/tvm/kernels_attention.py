@@ -15,7 +15,7 @@ runtime valid length that static shapes otherwise lack).
    mask bit), cache slots first, then the chunk's. It walks every cache slot, used or not:
    for a prefill chunk ``slots_func`` does it once per step for all layers and KV heads
    (done per layer and head it cost more than the attention of a short prompt); a decode
-   step's kernel (``decode_attention_func``) does it per KV head itself.
+   step's kernel (``decode_attention_func``) does it once per row itself.
 
 Then per (batch row, query row) and KV head, for the ``G`` query heads that share it:
 
@@ -27,20 +27,28 @@ Then per (batch row, query row) and KV head, for the ``G`` query heads that shar
 4. weighted value rows accumulated for all ``G`` heads, divided by the sum at the end.
 
 A query that sees no slot gives 0, as the interpreter does. A decode step (``C = 1``) runs
-serially: its few thousand multiply-adds per head cost less than a thread barrier. A prefill
-chunk runs its (batch, query row) pairs in parallel, as 16 tasks of strided rows
-(the local buffers come from TVM's workspace pool, a call to take and one to give back each:
-once per task, not per row). The summation order differs from the interpreter's (float32
-rounding only), as TVM's own attention kernels do.
+on the calling thread below ``DECODE_SPLIT_FROM`` kept slots (its few thousand multiply-adds
+per head cost less than a fork and join of the threads); from there each KV head's slots
+split into parts over the threads, merged after (flash-decoding). A prefill chunk runs its
+(batch, query row) pairs in parallel, as 16 tasks of strided rows (the local buffers come
+from TVM's workspace pool, a call to take and one to give back each: once per task, not per
+row). The summation order differs from the interpreter's (float32 rounding only), as TVM's
+own attention kernels do.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 #: Partial sums per dot product: one AVX-512 vector of float32.
 LANES = 16
+#: A decode step's task count is a multiple of this (see ``decode_parts``).
+DECODE_SPLIT = 2
+#: Kept slots (all rows together) from which a decode step's attention runs in parallel: below,
+#: a fork and join of the threads costs more than the split saves.
+DECODE_SPLIT_FROM = 128
 
 
 @dataclass(frozen=True)
@@ -278,43 +286,106 @@ def slots_func(shape: AttentionShape) -> Any:
     return func
 
 
+def decode_parts(shape: AttentionShape) -> int:
+    """How many parts a decode step splits each (query row, KV head)'s kept slots into: the
+    fewest that make the task count a multiple of ``DECODE_SPLIT``, so that the tasks divide
+    evenly over 1 or 2 threads whatever the head count (3 KV heads: 2 parts, 6 tasks)."""
+    tasks = shape.batch * shape.chunk * shape.heads
+    return DECODE_SPLIT // math.gcd(tasks, DECODE_SPLIT)
+
+
 def decode_attention_func(shape: AttentionShape) -> Any:
     """The PrimFunc ``(Q [B,H,G,C,D], PK [B,H,S,D], NK [B,H,C,D], PV, NV, M bool[MB,1,MR,S+C],
-    Y [B,H,G,C,D])``, already scheduled, for a decode step: each (batch row, KV head, query
-    row) compacts its mask row itself. Reading ``slots_func``'s list instead measured up to
-    15% slower at 160 valid slots (one query row: the walk is short next to its loads)."""
+    Y [B,H,G,C,D])``, already scheduled, for a decode step (flash-decoding):
+
+    1. each (batch row, query row)'s mask row is compacted into its list of kept slots, once
+       for all KV heads, before any thread starts (a walk of ``S + C`` flags);
+    2. with at least ``DECODE_SPLIT_FROM`` kept slots in all, in parallel: each task takes
+       one (row, KV head) and one of ``decode_parts`` equal shares of its kept slots (fewer,
+       on the calling thread: one task per (row, KV head), as a fork and join of the threads
+       would cost more than it saves): scores, their maximum, ``exp(score - max)`` and its
+       sum, the weighted value rows, all for the ``G`` query heads that share the KV head;
+    3. then the parts of each (row, KV head) are merged: each part's sum and values scaled by
+       ``exp(its max - the max)``, divided by the total. A part with no slot weighs 0 (its
+       max is -inf), and a row that sees no slot at all gives 0.
+    """
     from tvm.script import tirx as T
 
     B, H, G, S, C, D = shape.batch, shape.heads, shape.group, shape.slots, shape.chunk, shape.dim
     MB, MR, N = shape.mask_batch, shape.mask_rows, shape.slots + shape.chunk
     L = _lanes(D)
     J = D // L
-    NP = (N + LANES - 1) // LANES * LANES  # scores padded to whole vectors
+    P = decode_parts(shape)
+    ROWS = B * C
+    TASKS = ROWS * H * P
+    PART = (N + P - 1) // P  # the most kept slots one part gets
+    PP = (PART + LANES - 1) // LANES * LANES  # scores padded to whole vectors
+    NP = (N + LANES - 1) // LANES * LANES
     scale, causal = shape.scale, shape.causal
-    rows = T.parallel if shape.parallel else T.serial
-    ROWS = B * H * C
-    # Local buffers come from TVM's workspace pool (a call each to take and give back): once
-    # per task, not per row. 16 tasks split evenly over 1, 2, 4, 8 or 16 threads.
-    TASKS = min(ROWS, 16) if shape.parallel else 1
 
     # Macros are expanded where they are called: one body for the cache's rows and the chunk's.
     @T.macro
     def scores(
         Q: Any, K: Any, b: Any, h: Any, c: Any, lo: Any, hi: Any,
-        keep: Any, score: Any, peak: Any,
+        mine: Any, score: Any, peak: Any,
     ) -> None:  # fmt: skip
         for i in range(lo, hi):
             for g in T.unroll(G):
-                dot = T.meta_var(_dot(Q, (b, h, g, c), K, (b, h, keep[i]), L, J))
+                dot = T.meta_var(_dot(Q, (b, h, g, c), K, (b, h, mine[i]), L, J))
                 score[g, i] = _hsum(dot, L) * T.float32(scale)
                 peak[g] = T.max(peak[g], score[g, i])
 
     @T.macro
-    def weigh(V: Any, b: Any, h: Any, lo: Any, hi: Any, keep: Any, score: Any, acc: Any) -> None:
+    def weigh(V: Any, b: Any, h: Any, lo: Any, hi: Any, mine: Any, score: Any, acc: Any) -> None:
         for i in range(lo, hi):
             for g in T.unroll(G):
                 for d in T.vectorized(D):
-                    acc[g, d] = acc[g, d] + score[g, i] * V[b, h, keep[i], d]
+                    acc[g, d] = acc[g, d] + score[g, i] * V[b, h, mine[i], d]
+
+    @T.macro
+    def part(
+        Q: Any, PK: Any, NK: Any, PV: Any, NV: Any, keep: Any, count: Any, bc: Any, h: Any,
+        first: Any, size: Any, task: Any, part_max: Any, part_sum: Any, part_acc: Any,
+        mine: Any, span: Any, score: Any, sums: Any, peak: Any, acc: Any,
+    ) -> None:  # fmt: skip
+        # The kept slots [first, first + size) of row bc, copied next to the scores (reading
+        # the shared list in the loops measured twice as slow), and where the cache's slots
+        # end and the chunk's begin; the results go to part ``task``.
+        b = T.meta_var(bc // C)
+        c = T.meta_var(bc % C)
+        span[0] = first
+        span[1] = size
+        span[2] = T.min(T.max(count[bc, 0] - span[0], 0), span[1])
+        for i in range(span[1]):
+            mine[i] = keep[bc, span[0] + i]
+        # Scores and their maximum.
+        for g in range(G):
+            peak[g] = T.float32(float("-inf"))
+        scores(Q, PK, b, h, c, 0, span[2], mine, score, peak)
+        scores(Q, NK, b, h, c, span[2], span[1], mine, score, peak)
+        # exp(score - max), a vector at a time; the padding lanes give 0.
+        for g in range(G):
+            for lane in T.vectorized(LANES):
+                sums[g, lane] = T.float32(0)
+            for i0 in range((span[1] + LANES - 1) // LANES):
+                for lane in T.vectorized(LANES):
+                    i = T.meta_var(i0 * LANES + lane)
+                    e = T.meta_var(
+                        T.Select(i < span[1], T.exp(score[g, i] - peak[g]), T.float32(0))
+                    )
+                    score[g, i] = e
+                    sums[g, lane] = sums[g, lane] + score[g, i]
+            part_sum[task, g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
+            part_max[task, g] = peak[g]
+        # Weighted values, not yet divided by the sum.
+        for g in range(G):
+            for d in T.vectorized(D):
+                acc[g, d] = T.float32(0)
+        weigh(PV, b, h, 0, span[2], mine, score, acc)
+        weigh(NV, b, h, span[2], span[1], mine, score, acc)
+        for g in range(G):
+            for d in T.vectorized(D):
+                part_acc[task, g, d] = acc[g, d]
 
     @T.prim_func(s_tir=True)
     def func(
@@ -327,73 +398,119 @@ def decode_attention_func(shape: AttentionShape) -> Any:
         Y: T.Buffer((B, H, G, C, D), "float32"),
     ) -> None:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-        for task in rows(TASKS):
-            with T.sblock("rows"):
+        keep = T.alloc_buffer((ROWS, N), "int32")
+        count = T.alloc_buffer((ROWS, 2), "int32")
+        total = T.alloc_buffer((1,), "int32")
+        part_max = T.alloc_buffer((TASKS, G), "float32")
+        part_sum = T.alloc_buffer((TASKS, G), "float32")
+        part_acc = T.alloc_buffer((TASKS, G, D), "float32")
+        # 1. The kept slots of each row: cache slots, then the chunk's (count 0, count 1).
+        total[0] = 0
+        for bc in range(ROWS):
+            with T.sblock("slots"):
+                T.reads(M[0:MB, 0, 0:MR, 0:N])
+                T.writes(keep[bc, 0:N], count[bc, 0:2], total[0])
+                n = T.alloc_buffer((1,), "int32", scope="local")
+                mb = T.meta_var(0 if MB == 1 else bc // C)
+                mr = T.meta_var(0 if MR == 1 else bc % C)
+                # Branch-free: each slot is written at the current count, which grows by the
+                # mask bit (a kept slot stays, a dropped one is overwritten).
+                n[0] = 0
+                for s in range(S):
+                    keep[bc, n[0]] = s
+                    n[0] = n[0] + T.Cast("int32", M[mb, 0, mr, s])
+                count[bc, 0] = n[0]
+                for j in range(C):
+                    keep[bc, n[0]] = j
+                    seen = T.meta_var(
+                        T.Cast("int32", M[mb, 0, mr, S + j])
+                        * (T.Cast("int32", j <= bc % C) if causal else 1)
+                    )
+                    n[0] = n[0] + seen
+                count[bc, 1] = n[0]
+                total[0] = total[0] + n[0]
+        # 2. Few slots: one task per (row, KV head) on this thread, the other parts empty.
+        if total[0] < DECODE_SPLIT_FROM:
+            with T.sblock("serial"):
                 T.reads(
                     Q[0:B, 0:H, 0:G, 0:C, 0:D], PK[0:B, 0:H, 0:S, 0:D], NK[0:B, 0:H, 0:C, 0:D],
-                    PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D], M[0:MB, 0, 0:MR, 0:N],
+                    PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D], keep[0:ROWS, 0:N],
+                    count[0:ROWS, 0:2],
                 )  # fmt: skip
-                T.writes(Y[0:B, 0:H, 0:G, 0:C, 0:D])
-                keep = T.alloc_buffer((N,), "int32", scope="local")
-                count = T.alloc_buffer((2,), "int32", scope="local")
+                T.writes(
+                    part_max[0:TASKS, 0:G], part_sum[0:TASKS, 0:G], part_acc[0:TASKS, 0:G, 0:D]
+                )
+                mine = T.alloc_buffer((NP,), "int32", scope="local")
+                span = T.alloc_buffer((3,), "int32", scope="local")
                 score = T.alloc_buffer((G, NP), "float32", scope="local")
                 sums = T.alloc_buffer((G, LANES), "float32", scope="local")
                 peak = T.alloc_buffer((G,), "float32", scope="local")
-                total = T.alloc_buffer((G,), "float32", scope="local")
                 acc = T.alloc_buffer((G, D), "float32", scope="local")
-
-                # Rows task, task + TASKS, ...: a causal chunk's short and long rows alternate.
-                for r in range((ROWS + TASKS - 1) // TASKS):
-                    if r * TASKS + task < ROWS:
-                        bhc = T.meta_var(r * TASKS + task)
-                        b = T.meta_var(bhc // (H * C))
-                        h = T.meta_var(bhc // C % H)
-                        c = T.meta_var(bhc % C)
-                        mb = T.meta_var(0 if MB == 1 else b)
-                        mr = T.meta_var(0 if MR == 1 else c)
-                        # 1. The kept slots: cache slots, then the chunk's (count[0], count[1]).
-                        count[0] = 0
-                        for s in range(S):
-                            keep[count[0]] = s
-                            count[0] = count[0] + T.Cast("int32", M[mb, 0, mr, s])
-                        count[1] = count[0]
-                        for j in range(C):
-                            keep[count[1]] = j
-                            seen = T.meta_var(
-                                T.Cast("int32", M[mb, 0, mr, S + j])
-                                * (T.Cast("int32", j <= c) if causal else 1)
-                            )
-                            count[1] = count[1] + seen
-                        # 2. Scores and their maximum.
+                for pair in range(ROWS * H):
+                    bc = T.meta_var(pair // H)
+                    part(Q, PK, NK, PV, NV, keep, count, bc, pair % H, 0, count[bc, 1],
+                         pair * P, part_max, part_sum, part_acc, mine, span, score, sums, peak,
+                         acc)  # fmt: skip
+                    for p in range(1, P):
                         for g in range(G):
-                            peak[g] = T.float32(float("-inf"))
-                        scores(Q, PK, b, h, c, 0, count[0], keep, score, peak)
-                        scores(Q, NK, b, h, c, count[0], count[1], keep, score, peak)
-                        # 3. exp(score - max), a vector at a time; the padding lanes give 0.
-                        for g in range(G):
-                            for lane in T.vectorized(LANES):
-                                sums[g, lane] = T.float32(0)
-                            for i0 in range((count[1] + LANES - 1) // LANES):
-                                for lane in T.vectorized(LANES):
-                                    i = T.meta_var(i0 * LANES + lane)
-                                    e = T.meta_var(
-                                        T.Select(
-                                            i < count[1], T.exp(score[g, i] - peak[g]), T.float32(0)
-                                        )
-                                    )
-                                    score[g, i] = e
-                                    sums[g, lane] = sums[g, lane] + score[g, i]
-                            total[g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
-                        # 4. Weighted values, divided by the sum (0 for a row that sees nothing).
-                        for g in range(G):
-                            for d in T.vectorized(D):
-                                acc[g, d] = T.float32(0)
-                        weigh(PV, b, h, 0, count[0], keep, score, acc)
-                        weigh(NV, b, h, count[0], count[1], keep, score, acc)
-                        for g in range(G):
-                            for d in T.vectorized(D):
-                                Y[b, h, g, c, d] = T.Select(
-                                    total[g] > T.float32(0), acc[g, d] / total[g], T.float32(0)
-                                )
+                            part_sum[pair * P + p, g] = T.float32(0)
+                            part_max[pair * P + p, g] = T.float32(float("-inf"))
+        # Many: each task one share of one (row, KV head)'s slots, in parallel.
+        else:
+            for task in T.parallel(TASKS):
+                with T.sblock("parts"):
+                    T.reads(
+                        Q[0:B, 0:H, 0:G, 0:C, 0:D], PK[0:B, 0:H, 0:S, 0:D],
+                        NK[0:B, 0:H, 0:C, 0:D], PV[0:B, 0:H, 0:S, 0:D], NV[0:B, 0:H, 0:C, 0:D],
+                        keep[0:ROWS, 0:N], count[0:ROWS, 0:2],
+                    )  # fmt: skip
+                    T.writes(part_max[task, 0:G], part_sum[task, 0:G], part_acc[task, 0:G, 0:D])
+                    mine = T.alloc_buffer((PP,), "int32", scope="local")
+                    span = T.alloc_buffer((3,), "int32", scope="local")
+                    score = T.alloc_buffer((G, PP), "float32", scope="local")
+                    sums = T.alloc_buffer((G, LANES), "float32", scope="local")
+                    peak = T.alloc_buffer((G,), "float32", scope="local")
+                    acc = T.alloc_buffer((G, D), "float32", scope="local")
+                    bc = T.meta_var(task // (H * P))
+                    p = T.meta_var(task % P)
+                    lo = T.meta_var(count[bc, 1] * p // P)
+                    part(Q, PK, NK, PV, NV, keep, count, bc, task // P % H, lo,
+                         count[bc, 1] * (p + 1) // P - lo, task, part_max, part_sum, part_acc,
+                         mine, span, score, sums, peak, acc)  # fmt: skip
+        # 3. Merge the parts of each (row, KV head, query head).
+        for bc, h, g in T.grid(ROWS, H, G):
+            with T.sblock("merge"):
+                T.reads(part_max[0:TASKS, 0:G], part_sum[0:TASKS, 0:G], part_acc[0:TASKS, 0:G, 0:D])
+                T.writes(Y[bc // C, h, g, bc % C, 0:D])
+                top = T.alloc_buffer((2,), "float32", scope="local")
+                out = T.alloc_buffer((D,), "float32", scope="local")
+                first = T.meta_var((bc * H + h) * P)
+                # The maximum over the parts that kept a slot (an empty part's max is never
+                # written on the calling thread's path).
+                top[0] = T.float32(float("-inf"))
+                for p in range(P):
+                    top[0] = T.Select(
+                        part_sum[first + p, g] > T.float32(0),
+                        T.max(top[0], part_max[first + p, g]),
+                        top[0],
+                    )
+                top[1] = T.float32(0)
+                for d in T.vectorized(D):
+                    out[d] = T.float32(0)
+                for p in range(P):
+                    # An empty part weighs 0, not exp(-inf + inf) = NaN; its values (never
+                    # written on the calling thread's path) are not read.
+                    kept = T.meta_var(part_sum[first + p, g] > T.float32(0))
+                    w = T.meta_var(
+                        T.Select(kept, T.exp(part_max[first + p, g] - top[0]), T.float32(0))
+                    )
+                    top[1] = top[1] + w * part_sum[first + p, g]
+                    for d in T.vectorized(D):
+                        weighed = T.meta_var(w * part_acc[first + p, g, d])
+                        out[d] = out[d] + T.Select(kept, weighed, T.float32(0))
+                for d in T.vectorized(D):
+                    Y[bc // C, h, g, bc % C, d] = T.Select(
+                        top[1] > T.float32(0), out[d] / top[1], T.float32(0)
+                    )
 
     return func

@@ -23,6 +23,12 @@ decode step's dot products do not form one serial chain):
 With AVX-512 VNNI four byte products per lane are one ``vpdpbusd``; without it the same
 loop is written with scalar products that LLVM vectorizes (``pmaddubsw``-free: exact).
 
+16-bit activation codes (``layout.act_bits == 16``) are stored as two int8 planes,
+``qx = 256 * hi + lo`` (``compiler.numerics.split_act_planes``); every unpacked weight vector
+feeds one ``vpdpbusd`` per plane, each plane with its own pair of accumulators, and the block
+sum is ``256 * (hi sums) + (lo sums)`` in int32 (exact: below 2^30), so a decode step still
+loads each weight byte once.
+
 Packed weight: ``[N/16, B, C, 64]`` bytes: chunk ``c`` of block ``b`` holds 16 rows x 4
 bytes; for 4-bit weights byte ``[r, j]`` is ``u[r, 8c + j] | u[r, 8c + 4 + j] << 4`` (C = g/8),
 for 8-bit ones it is ``u[r, 4c + j]`` (C = g/4).
@@ -62,6 +68,17 @@ class BlockLayout:
     offset: int  # stored u = q + offset; offset * sum(qx) is subtracted per block
     has_min: bool
     scale_dtype: str  # "float16" or "float32"
+    act_bits: int = 8  # 16: codes split into two int8 planes (compiler.numerics.ACT_LEVELS)
+
+    @property
+    def planes(self) -> int:
+        """int8 activation planes per dot product: 1, or 2 for 16-bit codes."""
+        return 2 if self.act_bits == 16 else 1
+
+    @property
+    def levels(self) -> int:
+        """The largest activation code (``compiler.numerics.ACT_LEVELS``)."""
+        return 127 if self.act_bits == 8 else 127 * 256
 
     @property
     def tiles(self) -> int:
@@ -82,9 +99,11 @@ class BlockLayout:
         return self.tiles * self.blocks * per_block
 
 
-def layout_for(dtype: str, n: int, k: int, group: int, has_min: bool, scale: str) -> BlockLayout:
+def layout_for(
+    dtype: str, n: int, k: int, group: int, has_min: bool, scale: str, act_bits: int = 8
+) -> BlockLayout:
     bits = 4 if dtype in ("i4", "u4") else 8
-    return BlockLayout(n, k, group, bits, OFFSETS[dtype], has_min, scale)
+    return BlockLayout(n, k, group, bits, OFFSETS[dtype], has_min, scale, act_bits)
 
 
 def _tiles(a: np.ndarray, layout: BlockLayout) -> np.ndarray:
@@ -134,7 +153,9 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
     four, has_min, off, sdt = layout.bits == 4, layout.has_min, layout.offset, layout.scale_dtype
     R = row_block(M)
     MP = -(-M // R) * R  # rows padded to whole register blocks (zero activations)
-    S = 2  # accumulators per row: two break the serial chain of a decode step's products
+    P, LEV = layout.planes, layout.levels  # int8 planes of the codes; the largest code
+    # Accumulators per row and plane: two break the serial chain of a decode step's products.
+    S = 2 * P
     # Without offsets ``MN`` is a placeholder of one vector, never read.
     MT, MB = (NT, B) if has_min else (1, 1)
     # Tiles run in CHUNKS parallel chunks of TP: the kernel's local buffers are allocated
@@ -156,14 +177,14 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
         Y: T.Buffer((M, N), "float32"),
     ) -> None:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-        QX = T.alloc_buffer((MP, K), "int8")
+        QX = T.alloc_buffer((P, MP, K), "int8")  # the codes, or their hi and lo planes
         DX = T.alloc_buffer((MP, B), "float32")
         XF = T.alloc_buffer((MP, B), "int32")  # offset * sum(qx)
         CX = T.alloc_buffer((MP, B), "float32")  # f32(dx * f32(sum(qx))): the min term
         for m, b in T.grid(M, B):
             with T.sblock("quantize"):
                 T.reads(X[m, b * G : b * G + G])
-                T.writes(QX[m, b * G : b * G + G], DX[m, b], XF[m, b], CX[m, b])
+                T.writes(QX[0:P, m, b * G : b * G + G], DX[m, b], XF[m, b], CX[m, b])
                 amax = T.alloc_buffer((1,), "int32", scope="local")
                 tot = T.alloc_buffer((1,), "int32", scope="local")
                 # max |x| on the float bits (non-negative floats order as integers): an
@@ -173,35 +194,51 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                     amax[0] = T.max(
                         amax[0], T.reinterpret(X[m, b * G + j], dtype="int32") & 0x7FFFFFFF
                     )
-                dx = T.meta_var(T.reinterpret(amax[0], dtype="float32") / T.float32(127))
+                dx = T.meta_var(T.reinterpret(amax[0], dtype="float32") / T.float32(LEV))
                 DX[m, b] = dx
                 # dx == 0 only when every |x| / 127 is below float32's range: x / 1 rounds
                 # to 0 there, as the definition's "0 where dx = 0" says.
                 for j in T.vectorized(G):
-                    QX[m, b * G + j] = T.Cast(
-                        "int8",
+                    code = T.meta_var(
                         T.max(
                             T.min(
                                 T.nearbyint(
                                     X[m, b * G + j] / T.Select(DX[m, b] > 0, DX[m, b], T.float32(1))
                                 ),
-                                T.float32(127),
+                                T.float32(LEV),
                             ),
-                            T.float32(-128),
-                        ),
+                            T.float32(-128 if P == 1 else -LEV),
+                        )
                     )
+                    if P == 1:
+                        QX[0, m, b * G + j] = T.Cast("int8", code)
+                    else:  # hi = (code + 128) >> 8, lo = code - 256 * hi
+                        QX[0, m, b * G + j] = T.Cast("int8", (T.Cast("int32", code) + 128) >> 8)
+                        QX[1, m, b * G + j] = T.Cast(
+                            "int8",
+                            T.Cast("int32", code) - (T.Cast("int32", QX[0, m, b * G + j]) << 8),
+                        )
                 tot[0] = 0
                 for j in range(G):
-                    tot[0] = tot[0] + T.Cast("int32", QX[m, b * G + j])
+                    if P == 1:
+                        tot[0] = tot[0] + T.Cast("int32", QX[0, m, b * G + j])
+                    else:
+                        tot[0] = (
+                            tot[0]
+                            + (T.Cast("int32", QX[0, m, b * G + j]) << 8)
+                            + T.Cast("int32", QX[1, m, b * G + j])
+                        )
                 XF[m, b] = off * tot[0]
                 CX[m, b] = DX[m, b] * T.Cast("float32", tot[0])
         if MP > M:
             for m, b in T.grid(MP - M, B):
                 with T.sblock("pad"):
                     T.reads()
-                    T.writes(QX[M + m, b * G : b * G + G], DX[M + m, b], XF[M + m, b], CX[M + m, b])
-                    for j in range(G):
-                        QX[M + m, b * G + j] = T.int8(0)
+                    T.writes(
+                        QX[0:P, M + m, b * G : b * G + G], DX[M + m, b], XF[M + m, b], CX[M + m, b]
+                    )
+                    for pl, j in T.grid(P, G):
+                        QX[pl, M + m, b * G + j] = T.int8(0)
                     DX[M + m, b] = T.float32(0)
                     XF[M + m, b] = 0
                     CX[M + m, b] = T.float32(0)
@@ -211,7 +248,7 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                     W[0:NT, 0:B, 0:C, 0:64],
                     D[0:NT, 0:B, 0:16],
                     MN[0:MT, 0:MB, 0:16],
-                    QX[0:MP, 0:K],
+                    QX[0:P, 0:MP, 0:K],
                     DX[0:MP, 0:B],
                     XF[0:MP, 0:B],
                     CX[0:MP, 0:B],
@@ -247,79 +284,102 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                                                 )
                                             )
                                             for r in T.unroll(R):
-                                                row = T.meta_var(mb * R + r)
-                                                xa = T.meta_var(
-                                                    bcast(QX.vload([row, b * G + c * 8], "int8x4"))
-                                                )
-                                                xb = T.meta_var(
-                                                    bcast(
-                                                        QX.vload([row, b * G + c * 8 + 4], "int8x4")
+                                                for pl in T.unroll(P):
+                                                    row = T.meta_var(mb * R + r)
+                                                    xa = T.meta_var(
+                                                        bcast(
+                                                            QX.vload(
+                                                                [pl, row, b * G + c * 8], "int8x4"
+                                                            )
+                                                        )
                                                     )
-                                                )
-                                                isum[r * S, T.ramp(0, 1, 16)] = (
-                                                    T.call_llvm_pure_intrin(
-                                                        vdpb,
-                                                        isum.vload([r * S, 0], "int32x16"),
-                                                        lo,
-                                                        xa,
-                                                        dtype="int32x16",
+                                                    xb = T.meta_var(
+                                                        bcast(
+                                                            QX.vload(
+                                                                [pl, row, b * G + c * 8 + 4],
+                                                                "int8x4",
+                                                            )
+                                                        )
                                                     )
-                                                )
-                                                isum[r * S + S - 1, T.ramp(0, 1, 16)] = (
-                                                    T.call_llvm_pure_intrin(
-                                                        vdpb,
-                                                        isum.vload([r * S + S - 1, 0], "int32x16"),
-                                                        hi,
-                                                        xb,
-                                                        dtype="int32x16",
+                                                    sa = T.meta_var(r * S + 2 * pl)
+                                                    isum[sa, T.ramp(0, 1, 16)] = (
+                                                        T.call_llvm_pure_intrin(
+                                                            vdpb,
+                                                            isum.vload([sa, 0], "int32x16"),
+                                                            lo,
+                                                            xa,
+                                                            dtype="int32x16",
+                                                        )
                                                     )
-                                                )
+                                                    isum[sa + 1, T.ramp(0, 1, 16)] = (
+                                                        T.call_llvm_pure_intrin(
+                                                            vdpb,
+                                                            isum.vload([sa + 1, 0], "int32x16"),
+                                                            hi,
+                                                            xb,
+                                                            dtype="int32x16",
+                                                        )
+                                                    )
                                         else:
                                             w8 = T.meta_var(T.reinterpret(wv, dtype="int8x64"))
                                             for r in T.unroll(R):
-                                                row = T.meta_var(mb * R + r)
-                                                x4 = T.meta_var(
-                                                    bcast(QX.vload([row, b * G + c * 4], "int8x4"))
-                                                )
-                                                slot = T.meta_var(r * S + c % S)
-                                                isum[slot, T.ramp(0, 1, 16)] = (
-                                                    T.call_llvm_pure_intrin(
-                                                        vdpb,
-                                                        isum.vload([slot, 0], "int32x16"),
-                                                        w8,
-                                                        x4,
-                                                        dtype="int32x16",
+                                                for pl in T.unroll(P):
+                                                    row = T.meta_var(mb * R + r)
+                                                    x4 = T.meta_var(
+                                                        bcast(
+                                                            QX.vload(
+                                                                [pl, row, b * G + c * 4], "int8x4"
+                                                            )
+                                                        )
                                                     )
-                                                )
+                                                    slot = T.meta_var(r * S + 2 * pl + c % 2)
+                                                    isum[slot, T.ramp(0, 1, 16)] = (
+                                                        T.call_llvm_pure_intrin(
+                                                            vdpb,
+                                                            isum.vload([slot, 0], "int32x16"),
+                                                            w8,
+                                                            x4,
+                                                            dtype="int32x16",
+                                                        )
+                                                    )
                                     else:
-                                        for r in T.unroll(R):
+                                        for r, pl in T.grid(R, P):
                                             row = T.meta_var(mb * R + r)
+                                            sa = T.meta_var(r * S + 2 * pl)
                                             for i in T.vectorized(16):
                                                 for j in T.unroll(4):
                                                     wb = T.meta_var(W[nt, b, c, i * 4 + j])
                                                     if four:
-                                                        isum[r * S, i] = (
-                                                            isum[r * S, i]
+                                                        isum[sa, i] = (
+                                                            isum[sa, i]
                                                             + T.Cast("int32", wb & T.uint8(15))
                                                             * T.Cast(
-                                                                "int32", QX[row, b * G + c * 8 + j]
+                                                                "int32",
+                                                                QX[pl, row, b * G + c * 8 + j],
                                                             )
                                                             + T.Cast("int32", wb >> T.uint8(4))
                                                             * T.Cast(
                                                                 "int32",
-                                                                QX[row, b * G + c * 8 + 4 + j],
+                                                                QX[pl, row, b * G + c * 8 + 4 + j],
                                                             )
                                                         )
                                                     else:
-                                                        isum[r * S, i] = isum[r * S, i] + T.Cast(
+                                                        isum[sa, i] = isum[sa, i] + T.Cast(
                                                             "int32", wb
                                                         ) * T.Cast(
-                                                            "int32", QX[row, b * G + c * 4 + j]
+                                                            "int32", QX[pl, row, b * G + c * 4 + j]
                                                         )
                                 for r in T.unroll(R):
                                     row = T.meta_var(mb * R + r)
                                     for i in T.vectorized(16):
-                                        total = T.meta_var(isum[r * S, i] + isum[r * S + 1, i])
+                                        pair = T.meta_var(isum[r * S, i] + isum[r * S + 1, i])
+                                        total = T.meta_var(
+                                            pair
+                                            if P == 1
+                                            else (pair << 8)
+                                            + isum[r * S + 2, i]
+                                            + isum[r * S + 3, i]
+                                        )
                                         ds = T.meta_var(T.Cast("float32", D[nt, b, i]) * DX[row, b])
                                         acc[row, i] = T.fma(
                                             ds, T.Cast("float32", total - XF[row, b]), acc[row, i]

@@ -21,6 +21,10 @@ both are bound by the vector pipes, and per block and row the numerics need 4 fl
 operations (convert, ``d * dx``, two FMAs with a minimum) next to the 8 ``vpdpbusd`` of a
 32-block (about 60% of the pipes' issue slots do integer products).
 
+With 16-bit activation codes each row has two chains, one per int8 plane (the hi plane's
+from 0, the lo plane's from ``-offset * sum(qx)``), joined as ``(hi << 8) + lo``: twice the
+``vpdpbusd`` of 8-bit codes, so a prefill pays for the precision.
+
 The integer block sums are exact whatever their order, and every float32 operation
 (``f32(d) * dx``, the FMA into the accumulator, the minimum's FMA) happens in the order
 ``compiler.numerics.block_dense`` fixes, so the result is bit for bit the interpreter's.
@@ -73,6 +77,7 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
     M, K, N, G = rows, layout.k, layout.n, layout.group
     NT, B, C = layout.tiles, layout.blocks, layout.chunks
     four, has_min, off, sdt = layout.bits == 4, layout.has_min, layout.offset, layout.scale_dtype
+    P, LEV = layout.planes, layout.levels  # int8 planes of the codes; the largest code
     R = min(M, GEMM_ROWS)
     MP = -(-M // R) * R  # rows padded to whole register blocks (zero activations)
     MT, MB = (NT, B) if has_min else (1, 1)
@@ -96,11 +101,14 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
         ]
 
     def sum_parts(QX: Any, m: Any, b: Any) -> list:
-        """The block's int8 codes as int32 vectors of ``QL`` lanes."""
-        return [
-            T.Cast(f"int32x{QL}", QX.vload([m, b * G + j * QL], f"int8x{QL}"))
-            for j in range(G // QL)
-        ]
+        """The block's codes (``256 * hi + lo`` of two planes) as int32 vectors of ``QL``."""
+
+        def plane(p: int, j: int) -> Any:
+            return T.Cast(f"int32x{QL}", QX.vload([p, m, b * G + j * QL], f"int8x{QL}"))
+
+        if P == 1:
+            return [plane(0, j) for j in range(G // QL)]
+        return [(plane(0, j) << 8) + plane(1, j) for j in range(G // QL)]
 
     def dot(acc: Any, w: Any, x4: Any) -> Any:
         return T.call_llvm_pure_intrin(vdpb, acc, w, bcast(x4), dtype="int32x16")
@@ -114,7 +122,7 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
         Y: T.Buffer((M, N), "float32"),
     ) -> None:
         T.func_attr({"tirx.is_scheduled": True, "tirx.noalias": True})
-        QX = T.alloc_buffer((MP, K), "int8")
+        QX = T.alloc_buffer((P, MP, K), "int8")  # the codes, or their hi and lo planes
         DX = T.alloc_buffer((MP, B), "float32")
         XF = T.alloc_buffer((MP, B), "int32")  # -offset * sum(qx): where a block sum starts
         CX = T.alloc_buffer((MP, B), "float32")  # f32(dx * f32(sum(qx))): the min term
@@ -122,36 +130,45 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
             for b in range(B):
                 with T.sblock("quantize"):
                     T.reads(X[m, b * G : b * G + G])
-                    T.writes(QX[m, b * G : b * G + G], DX[m, b], XF[m, b], CX[m, b])
+                    T.writes(QX[0:P, m, b * G : b * G + G], DX[m, b], XF[m, b], CX[m, b])
                     # max |x| on the float bits (non-negative floats order as integers), as
                     # vectors and a tree: exact in any order.
                     DX[m, b] = T.reinterpret(_fold(T.max, amax_parts(X, m, b), QL), dtype="float32")
-                    DX[m, b] = DX[m, b] / T.float32(127)
+                    DX[m, b] = DX[m, b] / T.float32(LEV)
                     # dx == 0 only when every |x| / 127 is below float32's range: x / 1 rounds
                     # to 0 there, as the definition's "0 where dx = 0" says.
                     for j in T.vectorized(G):
-                        QX[m, b * G + j] = T.Cast(
-                            "int8",
+                        code = T.meta_var(
                             T.max(
                                 T.min(
                                     T.nearbyint(
                                         X[m, b * G + j]
                                         / T.Select(DX[m, b] > 0, DX[m, b], T.float32(1))
                                     ),
-                                    T.float32(127),
+                                    T.float32(LEV),
                                 ),
-                                T.float32(-128),
-                            ),
+                                T.float32(-128 if P == 1 else -LEV),
+                            )
                         )
+                        if P == 1:
+                            QX[0, m, b * G + j] = T.Cast("int8", code)
+                        else:  # hi = (code + 128) >> 8, lo = code - 256 * hi
+                            QX[0, m, b * G + j] = T.Cast("int8", (T.Cast("int32", code) + 128) >> 8)
+                            QX[1, m, b * G + j] = T.Cast(
+                                "int8",
+                                T.Cast("int32", code) - (T.Cast("int32", QX[0, m, b * G + j]) << 8),
+                            )
                     tot = T.meta_var(_fold(operator.add, sum_parts(QX, m, b), QL))
                     XF[m, b] = -off * tot
                     CX[m, b] = DX[m, b] * T.Cast("float32", tot)
         for m, b in T.grid(MP - M, B):
             with T.sblock("pad"):
                 T.reads()
-                T.writes(QX[M + m, b * G : b * G + G], DX[M + m, b], XF[M + m, b], CX[M + m, b])
-                for j in range(G):
-                    QX[M + m, b * G + j] = T.int8(0)
+                T.writes(
+                    QX[0:P, M + m, b * G : b * G + G], DX[M + m, b], XF[M + m, b], CX[M + m, b]
+                )
+                for pl, j in T.grid(P, G):
+                    QX[pl, M + m, b * G + j] = T.int8(0)
                 DX[M + m, b] = T.float32(0)
                 XF[M + m, b] = 0
                 CX[M + m, b] = T.float32(0)
@@ -159,12 +176,13 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
             with T.sblock("tiles"):
                 T.reads(
                     W[0:NT, 0:B, 0:C, 0:64], D[0:NT, 0:B, 0:16], MN[0:MT, 0:MB, 0:16],
-                    QX[0:MP, 0:K], DX[0:MP, 0:B], XF[0:MP, 0:B], CX[0:MP, 0:B],
+                    QX[0:P, 0:MP, 0:K], DX[0:MP, 0:B], XF[0:MP, 0:B], CX[0:MP, 0:B],
                 )  # fmt: skip
                 T.writes(Y[0:M, 0:N])
                 # R x 16 lanes each: small enough to live on the stack, so in registers.
                 acc = T.alloc_buffer((R, 16), "float32", scope="local")
-                isum = T.alloc_buffer((R, 16), "int32", scope="local")
+                # per row and plane: the hi plane's chain starts at 0, the last one's at XF
+                isum = T.alloc_buffer((R * P, 16), "int32", scope="local")
                 for t in range(TP):
                     nt = T.meta_var(p * TP + t)
                     if nt < NT:
@@ -175,7 +193,10 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
                             for b in range(B):
                                 for r in T.unroll(R):
                                     for i in T.vectorized(16):
-                                        isum[r, i] = XF[mb * R + r, b]
+                                        isum[r * P + P - 1, i] = XF[mb * R + r, b]
+                                    if P == 2:
+                                        for i in T.vectorized(16):
+                                            isum[r * P, i] = 0
                                 for c in T.unroll(C):
                                     wv = T.meta_var(W.vload([nt, b, c, 0], "uint8x64"))
                                     if four:
@@ -190,30 +211,41 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
                                             )
                                         )
                                         for r in T.unroll(R):
-                                            row = T.meta_var(mb * R + r)
-                                            at = T.meta_var(b * G + c * 8)
-                                            xa = T.meta_var(QX.vload([row, at], "int8x4"))
-                                            xb = T.meta_var(QX.vload([row, at + 4], "int8x4"))
-                                            isum[r, T.ramp(0, 1, 16)] = dot(
-                                                dot(isum.vload([r, 0], "int32x16"), lo, xa), hi, xb
-                                            )
+                                            for pl in T.unroll(P):
+                                                row = T.meta_var(mb * R + r)
+                                                at = T.meta_var(b * G + c * 8)
+                                                xa = T.meta_var(QX.vload([pl, row, at], "int8x4"))
+                                                xb = T.meta_var(
+                                                    QX.vload([pl, row, at + 4], "int8x4")
+                                                )
+                                                sl = T.meta_var(r * P + pl)
+                                                isum[sl, T.ramp(0, 1, 16)] = dot(
+                                                    dot(isum.vload([sl, 0], "int32x16"), lo, xa),
+                                                    hi,
+                                                    xb,
+                                                )
                                     else:
                                         w8 = T.meta_var(T.reinterpret(wv, dtype="int8x64"))
                                         for r in T.unroll(R):
-                                            row = T.meta_var(mb * R + r)
-                                            x4 = T.meta_var(
-                                                QX.vload([row, b * G + c * 4], "int8x4")
-                                            )
-                                            isum[r, T.ramp(0, 1, 16)] = dot(
-                                                isum.vload([r, 0], "int32x16"), w8, x4
-                                            )
+                                            for pl in T.unroll(P):
+                                                row = T.meta_var(mb * R + r)
+                                                x4 = T.meta_var(
+                                                    QX.vload([pl, row, b * G + c * 4], "int8x4")
+                                                )
+                                                sl = T.meta_var(r * P + pl)
+                                                isum[sl, T.ramp(0, 1, 16)] = dot(
+                                                    isum.vload([sl, 0], "int32x16"), w8, x4
+                                                )
                                 for r in T.unroll(R):
                                     row = T.meta_var(mb * R + r)
                                     for i in T.vectorized(16):
                                         ds = T.meta_var(T.Cast("float32", D[nt, b, i]) * DX[row, b])
-                                        acc[r, i] = T.fma(
-                                            ds, T.Cast("float32", isum[r, i]), acc[r, i]
+                                        total = T.meta_var(
+                                            isum[r, i]
+                                            if P == 1
+                                            else (isum[r * P, i] << 8) + isum[r * P + 1, i]
                                         )
+                                        acc[r, i] = T.fma(ds, T.Cast("float32", total), acc[r, i])
                                     if has_min:
                                         for i in T.vectorized(16):
                                             mn = T.meta_var(T.Cast("float32", MN[nt, b, i]))

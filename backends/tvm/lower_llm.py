@@ -54,12 +54,17 @@ def _check(node: Node, graph: Graph) -> str | None:
 
 def _variant(node: Node) -> tuple:
     """What must agree for two ``q.block_dense`` nodes to share one kernel: operand dtypes,
-    the reduction length, the block size, offsets or not."""
+    the reduction length, the block size, offsets or not, the activation bits."""
     return (
         tuple(v.dtype for v in node.inputs),
         static_shape(node.inputs[1])[1],
         int(node.attrs["group"]),
+        _act_bits(node),
     )
+
+
+def _act_bits(node: Node) -> int:
+    return int(node.attrs.get("act_bits", 8))
 
 
 def _siblings(node: Node, ctx: LowerContext) -> list[Node]:
@@ -101,14 +106,16 @@ def _block_dense_call(node: Node, ctx: LowerContext, consts: list[Any]) -> Any:
     m = consts[2] if len(consts) > 2 else None
     n, k = q.shape
     scale = _SCALE_DTYPES[node.inputs[2].dtype]
-    layout = layout_for(qv.dtype, n, k, int(node.attrs["group"]), m is not None, scale)
+    group = int(node.attrs["group"])
+    layout = layout_for(qv.dtype, n, k, group, m is not None, scale, _act_bits(node))
     packed = pack(layout, q, d, m)
     mins = min_operand(layout, packed)
     shape = static_shape(x)
     rows = math.prod(shape[:-1])
     # One kernel per shape: the symbol names it, and identical kernels are added once.
     name = f"tapeout_block_dense_{layout.bits}b_{n}x{k}_g{layout.group}_r{rows}"
-    name += ("_min" if layout.has_min else "") + ("_vnni" if ctx.params.vnni else "")
+    name += ("_min" if layout.has_min else "") + ("_a16" if layout.act_bits == 16 else "")
+    name += "_vnni" if ctx.params.vnni else ""
     func = block_kernel_func(layout, rows, ctx.params.vnni).with_attr("global_symbol", name)
     gv = ctx.bb.add_func(func, name)
     ctx.kernels["block_dense"] = ctx.kernels.get("block_dense", 0) + 1

@@ -204,6 +204,10 @@ def _matmul_macs(node: Node, s: int) -> int:
     return _numel(node.outputs[0].type.shape, s) * _dim(node.inputs[0].type.shape[-1], s)
 
 
+def _block_dense_macs(node: Node, s: int) -> int:
+    return _numel(node.outputs[0].type.shape, s) * _dim(node.inputs[1].type.shape[1], s)
+
+
 def _attention_macs(node: Node, s: int) -> int:
     q_shape, k_shape = node.inputs[0].type.shape, node.inputs[1].type.shape
     return _numel(q_shape, s) * _dim(k_shape[-2], s) * 2  # q @ k^T, then @ v
@@ -217,6 +221,7 @@ MACS: dict[str, Callable[[Node, int], int]] = {
     "nn.conv_transpose2d": _conv_transpose_macs,
     "nn.matmul": _matmul_macs,
     "nn.attention": _attention_macs,
+    "q.block_dense": _block_dense_macs,  # [..., N] outputs x K (the weight is [N, K])
 }
 
 

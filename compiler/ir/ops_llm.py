@@ -1,8 +1,10 @@
 """Op table, part 5: block-quantized LLM weights.
 
-``q.block_dense(%x, %q, %d, %m?) {group}``: ``x @ w.T`` with ``w[n, k] = d[n, k // group] *
-q[n, k] (+ m[n, k // group])``, the activations quantized to int8 per row and per block of
-``group`` and the dot products done in integers (llama.cpp's Q8_0 x Q4_0/Q4_1/Q8_0). The exact
+``q.block_dense(%x, %q, %d, %m?) {group, act_bits=8}``: ``x @ w.T`` with ``w[n, k] =
+d[n, k // group] * q[n, k] (+ m[n, k // group])``, the activations quantized to int8 (or, with
+``act_bits=16``, to 16-bit codes that a kernel splits into two int8 planes) per row and per
+block of ``group`` and the dot products done in integers (llama.cpp's Q8_0 x
+Q4_0/Q4_1/Q8_0). The exact
 arithmetic, including the order of the float additions, is ``compiler.numerics.block_dense``.
 
 ``q`` is an integer constant ``[N, K]`` (i4, u4, i8 or u8; GGUF's Q4_0 is i4, Q4_1 u4, Q8_0
@@ -21,7 +23,7 @@ from typing import Any
 from compiler.errors import ShapeError
 from compiler.ir.ops import REQUIRED, register_op
 from compiler.ir.types import TensorType
-from compiler.numerics import MAX_BLOCK
+from compiler.numerics import ACT_LEVELS, MAX_BLOCK
 
 #: Integer dtypes a block-quantized weight may have.
 BLOCK_WEIGHT_DTYPES = ("i4", "u4", "i8", "u8")
@@ -29,7 +31,7 @@ BLOCK_WEIGHT_DTYPES = ("i4", "u4", "i8", "u8")
 BLOCK_SCALE_DTYPES = ("f16", "f32")
 
 
-@register_op("q.block_dense", "x q d m?", {"group": REQUIRED}, tags="quant dense")
+@register_op("q.block_dense", "x q d m?", {"group": REQUIRED, "act_bits": 8}, tags="quant dense")
 def _block_dense(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     """``x @ (d * q + m).T`` with int8 per-block activations (compiler.numerics.block_dense)."""
     x, q = types[0], types[1]
@@ -41,6 +43,8 @@ def _block_dense(types: Sequence[TensorType], attrs: dict[str, Any]) -> list[Ten
     n, k = q.shape
     if not 1 <= group <= MAX_BLOCK or (isinstance(k, int) and k % group):
         raise ShapeError(f"block size {group} must divide K={k} and be at most {MAX_BLOCK}")
+    if attrs["act_bits"] not in ACT_LEVELS:
+        raise ShapeError(f"block_dense act_bits={attrs['act_bits']!r}: one of {sorted(ACT_LEVELS)}")
     if isinstance(x.shape[-1], int) and x.shape[-1] != k:
         raise ShapeError(f"input features {x.shape[-1]} != weight in_features {k}")
     blocks = (n, k // group if isinstance(k, int) else k)

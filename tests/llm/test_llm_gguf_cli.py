@@ -56,3 +56,21 @@ def test_weights_gguf_needs_a_gguf_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(argv) == 1  # an InputError
     assert "no .gguf" in json.loads(capsys.readouterr().out)["error"]["message"]
     assert not (tmp_path / "o").exists()
+
+
+def test_act_bits_16_reaches_every_block_dense(
+    tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture
+) -> None:
+    """``--act-bits 16``: the file's blocks kept, their activations quantized to 16-bit codes
+    in both saved step graphs."""
+    path = tmp_path / "tiny.gguf"
+    _write(path, rng)
+    out = tmp_path / "llm"
+    argv = ["compile-llm", str(path), "-t", "reference", "-o", str(out), "--max-context", "16",
+            "--prefill-len", "4", "--act-bits", "16", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    texts = [p.read_text() for p in sorted(out.rglob("*.ir"))]
+    assert texts, sorted(p.name for p in out.rglob("*"))
+    lines = [ln for t in texts for ln in t.splitlines() if "q.block_dense(" in ln]
+    assert lines and all("act_bits=16" in ln for ln in lines)

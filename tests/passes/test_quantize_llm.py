@@ -9,6 +9,7 @@ import pytest
 
 from compiler import numerics
 from compiler.context import PassContext
+from compiler.errors import TapeoutError
 from compiler.interpreter import interpret
 from compiler.ir import Graph
 from compiler.ir.parser import parse
@@ -38,8 +39,11 @@ def _fma(a: float, b: float, c: float) -> float:
     return _round_f32(Fraction(a) * Fraction(b) + Fraction(c))
 
 
-def _reference(x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None) -> np.ndarray:
-    """block_dense written out with Python integers, exact rationals and one loop per sum."""
+def _reference(
+    x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None, levels: int = 127
+) -> np.ndarray:
+    """block_dense written out with Python integers, exact rationals and one loop per sum;
+    ``levels``: the largest activation code (127, or 32512 for 16-bit codes)."""
     n, k = q.shape
     g = k // d.shape[1]
     out = np.zeros((x.shape[0], n), np.float32)
@@ -48,11 +52,11 @@ def _reference(x: np.ndarray, q: np.ndarray, d: np.ndarray, m: np.ndarray | None
             acc = 0.0
             for b in range(k // g):
                 xb = x[r, b * g : (b + 1) * g].astype(np.float32)
-                dx = np.float32(np.abs(xb).max() / np.float32(127))
+                dx = np.float32(np.abs(xb).max() / np.float32(levels))
                 qx = [int(np.rint(v / dx)) if dx > 0 else 0 for v in xb]
                 isum = sum(int(q[i, b * g + j]) * qx[j] for j in range(g))
                 ds = np.float32(np.float32(d[i, b]) * dx)
-                acc = _fma(float(ds), float(isum), acc)
+                acc = _fma(float(ds), float(np.float32(isum)), acc)  # isum >= 2^24: rounds
                 if m is not None:
                     c = np.float32(dx * np.float32(sum(qx)))
                     acc = _fma(float(np.float32(m[i, b])), float(c), acc)
@@ -89,6 +93,43 @@ def test_block_dense_matches_a_scalar_reference(rng: np.random.Generator, fmt: s
     want = _reference(x, bw.q, bw.d.astype(np.float32), m)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fmt", ["int8", "int8a", "int4a"])
+def test_16bit_activations_match_a_scalar_reference(rng: np.random.Generator, fmt: str) -> None:
+    w = rng.standard_normal((6, 256)).astype(np.float32)
+    x = rng.standard_normal((2, 256)).astype(np.float32) * 3
+    x[0, :128] = 0
+    bw = quantize_blocks(w, fmt, 128)  # the largest block: the int32 sums' widest range
+    got = numerics.block_dense(x, bw.q, bw.d, bw.m, act_bits=16)
+    m = None if bw.m is None else bw.m.astype(np.float32)
+    want = _reference(x, bw.q, bw.d.astype(np.float32), m, levels=127 * 256)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_16bit_codes_split_into_two_int8_planes() -> None:
+    codes = np.arange(-127 * 256, 127 * 256 + 1)
+    hi, lo = numerics.split_act_planes(codes)
+    assert hi.dtype == lo.dtype == np.int8
+    np.testing.assert_array_equal(256 * hi.astype(np.int64) + lo, codes)
+
+
+def test_16bit_activations_cut_the_error_of_an_outlier_block(rng: np.random.Generator) -> None:
+    """One large activation in a block (what LLM residual streams have) costs the other 31
+    their precision at 8 bits; 16-bit codes keep the product within float rounding."""
+    w = rng.standard_normal((32, 64)).astype(np.float32)
+    bw = quantize_blocks(w, "int8a", 32)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    x[:, 3] = 60.0
+    ref = x @ bw.dequantize().T
+    err8 = np.abs(numerics.block_dense(x, bw.q, bw.d, bw.m) - ref).max()
+    err16 = np.abs(numerics.block_dense(x, bw.q, bw.d, bw.m, act_bits=16) - ref).max()
+    assert err16 < err8 / 50
+
+
+def test_act_bits_other_than_8_or_16_are_refused() -> None:
+    with pytest.raises(TapeoutError, match="act_bits"):
+        QuantizeLLM(weights="int8", act_bits=4)
 
 
 @pytest.mark.parametrize(("fmt", "tol"), [("int8", 0.02), ("int8a", 0.02), ("int4", 0.15)])
@@ -185,9 +226,10 @@ def test_pipeline_text_builds_the_pass() -> None:
     from compiler.errors import TapeoutError
     from compiler.pass_manager import build_pass, split_pipeline
 
-    ((name, options),) = split_pipeline("quantize-llm{weights=int8,group=64,sym=false}")
+    text = "quantize-llm{weights=int8,group=64,sym=false,act_bits=16}"
+    ((name, options),) = split_pipeline(text)
     built = build_pass(name, options)
-    assert (built.weights, built.group, built.sym) == ("int8", 64, False)
+    assert (built.weights, built.group, built.sym, built.act_bits) == ("int8", 64, False, 16)
     with pytest.raises(TapeoutError, match="int4 or int8"):
         QuantizeLLM(weights="int3")
 
@@ -208,3 +250,34 @@ def test_int8a_keeps_a_q4_1_grid_to_within_its_scale_rounding(rng: np.random.Gen
     }
     assert errors["int8a"] < 0.01, errors
     assert errors["int8"] > 2 * errors["int8a"], errors
+
+
+def test_act_bits_survive_the_ir_text(rng: np.random.Generator) -> None:
+    """The printed graph names 16-bit activations, and parsing it back keeps them (its
+    results differ from the same weights' 8-bit build)."""
+    g = _mlp(np.random.default_rng(3))
+    QuantizeLLM(weights="int8", act_bits=16).run(g, PassContext())
+    text = print_graph(g)
+    assert "act_bits=16" in text
+    back = parse(text, dict(g.constants))
+    verify(back)
+    x = rng.standard_normal((1, 4, 64)).astype(np.float32)
+    np.testing.assert_array_equal(interpret(back, x)[0], interpret(g, x)[0])
+    eight = _mlp(np.random.default_rng(3))
+    QuantizeLLM(weights="int8").run(eight, PassContext())
+    assert not np.array_equal(interpret(eight, x)[0], interpret(g, x)[0])
+
+
+def test_report_names_activation_and_weight_blocks_and_counts_macs(
+    rng: np.random.Generator,
+) -> None:
+    """A hardware engineer reads what each quantized dense multiplies, and its MACs."""
+    from compiler.report import layer_rows
+
+    g = _mlp(rng)
+    dense_macs = {r["name"]: r["macs"] for r in layer_rows(g) if r["op"] == "nn.dense"}
+    QuantizeLLM(weights="int4", group=32, act_bits=16).run(g, PassContext())
+    rows = [r for r in layer_rows(g) if r["op"] == "q.block_dense"]
+    assert [r["precision"] for r in rows] == ["a16/32 x i4/32 -> f32", "a16/32 x i8/32 -> f32"]
+    macs = sorted(r["macs"] for r in rows)
+    assert macs == sorted(dense_macs.values()) == [4 * 40 * 96, 4 * 96 * 64]

@@ -36,12 +36,13 @@ def _graph(rng: np.random.Generator, tokens: int, group: int) -> tuple[Graph, di
     return load_graph(GRAPH, weights, tokens=str(tokens)), blocks
 
 
-def _compile_and_compare(target_name: str, tokens: int, group: int) -> None:
+def _compile_and_compare(target_name: str, tokens: int, group: int, act_bits: int = 8) -> None:
     from backends.tvm import TvmBackend
 
     rng = np.random.default_rng(tokens)
     g, blocks = _graph(rng, tokens, group)
-    QuantizeLLM(blocks=blocks).run(g, PassContext())
+    QuantizeLLM(blocks=blocks, act_bits=act_bits).run(g, PassContext())
+    assert {n.attrs["act_bits"] for n in g.nodes if n.op == "q.block_dense"} == {act_bits}
     assert sorted(n.inputs[1].dtype for n in g.nodes if n.op == "q.block_dense") == sorted(
         ["i4", "u4", "i8", "u8"]
     )
@@ -58,13 +59,24 @@ def test_prefill_rows_match_the_interpreter_bit_for_bit() -> None:
     _compile_and_compare("cpu", tokens=3, group=16)
 
 
-def test_vnni_decode_matches_the_interpreter_bit_for_bit() -> None:
+def _need_vnni() -> None:
     from backends.tvm.build import host_can_run
 
     ok, why = host_can_run(load_target("x86-64-avx512"))
     if not ok:
         pytest.skip(f"needs an AVX-512 VNNI host: {why}")
+
+
+def test_vnni_decode_matches_the_interpreter_bit_for_bit() -> None:
+    _need_vnni()
     _compile_and_compare("x86-64-avx512", tokens=1, group=32)
+
+
+@pytest.mark.parametrize("tokens", [1, 9])
+def test_16bit_activations_match_the_interpreter_bit_for_bit(tokens: int) -> None:
+    """``act_bits=16``: the decode GEMV (1 row) and the prefill GEMM (9 rows), every format."""
+    _need_vnni()
+    _compile_and_compare("x86-64-avx512", tokens=tokens, group=32, act_bits=16)
 
 
 def test_projections_of_one_input_share_a_kernel_bit_for_bit() -> None:

@@ -4,7 +4,8 @@
 rows that are not a multiple of the register block (padded rows), a partial tile of output
 rows, weights at both ends of their range (the stored ``q + offset`` reaches 0 and 255),
 blocks of 64 with float32 scales, a zero activation block and a tiny one whose scale
-underflows."""
+underflows. Each kernel also runs with 16-bit activation codes (``act_bits=16``: two int8
+planes per dot product), with blocks of 128 at the int32 sums' largest range."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _case(dtype: str, n: int, k: int, group: int, rows: int, has_min: bool) -> t
 
 
 def _run(target_name: str, dtype: str, n: int, k: int, group: int, rows: int, has_min: bool,
-         scale: str, gemm: bool = False) -> None:  # fmt: skip
+         scale: str, gemm: bool = False, act_bits: int = 8) -> None:  # fmt: skip
     import tvm
 
     from backends.tvm.build import host_can_run, tvm_target
@@ -48,7 +49,7 @@ def _run(target_name: str, dtype: str, n: int, k: int, group: int, rows: int, ha
     x, q, d, m = _case(dtype, n, k, group, rows, has_min)
     sdt = np.float16 if scale == "float16" else np.float32
     d, m = d.astype(sdt), None if m is None else m.astype(sdt)
-    layout = layout_for(dtype, n, k, group, has_min, scale)
+    layout = layout_for(dtype, n, k, group, has_min, scale, act_bits)
     packed = pack(layout, q, d, m)
     vnni = "+avx512vnni" in target.cpu.mattr
     func = block_gemm_func(layout, rows) if gemm else block_dense_func(layout, rows, vnni)
@@ -56,7 +57,7 @@ def _run(target_name: str, dtype: str, n: int, k: int, group: int, rows: int, ha
     y = tvm.runtime.tensor(np.zeros((rows, n), np.float32))
     args = [x, packed[0], packed[1], min_operand(layout, packed)]
     lib.mod["main"](*(tvm.runtime.tensor(a) for a in args), y)
-    want = block_dense(x, q, d, m)
+    want = block_dense(x, q, d, m, act_bits)
     np.testing.assert_array_equal(y.numpy(), want)
 
 
@@ -95,3 +96,26 @@ def test_gemm_kernel_matches_numerics(
     dtype: str, n: int, k: int, group: int, rows: int, has_min: bool, scale: str
 ) -> None:
     _run("x86-64-avx512", dtype, n, k, group, rows, has_min, scale, gemm=True)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "n", "k", "group", "rows", "has_min", "scale", "gemm"),
+    [
+        ("u4", 40, 96, 32, 1, True, "float16", False),  # Q4_1 decode step
+        ("u8", 24, 64, 32, 1, True, "float16", False),  # int8a decode step
+        ("i8", 40, 256, 128, ROW_BLOCK + 2, False, "float32", False),  # largest sums
+        ("i4", 16, 64, 32, 3, False, "float16", False),
+        ("u4", 40, 96, 32, 2 * GEMM_ROWS + 3, True, "float16", True),  # a prefill chunk
+        ("u8", 32, 256, 128, GEMM_ROWS, True, "float32", True),
+        ("i8", 24, 64, 32, 3, False, "float16", True),
+    ],
+)
+def test_act16_kernels_match_numerics(
+    dtype: str, n: int, k: int, group: int, rows: int, has_min: bool, scale: str, gemm: bool
+) -> None:
+    _run("x86-64-avx512", dtype, n, k, group, rows, has_min, scale, gemm, act_bits=16)
+
+
+@pytest.mark.parametrize(("dtype", "rows", "has_min"), [("u4", 2, True), ("i8", 1, False)])
+def test_act16_portable_kernel_matches_numerics(dtype: str, rows: int, has_min: bool) -> None:
+    _run("cpu", dtype, 40, 64, 32, rows, has_min, "float16", act_bits=16)
