@@ -65,8 +65,9 @@ def _nbytes(data: Any) -> int:
 
 
 def lend(arrays: Mapping[str, np.ndarray], keys: list[str], where: str) -> list[Any]:
-    """TVM tensors of ``arrays[key]`` for ``keys``, borrowed through DLPack (the memory map
-    of the weights file, not a copy); a key the file lacks is a ``BackendError``."""
+    """TVM tensors of ``arrays[key]`` for ``keys``, borrowed through DLPack (not copied:
+    the weights file's memory, where a ``WeightFile`` read the streamed arrays into huge
+    pages, ``WeightFile.resident``); a key the file lacks is a ``BackendError``."""
     import tvm
 
     missing = [k for k in keys if k not in arrays]
@@ -75,7 +76,9 @@ def lend(arrays: Mapping[str, np.ndarray], keys: list[str], where: str) -> list[
             f"{where} lacks {len(missing)} of the {len(keys)} arrays model.so takes "
             f"(first: {missing[0]}): the artifact's files do not belong together"
         )
-    return [tvm.runtime.from_dlpack(arrays[k]) for k in keys]
+    resident = getattr(arrays, "resident", None)
+    views = resident(keys) if resident is not None else [arrays[k] for k in keys]
+    return [tvm.runtime.from_dlpack(a) for a in views]
 
 
 class BoundVM:

@@ -106,3 +106,81 @@ def test_lifted_block_weights_run_bit_for_bit_from_params_bin(tmp_path: Path) ->
     path.write_bytes(path.read_bytes()[:-64])
     with pytest.raises(IntegrityError, match="params.bin"):
         TvmBackend().load(folder, graph, target, {}).run(x)
+
+
+def _thp_eligible(address: int) -> bool | None:
+    """``THPeligible`` of the mapping holding ``address`` in this process (None: not shown)."""
+    smaps = Path("/proc/self/smaps")
+    if not smaps.exists():
+        return None
+    inside = False
+    for line in smaps.read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= address < hi
+        elif inside and head == "THPeligible:":
+            return line.split()[1] == "1"
+    return None
+
+
+def test_resident_reads_the_streamed_arrays_into_huge_pages_once(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from compiler.llm import weights as module
+
+    arrays = {
+        "w": rng.standard_normal((64, 16384)).astype(np.float32),  # 4 MB: spans huge pages
+        "w_again": None,
+        "bias": rng.standard_normal(7).astype(np.float32),
+        "table": rng.standard_normal((512, 64)).astype(np.float32),
+    }
+    arrays["w_again"] = arrays["w"].copy()
+    path = tmp_path / "w.bin"
+    write_weights(path, arrays, sparse=["table"])
+    wf = WeightFile(path)
+    before = wf["w"]  # a view of the mapping until resident moves it
+    names = ["w", "bias", "table", "w_again"]
+    got = wf.resident(names)
+    for name, array in zip(names, got, strict=True):
+        np.testing.assert_array_equal(array, arrays[name])
+        assert array.ctypes.data % ALIGN == 0, name
+    mapping = np.frombuffer(wf._map, np.uint8)  # type: ignore[arg-type]
+    assert np.shares_memory(got[2], mapping)  # a sparse table stays mapped (rows on demand)
+    assert got[0] is got[3] is wf["w"] and wf.resident(["w"])[0] is got[0]
+    if not module._huge_pages():
+        pytest.skip("no transparent huge pages to advise here: resident is the mapping")
+    assert not np.shares_memory(got[0], mapping) and not np.shares_memory(got[1], mapping)
+    assert not np.shares_memory(got[0], before)
+    assert len(wf._arenas) == 1  # both streamed blobs in one arena; the second call read none
+    assert _thp_eligible(got[0].ctypes.data) in (True, None)
+
+
+def test_resident_without_huge_pages_is_the_mapping(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAPEOUT_HUGE_PAGES", "0")
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    path = tmp_path / "w.bin"
+    write_weights(path, {"w": w})
+    wf = WeightFile(path)
+    (got,) = wf.resident(["w"])
+    np.testing.assert_array_equal(got, w)
+    assert np.shares_memory(got, np.frombuffer(wf._map, np.uint8))  # type: ignore[arg-type]
+    assert not wf._arenas
+
+
+def test_resident_of_a_file_cut_short_after_loading_is_a_typed_error(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from compiler.llm import weights as module
+
+    if not module._huge_pages():
+        pytest.skip("no transparent huge pages here: resident reads nothing")
+    path = tmp_path / "w.bin"
+    write_weights(path, {"w": rng.standard_normal((64, 64)).astype(np.float32)})
+    wf = WeightFile(path)
+    with open(path, "r+b") as f:  # another program truncates it while it is loaded
+        f.truncate(path.stat().st_size - 100)
+    with pytest.raises(IntegrityError, match="past the end"):
+        wf.resident(["w"])
