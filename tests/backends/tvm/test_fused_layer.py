@@ -69,6 +69,20 @@ def test_layer_fuses_and_matches_the_interpreter(c: int, blocks: str) -> None:
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_chunk_of_many_tokens_keeps_the_add_and_its_norm_apart() -> None:
+    from backends.tvm.lower_norm import FUSED_MAX_ROWS
+
+    c = FUSED_MAX_ROWS + 1  # rows = tokens: a prefill chunk (more peak memory fused)
+    graph, art = _compile(c, {"workspace": True})
+    kernels = art.summary["tapeout_kernels"]
+    assert "add_rms_norm" not in kernels and "rms_norm_rows x1" in kernels, kernels
+    inputs = _inputs(c, np.random.default_rng(c))
+    got = art.run(*inputs)
+    for a, ref in zip(got, interpret(graph, *inputs), strict=True):
+        np.testing.assert_allclose(a, ref, rtol=2e-5, atol=2e-5)
+    np.testing.assert_array_equal(got[0], inputs[0] + inputs[1])
+
+
 def test_workspace_leaves_only_the_results_to_allocate() -> None:
     graph, art = _compile(1, {"workspace": True})
     _, plain = _compile(1, {})
