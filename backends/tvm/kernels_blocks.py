@@ -144,6 +144,41 @@ def row_block(rows: int) -> int:
     return min(rows, ROW_BLOCK)
 
 
+def write_codes(G: int, LEV: int, P: int) -> Any:
+    """The TVMScript macro ``codes(X, DX, QX, m, b)`` of the GEMV and GEMM kernels: block
+    ``b`` of row ``m`` of ``X`` as codes ``round(x / dx)`` clamped to ``[-128, LEV]`` (one
+    plane) or ``[-LEV, LEV]`` (``P = 2``), written to ``QX``: the codes themselves, or their
+    planes ``hi = (code + 128) >> 8`` and ``lo = code - 256 * hi``
+    (``compiler.numerics.split_act_planes``). ``dx == 0`` only when every ``|x| / LEV`` is
+    below float32's range: ``x / 1`` rounds to 0 there, as the definition's "0 where
+    dx = 0" says."""
+    from tvm.script import tirx as T
+
+    @T.macro
+    def codes(X: Any, DX: Any, QX: Any, m: Any, b: Any) -> None:
+        for j in T.vectorized(G):
+            code = T.meta_var(
+                T.max(
+                    T.min(
+                        T.nearbyint(
+                            X[m, b * G + j] / T.Select(DX[m, b] > 0, DX[m, b], T.float32(1))
+                        ),
+                        T.float32(LEV),
+                    ),
+                    T.float32(-128 if P == 1 else -LEV),
+                )
+            )
+            if P == 1:
+                QX[0, m, b * G + j] = T.Cast("int8", code)
+            else:
+                QX[0, m, b * G + j] = T.Cast("int8", (T.Cast("int32", code) + 128) >> 8)
+                QX[1, m, b * G + j] = T.Cast(
+                    "int8", T.Cast("int32", code) - (T.Cast("int32", QX[0, m, b * G + j]) << 8)
+                )
+
+    return codes
+
+
 def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
     """The PrimFunc ``(X f32[rows, K], W, D, MN, Y f32[rows, N])`` (already scheduled)."""
     from tvm.script import tirx as T
@@ -163,6 +198,8 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
     TP = -(-NT // CHUNKS)
     NP = -(-NT // TP)
     vdpb = T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512") if vnni else 0
+
+    codes = write_codes(G, LEV, P)
 
     def bcast(x4: Any) -> Any:
         """Four activation bytes repeated over the 16 lanes: the signed operand."""
@@ -196,28 +233,7 @@ def block_dense_func(layout: BlockLayout, rows: int, vnni: bool) -> Any:
                     )
                 dx = T.meta_var(T.reinterpret(amax[0], dtype="float32") / T.float32(LEV))
                 DX[m, b] = dx
-                # dx == 0 only when every |x| / 127 is below float32's range: x / 1 rounds
-                # to 0 there, as the definition's "0 where dx = 0" says.
-                for j in T.vectorized(G):
-                    code = T.meta_var(
-                        T.max(
-                            T.min(
-                                T.nearbyint(
-                                    X[m, b * G + j] / T.Select(DX[m, b] > 0, DX[m, b], T.float32(1))
-                                ),
-                                T.float32(LEV),
-                            ),
-                            T.float32(-128 if P == 1 else -LEV),
-                        )
-                    )
-                    if P == 1:
-                        QX[0, m, b * G + j] = T.Cast("int8", code)
-                    else:  # hi = (code + 128) >> 8, lo = code - 256 * hi
-                        QX[0, m, b * G + j] = T.Cast("int8", (T.Cast("int32", code) + 128) >> 8)
-                        QX[1, m, b * G + j] = T.Cast(
-                            "int8",
-                            T.Cast("int32", code) - (T.Cast("int32", QX[0, m, b * G + j]) << 8),
-                        )
+                codes(X, DX, QX, m, b)
                 tot[0] = 0
                 for j in range(G):
                     if P == 1:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from backends.tvm.kernels_blocks import CHUNKS, LANES, BlockLayout
+from backends.tvm.kernels_blocks import CHUNKS, LANES, BlockLayout, write_codes
 
 #: Activation rows per register block: 8 int32 sums and 8 float32 accumulators of 16 lanes,
 #: 16 of the 32 AVX-512 registers, and 8 independent ``vpdpbusd`` chains.
@@ -113,6 +113,8 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
     def dot(acc: Any, w: Any, x4: Any) -> Any:
         return T.call_llvm_pure_intrin(vdpb, acc, w, bcast(x4), dtype="int32x16")
 
+    codes = write_codes(G, LEV, P)
+
     @T.prim_func(s_tir=True)
     def func(
         X: T.Buffer((M, K), "float32"),
@@ -135,29 +137,7 @@ def block_gemm_func(layout: BlockLayout, rows: int) -> Any:
                     # vectors and a tree: exact in any order.
                     DX[m, b] = T.reinterpret(_fold(T.max, amax_parts(X, m, b), QL), dtype="float32")
                     DX[m, b] = DX[m, b] / T.float32(LEV)
-                    # dx == 0 only when every |x| / 127 is below float32's range: x / 1 rounds
-                    # to 0 there, as the definition's "0 where dx = 0" says.
-                    for j in T.vectorized(G):
-                        code = T.meta_var(
-                            T.max(
-                                T.min(
-                                    T.nearbyint(
-                                        X[m, b * G + j]
-                                        / T.Select(DX[m, b] > 0, DX[m, b], T.float32(1))
-                                    ),
-                                    T.float32(LEV),
-                                ),
-                                T.float32(-128 if P == 1 else -LEV),
-                            )
-                        )
-                        if P == 1:
-                            QX[0, m, b * G + j] = T.Cast("int8", code)
-                        else:  # hi = (code + 128) >> 8, lo = code - 256 * hi
-                            QX[0, m, b * G + j] = T.Cast("int8", (T.Cast("int32", code) + 128) >> 8)
-                            QX[1, m, b * G + j] = T.Cast(
-                                "int8",
-                                T.Cast("int32", code) - (T.Cast("int32", QX[0, m, b * G + j]) << 8),
-                            )
+                    codes(X, DX, QX, m, b)
                     tot = T.meta_var(_fold(operator.add, sum_parts(QX, m, b), QL))
                     XF[m, b] = -off * tot
                     CX[m, b] = DX[m, b] * T.Cast("float32", tot)
