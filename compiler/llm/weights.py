@@ -301,7 +301,11 @@ class WeightFile(Mapping[str, np.ndarray]):
         arena.madvise(mmap.MADV_HUGEPAGE)  # before the first touch: faults take 2 MB pages
         memory = np.frombuffer(arena, np.uint8)
         offset = -memory.ctypes.data % HUGE_PAGE
-        with open(self.path, "rb") as f:
+        try:
+            f = open(self.path, "rb")
+        except OSError as e:  # replaced or removed since it was mapped
+            raise IntegrityError(f"weights file {self.path} cannot be read: {e}") from None
+        with f:
             for blob, size in zip(blobs, sizes, strict=True):
                 at, nbytes = self._blobs[blob]
                 into = memory[offset : offset + nbytes]

@@ -170,7 +170,7 @@ def test_resident_without_huge_pages_is_the_mapping(
     assert not wf._arenas
 
 
-def test_resident_of_a_file_cut_short_after_loading_is_a_typed_error(
+def test_resident_of_a_file_cut_short_or_removed_after_loading_is_a_typed_error(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
     from compiler.llm import weights as module
@@ -183,4 +183,7 @@ def test_resident_of_a_file_cut_short_after_loading_is_a_typed_error(
     with open(path, "r+b") as f:  # another program truncates it while it is loaded
         f.truncate(path.stat().st_size - 100)
     with pytest.raises(IntegrityError, match="past the end"):
+        wf.resident(["w"])
+    path.unlink()  # or removes it
+    with pytest.raises(IntegrityError, match="cannot be read"):
         wf.resident(["w"])
