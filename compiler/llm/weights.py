@@ -303,7 +303,7 @@ class WeightFile(Mapping[str, np.ndarray]):
         offset = -memory.ctypes.data % HUGE_PAGE
         try:
             f = open(self.path, "rb")
-        except OSError as e:  # replaced or removed since it was mapped
+        except OSError as e:  # removed (or made unreadable) since it was mapped
             raise IntegrityError(f"weights file {self.path} cannot be read: {e}") from None
         with f:
             for blob, size in zip(blobs, sizes, strict=True):
