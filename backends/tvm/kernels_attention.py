@@ -123,6 +123,26 @@ def _hsum(vector: Any, lanes: int) -> Any:
     return vector
 
 
+def _exp_sums() -> Any:
+    """The TVMScript macro ``exp_sums(score, peak, sums, g, n)`` of both kernels: query head
+    ``g``'s first ``n`` scores replaced by ``exp(score - peak[g])``, a vector at a time (the
+    padding lanes give 0), and summed into the ``LANES`` partial sums ``sums[g, :]``."""
+    from tvm.script import tirx as T
+
+    @T.macro
+    def exp_sums(score: Any, peak: Any, sums: Any, g: Any, n: Any) -> None:
+        for lane in T.vectorized(LANES):
+            sums[g, lane] = T.float32(0)
+        for i0 in range((n + LANES - 1) // LANES):
+            for lane in T.vectorized(LANES):
+                i = T.meta_var(i0 * LANES + lane)
+                e = T.meta_var(T.Select(i < n, T.exp(score[g, i] - peak[g]), T.float32(0)))
+                score[g, i] = e
+                sums[g, lane] = sums[g, lane] + score[g, i]
+
+    return exp_sums
+
+
 def attention_func(shape: AttentionShape) -> Any:
     """The PrimFunc ``(Q [B,H,G,C,D], PK [B,H,S,D], NK [B,H,C,D], PV, NV, KEEP int32[B,C,S+C],
     COUNT int32[B,C,2], Y [B,H,G,C,D])``, already scheduled; ``KEEP``/``COUNT`` come from
@@ -142,6 +162,8 @@ def attention_func(shape: AttentionShape) -> Any:
     TASKS = min(ROWS, 16) if shape.parallel else 1
 
     # Macros are expanded where they are called: one body for the cache's rows and the chunk's.
+    exp_sums = _exp_sums()
+
     @T.macro
     def scores(
         Q: Any, K: Any, b: Any, h: Any, c: Any, lo: Any, hi: Any,
@@ -175,16 +197,7 @@ def attention_func(shape: AttentionShape) -> Any:
         scores(Q, NK, b, h, c, count[0], count[1], keep, kb, kc, score, peak)
         # 3. exp(score - max), a vector at a time; the padding lanes give 0.
         for g in range(G):
-            for lane in T.vectorized(LANES):
-                sums[g, lane] = T.float32(0)
-            for i0 in range((count[1] + LANES - 1) // LANES):
-                for lane in T.vectorized(LANES):
-                    i = T.meta_var(i0 * LANES + lane)
-                    e = T.meta_var(
-                        T.Select(i < count[1], T.exp(score[g, i] - peak[g]), T.float32(0))
-                    )
-                    score[g, i] = e
-                    sums[g, lane] = sums[g, lane] + score[g, i]
+            exp_sums(score, peak, sums, g, count[1])
             total[g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
         # 4. Weighted values, divided by the sum (0 for a row that sees nothing).
         for g in range(G):
@@ -324,6 +337,8 @@ def decode_attention_func(shape: AttentionShape) -> Any:
     scale, causal = shape.scale, shape.causal
 
     # Macros are expanded where they are called: one body for the cache's rows and the chunk's.
+    exp_sums = _exp_sums()
+
     @T.macro
     def scores(
         Q: Any, K: Any, b: Any, h: Any, c: Any, lo: Any, hi: Any,
@@ -365,16 +380,7 @@ def decode_attention_func(shape: AttentionShape) -> Any:
         scores(Q, NK, b, h, c, span[2], span[1], mine, score, peak)
         # exp(score - max), a vector at a time; the padding lanes give 0.
         for g in range(G):
-            for lane in T.vectorized(LANES):
-                sums[g, lane] = T.float32(0)
-            for i0 in range((span[1] + LANES - 1) // LANES):
-                for lane in T.vectorized(LANES):
-                    i = T.meta_var(i0 * LANES + lane)
-                    e = T.meta_var(
-                        T.Select(i < span[1], T.exp(score[g, i] - peak[g]), T.float32(0))
-                    )
-                    score[g, i] = e
-                    sums[g, lane] = sums[g, lane] + score[g, i]
+            exp_sums(score, peak, sums, g, span[1])
             part_sum[task, g] = _hsum(sums.vload([g, 0], f"float32x{LANES}"), LANES)
             part_max[task, g] = peak[g]
         # Weighted values, not yet divided by the sum.
